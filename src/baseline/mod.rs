@@ -1,0 +1,756 @@
+//! Per-user behavioural baseline: a fixed-size [`Profile`] updated online in O(1), decayed
+//! with a configurable half-life, plus the population [`Prior`] that new users shrink toward.
+//!
+//! Two kinds of state live in a profile, and they are updated under different rules:
+//! - the **long-term baseline** (amount statistics, hour histogram, rates, known devices,
+//!   counterparties, IP prefixes and geo cells, last position) describes what is normal for the
+//!   user. It is learned only from events scored below `step_up`, so an attacker cannot teach it.
+//! - **short-term facts** (recent money-out times, failed attempts, tiny payments, credential
+//!   change times, last balance, last freeze) describe what is happening now. They are recorded
+//!   for every event, because an attacker's blocked attempts are exactly what they must count.
+
+pub mod keys;
+pub mod prior;
+pub mod store;
+
+pub use prior::Prior;
+pub use store::ProfileStore;
+
+use crate::config::Config;
+use crate::event::{Event, EventType, Status};
+use crate::time::{EpochMs, Tick};
+
+/// Slots for remembered hashes in one profile (devices + counterparties + IP prefixes + geo
+/// cells). The config divides them between the four kinds.
+pub const SLOT_CAPACITY: usize = 14;
+/// Money-out times remembered exactly: the latest plus this many before it.
+pub const RING_DELTAS: usize = 7;
+/// Fixed-point units per event in the hour histogram.
+const HOUR_UNIT: f64 = 256.0;
+/// Fixed-point units per event in the novelty and short-term counters.
+const COUNT_UNIT: f64 = 256.0;
+/// Resolution of the stored last position, in degrees (about 1.1 km).
+const GEO_STEP: f64 = 0.01;
+
+/// Which remembered set a hash belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetKind {
+    /// Device ids.
+    Device = 0,
+    /// Payees, merchants, numbers, cards.
+    Counterparty = 1,
+    /// /24 or /48 networks.
+    IpPrefix = 2,
+    /// Coarse geo cells.
+    GeoCell = 3,
+}
+
+/// Indices into [`Profile::novel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Novelty {
+    /// Events from a device not in the set.
+    Device = 0,
+    /// Money out to a counterparty not in the set.
+    Counterparty = 1,
+    /// Events from a geo cell or IP prefix not in the sets.
+    Location = 2,
+}
+
+/// Constants derived once from [`Config`] for the hot path.
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// ln 2 / long half-life, per second.
+    pub lambda: f64,
+    /// Factor applied to day-stepped fixed-point counters per day.
+    pub day_factor: f64,
+    /// ln 2 / short half-life, per second.
+    pub fast_lambda: f64,
+    /// Local UTC offset in minutes.
+    pub utc_offset_min: i32,
+    /// Start and length of each set in the slot array, by [`SetKind`].
+    pub sets: [(u8, u8); 4],
+    /// Geo cell size in degrees.
+    pub geo_cell_degrees: f64,
+    /// Shrinkage constant k.
+    pub k: f64,
+}
+
+impl Params {
+    /// Derives the constants from a validated config.
+    pub fn new(cfg: &Config) -> Params {
+        let b = &cfg.baseline;
+        let half_s = b.half_life_days * 86_400.0;
+        let sizes = [b.devices, b.counterparties, b.ip_prefixes, b.geo_cells];
+        let mut sets = [(0u8, 0u8); 4];
+        let mut at = 0u8;
+        for (i, n) in sizes.iter().enumerate() {
+            sets[i] = (at, *n as u8);
+            at += *n as u8;
+        }
+        Params {
+            lambda: std::f64::consts::LN_2 / half_s,
+            day_factor: (-std::f64::consts::LN_2 / b.half_life_days).exp(),
+            fast_lambda: std::f64::consts::LN_2 / (b.fast_half_life_minutes * 60.0),
+            utc_offset_min: crate::time::parse_offset(&cfg.general.utc_offset).unwrap_or(0),
+            sets,
+            geo_cell_degrees: b.geo_cell_degrees,
+            k: b.shrinkage_k,
+        }
+    }
+
+    /// Decay factor of the long-term baseline over `dt` seconds.
+    #[inline]
+    pub fn decay(&self, dt_s: f64) -> f64 {
+        (-self.lambda * dt_s.max(0.0)).exp()
+    }
+
+    /// Decay factor of the short-term counters over `dt` seconds.
+    #[inline]
+    pub fn fast_decay(&self, dt_s: f64) -> f64 {
+        (-self.fast_lambda * dt_s.max(0.0)).exp()
+    }
+}
+
+/// One user's baseline. Plain data, fixed size (256 bytes), no heap: a million users fit in
+/// a quarter gigabyte and a profile serialises by copying fields.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Profile {
+    /// Remembered hashes, partitioned by [`Params::sets`]; each set is most-recent-first and
+    /// evicts the entry seen longest ago. 0 = empty.
+    pub slots: [u64; SLOT_CAPACITY],
+    /// Last learned event: the reference time of every long-term decayed statistic.
+    pub last_seen: Tick,
+    /// First event of the user.
+    pub first_seen: Tick,
+    /// Reference time of the short-term counters.
+    pub fast_at: Tick,
+    /// Times of the last `password_reset`, `mfa_change`, `device_bind`, `payment_method_bind`.
+    pub cred: [Tick; 4],
+    /// Time of the last learned position.
+    pub last_geo_at: Tick,
+    /// Time of the last `freeze_account` command.
+    pub last_freeze: Tick,
+    /// Time of the most recent money-out attempt.
+    pub ring_base: Tick,
+    /// Seconds between `ring_base` and each of the previous money-out attempts, newest first,
+    /// saturating at `u16::MAX` (0 = none).
+    pub ring: [u16; RING_DELTAS],
+    /// Decayed mean of ln(1 + amount) of successful money out.
+    pub amt_mean: f32,
+    /// Decayed sum of squared deviations of ln(1 + amount).
+    pub amt_s: f32,
+    /// Decayed weight (effective count) of successful money out.
+    pub amt_n: f32,
+    /// Decayed count of money-out attempts (for the rate).
+    pub out_n: f32,
+    /// Decayed count of learned events.
+    pub all_n: f32,
+    /// Last known balance; negative = unknown.
+    pub balance: f32,
+    /// Last learned position, in [`GEO_STEP`] units.
+    pub last_lat: i16,
+    /// Last learned position, in [`GEO_STEP`] units.
+    pub last_lon: i16,
+    /// Decayed count of novel sightings by [`Novelty`], fixed point, day-stepped decay.
+    pub novel: [u16; 3],
+    /// Short-term decayed failed logins, fixed point.
+    pub fail_login: u16,
+    /// Short-term decayed failed money-out attempts, fixed point.
+    pub fail_pay: u16,
+    /// Short-term decayed tiny payments to new merchants, fixed point.
+    pub tiny_new: u16,
+    /// Hour-of-day histogram in local time, fixed point, day-stepped decay. Used as
+    /// proportions; the absolute scale is renormalised when a bin would overflow.
+    pub hours: [u16; 24],
+    /// Bit i set: credential change `i` came from a device not known at the time.
+    pub cred_new_device: u8,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            slots: [0; SLOT_CAPACITY],
+            last_seen: 0,
+            first_seen: 0,
+            fast_at: 0,
+            cred: [0; 4],
+            last_geo_at: 0,
+            last_freeze: 0,
+            ring_base: 0,
+            ring: [0; RING_DELTAS],
+            amt_mean: 0.0,
+            amt_s: 0.0,
+            amt_n: 0.0,
+            out_n: 0.0,
+            all_n: 0.0,
+            balance: -1.0,
+            last_lat: 0,
+            last_lon: 0,
+            novel: [0; 3],
+            fail_login: 0,
+            fail_pay: 0,
+            tiny_new: 0,
+            hours: [0; 24],
+            cred_new_device: 0,
+        }
+    }
+}
+
+/// Everything about one event that the detectors and the learner need, computed once.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    /// Event time as a tick.
+    pub t: Tick,
+    /// Event time in ms.
+    pub ts_ms: EpochMs,
+    /// Local hour of day.
+    pub hour: usize,
+    /// Long-term decay factor from `last_seen` to now (1 for an empty profile).
+    pub decay: f64,
+    /// Short-term decay factor from `fast_at` to now.
+    pub fast_decay: f64,
+    /// Device hash and whether the profile knows it.
+    pub device: Option<(u64, bool)>,
+    /// Counterparty hash and whether the profile knows it.
+    pub counterparty: Option<(u64, bool)>,
+    /// IP-prefix hash and whether the profile knows it.
+    pub ip: Option<(u64, bool)>,
+    /// Geo-cell hash and whether the profile knows it.
+    pub cell: Option<(u64, bool)>,
+    /// ln(1 + amount) for money events.
+    pub log_amount: Option<f64>,
+    /// Whether the profile had any learned history before this event.
+    pub has_history: bool,
+}
+
+impl Facts {
+    /// True when the event comes from a device the profile has not seen.
+    pub fn new_device(&self) -> bool {
+        matches!(self.device, Some((_, false)))
+    }
+
+    /// True when the event's geo cell or IP prefix is unknown to the profile.
+    pub fn new_location(&self) -> bool {
+        matches!(self.cell, Some((_, false))) || matches!(self.ip, Some((_, false)))
+    }
+}
+
+#[inline]
+fn to_fixed(v: f64, unit: f64) -> u16 {
+    (v * unit).round().clamp(0.0, u16::MAX as f64) as u16
+}
+
+#[inline]
+fn from_fixed(v: u16, unit: f64) -> f64 {
+    v as f64 / unit
+}
+
+impl Profile {
+    /// Size of a profile in memory, in bytes.
+    pub const SIZE: usize = std::mem::size_of::<Profile>();
+
+    /// True if the profile has never learned an event.
+    pub fn is_empty(&self) -> bool {
+        self.last_seen == 0
+    }
+
+    /// The slice of slots holding set `kind`.
+    #[inline]
+    pub fn set(&self, p: &Params, kind: SetKind) -> &[u64] {
+        let (start, len) = p.sets[kind as usize];
+        &self.slots[start as usize..(start + len) as usize]
+    }
+
+    /// Whether set `kind` holds hash `h`.
+    #[inline]
+    pub fn knows(&self, p: &Params, kind: SetKind, h: u64) -> bool {
+        self.set(p, kind).contains(&h)
+    }
+
+    /// Number of entries in set `kind`.
+    pub fn set_len(&self, p: &Params, kind: SetKind) -> usize {
+        self.set(p, kind).iter().filter(|h| **h != 0).count()
+    }
+
+    /// Puts `h` at the front of set `kind`; if the set is full, the entry seen longest ago
+    /// is evicted (age-based eviction without storing a time per entry).
+    pub fn remember(&mut self, p: &Params, kind: SetKind, h: u64) {
+        let (start, len) = p.sets[kind as usize];
+        let set = &mut self.slots[start as usize..(start + len) as usize];
+        let pos = set.iter().position(|x| *x == h).unwrap_or(set.len() - 1);
+        set[..=pos].rotate_right(1);
+        set[0] = h;
+    }
+
+    /// Computes the [`Facts`] of `ev` against this profile.
+    pub fn facts(&self, p: &Params, ev: &Event<'_>) -> Facts {
+        let t = crate::time::to_tick(ev.ts_ms);
+        let decay = if self.is_empty() {
+            1.0
+        } else {
+            p.decay(t as f64 - self.last_seen as f64)
+        };
+        let fast_decay = if self.fast_at == 0 {
+            1.0
+        } else {
+            p.fast_decay(t as f64 - self.fast_at as f64)
+        };
+        let lookup = |kind, h: u64| (h, self.knows(p, kind, h));
+        Facts {
+            t,
+            ts_ms: ev.ts_ms,
+            hour: crate::time::local_hour(ev.ts_ms, p.utc_offset_min),
+            decay,
+            fast_decay,
+            device: ev
+                .device_id
+                .as_deref()
+                .map(|d| lookup(SetKind::Device, keys::device(d))),
+            counterparty: ev
+                .counterparty
+                .as_deref()
+                .filter(|_| ev.kind.is_money_out())
+                .map(|c| lookup(SetKind::Counterparty, keys::counterparty(c))),
+            ip: ev
+                .ip
+                .map(|ip| lookup(SetKind::IpPrefix, keys::ip_prefix(ip))),
+            cell: ev.geo.map(|g| {
+                lookup(
+                    SetKind::GeoCell,
+                    keys::geo_cell(g.lat, g.lon, p.geo_cell_degrees),
+                )
+            }),
+            log_amount: ev.amount.map(f64::ln_1p),
+            has_history: !self.is_empty(),
+        }
+    }
+
+    // ----- read side: the baseline as of time `f.t`, before the event -----
+
+    /// Effective count of successful money out, decayed to the event time.
+    pub fn amount_n(&self, f: &Facts) -> f64 {
+        self.amt_n as f64 * f.decay
+    }
+
+    /// Per-user mean and variance of ln(1 + amount) (unshrunk), if any history.
+    pub fn amount_stats(&self) -> Option<(f64, f64)> {
+        if self.amt_n <= 0.0 {
+            return None;
+        }
+        let n = self.amt_n as f64;
+        // Decay scales amt_s and amt_n alike, so their ratio (the variance) is time-invariant.
+        Some((self.amt_mean as f64, (self.amt_s as f64 / n).max(0.0)))
+    }
+
+    /// Money-out attempts per second, from the decayed count and the user's tenure.
+    pub fn out_rate(&self, p: &Params, f: &Facts) -> Option<(f64, f64)> {
+        if self.is_empty() {
+            return None;
+        }
+        let tenure = (f.t as f64 - self.first_seen as f64).max(3600.0);
+        // For a steady rate r, the decayed count after tenure T is r(1 - e^{-λT})/λ.
+        let exposure = (1.0 - (-p.lambda * tenure).exp()) / p.lambda;
+        let n = self.out_n as f64 * f.decay;
+        Some((n / exposure, exposure))
+    }
+
+    /// Money-out attempts within the `window_s` seconds before `t` (exact up to
+    /// `RING_DELTAS + 1`, saturating beyond).
+    pub fn out_count_within(&self, t: Tick, window_s: u32) -> u32 {
+        if self.ring_base == 0 {
+            return 0;
+        }
+        let age_base = t.saturating_sub(self.ring_base);
+        if age_base > window_s {
+            return 0;
+        }
+        let mut n = 1;
+        for d in self.ring {
+            if d == 0 {
+                break;
+            }
+            if age_base + d as u32 <= window_s {
+                n += 1;
+            } else {
+                break;
+            }
+        }
+        n
+    }
+
+    /// Proportion of past activity in local hour `h` (unshrunk), with the histogram's total
+    /// weight; `None` without history.
+    pub fn hour_share(&self, h: usize) -> Option<f64> {
+        let total: u32 = self.hours.iter().map(|x| *x as u32).sum();
+        if total == 0 {
+            return None;
+        }
+        Some(self.hours[h] as f64 / total as f64)
+    }
+
+    /// Decayed novelty count of kind `n` at the event time.
+    pub fn novel_count(&self, n: Novelty) -> f64 {
+        from_fixed(self.novel[n as usize], COUNT_UNIT)
+    }
+
+    /// Recent failed logins, decayed to the event time.
+    pub fn recent_failed_logins(&self, f: &Facts) -> f64 {
+        from_fixed(self.fail_login, COUNT_UNIT) * f.fast_decay
+    }
+
+    /// Recent failed money-out attempts, decayed to the event time.
+    pub fn recent_failed_payments(&self, f: &Facts) -> f64 {
+        from_fixed(self.fail_pay, COUNT_UNIT) * f.fast_decay
+    }
+
+    /// Recent tiny payments to new merchants, decayed to the event time.
+    pub fn recent_tiny_new(&self, f: &Facts) -> f64 {
+        from_fixed(self.tiny_new, COUNT_UNIT) * f.fast_decay
+    }
+
+    /// Last learned position in degrees, with its time.
+    pub fn last_geo(&self) -> Option<(f64, f64, Tick)> {
+        (self.last_geo_at != 0).then(|| {
+            (
+                self.last_lat as f64 * GEO_STEP,
+                self.last_lon as f64 * GEO_STEP,
+                self.last_geo_at,
+            )
+        })
+    }
+
+    /// Last known balance.
+    pub fn last_balance(&self) -> Option<f64> {
+        (self.balance >= 0.0).then_some(self.balance as f64)
+    }
+
+    // ----- write side -----
+
+    /// Records the short-term facts of an event. Called for every valid event, whatever its
+    /// score. `tiny_new_merchant` is whether it was a tiny payment to an unknown merchant.
+    pub fn record_activity(&mut self, ev: &Event<'_>, f: &Facts, tiny_new_merchant: bool) {
+        // Short-term counters decay continuously from fast_at.
+        let fd = f.fast_decay;
+        let mut fl = from_fixed(self.fail_login, COUNT_UNIT) * fd;
+        let mut fp = from_fixed(self.fail_pay, COUNT_UNIT) * fd;
+        let mut tn = from_fixed(self.tiny_new, COUNT_UNIT) * fd;
+        if ev.kind == EventType::LoginFailed {
+            fl += 1.0;
+        }
+        if ev.kind.is_money_out() && ev.status == Status::Failed {
+            fp += 1.0;
+        }
+        if tiny_new_merchant {
+            tn += 1.0;
+        }
+        // Residues below 1/64 of an event are dropped so counters reach exactly zero.
+        let clean = |v: f64| if v < 1.0 / 64.0 { 0.0 } else { v };
+        self.fail_login = to_fixed(clean(fl), COUNT_UNIT);
+        self.fail_pay = to_fixed(clean(fp), COUNT_UNIT);
+        self.tiny_new = to_fixed(clean(tn), COUNT_UNIT);
+        self.fast_at = self.fast_at.max(f.t);
+
+        if ev.kind.is_money_out() {
+            self.push_out(f.t);
+        }
+        if let Some(slot) = ev.kind.credential_slot() {
+            if ev.status == Status::Success {
+                self.cred[slot] = self.cred[slot].max(f.t);
+                if f.new_device() {
+                    self.cred_new_device |= 1 << slot;
+                } else {
+                    self.cred_new_device &= !(1 << slot);
+                }
+            }
+        }
+        if let Some(b) = ev.balance_after {
+            self.balance = b as f32;
+        } else if let (Some(a), Some(b)) = (ev.amount, self.last_balance()) {
+            // Without balance_after, keep the estimate moving with the flow.
+            if ev.status == Status::Success {
+                if ev.kind.is_money_out() {
+                    self.balance = (b - a).max(0.0) as f32;
+                } else if ev.kind.is_money_in() {
+                    self.balance = (b + a) as f32;
+                }
+            }
+        }
+    }
+
+    fn push_out(&mut self, t: Tick) {
+        if self.ring_base == 0 {
+            self.ring_base = t;
+            return;
+        }
+        // Out-of-order events are placed as if they happened at the newest time seen.
+        let t = t.max(self.ring_base);
+        let delta = (t - self.ring_base).clamp(1, u16::MAX as u32) as u16;
+        let mut carry = delta;
+        for d in self.ring.iter_mut() {
+            if *d == 0 {
+                *d = carry;
+                break;
+            }
+            // Shift: each stored delta becomes relative to the new base.
+            let old = *d;
+            *d = carry;
+            carry = old.saturating_add(delta).max(1);
+        }
+        // When the ring is full the oldest falls off the end.
+        self.ring_base = t;
+    }
+
+    /// Learns an event into the long-term baseline. Called only for events scored below
+    /// `step_up`, and not for duplicates.
+    pub fn learn(&mut self, p: &Params, ev: &Event<'_>, f: &Facts) {
+        let d = f.decay;
+        let days_crossed = if self.is_empty() {
+            0
+        } else {
+            (f.t / 86_400).saturating_sub(self.last_seen / 86_400)
+        };
+        if self.is_empty() {
+            self.first_seen = f.t;
+        }
+
+        // Amount statistics: exponentially weighted mean and variance (West's update with
+        // weights decayed to the new event).
+        if let (true, Some(x)) = (ev.is_successful_money_out(), f.log_amount) {
+            let n = self.amt_n as f64 * d;
+            let s = self.amt_s as f64 * d;
+            let mean = self.amt_mean as f64;
+            let n2 = n + 1.0;
+            let delta = x - mean;
+            let mean2 = mean + delta / n2;
+            let s2 = s + delta * (x - mean2);
+            self.amt_mean = mean2 as f32;
+            self.amt_s = s2.max(0.0) as f32;
+            self.amt_n = n2 as f32;
+        } else if d < 1.0 {
+            self.amt_n = (self.amt_n as f64 * d) as f32;
+            self.amt_s = (self.amt_s as f64 * d) as f32;
+        }
+        let is_out = ev.kind.is_money_out();
+        self.out_n = (self.out_n as f64 * d + if is_out { 1.0 } else { 0.0 }) as f32;
+        self.all_n = (self.all_n as f64 * d + 1.0) as f32;
+
+        // Day-stepped fixed-point decay: per-event multiplication would round away small
+        // factors, so the histogram and novelty counters decay once per calendar day crossed.
+        if days_crossed > 0 {
+            let factor = p.day_factor.powi(days_crossed.min(10_000) as i32);
+            for h in self.hours.iter_mut() {
+                *h = (*h as f64 * factor).round() as u16;
+            }
+            for v in self.novel.iter_mut() {
+                *v = (*v as f64 * factor).round() as u16;
+            }
+        }
+        let unit = HOUR_UNIT as u16;
+        if self.hours[f.hour] > u16::MAX - unit {
+            for h in self.hours.iter_mut() {
+                *h /= 2;
+            }
+        }
+        self.hours[f.hour] += unit;
+
+        let mut bump = |n: Novelty| {
+            let v = &mut self.novel[n as usize];
+            *v = v.saturating_add(COUNT_UNIT as u16);
+        };
+        if f.new_device() {
+            bump(Novelty::Device);
+        }
+        if matches!(f.counterparty, Some((_, false))) {
+            bump(Novelty::Counterparty);
+        }
+        if f.new_location() {
+            bump(Novelty::Location);
+        }
+
+        if let Some((h, _)) = f.device {
+            self.remember(p, SetKind::Device, h);
+        }
+        // Only successful money out makes a payee "known": a failed attempt is not a relation.
+        if let (Some((h, _)), true) = (f.counterparty, ev.status == Status::Success) {
+            self.remember(p, SetKind::Counterparty, h);
+        }
+        if let Some((h, _)) = f.ip {
+            self.remember(p, SetKind::IpPrefix, h);
+        }
+        if let Some((h, _)) = f.cell {
+            self.remember(p, SetKind::GeoCell, h);
+        }
+        if let Some(g) = ev.geo {
+            if f.t >= self.last_geo_at {
+                self.last_lat = (g.lat / GEO_STEP).round() as i16;
+                self.last_lon = (g.lon / GEO_STEP).round() as i16;
+                self.last_geo_at = f.t;
+            }
+        }
+        self.last_seen = self.last_seen.max(f.t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::parse_event;
+
+    fn params() -> Params {
+        Params::new(&Config::default())
+    }
+
+    fn ev(ts_ms: i64, kind: &str, amount: f64) -> String {
+        format!(
+            r#"{{"event_id":"e{ts_ms}","user_id":"u","ts":{ts_ms},"type":"{kind}","amount":{amount},"counterparty":"m1","device_id":"d1"}}"#
+        )
+    }
+
+    const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    #[test]
+    fn profile_fits_in_256_bytes() {
+        assert!(Profile::SIZE <= 256, "Profile is {} bytes", Profile::SIZE);
+    }
+
+    #[test]
+    fn amount_stats_match_direct_weighted_computation() {
+        let p = params();
+        let mut prof = Profile::default();
+        let xs = [
+            (0i64, 120.0),
+            (3_600, 80.0),
+            (86_400 * 3, 300.0),
+            (86_400 * 10, 95.0),
+            (86_400 * 40, 150.0),
+        ];
+        for (dt, a) in xs {
+            let s = ev(T0 + dt * 1000, "payment", a);
+            let e = parse_event(s.as_bytes()).unwrap();
+            let f = prof.facts(&p, &e);
+            prof.learn(&p, &e, &f);
+        }
+        // Direct: weights 2^(-(t_last - t_i)/half_life).
+        let t_last = 86_400.0 * 40.0;
+        let half = 30.0 * 86_400.0;
+        let (mut sw, mut swx) = (0.0, 0.0);
+        for (dt, a) in xs {
+            let w = 2f64.powf(-(t_last - dt as f64) / half);
+            sw += w;
+            swx += w * f64::ln_1p(a);
+        }
+        let mean = swx / sw;
+        let mut sws = 0.0;
+        for (dt, a) in xs {
+            let w = 2f64.powf(-(t_last - dt as f64) / half);
+            sws += w * (f64::ln_1p(a) - mean).powi(2);
+        }
+        assert!(
+            (prof.amt_n as f64 - sw).abs() < 1e-4,
+            "{} vs {sw}",
+            prof.amt_n
+        );
+        assert!(
+            (prof.amt_mean as f64 - mean).abs() < 1e-4,
+            "{} vs {mean}",
+            prof.amt_mean
+        );
+        let (_, var) = prof.amount_stats().unwrap();
+        assert!((var - sws / sw).abs() < 1e-3, "{var} vs {}", sws / sw);
+    }
+
+    #[test]
+    fn ring_counts_are_exact() {
+        let mut prof = Profile::default();
+        let base = 1_000_000u32;
+        for s in [0, 30, 100, 500, 2_000, 3_000] {
+            prof.push_out(base + s);
+        }
+        let now = base + 3_010;
+        assert_eq!(prof.out_count_within(now, 60), 1);
+        assert_eq!(prof.out_count_within(now, 600), 1);
+        assert_eq!(prof.out_count_within(now, 1_100), 2);
+        assert_eq!(prof.out_count_within(now, 3_600), 6);
+        assert_eq!(prof.out_count_within(now + 10_000, 3_600), 0);
+        // Saturates at RING_DELTAS + 1.
+        for s in 0..20 {
+            prof.push_out(base + 4_000 + s);
+        }
+        assert_eq!(
+            prof.out_count_within(base + 4_020, 60),
+            RING_DELTAS as u32 + 1
+        );
+    }
+
+    #[test]
+    fn sets_evict_the_oldest_sighting() {
+        let p = params();
+        let mut prof = Profile::default();
+        let n = p.sets[SetKind::Device as usize].1 as u64;
+        for h in 1..=n {
+            prof.remember(&p, SetKind::Device, h);
+        }
+        prof.remember(&p, SetKind::Device, 1); // seen again: now the newest
+        prof.remember(&p, SetKind::Device, 99); // evicts 2, the oldest sighting
+        assert!(prof.knows(&p, SetKind::Device, 1));
+        assert!(prof.knows(&p, SetKind::Device, 99));
+        assert!(!prof.knows(&p, SetKind::Device, 2));
+        assert_eq!(prof.set_len(&p, SetKind::Device), n as usize);
+        // Other sets untouched.
+        assert_eq!(prof.set_len(&p, SetKind::Counterparty), 0);
+    }
+
+    #[test]
+    fn hour_histogram_and_rate() {
+        let p = params();
+        let mut prof = Profile::default();
+        for day in 0..20 {
+            // 02:00 UTC = 10:00 at +08:00.
+            let s = ev(T0 + day * 86_400_000 + 2 * 3_600_000, "payment", 50.0);
+            let e = parse_event(s.as_bytes()).unwrap();
+            let f = prof.facts(&p, &e);
+            assert_eq!(f.hour, 10);
+            prof.learn(&p, &e, &f);
+        }
+        assert!((prof.hour_share(10).unwrap() - 1.0).abs() < 1e-9);
+        assert_eq!(prof.hour_share(3), Some(0.0));
+        let s = ev(T0 + 20 * 86_400_000, "payment", 50.0);
+        let e = parse_event(s.as_bytes()).unwrap();
+        let f = prof.facts(&p, &e);
+        let (rate, _) = prof.out_rate(&p, &f).unwrap();
+        let per_day = rate * 86_400.0;
+        assert!((0.8..1.2).contains(&per_day), "{per_day}");
+    }
+
+    #[test]
+    fn short_term_counters_decay() {
+        let p = params();
+        let mut prof = Profile::default();
+        for i in 0..4 {
+            let s = format!(
+                r#"{{"event_id":"f{i}","user_id":"u","ts":{},"type":"login_failed"}}"#,
+                T0 + i * 1000
+            );
+            let e = parse_event(s.as_bytes()).unwrap();
+            let f = prof.facts(&p, &e);
+            prof.record_activity(&e, &f, false);
+        }
+        let s = format!(
+            r#"{{"event_id":"x","user_id":"u","ts":{},"type":"login"}}"#,
+            T0 + 5000
+        );
+        let e = parse_event(s.as_bytes()).unwrap();
+        let f = prof.facts(&p, &e);
+        assert!((prof.recent_failed_logins(&f) - 4.0).abs() < 0.01);
+        let s = format!(
+            r#"{{"event_id":"y","user_id":"u","ts":{},"type":"login"}}"#,
+            T0 + 30 * 60_000 + 3000
+        );
+        let e = parse_event(s.as_bytes()).unwrap();
+        let f = prof.facts(&p, &e);
+        assert!(
+            (prof.recent_failed_logins(&f) - 2.0).abs() < 0.05,
+            "one half-life later"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! Where profiles live: a dense slab of fixed-size [`Profile`]s behind an index keyed by the
+//! 64-bit hash of the user id.
+//!
+//! A plain `HashMap<u64, Profile>` would double its bucket array (and so its memory) in
+//! power-of-two steps; the slab grows in fixed chunks, and only the small index (12 bytes per
+//! bucket) doubles. Two user ids that hash alike would share a profile; at a million users the
+//! chance of any such pair is about 3·10⁻⁸.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::Profile;
+
+/// Profiles per slab chunk.
+const CHUNK: usize = 4096;
+
+/// Hasher for keys that are already uniform 64-bit hashes.
+#[derive(Default, Clone, Copy)]
+pub struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are used; fold anything else in for completeness.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ *b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type Index = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+
+/// All profiles of one partition (or of a whole replay).
+#[derive(Default)]
+pub struct ProfileStore {
+    index: Index,
+    chunks: Vec<Vec<Profile>>,
+    free: Vec<u32>,
+}
+
+impl ProfileStore {
+    /// An empty store.
+    pub fn new() -> ProfileStore {
+        ProfileStore::default()
+    }
+
+    /// An empty store with room for `users` profiles in its index.
+    pub fn with_capacity(users: usize) -> ProfileStore {
+        ProfileStore {
+            index: Index::with_capacity_and_hasher(users, Default::default()),
+            chunks: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    /// Number of profiles held.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when no profile is held.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    #[inline]
+    fn slot(&self, i: u32) -> &Profile {
+        &self.chunks[i as usize / CHUNK][i as usize % CHUNK]
+    }
+
+    #[inline]
+    fn slot_mut(&mut self, i: u32) -> &mut Profile {
+        &mut self.chunks[i as usize / CHUNK][i as usize % CHUNK]
+    }
+
+    /// The profile of `key`, if held.
+    pub fn get(&self, key: u64) -> Option<&Profile> {
+        self.index.get(&key).map(|i| self.slot(*i))
+    }
+
+    /// The profile of `key`, created empty if absent.
+    pub fn get_or_create(&mut self, key: u64) -> &mut Profile {
+        let i = match self.index.get(&key) {
+            Some(i) => *i,
+            None => {
+                let i = self.alloc(Profile::default());
+                self.index.insert(key, i);
+                i
+            }
+        };
+        self.slot_mut(i)
+    }
+
+    /// Stores `profile` under `key`, replacing any previous one (used by state restore).
+    pub fn insert(&mut self, key: u64, profile: Profile) {
+        match self.index.get(&key) {
+            Some(i) => *self.slot_mut(*i) = profile,
+            None => {
+                let i = self.alloc(profile);
+                self.index.insert(key, i);
+            }
+        }
+    }
+
+    /// Removes the profile of `key`, returning it.
+    pub fn remove(&mut self, key: u64) -> Option<Profile> {
+        let i = self.index.remove(&key)?;
+        let p = *self.slot(i);
+        *self.slot_mut(i) = Profile::default();
+        self.free.push(i);
+        Some(p)
+    }
+
+    fn alloc(&mut self, p: Profile) -> u32 {
+        if let Some(i) = self.free.pop() {
+            *self.slot_mut(i) = p;
+            return i;
+        }
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let n = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[n];
+        chunk.push(p);
+        (n * CHUNK + chunk.len() - 1) as u32
+    }
+
+    /// Iterates over `(key, profile)`.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Profile)> {
+        self.index.iter().map(|(k, i)| (*k, self.slot(*i)))
+    }
+
+    /// Bytes held by the store: slab chunks plus the index's bucket array and control bytes.
+    pub fn memory_bytes(&self) -> usize {
+        let slab: usize = self
+            .chunks
+            .iter()
+            .map(|c| c.capacity() * std::mem::size_of::<Profile>())
+            .sum();
+        let buckets = if self.index.capacity() == 0 {
+            0
+        } else {
+            // hashbrown keeps capacity at 7/8 of a power-of-two bucket count.
+            (self.index.capacity() * 8 / 7 + 1).next_power_of_two()
+        };
+        let index = buckets * (std::mem::size_of::<(u64, u32)>() + 1);
+        slab + index + self.free.capacity() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_get_remove_reuse() {
+        let mut s = ProfileStore::new();
+        for k in 1..=10_000u64 {
+            s.get_or_create(k).last_seen = k as u32;
+        }
+        assert_eq!(s.len(), 10_000);
+        assert_eq!(s.get(77).unwrap().last_seen, 77);
+        assert_eq!(s.remove(77).unwrap().last_seen, 77);
+        assert!(s.get(77).is_none());
+        let fresh = s.get_or_create(123_456);
+        assert_eq!(fresh.last_seen, 0, "reused slot is reset");
+        assert_eq!(s.len(), 10_000);
+        assert_eq!(s.chunks.len(), 3, "10k profiles in 4096-profile chunks");
+        assert_eq!(s.iter().count(), 10_000);
+        assert!(s.memory_bytes() >= 10_000 * Profile::SIZE);
+    }
+}

@@ -1,0 +1,993 @@
+//! Typed, validated configuration; mirrors `config/walletguard.toml` key for key.
+//!
+//! Loading order: built-in defaults ← TOML file ← `WALLETGUARD_*` environment variables
+//! (`WALLETGUARD_DECISION__FREEZE=0.9` sets `decision.freeze`; `__` separates levels because
+//! keys themselves contain `_`). Every struct is `deny_unknown_fields`, and every error names
+//! the key at fault.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::SLOT_CAPACITY;
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "WALLETGUARD_";
+/// Environment variables with the prefix that are not config keys.
+pub const ENV_RESERVED: &[&str] = &["WALLETGUARD_CONFIG", "WALLETGUARD_LOG"];
+
+/// Why a configuration could not be loaded. Each variant names the key (dotted path) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        /// The path given.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config is not valid TOML: {msg}")]
+    Syntax {
+        /// toml's message, with line and column.
+        msg: String,
+    },
+    /// A key is unknown or has the wrong type.
+    #[error("config key `{key}`: {msg}")]
+    Type {
+        /// Dotted path of the key.
+        key: String,
+        /// What was wrong.
+        msg: String,
+    },
+    /// A value breaks a rule (range, ordering, sum).
+    #[error("config key `{key}`: {msg}")]
+    Invalid {
+        /// Dotted path of the key.
+        key: String,
+        /// The rule that was broken.
+        msg: String,
+    },
+    /// An environment override does not name a key or does not parse.
+    #[error("environment variable {var}: {msg}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What was wrong.
+        msg: String,
+    },
+}
+
+impl ConfigError {
+    /// The key at fault, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Type { key, .. } | ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+fn invalid(key: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        msg: msg.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Currency, time zone and duplicate handling.
+    pub general: GeneralConfig,
+    /// Per-user baseline sizes and decay.
+    pub baseline: BaselineConfig,
+    /// Population prior for users with little history.
+    pub prior: PriorConfig,
+    /// Detector weights and parameters.
+    pub detectors: DetectorsConfig,
+    /// Score → action mapping and command rules.
+    pub decision: DecisionConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[general]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneralConfig {
+    /// Currency assumed when an event has none.
+    pub default_currency: String,
+    /// Users' local UTC offset, `±HH:MM`; the hour-of-day baseline is kept in this zone.
+    pub utc_offset: String,
+    /// How many recent event ids are remembered so a repeated id is not learned twice.
+    pub dedup_window: usize,
+}
+
+impl Default for GeneralConfig {
+    fn default() -> Self {
+        GeneralConfig {
+            default_currency: "CNY".into(),
+            utc_offset: "+08:00".into(),
+            dedup_window: 1_000_000,
+        }
+    }
+}
+
+/// `[baseline]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselineConfig {
+    /// Half-life of the behavioural baseline, in days.
+    pub half_life_days: f64,
+    /// Half-life of the short-term counters (failed attempts, tiny payments), in minutes.
+    pub fast_half_life_minutes: f64,
+    /// Known devices remembered per user.
+    pub devices: usize,
+    /// Known counterparties remembered per user.
+    pub counterparties: usize,
+    /// Known IP prefixes (/24, /48) remembered per user.
+    pub ip_prefixes: usize,
+    /// Known geo cells remembered per user.
+    pub geo_cells: usize,
+    /// Size of a geo cell, in degrees of latitude and longitude.
+    pub geo_cell_degrees: f64,
+    /// Shrinkage constant k: a user's own estimate gets weight n/(n+k) against the prior.
+    pub shrinkage_k: f64,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        BaselineConfig {
+            half_life_days: 30.0,
+            fast_half_life_minutes: 30.0,
+            devices: 3,
+            counterparties: 6,
+            ip_prefixes: 2,
+            geo_cells: 3,
+            geo_cell_degrees: 0.5,
+            shrinkage_k: 8.0,
+        }
+    }
+}
+
+/// `[prior]`: the population baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriorConfig {
+    /// Mean of ln(1 + amount) of money out across users.
+    pub amount_log_mean: f64,
+    /// Standard deviation of ln(1 + amount) across users.
+    pub amount_log_sd: f64,
+    /// Relative activity per local hour 0..23 across users (normalised on load).
+    pub hour_weights: Vec<f64>,
+    /// Money-out events per day of a typical user.
+    pub out_per_day: f64,
+}
+
+impl Default for PriorConfig {
+    fn default() -> Self {
+        PriorConfig {
+            amount_log_mean: 4.0,
+            amount_log_sd: 1.3,
+            hour_weights: vec![
+                0.4, 0.25, 0.15, 0.1, 0.1, 0.15, 0.4, 0.9, 1.3, 1.4, 1.4, 1.5, 1.7, 1.5, 1.3, 1.3,
+                1.3, 1.4, 1.6, 1.7, 1.7, 1.5, 1.1, 0.7,
+            ],
+            out_per_day: 2.0,
+        }
+    }
+}
+
+/// `[detectors]`: common surprise mapping plus one table per detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorsConfig {
+    /// Tail probability at which a statistical detector starts to score.
+    pub surprise_p_start: f64,
+    /// Tail probability at which it scores 1.
+    pub surprise_p_full: f64,
+    /// `AMOUNT_OUTLIER`.
+    pub amount_outlier: AmountOutlierConfig,
+    /// `NEW_DEVICE`.
+    pub new_device: NoveltyConfig,
+    /// `NEW_COUNTERPARTY`.
+    pub new_counterparty: NewCounterpartyConfig,
+    /// `NEW_LOCATION`.
+    pub new_location: NoveltyConfig,
+    /// `IMPOSSIBLE_TRAVEL`.
+    pub impossible_travel: ImpossibleTravelConfig,
+    /// `VELOCITY_BURST`.
+    pub velocity_burst: VelocityBurstConfig,
+    /// `UNUSUAL_HOUR`.
+    pub unusual_hour: UnusualHourConfig,
+    /// `CREDENTIAL_CHANGE_THEN_SPEND`.
+    pub credential_change: CredentialChangeConfig,
+    /// `BALANCE_DRAIN`.
+    pub balance_drain: BalanceDrainConfig,
+    /// `FAILED_ATTEMPTS_BURST`.
+    pub failed_attempts: FailedAttemptsConfig,
+    /// `CARD_TESTING`.
+    pub card_testing: CardTestingConfig,
+    /// `DORMANT_REACTIVATION`.
+    pub dormant_reactivation: DormantConfig,
+    /// `NEW_RECHARGE_NUMBER`.
+    pub new_recharge_number: SimpleConfig,
+}
+
+impl Default for DetectorsConfig {
+    fn default() -> Self {
+        DetectorsConfig {
+            surprise_p_start: 0.02,
+            surprise_p_full: 1e-5,
+            amount_outlier: AmountOutlierConfig::default(),
+            new_device: NoveltyConfig {
+                enabled: true,
+                weight: 0.45,
+            },
+            new_counterparty: NewCounterpartyConfig::default(),
+            new_location: NoveltyConfig {
+                enabled: true,
+                weight: 0.35,
+            },
+            impossible_travel: ImpossibleTravelConfig::default(),
+            velocity_burst: VelocityBurstConfig::default(),
+            unusual_hour: UnusualHourConfig::default(),
+            credential_change: CredentialChangeConfig::default(),
+            balance_drain: BalanceDrainConfig::default(),
+            failed_attempts: FailedAttemptsConfig::default(),
+            card_testing: CardTestingConfig::default(),
+            dormant_reactivation: DormantConfig::default(),
+            new_recharge_number: SimpleConfig {
+                enabled: true,
+                weight: 0.2,
+            },
+        }
+    }
+}
+
+/// A detector with only an on/off switch and a weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimpleConfig {
+    /// Run this detector.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Weight of its score in the noisy-OR, in [0, 1].
+    pub weight: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Novelty detectors (`NEW_DEVICE`, `NEW_LOCATION`).
+pub type NoveltyConfig = SimpleConfig;
+
+/// `[detectors.amount_outlier]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmountOutlierConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Amounts at or below this never count as outliers (default currency units).
+    pub min_amount: f64,
+    /// Floor on the per-user standard deviation of ln(1+amount), so a user who always pays
+    /// the same amount is not alarmed by a small change.
+    pub min_sd: f64,
+}
+
+impl Default for AmountOutlierConfig {
+    fn default() -> Self {
+        AmountOutlierConfig {
+            enabled: true,
+            weight: 0.55,
+            min_amount: 50.0,
+            min_sd: 0.35,
+        }
+    }
+}
+
+/// `[detectors.new_counterparty]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NewCounterpartyConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Multiplier for `payment` (new merchants are common and low risk) relative to
+    /// `transfer` and `withdrawal`.
+    pub payment_factor: f64,
+}
+
+impl Default for NewCounterpartyConfig {
+    fn default() -> Self {
+        NewCounterpartyConfig {
+            enabled: true,
+            weight: 0.4,
+            payment_factor: 0.35,
+        }
+    }
+}
+
+/// `[detectors.impossible_travel]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImpossibleTravelConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Speed above which travel is impossible, km/h (airliners cruise near 900).
+    pub max_speed_kmh: f64,
+    /// Jumps shorter than this are ignored (GPS and IP-geolocation noise), km.
+    pub min_distance_km: f64,
+}
+
+impl Default for ImpossibleTravelConfig {
+    fn default() -> Self {
+        ImpossibleTravelConfig {
+            enabled: true,
+            weight: 0.75,
+            max_speed_kmh: 1000.0,
+            min_distance_km: 150.0,
+        }
+    }
+}
+
+/// `[detectors.velocity_burst]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VelocityBurstConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Bursts smaller than this many money-out events (this one included) never score.
+    pub min_count: u32,
+}
+
+impl Default for VelocityBurstConfig {
+    fn default() -> Self {
+        VelocityBurstConfig {
+            enabled: true,
+            weight: 0.5,
+            min_count: 4,
+        }
+    }
+}
+
+/// `[detectors.unusual_hour]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnusualHourConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Probability of the hour (±1 h smoothing) under which it starts to score.
+    pub p_start: f64,
+    /// Probability at which it scores 1.
+    pub p_full: f64,
+}
+
+impl Default for UnusualHourConfig {
+    fn default() -> Self {
+        UnusualHourConfig {
+            enabled: true,
+            weight: 0.3,
+            p_start: 0.03,
+            p_full: 0.002,
+        }
+    }
+}
+
+/// `[detectors.credential_change]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialChangeConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// How long after a change money out is suspicious, hours.
+    pub window_hours: f64,
+    /// Score when the change came from a known device.
+    pub known_device_score: f64,
+    /// Score when the change came from a device never seen before.
+    pub new_device_score: f64,
+}
+
+impl Default for CredentialChangeConfig {
+    fn default() -> Self {
+        CredentialChangeConfig {
+            enabled: true,
+            weight: 0.6,
+            window_hours: 48.0,
+            known_device_score: 0.35,
+            new_device_score: 0.9,
+        }
+    }
+}
+
+/// `[detectors.balance_drain]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalanceDrainConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Share of the balance before the event at which it starts to score.
+    pub start_share: f64,
+    /// Share at which it scores 1.
+    pub full_share: f64,
+    /// Outflows at or below this amount never score.
+    pub min_amount: f64,
+}
+
+impl Default for BalanceDrainConfig {
+    fn default() -> Self {
+        BalanceDrainConfig {
+            enabled: true,
+            weight: 0.6,
+            start_share: 0.4,
+            full_share: 0.9,
+            min_amount: 100.0,
+        }
+    }
+}
+
+/// `[detectors.failed_attempts]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailedAttemptsConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Recent failures (decayed, this one included) at which it starts to score.
+    pub start_count: f64,
+    /// Recent failures at which it scores 1.
+    pub full_count: f64,
+}
+
+impl Default for FailedAttemptsConfig {
+    fn default() -> Self {
+        FailedAttemptsConfig {
+            enabled: true,
+            weight: 0.5,
+            start_count: 3.0,
+            full_count: 10.0,
+        }
+    }
+}
+
+/// `[detectors.card_testing]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CardTestingConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// A payment at or below this amount is "tiny".
+    pub tiny_amount: f64,
+    /// Recent tiny payments to new merchants (decayed) at which it starts to score.
+    pub start_count: f64,
+    /// Count at which it scores 1.
+    pub full_count: f64,
+}
+
+impl Default for CardTestingConfig {
+    fn default() -> Self {
+        CardTestingConfig {
+            enabled: true,
+            weight: 0.85,
+            tiny_amount: 5.0,
+            start_count: 2.5,
+            full_count: 6.0,
+        }
+    }
+}
+
+/// `[detectors.dormant_reactivation]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DormantConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Silence after which an account counts as dormant, days.
+    pub dormant_days: f64,
+    /// Money out below this multiple of the user's typical amount never scores.
+    pub min_amount_ratio: f64,
+}
+
+impl Default for DormantConfig {
+    fn default() -> Self {
+        DormantConfig {
+            enabled: true,
+            weight: 0.5,
+            dormant_days: 60.0,
+            min_amount_ratio: 2.0,
+        }
+    }
+}
+
+/// `[decision]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionConfig {
+    /// Score at or above which the action is `review`.
+    pub review: f64,
+    /// Score at or above which the action is `step_up`.
+    pub step_up: f64,
+    /// Score at or above which the action is `freeze`.
+    pub freeze: f64,
+    /// Score at or above which severity is `medium` (below it, alerts are `low`).
+    pub severity_medium: f64,
+    /// Score at or above which severity is `high`.
+    pub severity_high: f64,
+    /// Score at or above which severity is `critical`.
+    pub severity_critical: f64,
+    /// Bonus for a full account-takeover chain (credential change → new device or location →
+    /// new payee → large or draining outflow), scaled by the chain's strength.
+    pub chain_bonus: f64,
+    /// At most one `freeze_account` per user within this many hours.
+    pub freeze_cooldown_hours: f64,
+}
+
+impl Default for DecisionConfig {
+    fn default() -> Self {
+        DecisionConfig {
+            review: 0.5,
+            step_up: 0.75,
+            freeze: 0.9,
+            severity_medium: 0.6,
+            severity_high: 0.75,
+            severity_critical: 0.9,
+            chain_bonus: 0.7,
+            freeze_cooldown_hours: 24.0,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter in `RUST_LOG` syntax; `RUST_LOG` wins when set.
+    pub level: String,
+    /// `auto` (JSON unless stderr is a terminal), `json` or `text`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "auto".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            general: GeneralConfig::default(),
+            baseline: BaselineConfig::default(),
+            prior: PriorConfig::default(),
+            detectors: DetectorsConfig::default(),
+            decision: DecisionConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` (or only defaults when `None`), applies `WALLETGUARD_*` overrides from the
+    /// process environment, and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+                path: p.display().to_string(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Config::from_toml_with_env(&text, std::env::vars())
+    }
+
+    /// Parses TOML text, applies overrides from `env` (name, value pairs), and validates.
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut root: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax { msg: e.to_string() })?;
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_RESERVED.contains(&k.as_str()))
+            .collect();
+        overrides.sort();
+        for (var, value) in overrides {
+            apply_env(&mut root, &var, &value)?;
+        }
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+                ConfigError::Type {
+                    key: e.path().to_string(),
+                    msg: e.into_inner().to_string(),
+                }
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text without looking at the environment.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with_env(text, std::iter::empty())
+    }
+
+    /// Checks every rule that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let g = &self.general;
+        let c = g.default_currency.as_bytes();
+        if c.len() != 3 || !c.iter().all(u8::is_ascii_alphabetic) {
+            return Err(invalid(
+                "general.default_currency",
+                "must be a 3-letter code",
+            ));
+        }
+        if crate::time::parse_offset(&g.utc_offset).is_none() {
+            return Err(invalid(
+                "general.utc_offset",
+                "must look like +08:00 or -05:30",
+            ));
+        }
+        let b = &self.baseline;
+        positive("baseline.half_life_days", b.half_life_days)?;
+        positive("baseline.fast_half_life_minutes", b.fast_half_life_minutes)?;
+        positive("baseline.geo_cell_degrees", b.geo_cell_degrees)?;
+        if b.geo_cell_degrees > 10.0 {
+            return Err(invalid("baseline.geo_cell_degrees", "must be at most 10"));
+        }
+        positive("baseline.shrinkage_k", b.shrinkage_k)?;
+        for (key, v) in [
+            ("baseline.devices", b.devices),
+            ("baseline.counterparties", b.counterparties),
+            ("baseline.ip_prefixes", b.ip_prefixes),
+            ("baseline.geo_cells", b.geo_cells),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        let slots = b.devices + b.counterparties + b.ip_prefixes + b.geo_cells;
+        if slots > SLOT_CAPACITY {
+            return Err(invalid(
+                "baseline.counterparties",
+                format!(
+                    "devices + counterparties + ip_prefixes + geo_cells = {slots}, over the \
+                     {SLOT_CAPACITY} slots a profile holds"
+                ),
+            ));
+        }
+        let p = &self.prior;
+        positive("prior.amount_log_sd", p.amount_log_sd)?;
+        if !p.amount_log_mean.is_finite() || p.amount_log_mean < 0.0 {
+            return Err(invalid(
+                "prior.amount_log_mean",
+                "must be a finite number ≥ 0",
+            ));
+        }
+        positive("prior.out_per_day", p.out_per_day)?;
+        if p.hour_weights.len() != 24 {
+            return Err(invalid(
+                "prior.hour_weights",
+                format!("needs 24 values, has {}", p.hour_weights.len()),
+            ));
+        }
+        if p.hour_weights.iter().any(|w| !w.is_finite() || *w <= 0.0) {
+            return Err(invalid("prior.hour_weights", "every weight must be > 0"));
+        }
+        let d = &self.detectors;
+        unit("detectors.surprise_p_start", d.surprise_p_start)?;
+        unit("detectors.surprise_p_full", d.surprise_p_full)?;
+        if d.surprise_p_full <= 0.0 || d.surprise_p_full >= d.surprise_p_start {
+            return Err(invalid(
+                "detectors.surprise_p_full",
+                "must be > 0 and below surprise_p_start",
+            ));
+        }
+        for (key, w) in [
+            ("detectors.amount_outlier.weight", d.amount_outlier.weight),
+            ("detectors.new_device.weight", d.new_device.weight),
+            (
+                "detectors.new_counterparty.weight",
+                d.new_counterparty.weight,
+            ),
+            (
+                "detectors.new_counterparty.payment_factor",
+                d.new_counterparty.payment_factor,
+            ),
+            ("detectors.new_location.weight", d.new_location.weight),
+            (
+                "detectors.impossible_travel.weight",
+                d.impossible_travel.weight,
+            ),
+            ("detectors.velocity_burst.weight", d.velocity_burst.weight),
+            ("detectors.unusual_hour.weight", d.unusual_hour.weight),
+            (
+                "detectors.credential_change.weight",
+                d.credential_change.weight,
+            ),
+            (
+                "detectors.credential_change.known_device_score",
+                d.credential_change.known_device_score,
+            ),
+            (
+                "detectors.credential_change.new_device_score",
+                d.credential_change.new_device_score,
+            ),
+            ("detectors.balance_drain.weight", d.balance_drain.weight),
+            ("detectors.failed_attempts.weight", d.failed_attempts.weight),
+            ("detectors.card_testing.weight", d.card_testing.weight),
+            (
+                "detectors.dormant_reactivation.weight",
+                d.dormant_reactivation.weight,
+            ),
+            (
+                "detectors.new_recharge_number.weight",
+                d.new_recharge_number.weight,
+            ),
+            ("detectors.unusual_hour.p_start", d.unusual_hour.p_start),
+            ("detectors.unusual_hour.p_full", d.unusual_hour.p_full),
+            (
+                "detectors.balance_drain.start_share",
+                d.balance_drain.start_share,
+            ),
+            (
+                "detectors.balance_drain.full_share",
+                d.balance_drain.full_share,
+            ),
+        ] {
+            unit(key, w)?;
+        }
+        if d.unusual_hour.p_full >= d.unusual_hour.p_start {
+            return Err(invalid(
+                "detectors.unusual_hour.p_full",
+                "must be below p_start",
+            ));
+        }
+        if d.balance_drain.full_share <= d.balance_drain.start_share {
+            return Err(invalid(
+                "detectors.balance_drain.full_share",
+                "must be above start_share",
+            ));
+        }
+        if d.failed_attempts.full_count <= d.failed_attempts.start_count {
+            return Err(invalid(
+                "detectors.failed_attempts.full_count",
+                "must be above start_count",
+            ));
+        }
+        if d.card_testing.full_count <= d.card_testing.start_count {
+            return Err(invalid(
+                "detectors.card_testing.full_count",
+                "must be above start_count",
+            ));
+        }
+        positive(
+            "detectors.impossible_travel.max_speed_kmh",
+            d.impossible_travel.max_speed_kmh,
+        )?;
+        nonneg(
+            "detectors.impossible_travel.min_distance_km",
+            d.impossible_travel.min_distance_km,
+        )?;
+        positive(
+            "detectors.credential_change.window_hours",
+            d.credential_change.window_hours,
+        )?;
+        positive(
+            "detectors.dormant_reactivation.dormant_days",
+            d.dormant_reactivation.dormant_days,
+        )?;
+        nonneg(
+            "detectors.dormant_reactivation.min_amount_ratio",
+            d.dormant_reactivation.min_amount_ratio,
+        )?;
+        nonneg(
+            "detectors.amount_outlier.min_amount",
+            d.amount_outlier.min_amount,
+        )?;
+        positive("detectors.amount_outlier.min_sd", d.amount_outlier.min_sd)?;
+        nonneg(
+            "detectors.balance_drain.min_amount",
+            d.balance_drain.min_amount,
+        )?;
+        positive(
+            "detectors.card_testing.tiny_amount",
+            d.card_testing.tiny_amount,
+        )?;
+        let k = &self.decision;
+        for (key, v) in [
+            ("decision.review", k.review),
+            ("decision.step_up", k.step_up),
+            ("decision.freeze", k.freeze),
+            ("decision.severity_medium", k.severity_medium),
+            ("decision.severity_high", k.severity_high),
+            ("decision.severity_critical", k.severity_critical),
+            ("decision.chain_bonus", k.chain_bonus),
+        ] {
+            unit(key, v)?;
+        }
+        if !(k.review > 0.0 && k.review <= k.step_up && k.step_up <= k.freeze) {
+            return Err(invalid(
+                "decision.step_up",
+                "thresholds must satisfy 0 < review ≤ step_up ≤ freeze ≤ 1",
+            ));
+        }
+        if !(k.severity_medium <= k.severity_high && k.severity_high <= k.severity_critical) {
+            return Err(invalid(
+                "decision.severity_high",
+                "severity thresholds must satisfy medium ≤ high ≤ critical",
+            ));
+        }
+        nonneg("decision.freeze_cooldown_hours", k.freeze_cooldown_hours)?;
+        if !["auto", "json", "text"].contains(&self.log.format.as_str()) {
+            return Err(invalid("log.format", "must be auto, json or text"));
+        }
+        Ok(())
+    }
+}
+
+fn positive(key: &str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("must be a finite number > 0, got {v}"),
+        ))
+    }
+}
+
+fn nonneg(key: &str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("must be a finite number ≥ 0, got {v}"),
+        ))
+    }
+}
+
+fn unit(key: &str, v: f64) -> Result<(), ConfigError> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be within 0..=1, got {v}")))
+    }
+}
+
+/// Applies one `WALLETGUARD_A__B=value` override to the TOML tree. The value is read as a
+/// TOML value when it parses as one (numbers, booleans, arrays), else as a plain string.
+fn apply_env(root: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = var[ENV_PREFIX.len()..]
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err(ConfigError::Env {
+            var: var.into(),
+            msg: "empty key segment (use __ between levels, e.g. WALLETGUARD_DECISION__FREEZE)"
+                .into(),
+        });
+    }
+    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let (last, parents) = path.split_last().ok_or_else(|| ConfigError::Env {
+        var: var.into(),
+        msg: "no key".into(),
+    })?;
+    let mut table = root;
+    for seg in parents {
+        let entry = table
+            .entry(seg.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+            var: var.into(),
+            msg: format!("`{seg}` is not a table"),
+        })?;
+    }
+    table.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn shipped_file_matches_defaults() {
+        // The commented file in config/ documents every knob; it must stay loadable, and its
+        // values are the defaults the code ships with.
+        let text = include_str!("../config/walletguard.toml");
+        let cfg = Config::from_toml(text).unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("[decision]\nfreez = 0.9\n").unwrap_err();
+        assert_eq!(e.key(), Some("decision.freez"));
+        assert!(e.to_string().contains("unknown field `freez`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = Config::from_toml("[detectors.balance_drain]\nweight = \"high\"\n").unwrap_err();
+        assert_eq!(e.key(), Some("detectors.balance_drain.weight"), "{e}");
+    }
+
+    #[test]
+    fn rule_violations_are_named() {
+        let e = Config::from_toml("[decision]\nreview = 0.9\nstep_up = 0.5\n").unwrap_err();
+        assert_eq!(e.key(), Some("decision.step_up"));
+        let e = Config::from_toml("[general]\nutc_offset = \"8\"\n").unwrap_err();
+        assert_eq!(e.key(), Some("general.utc_offset"));
+        let e = Config::from_toml("[baseline]\ncounterparties = 40\n").unwrap_err();
+        assert_eq!(e.key(), Some("baseline.counterparties"));
+        let e = Config::from_toml("[prior]\nhour_weights = [1.0]\n").unwrap_err();
+        assert_eq!(e.key(), Some("prior.hour_weights"));
+    }
+
+    #[test]
+    fn env_overrides_apply_and_are_checked() {
+        let env = vec![
+            (
+                "WALLETGUARD_DECISION__FREEZE".to_string(),
+                "0.95".to_string(),
+            ),
+            (
+                "WALLETGUARD_GENERAL__DEFAULT_CURRENCY".to_string(),
+                "USD".to_string(),
+            ),
+            ("WALLETGUARD_CONFIG".to_string(), "/ignored".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let cfg = Config::from_toml_with_env("", env).unwrap();
+        assert_eq!(cfg.decision.freeze, 0.95);
+        assert_eq!(cfg.general.default_currency, "USD");
+        let e = Config::from_toml_with_env(
+            "",
+            vec![("WALLETGUARD_DECISION__FROZE".to_string(), "1".to_string())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("froze"), "{e}");
+        let e = Config::from_toml_with_env(
+            "",
+            vec![("WALLETGUARD_DECISION__FREEZE".to_string(), "2".to_string())],
+        )
+        .unwrap_err();
+        assert_eq!(e.key(), Some("decision.freeze"));
+    }
+}

@@ -1,0 +1,298 @@
+//! Signals → one score, an action, a severity and sorted reasons.
+//!
+//! # Formula
+//! Each signal i has a detector score sᵢ ∈ [0,1] and a configured weight wᵢ ∈ [0,1]. The
+//! combined score is a weighted noisy-OR:
+//!
+//! ```text
+//! score = 1 − ∏ᵢ (1 − wᵢ·sᵢ)
+//! ```
+//!
+//! read as "the probability that at least one independent piece of evidence is real". On
+//! money out, an explicit account-takeover chain adds one more term, `ATO_CHAIN`, with weight
+//! `decision.chain_bonus` and score = mean of four stage strengths:
+//!
+//! 1. credential change within the window (`CREDENTIAL_CHANGE_THEN_SPEND`),
+//! 2. the actor is somewhere new (`NEW_DEVICE`, `NEW_LOCATION`, `IMPOSSIBLE_TRAVEL`, or the
+//!    change itself came from a new device),
+//! 3. a new payee (transfers and withdrawals count fully, merchant payments half),
+//! 4. a large or draining outflow (`AMOUNT_OUTLIER`, `BALANCE_DRAIN`).
+//!
+//! The chain needs stages 1 and 4 and at least one of 2 and 3; a missing stage counts 0 in
+//! the mean. Reasons are sorted by contribution wᵢ·sᵢ. The score maps to an action by the
+//! `review` / `step_up` / `freeze` thresholds and to a severity by the `severity_*` ones.
+
+use crate::config::DecisionConfig;
+use crate::detect::{Code, Detail, Signals};
+
+/// What to do about an event, in increasing order of force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Nothing.
+    Allow,
+    /// An analyst should look.
+    Review,
+    /// Ask the user to re-authenticate.
+    StepUp,
+    /// Freeze the account.
+    Freeze,
+}
+
+impl Action {
+    /// Every action, weakest first.
+    pub const ALL: [Action; 4] = [
+        Action::Allow,
+        Action::Review,
+        Action::StepUp,
+        Action::Freeze,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Review => "review",
+            Action::StepUp => "step_up",
+            Action::Freeze => "freeze",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.iter().copied().find(|a| a.as_str() == s)
+    }
+}
+
+/// Alert severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Informational.
+    Low,
+    /// Worth a look.
+    Medium,
+    /// Act soon.
+    High,
+    /// Act now.
+    Critical,
+}
+
+impl Severity {
+    /// Every severity, lowest first.
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.iter().copied().find(|a| a.as_str() == s)
+    }
+}
+
+/// The verdict on one event.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision {
+    /// Combined score in [0, 1].
+    pub score: f64,
+    /// Action from the thresholds.
+    pub action: Action,
+    /// Severity from the thresholds.
+    pub severity: Severity,
+    /// Reasons, largest contribution first.
+    pub signals: Signals,
+}
+
+/// Inputs to the takeover chain that are not signals.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChainHints {
+    /// The event is money out.
+    pub money_out: bool,
+    /// A credential change inside the window came from a device new at the time.
+    pub change_from_new_device: bool,
+    /// The payee is new (any money-out type).
+    pub new_payee: bool,
+    /// The event is a merchant payment (a new merchant counts half).
+    pub is_payment: bool,
+}
+
+/// Turns signals into decisions under a [`DecisionConfig`].
+#[derive(Debug, Clone)]
+pub struct Decider {
+    cfg: DecisionConfig,
+}
+
+impl Decider {
+    /// From config.
+    pub fn new(cfg: &DecisionConfig) -> Decider {
+        Decider { cfg: cfg.clone() }
+    }
+
+    /// Combines `signals` (see the module docs for the formula).
+    pub fn decide(&self, mut signals: Signals, hints: ChainHints) -> Decision {
+        if hints.money_out && self.cfg.chain_bonus > 0.0 {
+            self.add_chain(&mut signals, hints);
+        }
+        let keep: f64 = signals.iter().map(|s| 1.0 - s.contribution()).product();
+        let score = (1.0 - keep).clamp(0.0, 1.0);
+        signals.sort_by_contribution();
+        Decision {
+            score,
+            action: self.action(score),
+            severity: self.severity(score),
+            signals,
+        }
+    }
+
+    fn add_chain(&self, signals: &mut Signals, h: ChainHints) {
+        let get = |c: Code| signals.get(c).map_or(0.0, |s| s.score);
+        let change = get(Code::CredentialChangeThenSpend);
+        let outflow = get(Code::AmountOutlier).max(get(Code::BalanceDrain));
+        if change <= 0.0 || outflow <= 0.0 {
+            return;
+        }
+        let mut somewhere_new = get(Code::NewDevice)
+            .max(get(Code::NewLocation))
+            .max(get(Code::ImpossibleTravel));
+        if h.change_from_new_device {
+            somewhere_new = somewhere_new.max(1.0);
+        }
+        let payee = match (h.new_payee, h.is_payment) {
+            (false, _) => 0.0,
+            (true, true) => 0.5,
+            (true, false) => 1.0,
+        };
+        if somewhere_new <= 0.0 && payee <= 0.0 {
+            return;
+        }
+        let strength = (change + somewhere_new + payee + outflow) / 4.0;
+        signals.push(
+            Code::AtoChain,
+            strength,
+            self.cfg.chain_bonus,
+            Detail::new(
+                |a, f| {
+                    f.write_str("takeover chain: credential change")?;
+                    if a[0] > 0.0 {
+                        f.write_str(" → new device or location")?;
+                    }
+                    if a[1] > 0.0 {
+                        f.write_str(" → new payee")?;
+                    }
+                    f.write_str(" → large or draining outflow")
+                },
+                [somewhere_new, payee, 0.0, 0.0],
+            ),
+        );
+    }
+
+    /// Action for a score.
+    pub fn action(&self, score: f64) -> Action {
+        if score >= self.cfg.freeze {
+            Action::Freeze
+        } else if score >= self.cfg.step_up {
+            Action::StepUp
+        } else if score >= self.cfg.review {
+            Action::Review
+        } else {
+            Action::Allow
+        }
+    }
+
+    /// Severity for a score.
+    pub fn severity(&self, score: f64) -> Severity {
+        if score >= self.cfg.severity_critical {
+            Severity::Critical
+        } else if score >= self.cfg.severity_high {
+            Severity::High
+        } else if score >= self.cfg.severity_medium {
+            Severity::Medium
+        } else {
+            Severity::Low
+        }
+    }
+
+    /// Freeze cool-down in seconds.
+    pub fn freeze_cooldown_s(&self) -> f64 {
+        self.cfg.freeze_cooldown_hours * 3600.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d() -> Detail {
+        Detail::new(|_, f| f.write_str("x"), [0.0; 4])
+    }
+
+    #[test]
+    fn noisy_or_formula() {
+        let dec = Decider::new(&DecisionConfig::default());
+        let mut s = Signals::default();
+        s.push(Code::NewDevice, 1.0, 0.5, d());
+        s.push(Code::NewLocation, 0.5, 0.4, d());
+        let out = dec.decide(s, ChainHints::default());
+        let expected = 1.0 - (1.0 - 0.5) * (1.0 - 0.2);
+        assert!((out.score - expected).abs() < 1e-12);
+        assert_eq!(out.signals.iter().next().unwrap().code, Code::NewDevice);
+        assert_eq!(
+            dec.decide(Signals::default(), ChainHints::default()).action,
+            Action::Allow
+        );
+    }
+
+    #[test]
+    fn thresholds_map_to_actions_and_severities() {
+        let dec = Decider::new(&DecisionConfig::default());
+        let c = DecisionConfig::default();
+        assert_eq!(dec.action(c.review - 1e-9), Action::Allow);
+        assert_eq!(dec.action(c.review), Action::Review);
+        assert_eq!(dec.action(c.step_up), Action::StepUp);
+        assert_eq!(dec.action(c.freeze), Action::Freeze);
+        assert_eq!(dec.severity(0.0), Severity::Low);
+        assert_eq!(dec.severity(c.severity_medium), Severity::Medium);
+        assert_eq!(dec.severity(c.severity_high), Severity::High);
+        assert_eq!(dec.severity(1.0), Severity::Critical);
+    }
+
+    #[test]
+    fn takeover_chain_adds_a_bonus_only_when_complete_enough() {
+        let dec = Decider::new(&DecisionConfig::default());
+        let mut s = Signals::default();
+        s.push(Code::CredentialChangeThenSpend, 0.9, 0.6, d());
+        s.push(Code::BalanceDrain, 0.8, 0.6, d());
+        let hints = ChainHints {
+            money_out: true,
+            change_from_new_device: true,
+            new_payee: true,
+            is_payment: false,
+        };
+        let with = dec.decide(s, hints);
+        assert!(with.signals.get(Code::AtoChain).is_some());
+        let without = dec.decide(
+            s,
+            ChainHints {
+                change_from_new_device: false,
+                new_payee: false,
+                ..hints
+            },
+        );
+        assert!(without.signals.get(Code::AtoChain).is_none());
+        assert!(with.score > without.score);
+        let chain = with.signals.get(Code::AtoChain).unwrap();
+        assert!((chain.score - (0.9 + 1.0 + 1.0 + 0.8) / 4.0).abs() < 1e-12);
+        assert!(chain.detail.to_string().contains("new payee"));
+    }
+}

@@ -1,0 +1,153 @@
+//! `AMOUNT_OUTLIER`: money out far in the upper tail of the user's log-amount distribution.
+//!
+//! The user's exponentially weighted mean and variance of ln(1 + amount) are shrunk toward the
+//! population prior, and the upper-tail probability of the new amount is taken from a
+//! Student-t with n + 2 degrees of freedom: few observations give heavy tails, many give an
+//! almost normal tail.
+
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use super::{money, surprise, Code, Ctx, Detail, Detector, Signals};
+use crate::config::AmountOutlierConfig;
+
+/// See the module docs.
+pub struct AmountOutlier {
+    weight: f64,
+    min_amount: f64,
+    min_var: f64,
+    p_start: f64,
+    p_full: f64,
+}
+
+impl AmountOutlier {
+    /// From config and the shared surprise mapping.
+    pub fn new(c: &AmountOutlierConfig, p_start: f64, p_full: f64) -> Self {
+        AmountOutlier {
+            weight: c.weight,
+            min_amount: c.min_amount,
+            min_var: c.min_sd * c.min_sd,
+            p_start,
+            p_full,
+        }
+    }
+}
+
+/// z below which the tail is never computed: the tail probability there is far above any
+/// sensible `p_start`, and skipping the incomplete-beta call keeps the common case cheap.
+const Z_FAST_PATH: f64 = 1.5;
+
+impl Detector for AmountOutlier {
+    fn code(&self) -> Code {
+        Code::AmountOutlier
+    }
+
+    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+        let (Some(amount), Some(x)) = (ctx.ev.amount, ctx.facts.log_amount) else {
+            return;
+        };
+        if !ctx.ev.kind.is_money_out() || amount <= self.min_amount {
+            return;
+        }
+        let n = ctx.profile.amount_n(ctx.facts);
+        let own = ctx
+            .profile
+            .amount_stats()
+            .map(|(m, v)| (m, v.max(self.min_var)));
+        let (mean, var) = ctx.prior.shrink_amount(n, own);
+        let sd = var.max(self.min_var).sqrt();
+        let z = (x - mean) / sd;
+        if z < Z_FAST_PATH {
+            return;
+        }
+        let dof = (n + 2.0).min(1e6);
+        let p = match StudentsT::new(0.0, 1.0, dof) {
+            Ok(t) => t.sf(z),
+            Err(_) => return,
+        };
+        let s = surprise(p, self.p_start, self.p_full);
+        let typical = mean.exp_m1();
+        out.push(
+            Code::AmountOutlier,
+            s,
+            self.weight,
+            Detail::new(
+                |a, f| {
+                    write!(
+                        f,
+                        "amount {} is {:.1}x the typical {} (z={:.1}, tail p={:.1e})",
+                        money(a[0]),
+                        a[0] / a[1].max(0.01),
+                        money(a[1]),
+                        a[2],
+                        a[3]
+                    )
+                },
+                [amount, typical, z, p],
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+    use crate::config::Config;
+
+    fn det() -> AmountOutlier {
+        let c = Config::default();
+        AmountOutlier::new(
+            &c.detectors.amount_outlier,
+            c.detectors.surprise_p_start,
+            c.detectors.surprise_p_full,
+        )
+    }
+
+    #[test]
+    fn fires_on_a_huge_amount() {
+        let mut k = Kit::new();
+        k.history();
+        let s = k.run(
+            &det(),
+            T0 + 31 * DAY,
+            "transfer",
+            r#""amount":5000,"counterparty":"p""#,
+        );
+        assert!(score(&s) > 0.9, "{s:?}");
+        assert!(s
+            .iter()
+            .next()
+            .unwrap()
+            .detail
+            .to_string()
+            .contains("5,000.00"));
+    }
+
+    #[test]
+    fn quiet_on_a_usual_amount() {
+        let mut k = Kit::new();
+        k.history();
+        let s = k.run(
+            &det(),
+            T0 + 31 * DAY,
+            "payment",
+            r#""amount":110,"counterparty":"shop-a""#,
+        );
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn new_user_is_judged_by_the_prior() {
+        let mut k = Kit::new();
+        k.learn(T0, "payment", r#""amount":20,"counterparty":"m""#);
+        k.learn(T0 + 1000, "payment", r#""amount":25,"counterparty":"m""#);
+        // An ordinary payment for the population is not an outlier after two tiny ones.
+        let s = k.run(
+            &det(),
+            T0 + DAY,
+            "payment",
+            r#""amount":150,"counterparty":"m""#,
+        );
+        assert_eq!(score(&s), 0.0, "{s:?}");
+    }
+}

@@ -1,0 +1,128 @@
+//! `BALANCE_DRAIN`: a single outflow that takes a large share of the balance before it.
+//!
+//! The balance before the event is `balance_after + amount` when the event carries its balance,
+//! else the last balance the profile knows. Small amounts never count: emptying a wallet that
+//! holds 30 is not a theft worth a freeze.
+
+use super::{money, ramp, Code, Ctx, Detail, Detector, Signals};
+use crate::config::BalanceDrainConfig;
+use crate::event::Status;
+
+/// See the module docs.
+pub struct BalanceDrain {
+    weight: f64,
+    start: f64,
+    full: f64,
+    min_amount: f64,
+}
+
+impl BalanceDrain {
+    /// From config.
+    pub fn new(c: &BalanceDrainConfig) -> Self {
+        BalanceDrain {
+            weight: c.weight,
+            start: c.start_share,
+            full: c.full_share,
+            min_amount: c.min_amount,
+        }
+    }
+}
+
+impl Detector for BalanceDrain {
+    fn code(&self) -> Code {
+        Code::BalanceDrain
+    }
+
+    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+        let Some(amount) = ctx.ev.amount else {
+            return;
+        };
+        if !ctx.ev.kind.is_money_out() || amount <= self.min_amount {
+            return;
+        }
+        let before = match (ctx.ev.balance_after, ctx.ev.status) {
+            (Some(after), Status::Success) => after + amount,
+            _ => match ctx.profile.last_balance() {
+                Some(b) => b,
+                None => return,
+            },
+        };
+        if before <= 0.0 {
+            return;
+        }
+        let share = (amount / before).min(1.0);
+        let s = ramp(share, self.start, self.full);
+        if s <= 0.0 {
+            return;
+        }
+        out.push(
+            Code::BalanceDrain,
+            s,
+            self.weight,
+            Detail::new(
+                |a, f| {
+                    write!(
+                        f,
+                        "takes {:.0}% of the {} balance",
+                        a[0] * 100.0,
+                        money(a[1])
+                    )
+                },
+                [share, before, 0.0, 0.0],
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+
+    fn det() -> BalanceDrain {
+        BalanceDrain::new(&crate::config::Config::default().detectors.balance_drain)
+    }
+
+    #[test]
+    fn fires_when_most_of_the_balance_leaves() {
+        let mut k = Kit::new();
+        k.history();
+        let s = k.run(
+            &det(),
+            T0 + 31 * DAY,
+            "transfer",
+            r#""amount":4600,"counterparty":"x","balance_after":400"#,
+        );
+        assert!(score(&s) > 0.95, "{s:?}");
+        // Same, with the balance known only from the profile (5000).
+        let s = k.run(
+            &det(),
+            T0 + 31 * DAY,
+            "withdrawal",
+            r#""amount":4000,"counterparty":"card""#,
+        );
+        assert!((score(&s) - ramp(0.8, 0.4, 0.9)).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn quiet_for_small_shares_and_small_amounts() {
+        let mut k = Kit::new();
+        k.history();
+        assert!(k
+            .run(
+                &det(),
+                T0 + 31 * DAY,
+                "payment",
+                r#""amount":500,"counterparty":"x","balance_after":4500"#
+            )
+            .is_empty());
+        assert!(k
+            .run(
+                &det(),
+                T0 + 31 * DAY,
+                "payment",
+                r#""amount":50,"counterparty":"x","balance_after":0"#
+            )
+            .is_empty());
+    }
+}

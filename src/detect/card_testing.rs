@@ -1,0 +1,139 @@
+//! `CARD_TESTING`: many tiny payments to merchants the user has never paid, within minutes,
+//! often with failures: a thief checking which stolen card or wallet works before a large
+//! purchase.
+//!
+//! Tiny payments to new merchants are counted with the short half-life. The detector scores
+//! each further tiny payment and also the first non-tiny money out that follows the run.
+
+use super::{money, ramp, Code, Ctx, Detail, Detector, Signals};
+use crate::config::CardTestingConfig;
+use crate::event::EventType;
+
+/// See the module docs.
+pub struct CardTesting {
+    weight: f64,
+    tiny: f64,
+    start: f64,
+    full: f64,
+}
+
+impl CardTesting {
+    /// From config.
+    pub fn new(c: &CardTestingConfig) -> Self {
+        CardTesting {
+            weight: c.weight,
+            tiny: c.tiny_amount,
+            start: c.start_count,
+            full: c.full_count,
+        }
+    }
+
+    /// Whether an event is a tiny payment to a merchant the profile does not know: the thing
+    /// this detector counts (the pipeline records it in the profile).
+    pub fn is_tiny_new_merchant(
+        tiny_amount: f64,
+        kind: EventType,
+        amount: Option<f64>,
+        new_cp: bool,
+    ) -> bool {
+        kind == EventType::Payment && new_cp && amount.is_some_and(|a| a <= tiny_amount)
+    }
+}
+
+impl Detector for CardTesting {
+    fn code(&self) -> Code {
+        Code::CardTesting
+    }
+
+    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+        if !ctx.ev.kind.is_money_out() {
+            return;
+        }
+        let new_cp = matches!(ctx.facts.counterparty, Some((_, false)));
+        let tiny_new = Self::is_tiny_new_merchant(self.tiny, ctx.ev.kind, ctx.ev.amount, new_cp);
+        let recent = ctx.profile.recent_tiny_new(ctx.facts);
+        let c = recent + tiny_new as u8 as f64;
+        if c < self.start {
+            return;
+        }
+        let amount = ctx.ev.amount.unwrap_or(0.0);
+        out.push(
+            Code::CardTesting,
+            ramp(c, self.start - 1.0, self.full),
+            self.weight,
+            Detail::new(
+                |a, f| {
+                    write!(
+                        f,
+                        "about {:.0} tiny payments to new merchants within minutes",
+                        a[0]
+                    )?;
+                    if a[1] > 0.0 {
+                        write!(f, ", now {}", money(a[1]))?;
+                    }
+                    Ok(())
+                },
+                [c, if tiny_new { 0.0 } else { amount }, 0.0, 0.0],
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+    use crate::event::parse_event;
+
+    fn det() -> CardTesting {
+        CardTesting::new(&crate::config::Config::default().detectors.card_testing)
+    }
+
+    fn tiny(k: &mut Kit, t: i64, m: &str) {
+        let s = k.json(
+            t,
+            "payment",
+            &format!(r#""amount":1.0,"counterparty":"{m}""#),
+        );
+        let e = parse_event(s.as_bytes()).unwrap();
+        let f = k.profile.facts(&k.params, &e);
+        k.profile.record_activity(&e, &f, true);
+    }
+
+    #[test]
+    fn fires_on_a_run_of_tiny_new_merchant_payments_and_the_big_one_after() {
+        let mut k = Kit::new();
+        k.history();
+        let t = T0 + 31 * DAY;
+        for i in 0..5 {
+            tiny(&mut k, t + i * 20_000, &format!("m{i}"));
+        }
+        let s = k.run(
+            &det(),
+            t + 110_000,
+            "payment",
+            r#""amount":0.5,"counterparty":"m9""#,
+        );
+        assert!(score(&s) > 0.7, "{s:?}");
+        let s = k.run(
+            &det(),
+            t + 120_000,
+            "payment",
+            r#""amount":3000,"counterparty":"shop-z""#,
+        );
+        assert!(score(&s) > 0.6, "{s:?}");
+    }
+
+    #[test]
+    fn quiet_for_one_small_purchase() {
+        let mut k = Kit::new();
+        k.history();
+        let s = k.run(
+            &det(),
+            T0 + 31 * DAY,
+            "payment",
+            r#""amount":2,"counterparty":"kiosk""#,
+        );
+        assert!(s.is_empty());
+    }
+}

@@ -1,0 +1,99 @@
+//! `FAILED_ATTEMPTS_BURST`: many failed logins or failed payments in a short time.
+//!
+//! Counts are decayed with the short half-life, so "many" means "many recently". It fires on
+//! the failures themselves and on the next event after them, because a success after a run of
+//! failures (a guessed password, a card that finally went through) is the moment that matters.
+
+use super::{ramp, Code, Ctx, Detail, Detector, Signals};
+use crate::config::FailedAttemptsConfig;
+use crate::event::{EventType, Status};
+
+/// See the module docs.
+pub struct FailedAttemptsBurst {
+    weight: f64,
+    start: f64,
+    full: f64,
+}
+
+impl FailedAttemptsBurst {
+    /// From config.
+    pub fn new(c: &FailedAttemptsConfig) -> Self {
+        FailedAttemptsBurst {
+            weight: c.weight,
+            start: c.start_count,
+            full: c.full_count,
+        }
+    }
+}
+
+impl Detector for FailedAttemptsBurst {
+    fn code(&self) -> Code {
+        Code::FailedAttemptsBurst
+    }
+
+    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+        let this = (ctx.ev.kind == EventType::LoginFailed
+            || (ctx.ev.kind.is_money_out() && ctx.ev.status == Status::Failed))
+            as u8 as f64;
+        let logins = ctx.profile.recent_failed_logins(ctx.facts);
+        let pays = ctx.profile.recent_failed_payments(ctx.facts);
+        let c = logins + pays + this;
+        if c < self.start {
+            return;
+        }
+        out.push(
+            Code::FailedAttemptsBurst,
+            // Just at start_count the score is small but not zero.
+            ramp(c, self.start - 1.0, self.full),
+            self.weight,
+            Detail::new(
+                |a, f| {
+                    write!(
+                        f,
+                        "about {:.0} recent failed attempts ({:.0} logins, {:.0} payments)",
+                        a[0], a[1], a[2]
+                    )
+                },
+                [c, logins, pays, 0.0],
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+
+    fn det() -> FailedAttemptsBurst {
+        FailedAttemptsBurst::new(&crate::config::Config::default().detectors.failed_attempts)
+    }
+
+    #[test]
+    fn fires_after_a_run_of_failed_logins() {
+        let mut k = Kit::new();
+        k.history();
+        let t = T0 + 31 * DAY;
+        for i in 0..8 {
+            k.learn(t + i * 10_000, "login_failed", "");
+        }
+        let s = k.run(&det(), t + 90_000, "login", "");
+        assert!(score(&s) > 0.7, "{s:?}");
+    }
+
+    #[test]
+    fn quiet_after_one_typo_or_long_ago() {
+        let mut k = Kit::new();
+        k.history();
+        let t = T0 + 31 * DAY;
+        k.learn(t, "login_failed", "");
+        assert!(k.run(&det(), t + 5_000, "login", "").is_empty());
+        for i in 0..8 {
+            k.learn(t + i * 1000, "login_failed", "");
+        }
+        assert!(
+            k.run(&det(), t + DAY, "login", "").is_empty(),
+            "decayed away"
+        );
+    }
+}

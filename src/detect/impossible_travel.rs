@@ -1,0 +1,116 @@
+//! `IMPOSSIBLE_TRAVEL`: the great-circle speed from the last learned position is above what
+//! an airliner can do.
+//!
+//! Short jumps are ignored (`min_distance_km`) because IP geolocation and GPS are noisy. The
+//! score is 0.5 at the limit and grows with log10 of how far above it the speed is, reaching 1
+//! at about three times the limit.
+
+use super::{duration, Code, Ctx, Detail, Detector, Signals};
+use crate::config::ImpossibleTravelConfig;
+
+/// Mean Earth radius, km.
+const EARTH_RADIUS_KM: f64 = 6371.0;
+
+/// Great-circle distance between two points, km.
+pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * a.sqrt().min(1.0).asin()
+}
+
+/// See the module docs.
+pub struct ImpossibleTravel {
+    weight: f64,
+    max_speed_kmh: f64,
+    min_distance_km: f64,
+}
+
+impl ImpossibleTravel {
+    /// From config.
+    pub fn new(c: &ImpossibleTravelConfig) -> Self {
+        ImpossibleTravel {
+            weight: c.weight,
+            max_speed_kmh: c.max_speed_kmh,
+            min_distance_km: c.min_distance_km,
+        }
+    }
+}
+
+impl Detector for ImpossibleTravel {
+    fn code(&self) -> Code {
+        Code::ImpossibleTravel
+    }
+
+    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+        let (Some(g), Some((lat, lon, at))) = (ctx.ev.geo, ctx.profile.last_geo()) else {
+            return;
+        };
+        let km = haversine_km(lat, lon, g.lat, g.lon);
+        if km < self.min_distance_km {
+            return;
+        }
+        // A one-minute floor keeps the speed finite for simultaneous events.
+        let secs = (ctx.facts.t as f64 - at as f64).max(60.0);
+        let kmh = km / (secs / 3600.0);
+        if kmh <= self.max_speed_kmh {
+            return;
+        }
+        let s = 0.5 + (kmh / self.max_speed_kmh).log10();
+        out.push(
+            Code::ImpossibleTravel,
+            s,
+            self.weight,
+            Detail::new(
+                |a, f| {
+                    write!(
+                        f,
+                        "{:.0} km from the last position in {} ({:.0} km/h)",
+                        a[0],
+                        duration(a[1]),
+                        a[2]
+                    )
+                },
+                [km, secs, kmh, 0.0],
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+
+    fn det() -> ImpossibleTravel {
+        ImpossibleTravel::new(&crate::config::Config::default().detectors.impossible_travel)
+    }
+
+    #[test]
+    fn haversine_shanghai_london() {
+        let km = haversine_km(31.23, 121.47, 51.51, -0.13);
+        assert!((km - 9_210.0).abs() < 30.0, "{km}");
+        assert_eq!(haversine_km(10.0, 10.0, 10.0, 10.0), 0.0);
+    }
+
+    #[test]
+    fn fires_on_lagos_half_an_hour_after_shanghai() {
+        let mut k = Kit::new();
+        k.history();
+        // Last position: day 29, 11:00 UTC in Shanghai.
+        let t = T0 + 29 * DAY + 11 * 3_600_000 + 1_800_000;
+        let s = k.run(&det(), t, "login", r#""geo":{"lat":6.45,"lon":3.39}"#);
+        assert!(score(&s) >= 0.99, "{s:?}");
+    }
+
+    #[test]
+    fn quiet_for_a_flight() {
+        let mut k = Kit::new();
+        k.history();
+        // Shanghai → London in 13 hours: about 710 km/h.
+        let t = T0 + 29 * DAY + 24 * 3_600_000;
+        let s = k.run(&det(), t, "login", r#""geo":{"lat":51.51,"lon":-0.13}"#);
+        assert!(s.is_empty(), "{s:?}");
+    }
+}

@@ -1,0 +1,519 @@
+//! Detectors: one file each, behind the small [`Detector`] trait.
+//!
+//! A detector looks at one event, the user's profile *as it was before the event*, the
+//! precomputed [`Facts`] and the population [`Prior`], and pushes zero or more [`Signal`]s.
+//! Wherever a baseline exists the score is a statistical surprise (a tail probability mapped
+//! by [`surprise`]), not a fixed limit. To add a detector: copy the smallest file here
+//! (`new_recharge_number.rs`), add a [`Code`], a config table, and a line in [`build`].
+
+use std::fmt;
+
+use crate::baseline::{Facts, Params, Prior, Profile};
+use crate::config::Config;
+use crate::event::Event;
+
+mod amount_outlier;
+mod balance_drain;
+mod card_testing;
+mod credential_change;
+mod dormant_reactivation;
+mod failed_attempts;
+mod impossible_travel;
+mod new_counterparty;
+mod new_device;
+mod new_location;
+mod new_recharge_number;
+mod unusual_hour;
+mod velocity_burst;
+
+pub use amount_outlier::AmountOutlier;
+pub use balance_drain::BalanceDrain;
+pub use card_testing::CardTesting;
+pub use credential_change::CredentialChangeThenSpend;
+pub use dormant_reactivation::DormantReactivation;
+pub use failed_attempts::FailedAttemptsBurst;
+pub use impossible_travel::ImpossibleTravel;
+pub use new_counterparty::NewCounterparty;
+pub use new_device::NewDevice;
+pub use new_location::NewLocation;
+pub use new_recharge_number::NewRechargeNumber;
+pub use unusual_hour::UnusualHour;
+pub use velocity_burst::VelocityBurst;
+
+/// Reason codes carried in decisions and alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Code {
+    /// Log-amount far in the user's tail.
+    AmountOutlier,
+    /// Device never seen for this user.
+    NewDevice,
+    /// Money out to a never-seen payee.
+    NewCounterparty,
+    /// New geo cell or IP prefix.
+    NewLocation,
+    /// Faster than a plane from the last position.
+    ImpossibleTravel,
+    /// More money-out events in a short window than the user's rate explains.
+    VelocityBurst,
+    /// An hour at which the user is rarely active.
+    UnusualHour,
+    /// Money out soon after a password, MFA, device or payment-method change.
+    CredentialChangeThenSpend,
+    /// Outflow takes a large share of the balance.
+    BalanceDrain,
+    /// Many failed logins or payments in a short time.
+    FailedAttemptsBurst,
+    /// Many tiny payments to new merchants in minutes.
+    CardTesting,
+    /// Large money out after a long silence.
+    DormantReactivation,
+    /// Mobile recharge to a number never topped up before.
+    NewRechargeNumber,
+    /// Decision-level bonus: credential change → new device/location → new payee → large or
+    /// draining outflow.
+    AtoChain,
+}
+
+impl Code {
+    /// Every code, in declaration order.
+    pub const ALL: [Code; 14] = [
+        Code::AmountOutlier,
+        Code::NewDevice,
+        Code::NewCounterparty,
+        Code::NewLocation,
+        Code::ImpossibleTravel,
+        Code::VelocityBurst,
+        Code::UnusualHour,
+        Code::CredentialChangeThenSpend,
+        Code::BalanceDrain,
+        Code::FailedAttemptsBurst,
+        Code::CardTesting,
+        Code::DormantReactivation,
+        Code::NewRechargeNumber,
+        Code::AtoChain,
+    ];
+
+    /// The wire name, e.g. `NEW_DEVICE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::AmountOutlier => "AMOUNT_OUTLIER",
+            Code::NewDevice => "NEW_DEVICE",
+            Code::NewCounterparty => "NEW_COUNTERPARTY",
+            Code::NewLocation => "NEW_LOCATION",
+            Code::ImpossibleTravel => "IMPOSSIBLE_TRAVEL",
+            Code::VelocityBurst => "VELOCITY_BURST",
+            Code::UnusualHour => "UNUSUAL_HOUR",
+            Code::CredentialChangeThenSpend => "CREDENTIAL_CHANGE_THEN_SPEND",
+            Code::BalanceDrain => "BALANCE_DRAIN",
+            Code::FailedAttemptsBurst => "FAILED_ATTEMPTS_BURST",
+            Code::CardTesting => "CARD_TESTING",
+            Code::DormantReactivation => "DORMANT_REACTIVATION",
+            Code::NewRechargeNumber => "NEW_RECHARGE_NUMBER",
+            Code::AtoChain => "ATO_CHAIN",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Code> {
+        Code::ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A human-readable explanation, rendered only when an output is written: the hot path stores
+/// a formatter and up to four numbers instead of building a string per signal.
+#[derive(Clone, Copy)]
+pub struct Detail {
+    /// Renders `args` as text.
+    pub render: fn(&[f64; 4], &mut fmt::Formatter<'_>) -> fmt::Result,
+    /// The numbers the text mentions.
+    pub args: [f64; 4],
+}
+
+impl Detail {
+    /// A detail from a render function and its numbers.
+    pub fn new(
+        render: fn(&[f64; 4], &mut fmt::Formatter<'_>) -> fmt::Result,
+        args: [f64; 4],
+    ) -> Detail {
+        Detail { render, args }
+    }
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (self.render)(&self.args, f)
+    }
+}
+
+impl fmt::Debug for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+impl PartialEq for Detail {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+/// One detector finding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Signal {
+    /// What was found.
+    pub code: Code,
+    /// How strongly, in [0, 1].
+    pub score: f64,
+    /// The detector's weight in the noisy-OR, in [0, 1].
+    pub weight: f64,
+    /// Why, for people.
+    pub detail: Detail,
+}
+
+impl Signal {
+    /// Contribution to the combined score: `weight × score`.
+    pub fn contribution(&self) -> f64 {
+        self.weight * self.score
+    }
+}
+
+/// Most signals one event can carry (every detector once, plus the chain bonus).
+pub const MAX_SIGNALS: usize = 16;
+
+/// A fixed-capacity list of signals: no allocation per event.
+#[derive(Debug, Clone, Copy)]
+pub struct Signals {
+    items: [Option<Signal>; MAX_SIGNALS],
+    len: usize,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            items: [None; MAX_SIGNALS],
+            len: 0,
+        }
+    }
+}
+
+impl Signals {
+    /// Adds a signal with a score clamped into [0, 1]; zero scores and overflow are ignored.
+    pub fn push(&mut self, code: Code, score: f64, weight: f64, detail: Detail) {
+        let score = if score.is_finite() {
+            score.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        if score <= 0.0 || self.len == MAX_SIGNALS {
+            return;
+        }
+        self.items[self.len] = Some(Signal {
+            code,
+            score,
+            weight,
+            detail,
+        });
+        self.len += 1;
+    }
+
+    /// Number of signals.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no detector fired.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The signals, in push order (or sorted, after [`Signals::sort_by_contribution`]).
+    pub fn iter(&self) -> impl Iterator<Item = &Signal> {
+        self.items[..self.len].iter().flatten()
+    }
+
+    /// The signal with `code`, if present.
+    pub fn get(&self, code: Code) -> Option<&Signal> {
+        self.iter().find(|s| s.code == code)
+    }
+
+    /// Sorts by contribution, largest first; ties by code for determinism.
+    pub fn sort_by_contribution(&mut self) {
+        self.items[..self.len].sort_by(|a, b| match (a, b) {
+            (Some(a), Some(b)) => b
+                .contribution()
+                .total_cmp(&a.contribution())
+                .then(a.code.cmp(&b.code)),
+            _ => std::cmp::Ordering::Equal,
+        });
+    }
+}
+
+/// What a detector sees.
+pub struct Ctx<'a, 'e> {
+    /// The event being scored.
+    pub ev: &'a Event<'e>,
+    /// The user's profile before this event.
+    pub profile: &'a Profile,
+    /// Facts computed once per event.
+    pub facts: &'a Facts,
+    /// The population prior.
+    pub prior: &'a Prior,
+    /// Baseline constants.
+    pub params: &'a Params,
+}
+
+/// A detector: pure, stateless between events (all state lives in the profile).
+pub trait Detector: Send + Sync {
+    /// The code this detector emits.
+    fn code(&self) -> Code;
+    /// Scores one event, pushing zero or more signals.
+    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals);
+}
+
+/// Maps a tail probability to a score: 0 at `p_start` or above, 1 at `p_full` or below,
+/// linear in -log p between them (each factor of ten in rarity adds the same amount).
+#[inline]
+pub fn surprise(p: f64, p_start: f64, p_full: f64) -> f64 {
+    if !(p < p_start) {
+        return 0.0;
+    }
+    if p <= p_full {
+        return 1.0;
+    }
+    ((p_start / p).ln() / (p_start / p_full).ln()).clamp(0.0, 1.0)
+}
+
+/// Linear ramp: 0 at or below `start`, 1 at or above `full`.
+#[inline]
+pub fn ramp(x: f64, start: f64, full: f64) -> f64 {
+    ((x - start) / (full - start)).clamp(0.0, 1.0)
+}
+
+/// Builds the enabled detectors from config, in a fixed order.
+pub fn build(cfg: &Config) -> Vec<Box<dyn Detector>> {
+    let d = &cfg.detectors;
+    let (ps, pf) = (d.surprise_p_start, d.surprise_p_full);
+    let mut v: Vec<Box<dyn Detector>> = Vec::new();
+    if d.amount_outlier.enabled {
+        v.push(Box::new(AmountOutlier::new(&d.amount_outlier, ps, pf)));
+    }
+    if d.new_device.enabled {
+        v.push(Box::new(NewDevice::new(&d.new_device)));
+    }
+    if d.new_counterparty.enabled {
+        v.push(Box::new(NewCounterparty::new(&d.new_counterparty)));
+    }
+    if d.new_location.enabled {
+        v.push(Box::new(NewLocation::new(&d.new_location)));
+    }
+    if d.impossible_travel.enabled {
+        v.push(Box::new(ImpossibleTravel::new(&d.impossible_travel)));
+    }
+    if d.velocity_burst.enabled {
+        v.push(Box::new(VelocityBurst::new(&d.velocity_burst, ps, pf)));
+    }
+    if d.unusual_hour.enabled {
+        v.push(Box::new(UnusualHour::new(&d.unusual_hour)));
+    }
+    if d.credential_change.enabled {
+        v.push(Box::new(CredentialChangeThenSpend::new(
+            &d.credential_change,
+        )));
+    }
+    if d.balance_drain.enabled {
+        v.push(Box::new(BalanceDrain::new(&d.balance_drain)));
+    }
+    if d.failed_attempts.enabled {
+        v.push(Box::new(FailedAttemptsBurst::new(&d.failed_attempts)));
+    }
+    if d.card_testing.enabled {
+        v.push(Box::new(CardTesting::new(&d.card_testing)));
+    }
+    if d.dormant_reactivation.enabled {
+        v.push(Box::new(DormantReactivation::new(&d.dormant_reactivation)));
+    }
+    if d.new_recharge_number.enabled {
+        v.push(Box::new(NewRechargeNumber::new(&d.new_recharge_number)));
+    }
+    v
+}
+
+/// Formats a money amount with thousands separators and two decimals.
+pub(crate) fn money(v: f64) -> String {
+    let cents = (v * 100.0).round() as i128;
+    let (whole, frac) = (cents / 100, (cents % 100).abs());
+    let digits = whole.abs().to_string();
+    let mut out = String::with_capacity(digits.len() + 6);
+    if whole < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out.push_str(&format!(".{frac:02}"));
+    out
+}
+
+/// Formats a duration in seconds as `45 s`, `12 min`, `3.5 h` or `9 days`.
+pub(crate) fn duration(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 172_800.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.0} days", s / 86_400.0)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testkit {
+    //! Builds profiles and events for detector unit tests.
+    use super::*;
+    use crate::event::parse_event;
+
+    /// 2026-01-05T00:00:00Z, a Monday.
+    pub const T0: i64 = 1_767_571_200_000;
+    /// One day in ms.
+    pub const DAY: i64 = 86_400_000;
+
+    /// A helper holding config-derived state.
+    pub struct Kit {
+        pub params: Params,
+        pub prior: Prior,
+        pub profile: Profile,
+        seq: u64,
+    }
+
+    impl Kit {
+        pub fn new() -> Kit {
+            let cfg = Config::default();
+            Kit {
+                params: Params::new(&cfg),
+                prior: Prior::new(&cfg),
+
+                profile: Profile::default(),
+                seq: 0,
+            }
+        }
+
+        /// JSON for an event; `extra` is spliced in as more fields.
+        pub fn json(&mut self, ts_ms: i64, kind: &str, extra: &str) -> String {
+            self.seq += 1;
+            let sep = if extra.is_empty() { "" } else { "," };
+            format!(
+                r#"{{"event_id":"t{}","user_id":"u","ts":{ts_ms},"type":"{kind}"{sep}{extra}}}"#,
+                self.seq
+            )
+        }
+
+        /// Learns (and records) an event into the profile.
+        pub fn learn(&mut self, ts_ms: i64, kind: &str, extra: &str) {
+            let s = self.json(ts_ms, kind, extra);
+            let e = parse_event(s.as_bytes()).unwrap();
+            let f = self.profile.facts(&self.params, &e);
+            self.profile.record_activity(&e, &f, false);
+            self.profile.learn(&self.params, &e, &f);
+        }
+
+        /// Thirty days of ordinary history: a daily payment around 100 at a known shop from
+        /// device d1 in Shanghai at 10:00 and 19:00 local.
+        pub fn history(&mut self) {
+            for day in 0..30 {
+                let t = T0 + day * DAY;
+                for (h, amt, shop) in [
+                    (2, 80.0 + day as f64, "shop-a"),
+                    (11, 120.0 - day as f64, "shop-b"),
+                ] {
+                    self.learn(
+                        t + h * 3_600_000,
+                        "payment",
+                        &format!(
+                            r#""amount":{amt},"counterparty":"{shop}","device_id":"d1","ip":"203.0.113.7","geo":{{"lat":31.23,"lon":121.47}},"balance_after":5000"#
+                        ),
+                    );
+                }
+            }
+        }
+
+        /// Runs detector `d` on an event and returns its signals.
+        pub fn run(&mut self, d: &dyn Detector, ts_ms: i64, kind: &str, extra: &str) -> Signals {
+            let s = self.json(ts_ms, kind, extra);
+            let e = parse_event(s.as_bytes()).unwrap();
+            let f = self.profile.facts(&self.params, &e);
+            let ctx = Ctx {
+                ev: &e,
+                profile: &self.profile,
+                facts: &f,
+                prior: &self.prior,
+                params: &self.params,
+            };
+            let mut out = Signals::default();
+            d.detect(&ctx, &mut out);
+            for s in out.iter() {
+                assert!(!s.detail.to_string().is_empty());
+                assert_eq!(s.code, d.code());
+            }
+            out
+        }
+    }
+
+    /// The score of the only signal, or 0.
+    pub fn score(s: &Signals) -> f64 {
+        s.iter().map(|s| s.score).fold(0.0, f64::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surprise_and_ramp_shape() {
+        assert_eq!(surprise(0.5, 0.01, 1e-5), 0.0);
+        assert_eq!(surprise(1e-6, 0.01, 1e-5), 1.0);
+        assert!((surprise(1e-3 * 0.316_227_766, 0.01, 1e-5) - 0.5).abs() < 1e-6);
+        assert_eq!(ramp(0.3, 0.4, 0.9), 0.0);
+        assert_eq!(ramp(0.65, 0.4, 0.9), 0.5);
+    }
+
+    #[test]
+    fn signals_sort_by_contribution() {
+        let d = Detail::new(|_, f| f.write_str("x"), [0.0; 4]);
+        let mut s = Signals::default();
+        s.push(Code::NewDevice, 0.5, 0.4, d);
+        s.push(Code::BalanceDrain, 0.9, 0.6, d);
+        s.push(Code::UnusualHour, 0.0, 1.0, d); // dropped
+        s.push(Code::AmountOutlier, 2.0, 0.1, d); // clamped to 1
+        s.sort_by_contribution();
+        let codes: Vec<_> = s.iter().map(|s| s.code).collect();
+        assert_eq!(
+            codes,
+            [Code::BalanceDrain, Code::NewDevice, Code::AmountOutlier]
+        );
+        assert_eq!(s.get(Code::AmountOutlier).unwrap().score, 1.0);
+        for c in Code::ALL {
+            assert_eq!(Code::parse(c.as_str()), Some(c));
+        }
+    }
+
+    #[test]
+    fn formatting_helpers() {
+        assert_eq!(money(1234567.891), "1,234,567.89");
+        assert_eq!(money(5.0), "5.00");
+        assert_eq!(duration(30.0), "30 s");
+        assert_eq!(duration(600.0), "10 min");
+        assert_eq!(duration(7200.0), "2.0 h");
+        assert_eq!(duration(86_400.0 * 9.0), "9 days");
+    }
+}

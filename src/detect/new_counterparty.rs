@@ -1,0 +1,117 @@
+//! `NEW_COUNTERPARTY`: money out to a payee, merchant or card never paid before.
+//!
+//! Scored like `NEW_DEVICE`: 1 − the user's smoothed rate of paying new counterparties, times
+//! confidence. Payments to new merchants are everyday life, so they are scaled down by
+//! `payment_factor`; transfers and withdrawals to a new destination are where money is stolen.
+//! Mobile recharges are left to `NEW_RECHARGE_NUMBER`.
+
+use super::{Code, Ctx, Detail, Detector, Signals};
+use crate::baseline::Novelty;
+use crate::config::NewCounterpartyConfig;
+use crate::event::EventType;
+
+/// See the module docs.
+pub struct NewCounterparty {
+    weight: f64,
+    payment_factor: f64,
+}
+
+impl NewCounterparty {
+    /// From config.
+    pub fn new(c: &NewCounterpartyConfig) -> Self {
+        NewCounterparty {
+            weight: c.weight,
+            payment_factor: c.payment_factor,
+        }
+    }
+}
+
+impl Detector for NewCounterparty {
+    fn code(&self) -> Code {
+        Code::NewCounterparty
+    }
+
+    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+        if ctx.ev.kind == EventType::MobileRecharge || !ctx.facts.has_history {
+            return;
+        }
+        if !matches!(ctx.facts.counterparty, Some((_, false))) {
+            return;
+        }
+        let n = ctx.profile.out_n as f64 * ctx.facts.decay;
+        let rate = (ctx.profile.novel_count(Novelty::Counterparty) + 1.0) / (n + 2.0);
+        let factor = if ctx.ev.kind == EventType::Payment {
+            self.payment_factor
+        } else {
+            1.0
+        };
+        // Confidence counts all learned events: a user with a long history of logins and
+        // top-ups but no payees yet is still well known.
+        let conf = ctx
+            .prior
+            .own_weight(ctx.profile.all_n as f64 * ctx.facts.decay);
+        let s = (1.0 - rate).max(0.0) * conf * factor;
+        out.push(
+            Code::NewCounterparty,
+            s,
+            self.weight,
+            Detail::new(
+                |a, f| {
+                    write!(
+                        f,
+                        "{} never paid before; {:.0}% of this user's past money out went to new ones",
+                        if a[1] > 0.0 { "merchant" } else { "payee" },
+                        a[0] * 100.0
+                    )
+                },
+                [rate.min(1.0), if factor < 1.0 { 1.0 } else { 0.0 }, 0.0, 0.0],
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+
+    fn det() -> NewCounterparty {
+        NewCounterparty::new(&crate::config::Config::default().detectors.new_counterparty)
+    }
+
+    #[test]
+    fn fires_on_transfer_to_new_payee() {
+        let mut k = Kit::new();
+        k.history();
+        let s = k.run(
+            &det(),
+            T0 + 31 * DAY,
+            "transfer",
+            r#""amount":100,"counterparty":"mule""#,
+        );
+        assert!(score(&s) > 0.7, "{s:?}");
+        let p = k.run(
+            &det(),
+            T0 + 31 * DAY,
+            "payment",
+            r#""amount":100,"counterparty":"new-shop""#,
+        );
+        assert!(
+            score(&p) < score(&s),
+            "new merchants weigh less than new payees"
+        );
+    }
+
+    #[test]
+    fn quiet_on_known_payee() {
+        let mut k = Kit::new();
+        k.history();
+        let s = k.run(
+            &det(),
+            T0 + 31 * DAY,
+            "payment",
+            r#""amount":100,"counterparty":"shop-a""#,
+        );
+        assert!(s.is_empty());
+    }
+}

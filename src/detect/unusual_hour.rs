@@ -1,0 +1,86 @@
+//! `UNUSUAL_HOUR`: activity at a local hour when this user is rarely active.
+//!
+//! The user's decayed 24-bin histogram is shrunk toward the population's hour profile and
+//! smoothed over the neighbouring hours (so 22:00 habits cover 23:00); a low probability maps
+//! to a score on a log scale between `p_start` and `p_full`.
+
+use super::{surprise, Code, Ctx, Detail, Detector, Signals};
+use crate::config::UnusualHourConfig;
+
+/// See the module docs.
+pub struct UnusualHour {
+    weight: f64,
+    p_start: f64,
+    p_full: f64,
+}
+
+impl UnusualHour {
+    /// From config.
+    pub fn new(c: &UnusualHourConfig) -> Self {
+        UnusualHour {
+            weight: c.weight,
+            p_start: c.p_start,
+            p_full: c.p_full,
+        }
+    }
+}
+
+impl Detector for UnusualHour {
+    fn code(&self) -> Code {
+        Code::UnusualHour
+    }
+
+    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+        let h = ctx.facts.hour;
+        let n = ctx.profile.all_n as f64 * ctx.facts.decay;
+        let prob = |h: usize| ctx.prior.shrink_hour(n, h, ctx.profile.hour_share(h));
+        let p = (prob((h + 23) % 24) + 2.0 * prob(h) + prob((h + 1) % 24)) / 4.0;
+        let s = surprise(p, self.p_start, self.p_full);
+        if s <= 0.0 {
+            return;
+        }
+        out.push(
+            Code::UnusualHour,
+            s,
+            self.weight,
+            Detail::new(
+                |a, f| {
+                    write!(
+                        f,
+                        "{:02}:00 local; {:.1}% of this user's activity falls near this hour",
+                        a[0],
+                        a[1] * 100.0
+                    )
+                },
+                [h as f64, p, 0.0, 0.0],
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+
+    fn det() -> UnusualHour {
+        UnusualHour::new(&crate::config::Config::default().detectors.unusual_hour)
+    }
+
+    #[test]
+    fn fires_at_4am_for_a_daytime_user() {
+        let mut k = Kit::new();
+        k.history();
+        // 20:00 UTC = 04:00 at +08:00.
+        let s = k.run(&det(), T0 + 30 * DAY + 20 * 3_600_000, "login", "");
+        assert!(score(&s) > 0.5, "{s:?}");
+    }
+
+    #[test]
+    fn quiet_at_the_usual_hour() {
+        let mut k = Kit::new();
+        k.history();
+        let s = k.run(&det(), T0 + 30 * DAY + 2 * 3_600_000, "login", "");
+        assert!(s.is_empty(), "{s:?}");
+    }
+}

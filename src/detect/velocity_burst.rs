@@ -1,0 +1,156 @@
+//! `VELOCITY_BURST`: more money-out attempts in the last minute, ten minutes or hour than the
+//! user's own rate makes plausible.
+//!
+//! For each window the count (this event included) is compared with a Poisson whose mean is
+//! the user's rate (shrunk toward the population rate) times the window; the smallest upper
+//! tail probability of the three windows is mapped to a score.
+
+use statrs::distribution::{DiscreteCDF, Poisson};
+
+use super::{duration, surprise, Code, Ctx, Detail, Detector, Signals};
+use crate::config::VelocityBurstConfig;
+
+/// Windows checked, seconds.
+const WINDOWS: [u32; 3] = [60, 600, 3600];
+
+/// See the module docs.
+pub struct VelocityBurst {
+    weight: f64,
+    min_count: u32,
+    p_start: f64,
+    p_full: f64,
+}
+
+impl VelocityBurst {
+    /// From config and the shared surprise mapping.
+    pub fn new(c: &VelocityBurstConfig, p_start: f64, p_full: f64) -> Self {
+        VelocityBurst {
+            weight: c.weight,
+            min_count: c.min_count,
+            p_start,
+            p_full,
+        }
+    }
+}
+
+impl Detector for VelocityBurst {
+    fn code(&self) -> Code {
+        Code::VelocityBurst
+    }
+
+    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+        if !ctx.ev.kind.is_money_out() {
+            return;
+        }
+        let t = ctx.facts.t;
+        // Cheap check first: the widest window bounds all the others.
+        if ctx.profile.out_count_within(t, WINDOWS[2]) + 1 < self.min_count {
+            return;
+        }
+        let (own_rate, exposure) = ctx
+            .profile
+            .out_rate(ctx.params, ctx.facts)
+            .unwrap_or((0.0, 0.0));
+        // Shrink toward the population rate with the exposure in days as the evidence.
+        let w = ctx.prior.own_weight(exposure / 86_400.0);
+        let rate = w * own_rate + (1.0 - w) * ctx.prior.out_rate;
+        let mut best: Option<(f64, u32, u32, f64)> = None;
+        for win in WINDOWS {
+            let c = ctx.profile.out_count_within(t, win) + 1;
+            if c < self.min_count {
+                continue;
+            }
+            let lambda = (rate * win as f64).max(1e-6);
+            let Ok(pois) = Poisson::new(lambda) else {
+                continue;
+            };
+            let p = pois.sf(c as u64 - 1);
+            if best.is_none_or(|b| p < b.0) {
+                best = Some((p, c, win, lambda));
+            }
+        }
+        let Some((p, c, win, lambda)) = best else {
+            return;
+        };
+        out.push(
+            Code::VelocityBurst,
+            surprise(p, self.p_start, self.p_full),
+            self.weight,
+            Detail::new(
+                |a, f| {
+                    write!(
+                        f,
+                        "{:.0} money-out attempts within {}; {:.2} expected (p={:.1e})",
+                        a[0],
+                        duration(a[1]),
+                        a[2],
+                        a[3]
+                    )
+                },
+                [c as f64, win as f64, lambda, p],
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+
+    fn det() -> VelocityBurst {
+        let c = crate::config::Config::default();
+        VelocityBurst::new(
+            &c.detectors.velocity_burst,
+            c.detectors.surprise_p_start,
+            c.detectors.surprise_p_full,
+        )
+    }
+
+    #[test]
+    fn fires_on_five_transfers_in_five_minutes() {
+        let mut k = Kit::new();
+        k.history();
+        let t = T0 + 31 * DAY;
+        for i in 0..4 {
+            k.learn(
+                t + i * 60_000,
+                "transfer",
+                r#""amount":100,"counterparty":"x""#,
+            );
+        }
+        let s = k.run(
+            &det(),
+            t + 300_000,
+            "transfer",
+            r#""amount":100,"counterparty":"x""#,
+        );
+        assert!(score(&s) > 0.9, "{s:?}");
+    }
+
+    #[test]
+    fn quiet_at_the_usual_pace() {
+        let mut k = Kit::new();
+        k.history();
+        let s = k.run(
+            &det(),
+            T0 + 31 * DAY,
+            "payment",
+            r#""amount":100,"counterparty":"shop-a""#,
+        );
+        assert!(s.is_empty());
+        // Two in ten minutes is below min_count.
+        k.learn(
+            T0 + 32 * DAY,
+            "payment",
+            r#""amount":100,"counterparty":"shop-a""#,
+        );
+        let s = k.run(
+            &det(),
+            T0 + 32 * DAY + 600_000,
+            "payment",
+            r#""amount":100,"counterparty":"shop-a""#,
+        );
+        assert!(s.is_empty());
+    }
+}

@@ -1,0 +1,42 @@
+//! walletguard: an always-on stream processor that protects digital-wallet users from
+//! unauthorized activity. It keeps a behavioural baseline per user, scores every wallet event
+//! against it, and emits decisions, alerts and `freeze_account` / `require_step_up` commands.
+//!
+//! # Layout
+//!
+//! The modules read in the order an event travels through them. Everything above the line is
+//! the pure core: no Kafka, no tokio, no metrics, and time comes in as an argument.
+//!
+//! - [`time`]: RFC 3339 parsing/formatting and the compact tick clock profiles use.
+//! - [`config`]: the one typed, validated config; mirrors `config/walletguard.toml`.
+//! - [`event`]: wire bytes → validated [`event::Event`], or a typed [`event::EventError`] that
+//!   becomes a dead letter.
+//! - [`baseline`]: the 256-byte per-user [`baseline::Profile`] (online decayed statistics,
+//!   bounded sets of hashes, short-term windows), the population [`baseline::Prior`], and the
+//!   [`baseline::ProfileStore`] that holds them.
+//! - [`detect`]: one file per detector behind the [`detect::Detector`] trait; each returns
+//!   [`detect::Signal`]s.
+//! - [`decision`]: signals → score (weighted noisy-OR plus a takeover-chain bonus), action,
+//!   severity, sorted reasons.
+//! - [`dedup`]: bounded memory of recent event ids.
+//! - [`pipeline`]: PURE `(state, event, now) → outcome`; the only entry the adapters call.
+//! - [`output`]: outcome → the contract's JSON records, with deterministic ids.
+//!
+//! ---
+//!
+//! - [`replay`]: the file adapter: JSON lines (or `.gz`) in, decision/alert/command/DLQ files
+//!   out, through the same pipeline.
+
+pub mod baseline;
+pub mod config;
+pub mod decision;
+pub mod dedup;
+pub mod detect;
+pub mod event;
+pub mod output;
+pub mod pipeline;
+pub mod replay;
+pub mod time;
+
+pub use config::Config;
+pub use pipeline::{Engine, Outcome, State};

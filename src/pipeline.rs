@@ -1,0 +1,208 @@
+//! The per-event pipeline: PURE `(state, event, now) → outcome`. The only entry the file and
+//! Kafka adapters call.
+//!
+//! For each event: look up (or create) the user's profile, compute the event's facts against
+//! the profile *as it was before the event*, run every detector, decide, apply the freeze
+//! cool-down, then update the profile:
+//! - short-term facts (recent money out, failures, credential changes, balance) always;
+//! - the long-term baseline only when the action is below `step_up`, so an attacker whose
+//!   events are challenged or frozen cannot teach the baseline that they are normal;
+//! - nothing at all for an `event_id` seen within the dedup window: its decision is still
+//!   emitted (with the same deterministic ids), but it is not counted twice.
+//!
+//! Detection uses event time only; `now` is stamped on outputs (`emitted_at`, `issued_at`), so
+//! replaying the same events gives the same decisions.
+
+use crate::baseline::{keys, Params, Prior, ProfileStore};
+use crate::config::Config;
+use crate::decision::{Action, ChainHints, Decider, Decision};
+use crate::dedup::Dedup;
+use crate::detect::{self, CardTesting, Ctx, Detector, Signals};
+use crate::event::{parse_event, Event, EventError, EventType};
+use crate::time::EpochMs;
+
+/// A command for downstream systems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommandKind {
+    /// Freeze the account (at most once per user per cool-down).
+    FreezeAccount,
+    /// Require re-authentication.
+    RequireStepUp,
+}
+
+impl CommandKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandKind::FreezeAccount => "freeze_account",
+            CommandKind::RequireStepUp => "require_step_up",
+        }
+    }
+}
+
+/// Everything the pipeline concluded about one event.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// Hash of the user id: the profile key.
+    pub user_key: u64,
+    /// The decision (one per valid event).
+    pub decision: Decision,
+    /// The command to issue, if any.
+    pub command: Option<CommandKind>,
+    /// Whether the event was learned into the long-term baseline.
+    pub learned: bool,
+    /// Whether the event id was seen within the dedup window.
+    pub duplicate: bool,
+    /// Processing time, for `emitted_at` / `issued_at`.
+    pub now_ms: EpochMs,
+}
+
+impl Outcome {
+    /// Whether an alert is due: every decision that is not `allow`.
+    pub fn alert(&self) -> bool {
+        self.decision.action != Action::Allow
+    }
+}
+
+/// Per-partition (or per-replay) mutable state.
+pub struct State {
+    /// Profiles by user key.
+    pub profiles: ProfileStore,
+    /// Recent event ids.
+    pub dedup: Dedup,
+}
+
+impl State {
+    /// Empty state sized from config.
+    pub fn new(cfg: &Config) -> State {
+        State {
+            profiles: ProfileStore::new(),
+            dedup: Dedup::new(cfg.general.dedup_window),
+        }
+    }
+}
+
+/// The immutable scoring engine built from one config. Cheap to share across partitions;
+/// a config reload builds a new one.
+pub struct Engine {
+    config: Config,
+    params: Params,
+    prior: Prior,
+    detectors: Vec<Box<dyn Detector>>,
+    decider: Decider,
+    tiny_amount: f64,
+    cred_window_s: u32,
+    freeze_cooldown_s: u32,
+}
+
+impl Engine {
+    /// Builds the engine from a validated config.
+    pub fn new(config: Config) -> Engine {
+        Engine {
+            params: Params::new(&config),
+            prior: Prior::new(&config),
+            detectors: detect::build(&config),
+            decider: Decider::new(&config.decision),
+            tiny_amount: config.detectors.card_testing.tiny_amount,
+            cred_window_s: (config.detectors.credential_change.window_hours * 3600.0) as u32,
+            freeze_cooldown_s: (config.decision.freeze_cooldown_hours * 3600.0) as u32,
+            config,
+        }
+    }
+
+    /// The config this engine was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Fresh state for this engine's config.
+    pub fn new_state(&self) -> State {
+        State::new(&self.config)
+    }
+
+    /// Parses raw bytes and processes the event. On error, nothing in `state` changes.
+    pub fn process_bytes<'a>(
+        &self,
+        state: &mut State,
+        raw: &'a [u8],
+        now_ms: EpochMs,
+    ) -> Result<(Event<'a>, Outcome), EventError> {
+        let ev = parse_event(raw)?;
+        let out = self.process(state, &ev, now_ms);
+        Ok((ev, out))
+    }
+
+    /// Scores one validated event and updates the state (see the module docs).
+    pub fn process(&self, state: &mut State, ev: &Event<'_>, now_ms: EpochMs) -> Outcome {
+        let user_key = keys::user_key(&ev.user_id);
+        let duplicate = state
+            .dedup
+            .check_and_insert(keys::event(user_key, &ev.event_id));
+        let profile = state.profiles.get_or_create(user_key);
+        let facts = profile.facts(&self.params, ev);
+
+        let mut signals = Signals::default();
+        {
+            let ctx = Ctx {
+                ev,
+                profile,
+                facts: &facts,
+                prior: &self.prior,
+                params: &self.params,
+            };
+            for d in &self.detectors {
+                d.detect(&ctx, &mut signals);
+            }
+        }
+        let new_payee = matches!(facts.counterparty, Some((_, false)));
+        let hints = ChainHints {
+            money_out: ev.kind.is_money_out(),
+            change_from_new_device: profile.cred.iter().enumerate().any(|(i, at)| {
+                *at != 0
+                    && profile.cred_new_device & (1 << i) != 0
+                    && facts.t.saturating_sub(*at) <= self.cred_window_s
+            }),
+            new_payee,
+            is_payment: ev.kind == EventType::Payment,
+        };
+        let decision = self.decider.decide(signals, hints);
+
+        let command = match decision.action {
+            Action::Freeze => {
+                let cooled = profile.last_freeze == 0
+                    || facts.t.saturating_sub(profile.last_freeze) >= self.freeze_cooldown_s;
+                if cooled {
+                    // A duplicate must not restart the cool-down. (A duplicate of the event
+                    // that froze finds the cool-down running and issues nothing again.)
+                    if !duplicate {
+                        profile.last_freeze = facts.t;
+                    }
+                    Some(CommandKind::FreezeAccount)
+                } else {
+                    None
+                }
+            }
+            Action::StepUp => Some(CommandKind::RequireStepUp),
+            _ => None,
+        };
+
+        let mut learned = false;
+        if !duplicate {
+            let tiny_new =
+                CardTesting::is_tiny_new_merchant(self.tiny_amount, ev.kind, ev.amount, new_payee);
+            profile.record_activity(ev, &facts, tiny_new);
+            if decision.action < Action::StepUp {
+                profile.learn(&self.params, ev, &facts);
+                learned = true;
+            }
+        }
+        Outcome {
+            user_key,
+            decision,
+            command,
+            learned,
+            duplicate,
+            now_ms,
+        }
+    }
+}
