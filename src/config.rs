@@ -77,7 +77,7 @@ fn invalid(key: &str, msg: impl Into<String>) -> ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Currency, time zone and duplicate handling.
@@ -574,19 +574,6 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             format: "auto".into(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            general: GeneralConfig::default(),
-            baseline: BaselineConfig::default(),
-            prior: PriorConfig::default(),
-            detectors: DetectorsConfig::default(),
-            decision: DecisionConfig::default(),
-            log: LogConfig::default(),
         }
     }
 }

@@ -114,6 +114,18 @@ pub struct Decision {
     pub signals: Signals,
 }
 
+impl Decision {
+    /// An undecided decision holding `signals` (score 0, allow).
+    pub fn from_signals(signals: Signals) -> Decision {
+        Decision {
+            score: 0.0,
+            action: Action::Allow,
+            severity: Severity::Low,
+            signals,
+        }
+    }
+}
+
 /// Inputs to the takeover chain that are not signals.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChainHints {
@@ -140,19 +152,23 @@ impl Decider {
     }
 
     /// Combines `signals` (see the module docs for the formula).
-    pub fn decide(&self, mut signals: Signals, hints: ChainHints) -> Decision {
+    pub fn decide(&self, signals: Signals, hints: ChainHints) -> Decision {
+        let mut d = Decision::from_signals(signals);
+        self.decide_in_place(&mut d, hints);
+        d
+    }
+
+    /// Like [`Decider::decide`], on a decision whose `signals` the detectors filled in place.
+    /// (The signal list is about a kilobyte; the hot path avoids moving it.)
+    pub fn decide_in_place(&self, d: &mut Decision, hints: ChainHints) {
         if hints.money_out && self.cfg.chain_bonus > 0.0 {
-            self.add_chain(&mut signals, hints);
+            self.add_chain(&mut d.signals, hints);
         }
-        let keep: f64 = signals.iter().map(|s| 1.0 - s.contribution()).product();
-        let score = (1.0 - keep).clamp(0.0, 1.0);
-        signals.sort_by_contribution();
-        Decision {
-            score,
-            action: self.action(score),
-            severity: self.severity(score),
-            signals,
-        }
+        let keep: f64 = d.signals.iter().map(|s| 1.0 - s.contribution()).product();
+        d.score = (1.0 - keep).clamp(0.0, 1.0);
+        d.action = self.action(d.score);
+        d.severity = self.severity(d.score);
+        d.signals.sort_by_contribution();
     }
 
     fn add_chain(&self, signals: &mut Signals, h: ChainHints) {

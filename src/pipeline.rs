@@ -141,7 +141,7 @@ impl Engine {
         let profile = state.profiles.get_or_create(user_key);
         let facts = profile.facts(&self.params, ev);
 
-        let mut signals = Signals::default();
+        let mut decision = Decision::from_signals(Signals::default());
         {
             let ctx = Ctx {
                 ev,
@@ -151,7 +151,7 @@ impl Engine {
                 params: &self.params,
             };
             for d in &self.detectors {
-                d.detect(&ctx, &mut signals);
+                d.detect(&ctx, &mut decision.signals);
             }
         }
         let new_payee = matches!(facts.counterparty, Some((_, false)));
@@ -165,7 +165,7 @@ impl Engine {
             new_payee,
             is_payment: ev.kind == EventType::Payment,
         };
-        let decision = self.decider.decide(signals, hints);
+        self.decider.decide_in_place(&mut decision, hints);
 
         let command = match decision.action {
             Action::Freeze => {

@@ -290,11 +290,13 @@ impl Profile {
         } else {
             p.decay(t as f64 - self.last_seen as f64)
         };
-        let fast_decay = if self.fast_at == 0 {
-            1.0
-        } else {
-            p.fast_decay(t as f64 - self.fast_at as f64)
-        };
+        // Most profiles have no recent failures: skip the exp() then.
+        let fast_decay =
+            if self.fast_at == 0 || (self.fail_login | self.fail_pay | self.tiny_new) == 0 {
+                1.0
+            } else {
+                p.fast_decay(t as f64 - self.fast_at as f64)
+            };
         let lookup = |kind, h: u64| (h, self.knows(p, kind, h));
         Facts {
             t,
@@ -410,13 +412,11 @@ impl Profile {
 
     /// Last learned position in degrees, with its time.
     pub fn last_geo(&self) -> Option<(f64, f64, Tick)> {
-        (self.last_geo_at != 0).then(|| {
-            (
-                self.last_lat as f64 * GEO_STEP,
-                self.last_lon as f64 * GEO_STEP,
-                self.last_geo_at,
-            )
-        })
+        (self.last_geo_at != 0).then_some((
+            self.last_lat as f64 * GEO_STEP,
+            self.last_lon as f64 * GEO_STEP,
+            self.last_geo_at,
+        ))
     }
 
     /// Last known balance.
@@ -610,7 +610,8 @@ mod tests {
 
     #[test]
     fn profile_fits_in_256_bytes() {
-        assert!(Profile::SIZE <= 256, "Profile is {} bytes", Profile::SIZE);
+        const { assert!(Profile::SIZE <= 256) };
+        assert_eq!(Profile::SIZE, 256, "update the docs if the size changes");
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Signal {
 }
 
 /// Most signals one event can carry (every detector once, plus the chain bonus).
-pub const MAX_SIGNALS: usize = 16;
+pub const MAX_SIGNALS: usize = 14;
 
 /// A fixed-capacity list of signals: no allocation per event.
 #[derive(Debug, Clone, Copy)]
@@ -280,7 +280,7 @@ pub trait Detector: Send + Sync {
 /// linear in -log p between them (each factor of ten in rarity adds the same amount).
 #[inline]
 pub fn surprise(p: f64, p_start: f64, p_full: f64) -> f64 {
-    if !(p < p_start) {
+    if p.is_nan() || p >= p_start {
         return 0.0;
     }
     if p <= p_full {
