@@ -4,6 +4,11 @@
 //! `serde_json::Value`, no allocation for unescaped strings, and it remembers which key was
 //! being read so that a type error names its field. Unknown keys are skipped, as the contract
 //! requires.
+//!
+//! In front of it sits `scan`, a single-pass scanner for the common shape (a flat object of
+//! unescaped strings and numbers plus `geo`). It gives up on anything unusual, and the serde
+//! path then decodes the input and produces the precise error; a differential test checks that
+//! the two agree on everything the scanner accepts.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -284,8 +289,10 @@ enum RawTs<'a> {
     Millis(i64),
 }
 
+mod scan;
+
 /// The event as decoded, before per-field rules are applied.
-#[derive(Default)]
+#[derive(Default, Debug, PartialEq)]
 struct RawEvent<'a> {
     event_id: Option<Cow<'a, str>>,
     user_id: Option<Cow<'a, str>>,
@@ -478,6 +485,14 @@ pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, EventError> {
     let text = std::str::from_utf8(bytes).map_err(|e| EventError::NotUtf8 {
         at: e.valid_up_to(),
     })?;
+    if let Some(raw) = scan::scan(text) {
+        return validate(raw);
+    }
+    validate(parse_raw_serde(text)?)
+}
+
+/// The general decoder: any valid JSON, precise errors.
+fn parse_raw_serde(text: &str) -> Result<RawEvent<'_>, EventError> {
     let field = Cell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
     let raw = EventSeed { field: &field }
@@ -490,7 +505,7 @@ pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, EventError> {
             },
             None => EventError::Json { msg: e.to_string() },
         })?;
-    validate(raw)
+    Ok(raw)
 }
 
 /// serde_json appends " at line L column C"; inside a named field the position is noise.
