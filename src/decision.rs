@@ -10,7 +10,7 @@
 //!
 //! read as "the probability that at least one independent piece of evidence is real". On
 //! money out, an explicit account-takeover chain adds one more term, `ATO_CHAIN`, with weight
-//! `decision.chain_bonus` and score = mean of four stage strengths:
+//! `decision.chain_bonus`, built from four stage strengths:
 //!
 //! 1. credential change within the window (`CREDENTIAL_CHANGE_THEN_SPEND`),
 //! 2. the actor is somewhere new (`NEW_DEVICE`, `NEW_LOCATION`, `IMPOSSIBLE_TRAVEL`, or the
@@ -18,8 +18,10 @@
 //! 3. a new payee (transfers and withdrawals count fully, merchant payments half),
 //! 4. a large or draining outflow (`AMOUNT_OUTLIER`, `BALANCE_DRAIN`).
 //!
-//! The chain needs stages 1 and 4 and at least one of 2 and 3; a missing stage counts 0 in
-//! the mean. Reasons are sorted by contribution wᵢ·sᵢ. The score maps to an action by the
+//! The chain needs stages 1 and 4 and at least one of 2 and 3. Its score is
+//! `outflow × mean(change, somewhere new, payee)`: the outflow multiplies rather than averages,
+//! because without money leaving there is no takeover to stop, and an honest user's ordinary
+//! purchase after binding a new phone must not complete a chain on its own. Reasons are sorted by contribution wᵢ·sᵢ. The score maps to an action by the
 //! `review` / `step_up` / `freeze` thresholds and to a severity by the `severity_*` ones.
 
 use crate::config::DecisionConfig;
@@ -192,7 +194,7 @@ impl Decider {
         if somewhere_new <= 0.0 && payee <= 0.0 {
             return;
         }
-        let strength = (change + somewhere_new + payee + outflow) / 4.0;
+        let strength = outflow * (change + somewhere_new + payee) / 3.0;
         signals.push(
             Code::AtoChain,
             strength,
@@ -308,7 +310,7 @@ mod tests {
         assert!(without.signals.get(Code::AtoChain).is_none());
         assert!(with.score > without.score);
         let chain = with.signals.get(Code::AtoChain).unwrap();
-        assert!((chain.score - (0.9 + 1.0 + 1.0 + 0.8) / 4.0).abs() < 1e-12);
+        assert!((chain.score - 0.8 * (0.9 + 1.0 + 1.0) / 3.0).abs() < 1e-12);
         assert!(chain.detail.to_string().contains("new payee"));
     }
 }

@@ -49,17 +49,14 @@ impl<'a> Cur<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        loop {
-            match *self.b.get(self.i)? {
-                b'"' => break,
-                b'\\' => return None,
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
-            }
+        let rest = self.b.get(start..)?;
+        // SIMD search for the closing quote; a backslash first means escapes: fall back.
+        let n = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[n] != b'"' || rest[..n].iter().any(|c| *c < 0x20) {
+            return None;
         }
-        let out = self.s.get(start..self.i)?;
-        self.i += 1;
-        Some(out)
+        self.i = start + n + 1;
+        self.s.get(start..start + n)
     }
 
     /// A JSON number token, checked against the JSON grammar. Returns the text and whether it
