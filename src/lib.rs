@@ -26,16 +26,23 @@
 //!
 //! - [`replay`]: the file adapter: JSON lines (or `.gz`) in, decision/alert/command/DLQ files
 //!   out, through the same pipeline.
+//! - [`sim`]: `walletguard simulate`: deterministic, labelled synthetic traffic with attacks
+//!   and benign novelties, as an in-memory iterator or files.
+//! - [`eval`]: `walletguard eval`: per-scenario recall, freeze recall, money saved, delays,
+//!   PR/ROC, false alarms, from the pipeline or a decisions file, as a table, JSON, Markdown
+//!   and PNG curves.
 
 pub mod baseline;
 pub mod config;
 pub mod decision;
 pub mod dedup;
 pub mod detect;
+pub mod eval;
 pub mod event;
 pub mod output;
 pub mod pipeline;
 pub mod replay;
+pub mod sim;
 pub mod time;
 
 pub use config::Config;

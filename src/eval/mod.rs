@@ -1,0 +1,349 @@
+//! `walletguard eval`: detection quality of the pipeline (or of a decisions file) against a
+//! labels file.
+//!
+//! Steps: [`labels::read_labels`]; then either [`score_with_engine`], which replays the events
+//! through [`Engine::process_bytes`] exactly as the file adapter does, or
+//! [`score_from_decisions`], which joins a decisions file (CONTRACT.md fields `event_id`,
+//! `score`, `action`) to the events; then [`metrics::compute`] (definitions in its docs); then
+//! [`write_outputs`]: `report.json`, `report.md`, `pr.png`, `roc.png`.
+//!
+//! The events file is always read, because the figures need each event's time, type, status
+//! and amount. Every valid event needs a label row and, in decisions mode, a decision; invalid
+//! event lines are skipped and counted, as replay would dead-letter them. Errors name the file
+//! and line at fault; nothing here panics on malformed input.
+
+pub mod labels;
+pub mod metrics;
+pub mod plot;
+pub mod report;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::decision::Action;
+use crate::event::{parse_event, Event, Status};
+use crate::output;
+use crate::pipeline::Engine;
+use crate::replay::{create_output, open_input, ReplayError};
+use labels::Labels;
+use metrics::{Curves, Rec};
+use report::{Inputs, Report};
+
+/// Errors of the evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A file could not be opened, read or created.
+    #[error(transparent)]
+    Io(#[from] ReplayError),
+    /// A labels row is malformed.
+    #[error("labels {path} line {line}: {msg}")]
+    Labels {
+        /// The file.
+        path: String,
+        /// 1-based line (the header is line 1).
+        line: u64,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A decisions line is malformed.
+    #[error("decisions {path} line {line}: {msg}")]
+    Decisions {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: u64,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An event cannot be evaluated (no label, no decision, user mismatch).
+    #[error("events {path} line {line}: {msg}")]
+    Events {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: u64,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A curve could not be drawn.
+    #[error("cannot draw {path}: {msg}")]
+    Plot {
+        /// The image file.
+        path: String,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A report file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// Scored, labelled events in stream order.
+#[derive(Debug, Clone, Default)]
+pub struct Scored {
+    /// One record per valid event.
+    pub recs: Vec<Rec>,
+    /// Event lines that were not valid events.
+    pub invalid: u64,
+}
+
+/// Calls `f(line_number, bytes)` for each non-blank line, newline stripped.
+fn for_each_line(
+    path: &Path,
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), EvalError>,
+) -> Result<(), EvalError> {
+    let (mut reader, _) = open_input(path)?;
+    let mut line = Vec::with_capacity(1024);
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        let got = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| ReplayError::Io {
+                what: "cannot read",
+                path: path.display().to_string(),
+                source,
+            })?;
+        if got == 0 {
+            return Ok(());
+        }
+        n += 1;
+        let mut raw: &[u8] = &line;
+        while let [rest @ .., b'\n' | b'\r'] = raw {
+            raw = rest;
+        }
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        f(n, raw)?;
+    }
+}
+
+use std::io::BufRead as _;
+
+fn record(
+    ev: &Event<'_>,
+    labels: &Labels,
+    events: &Path,
+    line: u64,
+    score: f64,
+    action: Action,
+) -> Result<Rec, EvalError> {
+    let err = |msg: String| EvalError::Events {
+        path: events.display().to_string(),
+        line,
+        msg,
+    };
+    let entry = labels.get(&ev.event_id).ok_or_else(|| {
+        err(format!(
+            "event {:?} has no row in the labels file",
+            ev.event_id
+        ))
+    })?;
+    let labelled_user = labels.users.get(entry.user as usize).map(|u| &**u);
+    if labelled_user != Some(&*ev.user_id) {
+        return Err(err(format!(
+            "event {:?} belongs to {:?} but its label row (line {}) says {:?}",
+            ev.event_id,
+            ev.user_id,
+            entry.line,
+            labelled_user.unwrap_or("")
+        )));
+    }
+    let money_out = ev.kind.is_money_out();
+    Ok(Rec {
+        user: entry.user,
+        ts_ms: ev.ts_ms,
+        money_out,
+        out_amount: if money_out && ev.status == Status::Success {
+            ev.amount.unwrap_or(0.0)
+        } else {
+            0.0
+        },
+        attack: entry.attack,
+        scenario: entry.scenario,
+        score: score as f32,
+        action,
+    })
+}
+
+/// Replays `events` through a fresh state of `engine`, as [`crate::replay`] does, and scores
+/// every valid event. Optionally writes the decisions (JSON lines, `.gz` compresses).
+pub fn score_with_engine(
+    engine: &Engine,
+    events: &Path,
+    labels: &Labels,
+    decisions_out: Option<&Path>,
+) -> Result<Scored, EvalError> {
+    let mut state = engine.new_state();
+    let mut out = decisions_out.map(create_output).transpose()?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut scored = Scored::default();
+    for_each_line(events, |line, raw| {
+        // `now` only stamps alert and command times, which eval does not use: a constant keeps
+        // the run free of the wall clock.
+        match engine.process_bytes(&mut state, raw, 0) {
+            Ok((ev, o)) => {
+                let d = &o.decision;
+                scored
+                    .recs
+                    .push(record(&ev, labels, events, line, d.score, d.action)?);
+                if let (Some(w), Some(path)) = (out.as_mut(), decisions_out) {
+                    buf.clear();
+                    output::write_decision(&mut buf, &ev, &o);
+                    buf.push(b'\n');
+                    w.write_all(&buf).map_err(|source| EvalError::Write {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                }
+            }
+            Err(_) => scored.invalid += 1,
+        }
+        Ok(())
+    })?;
+    if let (Some(mut w), Some(path)) = (out, decisions_out) {
+        w.flush().map_err(|source| EvalError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(scored)
+}
+
+#[derive(Deserialize)]
+struct DecisionLine<'a> {
+    #[serde(borrow)]
+    event_id: Cow<'a, str>,
+    score: f64,
+    #[serde(borrow)]
+    action: Cow<'a, str>,
+}
+
+/// Reads a decisions file: `event_id` → `(score, action)`. The first decision of an id wins
+/// (a replayed duplicate gets the same decision again).
+pub fn read_decisions(path: &Path) -> Result<HashMap<Box<str>, (f32, Action)>, EvalError> {
+    let mut map = HashMap::new();
+    let file = path.display().to_string();
+    for_each_line(path, |line, raw| {
+        let err = |msg: String| EvalError::Decisions {
+            path: file.clone(),
+            line,
+            msg,
+        };
+        let d: DecisionLine<'_> =
+            serde_json::from_slice(raw).map_err(|e| err(format!("not a decision: {e}")))?;
+        if !(0.0..=1.0).contains(&d.score) {
+            return Err(err(format!("`score` {} is outside [0, 1]", d.score)));
+        }
+        let action = Action::parse(&d.action).ok_or_else(|| {
+            err(format!(
+                "`action` {:?} is not allow, review, step_up or freeze",
+                d.action
+            ))
+        })?;
+        map.entry(d.event_id.into())
+            .or_insert((d.score as f32, action));
+        Ok(())
+    })?;
+    Ok(map)
+}
+
+/// Joins a decisions file to the events and labels.
+pub fn score_from_decisions(
+    decisions: &Path,
+    events: &Path,
+    labels: &Labels,
+) -> Result<Scored, EvalError> {
+    let map = read_decisions(decisions)?;
+    let mut scored = Scored::default();
+    for_each_line(events, |line, raw| {
+        match parse_event(raw) {
+            Ok(ev) => {
+                let (score, action) = *map.get(&*ev.event_id).ok_or_else(|| EvalError::Events {
+                    path: events.display().to_string(),
+                    line,
+                    msg: format!(
+                        "event {:?} has no decision in {}",
+                        ev.event_id,
+                        decisions.display()
+                    ),
+                })?;
+                scored
+                    .recs
+                    .push(record(&ev, labels, events, line, score as f64, action)?);
+            }
+            Err(_) => scored.invalid += 1,
+        }
+        Ok(())
+    })?;
+    Ok(scored)
+}
+
+/// Computes the report and curves of scored events.
+pub fn evaluate(inputs: Inputs, scored: &Scored, labels: &Labels) -> (Report, Curves) {
+    let (figures, curves) = metrics::compute(&scored.recs, &labels.scenarios);
+    (
+        Report {
+            inputs,
+            invalid_events: scored.invalid,
+            figures,
+        },
+        curves,
+    )
+}
+
+/// Writes `report.json`, `report.md`, `pr.png` and `roc.png` into `dir` (created if needed).
+pub fn write_outputs(dir: &Path, report: &Report, curves: &Curves) -> Result<(), EvalError> {
+    let werr = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| EvalError::Write { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(werr(dir))?;
+    let p = dir.join("report.json");
+    let mut json = serde_json::to_vec_pretty(report).map_err(|e| EvalError::Write {
+        path: p.display().to_string(),
+        source: e.into(),
+    })?;
+    json.push(b'\n');
+    std::fs::write(&p, json).map_err(werr(&p))?;
+    let p = dir.join("report.md");
+    std::fs::write(&p, report.markdown()).map_err(werr(&p))?;
+    let o = &report.figures.overall;
+    let title = format!("Precision-recall (average precision {})", fmt_opt(o.pr_auc));
+    plot::draw(
+        &dir.join("pr.png"),
+        &plot::Curve {
+            title: &title,
+            x_label: "recall",
+            y_label: "precision",
+            points: &curves.pr,
+            diagonal: false,
+        },
+    )?;
+    let title = format!("ROC (AUC {})", fmt_opt(o.roc_auc));
+    plot::draw(
+        &dir.join("roc.png"),
+        &plot::Curve {
+            title: &title,
+            x_label: "false-positive rate",
+            y_label: "true-positive rate",
+            points: &curves.roc,
+            diagonal: true,
+        },
+    )?;
+    Ok(())
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
+}
