@@ -19,7 +19,7 @@ pub mod report;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -127,8 +127,6 @@ fn for_each_line(
         f(n, raw)?;
     }
 }
-
-use std::io::BufRead as _;
 
 fn record(
     ev: &Event<'_>,

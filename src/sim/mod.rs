@@ -33,6 +33,15 @@
 //! `card_testing`, `impossible_travel`, `slow_drain`. The scripts follow how such fraud is
 //! described, not what any detector looks for.
 //!
+//! Which events carry a novelty kind: `travel`, the ticket payment and every owner event from
+//! take-off until 6 h after landing back home; `new_phone` and `owner_reset`, the change and
+//! the owner's events for 48 h after it; `big_purchase`, the purchase and the top-up made
+//! for it; `family_recharge`, the recharges to the family number. Attack labels go to the
+//! attacker's events only; the victim's own events around them stay ordinary.
+//!
+//! Rates: `attack_rate` (default 1.5%) of users get one attack, scenario drawn uniformly;
+//! each novelty kind independently hits `novelty_rate` (default 5%) of users.
+//!
 //! # Labels file
 //!
 //! [`write_files`] writes the events as JSON lines per CONTRACT.md and, in the same order, one

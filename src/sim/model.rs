@@ -175,13 +175,15 @@ pub(crate) struct User {
     fav_persons: Vec<Party>,
     pub own_card: Party,
     own_phone: Party,
-    hour_cdf: [f64; 24],
+    /// Cumulative activity share by local hour (f32: per-user state is kept small for
+    /// million-user runs).
+    hour_cdf: [f32; 24],
     pub odd_hours: [u8; 6],
     salary: Option<(Salary, i64)>,
     recharge: (u32, u32, i64),
     pub monthly_spend: i64,
     new_ids: u64,
-    pub trip: Option<Trip>,
+    pub trip: Option<Box<Trip>>,
     /// Owner's habitual traffic is suppressed in these windows (the phone is gone).
     pub quiet: Vec<(EpochMs, EpochMs)>,
     /// Owner events in these windows carry this benign label kind.
@@ -301,7 +303,7 @@ impl User {
             rng.gen_range(1.0..3.0),
         ];
         for (h, x) in hw.iter_mut().enumerate() {
-            let mut v = 0.3 * BASE_HOURS[h] / 1.0;
+            let mut v = 0.3 * BASE_HOURS[h];
             for ((c, a), s) in peaks.iter().zip(widths) {
                 let mut d = (h as f64 + 0.5 - (c + shift)).abs() % 24.0;
                 d = d.min(24.0 - d);
@@ -316,11 +318,11 @@ impl User {
             *o = *h as u8;
         }
         let total: f64 = hw.iter().sum();
-        let mut hour_cdf = [0.0; 24];
+        let mut hour_cdf = [0.0f32; 24];
         let mut acc = 0.0;
         for h in 0..24 {
             acc += hw[h] / total;
-            hour_cdf[h] = acc;
+            hour_cdf[h] = acc as f32;
         }
 
         let mean_pay = (mu + sigma * sigma / 2.0).exp();
@@ -393,7 +395,7 @@ impl User {
 
     /// A time on day `d0` drawn from the user's active hours.
     pub fn habitual_time(&mut self, d0: EpochMs) -> EpochMs {
-        let u: f64 = self.rng.gen();
+        let u: f32 = self.rng.gen();
         let h = self.hour_cdf.iter().position(|c| u <= *c).unwrap_or(23);
         d0 + h as i64 * HOUR_MS + self.rng.gen_range(0..HOUR_MS)
     }
@@ -411,7 +413,7 @@ impl User {
     }
 
     pub fn place(&self, t: EpochMs) -> Place {
-        match &self.trip {
+        match self.trip.as_deref() {
             Some(tr) if t >= tr.depart && t < tr.arrive => Place::InAir,
             Some(tr) if t >= tr.arrive && t < tr.ret_depart => Place::Away,
             Some(tr) if t >= tr.ret_depart && t < tr.ret_arrive => Place::InAir,
@@ -454,7 +456,7 @@ impl User {
             }
         }
         let place = self.place(t);
-        let (ip, geo) = match (place, self.trip) {
+        let (ip, geo) = match (place, self.trip.as_deref().copied()) {
             (Place::Away, Some(tr)) => {
                 let ip = if self.rng.gen_bool(0.5) {
                     world::host_in24(&mut self.rng, tr.hotel_net)
@@ -611,7 +613,7 @@ impl User {
                 React::None,
             );
         }
-        let party = match (away, self.trip) {
+        let party = match (away, self.trip.as_deref().copied()) {
             (true, Some(tr)) => {
                 world::merchant(w.seed, tr.city_key, world::zipf_rank(&mut self.rng, 3000))
             }
@@ -685,8 +687,7 @@ impl User {
             }
         }
         // Salary: the owner moves pay from the bank into the wallet the morning it lands.
-        let (_, month, mday) = civil_from_days(w.day0_civil + day as i64);
-        let _ = month;
+        let (_, _, mday) = civil_from_days(w.day0_civil + day as i64);
         if let Some((sched, amount)) = self.salary {
             let due = match sched {
                 Salary::Monthly(d) => mday == d,
@@ -751,19 +752,20 @@ impl User {
             let t = self.habitual_time(d0);
             if !self.is_quiet(t) {
                 let ctx = self.owner_ctx(t);
+                let old = self.own_card;
                 let card = Party::Card(self.fresh());
                 self.own_card = card;
                 let sc = self.window_label(t);
-                let it = self.intent(
-                    t,
-                    EventType::PaymentMethodBind,
-                    Amt::None,
-                    Some(card),
-                    ctx,
-                    sc,
-                    React::None,
-                );
+                let kind = EventType::PaymentMethodBind;
+                let it = self.intent(t, kind, Amt::None, Some(card), ctx, sc, React::None);
                 out.push(it);
+                // Half remove the old card in the same session.
+                if self.rng.gen_bool(0.5) {
+                    let t2 = t + self.rng.gen_range(30_000..600_000);
+                    let kind = EventType::PaymentMethodUnbind;
+                    let it = self.intent(t2, kind, Amt::None, Some(old), ctx, sc, React::None);
+                    out.push(it);
+                }
             }
         }
     }
@@ -927,6 +929,28 @@ impl User {
                 }
             } else {
                 self.balance -= amount;
+                // Returns and cancelled orders come back as refunds days later.
+                if it.kind == EventType::Payment
+                    && it.react == React::OwnerTopUp
+                    && self.rng.gen_bool(0.012)
+                {
+                    let t = it.ts + self.rng.gen_range(HOUR_MS..7 * DAY_MS);
+                    let back = if self.rng.gen_bool(0.7) {
+                        amount
+                    } else {
+                        (amount as f64 * self.rng.gen_range(0.2..0.9)) as i64
+                    };
+                    let refund = self.intent(
+                        t,
+                        EventType::Refund,
+                        Amt::Cents(back.max(1)),
+                        it.party,
+                        Ctx::BANK,
+                        self.window_label(t),
+                        React::None,
+                    );
+                    self.insert_todo(refund, d1, todo);
+                }
             }
         } else if it.kind.is_money_in() {
             self.balance += amount;

@@ -261,7 +261,7 @@ impl User {
             Scenario::Travel,
             React::OwnerTopUp,
         );
-        self.trip = Some(Trip {
+        self.trip = Some(Box::new(Trip {
             depart,
             arrive,
             ret_depart,
@@ -270,7 +270,7 @@ impl User {
             city_key,
             abroad,
             hotel_net,
-        });
+        }));
         self.windows
             .push((depart, ret_arrive + 6 * HOUR_MS, Scenario::Travel));
         // The phone comes back on after landing.
