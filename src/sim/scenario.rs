@@ -102,18 +102,22 @@ impl User {
         world::digest(w.seed, b"device-x", &[self.idx as u64, n])
     }
 
-    /// A far-away city for a remote attacker: abroad, or a distant mainland city.
-    fn far_city(&mut self, abroad_p: f64) -> &'static world::City {
-        if self.rng.gen_bool(abroad_p) {
-            return world::pick_city(&mut self.rng, ATTACKER_ABROAD);
-        }
-        for _ in 0..20 {
-            let c = world::pick_city(&mut self.rng, HOME_CITIES);
-            if world::distance_km(self.home, (c.lat, c.lon)) > 800.0 {
-                return c;
+    /// A city for a remote attacker: abroad (with probability `abroad_p`) or a mainland
+    /// city, at least `min_km` from the victim's home.
+    fn far_city(&mut self, abroad_p: f64, min_km: f64) -> &'static world::City {
+        let table = if self.rng.gen_bool(abroad_p) {
+            ATTACKER_ABROAD
+        } else {
+            HOME_CITIES
+        };
+        let mut c = world::pick_city(&mut self.rng, table);
+        for _ in 0..50 {
+            if world::distance_km(self.home, (c.lat, c.lon)) >= min_km {
+                break;
             }
+            c = world::pick_city(&mut self.rng, table);
         }
-        world::pick_city(&mut self.rng, ATTACKER_ABROAD)
+        c
     }
 
     /// Picks the scenarios of this user and schedules their steps.
@@ -479,7 +483,7 @@ impl User {
     /// device at an hour the owner sleeps, then a new payee or card and draining outflows.
     fn plan_takeover(&mut self, w: &World, d0: EpochMs) {
         const S: Scenario = Scenario::AccountTakeover;
-        let city = self.far_city(0.8);
+        let city = self.far_city(0.8, 800.0);
         let channel = if self.rng.gen_bool(0.7) {
             Channel::App
         } else {
@@ -901,7 +905,8 @@ impl User {
             Scenario::None,
             React::None,
         );
-        let city = self.far_city(0.6);
+        // Far enough that no flight, airports included, covers it within the 90-minute gap.
+        let city = self.far_city(0.6, 1000.0);
         let a = Actor {
             device: self.attacker_device(w, 0),
             channel: Channel::App,
