@@ -126,8 +126,10 @@ pub struct BaselineConfig {
     pub fast_half_life_minutes: f64,
     /// Known devices remembered per user.
     pub devices: usize,
-    /// Known counterparties remembered per user.
+    /// Known payees (transfers, withdrawal cards, recharge numbers) remembered per user.
     pub counterparties: usize,
+    /// Known merchants remembered per user.
+    pub merchants: usize,
     /// Known IP prefixes (/24, /48) remembered per user.
     pub ip_prefixes: usize,
     /// Known geo cells remembered per user.
@@ -144,9 +146,10 @@ impl Default for BaselineConfig {
             half_life_days: 30.0,
             fast_half_life_minutes: 30.0,
             devices: 3,
-            counterparties: 6,
+            counterparties: 4,
+            merchants: 3,
             ip_prefixes: 2,
-            geo_cells: 3,
+            geo_cells: 2,
             geo_cell_degrees: 0.5,
             shrinkage_k: 8.0,
         }
@@ -350,14 +353,17 @@ pub struct VelocityBurstConfig {
     pub weight: f64,
     /// Bursts smaller than this many money-out events (this one included) never score.
     pub min_count: u32,
+    /// Multiplier on the expected count in a short window, for human sessions (≥ 1).
+    pub burstiness: f64,
 }
 
 impl Default for VelocityBurstConfig {
     fn default() -> Self {
         VelocityBurstConfig {
             enabled: true,
-            weight: 0.5,
-            min_count: 4,
+            weight: 0.45,
+            min_count: 5,
+            burstiness: 4.0,
         }
     }
 }
@@ -542,6 +548,10 @@ pub struct DecisionConfig {
     pub chain_bonus: f64,
     /// At most one `freeze_account` per user within this many hours.
     pub freeze_cooldown_hours: f64,
+    /// Learn events scored `review` into the baseline. Off by default: an attacker's first,
+    /// merely suspicious event would otherwise make their device and place "known" for the
+    /// next one. `step_up` and above are never learned.
+    pub learn_reviewed: bool,
 }
 
 impl Default for DecisionConfig {
@@ -549,12 +559,13 @@ impl Default for DecisionConfig {
         DecisionConfig {
             review: 0.5,
             step_up: 0.75,
-            freeze: 0.9,
+            freeze: 0.88,
             severity_medium: 0.6,
             severity_high: 0.75,
             severity_critical: 0.9,
             chain_bonus: 0.7,
             freeze_cooldown_hours: 24.0,
+            learn_reviewed: false,
         }
     }
 }
@@ -650,6 +661,7 @@ impl Config {
         for (key, v) in [
             ("baseline.devices", b.devices),
             ("baseline.counterparties", b.counterparties),
+            ("baseline.merchants", b.merchants),
             ("baseline.ip_prefixes", b.ip_prefixes),
             ("baseline.geo_cells", b.geo_cells),
         ] {
@@ -657,13 +669,13 @@ impl Config {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
-        let slots = b.devices + b.counterparties + b.ip_prefixes + b.geo_cells;
+        let slots = b.devices + b.counterparties + b.merchants + b.ip_prefixes + b.geo_cells;
         if slots > SLOT_CAPACITY {
             return Err(invalid(
                 "baseline.counterparties",
                 format!(
-                    "devices + counterparties + ip_prefixes + geo_cells = {slots}, over the \
-                     {SLOT_CAPACITY} slots a profile holds"
+                    "devices + counterparties + merchants + ip_prefixes + geo_cells = {slots}, \
+                     over the {SLOT_CAPACITY} slots a profile holds"
                 ),
             ));
         }
@@ -770,6 +782,12 @@ impl Config {
             return Err(invalid(
                 "detectors.card_testing.full_count",
                 "must be above start_count",
+            ));
+        }
+        if !(d.velocity_burst.burstiness >= 1.0 && d.velocity_burst.burstiness.is_finite()) {
+            return Err(invalid(
+                "detectors.velocity_burst.burstiness",
+                "must be a finite number ≥ 1",
             ));
         }
         positive(

@@ -12,7 +12,8 @@
 //! money out, an explicit account-takeover chain adds one more term, `ATO_CHAIN`, with weight
 //! `decision.chain_bonus`, built from four stage strengths:
 //!
-//! 1. credential change within the window (`CREDENTIAL_CHANGE_THEN_SPEND`),
+//! 1. credential change within the window (`CREDENTIAL_CHANGE_THEN_SPEND`; a device or
+//!    payment-method bind counts half, a password reset or MFA change fully),
 //! 2. the actor is somewhere new (`NEW_DEVICE`, `NEW_LOCATION`, `IMPOSSIBLE_TRAVEL`, or the
 //!    change itself came from a new device),
 //! 3. a new payee (transfers and withdrawals count fully, merchant payments half),
@@ -139,6 +140,8 @@ pub struct ChainHints {
     pub new_payee: bool,
     /// The event is a merchant payment (a new merchant counts half).
     pub is_payment: bool,
+    /// A password reset or MFA change happened inside the credential window.
+    pub reset_or_mfa_change: bool,
 }
 
 /// Turns signals into decisions under a [`DecisionConfig`].
@@ -175,7 +178,10 @@ impl Decider {
 
     fn add_chain(&self, signals: &mut Signals, h: ChainHints) {
         let get = |c: Code| signals.get(c).map_or(0.0, |s| s.score);
-        let change = get(Code::CredentialChangeThenSpend);
+        // A reset or MFA change from a new device is how takeovers start; binding a new phone
+        // or card is also what honest users do, so it counts half as a chain stage.
+        let change =
+            get(Code::CredentialChangeThenSpend) * if h.reset_or_mfa_change { 1.0 } else { 0.5 };
         let outflow = get(Code::AmountOutlier).max(get(Code::BalanceDrain));
         if change <= 0.0 || outflow <= 0.0 {
             return;
@@ -296,6 +302,7 @@ mod tests {
             change_from_new_device: true,
             new_payee: true,
             is_payment: false,
+            reset_or_mfa_change: true,
         };
         let with = dec.decide(s, hints);
         assert!(with.signals.get(Code::AtoChain).is_some());

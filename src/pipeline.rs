@@ -5,8 +5,9 @@
 //! the profile *as it was before the event*, run every detector, decide, apply the freeze
 //! cool-down, then update the profile:
 //! - short-term facts (recent money out, failures, credential changes, balance) always;
-//! - the long-term baseline only when the action is below `step_up`, so an attacker whose
-//!   events are challenged or frozen cannot teach the baseline that they are normal;
+//! - the long-term baseline only when the action is `allow` (or `review`, with
+//!   `decision.learn_reviewed`), never at `step_up` or above, so an attacker whose events are
+//!   flagged cannot teach the baseline that their device, place or payee is normal;
 //! - nothing at all for an `event_id` seen within the dedup window: its decision is still
 //!   emitted (with the same deterministic ids), but it is not counted twice.
 //!
@@ -93,6 +94,7 @@ pub struct Engine {
     tiny_amount: f64,
     cred_window_s: u32,
     freeze_cooldown_s: u32,
+    learn_below: Action,
 }
 
 impl Engine {
@@ -106,6 +108,11 @@ impl Engine {
             tiny_amount: config.detectors.card_testing.tiny_amount,
             cred_window_s: (config.detectors.credential_change.window_hours * 3600.0) as u32,
             freeze_cooldown_s: (config.decision.freeze_cooldown_hours * 3600.0) as u32,
+            learn_below: if config.decision.learn_reviewed {
+                Action::StepUp
+            } else {
+                Action::Review
+            },
             config,
         }
     }
@@ -164,6 +171,9 @@ impl Engine {
             }),
             new_payee,
             is_payment: ev.kind == EventType::Payment,
+            reset_or_mfa_change: profile.cred[..2]
+                .iter()
+                .any(|at| *at != 0 && facts.t.saturating_sub(*at) <= self.cred_window_s),
         };
         self.decider.decide_in_place(&mut decision, hints);
 
@@ -191,7 +201,7 @@ impl Engine {
             let tiny_new =
                 CardTesting::is_tiny_new_merchant(self.tiny_amount, ev.kind, ev.amount, new_payee);
             profile.record_activity(ev, &facts, tiny_new);
-            if decision.action < Action::StepUp {
+            if decision.action < self.learn_below {
                 profile.learn(&self.params, ev, &facts);
                 learned = true;
             }

@@ -20,8 +20,8 @@ use crate::config::Config;
 use crate::event::{Event, EventType, Status};
 use crate::time::{EpochMs, Tick};
 
-/// Slots for remembered hashes in one profile (devices + counterparties + IP prefixes + geo
-/// cells). The config divides them between the four kinds.
+/// Slots for remembered hashes in one profile (devices + counterparties + merchants + IP
+/// prefixes + geo cells). The config divides them between the five kinds.
 pub const SLOT_CAPACITY: usize = 14;
 /// Money-out times remembered exactly: the latest plus this many before it.
 pub const RING_DELTAS: usize = 7;
@@ -37,12 +37,26 @@ const GEO_STEP: f64 = 0.01;
 pub enum SetKind {
     /// Device ids.
     Device = 0,
-    /// Payees, merchants, numbers, cards.
+    /// Payees of transfers, withdrawal cards, recharge numbers.
     Counterparty = 1,
+    /// Merchants paid. Kept apart from payees because people try new shops all the time:
+    /// in one shared set, merchants would evict the family payee a thief must not look like.
+    Merchant = 2,
     /// /24 or /48 networks.
-    IpPrefix = 2,
+    IpPrefix = 3,
     /// Coarse geo cells.
-    GeoCell = 3,
+    GeoCell = 4,
+}
+
+impl SetKind {
+    /// The set a money-out event's counterparty belongs to.
+    pub fn for_counterparty(kind: EventType) -> SetKind {
+        if kind == EventType::Payment {
+            SetKind::Merchant
+        } else {
+            SetKind::Counterparty
+        }
+    }
 }
 
 /// Indices into [`Profile::novel`].
@@ -50,10 +64,12 @@ pub enum SetKind {
 pub enum Novelty {
     /// Events from a device not in the set.
     Device = 0,
-    /// Money out to a counterparty not in the set.
+    /// Transfers, withdrawals and recharges to a counterparty not in the set.
     Counterparty = 1,
+    /// Payments to a merchant not in the set.
+    Merchant = 2,
     /// Events from a geo cell or IP prefix not in the sets.
-    Location = 2,
+    Location = 3,
 }
 
 /// Constants derived once from [`Config`] for the hot path.
@@ -68,7 +84,7 @@ pub struct Params {
     /// Local UTC offset in minutes.
     pub utc_offset_min: i32,
     /// Start and length of each set in the slot array, by [`SetKind`].
-    pub sets: [(u8, u8); 4],
+    pub sets: [(u8, u8); 5],
     /// Geo cell size in degrees.
     pub geo_cell_degrees: f64,
     /// Shrinkage constant k.
@@ -80,8 +96,14 @@ impl Params {
     pub fn new(cfg: &Config) -> Params {
         let b = &cfg.baseline;
         let half_s = b.half_life_days * 86_400.0;
-        let sizes = [b.devices, b.counterparties, b.ip_prefixes, b.geo_cells];
-        let mut sets = [(0u8, 0u8); 4];
+        let sizes = [
+            b.devices,
+            b.counterparties,
+            b.merchants,
+            b.ip_prefixes,
+            b.geo_cells,
+        ];
+        let mut sets = [(0u8, 0u8); 5];
         let mut at = 0u8;
         for (i, n) in sizes.iter().enumerate() {
             sets[i] = (at, *n as u8);
@@ -152,11 +174,9 @@ pub struct Profile {
     /// Last learned position, in [`GEO_STEP`] units.
     pub last_lon: i16,
     /// Decayed count of novel sightings by [`Novelty`], fixed point, day-stepped decay.
-    pub novel: [u16; 3],
-    /// Short-term decayed failed logins, fixed point.
-    pub fail_login: u16,
-    /// Short-term decayed failed money-out attempts, fixed point.
-    pub fail_pay: u16,
+    pub novel: [u16; 4],
+    /// Short-term decayed failed logins and failed money-out attempts, fixed point.
+    pub failed: u16,
     /// Short-term decayed tiny payments to new merchants, fixed point.
     pub tiny_new: u16,
     /// Hour-of-day histogram in local time, fixed point, day-stepped decay. Used as
@@ -186,9 +206,8 @@ impl Default for Profile {
             balance: -1.0,
             last_lat: 0,
             last_lon: 0,
-            novel: [0; 3],
-            fail_login: 0,
-            fail_pay: 0,
+            novel: [0; 4],
+            failed: 0,
             tiny_new: 0,
             hours: [0; 24],
             cred_new_device: 0,
@@ -291,12 +310,11 @@ impl Profile {
             p.decay(t as f64 - self.last_seen as f64)
         };
         // Most profiles have no recent failures: skip the exp() then.
-        let fast_decay =
-            if self.fast_at == 0 || (self.fail_login | self.fail_pay | self.tiny_new) == 0 {
-                1.0
-            } else {
-                p.fast_decay(t as f64 - self.fast_at as f64)
-            };
+        let fast_decay = if self.fast_at == 0 || (self.failed | self.tiny_new) == 0 {
+            1.0
+        } else {
+            p.fast_decay(t as f64 - self.fast_at as f64)
+        };
         let lookup = |kind, h: u64| (h, self.knows(p, kind, h));
         Facts {
             t,
@@ -312,7 +330,7 @@ impl Profile {
                 .counterparty
                 .as_deref()
                 .filter(|_| ev.kind.is_money_out())
-                .map(|c| lookup(SetKind::Counterparty, keys::counterparty(c))),
+                .map(|c| lookup(SetKind::for_counterparty(ev.kind), keys::counterparty(c))),
             ip: ev
                 .ip
                 .map(|ip| lookup(SetKind::IpPrefix, keys::ip_prefix(ip))),
@@ -395,14 +413,9 @@ impl Profile {
         from_fixed(self.novel[n as usize], COUNT_UNIT)
     }
 
-    /// Recent failed logins, decayed to the event time.
-    pub fn recent_failed_logins(&self, f: &Facts) -> f64 {
-        from_fixed(self.fail_login, COUNT_UNIT) * f.fast_decay
-    }
-
-    /// Recent failed money-out attempts, decayed to the event time.
-    pub fn recent_failed_payments(&self, f: &Facts) -> f64 {
-        from_fixed(self.fail_pay, COUNT_UNIT) * f.fast_decay
+    /// Recent failed logins and failed money-out attempts, decayed to the event time.
+    pub fn recent_failures(&self, f: &Facts) -> f64 {
+        from_fixed(self.failed, COUNT_UNIT) * f.fast_decay
     }
 
     /// Recent tiny payments to new merchants, decayed to the event time.
@@ -431,22 +444,19 @@ impl Profile {
     pub fn record_activity(&mut self, ev: &Event<'_>, f: &Facts, tiny_new_merchant: bool) {
         // Short-term counters decay continuously from fast_at.
         let fd = f.fast_decay;
-        let mut fl = from_fixed(self.fail_login, COUNT_UNIT) * fd;
-        let mut fp = from_fixed(self.fail_pay, COUNT_UNIT) * fd;
+        let mut fl = from_fixed(self.failed, COUNT_UNIT) * fd;
         let mut tn = from_fixed(self.tiny_new, COUNT_UNIT) * fd;
-        if ev.kind == EventType::LoginFailed {
+        if ev.kind == EventType::LoginFailed
+            || (ev.kind.is_money_out() && ev.status == Status::Failed)
+        {
             fl += 1.0;
-        }
-        if ev.kind.is_money_out() && ev.status == Status::Failed {
-            fp += 1.0;
         }
         if tiny_new_merchant {
             tn += 1.0;
         }
         // Residues below 1/64 of an event are dropped so counters reach exactly zero.
         let clean = |v: f64| if v < 1.0 / 64.0 { 0.0 } else { v };
-        self.fail_login = to_fixed(clean(fl), COUNT_UNIT);
-        self.fail_pay = to_fixed(clean(fp), COUNT_UNIT);
+        self.failed = to_fixed(clean(fl), COUNT_UNIT);
         self.tiny_new = to_fixed(clean(tn), COUNT_UNIT);
         self.fast_at = self.fast_at.max(f.t);
 
@@ -561,24 +571,37 @@ impl Profile {
             bump(Novelty::Device);
         }
         if matches!(f.counterparty, Some((_, false))) {
-            bump(Novelty::Counterparty);
+            bump(if ev.kind == EventType::Payment {
+                Novelty::Merchant
+            } else {
+                Novelty::Counterparty
+            });
         }
         if f.new_location() {
             bump(Novelty::Location);
         }
 
-        if let Some((h, _)) = f.device {
-            self.remember(p, SetKind::Device, h);
-        }
-        // Only successful money out makes a payee "known": a failed attempt is not a relation.
-        if let (Some((h, _)), true) = (f.counterparty, ev.status == Status::Success) {
-            self.remember(p, SetKind::Counterparty, h);
-        }
-        if let Some((h, _)) = f.ip {
-            self.remember(p, SetKind::IpPrefix, h);
-        }
-        if let Some((h, _)) = f.cell {
-            self.remember(p, SetKind::GeoCell, h);
+        // Only a successful, ordinary event proves the device, place or payee belongs to the
+        // user's life: a failed login or a declined payment is often someone else trying, and
+        // a password reset or MFA change is the first thing a thief does with a new device.
+        let proven = ev.status == Status::Success
+            && !matches!(
+                ev.kind,
+                EventType::LoginFailed | EventType::PasswordReset | EventType::MfaChange
+            );
+        if proven {
+            if let Some((h, _)) = f.device {
+                self.remember(p, SetKind::Device, h);
+            }
+            if let Some((h, _)) = f.counterparty {
+                self.remember(p, SetKind::for_counterparty(ev.kind), h);
+            }
+            if let Some((h, _)) = f.ip {
+                self.remember(p, SetKind::IpPrefix, h);
+            }
+            if let Some((h, _)) = f.cell {
+                self.remember(p, SetKind::GeoCell, h);
+            }
         }
         if let Some(g) = ev.geo {
             if f.t >= self.last_geo_at {
@@ -742,7 +765,7 @@ mod tests {
         );
         let e = parse_event(s.as_bytes()).unwrap();
         let f = prof.facts(&p, &e);
-        assert!((prof.recent_failed_logins(&f) - 4.0).abs() < 0.01);
+        assert!((prof.recent_failures(&f) - 4.0).abs() < 0.01);
         let s = format!(
             r#"{{"event_id":"y","user_id":"u","ts":{},"type":"login"}}"#,
             T0 + 30 * 60_000 + 3000
@@ -750,7 +773,7 @@ mod tests {
         let e = parse_event(s.as_bytes()).unwrap();
         let f = prof.facts(&p, &e);
         assert!(
-            (prof.recent_failed_logins(&f) - 2.0).abs() < 0.05,
+            (prof.recent_failures(&f) - 2.0).abs() < 0.05,
             "one half-life later"
         );
     }

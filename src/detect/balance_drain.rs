@@ -2,9 +2,11 @@
 //!
 //! The balance before the event is `balance_after + amount` when the event carries its balance,
 //! else the last balance the profile knows. Small amounts never count: emptying a wallet that
-//! holds 30 is not a theft worth a freeze.
+//! holds 30 is not a theft worth a freeze. Many honest users keep little in the wallet and spend
+//! most of it in ordinary amounts, so the share is scaled by how large the amount is for this
+//! user (0 at their typical amount, full at four times it).
 
-use super::{money, ramp, Code, Ctx, Detail, Detector, Signals};
+use super::{money, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals};
 use crate::config::BalanceDrainConfig;
 use crate::event::Status;
 
@@ -43,8 +45,9 @@ impl Detector for BalanceDrain {
         let before = match (ctx.ev.balance_after, ctx.ev.status) {
             (Some(after), Status::Success) => after + amount,
             _ => match ctx.profile.last_balance() {
-                Some(b) => b,
-                None => return,
+                // A declined attempt above the balance drains nothing (insufficient funds).
+                Some(b) if amount <= b => b,
+                _ => return,
             },
         };
         if before <= 0.0 {
@@ -52,6 +55,10 @@ impl Detector for BalanceDrain {
         }
         let share = (amount / before).min(1.0);
         let s = ramp(share, self.start, self.full);
+        if s <= 0.0 {
+            return;
+        }
+        let s = s * ramp(amount / typical_amount(ctx), 1.0, 4.0);
         if s <= 0.0 {
             return;
         }

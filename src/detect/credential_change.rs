@@ -2,9 +2,12 @@
 //! change, device bind or payment-method bind.
 //!
 //! This is the second step of most takeovers. The score is higher when the change came from a
-//! device the user had never used, and fades linearly to half over the window.
+//! device the user had never used, fades linearly to half over the window, and is scaled by
+//! what the spend puts at stake (`spend_risk`: a new payee, a large amount, a draining share):
+//! an owner who resets a password or binds a new phone and then buys lunch at the usual place
+//! keeps 35% of it.
 
-use super::{duration, Code, Ctx, Detail, Detector, Signals};
+use super::{duration, spend_risk, Code, Ctx, Detail, Detector, Signals};
 use crate::config::CredentialChangeConfig;
 
 /// See the module docs.
@@ -63,6 +66,7 @@ impl Detector for CredentialChangeThenSpend {
         let Some((s, slot, age, from_new)) = best else {
             return;
         };
+        let s = s * (0.35 + 0.65 * spend_risk(ctx));
         out.push(
             Code::CredentialChangeThenSpend,
             s,

@@ -35,9 +35,7 @@ impl Detector for FailedAttemptsBurst {
         let this = (ctx.ev.kind == EventType::LoginFailed
             || (ctx.ev.kind.is_money_out() && ctx.ev.status == Status::Failed))
             as u8 as f64;
-        let logins = ctx.profile.recent_failed_logins(ctx.facts);
-        let pays = ctx.profile.recent_failed_payments(ctx.facts);
-        let c = logins + pays + this;
+        let c = ctx.profile.recent_failures(ctx.facts) + this;
         if c < self.start {
             return;
         }
@@ -50,11 +48,11 @@ impl Detector for FailedAttemptsBurst {
                 |a, f| {
                     write!(
                         f,
-                        "about {:.0} recent failed attempts ({:.0} logins, {:.0} payments)",
-                        a[0], a[1], a[2]
+                        "about {:.0} failed logins or payments in the last half hour",
+                        a[0]
                     )
                 },
-                [c, logins, pays, 0.0],
+                [c, 0.0, 0.0, 0.0],
             ),
         );
     }

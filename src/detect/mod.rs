@@ -344,6 +344,35 @@ pub fn build(cfg: &Config) -> Vec<Box<dyn Detector>> {
     v
 }
 
+/// The user's typical money-out amount: exp of the shrunk mean of ln(1 + amount), minus 1.
+pub(crate) fn typical_amount(ctx: &Ctx<'_, '_>) -> f64 {
+    let n = ctx.profile.amount_n(ctx.facts);
+    let (mean, _) = ctx.prior.shrink_amount(n, ctx.profile.amount_stats());
+    mean.exp_m1().max(1.0)
+}
+
+/// How much a money-out event puts at stake, in [0, 1]: the largest of a new payee (a new
+/// merchant counts half), the amount against the user's typical one (0 at typical, 1 at five
+/// times), and the share of the balance it takes (0 at 30%, 1 at 80%). Detectors that flag a
+/// context (a recent credential change) use it so that an ordinary purchase in that context
+/// stays ordinary.
+pub(crate) fn spend_risk(ctx: &Ctx<'_, '_>) -> f64 {
+    let Some(amount) = ctx.ev.amount else {
+        return 0.0;
+    };
+    let payee: f64 = match ctx.facts.counterparty {
+        Some((_, false)) if ctx.ev.kind == crate::event::EventType::Payment => 0.5,
+        Some((_, false)) => 1.0,
+        _ => 0.0,
+    };
+    let size = ramp((amount / typical_amount(ctx)).ln(), 0.0, 5f64.ln());
+    let drain = match ctx.profile.last_balance() {
+        Some(b) if b > 0.0 => ramp(amount / b, 0.3, 0.8),
+        _ => 0.0,
+    };
+    payee.max(size).max(drain)
+}
+
 /// Formats a money amount with thousands separators and two decimals.
 pub(crate) fn money(v: f64) -> String {
     let cents = (v * 100.0).round() as i128;

@@ -39,7 +39,12 @@ impl Detector for NewCounterparty {
             return;
         }
         let n = ctx.profile.out_n as f64 * ctx.facts.decay;
-        let rate = (ctx.profile.novel_count(Novelty::Counterparty) + 1.0) / (n + 2.0);
+        let novelty = if ctx.ev.kind == EventType::Payment {
+            Novelty::Merchant
+        } else {
+            Novelty::Counterparty
+        };
+        let rate = (ctx.profile.novel_count(novelty) + 1.0) / (n + 2.0);
         let factor = if ctx.ev.kind == EventType::Payment {
             self.payment_factor
         } else {
