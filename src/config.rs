@@ -562,7 +562,7 @@ impl Default for DecisionConfig {
             freeze: 0.88,
             severity_medium: 0.6,
             severity_high: 0.75,
-            severity_critical: 0.9,
+            severity_critical: 0.88,
             chain_bonus: 0.7,
             freeze_cooldown_hours: 24.0,
             learn_reviewed: false,

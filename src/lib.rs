@@ -31,11 +31,14 @@
 //! - [`eval`]: `walletguard eval`: per-scenario recall, freeze recall, money saved, delays,
 //!   PR/ROC, false alarms, from the pipeline or a decisions file, as a table, JSON, Markdown
 //!   and PNG curves.
+//! - [`demo`]: `walletguard demo`: simulated traffic scored live, alerts printed as they
+//!   happen, a scorecard at the end.
 
 pub mod baseline;
 pub mod config;
 pub mod decision;
 pub mod dedup;
+pub mod demo;
 pub mod detect;
 pub mod eval;
 pub mod event;

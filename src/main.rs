@@ -96,6 +96,34 @@ enum Cmd {
         #[arg(long, conflicts_with = "decisions")]
         save_decisions: Option<PathBuf>,
     },
+    /// Simulated wallet traffic with hidden attacks, scored live by the real pipeline: alerts
+    /// and freezes print as they happen, a scorecard ends the run. Needs nothing installed.
+    Demo {
+        /// Simulated users.
+        #[arg(long, default_value_t = 3000)]
+        users: u32,
+        /// Simulated days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Share of users who suffer an attack.
+        #[arg(long, default_value_t = 0.03)]
+        attack_rate: f64,
+        /// Simulated events per second of wall time (0 = as fast as possible).
+        #[arg(long, default_value_t = 25_000)]
+        rate: u64,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Also print `review` decisions.
+        #[arg(long)]
+        reviews: bool,
+        /// Config file (default: built-in defaults).
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Load and validate a config, reporting the key at fault.
     CheckConfig {
         /// Config file.
@@ -142,6 +170,38 @@ fn main() -> anyhow::Result<()> {
                 show(&config),
                 walletguard::detect::build(&cfg).len()
             );
+            Ok(())
+        }
+        Cmd::Demo {
+            users,
+            days,
+            seed,
+            attack_rate,
+            rate,
+            duration,
+            reviews,
+            config,
+        } => {
+            let cfg = Config::load(config.as_deref())
+                .with_context(|| format!("config {}", show(&config)))?;
+            init_logging(&cfg);
+            let engine = Engine::new(cfg);
+            let opts = walletguard::demo::DemoOptions {
+                sim: SimParams {
+                    users,
+                    days,
+                    seed,
+                    attack_rate,
+                    ..SimParams::default()
+                },
+                rate,
+                duration: duration.map(std::time::Duration::from_secs),
+                show_reviews: reviews,
+                color: std::io::stdout().is_terminal(),
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            walletguard::demo::run(&engine, &opts, &mut out)?;
             Ok(())
         }
         Cmd::Simulate {
