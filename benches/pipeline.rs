@@ -223,6 +223,26 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    g.bench_function("parse_score_batched", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                stream.batch(BATCH, &mut buf, &mut offs);
+                let bytes = buf.as_bytes();
+                let raws: Vec<&[u8]> = offs.iter().map(|(s, e)| &bytes[*s..*e - 1]).collect();
+                let mut results = Vec::with_capacity(64);
+                let start = Instant::now();
+                for chunk in raws.chunks(32) {
+                    results.clear();
+                    engine.process_batch(&mut state, chunk, 0, &mut results);
+                    black_box(&results);
+                }
+                t += start.elapsed();
+            }
+            t
+        })
+    });
+
     g.bench_function("parse_score_render", |b| {
         let mut out = Vec::with_capacity(1 << 20);
         b.iter_custom(|iters| {
