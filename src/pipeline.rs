@@ -175,10 +175,8 @@ impl Engine {
                 Err(e) => out.push(Err(e)),
             }
         }
-        for r in out[start..].iter_mut() {
-            if let Ok((ev, o)) = r {
-                *o = self.process(state, ev, now_ms);
-            }
+        for (ev, o) in out[start..].iter_mut().flatten() {
+            *o = self.process(state, ev, now_ms);
         }
     }
 
