@@ -330,6 +330,8 @@ pub struct ImpossibleTravelConfig {
     pub max_speed_kmh: f64,
     /// Jumps shorter than this are ignored (GPS and IP-geolocation noise), km.
     pub min_distance_km: f64,
+    /// Hours any trip of at least `min_distance_km` takes on top of flying time (airports).
+    pub trip_overhead_hours: f64,
 }
 
 impl Default for ImpossibleTravelConfig {
@@ -339,6 +341,7 @@ impl Default for ImpossibleTravelConfig {
             weight: 0.75,
             max_speed_kmh: 1000.0,
             min_distance_km: 150.0,
+            trip_overhead_hours: 1.0,
         }
     }
 }
@@ -793,6 +796,10 @@ impl Config {
         positive(
             "detectors.impossible_travel.max_speed_kmh",
             d.impossible_travel.max_speed_kmh,
+        )?;
+        nonneg(
+            "detectors.impossible_travel.trip_overhead_hours",
+            d.impossible_travel.trip_overhead_hours,
         )?;
         nonneg(
             "detectors.impossible_travel.min_distance_km",

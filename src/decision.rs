@@ -19,10 +19,10 @@
 //! 3. a new payee (transfers and withdrawals count fully, merchant payments half),
 //! 4. a large or draining outflow (`AMOUNT_OUTLIER`, `BALANCE_DRAIN`).
 //!
-//! The chain needs stages 1 and 4 and at least one of 2 and 3. Its score is
-//! `outflow × mean(change, somewhere new, payee)`: the outflow multiplies rather than averages,
-//! because without money leaving there is no takeover to stop, and an honest user's ordinary
-//! purchase after binding a new phone must not complete a chain on its own. Reasons are sorted by contribution wᵢ·sᵢ. The score maps to an action by the
+//! The chain needs stage 1 and at least two of the other three; its score is the mean of the
+//! four (a missing stage counts 0). Only a password reset or MFA change marks the actor as
+//! "somewhere new" by itself: binding a new phone is what honest users do, so after a device
+//! bind the new-device stage must come from the event's own signals. Reasons are sorted by contribution wᵢ·sᵢ. The score maps to an action by the
 //! `review` / `step_up` / `freeze` thresholds and to a severity by the `severity_*` ones.
 
 use crate::config::DecisionConfig;
@@ -134,7 +134,7 @@ impl Decision {
 pub struct ChainHints {
     /// The event is money out.
     pub money_out: bool,
-    /// A credential change inside the window came from a device new at the time.
+    /// A password reset or MFA change inside the window came from a device new at the time.
     pub change_from_new_device: bool,
     /// The payee is new (any money-out type).
     pub new_payee: bool,
@@ -183,9 +183,6 @@ impl Decider {
         let change =
             get(Code::CredentialChangeThenSpend) * if h.reset_or_mfa_change { 1.0 } else { 0.5 };
         let outflow = get(Code::AmountOutlier).max(get(Code::BalanceDrain));
-        if change <= 0.0 || outflow <= 0.0 {
-            return;
-        }
         let mut somewhere_new = get(Code::NewDevice)
             .max(get(Code::NewLocation))
             .max(get(Code::ImpossibleTravel));
@@ -197,10 +194,11 @@ impl Decider {
             (true, true) => 0.5,
             (true, false) => 1.0,
         };
-        if somewhere_new <= 0.0 && payee <= 0.0 {
+        let stages = [change, somewhere_new, payee, outflow];
+        if change <= 0.0 || stages.iter().filter(|s| **s > 0.0).count() < 3 {
             return;
         }
-        let strength = outflow * (change + somewhere_new + payee) / 3.0;
+        let strength = stages.iter().sum::<f64>() / 4.0;
         signals.push(
             Code::AtoChain,
             strength,
@@ -214,9 +212,12 @@ impl Decider {
                     if a[1] > 0.0 {
                         f.write_str(" → new payee")?;
                     }
-                    f.write_str(" → large or draining outflow")
+                    if a[2] > 0.0 {
+                        f.write_str(" → large or draining outflow")?;
+                    }
+                    Ok(())
                 },
-                [somewhere_new, payee, 0.0, 0.0],
+                [somewhere_new, payee, outflow, 0.0],
             ),
         );
     }
@@ -314,10 +315,30 @@ mod tests {
                 ..hints
             },
         );
+        // Change + new device + new payee, no large outflow: still a chain (3 of 4 stages).
+        let mut small = Signals::default();
+        small.push(Code::CredentialChangeThenSpend, 0.9, 0.6, d());
+        assert!(dec
+            .decide(small, hints)
+            .signals
+            .get(Code::AtoChain)
+            .is_some());
+        // A device bind (not a reset) with an ordinary purchase at a new shop is not.
+        let bind = ChainHints {
+            change_from_new_device: false,
+            reset_or_mfa_change: false,
+            is_payment: true,
+            ..hints
+        };
+        assert!(dec
+            .decide(small, bind)
+            .signals
+            .get(Code::AtoChain)
+            .is_none());
         assert!(without.signals.get(Code::AtoChain).is_none());
         assert!(with.score > without.score);
         let chain = with.signals.get(Code::AtoChain).unwrap();
-        assert!((chain.score - 0.8 * (0.9 + 1.0 + 1.0) / 3.0).abs() < 1e-12);
+        assert!((chain.score - (0.9 + 1.0 + 1.0 + 0.8) / 4.0).abs() < 1e-12);
         assert!(chain.detail.to_string().contains("new payee"));
     }
 }

@@ -205,7 +205,7 @@ impl Engine {
         let new_payee = matches!(facts.counterparty, Some((_, false)));
         let hints = ChainHints {
             money_out: ev.kind.is_money_out(),
-            change_from_new_device: profile.cred.iter().enumerate().any(|(i, at)| {
+            change_from_new_device: profile.cred[..2].iter().enumerate().any(|(i, at)| {
                 *at != 0
                     && profile.cred_new_device & (1 << i) != 0
                     && facts.t.saturating_sub(*at) <= self.cred_window_s

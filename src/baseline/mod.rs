@@ -89,6 +89,9 @@ pub struct Params {
     pub geo_cell_degrees: f64,
     /// Shrinkage constant k.
     pub k: f64,
+    /// How long after a password reset or MFA change from a new device that device and its
+    /// place stay on probation (not learned), seconds: the credential-change window.
+    pub probation_s: u32,
 }
 
 impl Params {
@@ -117,6 +120,7 @@ impl Params {
             sets,
             geo_cell_degrees: b.geo_cell_degrees,
             k: b.shrinkage_k,
+            probation_s: (cfg.detectors.credential_change.window_hours * 3600.0) as u32,
         }
     }
 
@@ -584,7 +588,16 @@ impl Profile {
         // Only a successful, ordinary event proves the device, place or payee belongs to the
         // user's life: a failed login or a declined payment is often someone else trying, and
         // a password reset or MFA change is the first thing a thief does with a new device.
+        // For the same reason, after a reset or MFA change from a new device, nothing new is
+        // learned until the credential-change window has passed: the thief's next login must
+        // not make their device "known".
+        let on_probation = self.cred[..2].iter().enumerate().any(|(i, at)| {
+            *at != 0
+                && self.cred_new_device & (1 << i) != 0
+                && f.t.saturating_sub(*at) <= p.probation_s
+        });
         let proven = ev.status == Status::Success
+            && !on_probation
             && !matches!(
                 ev.kind,
                 EventType::LoginFailed | EventType::PasswordReset | EventType::MfaChange

@@ -2,8 +2,11 @@
 //! an airliner can do.
 //!
 //! Short jumps are ignored (`min_distance_km`) because IP geolocation and GPS are noisy. The
-//! score is 0.5 at the limit and grows with log10 of how far above it the speed is, reaching 1
-//! at about three times the limit.
+//! quickest possible trip is `distance / max_speed_kmh` plus `trip_overhead_hours` (getting to,
+//! through and out of airports): nobody flies 1,200 km door to door in 79 minutes, although
+//! the straight-line speed is below an airliner's. The score is 0.5 when the time elapsed
+//! equals the quickest trip and grows with log10 of how much shorter it was, reaching 1 at
+//! about a third of it.
 
 use super::{duration, Code, Ctx, Detail, Detector, Signals};
 use crate::config::ImpossibleTravelConfig;
@@ -25,6 +28,7 @@ pub struct ImpossibleTravel {
     weight: f64,
     max_speed_kmh: f64,
     min_distance_km: f64,
+    overhead_h: f64,
 }
 
 impl ImpossibleTravel {
@@ -34,6 +38,7 @@ impl ImpossibleTravel {
             weight: c.weight,
             max_speed_kmh: c.max_speed_kmh,
             min_distance_km: c.min_distance_km,
+            overhead_h: c.trip_overhead_hours,
         }
     }
 }
@@ -54,10 +59,12 @@ impl Detector for ImpossibleTravel {
         // A one-minute floor keeps the speed finite for simultaneous events.
         let secs = (ctx.facts.t as f64 - at as f64).max(60.0);
         let kmh = km / (secs / 3600.0);
-        if kmh <= self.max_speed_kmh {
+        let quickest_h = km / self.max_speed_kmh + self.overhead_h;
+        let elapsed_h = secs / 3600.0;
+        if elapsed_h >= quickest_h {
             return;
         }
-        let s = 0.5 + (kmh / self.max_speed_kmh).log10();
+        let s = 0.5 + (quickest_h / elapsed_h).log10();
         out.push(
             Code::ImpossibleTravel,
             s,
