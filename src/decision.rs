@@ -13,9 +13,10 @@
 //! `decision.chain_bonus`, built from four stage strengths:
 //!
 //! 1. credential change within the window (`CREDENTIAL_CHANGE_THEN_SPEND`; a device or
-//!    payment-method bind counts half, a password reset or MFA change fully),
-//! 2. the actor is somewhere new (`NEW_DEVICE`, `NEW_LOCATION`, `IMPOSSIBLE_TRAVEL`, or the
-//!    change itself came from a new device),
+//!    payment-method bind counts half, a password reset or MFA change fully), or an actor who
+//!    cannot be the owner (`IMPOSSIBLE_TRAVEL`),
+//! 2. the actor is somewhere new (`NEW_DEVICE`, `NEW_LOCATION`, or a reset or MFA change
+//!    from a new device),
 //! 3. a new payee (transfers and withdrawals count fully, merchant payments half),
 //! 4. a large or draining outflow (`AMOUNT_OUTLIER`, `BALANCE_DRAIN`).
 //!
@@ -182,10 +183,11 @@ impl Decider {
         // or card is also what honest users do, so it counts half as a chain stage.
         let change =
             get(Code::CredentialChangeThenSpend) * if h.reset_or_mfa_change { 1.0 } else { 0.5 };
+        // An actor who cannot be the owner (impossible travel) opens the chain like a change.
+        let change = change.max(get(Code::ImpossibleTravel));
         let outflow = get(Code::AmountOutlier).max(get(Code::BalanceDrain));
-        let mut somewhere_new = get(Code::NewDevice)
-            .max(get(Code::NewLocation))
-            .max(get(Code::ImpossibleTravel));
+        // Impossible travel already counts in stage 1; stage 2 is the device and place.
+        let mut somewhere_new = get(Code::NewDevice).max(get(Code::NewLocation));
         if h.change_from_new_device {
             somewhere_new = somewhere_new.max(1.0);
         }
@@ -205,7 +207,7 @@ impl Decider {
             self.cfg.chain_bonus,
             Detail::new(
                 |a, f| {
-                    f.write_str("takeover chain: credential change")?;
+                    f.write_str("takeover chain: credential change or impossible travel")?;
                     if a[0] > 0.0 {
                         f.write_str(" → new device or location")?;
                     }

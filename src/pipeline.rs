@@ -207,7 +207,7 @@ impl Engine {
             money_out: ev.kind.is_money_out(),
             change_from_new_device: profile.cred[..2].iter().enumerate().any(|(i, at)| {
                 *at != 0
-                    && profile.cred_new_device & (1 << i) != 0
+                    && profile.flags & (1 << i) != 0
                     && facts.t.saturating_sub(*at) <= self.cred_window_s
             }),
             new_payee,

@@ -25,6 +25,14 @@ use crate::time::{EpochMs, Tick};
 pub const SLOT_CAPACITY: usize = 14;
 /// Money-out times remembered exactly: the latest plus this many before it.
 pub const RING_DELTAS: usize = 7;
+/// [`Profile::flags`] bit: the latest money out went to a payee new at the time.
+pub const FLAG_BASE_NEW_PAYEE: u8 = 1 << 7;
+/// Ring entry bit: that money out went to a payee new at the time. The other 15 bits are the
+/// seconds before `ring_base`, saturating at [`RING_MAX_DELTA`] (about 9 hours, far beyond the
+/// longest window asked about).
+const RING_NEW_PAYEE: u16 = 1 << 15;
+/// Largest delta a ring entry holds.
+pub const RING_MAX_DELTA: u16 = RING_NEW_PAYEE - 1;
 /// Fixed-point units per event in the hour histogram.
 const HOUR_UNIT: f64 = 256.0;
 /// Fixed-point units per event in the novelty and short-term counters.
@@ -158,8 +166,8 @@ pub struct Profile {
     pub last_freeze: Tick,
     /// Time of the most recent money-out attempt.
     pub ring_base: Tick,
-    /// Seconds between `ring_base` and each of the previous money-out attempts, newest first,
-    /// saturating at `u16::MAX` (0 = none).
+    /// Previous money-out attempts, newest first: seconds before `ring_base` in the low 15 bits
+    /// (saturating; 0 = none) and [`RING_NEW_PAYEE`] in the top bit.
     pub ring: [u16; RING_DELTAS],
     /// Decayed mean of ln(1 + amount) of successful money out.
     pub amt_mean: f32,
@@ -186,8 +194,9 @@ pub struct Profile {
     /// Hour-of-day histogram in local time, fixed point, day-stepped decay. Used as
     /// proportions; the absolute scale is renormalised when a bin would overflow.
     pub hours: [u16; 24],
-    /// Bit i set: credential change `i` came from a device not known at the time.
-    pub cred_new_device: u8,
+    /// Bits 0–3: credential change `i` came from a device new at the time. Bit 7
+    /// ([`FLAG_BASE_NEW_PAYEE`]): the money out at `ring_base` went to a new payee.
+    pub flags: u8,
 }
 
 impl Default for Profile {
@@ -214,7 +223,7 @@ impl Default for Profile {
             failed: 0,
             tiny_new: 0,
             hours: [0; 24],
-            cred_new_device: 0,
+            flags: 0,
         }
     }
 }
@@ -381,25 +390,28 @@ impl Profile {
     /// Money-out attempts within the `window_s` seconds before `t` (exact up to
     /// `RING_DELTAS + 1`, saturating beyond).
     pub fn out_count_within(&self, t: Tick, window_s: u32) -> u32 {
-        if self.ring_base == 0 {
-            return 0;
-        }
+        self.ring_within(t, window_s).count() as u32
+    }
+
+    /// Transfers and withdrawals to a then-new payee within `window_s` seconds before `t`.
+    pub fn new_payee_outs_within(&self, t: Tick, window_s: u32) -> u32 {
+        self.ring_within(t, window_s).filter(|new| *new).count() as u32
+    }
+
+    /// The remembered money-out attempts within the window, newest first, as "went to a new
+    /// payee" flags.
+    fn ring_within(&self, t: Tick, window_s: u32) -> impl Iterator<Item = bool> + '_ {
         let age_base = t.saturating_sub(self.ring_base);
-        if age_base > window_s {
-            return 0;
-        }
-        let mut n = 1;
-        for d in self.ring {
-            if d == 0 {
-                break;
-            }
-            if age_base + d as u32 <= window_s {
-                n += 1;
-            } else {
-                break;
-            }
-        }
-        n
+        let live = self.ring_base != 0 && age_base <= window_s;
+        let base = live.then_some(self.flags & FLAG_BASE_NEW_PAYEE != 0);
+        let rest = self
+            .ring
+            .iter()
+            .take_while(move |d| {
+                live && **d != 0 && age_base + (**d & RING_MAX_DELTA) as u32 <= window_s
+            })
+            .map(|d| *d & RING_NEW_PAYEE != 0);
+        base.into_iter().chain(rest)
     }
 
     /// Proportion of past activity in local hour `h` (unshrunk), with the histogram's total
@@ -465,15 +477,17 @@ impl Profile {
         self.fast_at = self.fast_at.max(f.t);
 
         if ev.kind.is_money_out() {
-            self.push_out(f.t);
+            let new_payee = matches!(f.counterparty, Some((_, false)))
+                && matches!(ev.kind, EventType::Transfer | EventType::Withdrawal);
+            self.push_out(f.t, new_payee);
         }
         if let Some(slot) = ev.kind.credential_slot() {
             if ev.status == Status::Success {
                 self.cred[slot] = self.cred[slot].max(f.t);
                 if f.new_device() {
-                    self.cred_new_device |= 1 << slot;
+                    self.flags |= 1 << slot;
                 } else {
-                    self.cred_new_device &= !(1 << slot);
+                    self.flags &= !(1 << slot);
                 }
             }
         }
@@ -491,27 +505,39 @@ impl Profile {
         }
     }
 
-    fn push_out(&mut self, t: Tick) {
-        if self.ring_base == 0 {
-            self.ring_base = t;
-            return;
-        }
-        // Out-of-order events are placed as if they happened at the newest time seen.
-        let t = t.max(self.ring_base);
-        let delta = (t - self.ring_base).clamp(1, u16::MAX as u32) as u16;
-        let mut carry = delta;
-        for d in self.ring.iter_mut() {
-            if *d == 0 {
+    fn push_out(&mut self, t: Tick, new_payee: bool) {
+        if self.ring_base != 0 {
+            // Out-of-order events are placed as if they happened at the newest time seen.
+            let t2 = t.max(self.ring_base);
+            let delta = (t2 - self.ring_base).clamp(1, RING_MAX_DELTA as u32) as u16;
+            let shift = |d: u16| {
+                let secs = ((d & RING_MAX_DELTA) as u32 + delta as u32).min(RING_MAX_DELTA as u32);
+                secs as u16 | (d & RING_NEW_PAYEE)
+            };
+            let base_flag = if self.flags & FLAG_BASE_NEW_PAYEE != 0 {
+                RING_NEW_PAYEE
+            } else {
+                0
+            };
+            // The old base becomes the newest ring entry; every entry is re-based; when the ring
+            // is full the oldest falls off the end.
+            let mut carry = delta | base_flag;
+            for d in self.ring.iter_mut() {
+                if *d == 0 {
+                    *d = carry;
+                    break;
+                }
+                let old = *d;
                 *d = carry;
-                break;
+                carry = shift(old);
             }
-            // Shift: each stored delta becomes relative to the new base.
-            let old = *d;
-            *d = carry;
-            carry = old.saturating_add(delta).max(1);
         }
-        // When the ring is full the oldest falls off the end.
-        self.ring_base = t;
+        self.ring_base = self.ring_base.max(t);
+        if new_payee {
+            self.flags |= FLAG_BASE_NEW_PAYEE;
+        } else {
+            self.flags &= !FLAG_BASE_NEW_PAYEE;
+        }
     }
 
     /// Learns an event into the long-term baseline. Called only for events scored below
@@ -592,9 +618,7 @@ impl Profile {
         // learned until the credential-change window has passed: the thief's next login must
         // not make their device "known".
         let on_probation = self.cred[..2].iter().enumerate().any(|(i, at)| {
-            *at != 0
-                && self.cred_new_device & (1 << i) != 0
-                && f.t.saturating_sub(*at) <= p.probation_s
+            *at != 0 && self.flags & (1 << i) != 0 && f.t.saturating_sub(*at) <= p.probation_s
         });
         let proven = ev.status == Status::Success
             && !on_probation
@@ -701,7 +725,7 @@ mod tests {
         let mut prof = Profile::default();
         let base = 1_000_000u32;
         for s in [0, 30, 100, 500, 2_000, 3_000] {
-            prof.push_out(base + s);
+            prof.push_out(base + s, s == 100 || s == 3_000);
         }
         let now = base + 3_010;
         assert_eq!(prof.out_count_within(now, 60), 1);
@@ -709,9 +733,12 @@ mod tests {
         assert_eq!(prof.out_count_within(now, 1_100), 2);
         assert_eq!(prof.out_count_within(now, 3_600), 6);
         assert_eq!(prof.out_count_within(now + 10_000, 3_600), 0);
+        assert_eq!(prof.new_payee_outs_within(now, 60), 1);
+        assert_eq!(prof.new_payee_outs_within(now, 3_600), 2);
+        assert_eq!(prof.new_payee_outs_within(now, 1_100), 1);
         // Saturates at RING_DELTAS + 1.
         for s in 0..20 {
-            prof.push_out(base + 4_000 + s);
+            prof.push_out(base + 4_000 + s, false);
         }
         assert_eq!(
             prof.out_count_within(base + 4_020, 60),

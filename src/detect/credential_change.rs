@@ -56,7 +56,7 @@ impl Detector for CredentialChangeThenSpend {
             if !(0.0..=self.window_s).contains(&age) {
                 continue;
             }
-            let from_new = ctx.profile.cred_new_device & (1 << slot) != 0;
+            let from_new = ctx.profile.flags & (1 << slot) != 0;
             let base = if from_new { self.new } else { self.known };
             let s = base * (1.0 - 0.5 * age / self.window_s);
             if best.is_none_or(|b| s > b.0) {

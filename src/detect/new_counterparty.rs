@@ -4,11 +4,18 @@
 //! confidence. Payments to new merchants are everyday life, so they are scaled down by
 //! `payment_factor`; transfers and withdrawals to a new destination are where money is stolen.
 //! Mobile recharges are left to `NEW_RECHARGE_NUMBER`.
+//!
+//! A fan-out to several new payees within the hour (a stolen phone emptied to mule accounts)
+//! raises the score whatever the user's habits: half for the second new payee in an hour, full
+//! from the third.
 
 use super::{Code, Ctx, Detail, Detector, Signals};
 use crate::baseline::Novelty;
 use crate::config::NewCounterpartyConfig;
 use crate::event::EventType;
+
+/// Window of the fan-out check, seconds.
+const FAN_OUT_WINDOW_S: u32 = 3600;
 
 /// See the module docs.
 pub struct NewCounterparty {
@@ -55,7 +62,14 @@ impl Detector for NewCounterparty {
         let conf = ctx
             .prior
             .own_weight(ctx.profile.all_n as f64 * ctx.facts.decay);
-        let s = (1.0 - rate).max(0.0) * conf * factor;
+        let mut s = (1.0 - rate).max(0.0) * conf * factor;
+        let earlier = if matches!(ctx.ev.kind, EventType::Transfer | EventType::Withdrawal) {
+            ctx.profile
+                .new_payee_outs_within(ctx.facts.t, FAN_OUT_WINDOW_S)
+        } else {
+            0
+        };
+        s = s.max(earlier.min(2) as f64 / 2.0);
         out.push(
             Code::NewCounterparty,
             s,
@@ -67,9 +81,13 @@ impl Detector for NewCounterparty {
                         "{} never paid before; {:.0}% of this user's past money out went to new ones",
                         if a[1] > 0.0 { "merchant" } else { "payee" },
                         a[0] * 100.0
-                    )
+                    )?;
+                    if a[2] > 0.0 {
+                        write!(f, "; {:.0} other new payees in the last hour", a[2])?;
+                    }
+                    Ok(())
                 },
-                [rate.min(1.0), if factor < 1.0 { 1.0 } else { 0.0 }, 0.0, 0.0],
+                [rate.min(1.0), if factor < 1.0 { 1.0 } else { 0.0 }, earlier as f64, 0.0],
             ),
         );
     }
@@ -105,6 +123,33 @@ mod tests {
             score(&p) < score(&s),
             "new merchants weigh less than new payees"
         );
+    }
+
+    #[test]
+    fn fan_out_to_new_payees_scores_high_even_for_users_who_often_pay_new_people() {
+        let mut k = Kit::new();
+        k.history();
+        let t = T0 + 31 * DAY;
+        k.learn(t, "transfer", r#""amount":100,"counterparty":"m1""#);
+        k.learn(
+            t + 600_000,
+            "transfer",
+            r#""amount":100,"counterparty":"m2""#,
+        );
+        let s = k.run(
+            &det(),
+            t + 1_200_000,
+            "transfer",
+            r#""amount":100,"counterparty":"m3""#,
+        );
+        assert_eq!(score(&s), 1.0, "{s:?}");
+        assert!(s
+            .iter()
+            .next()
+            .unwrap()
+            .detail
+            .to_string()
+            .contains("2 other new payees"));
     }
 
     #[test]
