@@ -560,7 +560,7 @@ pub struct DecisionConfig {
 impl Default for DecisionConfig {
     fn default() -> Self {
         DecisionConfig {
-            review: 0.5,
+            review: 0.45,
             step_up: 0.75,
             freeze: 0.88,
             severity_medium: 0.6,
