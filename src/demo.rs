@@ -181,8 +181,10 @@ fn track(
         if action != Action::Allow {
             u.alerted = true;
         }
-        // Money out of the attack that left before or with the freeze is lost; after it, saved.
-        if ev.kind.is_money_out() {
+        // Money out of the attack that left before the freeze is lost; from it on, saved.
+        // Only successful money out counts, as in `walletguard eval`.
+        let moved = ev.kind.is_money_out() && ev.failure.is_none();
+        if moved {
             let amount = ev.amount_cents.unwrap_or(0) as f64 / 100.0;
             u.out_total += amount;
             if u.frozen {
@@ -191,7 +193,7 @@ fn track(
         }
         if cmd == Some(CommandKind::FreezeAccount) && !u.frozen {
             u.frozen = true;
-            if ev.kind.is_money_out() {
+            if moved {
                 // The freeze happens on this event: it is stopped too.
                 u.out_after_freeze += ev.amount_cents.unwrap_or(0) as f64 / 100.0;
             }
@@ -261,7 +263,7 @@ fn print_scorecard(card: &Scorecard, c: bool, out: &mut dyn Write) -> io::Result
     if total > 0.0 {
         writeln!(
             out,
-            "  money saved by freezes overall: {:.0}% of {:.2} CNY attempted",
+            "  money saved by freezes overall: {:.0}% of {:.2} CNY the attackers moved or would have",
             100.0 * saved / total,
             total
         )?;
