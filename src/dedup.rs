@@ -39,7 +39,9 @@ impl Dedup {
             return true;
         }
         if self.current.len() >= self.half {
-            self.previous = std::mem::take(&mut self.current);
+            // Swap rather than take, so both generations keep their capacity.
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
         }
         false
     }

@@ -208,13 +208,14 @@ impl Engine {
             change_from_new_device: profile.cred[..2].iter().enumerate().any(|(i, at)| {
                 *at != 0
                     && profile.flags & (1 << i) != 0
-                    && facts.t.saturating_sub(*at) <= self.cred_window_s
+                    && facts.t >= *at
+                    && facts.t - *at <= self.cred_window_s
             }),
             new_payee,
             is_payment: ev.kind == EventType::Payment,
             reset_or_mfa_change: profile.cred[..2]
                 .iter()
-                .any(|at| *at != 0 && facts.t.saturating_sub(*at) <= self.cred_window_s),
+                .any(|at| *at != 0 && facts.t >= *at && facts.t - *at <= self.cred_window_s),
         };
         self.decider.decide_in_place(&mut decision, hints);
 
@@ -223,11 +224,9 @@ impl Engine {
                 let cooled = profile.last_freeze == 0
                     || facts.t.saturating_sub(profile.last_freeze) >= self.freeze_cooldown_s;
                 if cooled {
-                    // A duplicate must not restart the cool-down. (A duplicate of the event
-                    // that froze finds the cool-down running and issues nothing again.)
-                    if !duplicate {
-                        profile.last_freeze = facts.t;
-                    }
+                    // Any issued freeze starts the cool-down, a duplicate's included, so at most
+                    // one freeze_account leaves per user per window whatever arrives twice.
+                    profile.last_freeze = profile.last_freeze.max(facts.t);
                     Some(CommandKind::FreezeAccount)
                 } else {
                     None

@@ -267,6 +267,18 @@ impl Facts {
     }
 }
 
+/// Multiplies a fixed-point counter by `factor` < 1, rounding to nearest but always taking at
+/// least one unit off a non-zero value: plain rounding would leave small values stuck forever.
+#[inline]
+fn decay_fixed(v: u16, factor: f64) -> u16 {
+    let d = (v as f64 * factor).round() as u16;
+    if d == v && v > 0 {
+        v - 1
+    } else {
+        d
+    }
+}
+
 #[inline]
 fn to_fixed(v: f64, unit: f64) -> u16 {
     (v * unit).round().clamp(0.0, u16::MAX as f64) as u16
@@ -579,10 +591,10 @@ impl Profile {
         if days_crossed > 0 {
             let factor = p.day_factor.powi(days_crossed.min(10_000) as i32);
             for h in self.hours.iter_mut() {
-                *h = (*h as f64 * factor).round() as u16;
+                *h = decay_fixed(*h, factor);
             }
             for v in self.novel.iter_mut() {
-                *v = (*v as f64 * factor).round() as u16;
+                *v = decay_fixed(*v, factor);
             }
         }
         let unit = HOUR_UNIT as u16;
@@ -593,24 +605,6 @@ impl Profile {
         }
         self.hours[f.hour] += unit;
 
-        let mut bump = |n: Novelty| {
-            let v = &mut self.novel[n as usize];
-            *v = v.saturating_add(COUNT_UNIT as u16);
-        };
-        if f.new_device() {
-            bump(Novelty::Device);
-        }
-        if matches!(f.counterparty, Some((_, false))) {
-            bump(if ev.kind == EventType::Payment {
-                Novelty::Merchant
-            } else {
-                Novelty::Counterparty
-            });
-        }
-        if f.new_location() {
-            bump(Novelty::Location);
-        }
-
         // Only a successful, ordinary event proves the device, place or payee belongs to the
         // user's life: a failed login or a declined payment is often someone else trying, and
         // a password reset or MFA change is the first thing a thief does with a new device.
@@ -618,7 +612,7 @@ impl Profile {
         // learned until the credential-change window has passed: the thief's next login must
         // not make their device "known".
         let on_probation = self.cred[..2].iter().enumerate().any(|(i, at)| {
-            *at != 0 && self.flags & (1 << i) != 0 && f.t.saturating_sub(*at) <= p.probation_s
+            *at != 0 && self.flags & (1 << i) != 0 && f.t >= *at && f.t - *at <= p.probation_s
         });
         let proven = ev.status == Status::Success
             && !on_probation
@@ -627,6 +621,23 @@ impl Profile {
                 EventType::LoginFailed | EventType::PasswordReset | EventType::MfaChange
             );
         if proven {
+            let mut bump = |n: Novelty| {
+                let v = &mut self.novel[n as usize];
+                *v = v.saturating_add(COUNT_UNIT as u16);
+            };
+            if f.new_device() {
+                bump(Novelty::Device);
+            }
+            if matches!(f.counterparty, Some((_, false))) {
+                bump(if ev.kind == EventType::Payment {
+                    Novelty::Merchant
+                } else {
+                    Novelty::Counterparty
+                });
+            }
+            if f.new_location() {
+                bump(Novelty::Location);
+            }
             if let Some((h, _)) = f.device {
                 self.remember(p, SetKind::Device, h);
             }

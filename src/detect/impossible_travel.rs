@@ -57,7 +57,9 @@ impl Detector for ImpossibleTravel {
             return;
         }
         // A one-minute floor keeps the speed finite for simultaneous events.
-        let secs = (ctx.facts.t as f64 - at as f64).max(60.0);
+        // The gap is taken both ways: a late-arriving older event is as far from the last
+        // position in time as a newer one.
+        let secs = (ctx.facts.t as f64 - at as f64).abs().max(60.0);
         let kmh = km / (secs / 3600.0);
         let quickest_h = km / self.max_speed_kmh + self.overhead_h;
         let elapsed_h = secs / 3600.0;

@@ -48,6 +48,11 @@ impl Detector for VelocityBurst {
             return;
         }
         let t = ctx.facts.t;
+        // The ring only knows times up to its newest entry; a late-arriving older event cannot
+        // be placed in it, and counting later attempts against it would invent a burst.
+        if t < ctx.profile.ring_base {
+            return;
+        }
         // Cheap check first: the widest window bounds all the others.
         if ctx.profile.out_count_within(t, WINDOWS[1]) + 1 < self.min_count {
             return;

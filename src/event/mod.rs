@@ -106,7 +106,23 @@ impl EventType {
 
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<EventType> {
-        EventType::ALL.iter().copied().find(|t| t.as_str() == s)
+        Some(match s {
+            "payment" => EventType::Payment,
+            "transfer" => EventType::Transfer,
+            "withdrawal" => EventType::Withdrawal,
+            "mobile_recharge" => EventType::MobileRecharge,
+            "top_up" => EventType::TopUp,
+            "refund" => EventType::Refund,
+            "transfer_in" => EventType::TransferIn,
+            "login" => EventType::Login,
+            "login_failed" => EventType::LoginFailed,
+            "password_reset" => EventType::PasswordReset,
+            "mfa_change" => EventType::MfaChange,
+            "device_bind" => EventType::DeviceBind,
+            "payment_method_bind" => EventType::PaymentMethodBind,
+            "payment_method_unbind" => EventType::PaymentMethodUnbind,
+            _ => return None,
+        })
     }
 
     /// Money leaving the wallet.
@@ -446,6 +462,8 @@ fn opt_str<'a>(
     max: usize,
 ) -> Result<Option<Cow<'a, str>>, EventError> {
     match v {
+        // Producers often send "" for "none"; the contract sets no minimum for optional text.
+        Some(s) if s.is_empty() => Ok(None),
         Some(s) => {
             check_len(field, &s, 1, max)?;
             Ok(Some(s))

@@ -151,7 +151,8 @@ impl<'a> Cur<'a> {
             b'"' => self.string().map(|s| Some(RawTs::Text(Cow::Borrowed(s)))),
             _ => {
                 let (t, integer) = self.number()?;
-                if !integer {
+                // serde_json reads `-0` as a float, which `ts` rejects: let it say so.
+                if !integer || t == "-0" {
                     return None;
                 }
                 t.parse::<i64>().ok().map(|v| Some(RawTs::Millis(v)))
@@ -274,6 +275,7 @@ mod tests {
             r#"{"x":{"a":1}}"#,
             r#"{"x":[1]}"#,
             r#"{"ts":1.5}"#,
+            r#"{"ts":-0}"#,
             r#"{"amount":"10"}"#,
             r#"{"amount":01}"#,
             r#"{"amount":1.}"#,
