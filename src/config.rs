@@ -611,8 +611,16 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut root: toml::Table =
+        let file: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError::Syntax { msg: e.to_string() })?;
+        // Start from the defaults and lay the file over them, so a partial table (say
+        // `[detectors.new_device]` with only `enabled = false`) or a lone environment override
+        // keeps every other key's default.
+        let mut root =
+            toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Syntax {
+                msg: format!("defaults do not serialise: {e}"),
+            })?;
+        merge(&mut root, file);
         let mut overrides: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_RESERVED.contains(&k.as_str()))
@@ -655,6 +663,16 @@ impl Config {
         }
         let b = &self.baseline;
         positive("baseline.half_life_days", b.half_life_days)?;
+        if b.half_life_days > 365.0 {
+            // The day-stepped fixed-point decay loses precision beyond a year.
+            return Err(invalid("baseline.half_life_days", "must be at most 365"));
+        }
+        if g.dedup_window == 1 {
+            return Err(invalid(
+                "general.dedup_window",
+                "must be 0 (off) or at least 2",
+            ));
+        }
         positive("baseline.fast_half_life_minutes", b.fast_half_life_minutes)?;
         positive("baseline.geo_cell_degrees", b.geo_cell_degrees)?;
         if b.geo_cell_degrees > 10.0 {
@@ -775,6 +793,38 @@ impl Config {
                 "must be above start_share",
             ));
         }
+        for (key, v) in [
+            (
+                "detectors.failed_attempts.start_count",
+                d.failed_attempts.start_count,
+            ),
+            (
+                "detectors.failed_attempts.full_count",
+                d.failed_attempts.full_count,
+            ),
+            (
+                "detectors.card_testing.start_count",
+                d.card_testing.start_count,
+            ),
+            (
+                "detectors.card_testing.full_count",
+                d.card_testing.full_count,
+            ),
+        ] {
+            if !(v.is_finite() && v >= 1.0) {
+                return Err(invalid(
+                    key,
+                    format!("must be a finite number ≥ 1, got {v}"),
+                ));
+            }
+        }
+        let most = crate::baseline::RING_DELTAS as u32 + 2;
+        if d.velocity_burst.min_count < 2 || d.velocity_burst.min_count > most {
+            return Err(invalid(
+                "detectors.velocity_burst.min_count",
+                format!("must be within 2..={most} (the money-out times a profile remembers, plus this one)"),
+            ));
+        }
         if d.failed_attempts.full_count <= d.failed_attempts.start_count {
             return Err(invalid(
                 "detectors.failed_attempts.full_count",
@@ -892,6 +942,18 @@ fn unit(key: &str, v: f64) -> Result<(), ConfigError> {
     }
 }
 
+/// Lays `over` onto `base`, table by table; other values replace.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
 /// Applies one `WALLETGUARD_A__B=value` override to the TOML tree. The value is read as a
 /// TOML value when it parses as one (numbers, booleans, arrays), else as a plain string.
 fn apply_env(root: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
@@ -945,6 +1007,51 @@ mod tests {
         let text = include_str!("../config/walletguard.toml");
         let cfg = Config::from_toml(text).unwrap();
         assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn partial_tables_and_lone_overrides_keep_defaults() {
+        let cfg = Config::from_toml("[detectors.new_device]\nenabled = false\n").unwrap();
+        assert!(!cfg.detectors.new_device.enabled);
+        assert_eq!(
+            cfg.detectors.new_device.weight,
+            Config::default().detectors.new_device.weight
+        );
+        let cfg = Config::from_toml_with_env(
+            "",
+            vec![(
+                "WALLETGUARD_DETECTORS__NEW_LOCATION__ENABLED".to_string(),
+                "false".to_string(),
+            )],
+        )
+        .unwrap();
+        assert!(!cfg.detectors.new_location.enabled);
+    }
+
+    #[test]
+    fn silent_misconfigurations_are_rejected() {
+        for (text, key) in [
+            (
+                "[detectors.failed_attempts]\nstart_count = -5.0\n",
+                "detectors.failed_attempts.start_count",
+            ),
+            (
+                "[detectors.card_testing]\nfull_count = inf\n",
+                "detectors.card_testing.full_count",
+            ),
+            (
+                "[detectors.velocity_burst]\nmin_count = 12\n",
+                "detectors.velocity_burst.min_count",
+            ),
+            ("[general]\ndedup_window = 1\n", "general.dedup_window"),
+            (
+                "[baseline]\nhalf_life_days = 1000.0\n",
+                "baseline.half_life_days",
+            ),
+        ] {
+            let e = Config::from_toml(text).unwrap_err();
+            assert_eq!(e.key(), Some(key), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -114,6 +114,23 @@ mod tests {
     }
 
     #[test]
+    fn quiet_for_a_late_arriving_older_event() {
+        let mut k = Kit::new();
+        k.history();
+        // Beijing, a day after the last Shanghai event.
+        let t = T0 + 30 * DAY + 11 * 3_600_000;
+        k.learn(t, "login", r#""geo":{"lat":39.9,"lon":116.4}"#);
+        // A Shanghai event from the day before arrives late: a day is plenty for 1,070 km.
+        let s = k.run(
+            &det(),
+            t - DAY + 3_600_000,
+            "login",
+            r#""geo":{"lat":31.23,"lon":121.47}"#,
+        );
+        assert!(s.is_empty(), "{s:?}");
+    }
+
+    #[test]
     fn quiet_for_a_flight() {
         let mut k = Kit::new();
         k.history();
