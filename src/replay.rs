@@ -14,6 +14,9 @@ use crate::output;
 use crate::pipeline::{CommandKind, Engine, State};
 use crate::time::EpochMs;
 
+/// Longest line read into memory: the event limit plus a newline and a spare byte.
+const MAX_LINE: usize = crate::event::MAX_EVENT_BYTES + 2;
+
 /// Errors of the file adapter.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -112,14 +115,30 @@ pub fn open_input(path: &Path) -> Result<(Box<dyn BufRead>, Option<u64>), Replay
     }
 }
 
-/// Creates a JSON-lines output; a `.gz` name writes gzip.
+/// A gzip output whose `flush` completes the stream (trailer included) and reports any error,
+/// instead of leaving that to `Drop`, which would swallow a full disk. Write nothing after
+/// flushing.
+struct GzOut(flate2::write::GzEncoder<BufWriter<File>>);
+
+impl Write for GzOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.try_finish()?;
+        self.0.get_mut().flush()
+    }
+}
+
+/// Creates a JSON-lines output; a `.gz` name writes gzip. Call `flush` once at the end: for
+/// gzip it writes the trailer.
 pub fn create_output(path: &Path) -> Result<Box<dyn Write>, ReplayError> {
     let f = File::create(path).map_err(io_err("cannot create", path))?;
     if path.extension().is_some_and(|e| e == "gz") {
-        Ok(Box::new(flate2::write::GzEncoder::new(
+        Ok(Box::new(GzOut(flate2::write::GzEncoder::new(
             BufWriter::with_capacity(1 << 16, f),
             flate2::Compression::fast(),
-        )))
+        ))))
     } else {
         Ok(Box::new(BufWriter::with_capacity(1 << 16, f)))
     }
@@ -177,11 +196,30 @@ pub fn replay(
     let mut read_bytes = 0u64;
     loop {
         line.clear();
-        let n = reader
+        // Read at most one byte past the event limit: a runaway line without a newline must
+        // not be buffered whole.
+        let n = (&mut reader)
+            .take(MAX_LINE as u64)
             .read_until(b'\n', &mut line)
             .map_err(io_err("cannot read", input))?;
         if n == 0 {
             break;
+        }
+        let mut skipped = 0u64;
+        if line.last() != Some(&b'\n') && n == MAX_LINE {
+            // Too long: drop the rest of the line; the kept prefix is dead-lettered as too large.
+            let mut sink = Vec::new();
+            loop {
+                sink.clear();
+                let m = (&mut reader)
+                    .take(1 << 16)
+                    .read_until(b'\n', &mut sink)
+                    .map_err(io_err("cannot read", input))?;
+                skipped += m as u64;
+                if m == 0 || sink.last() == Some(&b'\n') {
+                    break;
+                }
+            }
         }
         lineno += 1;
         read_bytes += n as u64;
@@ -196,7 +234,15 @@ pub fn replay(
             continue;
         }
         sum.events += 1;
-        match engine.process_bytes(state, raw, clock()) {
+        let result = if skipped > 0 {
+            Err(crate::event::EventError::TooLarge {
+                size: raw.len() + skipped as usize,
+                max: crate::event::MAX_EVENT_BYTES,
+            })
+        } else {
+            engine.process_bytes(state, raw, clock())
+        };
+        match result {
             Ok((ev, out)) => {
                 sum.by_action[out.decision.action as usize] += 1;
                 sum.duplicates += out.duplicate as u64;
@@ -239,4 +285,44 @@ pub fn replay(
     progress(read_bytes);
     sum.seconds = started.elapsed().as_secs_f64();
     Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn oversized_lines_are_dead_lettered_and_gzip_outputs_are_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.jsonl");
+        let ok = r#"{"event_id":"e1","user_id":"u","ts":1790000000000,"type":"login"}"#;
+        let huge = format!(r#"{{"event_id":"big","pad":"{}"}}"#, "x".repeat(200_000));
+        let ok2 = r#"{"event_id":"e2","user_id":"u","ts":1790000001000,"type":"login"}"#;
+        std::fs::write(&input, format!("{ok}\n{huge}\n{ok2}\n")).unwrap();
+        let sinks = Sinks {
+            decisions: Some(dir.path().join("d.jsonl.gz")),
+            dlq: Some(dir.path().join("dlq.jsonl")),
+            ..Sinks::default()
+        };
+        let engine = Engine::new(Config::default());
+        let mut state = engine.new_state();
+        let sum = replay(&engine, &mut state, &input, &sinks, &mut || 0, &mut |_| {}).unwrap();
+        assert_eq!((sum.events, sum.invalid), (3, 1));
+        let dlq = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(dlq.trim()).unwrap();
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("over the 65536-byte limit"),
+            "{v}"
+        );
+        assert_eq!(v["offset"], 2);
+        // The gzip file is complete (trailer written) and holds both decisions.
+        let (mut r, _) = open_input(&dir.path().join("d.jsonl.gz")).unwrap();
+        let mut text = String::new();
+        r.read_to_string(&mut text).unwrap();
+        assert_eq!(text.lines().count(), 2);
+    }
 }
