@@ -182,10 +182,7 @@ fn main() -> anyhow::Result<()> {
             reviews,
             config,
         } => {
-            let cfg = Config::load(config.as_deref())
-                .with_context(|| format!("config {}", show(&config)))?;
-            init_logging(&cfg);
-            let engine = Engine::new(cfg);
+            let engine = engine_from(&config)?;
             let opts = walletguard::demo::DemoOptions {
                 sim: SimParams {
                     users,
@@ -286,10 +283,7 @@ fn main() -> anyhow::Result<()> {
             dlq,
             config,
         } => {
-            let cfg = Config::load(config.as_deref())
-                .with_context(|| format!("config {}", show(&config)))?;
-            init_logging(&cfg);
-            let engine = Engine::new(cfg);
+            let engine = engine_from(&config)?;
             let mut state = engine.new_state();
             let sinks = Sinks {
                 decisions,
@@ -322,6 +316,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Loads the config (naming the file in errors), starts logging, builds the engine.
+fn engine_from(config: &Option<PathBuf>) -> anyhow::Result<Engine> {
+    let cfg =
+        Config::load(config.as_deref()).with_context(|| format!("config {}", show(config)))?;
+    init_logging(&cfg);
+    Ok(Engine::new(cfg))
 }
 
 fn show(p: &Option<PathBuf>) -> String {

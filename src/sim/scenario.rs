@@ -55,6 +55,11 @@ impl Actor {
 // event's fields; a builder would triple the length of each script.
 #[allow(clippy::too_many_arguments)]
 impl User {
+    /// An attacker step with no amount, payee or balance reaction (logins, resets, binds).
+    fn push_plain(&mut self, w: &World, t: EpochMs, kind: EventType, ctx: Ctx, sc: Scenario) {
+        self.push(w, t, kind, Amt::None, None, ctx, sc, React::None);
+    }
+
     fn push(
         &mut self,
         w: &World,
@@ -499,33 +504,15 @@ impl User {
         if self.rng.gen_bool(0.5) {
             for _ in 0..self.rng.gen_range(1..4) {
                 let c = a.ctx(self);
-                self.push(
-                    w,
-                    t,
-                    EventType::LoginFailed,
-                    Amt::None,
-                    None,
-                    c,
-                    S,
-                    React::None,
-                );
+                self.push_plain(w, t, EventType::LoginFailed, c, S);
                 t += self.rng.gen_range(15_000..90_000);
             }
         }
         let c = a.ctx(self);
-        self.push(
-            w,
-            t,
-            EventType::PasswordReset,
-            Amt::None,
-            None,
-            c,
-            S,
-            React::None,
-        );
+        self.push_plain(w, t, EventType::PasswordReset, c, S);
         t += self.rng.gen_range(60_000..600_000);
         let c = a.ctx(self);
-        self.push(w, t, EventType::Login, Amt::None, None, c, S, React::None);
+        self.push_plain(w, t, EventType::Login, c, S);
         t += self.rng.gen_range(30_000..300_000);
         let card = self.rng.gen_bool(0.5);
         let payee = if card {
@@ -620,31 +607,13 @@ impl User {
         // Ports happen when carrier shops and hotlines are open, late evenings included.
         let mut t = d0 + self.rng.gen_range(8..23) * HOUR_MS + self.rng.gen_range(0..HOUR_MS);
         let c = a.ctx(self);
-        self.push(
-            w,
-            t,
-            EventType::MfaChange,
-            Amt::None,
-            None,
-            c,
-            S,
-            React::None,
-        );
+        self.push_plain(w, t, EventType::MfaChange, c, S);
         t += self.rng.gen_range(120_000..1_200_000);
         let c = a.ctx(self);
-        self.push(
-            w,
-            t,
-            EventType::PasswordReset,
-            Amt::None,
-            None,
-            c,
-            S,
-            React::None,
-        );
+        self.push_plain(w, t, EventType::PasswordReset, c, S);
         t += self.rng.gen_range(30_000..300_000);
         let c = a.ctx(self);
-        self.push(w, t, EventType::Login, Amt::None, None, c, S, React::None);
+        self.push_plain(w, t, EventType::Login, c, S);
         t += self.rng.gen_range(60_000..600_000);
         let card = Party::Card(world::digest(w.seed, b"card-x", &[self.idx as u64]));
         let c = a.ctx(self);
@@ -703,22 +672,13 @@ impl User {
         if self.rng.gen_bool(0.4) {
             for _ in 0..self.rng.gen_range(1..4) {
                 let c = ctx(self);
-                self.push(
-                    w,
-                    t,
-                    EventType::LoginFailed,
-                    Amt::None,
-                    None,
-                    c,
-                    S,
-                    React::None,
-                );
+                self.push_plain(w, t, EventType::LoginFailed, c, S);
                 t += self.rng.gen_range(10_000..120_000);
             }
         }
         if self.rng.gen_bool(0.5) {
             let c = ctx(self);
-            self.push(w, t, EventType::Login, Amt::None, None, c, S, React::None);
+            self.push_plain(w, t, EventType::Login, c, S);
             t += self.rng.gen_range(30_000..300_000);
         }
         let n = self.rng.gen_range(2..7);
@@ -804,21 +764,12 @@ impl User {
         if self.rng.gen_bool(0.5) {
             for _ in 0..self.rng.gen_range(1..6) {
                 let c = a.ctx(self);
-                self.push(
-                    w,
-                    t,
-                    EventType::LoginFailed,
-                    Amt::None,
-                    None,
-                    c,
-                    S,
-                    React::None,
-                );
+                self.push_plain(w, t, EventType::LoginFailed, c, S);
                 t += self.rng.gen_range(2_000..30_000);
             }
         }
         let c = a.ctx(self);
-        self.push(w, t, EventType::Login, Amt::None, None, c, S, React::None);
+        self.push_plain(w, t, EventType::Login, c, S);
         t += self.rng.gen_range(5_000..120_000);
         if self.rng.gen_bool(0.8) {
             let card = Party::Card(world::digest(w.seed, b"card-x", &[self.idx as u64]));
@@ -915,7 +866,7 @@ impl User {
         };
         let mut t = t0;
         let c = a.ctx(self);
-        self.push(w, t, EventType::Login, Amt::None, None, c, S, React::None);
+        self.push_plain(w, t, EventType::Login, c, S);
         t += self.rng.gen_range(MIN_MS..10 * MIN_MS);
         let mut payee = self.mule(w);
         for _ in 0..self.rng.gen_range(1..4) {
