@@ -157,7 +157,7 @@ impl Engine {
     /// Same results as calling [`Engine::process_bytes`] on each in turn; faster, because all
     /// events of the batch are parsed and their profiles prefetched before the first is scored,
     /// so the memory misses of a large user population overlap. Adapters that receive events
-    /// in batches (a Kafka poll, a file read) should use it.
+    /// in batches (a Kafka poll) should use it; `replay` reads line by line and does not.
     pub fn process_batch<'a>(
         &self,
         state: &mut State,

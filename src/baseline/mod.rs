@@ -429,11 +429,17 @@ impl Profile {
     /// Proportion of past activity in local hour `h` (unshrunk), with the histogram's total
     /// weight; `None` without history.
     pub fn hour_share(&self, h: usize) -> Option<f64> {
+        self.hour_shares(&[h]).map(|s| s[0])
+    }
+
+    /// Shares of several local hours at once (one pass over the histogram), `None` without
+    /// history.
+    pub fn hour_shares<const N: usize>(&self, hours: &[usize; N]) -> Option<[f64; N]> {
         let total: u32 = self.hours.iter().map(|x| *x as u32).sum();
         if total == 0 {
             return None;
         }
-        Some(self.hours[h] as f64 / total as f64)
+        Some(hours.map(|h| self.hours[h % 24] as f64 / total as f64))
     }
 
     /// Decayed novelty count of kind `n` at the event time.

@@ -33,8 +33,10 @@ impl Detector for UnusualHour {
     fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
         let h = ctx.facts.hour;
         let n = ctx.profile.all_n as f64 * ctx.facts.decay;
-        let prob = |h: usize| ctx.prior.shrink_hour(n, h, ctx.profile.hour_share(h));
-        let p = (prob((h + 23) % 24) + 2.0 * prob(h) + prob((h + 1) % 24)) / 4.0;
+        let hours = [(h + 23) % 24, h, (h + 1) % 24];
+        let own = ctx.profile.hour_shares(&hours);
+        let prob = |i: usize| ctx.prior.shrink_hour(n, hours[i], own.map(|s| s[i]));
+        let p = (prob(0) + 2.0 * prob(1) + prob(2)) / 4.0;
         let s = surprise(p, self.p_start, self.p_full);
         if s <= 0.0 {
             return;
