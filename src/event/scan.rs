@@ -10,6 +10,37 @@ use std::borrow::Cow;
 
 use super::{Geo, RawEvent, RawTs};
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Offset of the first `"`, `\\` or control character (< 0x20) in `b`.
+///
+/// Eight bytes at a time with SWAR bit tricks: ids and keys are short, and a plain loop or a
+/// `memchr` call per string cost more than the scan itself. In each mask only the lowest
+/// flagged byte is guaranteed exact (borrows can flag bytes above it), which is the one used.
+#[inline]
+fn find_special(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w);
+        let quote = x ^ (ONES * b'"' as u64);
+        let slash = x ^ (ONES * b'\\' as u64);
+        let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+        let ctrl = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+        let m = zero(quote) | zero(slash) | ctrl;
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..]
+        .iter()
+        .position(|c| *c == b'"' || *c == b'\\' || *c < 0x20)
+        .map(|p| i + p)
+}
+
 struct Cur<'a> {
     b: &'a [u8],
     s: &'a str,
@@ -49,14 +80,14 @@ impl<'a> Cur<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        let rest = self.b.get(start..)?;
-        // SIMD search for the closing quote; a backslash first means escapes: fall back.
-        let n = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[n] != b'"' || rest[..n].iter().any(|c| *c < 0x20) {
+        let end = start + find_special(self.b.get(start..)?)?;
+        // The first special byte must be the closing quote: a backslash means escapes and a
+        // control character is invalid JSON; either way serde decides.
+        if self.b[end] != b'"' {
             return None;
         }
-        self.i = start + n + 1;
-        self.s.get(start..start + n)
+        self.i = end + 1;
+        self.s.get(start..end)
     }
 
     /// A JSON number token, checked against the JSON grammar. Returns the text and whether it
@@ -259,6 +290,34 @@ mod tests {
         r#"{"event_id":"e-3","user_id":"用户","ts":"2026-10-01T08:15:30+08:00","type":"payment","amount":0,"counterparty":"m","status":"failed","failure_reason":"insufficient_funds","geo":{"lon":-0.1,"lat":51.5}}"#,
         r#"{}"#,
     ];
+
+    #[test]
+    fn find_special_matches_a_plain_search() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for len in 0..40 {
+            for _ in 0..500 {
+                let v: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // Mostly ordinary text, sometimes a special or a high byte.
+                        match x % 16 {
+                            0 => b'"',
+                            1 => b'\\',
+                            2 => (x >> 8) as u8 % 0x20,
+                            3 => 0x80 | (x >> 8) as u8,
+                            _ => b'a' + (x >> 8) as u8 % 26,
+                        }
+                    })
+                    .collect();
+                let plain = v
+                    .iter()
+                    .position(|c| *c == b'"' || *c == b'\\' || *c < 0x20);
+                assert_eq!(find_special(&v), plain, "{v:?}");
+            }
+        }
+    }
 
     #[test]
     fn accepts_the_common_shape() {
