@@ -98,7 +98,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GeneralConfig {
-    /// Currency assumed when an event has none.
+    /// Currency assumed when an event has none; money out in another currency is scored but
+    /// not learned into the amount baseline.
     pub default_currency: String,
     /// Users' local UTC offset, `±HH:MM`; the hour-of-day baseline is kept in this zone.
     pub utc_offset: String,

@@ -100,6 +100,8 @@ pub struct Params {
     /// How long after a password reset or MFA change from a new device that device and its
     /// place stay on probation (not learned), seconds: the credential-change window.
     pub probation_s: u32,
+    /// The currency amounts are assumed to be in when an event names none.
+    pub currency: [u8; 3],
 }
 
 impl Params {
@@ -129,6 +131,16 @@ impl Params {
             geo_cell_degrees: b.geo_cell_degrees,
             k: b.shrinkage_k,
             probation_s: (cfg.detectors.credential_change.window_hours * 3600.0) as u32,
+            currency: {
+                let c = cfg.general.default_currency.to_ascii_uppercase();
+                let b = c.as_bytes();
+                // validate() guarantees three ASCII letters.
+                [
+                    b.first().copied().unwrap_or(b'X'),
+                    b.get(1).copied().unwrap_or(b'X'),
+                    b.get(2).copied().unwrap_or(b'X'),
+                ]
+            },
         }
     }
 
@@ -573,7 +585,10 @@ impl Profile {
 
         // Amount statistics: exponentially weighted mean and variance (West's update with
         // weights decayed to the new event).
-        if let (true, Some(x)) = (ev.is_successful_money_out(), f.log_amount) {
+        // Amounts in another currency would distort the log-amount statistics (one baseline,
+        // no exchange rates in the core), so they are scored but not learned.
+        let home_currency = ev.currency.is_none_or(|c| c == p.currency);
+        if let (true, true, Some(x)) = (ev.is_successful_money_out(), home_currency, f.log_amount) {
             let n = self.amt_n as f64 * d;
             let s = self.amt_s as f64 * d;
             let mean = self.amt_mean as f64;
@@ -735,6 +750,22 @@ mod tests {
         );
         let (_, var) = prof.amount_stats().unwrap();
         assert!((var - sws / sw).abs() < 1e-3, "{var} vs {}", sws / sw);
+    }
+
+    #[test]
+    fn foreign_currency_is_not_learned_into_amounts() {
+        let p = params();
+        let mut prof = Profile::default();
+        let s = r#"{"event_id":"a","user_id":"u","ts":1790000000000,"type":"payment","amount":30,"currency":"USD","counterparty":"m"}"#;
+        let e = parse_event(s.as_bytes()).unwrap();
+        let f = prof.facts(&p, &e);
+        prof.learn(&p, &e, &f);
+        assert_eq!(prof.amt_n, 0.0);
+        let s = s.replace("USD", "cny");
+        let e = parse_event(s.as_bytes()).unwrap();
+        let f = prof.facts(&p, &e);
+        prof.learn(&p, &e, &f);
+        assert_eq!(prof.amt_n, 1.0, "the default currency, any case, is learned");
     }
 
     #[test]
