@@ -765,7 +765,10 @@ mod tests {
         let e = parse_event(s.as_bytes()).unwrap();
         let f = prof.facts(&p, &e);
         prof.learn(&p, &e, &f);
-        assert_eq!(prof.amt_n, 1.0, "the default currency, any case, is learned");
+        assert_eq!(
+            prof.amt_n, 1.0,
+            "the default currency, any case, is learned"
+        );
     }
 
     #[test]
