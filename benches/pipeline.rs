@@ -181,6 +181,22 @@ fn warmed(users: u64) -> (Engine, State, Stream) {
     (engine, state, stream)
 }
 
+/// Runs `f` on `iters` freshly formatted batches, timing only `f`.
+fn timed(stream: &mut Stream, iters: u64, mut f: impl FnMut(&[&[u8]])) -> Duration {
+    let (mut buf, mut offs) = (String::new(), Vec::new());
+    let mut t = Duration::ZERO;
+    for _ in 0..iters {
+        stream.batch(BATCH, &mut buf, &mut offs);
+        let bytes = buf.as_bytes();
+        // Each line without its newline.
+        let raws: Vec<&[u8]> = offs.iter().map(|(s, e)| &bytes[*s..*e - 1]).collect();
+        let start = Instant::now();
+        f(&raws);
+        t += start.elapsed();
+    }
+    t
+}
+
 fn bench(c: &mut Criterion) {
     let users = users();
     let (engine, mut state, mut stream) = warmed(users);
@@ -188,71 +204,46 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH as u64));
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(20));
-    let (mut buf, mut offs) = (String::new(), Vec::new());
-
     g.bench_function("parse", |b| {
         b.iter_custom(|iters| {
-            let mut t = Duration::ZERO;
-            for _ in 0..iters {
-                stream.batch(BATCH, &mut buf, &mut offs);
-                let bytes = buf.as_bytes();
-                let start = Instant::now();
-                for (s, e) in &offs {
-                    let _ = black_box(parse_event(&bytes[*s..*e - 1]));
+            timed(&mut stream, iters, |raws| {
+                for r in raws {
+                    let _ = black_box(parse_event(r));
                 }
-                t += start.elapsed();
-            }
-            t
+            })
         })
     });
 
     g.bench_function("parse_score", |b| {
         b.iter_custom(|iters| {
-            let mut t = Duration::ZERO;
-            for _ in 0..iters {
-                stream.batch(BATCH, &mut buf, &mut offs);
-                let bytes = buf.as_bytes();
-                let start = Instant::now();
-                for (s, e) in &offs {
-                    let r = engine.process_bytes(&mut state, &bytes[*s..*e - 1], 0);
-                    black_box(r.map(|(_, o)| o.decision.score).ok());
+            timed(&mut stream, iters, |raws| {
+                for r in raws {
+                    let out = engine.process_bytes(&mut state, r, 0);
+                    black_box(out.map(|(_, o)| o.decision.score).ok());
                 }
-                t += start.elapsed();
-            }
-            t
+            })
         })
     });
 
     g.bench_function("parse_score_batched", |b| {
         b.iter_custom(|iters| {
-            let mut t = Duration::ZERO;
-            for _ in 0..iters {
-                stream.batch(BATCH, &mut buf, &mut offs);
-                let bytes = buf.as_bytes();
-                let raws: Vec<&[u8]> = offs.iter().map(|(s, e)| &bytes[*s..*e - 1]).collect();
+            timed(&mut stream, iters, |raws| {
                 let mut results = Vec::with_capacity(64);
-                let start = Instant::now();
                 for chunk in raws.chunks(32) {
                     results.clear();
                     engine.process_batch(&mut state, chunk, 0, &mut results);
                     black_box(&results);
                 }
-                t += start.elapsed();
-            }
-            t
+            })
         })
     });
 
     g.bench_function("parse_score_render", |b| {
         let mut out = Vec::with_capacity(1 << 20);
         b.iter_custom(|iters| {
-            let mut t = Duration::ZERO;
-            for _ in 0..iters {
-                stream.batch(BATCH, &mut buf, &mut offs);
-                let bytes = buf.as_bytes();
-                let start = Instant::now();
-                for (s, e) in &offs {
-                    if let Ok((ev, o)) = engine.process_bytes(&mut state, &bytes[*s..*e - 1], 0) {
+            timed(&mut stream, iters, |raws| {
+                for r in raws {
+                    if let Ok((ev, o)) = engine.process_bytes(&mut state, r, 0) {
                         out.clear();
                         output::write_decision(&mut out, &ev, &o);
                         if o.alert() {
@@ -261,9 +252,7 @@ fn bench(c: &mut Criterion) {
                         black_box(&out);
                     }
                 }
-                t += start.elapsed();
-            }
-            t
+            })
         })
     });
     g.finish();
