@@ -14,7 +14,8 @@
 //!
 //! 1. credential change within the window (`CREDENTIAL_CHANGE_THEN_SPEND`; a device or
 //!    payment-method bind counts half, a password reset or MFA change fully), or an actor who
-//!    cannot be the owner (`IMPOSSIBLE_TRAVEL`),
+//!    cannot be the owner (`IMPOSSIBLE_TRAVEL`), or a device never seen in a place never seen
+//!    (the smaller of `NEW_DEVICE` and `NEW_LOCATION`),
 //! 2. the actor is somewhere new (`NEW_DEVICE`, `NEW_LOCATION`, or a reset or MFA change
 //!    from a new device),
 //! 3. a new payee (transfers and withdrawals count fully, merchant payments half),
@@ -183,8 +184,11 @@ impl Decider {
         // or card is also what honest users do, so it counts half as a chain stage.
         let change =
             get(Code::CredentialChangeThenSpend) * if h.reset_or_mfa_change { 1.0 } else { 0.5 };
-        // An actor who cannot be the owner (impossible travel) opens the chain like a change.
-        let change = change.max(get(Code::ImpossibleTravel));
+        // An actor who cannot be the owner (impossible travel), or a device never seen in a
+        // place never seen, opens the chain like a change.
+        let change = change
+            .max(get(Code::ImpossibleTravel))
+            .max(get(Code::NewDevice).min(get(Code::NewLocation)));
         let outflow = get(Code::AmountOutlier).max(get(Code::BalanceDrain));
         // Impossible travel already counts in stage 1; stage 2 is the device and place.
         let mut somewhere_new = get(Code::NewDevice).max(get(Code::NewLocation));
@@ -207,7 +211,7 @@ impl Decider {
             self.cfg.chain_bonus,
             Detail::new(
                 |a, f| {
-                    f.write_str("takeover chain: credential change or impossible travel")?;
+                    f.write_str("takeover chain: credential change, impossible travel or unknown device in an unknown place")?;
                     if a[0] > 0.0 {
                         f.write_str(" → new device or location")?;
                     }
@@ -342,5 +346,60 @@ mod tests {
         let chain = with.signals.get(Code::AtoChain).unwrap();
         assert!((chain.score - (0.9 + 1.0 + 1.0 + 0.8) / 4.0).abs() < 1e-12);
         assert!(chain.detail.to_string().contains("new payee"));
+    }
+
+    #[test]
+    fn chain_needs_an_entry_and_two_more_stages() {
+        let dec = Decider::new(&DecisionConfig::default());
+        let reset = ChainHints {
+            money_out: true,
+            change_from_new_device: true,
+            new_payee: true,
+            is_payment: false,
+            reset_or_mfa_change: true,
+        };
+        // Reset from a new device, new payee, no large outflow: 3 of 4 stages, a chain.
+        let mut small = Signals::default();
+        small.push(Code::CredentialChangeThenSpend, 0.9, 0.6, d());
+        assert!(dec
+            .decide(small, reset)
+            .signals
+            .get(Code::AtoChain)
+            .is_some());
+        // A device bind (not a reset) and an ordinary purchase at a new shop: no chain.
+        let bind = ChainHints {
+            change_from_new_device: false,
+            reset_or_mfa_change: false,
+            is_payment: true,
+            ..reset
+        };
+        assert!(dec
+            .decide(small, bind)
+            .signals
+            .get(Code::AtoChain)
+            .is_none());
+        // No credential change, but a never-seen device in a never-seen place paying a new
+        // payee: the chain opens on the device and place.
+        let mut hijack = Signals::default();
+        hijack.push(Code::NewDevice, 0.8, 0.45, d());
+        hijack.push(Code::NewLocation, 0.6, 0.35, d());
+        let plain = ChainHints {
+            change_from_new_device: false,
+            reset_or_mfa_change: false,
+            ..reset
+        };
+        let out = dec.decide(hijack, plain);
+        let c = out.signals.get(Code::AtoChain).expect("chain");
+        assert!((c.score - (0.6 + 0.8 + 1.0 + 0.0) / 4.0).abs() < 1e-12);
+        // The same device and place with a known payee and no outflow: no chain.
+        let known = ChainHints {
+            new_payee: false,
+            ..plain
+        };
+        assert!(dec
+            .decide(hijack, known)
+            .signals
+            .get(Code::AtoChain)
+            .is_none());
     }
 }
