@@ -159,8 +159,20 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Print the error chain on one line ourselves: `Result` from main would also dump a
+    // backtrace whenever RUST_BACKTRACE is set, burying the key at fault.
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::CheckConfig { config } => {
             let cfg = Config::load(config.as_deref())
@@ -329,5 +341,5 @@ fn engine_from(config: &Option<PathBuf>) -> anyhow::Result<Engine> {
 fn show(p: &Option<PathBuf>) -> String {
     p.as_ref()
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "(defaults)".into())
+        .unwrap_or_else(|| "(built-in defaults and environment)".into())
 }
