@@ -321,26 +321,6 @@ mod tests {
                 ..hints
             },
         );
-        // Change + new device + new payee, no large outflow: still a chain (3 of 4 stages).
-        let mut small = Signals::default();
-        small.push(Code::CredentialChangeThenSpend, 0.9, 0.6, d());
-        assert!(dec
-            .decide(small, hints)
-            .signals
-            .get(Code::AtoChain)
-            .is_some());
-        // A device bind (not a reset) with an ordinary purchase at a new shop is not.
-        let bind = ChainHints {
-            change_from_new_device: false,
-            reset_or_mfa_change: false,
-            is_payment: true,
-            ..hints
-        };
-        assert!(dec
-            .decide(small, bind)
-            .signals
-            .get(Code::AtoChain)
-            .is_none());
         assert!(without.signals.get(Code::AtoChain).is_none());
         assert!(with.score > without.score);
         let chain = with.signals.get(Code::AtoChain).unwrap();

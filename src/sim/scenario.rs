@@ -60,6 +60,19 @@ impl User {
         self.push(w, t, kind, Amt::None, None, ctx, sc, React::None);
     }
 
+    /// An attacker step that names a counterparty but moves no money (binding a card).
+    fn push_party(
+        &mut self,
+        w: &World,
+        t: EpochMs,
+        kind: EventType,
+        party: Party,
+        ctx: Ctx,
+        sc: Scenario,
+    ) {
+        self.push(w, t, kind, Amt::None, Some(party), ctx, sc, React::None);
+    }
+
     fn push(
         &mut self,
         w: &World,
@@ -518,16 +531,7 @@ impl User {
         let payee = if card {
             let p = Party::Card(world::digest(w.seed, b"card-x", &[self.idx as u64]));
             let c = a.ctx(self);
-            self.push(
-                w,
-                t,
-                EventType::PaymentMethodBind,
-                Amt::None,
-                Some(p),
-                c,
-                S,
-                React::None,
-            );
+            self.push_party(w, t, EventType::PaymentMethodBind, p, c, S);
             t += self.rng.gen_range(60_000..600_000);
             p
         } else {
@@ -617,16 +621,7 @@ impl User {
         t += self.rng.gen_range(60_000..600_000);
         let card = Party::Card(world::digest(w.seed, b"card-x", &[self.idx as u64]));
         let c = a.ctx(self);
-        self.push(
-            w,
-            t,
-            EventType::PaymentMethodBind,
-            Amt::None,
-            Some(card),
-            c,
-            S,
-            React::None,
-        );
+        self.push_party(w, t, EventType::PaymentMethodBind, card, c, S);
         t += self.rng.gen_range(60_000..600_000);
         let n = self.rng.gen_range(1..4);
         for i in 0..n {
@@ -774,16 +769,7 @@ impl User {
         if self.rng.gen_bool(0.8) {
             let card = Party::Card(world::digest(w.seed, b"card-x", &[self.idx as u64]));
             let c = a.ctx(self);
-            self.push(
-                w,
-                t,
-                EventType::PaymentMethodBind,
-                Amt::None,
-                Some(card),
-                c,
-                S,
-                React::None,
-            );
+            self.push_party(w, t, EventType::PaymentMethodBind, card, c, S);
             t += self.rng.gen_range(5_000..60_000);
         }
         let decline = self.rng.gen_range(0.15..0.5);
