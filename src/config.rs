@@ -77,7 +77,7 @@ fn invalid(key: &str, msg: impl Into<String>) -> ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Currency, time zone and duplicate handling.
@@ -92,6 +92,29 @@ pub struct Config {
     pub decision: DecisionConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Brokers, topics and delivery of `run` (restart to change).
+    pub kafka: KafkaConfig,
+    /// Metrics and health endpoint.
+    pub http: HttpConfig,
+    /// Further alert topics, by severity, action and reason code.
+    #[serde(default = "default_subscriptions")]
+    pub subscriptions: Vec<Subscription>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            general: Default::default(),
+            baseline: Default::default(),
+            prior: Default::default(),
+            detectors: Default::default(),
+            decision: Default::default(),
+            log: Default::default(),
+            kafka: Default::default(),
+            http: Default::default(),
+            subscriptions: default_subscriptions(),
+        }
+    }
 }
 
 /// `[general]`.
@@ -593,6 +616,165 @@ impl Default for LogConfig {
     }
 }
 
+/// How outputs and consumed offsets are tied together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// An input offset is stored only after every output of its event (and the changelog of
+    /// its batch) is acknowledged. A crash replays the uncommitted tail; deterministic ids make
+    /// the repeats harmless downstream.
+    AtLeastOnce,
+    /// Outputs, changelog and offsets are committed in one Kafka transaction per batch.
+    /// Downstream consumers must read with `isolation.level=read_committed`.
+    ExactlyOnce,
+}
+
+/// `[kafka]`: the `run` service's brokers, topics and delivery. Not reloadable: a change needs
+/// a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Consumer group shared by all instances.
+    pub group_id: String,
+    /// Stable name of this instance (defaults to the host name when empty). It makes the
+    /// `transactional.id` and the consumer's `group.instance.id`-free client id stable.
+    pub instance_id: String,
+    /// Input topics, keyed by `user_id`.
+    pub input_topics: Vec<String>,
+    /// Alerts for every non-`allow` decision.
+    pub alerts_topic: String,
+    /// `freeze_account` / `require_step_up` commands.
+    pub commands_topic: String,
+    /// Dead letters: invalid input, with the error and its source position.
+    pub dlq_topic: String,
+    /// One decision per valid event; empty = not written.
+    pub decisions_topic: String,
+    /// Compacted changelog of profiles, co-partitioned with the input.
+    pub changelog_topic: String,
+    /// `at_least_once` (default) or `exactly_once`.
+    pub delivery: Delivery,
+    /// Transactional id for `exactly_once`; empty = `walletguard-<group_id>-<instance_id>`.
+    pub transactional_id: String,
+    /// Most events a partition task scores before producing and acknowledging them.
+    pub max_batch: usize,
+    /// Batches a partition may have queued or in flight: the bound that creates back-pressure.
+    pub queue_batches: usize,
+    /// Offsets are committed (or, exactly-once, transactions committed) at this interval.
+    pub commit_interval_ms: u64,
+    /// Give up (and exit non-zero) when restoring one partition's profiles takes longer.
+    pub restore_timeout_s: u64,
+    /// On start, create missing topics (inputs, outputs, subscriptions, the compacted
+    /// changelog with the input's partition count). Off: missing topics are an error.
+    pub create_topics: bool,
+    /// Partitions of topics created by `create_topics` when the input does not exist yet.
+    pub partitions: i32,
+    /// Replication factor of created topics.
+    pub replication_factor: i32,
+    /// On SIGTERM/SIGINT: most seconds to drain, flush and commit before exiting.
+    pub shutdown_timeout_s: u64,
+    /// librdkafka properties for every client (consumer, producer, restore reader), passed
+    /// through unchanged: TLS, SASL, timeouts, compression. Keys may use `_` for `.` so that
+    /// environment overrides work (`WALLETGUARD_KAFKA__LIBRDKAFKA__SECURITY_PROTOCOL=ssl`).
+    pub librdkafka: std::collections::BTreeMap<String, String>,
+    /// librdkafka properties for the consumer only.
+    pub consumer: std::collections::BTreeMap<String, String>,
+    /// librdkafka properties for the producer only.
+    pub producer: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "walletguard".into(),
+            instance_id: String::new(),
+            input_topics: vec!["wallet.events".into()],
+            alerts_topic: "wallet.alerts".into(),
+            commands_topic: "wallet.commands".into(),
+            dlq_topic: "wallet.events.dlq".into(),
+            decisions_topic: String::new(),
+            changelog_topic: "walletguard.profiles".into(),
+            delivery: Delivery::AtLeastOnce,
+            transactional_id: String::new(),
+            max_batch: 2000,
+            queue_batches: 4,
+            commit_interval_ms: 1000,
+            restore_timeout_s: 300,
+            create_topics: false,
+            partitions: 12,
+            replication_factor: 1,
+            shutdown_timeout_s: 30,
+            librdkafka: [("compression.type".to_string(), "lz4".to_string())].into(),
+            consumer: Default::default(),
+            producer: [("linger.ms".to_string(), "5".to_string())].into(),
+        }
+    }
+}
+
+/// `[http]`: the metrics and health endpoint of `run` and `demo`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Serve `/metrics`, `/healthz` and `/readyz`.
+    pub enabled: bool,
+    /// Listen address. Loopback by default; set `0.0.0.0:9898` in a container.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: "127.0.0.1:9898".into(),
+        }
+    }
+}
+
+/// One `[[subscriptions]]` entry: copies of matching alerts go to a further topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    /// Name, used as the metric label.
+    pub name: String,
+    /// Topic the copies go to.
+    pub topic: String,
+    /// Lowest severity copied: `low`, `medium`, `high` or `critical`.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: String,
+    /// Actions copied (`review`, `step_up`, `freeze`); empty = any.
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Copied only when the alert has at least one of these reason codes; empty = any.
+    #[serde(default)]
+    pub reason_codes: Vec<String>,
+}
+
+fn default_min_severity() -> String {
+    "low".into()
+}
+
+/// The subscriptions shipped by default: critical alerts, and takeover chains.
+fn default_subscriptions() -> Vec<Subscription> {
+    vec![
+        Subscription {
+            name: "critical".into(),
+            topic: "wallet.alerts.critical".into(),
+            min_severity: "critical".into(),
+            actions: vec![],
+            reason_codes: vec![],
+        },
+        Subscription {
+            name: "ato".into(),
+            topic: "wallet.alerts.ato".into(),
+            min_severity: "low".into(),
+            actions: vec![],
+            reason_codes: vec!["ATO_CHAIN".into()],
+        },
+    ]
+}
+
 impl Config {
     /// Loads `path` (or only defaults when `None`), applies `WALLETGUARD_*` overrides from the
     /// process environment, and validates.
@@ -639,6 +821,16 @@ impl Config {
             })?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// A short digest of everything but `[kafka]` and `[http]`: what a reload can change.
+    /// Exported as `walletguard_config_info{hash}`.
+    pub fn detection_hash(&self) -> String {
+        let mut c = self.clone();
+        c.kafka = KafkaConfig::default();
+        c.http = HttpConfig::default();
+        let text = toml::to_string(&c).unwrap_or_default();
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
     }
 
     /// Parses TOML text without looking at the environment.
@@ -908,6 +1100,136 @@ impl Config {
         nonneg("decision.freeze_cooldown_hours", k.freeze_cooldown_hours)?;
         if !["auto", "json", "text"].contains(&self.log.format.as_str()) {
             return Err(invalid("log.format", "must be auto, json or text"));
+        }
+        self.validate_service()
+    }
+
+    /// The rules of `[kafka]`, `[http]` and `[[subscriptions]]`.
+    fn validate_service(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        for (key, v) in [
+            ("kafka.brokers", &k.brokers),
+            ("kafka.group_id", &k.group_id),
+            ("kafka.alerts_topic", &k.alerts_topic),
+            ("kafka.commands_topic", &k.commands_topic),
+            ("kafka.dlq_topic", &k.dlq_topic),
+            ("kafka.changelog_topic", &k.changelog_topic),
+        ] {
+            if v.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        if k.input_topics.is_empty() || k.input_topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(invalid(
+                "kafka.input_topics",
+                "needs at least one topic, none empty",
+            ));
+        }
+        let outputs = [
+            &k.alerts_topic,
+            &k.commands_topic,
+            &k.dlq_topic,
+            &k.decisions_topic,
+            &k.changelog_topic,
+        ];
+        if let Some(t) = k.input_topics.iter().find(|t| outputs.contains(t)) {
+            return Err(invalid(
+                "kafka.input_topics",
+                format!("`{t}` is also an output topic; that would feed outputs back as input"),
+            ));
+        }
+        if k.max_batch == 0 || k.max_batch > 1_000_000 {
+            return Err(invalid("kafka.max_batch", "must be within 1..=1000000"));
+        }
+        if k.queue_batches == 0 || k.queue_batches > 1024 {
+            return Err(invalid("kafka.queue_batches", "must be within 1..=1024"));
+        }
+        if k.commit_interval_ms == 0 {
+            return Err(invalid("kafka.commit_interval_ms", "must be at least 1"));
+        }
+        if k.restore_timeout_s == 0 {
+            return Err(invalid("kafka.restore_timeout_s", "must be at least 1"));
+        }
+        if k.partitions < 1 {
+            return Err(invalid("kafka.partitions", "must be at least 1"));
+        }
+        if k.replication_factor < 1 {
+            return Err(invalid("kafka.replication_factor", "must be at least 1"));
+        }
+        if k.shutdown_timeout_s == 0 {
+            return Err(invalid("kafka.shutdown_timeout_s", "must be at least 1"));
+        }
+        for (table, map) in [
+            ("kafka.librdkafka", &k.librdkafka),
+            ("kafka.consumer", &k.consumer),
+            ("kafka.producer", &k.producer),
+        ] {
+            for key in map.keys() {
+                // These are set by walletguard itself; letting them through would silently
+                // break the delivery guarantee.
+                let norm = key.replace('_', ".");
+                if matches!(
+                    norm.as_str(),
+                    "enable.auto.offset.store"
+                        | "transactional.id"
+                        | "group.id"
+                        | "bootstrap.servers"
+                        | "isolation.level"
+                        | "enable.idempotence"
+                ) {
+                    return Err(invalid(
+                        &format!("{table}.{key}"),
+                        "is set by walletguard (use the [kafka] keys for brokers, group and delivery)",
+                    ));
+                }
+            }
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:9898",
+                    self.http.listen
+                ),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, sub) in self.subscriptions.iter().enumerate() {
+            let key = |f: &str| format!("subscriptions[{i}].{f}");
+            if sub.name.trim().is_empty() || !names.insert(sub.name.as_str()) {
+                return Err(invalid(&key("name"), "must be non-empty and unique"));
+            }
+            if sub.topic.trim().is_empty() {
+                return Err(invalid(&key("topic"), "must not be empty"));
+            }
+            if k.input_topics.contains(&sub.topic) {
+                return Err(invalid(&key("topic"), "must not be an input topic"));
+            }
+            if crate::decision::Severity::parse(&sub.min_severity).is_none() {
+                return Err(invalid(
+                    &key("min_severity"),
+                    "must be low, medium, high or critical",
+                ));
+            }
+            for a in &sub.actions {
+                match crate::decision::Action::parse(a) {
+                    Some(crate::decision::Action::Allow) | None => {
+                        return Err(invalid(
+                            &key("actions"),
+                            format!("`{a}` is not review, step_up or freeze"),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+            for c in &sub.reason_codes {
+                if crate::detect::Code::parse(c).is_none() {
+                    return Err(invalid(
+                        &key("reason_codes"),
+                        format!("`{c}` is not a reason code"),
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -45,8 +45,9 @@ pub struct Scorecard {
     pub seconds: f64,
 }
 
+/// What the demo saw of one user.
 #[derive(Default)]
-struct UserTrack {
+pub(crate) struct UserTrack {
     attack: Option<Scenario>,
     alerted: bool,
     frozen: bool,
@@ -55,7 +56,7 @@ struct UserTrack {
     benign_frozen: bool,
 }
 
-fn paint(color: bool, code: &str, s: &str) -> String {
+pub(crate) fn paint(color: bool, code: &str, s: &str) -> String {
     if color {
         format!("\x1b[{code}m{s}\x1b[0m")
     } else {
@@ -81,11 +82,7 @@ pub fn run(engine: &Engine, opts: &DemoOptions, out: &mut dyn Write) -> io::Resu
         opts.sim.days,
         opts.sim.seed
     )?;
-    writeln!(
-        out,
-        "{}",
-        paint(c, "2", "event time (UTC)        action   score  user       event            top reasons                      [truth]")
-    )?;
+    writeln!(out, "{}", header_line(c))?;
 
     for ev in sim {
         if let Some(d) = opts.duration {
@@ -104,7 +101,7 @@ pub fn run(engine: &Engine, opts: &DemoOptions, out: &mut dyn Write) -> io::Resu
         line.clear();
         ev.write_json(&mut line);
         let now = now_ms();
-        let Ok((event, outcome)) = engine.process_bytes(&mut state, &line, now) else {
+        let Ok((_event, outcome)) = engine.process_bytes(&mut state, &line, now) else {
             // The simulator only writes valid events; count anything else as a bug to see.
             writeln!(
                 out,
@@ -120,11 +117,6 @@ pub fn run(engine: &Engine, opts: &DemoOptions, out: &mut dyn Write) -> io::Resu
 
         let show = action >= Action::StepUp || (opts.show_reviews && action == Action::Review);
         if show {
-            let (label, color) = match action {
-                Action::Freeze => ("FREEZE ", "1;31"),
-                Action::StepUp => ("STEP-UP", "33"),
-                _ => ("review ", "36"),
-            };
             let reasons: Vec<&str> = outcome
                 .decision
                 .signals
@@ -132,34 +124,17 @@ pub fn run(engine: &Engine, opts: &DemoOptions, out: &mut dyn Write) -> io::Resu
                 .take(3)
                 .map(|s| s.code.as_str())
                 .collect();
-            let truth = if ev.scenario.is_attack() {
-                paint(c, "1;35", &format!("attack: {}", ev.scenario.as_str()))
-            } else if ev.scenario != Scenario::None {
-                paint(c, "32", &format!("honest {}", ev.scenario.as_str()))
-            } else {
-                paint(c, "2", "ordinary")
-            };
-            let amount = event
-                .amount
-                .map(|a| format!("{} {:.2}", event.kind.as_str(), a))
-                .unwrap_or_else(|| event.kind.as_str().to_owned());
-            let mut ts = format_rfc3339(event.ts_ms);
-            ts.truncate(19);
             writeln!(
                 out,
-                "{}  {}  {:.2}  {:<9}  {:<15}  {:<32} [{}]{}",
-                ts,
-                paint(c, color, label),
-                outcome.decision.score,
-                event.user_id,
-                truncate(&amount, 15),
-                truncate(&reasons.join(","), 32),
-                truth,
-                if outcome.command == Some(CommandKind::FreezeAccount) {
-                    paint(c, "1;31", "  → freeze_account")
-                } else {
-                    String::new()
-                }
+                "{}",
+                decision_line(
+                    c,
+                    &ev,
+                    action,
+                    outcome.decision.score,
+                    &reasons,
+                    outcome.command == Some(CommandKind::FreezeAccount)
+                )
             )?;
         }
     }
@@ -169,7 +144,59 @@ pub fn run(engine: &Engine, opts: &DemoOptions, out: &mut dyn Write) -> io::Resu
     Ok(card)
 }
 
-fn track(
+/// The header of the live decision lines.
+pub(crate) fn header_line(c: bool) -> String {
+    paint(c, "2", "event time (UTC)        action   score  user       event            top reasons                      [truth]")
+}
+
+/// One live line: a decision on a simulated event, with the simulator's truth beside it.
+pub(crate) fn decision_line(
+    c: bool,
+    ev: &SimEvent,
+    action: Action,
+    score: f64,
+    reasons: &[&str],
+    freeze_cmd: bool,
+) -> String {
+    let (label, color) = match action {
+        Action::Freeze => ("FREEZE ", "1;31"),
+        Action::StepUp => ("STEP-UP", "33"),
+        _ => ("review ", "36"),
+    };
+    let truth = if ev.scenario.is_attack() {
+        paint(c, "1;35", &format!("attack: {}", ev.scenario.as_str()))
+    } else if ev.scenario != Scenario::None {
+        paint(c, "32", &format!("honest {}", ev.scenario.as_str()))
+    } else {
+        paint(c, "2", "ordinary")
+    };
+    let amount = ev
+        .amount_cents
+        .map(|a| format!("{} {:.2}", ev.kind.as_str(), a as f64 / 100.0))
+        .unwrap_or_else(|| ev.kind.as_str().to_owned());
+    let mut ts = format_rfc3339(ev.ts_ms);
+    ts.truncate(19);
+    format!(
+        "{}  {}  {:.2}  {:<9}  {:<15}  {:<32} [{}]{}",
+        ts,
+        paint(c, color, label),
+        score,
+        ev.user_id(),
+        truncate(&amount, 15),
+        truncate(&reasons.join(","), 32),
+        truth,
+        if freeze_cmd {
+            paint(c, "1;31", "  → freeze_account")
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// Per-user tracking of what the demo saw.
+pub(crate) type Users = HashMap<u32, UserTrack>;
+
+pub(crate) fn track(
     users: &mut HashMap<u32, UserTrack>,
     ev: &SimEvent,
     action: Action,
@@ -203,7 +230,7 @@ fn track(
     }
 }
 
-fn summarize(card: &mut Scorecard, users: &HashMap<u32, UserTrack>) {
+pub(crate) fn summarize(card: &mut Scorecard, users: &HashMap<u32, UserTrack>) {
     for sc in Scenario::ATTACKS {
         let mut row = (sc, 0, 0, 0, 0.0, 0.0);
         for u in users.values().filter(|u| u.attack == Some(sc)) {
@@ -222,7 +249,7 @@ fn summarize(card: &mut Scorecard, users: &HashMap<u32, UserTrack>) {
     );
 }
 
-fn print_scorecard(card: &Scorecard, c: bool, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn print_scorecard(card: &Scorecard, c: bool, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,

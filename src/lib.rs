@@ -31,8 +31,13 @@
 //! - [`eval`]: `walletguard eval`: per-scenario recall, freeze recall, money saved, delays,
 //!   PR/ROC, false alarms, from the pipeline or a decisions file, as a table, JSON, Markdown
 //!   and PNG curves.
-//! - [`demo`]: `walletguard demo`: simulated traffic scored live, alerts printed as they
-//!   happen, a scorecard at the end.
+//! - [`demo`]: `walletguard demo --offline`: simulated traffic scored in process, alerts
+//!   printed as they happen, a scorecard at the end.
+//! - [`kafka`]: `walletguard run`: the consumer-group service (a consumer thread, one task per
+//!   partition, outputs, changelog restore, at-least-once or exactly-once) and `walletguard
+//!   demo` on an embedded broker.
+//! - [`metrics`]: the Prometheus metrics, on their own registry, passed in.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod baseline;
 pub mod config;
@@ -42,6 +47,9 @@ pub mod demo;
 pub mod detect;
 pub mod eval;
 pub mod event;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod replay;

@@ -3,6 +3,8 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -120,6 +122,20 @@ enum Cmd {
         /// Also print `review` decisions.
         #[arg(long)]
         reviews: bool,
+        /// Score in process, without the embedded Kafka broker.
+        #[arg(long)]
+        offline: bool,
+        /// Partitions of the embedded broker's input topic.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Config file (default: built-in defaults).
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run the always-on Kafka service: consume wallet events, emit decisions, alerts, commands
+    /// and dead letters, keep profiles in the changelog, serve /metrics, /healthz, /readyz.
+    /// Stops cleanly on SIGTERM or SIGINT.
+    Run {
         /// Config file (default: built-in defaults).
         #[arg(long, env = "WALLETGUARD_CONFIG")]
         config: Option<PathBuf>,
@@ -192,6 +208,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rate,
             duration,
             reviews,
+            offline,
+            partitions,
             config,
         } => {
             let engine = engine_from(&config)?;
@@ -208,10 +226,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 show_reviews: reviews,
                 color: std::io::stdout().is_terminal(),
             };
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            walletguard::demo::run(&engine, &opts, &mut out)?;
+            if offline {
+                let stdout = std::io::stdout();
+                let mut out = stdout.lock();
+                walletguard::demo::run(&engine, &opts, &mut out)?;
+                return Ok(());
+            }
+            let interrupt = Arc::new(AtomicBool::new(false));
+            let flag = interrupt.clone();
+            // First Ctrl-C: stop the traffic, drain, print the scorecard. Second: leave now.
+            ctrlc_handler(move || {
+                if flag.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+            })?;
+            let kopts = walletguard::kafka::demo::KafkaDemoOptions {
+                demo: opts,
+                partitions,
+                config: engine.config().clone(),
+            };
+            let mut out = std::io::stdout();
+            walletguard::kafka::demo::run(&kopts, interrupt, &mut out)?;
             Ok(())
+        }
+        Cmd::Run { config } => {
+            let cfg = Config::load(config.as_deref())
+                .with_context(|| format!("config {}", show(&config)))?;
+            init_logging(&cfg);
+            run_service(cfg)
         }
         Cmd::Simulate {
             users,
@@ -328,6 +370,94 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Installs a SIGINT/SIGTERM handler on a small thread of its own.
+fn ctrlc_handler(f: impl Fn() + Send + 'static) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("wg-signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        _ = term.recv() => f(),
+                        _ = int.recv() => f(),
+                    }
+                }
+            })
+        })?;
+    Ok(())
+}
+
+/// `walletguard run`: HTTP endpoint, signal handling and the Kafka service.
+fn run_service(cfg: Config) -> anyhow::Result<()> {
+    use walletguard::http::{self, Health};
+    use walletguard::kafka::{self, RunOptions};
+    use walletguard::metrics::Metrics;
+    use walletguard::pipeline::EngineCell;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wg-worker")
+        .build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let grace = cfg.kafka.shutdown_timeout_s;
+    ctrlc_handler(move || {
+        if !flag.swap(true, Ordering::SeqCst) {
+            tracing::info!("signal received; stopping");
+            // The session enforces the timeout itself; this is the backstop if it hangs.
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_secs(grace + 10));
+                tracing::error!("shutdown did not finish in time; exiting");
+                std::process::exit(1);
+            });
+        }
+    })?;
+    rt.block_on(async move {
+        let metrics = Arc::new(Metrics::new()?);
+        metrics.set_config_hash(&cfg.detection_hash());
+        let health = Health::new();
+        let http_stop = Arc::new(tokio::sync::Notify::new());
+        let server = if cfg.http.enabled {
+            let addr: std::net::SocketAddr = cfg.http.listen.parse()?;
+            let s = http_stop.clone();
+            let (bound, task) = http::serve(addr, metrics.clone(), health.clone(), async move {
+                s.notified().await
+            })
+            .await
+            .with_context(|| format!("http.listen {addr}"))?;
+            tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+            Some(task)
+        } else {
+            None
+        };
+        let engine = Arc::new(EngineCell::new(Engine::new(cfg.clone())));
+        let result = kafka::run(RunOptions {
+            config: cfg,
+            engine,
+            metrics,
+            health,
+            stop,
+        })
+        .await;
+        http_stop.notify_waiters();
+        if let Some(t) = server {
+            let _ = t.await;
+        }
+        result?;
+        Ok(())
+    })
 }
 
 /// Loads the config (naming the file in errors), starts logging, builds the engine.

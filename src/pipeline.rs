@@ -96,6 +96,36 @@ impl State {
     }
 }
 
+/// The engine in use, swappable at run time (config reload) while partition tasks read it once
+/// per batch.
+pub struct EngineCell(std::sync::RwLock<std::sync::Arc<Engine>>);
+
+impl EngineCell {
+    /// Holds `engine`.
+    pub fn new(engine: Engine) -> EngineCell {
+        EngineCell(std::sync::RwLock::new(std::sync::Arc::new(engine)))
+    }
+
+    /// The current engine.
+    pub fn get(&self) -> std::sync::Arc<Engine> {
+        // A poisoned lock only means a writer panicked between two plain stores; the Arc
+        // inside is still whole.
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the engine; batches already started finish with the old one.
+    pub fn replace(&self, engine: Engine) {
+        let new = std::sync::Arc::new(engine);
+        match self.0.write() {
+            Ok(mut g) => *g = new,
+            Err(p) => *p.into_inner() = new,
+        }
+    }
+}
+
 /// The immutable scoring engine built from one config. Cheap to share across partitions;
 /// a config reload builds a new one.
 pub struct Engine {
@@ -133,6 +163,12 @@ impl Engine {
     /// The config this engine was built from.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The baseline constants derived from the config (the changelog codec needs the set
+    /// layout).
+    pub fn params(&self) -> &Params {
+        &self.params
     }
 
     /// Fresh state for this engine's config.

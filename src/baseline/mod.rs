@@ -9,12 +9,13 @@
 //!   change times, last balance, last freeze) describe what is happening now. They are recorded
 //!   for every event, because an attacker's blocked attempts are exactly what they must count.
 
+pub mod codec;
 pub mod keys;
 pub mod prior;
 pub mod store;
 
 pub use prior::Prior;
-pub use store::ProfileStore;
+pub use store::{BuildIdentity, ProfileStore};
 
 use crate::config::Config;
 use crate::event::{Event, EventType, Status};

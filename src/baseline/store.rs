@@ -33,7 +33,10 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type Index = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+/// Hasher builder for maps and sets keyed by user keys (already uniform hashes).
+pub type BuildIdentity = BuildHasherDefault<IdentityHasher>;
+
+type Index = HashMap<u64, u32, BuildIdentity>;
 
 /// All profiles of one partition (or of a whole replay).
 #[derive(Default)]

@@ -1,0 +1,737 @@
+//! Versioned binary encoding of [`Profile`] for the compacted changelog topic
+//! `walletguard.profiles`: one record per user, keyed by user id, whose value is the encoded
+//! profile. This module owns the value format only; the key and the topic are the Kafka
+//! adapter's business.
+//!
+//! Records outlive releases: a compacted topic keeps a user's last record for as long as the
+//! user is idle, and a new release restores its state from records an old one wrote. So the
+//! format is written field by field with `to_le_bytes`, in a fixed order documented below,
+//! never by copying or transmuting the struct's memory: the bytes do not depend on the
+//! compiler, the target's endianness, padding, or how `Profile` is laid out in memory, and
+//! reordering or adding struct fields cannot silently change them. A format change gets a
+//! new [`FORMAT_VERSION`], and [`decode`] keeps reading every older version.
+//!
+//! # Format version 1
+//!
+//! [`ENCODED_LEN`] = 263 bytes. Integers are little-endian; `f32` fields are their IEEE 754
+//! bits, little-endian (NaN payloads and -0.0 survive). Arrays are written element 0 first.
+//!
+//! | Offset | Size    | Field                                                            |
+//! |-------:|--------:|------------------------------------------------------------------|
+//! |      0 |  2      | magic `b"WG"`                                                    |
+//! |      2 |  1      | format version, `1`                                              |
+//! |      3 |  5 × u8 | set lengths: devices, counterparties, merchants, IP prefixes, geo cells |
+//! |      8 | 14 × u64| `slots`                                                          |
+//! |    120 |  u32    | `last_seen`                                                      |
+//! |    124 |  u32    | `first_seen`                                                     |
+//! |    128 |  u32    | `fast_at`                                                        |
+//! |    132 |  4 × u32| `cred`                                                           |
+//! |    148 |  u32    | `last_geo_at`                                                    |
+//! |    152 |  u32    | `last_freeze`                                                    |
+//! |    156 |  u32    | `ring_base`                                                      |
+//! |    160 |  7 × u16| `ring`                                                           |
+//! |    174 |  f32    | `amt_mean`                                                       |
+//! |    178 |  f32    | `amt_s`                                                          |
+//! |    182 |  f32    | `amt_n`                                                          |
+//! |    186 |  f32    | `out_n`                                                          |
+//! |    190 |  f32    | `all_n`                                                          |
+//! |    194 |  f32    | `balance`                                                        |
+//! |    198 |  i16    | `last_lat`                                                       |
+//! |    200 |  i16    | `last_lon`                                                       |
+//! |    202 |  4 × u16| `novel`                                                          |
+//! |    210 |  u16    | `failed`                                                         |
+//! |    212 |  u16    | `tiny_new`                                                       |
+//! |    214 | 24 × u16| `hours`                                                          |
+//! |    262 |  u8     | `flags`                                                          |
+//!
+//! The set lengths record the slot layout ([`Params::sets`]) the writer ran with. The sets lie
+//! contiguously in the slot array, in [`SetKind`](super::SetKind) order, as [`Params::new`]
+//! lays them out, so the lengths alone fix every set's start. When the reader's layout differs
+//! (the config changed between releases), [`decode`] moves each set to its new place, keeping
+//! its first `min(old, new)` entries (the most recent) and zero-filling the rest.
+
+use super::{Params, Profile, RING_DELTAS, SLOT_CAPACITY};
+
+/// Current format version written by [`encode`].
+pub const FORMAT_VERSION: u8 = 1;
+
+/// The two bytes every record starts with.
+pub const MAGIC: [u8; 2] = *b"WG";
+
+/// Number of remembered sets, one length byte each in the header.
+const SET_KINDS: usize = 5;
+
+/// Magic, version and set lengths.
+const HEADER_LEN: usize = MAGIC.len() + 1 + SET_KINDS;
+
+/// Slots in a version-1 record.
+const V1_SLOTS: usize = 14;
+/// Ring entries in a version-1 record.
+const V1_RING: usize = 7;
+
+// Version 1 is frozen: if the profile's shape changes, old records must still decode, so the
+// change needs a new format version (and this assertion moved to the new version's decoder).
+const _: () = assert!(
+    SLOT_CAPACITY == V1_SLOTS && RING_DELTAS == V1_RING,
+    "Profile changed shape: add a new codec FORMAT_VERSION and keep decoding version 1"
+);
+
+/// Exact size of an encoded profile of the current version.
+pub const ENCODED_LEN: usize = HEADER_LEN
+    + V1_SLOTS * 8 // slots
+    + 3 * 4 // last_seen, first_seen, fast_at
+    + 4 * 4 // cred
+    + 3 * 4 // last_geo_at, last_freeze, ring_base
+    + V1_RING * 2 // ring
+    + 6 * 4 // amt_mean, amt_s, amt_n, out_n, all_n, balance
+    + 2 * 2 // last_lat, last_lon
+    + 4 * 2 // novel
+    + 2 * 2 // failed, tiny_new
+    + 24 * 2 // hours
+    + 1; // flags
+
+/// Errors decoding a changelog record.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum CodecError {
+    /// The record has no bytes at all.
+    #[error("empty profile record")]
+    Empty,
+    /// The record does not start with [`MAGIC`]: it is not an encoded profile.
+    #[error("profile record does not start with the magic bytes \"WG\"")]
+    BadMagic,
+    /// The record was written by a newer release, in a format this one does not know.
+    #[error("profile record has unknown format version {0} (this build reads up to {max})", max = FORMAT_VERSION)]
+    UnknownVersion(u8),
+    /// The record is shorter than its version's fixed size.
+    #[error("profile record truncated: {got} bytes, expected {expected}")]
+    Truncated {
+        /// Size of a record of its version.
+        expected: usize,
+        /// Size of the record.
+        got: usize,
+    },
+    /// The record is longer than its version's fixed size.
+    #[error("profile record too long: {got} bytes, expected {expected}")]
+    TooLong {
+        /// Size of a record of its version.
+        expected: usize,
+        /// Size of the record.
+        got: usize,
+    },
+    /// A set layout (the five set lengths, in `SetKind` order) does not fit the slots of a
+    /// profile: the record's header is corrupt, or the reader's [`Params::sets`] is invalid.
+    #[error("set layout {0:?} does not fit the {cap} slots of a profile", cap = SLOT_CAPACITY)]
+    BadLayout([u8; SET_KINDS]),
+}
+
+/// Appends the encoding of `profile` in the current format ([`FORMAT_VERSION`], exactly
+/// [`ENCODED_LEN`] bytes) to `out`. The header records the set lengths of `params`, the
+/// layout `profile.slots` is partitioned by.
+pub fn encode(profile: &Profile, params: &Params, out: &mut Vec<u8>) {
+    // Exhaustive on purpose: a new Profile field fails to compile here until it is encoded.
+    let Profile {
+        slots,
+        last_seen,
+        first_seen,
+        fast_at,
+        cred,
+        last_geo_at,
+        last_freeze,
+        ring_base,
+        ring,
+        amt_mean,
+        amt_s,
+        amt_n,
+        out_n,
+        all_n,
+        balance,
+        last_lat,
+        last_lon,
+        novel,
+        failed,
+        tiny_new,
+        hours,
+        flags,
+    } = profile;
+
+    out.reserve(ENCODED_LEN);
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT_VERSION);
+    for (_, len) in &params.sets {
+        out.push(*len);
+    }
+    for s in slots {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    for t in [last_seen, first_seen, fast_at] {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    for t in cred {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    for t in [last_geo_at, last_freeze, ring_base] {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    for d in ring {
+        out.extend_from_slice(&d.to_le_bytes());
+    }
+    for x in [amt_mean, amt_s, amt_n, out_n, all_n, balance] {
+        out.extend_from_slice(&x.to_bits().to_le_bytes());
+    }
+    out.extend_from_slice(&last_lat.to_le_bytes());
+    out.extend_from_slice(&last_lon.to_le_bytes());
+    for v in novel {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&failed.to_le_bytes());
+    out.extend_from_slice(&tiny_new.to_le_bytes());
+    for h in hours {
+        out.extend_from_slice(&h.to_le_bytes());
+    }
+    out.push(*flags);
+    debug_assert_eq!(out.len() - start, ENCODED_LEN);
+}
+
+/// Decodes a record written by [`encode`] of this or any earlier release, for a reader whose
+/// slot layout is `params.sets`. A record written with other set lengths has its sets remapped:
+/// each keeps its first `min(old, new)` (most recent) entries and the rest is zero. Never
+/// panics and never allocates.
+pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
+    if bytes.is_empty() {
+        return Err(CodecError::Empty);
+    }
+    let n = bytes.len().min(MAGIC.len());
+    if bytes.get(..n) != MAGIC.get(..n) {
+        return Err(CodecError::BadMagic);
+    }
+    let Some(&version) = bytes.get(MAGIC.len()) else {
+        return Err(CodecError::Truncated {
+            expected: ENCODED_LEN,
+            got: bytes.len(),
+        });
+    };
+    match version {
+        1 => decode_v1(bytes, params),
+        v => Err(CodecError::UnknownVersion(v)),
+    }
+}
+
+/// Decodes a version-1 record (magic and version already checked).
+fn decode_v1(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
+    const LEN: usize = ENCODED_LEN;
+    let got = bytes.len();
+    if got < LEN {
+        return Err(CodecError::Truncated { expected: LEN, got });
+    }
+    if got > LEN {
+        return Err(CodecError::TooLong { expected: LEN, got });
+    }
+    // The length was checked, so the reader cannot run dry; should it ever, that is a
+    // truncation, never a panic.
+    let (lens, mut profile) = read_v1(bytes).ok_or(CodecError::Truncated { expected: LEN, got })?;
+    if lens.iter().map(|&l| l as usize).sum::<usize>() > SLOT_CAPACITY {
+        return Err(CodecError::BadLayout(lens));
+    }
+    if lens != params.sets.map(|(_, len)| len) {
+        profile.slots = remap(&profile.slots, lens, &params.sets)?;
+    }
+    Ok(profile)
+}
+
+/// Reads the set lengths and every field of a version-1 record of exactly [`ENCODED_LEN`]
+/// bytes; `None` if it runs out of bytes.
+fn read_v1(bytes: &[u8]) -> Option<([u8; SET_KINDS], Profile)> {
+    let mut r = Reader(bytes);
+    r.take::<HEADER_LEN>()?; // magic, version, lengths
+    let header = bytes.get(MAGIC.len() + 1..HEADER_LEN)?;
+    let lens: [u8; SET_KINDS] = header.try_into().ok()?;
+    let mut slots = [0u64; V1_SLOTS];
+    for s in &mut slots {
+        *s = u64::from_le_bytes(r.take()?);
+    }
+    let last_seen = r.u32()?;
+    let first_seen = r.u32()?;
+    let fast_at = r.u32()?;
+    let mut cred = [0u32; 4];
+    for t in &mut cred {
+        *t = r.u32()?;
+    }
+    let last_geo_at = r.u32()?;
+    let last_freeze = r.u32()?;
+    let ring_base = r.u32()?;
+    let mut ring = [0u16; V1_RING];
+    for d in &mut ring {
+        *d = r.u16()?;
+    }
+    let amt_mean = r.f32()?;
+    let amt_s = r.f32()?;
+    let amt_n = r.f32()?;
+    let out_n = r.f32()?;
+    let all_n = r.f32()?;
+    let balance = r.f32()?;
+    let last_lat = i16::from_le_bytes(r.take()?);
+    let last_lon = i16::from_le_bytes(r.take()?);
+    let mut novel = [0u16; 4];
+    for v in &mut novel {
+        *v = r.u16()?;
+    }
+    let failed = r.u16()?;
+    let tiny_new = r.u16()?;
+    let mut hours = [0u16; 24];
+    for h in &mut hours {
+        *h = r.u16()?;
+    }
+    let [flags] = r.take()?;
+    debug_assert!(r.0.is_empty());
+    Some((
+        lens,
+        Profile {
+            slots,
+            last_seen,
+            first_seen,
+            fast_at,
+            cred,
+            last_geo_at,
+            last_freeze,
+            ring_base,
+            ring,
+            amt_mean,
+            amt_s,
+            amt_n,
+            out_n,
+            all_n,
+            balance,
+            last_lat,
+            last_lon,
+            novel,
+            failed,
+            tiny_new,
+            hours,
+            flags,
+        },
+    ))
+}
+
+/// Moves each set from the record's contiguous layout (`old_lens`) to the reader's `sets`,
+/// keeping its leading (most recent) entries and zero-filling.
+fn remap(
+    old: &[u64; SLOT_CAPACITY],
+    old_lens: [u8; SET_KINDS],
+    sets: &[(u8, u8); SET_KINDS],
+) -> Result<[u64; SLOT_CAPACITY], CodecError> {
+    let mut new = [0u64; SLOT_CAPACITY];
+    let mut old_start = 0usize;
+    for (&old_len, &(start, len)) in old_lens.iter().zip(sets) {
+        let old_end = old_start + old_len as usize;
+        let src = old
+            .get(old_start..old_end)
+            .ok_or(CodecError::BadLayout(old_lens))?;
+        let dst = new
+            .get_mut(start as usize..start as usize + len as usize)
+            .ok_or(CodecError::BadLayout(sets.map(|(_, l)| l)))?;
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+        old_start = old_end;
+    }
+    Ok(new)
+}
+
+/// Cursor over a record's bytes.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    /// The next `N` bytes, or `None` if fewer remain.
+    #[inline]
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    #[inline]
+    fn u16(&mut self) -> Option<u16> {
+        self.take().map(u16::from_le_bytes)
+    }
+
+    #[inline]
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_le_bytes)
+    }
+
+    #[inline]
+    fn f32(&mut self) -> Option<f32> {
+        self.take().map(|b| f32::from_bits(u32::from_le_bytes(b)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::{SetKind, FLAG_BASE_NEW_PAYEE, RING_MAX_DELTA};
+    use crate::config::Config;
+
+    fn params() -> Params {
+        Params::new(&Config::default())
+    }
+
+    /// A layout pinned independently of the default config, for the golden bytes.
+    fn pinned_params() -> Params {
+        Params {
+            sets: [(0, 3), (3, 4), (7, 3), (10, 2), (12, 2)],
+            ..params()
+        }
+    }
+
+    /// Every field distinctive and non-default; multi-byte values have distinct bytes so
+    /// byte order shows.
+    fn sample() -> Profile {
+        let mut slots = [0u64; SLOT_CAPACITY];
+        for (i, s) in slots.iter_mut().enumerate() {
+            *s = 0x0123_4567_89AB_CD00 + i as u64;
+        }
+        let mut hours = [0u16; 24];
+        for (i, h) in hours.iter_mut().enumerate() {
+            *h = (i as u16) * 1000 + 7;
+        }
+        Profile {
+            slots,
+            last_seen: 1_790_000_000,
+            first_seen: 1_700_000_001,
+            fast_at: 1_789_999_000,
+            cred: [1_789_000_001, 1_789_000_002, 1_789_000_003, 1_789_000_004],
+            last_geo_at: 1_789_500_000,
+            last_freeze: 1_789_600_000,
+            ring_base: 1_789_999_500,
+            ring: [1, 2 | 0x8000, 300, 4_000, RING_MAX_DELTA, 0x8001, 7],
+            amt_mean: 4.25,
+            amt_s: 12.5,
+            amt_n: 7.75,
+            out_n: 3.5,
+            all_n: 42.0,
+            balance: 1234.5,
+            last_lat: 3_123,
+            last_lon: -12_147,
+            novel: [256, 512, 768, 1024],
+            failed: 513,
+            tiny_new: 258,
+            hours,
+            flags: FLAG_BASE_NEW_PAYEE | 0b101,
+        }
+    }
+
+    fn enc(profile: &Profile, params: &Params) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(profile, params, &mut out);
+        out
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn encoded_len_is_263() {
+        assert_eq!(ENCODED_LEN, 263, "update the module doc table");
+        assert_eq!(enc(&Profile::default(), &params()).len(), ENCODED_LEN);
+        assert_eq!(enc(&sample(), &params()).len(), ENCODED_LEN);
+    }
+
+    #[test]
+    fn encode_appends() {
+        let mut out = vec![0xEE; 5];
+        encode(&sample(), &params(), &mut out);
+        assert_eq!(out.len(), 5 + ENCODED_LEN);
+        assert_eq!(&out[..5], &[0xEE; 5]);
+        assert_eq!(decode(&out[5..], &params()), Ok(sample()));
+    }
+
+    #[test]
+    fn round_trip_default() {
+        let p = params();
+        let prof = Profile::default();
+        assert_eq!(decode(&enc(&prof, &p), &p), Ok(prof));
+    }
+
+    #[test]
+    fn round_trip_every_field() {
+        let p = params();
+        let prof = sample();
+        let back = decode(&enc(&prof, &p), &p).unwrap();
+        assert_eq!(back, prof);
+        // Spot-check fields PartialEq could not tell apart by accident.
+        assert_eq!(back.last_lon, -12_147);
+        assert_eq!(back.balance.to_bits(), 1234.5f32.to_bits());
+    }
+
+    #[test]
+    fn floats_keep_their_bits() {
+        let p = params();
+        let mut prof = sample();
+        prof.amt_mean = f32::from_bits(0x7FC0_1234); // NaN with a payload
+        prof.amt_s = -0.0;
+        prof.balance = f32::NEG_INFINITY;
+        let back = decode(&enc(&prof, &p), &p).unwrap();
+        assert_eq!(back.amt_mean.to_bits(), 0x7FC0_1234);
+        assert_eq!(back.amt_s.to_bits(), (-0.0f32).to_bits());
+        assert_eq!(back.balance, f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn layout_offsets_match_the_doc_table() {
+        let b = enc(&sample(), &pinned_params());
+        assert_eq!(&b[0..3], b"WG\x01");
+        assert_eq!(&b[3..8], &[3, 4, 3, 2, 2]);
+        assert_eq!(&b[8..16], &0x0123_4567_89AB_CD00u64.to_le_bytes());
+        assert_eq!(&b[112..120], &0x0123_4567_89AB_CD0Du64.to_le_bytes());
+        assert_eq!(&b[120..124], &1_790_000_000u32.to_le_bytes());
+        assert_eq!(&b[132..136], &1_789_000_001u32.to_le_bytes());
+        assert_eq!(&b[156..160], &1_789_999_500u32.to_le_bytes());
+        assert_eq!(&b[160..162], &1u16.to_le_bytes());
+        assert_eq!(&b[174..178], &4.25f32.to_bits().to_le_bytes());
+        assert_eq!(&b[194..198], &1234.5f32.to_bits().to_le_bytes());
+        assert_eq!(&b[198..200], &3_123i16.to_le_bytes());
+        assert_eq!(&b[200..202], &(-12_147i16).to_le_bytes());
+        assert_eq!(&b[202..204], &256u16.to_le_bytes());
+        assert_eq!(&b[210..212], &513u16.to_le_bytes());
+        assert_eq!(&b[214..216], &7u16.to_le_bytes());
+        assert_eq!(&b[260..262], &23_007u16.to_le_bytes());
+        assert_eq!(b[262], FLAG_BASE_NEW_PAYEE | 0b101);
+    }
+
+    /// Version-1 bytes of [`sample`] with the pinned layout. If this test fails, the format
+    /// changed: records already in the changelog would no longer decode. Do not update the
+    /// literal; add a new format version instead.
+    const GOLDEN_V1: &str = concat!(
+        "5747010304030202", // magic, version 1, set lengths 3 4 3 2 2
+        "00cdab8967452301", // slots[0]
+        "01cdab896745230102cdab896745230103cdab896745230104cdab8967452301",
+        "05cdab896745230106cdab896745230107cdab896745230108cdab8967452301",
+        "09cdab89674523010acdab89674523010bcdab89674523010ccdab8967452301",
+        "0dcdab8967452301",                                 // slots[13]
+        "803bb16a01f153659837b16a",                         // last_seen, first_seen, fast_at
+        "41f9a16a42f9a16a43f9a16a44f9a16a",                 // cred
+        "609aa96a0021ab6a8c39b16a",                         // last_geo_at, last_freeze, ring_base
+        "010002802c01a00fff7f01800700",                     // ring
+        "00008840000048410000f840000060400000284200509a44", // amt_mean..balance
+        "330c8dd0",                                         // last_lat, last_lon
+        "0001000200030004",                                 // novel
+        "01020201",                                         // failed, tiny_new
+        "0700ef03d707bf0ba70f8f1377175f1b471f2f231727ff2a", // hours[0..12]
+        "e72ecf32b7369f3a873e6f4257463f4a274e0f52f755df59", // hours[12..24]
+        "85",                                               // flags
+    );
+
+    #[test]
+    fn golden_bytes_v1() {
+        let p = pinned_params();
+        let b = enc(&sample(), &p);
+        assert_eq!(hex(&b), GOLDEN_V1, "the v1 encoding changed");
+        // And old records keep decoding to the same profile.
+        let golden: Vec<u8> = (0..GOLDEN_V1.len() / 2)
+            .map(|i| u8::from_str_radix(&GOLDEN_V1[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(decode(&golden, &p), Ok(sample()));
+    }
+
+    fn cfg_with(devices: usize, counterparties: usize) -> Config {
+        let mut cfg = Config::default();
+        cfg.baseline.devices = devices;
+        cfg.baseline.counterparties = counterparties;
+        cfg
+    }
+
+    /// A profile whose every set is full of hashes naming their set and rank.
+    fn filled(p: &Params) -> Profile {
+        let mut prof = sample();
+        prof.slots = [0; SLOT_CAPACITY];
+        for (k, &(start, len)) in p.sets.iter().enumerate() {
+            for j in 0..len as usize {
+                prof.slots[start as usize + j] = ((k as u64 + 1) << 8) | (j as u64 + 1);
+            }
+        }
+        prof
+    }
+
+    const KINDS: [SetKind; 5] = [
+        SetKind::Device,
+        SetKind::Counterparty,
+        SetKind::Merchant,
+        SetKind::IpPrefix,
+        SetKind::GeoCell,
+    ];
+
+    /// Checks every set of `got` (layout `new`) holds the leading entries of that set of
+    /// `old_prof` (layout `old`), then zeros.
+    fn assert_remapped(got: &Profile, new: &Params, old_prof: &Profile, old: &Params) {
+        for kind in KINDS {
+            let src = old_prof.set(old, kind);
+            let dst = got.set(new, kind);
+            for (j, h) in dst.iter().enumerate() {
+                let want = src.get(j).copied().unwrap_or(0);
+                assert_eq!(*h, want, "{kind:?} entry {j}");
+            }
+        }
+        let used: usize = new.sets.iter().map(|s| s.1 as usize).sum();
+        assert!(got.slots[used..].iter().all(|h| *h == 0));
+    }
+
+    #[test]
+    fn decode_remaps_a_changed_layout() {
+        let old = params(); // devices 3, counterparties 4, merchants 3, ip 2, geo 2
+        let new = Params::new(&cfg_with(2, 5));
+        assert_eq!(
+            new.sets.map(|s| s.1),
+            [2, 5, 3, 2, 2],
+            "test assumes this layout"
+        );
+        let prof = filled(&old);
+        let got = decode(&enc(&prof, &old), &new).unwrap();
+        assert_remapped(&got, &new, &prof, &old);
+        // Spelled out: devices keep their two most recent, counterparties gain an empty slot.
+        assert_eq!(got.set(&new, SetKind::Device), &[0x101, 0x102]);
+        assert_eq!(
+            got.set(&new, SetKind::Counterparty),
+            &[0x201, 0x202, 0x203, 0x204, 0]
+        );
+        assert_eq!(got.set(&new, SetKind::Merchant), &[0x301, 0x302, 0x303]);
+        assert_eq!(got.set(&new, SetKind::GeoCell), &[0x501, 0x502]);
+        // Everything but the slots is untouched.
+        assert_eq!(
+            Profile {
+                slots: prof.slots,
+                ..got
+            },
+            prof
+        );
+
+        // And back the other way, where counterparties shrink.
+        let prof = filled(&new);
+        let got = decode(&enc(&prof, &new), &old).unwrap();
+        assert_remapped(&got, &old, &prof, &new);
+        assert_eq!(got.set(&old, SetKind::Device), &[0x101, 0x102, 0]);
+        assert_eq!(
+            got.set(&old, SetKind::Counterparty),
+            &[0x201, 0x202, 0x203, 0x204]
+        );
+    }
+
+    #[test]
+    fn decode_remaps_to_a_smaller_total() {
+        let old = params();
+        let mut cfg = cfg_with(1, 1);
+        cfg.baseline.merchants = 1;
+        let new = Params::new(&cfg);
+        let prof = filled(&old);
+        let got = decode(&enc(&prof, &old), &new).unwrap();
+        assert_remapped(&got, &new, &prof, &old);
+        assert_eq!(got.set(&new, SetKind::IpPrefix), &[0x401, 0x402]);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let p = params();
+        let good = enc(&sample(), &p);
+        assert_eq!(decode(&[], &p), Err(CodecError::Empty));
+        for n in [1, 2, 3, 8, ENCODED_LEN - 1] {
+            assert_eq!(
+                decode(&good[..n], &p),
+                Err(CodecError::Truncated {
+                    expected: ENCODED_LEN,
+                    got: n
+                }),
+                "{n} bytes"
+            );
+        }
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(
+            decode(&long, &p),
+            Err(CodecError::TooLong {
+                expected: ENCODED_LEN,
+                got: ENCODED_LEN + 1
+            })
+        );
+        for bad in [&b"XG"[..], b"WX", b"X", b"{\"user\":1}"] {
+            assert_eq!(decode(bad, &p), Err(CodecError::BadMagic), "{bad:?}");
+        }
+        let mut v = good.clone();
+        v[0] = b'w';
+        assert_eq!(decode(&v, &p), Err(CodecError::BadMagic));
+        let mut v = good.clone();
+        v[2] = 99;
+        assert_eq!(decode(&v, &p), Err(CodecError::UnknownVersion(99)));
+        v[2] = 0;
+        assert_eq!(decode(&v, &p), Err(CodecError::UnknownVersion(0)));
+        // A future version is recognised from its header alone, whatever its length.
+        assert_eq!(decode(b"WG\x02", &p), Err(CodecError::UnknownVersion(2)));
+        let mut v = good.clone();
+        v[3..8].copy_from_slice(&[3, 4, 3, 2, 3]); // 15 > 14
+        assert_eq!(decode(&v, &p), Err(CodecError::BadLayout([3, 4, 3, 2, 3])));
+        v[3..8].copy_from_slice(&[255; 5]);
+        assert_eq!(decode(&v, &p), Err(CodecError::BadLayout([255; 5])));
+    }
+
+    #[test]
+    fn rejects_an_invalid_reader_layout_without_panicking() {
+        let p = params();
+        let bytes = enc(&sample(), &p);
+        let bad = Params {
+            sets: [(0, 3), (3, 4), (7, 3), (10, 2), (12, 9)],
+            ..params()
+        };
+        assert_eq!(
+            decode(&bytes, &bad),
+            Err(CodecError::BadLayout([3, 4, 3, 2, 9]))
+        );
+    }
+
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let p = params();
+        let current = p.sets.map(|s| s.1);
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut buf = Vec::with_capacity(ENCODED_LEN + 64);
+        let mut ok = 0;
+        for _ in 0..10_000 {
+            buf.clear();
+            let len = (rng.next() % (ENCODED_LEN as u64 + 64)) as usize;
+            buf.extend((0..len).map(|_| rng.next() as u8));
+            // Steer most inputs past the early checks so the deep paths are exercised.
+            let mode = rng.next() % 4;
+            if mode > 0 {
+                buf.resize(ENCODED_LEN, 0);
+                buf[..3].copy_from_slice(b"WG\x01");
+            }
+            if mode == 2 {
+                for l in &mut buf[3..8] {
+                    *l = (rng.next() % 5) as u8; // small lengths: remap paths
+                }
+            }
+            if mode == 3 {
+                buf[3..8].copy_from_slice(&current);
+            }
+            if let Ok(prof) = decode(&buf, &p) {
+                ok += 1;
+                if buf[3..8] == current {
+                    assert_eq!(enc(&prof, &p), buf, "same layout re-encodes verbatim");
+                }
+            }
+        }
+        assert!(ok > 2_500, "only {ok} inputs decoded");
+    }
+}

@@ -1,0 +1,233 @@
+//! The Kafka edge: `walletguard run` as a consumer-group service around the pure pipeline.
+//!
+//! - [`service`]: the session: one consumer thread (poll, dispatch, rebalance, offset store or
+//!   transaction commit) and one tokio task per assigned partition.
+//! - [`partition`]: a partition task: restore that partition's profiles, then score batches in
+//!   order and produce their outputs and changelog.
+//! - [`restore`]: reads a changelog partition back into a [`crate::State`].
+//! - [`sink`]: turns outcomes into keyed records with headers, routes subscriptions, and
+//!   produces with retry on a full queue.
+//! - [`topics`]: checks (or creates) the topics and their partition counts on start.
+//! - [`loadgen`]: streams simulated traffic into a topic at a given rate (`simulate --rate`,
+//!   `demo`).
+//! - [`demo`]: `walletguard demo` on an embedded `MockCluster`.
+//!
+//! Delivery modes are one enum, [`crate::config::Delivery`]: at-least-once stores a message's
+//! offset only after every output of its batch is acknowledged; exactly-once commits outputs,
+//! changelog and offsets in one transaction per commit interval.
+
+pub mod demo;
+pub mod loadgen;
+pub mod partition;
+pub mod restore;
+pub mod service;
+pub mod sink;
+pub mod topics;
+
+use rdkafka::config::ClientConfig;
+
+use crate::config::{Config, Delivery};
+
+pub use service::{run, RunOptions, RunSummary};
+
+/// Errors of the Kafka service, classified so the caller knows whether to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// A client could not be created or configured (bad librdkafka property, unreachable
+    /// bootstrap servers at creation).
+    #[error("kafka client: {0}")]
+    Client(#[source] rdkafka::error::KafkaError),
+    /// A topic is missing or its partition count does not fit.
+    #[error("topic {topic}: {msg}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Restoring a partition's profiles failed or took too long.
+    #[error("restoring changelog partition {partition}: {msg}")]
+    Restore {
+        /// The partition.
+        partition: i32,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A transaction failed in a way that cannot be recovered by aborting (fenced by a newer
+    /// instance with the same transactional id, or a fatal producer error).
+    #[error("fatal transaction error: {0}")]
+    FatalTransaction(String),
+    /// The HTTP endpoint could not be started.
+    #[error("http endpoint {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The metrics registry rejected a metric (a programming error).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Shutdown did not finish within `kafka.shutdown_timeout_s`.
+    #[error("shutdown did not finish within {0} s")]
+    ShutdownTimeout(u64),
+    /// A thread of the service panicked or could not be started.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Which client a configuration is for; each gets the shared passthrough table plus its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The group consumer of the input topics.
+    Consumer,
+    /// The producer of outputs and changelog.
+    Producer,
+    /// The group-less reader that restores a changelog partition.
+    Restore,
+    /// Admin and metadata.
+    Admin,
+}
+
+/// A librdkafka passthrough key as written in config: `_` may stand for `.` (for environment
+/// overrides), but only in keys that have no `.` at all.
+fn passthrough_key(k: &str) -> String {
+    if k.contains('.') {
+        k.to_owned()
+    } else {
+        k.replace('_', ".")
+    }
+}
+
+/// Builds the librdkafka configuration of one client from `[kafka]`.
+pub fn client_config(cfg: &Config, role: Role) -> ClientConfig {
+    let k = &cfg.kafka;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    c.set("client.id", format!("walletguard-{}", instance_id(cfg)));
+    for (key, v) in &k.librdkafka {
+        c.set(passthrough_key(key), v);
+    }
+    let eos = k.delivery == Delivery::ExactlyOnce;
+    match role {
+        Role::Consumer => {
+            c.set("group.id", &k.group_id);
+            c.set("enable.partition.eof", "false");
+            c.set("auto.offset.reset", "earliest");
+            // Offsets are stored by walletguard once a message's outputs are acknowledged;
+            // librdkafka commits what is stored (at-least-once). Exactly-once commits offsets
+            // inside the transaction instead.
+            c.set("enable.auto.offset.store", "false");
+            c.set("enable.auto.commit", if eos { "false" } else { "true" });
+            c.set("auto.commit.interval.ms", k.commit_interval_ms.to_string());
+            c.set("statistics.interval.ms", "5000");
+            // Cooperative rebalancing moves only the partitions that change owner, so the
+            // others keep their in-memory profiles. With several input topics, partition p of
+            // each must land on the same instance (they share changelog partition p), which
+            // only the range assignor guarantees.
+            c.set(
+                "partition.assignment.strategy",
+                if k.input_topics.len() > 1 {
+                    "range"
+                } else {
+                    "cooperative-sticky"
+                },
+            );
+            if eos {
+                c.set("isolation.level", "read_committed");
+            }
+            for (key, v) in &k.consumer {
+                c.set(passthrough_key(key), v);
+            }
+        }
+        Role::Producer => {
+            c.set("enable.idempotence", "true");
+            c.set("acks", "all");
+            if eos {
+                c.set("transactional.id", transactional_id(cfg));
+            }
+            for (key, v) in &k.producer {
+                c.set(passthrough_key(key), v);
+            }
+        }
+        Role::Restore => {
+            c.set("group.id", format!("{}-restore", k.group_id));
+            c.set("enable.auto.commit", "false");
+            c.set("enable.partition.eof", "true");
+            c.set("auto.offset.reset", "earliest");
+            c.set("fetch.max.bytes", "104857600");
+            c.set("max.partition.fetch.bytes", "104857600");
+            c.set("queued.max.messages.kbytes", "262144");
+            if eos {
+                c.set("isolation.level", "read_committed");
+            }
+            for (key, v) in &k.consumer {
+                c.set(passthrough_key(key), v);
+            }
+        }
+        Role::Admin => {}
+    }
+    c
+}
+
+/// The instance id: `kafka.instance_id`, else the host name, else `walletguard`.
+pub fn instance_id(cfg: &Config) -> String {
+    if !cfg.kafka.instance_id.is_empty() {
+        return cfg.kafka.instance_id.clone();
+    }
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "walletguard".into())
+}
+
+/// The transactional id: `kafka.transactional_id`, else stable per group and instance, so a
+/// restarted instance fences its predecessor instead of colliding with another instance.
+pub fn transactional_id(cfg: &Config) -> String {
+    if cfg.kafka.transactional_id.is_empty() {
+        format!("walletguard-{}-{}", cfg.kafka.group_id, instance_id(cfg))
+    } else {
+        cfg.kafka.transactional_id.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passthrough_keys_and_roles() {
+        let mut cfg = Config::default();
+        cfg.kafka
+            .librdkafka
+            .insert("security_protocol".into(), "ssl".into());
+        cfg.kafka
+            .librdkafka
+            .insert("ssl.ca.location".into(), "/ca.pem".into());
+        cfg.kafka.instance_id = "i1".into();
+        let c = client_config(&cfg, Role::Consumer);
+        assert_eq!(c.get("security.protocol"), Some("ssl"));
+        assert_eq!(c.get("ssl.ca.location"), Some("/ca.pem"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("enable.auto.commit"), Some("true"));
+        assert_eq!(c.get("isolation.level"), None);
+        let p = client_config(&cfg, Role::Producer);
+        assert_eq!(p.get("transactional.id"), None);
+        assert_eq!(p.get("linger.ms"), Some("5"));
+        cfg.kafka.delivery = Delivery::ExactlyOnce;
+        let c = client_config(&cfg, Role::Consumer);
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        let p = client_config(&cfg, Role::Producer);
+        assert_eq!(
+            p.get("transactional.id"),
+            Some("walletguard-walletguard-i1")
+        );
+    }
+}

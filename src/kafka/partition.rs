@@ -1,0 +1,255 @@
+//! One task per assigned partition: restore the partition's profiles, then score its batches
+//! strictly in order, produce their outputs and changelog, and report offsets only once
+//! everything of a batch is acknowledged (at-least-once) or handed to the open transaction
+//! (exactly-once).
+//!
+//! Why a task per partition and not per message: offsets are stored in order, and a user's
+//! events must be scored in order against one profile; both hold within a partition because
+//! the input is keyed by `user_id`.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::producer::DeliveryFuture;
+use tokio::sync::mpsc;
+
+use crate::baseline::{codec, BuildIdentity};
+use crate::metrics::Tally;
+use crate::pipeline::State;
+use crate::time::EpochMs;
+
+use super::service::{Shared, StoredOffset};
+use super::sink::{self, OutBatch, Route};
+
+/// One consumed message, copied out of librdkafka's buffer.
+#[derive(Debug)]
+pub struct Incoming {
+    /// Index of the message's topic in `kafka.input_topics`.
+    pub topic: u16,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value (`None` for a null value, which is dead-lettered).
+    pub payload: Option<Vec<u8>>,
+    /// When the consumer thread received it: the start of the latency measurement.
+    pub received: Instant,
+}
+
+/// A batch whose outputs are produced but not yet acknowledged.
+struct InFlight {
+    futures: Vec<DeliveryFuture>,
+    offsets: Vec<(u16, i64)>,
+    received: Vec<Instant>,
+}
+
+fn now_ms() -> EpochMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as EpochMs)
+        .unwrap_or(0)
+}
+
+/// Runs partition `p` until its channel closes (revoke or shutdown) or the session abandons it.
+pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Vec<Incoming>>) {
+    let t0 = Instant::now();
+    let engine = shared.engine.get();
+    let restored = {
+        let cfg = shared.cfg.clone();
+        let params = engine.params().clone();
+        let mut state = engine.new_state();
+        tokio::task::spawn_blocking(move || {
+            super::restore::restore(&cfg, &params, p, &mut state).map(|r| (r, state))
+        })
+        .await
+    };
+    shared.health.restoring(-1);
+    shared.metrics.restoring.dec();
+    let mut state: State = match restored {
+        Ok(Ok((r, state))) => {
+            shared
+                .metrics
+                .restore_seconds
+                .observe(t0.elapsed().as_secs_f64());
+            shared.metrics.restore_records.inc_by(r.records);
+            tracing::info!(
+                partition = p,
+                records = r.records,
+                profiles = state.profiles.len(),
+                bad_records = r.bad_records,
+                seconds = r.elapsed.as_secs_f64(),
+                "restored partition state"
+            );
+            state
+        }
+        Ok(Err(e)) => {
+            shared.fail(e);
+            return;
+        }
+        Err(join) => {
+            shared.fail(super::KafkaError::Internal(format!("restore task: {join}")));
+            return;
+        }
+    };
+    let profiles_gauge = shared.metrics.profiles.with_label_values(&[&p.to_string()]);
+    profiles_gauge.set(state.profiles.len() as i64);
+
+    let eos = shared.eos.is_some();
+    let (ack_tx, ack_rx) = mpsc::channel::<InFlight>(shared.cfg.kafka.queue_batches);
+    let acker = (!eos).then(|| tokio::spawn(ack_loop(shared.clone(), p, ack_rx)));
+    let mut out = OutBatch::default();
+    let mut tally = Tally::default();
+    let mut dirty: HashSet<u64, BuildIdentity> = HashSet::default();
+    let mut dirty_ids: Vec<(u64, Box<str>)> = Vec::new();
+
+    while let Some(batch) = rx.recv().await {
+        if shared.abandon.load(Ordering::SeqCst) {
+            break;
+        }
+        let engine = shared.engine.get();
+        let routes = Route::compile(&engine.config().subscriptions);
+        let now = now_ms();
+        out.clear();
+        dirty.clear();
+        dirty_ids.clear();
+        let raws: Vec<&[u8]> = batch
+            .iter()
+            .map(|m| m.payload.as_deref().unwrap_or(b""))
+            .collect();
+        let mut results = Vec::with_capacity(raws.len());
+        engine.process_batch(&mut state, &raws, now, &mut results);
+        for (m, r) in batch.iter().zip(results.drain(..)) {
+            match r {
+                Ok((ev, o)) => {
+                    tally.add(ev.kind, &o);
+                    shared
+                        .metrics
+                        .event_lag
+                        .observe((now - ev.ts_ms).max(0) as f64 / 1000.0);
+                    out.outcome(&shared.topics, &routes, &shared.metrics, &ev, &o);
+                    if dirty.insert(o.user_key) {
+                        dirty_ids.push((o.user_key, ev.user_id.as_ref().into()));
+                    }
+                }
+                Err(e) => {
+                    let topic = &shared.topics.inputs[m.topic as usize];
+                    shared
+                        .metrics
+                        .invalid
+                        .with_label_values(&[e.reason()])
+                        .inc();
+                    // The error names the field and rule, never the payload: no personal data
+                    // in logs.
+                    tracing::warn!(topic = %topic, partition = p, offset = m.offset, reason = e.reason(), field = e.field().unwrap_or(""), "invalid event sent to the dead-letter topic");
+                    out.dead_letter(
+                        &e,
+                        topic,
+                        p,
+                        m.offset,
+                        m.key.as_deref(),
+                        m.payload.as_deref().unwrap_or(b""),
+                    );
+                }
+            }
+        }
+        // Only the latest version of each changed profile per batch.
+        let params = engine.params();
+        for (key, uid) in &dirty_ids {
+            if let Some(prof) = state.profiles.get(*key) {
+                out.changelog(p, uid.as_bytes(), |buf| codec::encode(prof, params, buf));
+            }
+        }
+        shared
+            .metrics
+            .changelog_records
+            .inc_by(dirty_ids.len() as u64);
+        shared.metrics.flush(&mut tally);
+        shared.metrics.batch_events.observe(batch.len() as f64);
+        profiles_gauge.set(state.profiles.len() as i64);
+
+        let mut offsets: Vec<(u16, i64)> = Vec::with_capacity(1);
+        for m in &batch {
+            match offsets.iter_mut().find(|(t, _)| *t == m.topic) {
+                Some(o) => o.1 = o.1.max(m.offset + 1),
+                None => offsets.push((m.topic, m.offset + 1)),
+            }
+        }
+        let received: Vec<Instant> = batch.iter().map(|m| m.received).collect();
+        let mut futures = Vec::with_capacity(out.len());
+        if let Some(eos) = &shared.eos {
+            // Produce into the open transaction; the consumer thread commits it together with
+            // these offsets. Holding the read guard keeps a commit from cutting a batch in two.
+            let _guard = eos.lock.read().await;
+            if shared.abandon.load(Ordering::SeqCst) {
+                break;
+            }
+            sink::send_all(
+                &shared.producer,
+                &shared.topics,
+                &routes,
+                &shared.metrics,
+                &out,
+                &mut futures,
+            )
+            .await;
+            // Delivery is settled by the commit; the futures are not needed.
+            futures.clear();
+            eos.add(p, &offsets, received);
+        } else {
+            sink::send_all(
+                &shared.producer,
+                &shared.topics,
+                &routes,
+                &shared.metrics,
+                &out,
+                &mut futures,
+            )
+            .await;
+            let inflight = InFlight {
+                futures,
+                offsets,
+                received,
+            };
+            if ack_tx.send(inflight).await.is_err() {
+                break;
+            }
+        }
+    }
+    drop(ack_tx);
+    if let Some(a) = acker {
+        let _ = a.await;
+    }
+    let _ = shared
+        .metrics
+        .profiles
+        .remove_label_values(&[&p.to_string()]);
+}
+
+/// Awaits each batch's deliveries in order, then reports its offsets to the consumer thread,
+/// which stores them for the next commit.
+async fn ack_loop(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<InFlight>) {
+    while let Some(inf) = rx.recv().await {
+        if !sink::await_deliveries(&shared.producer, &shared.metrics, inf.futures).await {
+            return;
+        }
+        if shared.abandon.load(Ordering::SeqCst) {
+            return;
+        }
+        for (topic, next) in inf.offsets {
+            shared.report_offset(StoredOffset {
+                topic,
+                partition: p,
+                next,
+            });
+        }
+        let now = Instant::now();
+        for r in inf.received {
+            shared
+                .metrics
+                .latency
+                .observe(now.duration_since(r).as_secs_f64());
+        }
+    }
+}

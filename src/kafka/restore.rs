@@ -1,0 +1,141 @@
+//! Restores one partition's profiles from the compacted changelog before the partition's events
+//! are scored.
+//!
+//! The reader is a group-less consumer assigned to changelog partition `p` from the beginning.
+//! It stops at the partition's end, which it takes from two sources: librdkafka's
+//! partition-EOF event, and the high watermark, asked again when the first is reached. Why
+//! both: one Kafka-compatible broker (tansu 0.6) was seen answering a latest-offset query below
+//! the real end, so the watermark alone could stop a restore early and silently lose profiles.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::baseline::{codec, keys, Params};
+use crate::config::Config;
+use crate::pipeline::State;
+
+use super::{client_config, KafkaError, Role};
+
+/// What a restore read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Restored {
+    /// Changelog records read.
+    pub records: u64,
+    /// Records that could not be decoded (skipped, logged).
+    pub bad_records: u64,
+    /// Tombstones (null values) applied.
+    pub tombstones: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+fn err(partition: i32, msg: impl Into<String>) -> KafkaError {
+    KafkaError::Restore {
+        partition,
+        msg: msg.into(),
+    }
+}
+
+/// Reads changelog partition `partition` into `state` (blocking; run it off the async
+/// workers). Later records of a user replace earlier ones; a null value removes the profile.
+pub fn restore(
+    cfg: &Config,
+    params: &Params,
+    partition: i32,
+    state: &mut State,
+) -> Result<Restored, KafkaError> {
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(cfg.kafka.restore_timeout_s);
+    let topic = cfg.kafka.changelog_topic.as_str();
+    let consumer: BaseConsumer = client_config(cfg, Role::Restore)
+        .create()
+        .map_err(KafkaError::Client)?;
+    let wm_timeout = Duration::from_secs(10);
+    let (low, mut high) = consumer
+        .fetch_watermarks(topic, partition, wm_timeout)
+        .map_err(|e| err(partition, format!("watermarks: {e}")))?;
+    let mut out = Restored::default();
+    if high <= low {
+        out.elapsed = t0.elapsed();
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .map_err(|e| err(partition, e.to_string()))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| err(partition, format!("assign: {e}")))?;
+    let mut next = low; // offset after the last record seen
+    let mut eofs_at_same = 0u32;
+    loop {
+        if Instant::now() > deadline {
+            return Err(err(
+                partition,
+                format!(
+                    "not finished after {} s (at offset {next} of {high}); raise kafka.restore_timeout_s",
+                    cfg.kafka.restore_timeout_s
+                ),
+            ));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                next = m.offset() + 1;
+                out.records += 1;
+                let Some(key) = m.key() else {
+                    out.bad_records += 1;
+                    continue;
+                };
+                let Ok(user_id) = std::str::from_utf8(key) else {
+                    out.bad_records += 1;
+                    continue;
+                };
+                let user = keys::user_key(user_id);
+                match m.payload() {
+                    None => {
+                        out.tombstones += 1;
+                        state.profiles.remove(user);
+                    }
+                    Some(v) => match codec::decode(v, params) {
+                        Ok(p) => state.profiles.insert(user, p),
+                        Err(e) => {
+                            out.bad_records += 1;
+                            if out.bad_records <= 3 {
+                                tracing::warn!(partition, offset = m.offset(), error = %e, "skipping undecodable changelog record");
+                            }
+                        }
+                    },
+                }
+            }
+            Some(Err(RdError::PartitionEOF(_))) => {
+                // The end as the fetch saw it. Confirm against a fresh watermark: stop when
+                // both agree, or when repeated EOFs at one position say there is nothing more.
+                let (_, h) = consumer
+                    .fetch_watermarks(topic, partition, wm_timeout)
+                    .map_err(|e| err(partition, format!("watermarks: {e}")))?;
+                high = high.max(h);
+                if next >= high {
+                    break;
+                }
+                eofs_at_same += 1;
+                if eofs_at_same >= 3 {
+                    // Transaction markers (read_committed) occupy offsets without records, so
+                    // the last record can sit below the watermark.
+                    break;
+                }
+            }
+            Some(Err(RdError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {
+                return Err(err(partition, "changelog partition does not exist"));
+            }
+            Some(Err(e)) => {
+                tracing::warn!(partition, error = %e, "changelog read error; retrying");
+            }
+            None => {}
+        }
+    }
+    out.elapsed = t0.elapsed();
+    Ok(out)
+}

@@ -1,0 +1,665 @@
+//! The `run` session: the consumer thread and the partition tasks it spawns.
+//!
+//! One OS thread owns the group consumer. It polls, copies each message into the pending batch
+//! of its partition, hands full batches to that partition's task over a bounded channel (the
+//! back-pressure: when a task falls behind, the thread blocks and stops polling), stores the
+//! offsets tasks report as acknowledged, and, in exactly-once mode, commits the transaction.
+//! Rebalance callbacks run on that same thread, inside `poll`, so they may block:
+//!
+//! - **assign**: mark the partition restoring (`/readyz` false), spawn its task, which restores
+//!   the partition's profiles from the changelog before it scores anything;
+//! - **revoke**: flush the pending batch, close the task's channel, wait for it to drain (its
+//!   last outputs acknowledged), store its offsets and commit synchronously (or commit the
+//!   transaction), then drop its state; a partition reported *lost* is dropped without commit.
+//!
+//! Shutdown runs in the order: stop polling, drain the partitions, flush the producer, commit,
+//! close the consumer. An aborted transaction rewinds: the session is torn down without
+//! committing and a new one resumes from the last committed offsets and changelog.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, Delivery};
+use crate::http::Health;
+use crate::metrics::Metrics;
+use crate::pipeline::EngineCell;
+
+use super::partition::{self, Incoming};
+use super::sink::Topics;
+use super::{client_config, topics, KafkaError, Role};
+
+/// What `run` needs from its caller.
+pub struct RunOptions {
+    /// The startup config (`[kafka]` is read once; detection settings come from `engine`).
+    pub config: Config,
+    /// The engine, replaceable at run time by a config reload.
+    pub engine: Arc<EngineCell>,
+    /// Where metrics go.
+    pub metrics: Arc<Metrics>,
+    /// Liveness and readiness for `/healthz` and `/readyz`.
+    pub health: Arc<Health>,
+    /// Set to stop: the session drains, commits and returns.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What a finished `run` did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Sessions started (more than one after a transaction abort rewound).
+    pub sessions: u32,
+}
+
+/// An offset whose message's outputs are all acknowledged.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoredOffset {
+    pub topic: u16,
+    pub partition: i32,
+    pub next: i64,
+}
+
+/// Exactly-once bookkeeping: the open transaction's offsets and latencies.
+pub(crate) struct Eos {
+    /// Partition tasks produce under a read guard; the commit takes the write guard, so a
+    /// transaction never holds half a batch.
+    pub lock: tokio::sync::RwLock<()>,
+    pending: Mutex<EosPending>,
+}
+
+#[derive(Default)]
+struct EosPending {
+    offsets: HashMap<(u16, i32), i64>,
+    received: Vec<Instant>,
+}
+
+impl Eos {
+    /// Adds a batch produced into the open transaction.
+    pub fn add(&self, p: i32, offsets: &[(u16, i64)], received: Vec<Instant>) {
+        let mut g = lock(&self.pending);
+        for (t, o) in offsets {
+            let e = g.offsets.entry((*t, p)).or_insert(*o);
+            *e = (*e).max(*o);
+        }
+        g.received.extend(received);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing is left half-updated under these locks, so a poisoned one is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the consumer thread and the partition tasks share.
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub engine: Arc<EngineCell>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub producer: FutureProducer,
+    pub topics: Topics,
+    pub eos: Option<Eos>,
+    /// Set when the session ends without committing (rewind, fatal error, lost partitions):
+    /// tasks stop producing and report no more offsets.
+    pub abandon: AtomicBool,
+    offsets_tx: Mutex<std_mpsc::Sender<StoredOffset>>,
+    fatal: Mutex<Option<KafkaError>>,
+}
+
+impl Shared {
+    /// Reports an acknowledged offset to the consumer thread.
+    pub fn report_offset(&self, o: StoredOffset) {
+        let _ = lock(&self.offsets_tx).send(o);
+    }
+
+    /// Records a fatal error: the session stops and `run` returns it.
+    pub fn fail(&self, e: KafkaError) {
+        tracing::error!(error = %e, "fatal error; stopping");
+        self.health.set_failed();
+        self.abandon.store(true, Ordering::SeqCst);
+        let mut f = lock(&self.fatal);
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+}
+
+struct PartitionSlot {
+    tx: mpsc::Sender<Vec<Incoming>>,
+    pending: Vec<Incoming>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The consumer's context: librdkafka logs and statistics, and the rebalance protocol above.
+pub(crate) struct Ctx {
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+    slots: Mutex<HashMap<i32, PartitionSlot>>,
+    offsets_rx: Mutex<std_mpsc::Receiver<StoredOffset>>,
+    /// Offsets reported but not yet stored (stored at the next chance on the consumer thread).
+    drain_timeout: Duration,
+    closing: AtomicBool,
+    rewind: AtomicBool,
+}
+
+impl ClientContext for Ctx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{msg}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{msg}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{msg}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{msg}"),
+        }
+    }
+
+    fn stats(&self, stats: Statistics) {
+        for t in &self.shared.topics.inputs {
+            if let Some(topic) = stats.topics.get(t) {
+                for (p, part) in &topic.partitions {
+                    // -1 is librdkafka's internal UA partition; lag -1 means unknown.
+                    if *p >= 0 && part.consumer_lag >= 0 {
+                        self.shared
+                            .metrics
+                            .consumer_lag
+                            .with_label_values(&[t.as_str(), &p.to_string()])
+                            .set(part.consumer_lag);
+                    }
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: RdError, reason: &str) {
+        tracing::error!(target: "librdkafka", error = %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                if self.closing.load(Ordering::SeqCst) {
+                    // The session already drained (or dropped) everything it owned.
+                    return;
+                }
+                let parts = partitions_of(tpl);
+                let lost = consumer.assignment_lost();
+                let kind = if lost { "lost" } else { "revoke" };
+                self.shared
+                    .metrics
+                    .rebalances
+                    .with_label_values(&[kind])
+                    .inc();
+                tracing::info!(partitions = ?parts, lost, "partitions revoked");
+                if lost || self.rewind.load(Ordering::SeqCst) {
+                    self.drop_partitions(&parts);
+                } else {
+                    self.drain_partitions(&parts);
+                    self.store_offsets(consumer);
+                    self.commit(consumer);
+                }
+                self.set_assigned_gauge();
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                self.shared
+                    .metrics
+                    .rebalances
+                    .with_label_values(&["lost"])
+                    .inc();
+                tracing::error!(error = %e, "rebalance error; dropping partition state");
+                let all: Vec<i32> = lock(&self.slots).keys().copied().collect();
+                self.drop_partitions(&all);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts = partitions_of(tpl);
+            if parts.is_empty() {
+                return;
+            }
+            self.shared
+                .metrics
+                .rebalances
+                .with_label_values(&["assign"])
+                .inc();
+            tracing::info!(partitions = ?parts, "partitions assigned");
+            let mut slots = lock(&self.slots);
+            for p in parts {
+                if slots.contains_key(&p) {
+                    continue;
+                }
+                self.shared.health.restoring(1);
+                self.shared.metrics.restoring.inc();
+                let (tx, rx) = mpsc::channel(self.shared.cfg.kafka.queue_batches);
+                let task = self.rt.spawn(partition::run(self.shared.clone(), p, rx));
+                slots.insert(
+                    p,
+                    PartitionSlot {
+                        tx,
+                        pending: Vec::new(),
+                        task,
+                    },
+                );
+            }
+            drop(slots);
+            self.set_assigned_gauge();
+        }
+    }
+}
+
+/// The distinct partition numbers of a list (several input topics share numbers).
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    let mut v: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+impl Ctx {
+    fn set_assigned_gauge(&self) {
+        let n = lock(&self.slots).len();
+        self.shared.metrics.assigned.set(n as i64);
+    }
+
+    /// Adds a message to its partition's pending batch; hands the batch over when full.
+    fn dispatch(&self, m: Incoming, partition: i32) {
+        let mut slots = lock(&self.slots);
+        let Some(slot) = slots.get_mut(&partition) else {
+            // Not (or no longer) ours: its offset is never stored, so its new owner reads it.
+            return;
+        };
+        slot.pending.push(m);
+        if slot.pending.len() >= self.shared.cfg.kafka.max_batch {
+            let batch = std::mem::take(&mut slot.pending);
+            // Blocks while the task is behind: back-pressure reaches the poll loop.
+            let _ = slot.tx.blocking_send(batch);
+        }
+    }
+
+    /// Hands every non-empty pending batch to its task.
+    fn flush_pending(&self) {
+        let mut slots = lock(&self.slots);
+        for slot in slots.values_mut() {
+            if !slot.pending.is_empty() {
+                let batch = std::mem::take(&mut slot.pending);
+                let _ = slot.tx.blocking_send(batch);
+            }
+        }
+    }
+
+    /// Flushes, closes and waits for the tasks of `parts` (each finishes its queued batches and
+    /// their acknowledgements), within the drain timeout.
+    fn drain_partitions(&self, parts: &[i32]) {
+        let mut tasks = Vec::new();
+        {
+            let mut slots = lock(&self.slots);
+            for p in parts {
+                if let Some(mut slot) = slots.remove(p) {
+                    if !slot.pending.is_empty() {
+                        let batch = std::mem::take(&mut slot.pending);
+                        let _ = slot.tx.blocking_send(batch);
+                    }
+                    drop(slot.tx);
+                    tasks.push((*p, slot.task));
+                }
+            }
+        }
+        let deadline = Instant::now() + self.drain_timeout;
+        for (p, task) in tasks {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let done = self
+                .rt
+                .block_on(async { tokio::time::timeout(left, task).await });
+            if done.is_err() {
+                tracing::warn!(partition = p, "partition did not drain in time; its uncommitted tail will be reprocessed by the next owner");
+            }
+        }
+    }
+
+    /// Drops the tasks of `parts` without waiting or committing.
+    fn drop_partitions(&self, parts: &[i32]) {
+        let mut slots = lock(&self.slots);
+        for p in parts {
+            if let Some(slot) = slots.remove(p) {
+                slot.task.abort();
+            }
+        }
+    }
+
+    /// Stores every offset the tasks reported as acknowledged.
+    fn store_offsets(&self, consumer: &BaseConsumer<Self>) {
+        let rx = lock(&self.offsets_rx);
+        let mut latest: HashMap<(u16, i32), i64> = HashMap::new();
+        while let Ok(o) = rx.try_recv() {
+            let e = latest.entry((o.topic, o.partition)).or_insert(o.next);
+            *e = (*e).max(o.next);
+        }
+        for ((t, p), next) in latest {
+            let topic = &self.shared.topics.inputs[t as usize];
+            // store_offset takes the offset of the last processed message; librdkafka commits
+            // that + 1.
+            if let Err(e) = consumer.store_offset(topic, p, next - 1) {
+                tracing::debug!(topic = %topic, partition = p, error = %e, "offset not stored (partition no longer assigned)");
+            }
+        }
+    }
+
+    /// Commits what is stored (at-least-once) or the open transaction (exactly-once).
+    fn commit(&self, consumer: &BaseConsumer<Self>) {
+        if self.shared.eos.is_some() {
+            if let Err(e) = self.commit_transaction(consumer) {
+                self.fail_or_rewind(e);
+            }
+        } else {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                Err(RdError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "offset commit failed; the next commit retries")
+                }
+            }
+        }
+    }
+
+    fn fail_or_rewind(&self, e: TxnError) {
+        match e {
+            TxnError::Abortable(msg) => {
+                tracing::warn!(error = %msg, "transaction aborted; rewinding to the last commit");
+                self.rewind.store(true, Ordering::SeqCst);
+                self.shared.abandon.store(true, Ordering::SeqCst);
+            }
+            TxnError::Fatal(msg) => self.shared.fail(KafkaError::FatalTransaction(msg)),
+        }
+    }
+
+    /// Commits the open transaction with the offsets of every batch produced into it, then
+    /// opens the next one.
+    fn commit_transaction(&self, consumer: &BaseConsumer<Self>) -> Result<(), TxnError> {
+        let Some(eos) = &self.shared.eos else {
+            return Ok(());
+        };
+        let _guard = eos.lock.blocking_write();
+        let pending = std::mem::take(&mut *lock(&eos.pending));
+        if pending.offsets.is_empty() {
+            return Ok(());
+        }
+        let producer = &self.shared.producer;
+        let timeout = Duration::from_secs(30);
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), next) in &pending.offsets {
+            let topic = &self.shared.topics.inputs[*t as usize];
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*next))
+                .map_err(|e| TxnError::Fatal(e.to_string()))?;
+        }
+        let meta = consumer
+            .group_metadata()
+            .ok_or_else(|| TxnError::Abortable("no consumer group metadata yet".into()))?;
+        let result = producer
+            .send_offsets_to_transaction(&tpl, &meta, timeout)
+            .and_then(|()| producer.commit_transaction(timeout));
+        match result {
+            Ok(()) => {
+                self.shared
+                    .metrics
+                    .transactions
+                    .with_label_values(&["committed"])
+                    .inc();
+                let now = Instant::now();
+                for r in pending.received {
+                    self.shared
+                        .metrics
+                        .latency
+                        .observe(now.duration_since(r).as_secs_f64());
+                }
+                producer
+                    .begin_transaction()
+                    .map_err(|e| classify(e, producer))?;
+                Ok(())
+            }
+            Err(e) => Err(classify(e, producer)),
+        }
+    }
+}
+
+enum TxnError {
+    Abortable(String),
+    Fatal(String),
+}
+
+/// Sorts a transaction error into abort-and-rewind or fatal, aborting when needed.
+fn classify(e: RdError, producer: &FutureProducer) -> TxnError {
+    let fatal = matches!(&e, RdError::Transaction(t) if t.is_fatal());
+    if fatal {
+        return TxnError::Fatal(e.to_string());
+    }
+    if let Err(abort_err) = producer.abort_transaction(Duration::from_secs(30)) {
+        return TxnError::Fatal(format!("{e}; abort failed: {abort_err}"));
+    }
+    TxnError::Abortable(e.to_string())
+}
+
+/// How a session ended.
+enum End {
+    Shutdown,
+    Rewind,
+}
+
+/// Runs the service until `opts.stop` is set (Ok) or a fatal error (Err). An aborted
+/// transaction starts a new session from the last commit.
+pub async fn run(opts: RunOptions) -> Result<RunSummary, KafkaError> {
+    let mut summary = RunSummary::default();
+    loop {
+        summary.sessions += 1;
+        match session(&opts).await? {
+            End::Shutdown => return Ok(summary),
+            End::Rewind => {
+                opts.metrics
+                    .transactions
+                    .with_label_values(&["aborted"])
+                    .inc();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn session(opts: &RunOptions) -> Result<End, KafkaError> {
+    let cfg = opts.config.clone();
+    topics::ensure(&cfg).await?;
+    let producer: FutureProducer = client_config(&cfg, Role::Producer)
+        .create()
+        .map_err(KafkaError::Client)?;
+    let eos = cfg.kafka.delivery == Delivery::ExactlyOnce;
+    if eos {
+        let p = producer.clone();
+        tokio::task::spawn_blocking(move || {
+            p.init_transactions(Duration::from_secs(60))?;
+            p.begin_transaction()
+        })
+        .await
+        .map_err(|e| KafkaError::Internal(e.to_string()))?
+        .map_err(|e| KafkaError::FatalTransaction(format!("init: {e}")))?;
+    }
+    let (offsets_tx, offsets_rx) = std_mpsc::channel();
+    let shared = Arc::new(Shared {
+        topics: Topics::new(&cfg),
+        eos: eos.then(|| Eos {
+            lock: tokio::sync::RwLock::new(()),
+            pending: Mutex::new(EosPending::default()),
+        }),
+        abandon: AtomicBool::new(false),
+        offsets_tx: Mutex::new(offsets_tx),
+        fatal: Mutex::new(None),
+        engine: opts.engine.clone(),
+        metrics: opts.metrics.clone(),
+        health: opts.health.clone(),
+        producer: producer.clone(),
+        cfg,
+    });
+    let session_timeout_ms: u64 = shared
+        .cfg
+        .kafka
+        .consumer
+        .get("session.timeout.ms")
+        .or_else(|| shared.cfg.kafka.librdkafka.get("session.timeout.ms"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(45_000);
+    let ctx = Ctx {
+        shared: shared.clone(),
+        rt: tokio::runtime::Handle::current(),
+        slots: Mutex::new(HashMap::new()),
+        offsets_rx: Mutex::new(offsets_rx),
+        // Drain within half the session timeout so the member is not expelled meanwhile.
+        drain_timeout: Duration::from_millis(session_timeout_ms / 2),
+        closing: AtomicBool::new(false),
+        rewind: AtomicBool::new(false),
+    };
+    let consumer: BaseConsumer<Ctx> = client_config(&shared.cfg, Role::Consumer)
+        .create_with_context(ctx)
+        .map_err(KafkaError::Client)?;
+    let inputs: Vec<&str> = shared
+        .cfg
+        .kafka
+        .input_topics
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    consumer.subscribe(&inputs).map_err(KafkaError::Client)?;
+    opts.health.set_started(true);
+    tracing::info!(
+        brokers = %shared.cfg.kafka.brokers,
+        group = %shared.cfg.kafka.group_id,
+        delivery = ?shared.cfg.kafka.delivery,
+        "consuming"
+    );
+
+    let stop = opts.stop.clone();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let thread_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("wg-consumer".into())
+        .spawn(move || {
+            let r = consumer_loop(&thread_shared, consumer, &stop);
+            let _ = done_tx.send(r);
+        })
+        .map_err(|e| KafkaError::Internal(format!("consumer thread: {e}")))?;
+    let end = done_rx
+        .await
+        .map_err(|_| KafkaError::Internal("consumer thread panicked".into()))?;
+    opts.health.set_started(false);
+    if let Some(e) = lock(&shared.fatal).take() {
+        return Err(e);
+    }
+    end
+}
+
+fn consumer_loop(
+    shared: &Arc<Shared>,
+    consumer: BaseConsumer<Ctx>,
+    stop: &AtomicBool,
+) -> Result<End, KafkaError> {
+    let ctx = consumer.context().clone();
+    let commit_every = Duration::from_millis(shared.cfg.kafka.commit_interval_ms);
+    let mut last_commit = Instant::now();
+    let topic_index: HashMap<String, u16> = shared
+        .topics
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u16))
+        .collect();
+    let handle = |m: &rdkafka::message::BorrowedMessage<'_>| {
+        let Some(t) = topic_index.get(m.topic()) else {
+            return;
+        };
+        ctx.dispatch(
+            Incoming {
+                topic: *t,
+                offset: m.offset(),
+                key: m.key().map(|k| k.to_vec()),
+                payload: m.payload().map(|p| p.to_vec()),
+                received: Instant::now(),
+            },
+            m.partition(),
+        );
+    };
+    let poll_error = |e: RdError| {
+        tracing::warn!(error = %e, "consumer error");
+    };
+    while !stop.load(Ordering::SeqCst)
+        && !shared.abandon.load(Ordering::SeqCst)
+        && !ctx.rewind.load(Ordering::SeqCst)
+    {
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => {
+                handle(&m);
+                // Take what is already fetched without waiting, so batches fill under load.
+                for _ in 0..shared.cfg.kafka.max_batch * 4 {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(Ok(m)) => handle(&m),
+                        Some(Err(e)) => poll_error(e),
+                        None => break,
+                    }
+                }
+            }
+            Some(Err(e)) => poll_error(e),
+            None => {}
+        }
+        ctx.flush_pending();
+        ctx.store_offsets(&consumer);
+        if shared.eos.is_some() && last_commit.elapsed() >= commit_every {
+            ctx.commit(&consumer);
+            last_commit = Instant::now();
+        }
+    }
+
+    if shared.abandon.load(Ordering::SeqCst) || ctx.rewind.load(Ordering::SeqCst) {
+        // Rewind or fatal: leave without committing anything more.
+        let all: Vec<i32> = lock(&ctx.slots).keys().copied().collect();
+        ctx.drop_partitions(&all);
+        ctx.closing.store(true, Ordering::SeqCst);
+        drop(consumer);
+        let rewind = ctx.rewind.load(Ordering::SeqCst) && lock(&shared.fatal).is_none();
+        return Ok(if rewind { End::Rewind } else { End::Shutdown });
+    }
+
+    // Orderly shutdown: drain, flush, commit, close.
+    let deadline = Instant::now() + Duration::from_secs(shared.cfg.kafka.shutdown_timeout_s);
+    tracing::info!("stopping: draining partitions");
+    let all: Vec<i32> = lock(&ctx.slots).keys().copied().collect();
+    ctx.drain_partitions(&all);
+    ctx.store_offsets(&consumer);
+    let left = deadline.saturating_duration_since(Instant::now());
+    if let Err(e) = shared.producer.flush(left) {
+        tracing::warn!(error = %e, "producer flush incomplete");
+    }
+    ctx.commit(&consumer);
+    ctx.closing.store(true, Ordering::SeqCst);
+    ctx.set_assigned_gauge();
+    drop(consumer);
+    if Instant::now() > deadline {
+        return Err(KafkaError::ShutdownTimeout(
+            shared.cfg.kafka.shutdown_timeout_s,
+        ));
+    }
+    tracing::info!("stopped cleanly");
+    Ok(End::Shutdown)
+}

@@ -1,0 +1,466 @@
+//! The service's Prometheus metrics: one [`Metrics`] value on its own [`Registry`], created by
+//! the binary and passed to the Kafka layer and the HTTP server (never a global, so tests and
+//! the demo can run several pipelines in one process).
+//!
+//! Names follow `walletguard_<name>_<unit>`; counters end in `_total`, durations in
+//! `_seconds`. No label ever carries a user id: label values come from small fixed sets
+//! (event types, actions, severities, reason codes, topic names, partition numbers,
+//! subscription names).
+
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
+};
+
+use crate::decision::{Action, Decision};
+use crate::detect::Code;
+use crate::event::EventType;
+use crate::pipeline::{CommandKind, Outcome};
+
+/// Every metric the service exports.
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// `walletguard_events_total{type}`: valid events consumed.
+    pub events: IntCounterVec,
+    /// `walletguard_invalid_events_total{reason}`: inputs sent to the dead-letter topic.
+    pub invalid: IntCounterVec,
+    /// `walletguard_decisions_total{action}`.
+    pub decisions: IntCounterVec,
+    /// `walletguard_alerts_total{severity}`.
+    pub alerts: IntCounterVec,
+    /// `walletguard_alert_reasons_total{code}`: reason codes carried by alerts.
+    pub alert_reasons: IntCounterVec,
+    /// `walletguard_commands_total{command}`: `freeze_account` and `require_step_up`.
+    pub commands: IntCounterVec,
+    /// `walletguard_subscription_alerts_total{subscription}`: alert copies routed.
+    pub subscription_alerts: IntCounterVec,
+    /// `walletguard_processing_latency_seconds`: receipt of a message to all its outputs
+    /// acknowledged (or its transaction committed).
+    pub latency: Histogram,
+    /// `walletguard_event_time_lag_seconds`: processing time minus event time.
+    pub event_lag: Histogram,
+    /// `walletguard_consumer_lag_messages{topic,partition}`: from librdkafka statistics.
+    pub consumer_lag: IntGaugeVec,
+    /// `walletguard_assigned_partitions`.
+    pub assigned: IntGauge,
+    /// `walletguard_profiles{partition}`: profiles held in memory.
+    pub profiles: IntGaugeVec,
+    /// `walletguard_restoring_partitions`: partitions whose state is being restored.
+    pub restoring: IntGauge,
+    /// `walletguard_restore_duration_seconds`: per partition.
+    pub restore_seconds: Histogram,
+    /// `walletguard_restore_records_total`: changelog records read on restore.
+    pub restore_records: IntCounter,
+    /// `walletguard_changelog_records_total`: profile versions written.
+    pub changelog_records: IntCounter,
+    /// `walletguard_rebalances_total{kind}`: `assign`, `revoke`, `lost`.
+    pub rebalances: IntCounterVec,
+    /// `walletguard_producer_errors_total{topic}`: failed deliveries (each is retried).
+    pub producer_errors: IntCounterVec,
+    /// `walletguard_producer_retries_total{reason}`: `queue_full` or `delivery_failed`.
+    pub producer_retries: IntCounterVec,
+    /// `walletguard_transactions_total{outcome}`: `committed` or `aborted`.
+    pub transactions: IntCounterVec,
+    /// `walletguard_batch_events`: events per partition batch.
+    pub batch_events: Histogram,
+    /// `walletguard_build_info{version}`: always 1.
+    pub build_info: IntGaugeVec,
+    /// `walletguard_config_info{hash}`: 1 for the detection config in use.
+    pub config_info: IntGaugeVec,
+    /// `walletguard_config_reloads_total{result}`: `ok` or `rejected`.
+    pub config_reloads: IntCounterVec,
+}
+
+/// Histogram buckets for latencies: 100 µs to about 52 s.
+fn latency_buckets() -> Vec<f64> {
+    // Parameters are constant and valid.
+    exponential_buckets(0.0001, 2.0, 20).unwrap_or_default()
+}
+
+macro_rules! reg {
+    ($reg:expr, $m:expr) => {{
+        let m = $m?;
+        $reg.register(Box::new(m.clone()))?;
+        m
+    }};
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let r = Registry::new();
+        let cv = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let m = Metrics {
+            events: reg!(
+                r,
+                cv(
+                    "walletguard_events_total",
+                    "Valid events consumed, by type.",
+                    &["type"]
+                )
+            ),
+            invalid: reg!(
+                r,
+                cv(
+                    "walletguard_invalid_events_total",
+                    "Invalid inputs sent to the dead-letter topic, by reason.",
+                    &["reason"]
+                )
+            ),
+            decisions: reg!(
+                r,
+                cv(
+                    "walletguard_decisions_total",
+                    "Decisions, by action.",
+                    &["action"]
+                )
+            ),
+            alerts: reg!(
+                r,
+                cv(
+                    "walletguard_alerts_total",
+                    "Alerts, by severity.",
+                    &["severity"]
+                )
+            ),
+            alert_reasons: reg!(
+                r,
+                cv(
+                    "walletguard_alert_reasons_total",
+                    "Reason codes carried by alerts.",
+                    &["code"]
+                )
+            ),
+            commands: reg!(
+                r,
+                cv(
+                    "walletguard_commands_total",
+                    "Commands issued, by command.",
+                    &["command"]
+                )
+            ),
+            subscription_alerts: reg!(
+                r,
+                cv(
+                    "walletguard_subscription_alerts_total",
+                    "Alert copies routed to each subscription.",
+                    &["subscription"]
+                )
+            ),
+            latency: reg!(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "walletguard_processing_latency_seconds",
+                        "Receipt of a message to all its outputs acknowledged."
+                    )
+                    .buckets(latency_buckets())
+                )
+            ),
+            event_lag: reg!(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "walletguard_event_time_lag_seconds",
+                        "Processing time minus event time."
+                    )
+                    .buckets(exponential_buckets(0.001, 4.0, 14).unwrap_or_default())
+                )
+            ),
+            consumer_lag: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "walletguard_consumer_lag_messages",
+                        "Consumer lag per input partition, from librdkafka statistics."
+                    ),
+                    &["topic", "partition"]
+                )
+            ),
+            assigned: reg!(
+                r,
+                IntGauge::new(
+                    "walletguard_assigned_partitions",
+                    "Input partitions assigned to this instance."
+                )
+            ),
+            profiles: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "walletguard_profiles",
+                        "User profiles held in memory, by partition."
+                    ),
+                    &["partition"]
+                )
+            ),
+            restoring: reg!(
+                r,
+                IntGauge::new(
+                    "walletguard_restoring_partitions",
+                    "Partitions whose state is being restored from the changelog."
+                )
+            ),
+            restore_seconds: reg!(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "walletguard_restore_duration_seconds",
+                        "Time to restore one partition's profiles."
+                    )
+                    .buckets(exponential_buckets(0.01, 2.0, 16).unwrap_or_default())
+                )
+            ),
+            restore_records: reg!(
+                r,
+                IntCounter::new(
+                    "walletguard_restore_records_total",
+                    "Changelog records read while restoring."
+                )
+            ),
+            changelog_records: reg!(
+                r,
+                IntCounter::new(
+                    "walletguard_changelog_records_total",
+                    "Profile versions written to the changelog."
+                )
+            ),
+            rebalances: reg!(
+                r,
+                cv(
+                    "walletguard_rebalances_total",
+                    "Consumer-group rebalances seen, by kind.",
+                    &["kind"]
+                )
+            ),
+            producer_errors: reg!(
+                r,
+                cv(
+                    "walletguard_producer_errors_total",
+                    "Failed deliveries (each is retried), by topic.",
+                    &["topic"]
+                )
+            ),
+            producer_retries: reg!(
+                r,
+                cv(
+                    "walletguard_producer_retries_total",
+                    "Produce retries, by reason.",
+                    &["reason"]
+                )
+            ),
+            transactions: reg!(
+                r,
+                cv(
+                    "walletguard_transactions_total",
+                    "Kafka transactions, by outcome.",
+                    &["outcome"]
+                )
+            ),
+            batch_events: reg!(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new("walletguard_batch_events", "Events per partition batch.")
+                        .buckets(exponential_buckets(1.0, 4.0, 10).unwrap_or_default())
+                )
+            ),
+            build_info: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("walletguard_build_info", "Build information; always 1."),
+                    &["version"]
+                )
+            ),
+            config_info: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "walletguard_config_info",
+                        "The detection config in use (hash); always 1."
+                    ),
+                    &["hash"]
+                )
+            ),
+            config_reloads: reg!(
+                r,
+                cv(
+                    "walletguard_config_reloads_total",
+                    "Config reloads, by result.",
+                    &["result"]
+                )
+            ),
+            registry: r,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // Touch the fixed label sets so every series exists from the start: dashboards and
+        // rate() see zeros rather than gaps, and alert rules can refer to them before the first
+        // freeze.
+        for t in EventType::ALL {
+            m.events.with_label_values(&[t.as_str()]);
+        }
+        for a in Action::ALL {
+            m.decisions.with_label_values(&[a.as_str()]);
+        }
+        for s in crate::decision::Severity::ALL {
+            m.alerts.with_label_values(&[s.as_str()]);
+        }
+        for c in [CommandKind::FreezeAccount, CommandKind::RequireStepUp] {
+            m.commands.with_label_values(&[c.as_str()]);
+        }
+        for r in [
+            "too_large",
+            "not_utf8",
+            "malformed_json",
+            "bad_type",
+            "missing_field",
+            "invalid_field",
+        ] {
+            m.invalid.with_label_values(&[r]);
+        }
+        for k in ["assign", "revoke", "lost"] {
+            m.rebalances.with_label_values(&[k]);
+        }
+        for o in ["committed", "aborted"] {
+            m.transactions.with_label_values(&[o]);
+        }
+        for r in ["queue_full", "delivery_failed"] {
+            m.producer_retries.with_label_values(&[r]);
+        }
+        for r in ["ok", "rejected"] {
+            m.config_reloads.with_label_values(&[r]);
+        }
+        Ok(m)
+    }
+
+    /// Adds a batch's counts. Partition tasks count into a local [`Tally`] and flush once per
+    /// batch, so the hot path does no label hashing or locking per event.
+    pub fn flush(&self, t: &mut Tally) {
+        for (i, k) in EventType::ALL.iter().enumerate() {
+            if t.events[i] > 0 {
+                self.events
+                    .with_label_values(&[k.as_str()])
+                    .inc_by(t.events[i]);
+            }
+        }
+        for (i, a) in Action::ALL.iter().enumerate() {
+            if t.decisions[i] > 0 {
+                self.decisions
+                    .with_label_values(&[a.as_str()])
+                    .inc_by(t.decisions[i]);
+            }
+        }
+        for (i, s) in crate::decision::Severity::ALL.iter().enumerate() {
+            if t.alerts[i] > 0 {
+                self.alerts
+                    .with_label_values(&[s.as_str()])
+                    .inc_by(t.alerts[i]);
+            }
+        }
+        for (i, c) in Code::ALL.iter().enumerate() {
+            if t.reasons[i] > 0 {
+                self.alert_reasons
+                    .with_label_values(&[c.as_str()])
+                    .inc_by(t.reasons[i]);
+            }
+        }
+        for (i, c) in [CommandKind::FreezeAccount, CommandKind::RequireStepUp]
+            .iter()
+            .enumerate()
+        {
+            if t.commands[i] > 0 {
+                self.commands
+                    .with_label_values(&[c.as_str()])
+                    .inc_by(t.commands[i]);
+            }
+        }
+        *t = Tally::default();
+    }
+
+    /// Shows `hash` as the loaded config, replacing the previous one.
+    pub fn set_config_hash(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        let enc = prometheus::TextEncoder::new();
+        // Encoding registered, well-formed metrics into a Vec does not fail.
+        let _ = enc.encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Per-batch counts of scored events, flushed into [`Metrics`] with [`Metrics::flush`].
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    events: [u64; EventType::ALL.len()],
+    decisions: [u64; Action::ALL.len()],
+    alerts: [u64; crate::decision::Severity::ALL.len()],
+    reasons: [u64; Code::ALL.len()],
+    commands: [u64; 2],
+}
+
+impl Tally {
+    /// Counts one scored event: its type, decision, alert reasons and command.
+    pub fn add(&mut self, kind: EventType, out: &Outcome) {
+        self.events[index_of(&EventType::ALL, &kind)] += 1;
+        let d: &Decision = &out.decision;
+        self.decisions[index_of(&Action::ALL, &d.action)] += 1;
+        if d.action != Action::Allow {
+            self.alerts[index_of(&crate::decision::Severity::ALL, &d.severity)] += 1;
+            for s in d.signals.iter() {
+                self.reasons[index_of(&Code::ALL, &s.code)] += 1;
+            }
+        }
+        match out.command {
+            Some(CommandKind::FreezeAccount) => self.commands[0] += 1,
+            Some(CommandKind::RequireStepUp) => self.commands[1] += 1,
+            None => {}
+        }
+    }
+}
+
+/// Position of `x` in `all` (the enums' `ALL` lists are short; this compiles to a few
+/// compares).
+fn index_of<T: PartialEq>(all: &[T], x: &T) -> usize {
+    all.iter().position(|a| a == x).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_convention_and_series_exist_up_front() {
+        let m = Metrics::new().unwrap();
+        let text = m.render();
+        for fam in m.registry.gather() {
+            let name = fam.get_name();
+            assert!(name.starts_with("walletguard_"), "{name}");
+            if fam.get_field_type() == prometheus::proto::MetricType::COUNTER {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+        }
+        assert!(text.contains("walletguard_build_info{version=\""));
+        assert!(text.contains("walletguard_decisions_total{action=\"freeze\"} 0"));
+        assert!(text.contains("walletguard_commands_total{command=\"freeze_account\"} 0"));
+    }
+
+    #[test]
+    fn config_hash_replaces_the_previous_one() {
+        let m = Metrics::new().unwrap();
+        m.set_config_hash("aaa");
+        m.set_config_hash("bbb");
+        let text = m.render();
+        assert!(!text.contains("hash=\"aaa\""));
+        assert!(text.contains("walletguard_config_info{hash=\"bbb\"} 1"));
+    }
+}
