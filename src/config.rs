@@ -706,9 +706,13 @@ impl Default for KafkaConfig {
             partitions: 12,
             replication_factor: 1,
             shutdown_timeout_s: 30,
-            librdkafka: [("compression.type".to_string(), "lz4".to_string())].into(),
+            librdkafka: Default::default(),
             consumer: Default::default(),
-            producer: [("linger.ms".to_string(), "5".to_string())].into(),
+            producer: [
+                ("compression.type".to_string(), "lz4".to_string()),
+                ("linger.ms".to_string(), "5".to_string()),
+            ]
+            .into(),
         }
     }
 }

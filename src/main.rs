@@ -60,12 +60,27 @@ enum Cmd {
         /// Seed of every random choice.
         #[arg(long, default_value_t = SimParams::default().seed)]
         seed: u64,
-        /// Events output.
+        /// Events output (files mode).
+        #[arg(long, required_unless_present = "brokers")]
+        out: Option<PathBuf>,
+        /// Labels output (CSV: event_id,user_id,label,scenario). In Kafka mode, optional.
+        #[arg(long, required_unless_present = "brokers")]
+        labels: Option<PathBuf>,
+        /// Kafka mode: stream the events to these bootstrap servers instead of a file.
+        #[arg(long, requires = "topic")]
+        brokers: Option<String>,
+        /// Kafka mode: the topic (keyed by user_id).
         #[arg(long)]
-        out: PathBuf,
-        /// Labels output (CSV: event_id,user_id,label,scenario).
+        topic: Option<String>,
+        /// Kafka mode: events per second of wall time (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Kafka mode: stop after this many events.
         #[arg(long)]
-        labels: PathBuf,
+        max_events: Option<u64>,
+        /// Kafka mode: config whose [kafka.librdkafka] settings (TLS, SASL) the producer uses.
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
         /// Share of users who suffer one attack.
         #[arg(long, default_value_t = SimParams::default().attack_rate)]
         attack_rate: f64,
@@ -137,6 +152,22 @@ enum Cmd {
     /// Stops cleanly on SIGTERM or SIGINT.
     Run {
         /// Config file (default: built-in defaults).
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print a topic's values from the beginning as JSON lines, until it is idle (for checks
+    /// and scripts; kcat does the same).
+    Consume {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// Stop after this many seconds without a new record.
+        #[arg(long, default_value_t = 5)]
+        idle_secs: u64,
+        /// Config whose [kafka.librdkafka] settings (TLS, SASL) the consumer uses.
         #[arg(long, env = "WALLETGUARD_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -249,6 +280,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             walletguard::kafka::demo::run(&kopts, interrupt, &mut out)?;
             Ok(())
         }
+        Cmd::Consume {
+            brokers,
+            topic,
+            idle_secs,
+            config,
+        } => {
+            let mut cfg = Config::load(config.as_deref())
+                .with_context(|| format!("config {}", show(&config)))?;
+            init_logging(&cfg);
+            cfg.kafka.brokers = brokers;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let n = walletguard::kafka::tail::dump(
+                &cfg,
+                &topic,
+                std::time::Duration::from_secs(idle_secs),
+                &mut out,
+            )?;
+            eprintln!("{n} records");
+            Ok(())
+        }
         Cmd::Run { config } => {
             let cfg = Config::load(config.as_deref())
                 .with_context(|| format!("config {}", show(&config)))?;
@@ -264,6 +316,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             attack_rate,
             novelty_rate,
             start,
+            brokers,
+            topic,
+            rate,
+            max_events,
+            config,
         } => {
             let params = SimParams {
                 users,
@@ -272,6 +329,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 attack_rate,
                 novelty_rate,
                 start: sim::parse_date(&start)?,
+            };
+            if let (Some(brokers), Some(topic)) = (brokers, topic) {
+                return simulate_to_kafka(params, brokers, topic, rate, max_events, &config, labels);
+            }
+            let (Some(out), Some(labels)) = (out, labels) else {
+                anyhow::bail!("--out and --labels are required without --brokers");
             };
             let summary = sim::write_files(&params, &out, &labels)?;
             println!("{summary}");
@@ -370,6 +433,72 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `simulate --brokers B --topic T --rate R`: streams the simulation into Kafka.
+fn simulate_to_kafka(
+    params: SimParams,
+    brokers: String,
+    topic: String,
+    rate: u64,
+    max_events: Option<u64>,
+    config: &Option<PathBuf>,
+    labels: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use walletguard::kafka::{client_config, loadgen, Role};
+    let mut cfg = Config::load(config.as_deref()).with_context(|| format!("config {}", show(config)))?;
+    init_logging(&cfg);
+    cfg.kafka.brokers = brokers;
+    let (producer, count) = loadgen::producer(client_config(&cfg, Role::Admin))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc_handler(move || flag.store(true, Ordering::SeqCst))?;
+    let opts = loadgen::LoadOptions {
+        sim: params,
+        topic: topic.clone(),
+        rate,
+        duration: None,
+        max_events,
+    };
+    let mut label_out = match &labels {
+        Some(p) => Some(walletguard::eval::labels::LabelWriter::new(
+            walletguard::replay::create_output(p)?,
+        )?),
+        None => None,
+    };
+    let mut write_err = None;
+    let summary = loadgen::stream(&producer, &count, &opts, &stop, |ev| {
+        if let Some(w) = label_out.as_mut() {
+            let r = w.write_raw(
+                ev.event_id().as_bytes(),
+                ev.user_id().as_bytes(),
+                ev.label(),
+                ev.scenario.as_str().as_bytes(),
+            );
+            if let Err(e) = r {
+                write_err.get_or_insert(e);
+            }
+        }
+    })?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    if let Some(w) = label_out {
+        w.finish()?;
+    }
+    println!(
+        "sent {} events to {} in {:.1} s ({:.0}/s); delivered {}, failed {}",
+        summary.sent,
+        topic,
+        summary.seconds,
+        summary.sent as f64 / summary.seconds.max(1e-9),
+        summary.delivered,
+        summary.failed
+    );
+    if summary.failed > 0 {
+        anyhow::bail!("{} events were not delivered", summary.failed);
+    }
+    Ok(())
 }
 
 /// Installs a SIGINT/SIGTERM handler on a small thread of its own.

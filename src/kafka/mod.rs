@@ -11,6 +11,7 @@
 //! - [`loadgen`]: streams simulated traffic into a topic at a given rate (`simulate --rate`,
 //!   `demo`).
 //! - [`demo`]: `walletguard demo` on an embedded `MockCluster`.
+//! - [`tail`]: `walletguard consume`: a topic's values as JSON lines, for checks and scripts.
 //!
 //! Delivery modes are one enum, [`crate::config::Delivery`]: at-least-once stores a message's
 //! offset only after every output of its batch is acknowledged; exactly-once commits outputs,
@@ -22,6 +23,7 @@ pub mod partition;
 pub mod restore;
 pub mod service;
 pub mod sink;
+pub mod tail;
 pub mod topics;
 
 use rdkafka::config::ClientConfig;

@@ -1,0 +1,164 @@
+//! End-to-end benchmark of `walletguard run` over Kafka (figures for the notes; not a test).
+//!
+//! Two measurements, on the embedded `MockCluster` or, with `WG_E2E_BROKERS=host:port`, on a
+//! real broker such as tansu:
+//! - **throughput**: `WG_E2E_EVENTS` simulated events (default 1,000,000) are loaded into the
+//!   input topic first; then the service starts and the time to score them all is measured.
+//! - **latency**: events are streamed at a steady `WG_E2E_RATE` per second (default 20,000)
+//!   for `WG_E2E_SECONDS` (default 20) while the service runs; p50/p99 come from
+//!   `walletguard_processing_latency_seconds` (receipt to every output acknowledged, or the
+//!   transaction committed).
+//!
+//! `WG_E2E_DELIVERY=exactly_once` measures the transactional mode (MockCluster only; tansu has
+//! no transactions). `WG_E2E_PARTITIONS` (default 4) sets the input partitions.
+//!
+//! Run: `cargo bench --bench e2e`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+
+use walletguard::config::{Config, Delivery};
+use walletguard::http::Health;
+use walletguard::kafka::{self, client_config, loadgen, Role, RunOptions};
+use walletguard::metrics::{quantile, Metrics};
+use walletguard::pipeline::{Engine, EngineCell};
+use walletguard::sim::SimParams;
+
+fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+fn processed(m: &Metrics) -> u64 {
+    let mut n = 0;
+    for fam in m.registry.gather() {
+        if fam.name() == "walletguard_events_total" || fam.name() == "walletguard_invalid_events_total" {
+            for mm in fam.get_metric() {
+                n += mm.get_counter().get_value() as u64;
+            }
+        }
+    }
+    n
+}
+
+fn main() {
+    // Criterion-style filters are passed by `cargo bench`; ignore them.
+    let events: u64 = env("WG_E2E_EVENTS", 1_000_000);
+    let rate: u64 = env("WG_E2E_RATE", 20_000);
+    let seconds: u64 = env("WG_E2E_SECONDS", 20);
+    let partitions: i32 = env("WG_E2E_PARTITIONS", 4);
+    let delivery = match std::env::var("WG_E2E_DELIVERY").as_deref() {
+        Ok("exactly_once") => Delivery::ExactlyOnce,
+        _ => Delivery::AtLeastOnce,
+    };
+    let mock = match std::env::var("WG_E2E_BROKERS") {
+        Ok(_) => None,
+        Err(_) => Some(MockCluster::new(3).expect("mock cluster")),
+    };
+    let brokers = std::env::var("WG_E2E_BROKERS")
+        .unwrap_or_else(|_| mock.as_ref().map(|m| m.bootstrap_servers()).unwrap_or_default());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    for (phase, load_first) in [("throughput", true), ("latency", false)] {
+        let tag = format!("{}-{}", phase, std::process::id());
+        let mut cfg = Config::default();
+        cfg.kafka.brokers = brokers.clone();
+        cfg.kafka.delivery = delivery;
+        cfg.kafka.group_id = format!("bench-{tag}");
+        cfg.kafka.instance_id = tag.clone();
+        cfg.kafka.input_topics = vec![format!("events-{tag}")];
+        cfg.kafka.changelog_topic = format!("profiles-{tag}");
+        cfg.kafka.alerts_topic = format!("alerts-{tag}");
+        cfg.kafka.commands_topic = format!("commands-{tag}");
+        cfg.kafka.dlq_topic = format!("dlq-{tag}");
+        cfg.kafka.partitions = partitions;
+        cfg.subscriptions.clear();
+        cfg.http.enabled = false;
+        match &mock {
+            Some(m) => {
+                for t in [&cfg.kafka.input_topics[0], &cfg.kafka.changelog_topic] {
+                    m.create_topic(t, partitions, 1).expect("topic");
+                }
+                for t in [&cfg.kafka.alerts_topic, &cfg.kafka.commands_topic, &cfg.kafka.dlq_topic] {
+                    m.create_topic(t, partitions, 1).expect("topic");
+                }
+            }
+            None => {
+                cfg.kafka.create_topics = true;
+                rt.block_on(kafka::topics::ensure(&cfg)).expect("create topics");
+            }
+        }
+        let sim = SimParams { users: 100_000, days: 60, seed: 9, ..SimParams::default() };
+        let stop_load = Arc::new(AtomicBool::new(false));
+        let load = |n: Option<u64>, rate: u64, dur: Option<Duration>| {
+            let (p, c) = loadgen::producer(client_config(&cfg, Role::Admin)).expect("producer");
+            let o = loadgen::LoadOptions {
+                sim: sim.clone(),
+                topic: cfg.kafka.input_topics[0].clone(),
+                rate,
+                duration: dur,
+                max_events: n,
+            };
+            loadgen::stream(&p, &c, &o, &stop_load, |_| {}).expect("load")
+        };
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = |cfg: Config, metrics: Arc<Metrics>, stop: Arc<AtomicBool>| {
+            rt.spawn(kafka::run(RunOptions {
+                engine: Arc::new(EngineCell::new(Engine::new(cfg.clone()))),
+                config: cfg,
+                metrics,
+                health: Health::new(),
+                stop,
+            }))
+        };
+        if load_first {
+            let s = load(Some(events), 0, None);
+            eprintln!("loaded {} events in {:.1} s", s.sent, s.seconds);
+            let t0 = Instant::now();
+            let h = run(cfg.clone(), metrics.clone(), stop.clone());
+            let mut first: Option<Instant> = None;
+            while processed(&metrics) < s.sent {
+                if first.is_none() && processed(&metrics) > 0 {
+                    first = Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                if t0.elapsed() > Duration::from_secs(600) {
+                    break;
+                }
+            }
+            let end = Instant::now();
+            let from = first.unwrap_or(t0);
+            let n = processed(&metrics);
+            println!(
+                "e2e throughput {:?} partitions={partitions}: {n} events in {:.2} s after the first = {:.0} events/s (startup incl. restore and group join {:.2} s)",
+                delivery,
+                (end - from).as_secs_f64(),
+                n as f64 / (end - from).as_secs_f64(),
+                (from - t0).as_secs_f64()
+            );
+            stop.store(true, Ordering::SeqCst);
+            rt.block_on(h).expect("join").expect("run");
+        } else {
+            let h = run(cfg.clone(), metrics.clone(), stop.clone());
+            std::thread::sleep(Duration::from_secs(3));
+            let s = load(None, rate, Some(Duration::from_secs(seconds)));
+            let t0 = Instant::now();
+            while processed(&metrics) < s.sent && t0.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let p50 = quantile(&metrics.latency, 0.5).unwrap_or(f64::NAN);
+            let p99 = quantile(&metrics.latency, 0.99).unwrap_or(f64::NAN);
+            println!(
+                "e2e latency {:?} at {rate}/s for {seconds} s: {} events, p50 {:.1} ms, p99 {:.1} ms",
+                delivery,
+                s.sent,
+                p50 * 1000.0,
+                p99 * 1000.0
+            );
+            stop.store(true, Ordering::SeqCst);
+            rt.block_on(h).expect("join").expect("run");
+        }
+    }
+}

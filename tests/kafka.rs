@@ -1,0 +1,645 @@
+//! The Kafka service end to end on rdkafka's embedded `MockCluster` (127.0.0.1 only): the
+//! decisions of `walletguard run` equal the pure engine's, dead letters, at-least-once across a
+//! SIGKILL, state moving through the changelog on a rebalance, a broker outage, and the
+//! exactly-once path. Each test has its own cluster and uniquely named topics and groups.
+
+mod common;
+mod kafka_common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+use serde_json::Value;
+
+use common::{add_days, local_ms, Actor, Amount, Story, CST, LAGOS, MIN, SHANGHAI};
+use kafka_common::*;
+use walletguard::config::Delivery;
+use walletguard::pipeline::Engine;
+use walletguard::sim::SimParams;
+
+/// Compares what came back over Kafka with what the pure engine produced, event by event.
+fn assert_same(what: &str, got: &HashMap<String, Vec<Value>>, want: &HashMap<String, Vec<Value>>) {
+    let mut missing: Vec<&String> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    missing.sort();
+    let mut extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    extra.sort();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} events missing (first {:?}), {} unexpected (first {:?})",
+        missing.len(),
+        missing.first(),
+        extra.len(),
+        extra.first()
+    );
+    let mut ids: Vec<&String> = want.keys().collect();
+    ids.sort();
+    let mut differing = 0;
+    let mut first = None;
+    for id in ids {
+        if got[id] != want[id] {
+            differing += 1;
+            first.get_or_insert(id);
+        }
+    }
+    if let Some(id) = first {
+        panic!(
+            "{what}: {differing} of {} events differ; first {id}:\n  kafka:  {:?}\n  engine: {:?}",
+            want.len(),
+            got[id],
+            want[id]
+        );
+    }
+}
+
+fn small_world(users: u32, days: u32, seed: u64) -> SimParams {
+    SimParams {
+        users,
+        days,
+        seed,
+        attack_rate: 0.1,
+        ..Default::default()
+    }
+}
+
+fn payloads(msgs: &[Msg]) -> impl Iterator<Item = &[u8]> {
+    msgs.iter().map(|m| m.payload.as_deref().unwrap_or(b""))
+}
+
+/// 1. Every decision, alert and command over Kafka (4 input partitions) equals what the pure
+///    engine produces from the same events; the core's results depend only on each user's own
+///    order, which keying by `user_id` preserves.
+#[test]
+fn decisions_over_kafka_equal_the_pure_engine() {
+    init_logging();
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let mut names = Names::new("equal");
+    let cfg = config(&brokers, &mut names, "a");
+    create_topics(&mock, &cfg, 4);
+
+    let msgs = sim_events(&small_world(200, 20, 5));
+    let want = expected(&Engine::new(cfg.clone()), payloads(&msgs));
+    assert!(want.errors.is_empty(), "simulated events are valid");
+    assert!(
+        !want.commands.is_empty(),
+        "the world should contain commands"
+    );
+    produce_all(&brokers, &names.input, &msgs);
+
+    let rt = runtime();
+    let svc = Service::start(&rt, cfg);
+    let mut decisions = Reader::new(&brokers, &names.decisions, OUT_PARTS, false);
+    let arrived = decisions.wait_for(|r| r.len() >= want.valid);
+    let summary = svc.stop(&rt).expect("run returns Ok after stop");
+    assert_eq!(summary.sessions, 1);
+    assert!(
+        arrived,
+        "only {} of {} decisions arrived",
+        decisions.recs.len(),
+        want.valid
+    );
+    decisions.drain();
+    assert_eq!(
+        decisions.recs.len(),
+        want.valid,
+        "one decision per valid event"
+    );
+    for r in &decisions.recs {
+        let v = r.json();
+        assert_eq!(
+            r.key_str().as_deref(),
+            v["user_id"].as_str(),
+            "keyed by user"
+        );
+        assert_eq!(r.header("action").as_deref(), v["action"].as_str());
+    }
+    assert_same("decisions", &decisions.by_event(), &want.decisions);
+
+    let mut alerts = Reader::new(&brokers, &names.alerts, OUT_PARTS, false);
+    alerts.drain();
+    let got: HashMap<String, Vec<Value>> = alerts
+        .by_event()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().map(strip_times).collect()))
+        .collect();
+    assert_same("alerts", &got, &want.alerts);
+
+    let mut commands = Reader::new(&brokers, &names.commands, OUT_PARTS, false);
+    commands.drain();
+    let got: HashMap<String, Vec<Value>> = commands
+        .by_event()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().map(strip_times).collect()))
+        .collect();
+    assert_same("commands", &got, &want.commands);
+    drop(rt);
+    drop(mock);
+}
+
+/// 2. Invalid messages go to the DLQ with their error and source position, and the partition
+///    keeps flowing: the valid events after them get decisions.
+#[test]
+fn dead_letters_keep_the_partition_flowing() {
+    init_logging();
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let mut names = Names::new("dlq");
+    let cfg = config(&brokers, &mut names, "a");
+    create_topics(&mock, &cfg, 2);
+    let engine = Engine::new(cfg.clone());
+
+    let mut s = Story::new("u-dlq", 3_000.0, Actor::new("d-own", SHANGHAI), 19);
+    s.live_in_shanghai((2026, 3, 2), 4);
+    let lines = s.lines();
+    let mut missing_user: Value = serde_json::from_str(&lines[1]).expect("story JSON");
+    missing_user
+        .as_object_mut()
+        .expect("object")
+        .remove("user_id");
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 - 10));
+    assert_eq!(huge.len(), 1024 * 1024);
+
+    // (payload, Some(expected error reason) for a bad one)
+    let mut plan: Vec<(Option<Vec<u8>>, Option<&str>)> =
+        vec![(Some(lines[0].clone().into()), None)];
+    plan.push((
+        Some(b"{\"event_id\": \"e-broken\", ".to_vec()),
+        Some("malformed_json"),
+    ));
+    plan.push((
+        Some(vec![b'{', 0xff, 0xfe, b'"', 0xc3, 0x28, b'}']),
+        Some("not_utf8"),
+    ));
+    plan.push((
+        Some(missing_user.to_string().into_bytes()),
+        Some("missing_field"),
+    ));
+    plan.push((Some(huge.into_bytes()), Some("too_large")));
+    plan.push((None, Some("malformed_json")));
+    for l in &lines[1..] {
+        plan.push((Some(l.clone().into_bytes()), None));
+    }
+    let msgs: Vec<Msg> = plan
+        .iter()
+        .map(|(p, _)| Msg {
+            key: Some(b"u-dlq".to_vec()),
+            payload: p.clone(),
+            partition: Some(0),
+        })
+        .collect();
+    let want = expected(&engine, payloads(&msgs));
+    assert_eq!(want.valid, lines.len());
+    produce_all(&brokers, &names.input, &msgs);
+
+    let rt = runtime();
+    let svc = Service::start(&rt, cfg);
+    let mut decisions = Reader::new(&brokers, &names.decisions, OUT_PARTS, false);
+    let mut dlq = Reader::new(&brokers, &names.dlq, OUT_PARTS, false);
+    let bad = plan.iter().filter(|(_, e)| e.is_some()).count();
+    let arrived = decisions.wait_for(|r| r.len() >= lines.len());
+    let dead = dlq.wait_for(|r| r.len() >= bad);
+    let metrics = svc.metrics.clone();
+    svc.stop(&rt).expect("run returns Ok after stop");
+    assert!(
+        arrived,
+        "only {} of {} decisions: the partition stopped at a bad message",
+        decisions.recs.len(),
+        lines.len()
+    );
+    assert!(dead, "only {} of {bad} dead letters", dlq.recs.len());
+    decisions.drain();
+    dlq.drain();
+    assert_same("decisions", &decisions.by_event(), &want.decisions);
+    assert_eq!(dlq.recs.len(), bad, "one dead letter per bad message");
+
+    let mut by_offset: HashMap<i64, &Rec> = HashMap::new();
+    for r in &dlq.recs {
+        let v = r.json();
+        let off = v["offset"].as_i64().expect("offset");
+        assert!(
+            by_offset.insert(off, r).is_none(),
+            "two dead letters for offset {off}"
+        );
+    }
+    for (offset, ((payload, reason), m)) in plan.iter().zip(&msgs).enumerate() {
+        let Some(reason) = reason else { continue };
+        let offset = offset as i64;
+        let r = by_offset
+            .get(&offset)
+            .unwrap_or_else(|| panic!("no dead letter for offset {offset} ({reason})"));
+        let v = r.json();
+        let raw = payload.as_deref().unwrap_or(b"");
+        let err = match engine.process_bytes(&mut engine.new_state(), raw, NOW_MS) {
+            Err(e) => {
+                assert_eq!(e.reason(), *reason, "test plan");
+                e.to_string()
+            }
+            Ok(_) => panic!("test plan: offset {offset} is valid"),
+        };
+        let cut = &raw[..raw.len().min(64 * 1024)];
+        let (want_payload, want_err) = match std::str::from_utf8(cut) {
+            Ok(s) => (s.to_owned(), err),
+            Err(_) => (
+                walletguard::output::base64(cut),
+                format!("{err} (payload is base64)"),
+            ),
+        };
+        assert_eq!(v["error"], want_err.as_str(), "error of offset {offset}");
+        assert_eq!(v["topic"], names.input.as_str(), "topic of offset {offset}");
+        assert_eq!(v["partition"], 0, "partition of offset {offset}");
+        assert_eq!(
+            v["payload"],
+            want_payload.as_str(),
+            "payload of offset {offset}"
+        );
+        assert_eq!(r.key, m.key, "key of offset {offset}");
+        assert_eq!(r.header("error").as_deref(), Some(*reason));
+        assert_eq!(
+            r.header("source_topic").as_deref(),
+            Some(names.input.as_str())
+        );
+        assert_eq!(r.header("source_partition").as_deref(), Some("0"));
+        assert_eq!(r.header("source_offset"), Some(offset.to_string()));
+        match *reason {
+            "too_large" => {
+                assert!(
+                    want_err.starts_with("event is 1048576 bytes, over the 65536-byte limit"),
+                    "{want_err}"
+                );
+                assert_eq!(
+                    v["payload"].as_str().map(str::len),
+                    Some(64 * 1024),
+                    "cut to 64 KiB"
+                );
+            }
+            "not_utf8" => assert!(want_err.ends_with("(payload is base64)"), "{want_err}"),
+            "missing_field" => assert_eq!(want_err, "missing field `user_id`"),
+            "malformed_json" => assert!(want_err.starts_with("malformed JSON"), "{want_err}"),
+            _ => {}
+        }
+    }
+    let invalid = |r: &str| metrics.invalid.with_label_values(&[r]).get();
+    assert_eq!(invalid("malformed_json"), 2);
+    assert_eq!(invalid("not_utf8"), 1);
+    assert_eq!(invalid("missing_field"), 1);
+    assert_eq!(invalid("too_large"), 1);
+    drop(rt);
+    drop(mock);
+}
+
+/// 3. At-least-once across a crash: instance A (a child process) is SIGKILLed mid-stream,
+///    without a final commit; B takes over the group. Every event has a decision, and an event
+///    decided twice got identical decisions (and alerts).
+#[test]
+fn at_least_once_across_a_sigkill() {
+    init_logging();
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let mut names = Names::new("crash");
+    let mut cfg_a = config(&brokers, &mut names, "a");
+    cfg_a.kafka.max_batch = 50;
+    // A consumes continuously rather than in fetch-wait bursts, so it is busy when killed.
+    cfg_a
+        .kafka
+        .consumer
+        .insert("fetch.wait.max.ms".into(), "20".into());
+    create_topics(&mock, &cfg_a, 4);
+    let cfg_b = config(&brokers, &mut names, "b");
+
+    let msgs = sim_events(&small_world(150, 15, 8));
+    let want = expected(&Engine::new(cfg_a.clone()), payloads(&msgs));
+    assert!(want.errors.is_empty());
+    let total_ids = want.decisions.len();
+    let first = msgs.len() / 10;
+
+    // Phase 1: A is up and has consumed the first tenth.
+    produce_all(&brokers, &names.input, &msgs[..first]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = ChildService::start(dir.path(), "a", &cfg_a);
+    let mut decisions = Reader::new(&brokers, &names.decisions, OUT_PARTS, false);
+    let up = decisions.wait_for(|r| r.len() >= first);
+    a.assert_running();
+    assert!(
+        up,
+        "instance A did not decide the first events:\n{}",
+        a.log()
+    );
+
+    // Phase 2: stream the rest; SIGKILL A when it is about halfway through.
+    let streamer = stream(&brokers, &names.input, msgs[first..].to_vec(), 1500);
+    let half = msgs.len() / 2;
+    let mid = decisions.wait_for(|r| r.len() >= half);
+    a.assert_running();
+    assert!(mid, "instance A stalled:\n{}", a.log());
+    a.child.kill().expect("SIGKILL A");
+    let status = a.child.wait().expect("wait A");
+    assert!(!status.success(), "A was killed, not stopped");
+    decisions.poll(Duration::from_millis(500));
+    let seen_at_kill = decisions.recs.len();
+    let committed_at_kill = committed(&brokers, &names.group, &names.input, 4);
+
+    // B takes over once the group expires A's session.
+    let rt = runtime();
+    let b = Service::start(&rt, cfg_b);
+    let all = decisions.wait_for(|r| distinct_events(r) >= total_ids);
+    streamer.join().expect("streamer");
+    let restored = b.metrics.restore_records.get();
+    b.stop(&rt).expect("B returns Ok after stop");
+    assert!(
+        all,
+        "only {} of {total_ids} events decided after the crash",
+        distinct_events(&decisions.recs)
+    );
+    decisions.drain();
+    let got = decisions.by_event();
+    let missing: Vec<&String> = want
+        .decisions
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .collect();
+    assert!(missing.is_empty(), "events without a decision: {missing:?}");
+    let repeated = got.values().filter(|v| v.len() > 1).count();
+    let first_differs = want
+        .decisions
+        .iter()
+        .filter(|(id, w)| got[*id].first() != w.first())
+        .count();
+    let last_differs = want
+        .decisions
+        .iter()
+        .filter(|(id, w)| got[*id].last() != w.last())
+        .count();
+    eprintln!(
+        "crash test: {} events; at the kill A had decided {seen_at_kill} and committed \
+         {committed_at_kill} offsets; {repeated} events were decided again by B, which restored \
+         {restored} changelog records; {first_differs} first and {last_differs} last decisions \
+         differ from the pure engine's",
+        msgs.len()
+    );
+    assert!(restored > 0, "B restored no profile from the changelog");
+    // B restores the latest profile versions, which already contain the effects of the
+    // uncommitted tail it then scores again: a repeat must still be decided the same way.
+    assert_repeats_identical("decisions", &got);
+
+    let mut alerts = Reader::new(&brokers, &names.alerts, OUT_PARTS, false);
+    alerts.drain();
+    let alerts: HashMap<String, Vec<Value>> = alerts
+        .by_event()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().map(strip_times).collect()))
+        .collect();
+    assert_repeats_identical("alerts", &alerts);
+    drop(rt);
+    drop(mock);
+}
+
+/// The takeover story of `tests/stories.rs`: five weeks of `u-lin`'s life in Shanghai, then a
+/// password reset from a never-seen device in Lagos, a login, a new card and three draining
+/// transfers to a new payee. Returns the lines up to the reset and the rest.
+fn takeover_story() -> (Vec<String>, Vec<String>) {
+    let mut s = Story::new("u-lin", 6_000.0, Actor::new("d-own", SHANGHAI), 7);
+    s.live_in_shanghai((2026, 3, 2), 36);
+    s.lines();
+    let night = add_days((2026, 3, 2), 36);
+    s.actor = Actor::new("d-attacker", LAGOS);
+    let t = local_ms(CST, night, 3, 2) + 14_000;
+    let reset = s.security(t, "password_reset");
+    s.login(t + 3 * MIN + 21_000);
+    s.plan(
+        t + 6 * MIN + 5_000,
+        "payment_method_bind",
+        None,
+        Some("card-tok-5f0e9a"),
+    );
+    s.transfer(t + 9 * MIN, Amount::BalanceShare(0.4), "mule-1");
+    s.transfer(t + 11 * MIN + 30_000, Amount::BalanceShare(0.5), "mule-1");
+    s.transfer(t + 14 * MIN, Amount::BalanceShare(1.0), "mule-1");
+    let lines = s.lines();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(&format!("\"{reset}\"")))
+        .expect("reset line");
+    let rest = lines[at + 1..].to_vec();
+    let mut head = lines;
+    head.truncate(at + 1);
+    (head, rest)
+}
+
+/// 4. A rebalance moves a user's profile through the changelog: A learns `u-lin`'s history,
+///    B joins and A leaves, and B (which never saw the history) freezes the account on the
+///    takeover, exactly as the pure engine does with the whole story.
+#[test]
+fn rebalance_moves_state_through_the_changelog() {
+    init_logging();
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let mut names = Names::new("rebalance");
+    let cfg_a = config(&brokers, &mut names, "a");
+    let cfg_b = config(&brokers, &mut names, "b");
+    create_topics(&mock, &cfg_a, 2);
+
+    let (head, rest) = takeover_story();
+    let engine = Engine::new(cfg_a.clone());
+    let full = expected(&engine, head.iter().chain(&rest).map(|l| l.as_bytes()));
+    let fresh = expected(&engine, rest.iter().map(|l| l.as_bytes()));
+    let rest_ids: Vec<String> = rest
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("story JSON");
+            v["event_id"].as_str().expect("event_id").to_owned()
+        })
+        .collect();
+    let want_rest: HashMap<String, Vec<Value>> = rest_ids
+        .iter()
+        .map(|id| (id.clone(), full.decisions[id].clone()))
+        .collect();
+    assert!(
+        full.commands
+            .values()
+            .flatten()
+            .any(|c| c["command"] == "freeze_account"),
+        "the whole story ends in a freeze"
+    );
+    assert_ne!(
+        want_rest, fresh.decisions,
+        "test premise: the takeover is judged differently without the user's history"
+    );
+
+    let rt = runtime();
+    let a = Service::start(&rt, cfg_a);
+    let key = |l: &String| Msg::keyed("u-lin", l.clone());
+    produce_all(
+        &brokers,
+        &names.input,
+        &head.iter().map(key).collect::<Vec<_>>(),
+    );
+    let mut decisions = Reader::new(&brokers, &names.decisions, OUT_PARTS, false);
+    assert!(
+        decisions.wait_for(|r| r.len() >= head.len()),
+        "A decided {} of {} events",
+        decisions.recs.len(),
+        head.len()
+    );
+    let mut changelog = Reader::new(&brokers, &names.changelog, 2, false);
+    assert!(
+        changelog.wait_for(|r| r.iter().any(|c| c.key.as_deref() == Some(b"u-lin"))),
+        "no changelog record keyed by u-lin"
+    );
+
+    // B joins (cooperative rebalance), then A leaves: every partition ends up on B.
+    let b = Service::start(&rt, cfg_b);
+    b.wait_metrics("B to be assigned a partition", |m| m.assigned.get() >= 1);
+    a.stop(&rt).expect("A returns Ok after stop");
+    b.wait_metrics("B to own both partitions", |m| m.assigned.get() == 2);
+    b.wait_metrics("B to finish restoring", |m| m.restoring.get() == 0);
+
+    produce_all(
+        &brokers,
+        &names.input,
+        &rest.iter().map(key).collect::<Vec<_>>(),
+    );
+    let mut commands = Reader::new(&brokers, &names.commands, OUT_PARTS, false);
+    let frozen = commands.wait_for(|r| {
+        r.iter().any(|c| {
+            let v = c.json();
+            v["command"] == "freeze_account" && v["user_id"] == "u-lin"
+        })
+    });
+    let all = decisions.wait_for(|r| r.len() >= head.len() + rest.len());
+    let restored = b.metrics.restore_records.get();
+    b.stop(&rt).expect("B returns Ok after stop");
+    assert!(restored > 0, "B restored nothing from the changelog");
+    assert!(
+        all,
+        "B decided only {} events",
+        decisions.recs.len() - head.len()
+    );
+    let got = decisions.by_event();
+    let got_rest: HashMap<String, Vec<Value>> = rest_ids
+        .iter()
+        .map(|id| (id.clone(), got.get(id).cloned().unwrap_or_default()))
+        .collect();
+    assert_same("takeover decisions on B", &got_rest, &want_rest);
+    assert!(
+        frozen,
+        "no freeze_account for u-lin: B did not get A's profile"
+    );
+    drop(rt);
+    drop(mock);
+}
+
+/// 5. The leader of every input partition goes down for a few seconds mid-stream; when it is
+///    back, every event still gets its decision.
+#[test]
+fn broker_outage_mid_stream() {
+    init_logging();
+    let mock = MockCluster::new(3).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let mut names = Names::new("outage");
+    let cfg = config(&brokers, &mut names, "a");
+    create_topics(&mock, &cfg, 4);
+    let leader = 2;
+    for p in 0..4 {
+        mock.partition_leader(&names.input, p, Some(leader))
+            .expect("set leader");
+    }
+
+    let msgs = sim_events(&small_world(120, 12, 21));
+    let want = expected(&Engine::new(cfg.clone()), payloads(&msgs));
+    let total_ids = want.decisions.len();
+
+    let rt = runtime();
+    let svc = Service::start(&rt, cfg);
+    let streamer = stream(&brokers, &names.input, msgs.clone(), 1500);
+    let mut decisions = Reader::new(&brokers, &names.decisions, OUT_PARTS, false);
+    assert!(
+        decisions.wait_for(|r| r.len() >= msgs.len() / 3),
+        "the service did not start deciding"
+    );
+    mock.broker_down(leader).expect("broker down");
+    decisions.poll(Duration::from_secs(4));
+    mock.broker_up(leader).expect("broker up");
+    let all = decisions.wait_for(|r| distinct_events(r) >= total_ids);
+    streamer.join().expect("streamer");
+    assert!(!svc.finished(), "run ended during the outage");
+    svc.stop(&rt).expect("run returns Ok after stop");
+    assert!(
+        all,
+        "only {} of {total_ids} events decided after the outage",
+        distinct_events(&decisions.recs)
+    );
+    decisions.drain();
+    let got = decisions.by_event();
+    assert_repeats_identical("decisions", &got);
+    let once: HashMap<String, Vec<Value>> = got
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.truncate(1);
+            (k, v)
+        })
+        .collect();
+    assert_same("decisions", &once, &want.decisions);
+    drop(rt);
+    drop(mock);
+}
+
+/// 6. Exactly-once on the mock cluster (which supports transactions): a read_committed reader
+///    sees exactly one decision per event, equal to the engine's, transactions are committed,
+///    and `run` returns Ok after stop.
+#[test]
+fn exactly_once_commits_transactions() {
+    init_logging();
+    let mock = MockCluster::new(3).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let mut names = Names::new("eos");
+    let mut cfg = config(&brokers, &mut names, "a");
+    cfg.kafka.delivery = Delivery::ExactlyOnce;
+    cfg.kafka.transactional_id = uniq("txn");
+    create_topics(&mock, &cfg, 3);
+
+    let msgs = sim_events(&small_world(100, 12, 33));
+    let want = expected(&Engine::new(cfg.clone()), payloads(&msgs));
+    let want_alerts: usize = want.alerts.values().map(Vec::len).sum();
+    assert!(want_alerts > 0, "the world should contain alerts");
+
+    let rt = runtime();
+    let svc = Service::start(&rt, cfg);
+    let streamer = stream(&brokers, &names.input, msgs.clone(), 2000);
+    let mut decisions = Reader::new(&brokers, &names.decisions, OUT_PARTS, true);
+    let all = decisions.wait_for(|r| r.len() >= want.valid);
+    streamer.join().expect("streamer");
+    let metrics = svc.metrics.clone();
+    let summary = svc.stop(&rt).expect("run returns Ok after stop");
+    assert!(
+        all,
+        "only {} of {} decisions committed",
+        decisions.recs.len(),
+        want.valid
+    );
+    decisions.drain();
+    assert_eq!(
+        decisions.recs.len(),
+        want.valid,
+        "exactly one decision per event"
+    );
+    assert_same("decisions", &decisions.by_event(), &want.decisions);
+
+    let mut alerts = Reader::new(&brokers, &names.alerts, OUT_PARTS, true);
+    alerts.drain();
+    assert_eq!(
+        alerts.recs.len(),
+        want_alerts,
+        "exactly one alert per alerted event"
+    );
+    let committed = metrics.transactions.with_label_values(&["committed"]).get();
+    assert!(committed > 0, "no transaction committed");
+    assert_eq!(
+        metrics.transactions.with_label_values(&["aborted"]).get(),
+        0,
+        "no transaction aborted"
+    );
+    assert_eq!(summary.sessions, 1);
+    drop(rt);
+    drop(mock);
+}

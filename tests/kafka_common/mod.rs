@@ -1,0 +1,688 @@
+//! Helpers of the Kafka integration tests: unique names, configs, topics on a `MockCluster`,
+//! a test producer, a group-less reader of output topics, an in-process service handle, a
+//! child-process service, and the pure engine's expected outputs for comparison.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+use walletguard::config::Config;
+use walletguard::http::Health;
+use walletguard::kafka::loadgen::{self, Counting, DeliveryCount};
+use walletguard::kafka::{KafkaError, RunOptions, RunSummary};
+use walletguard::metrics::Metrics;
+use walletguard::pipeline::{Engine, EngineCell};
+use walletguard::sim::{SimParams, Simulator};
+
+/// The fixed processing clock of the pure engine (decisions do not depend on it).
+pub const NOW_MS: i64 = 1_780_272_000_000;
+
+/// Generous deadline for anything the tests wait on.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A name no other test (or earlier run against the same cluster) uses.
+pub fn uniq(tag: &str) -> String {
+    format!(
+        "wgt-{}-{}-{tag}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Logs of the service (warnings by default, `RUST_LOG` to change) into the test output.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // rdkafka::client reports the readers' partition-EOF events as errors: noise.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rdkafka::client=off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// The topics and group of one test.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub input: String,
+    pub alerts: String,
+    pub commands: String,
+    pub dlq: String,
+    pub decisions: String,
+    pub changelog: String,
+    pub subscriptions: Vec<String>,
+    pub group: String,
+}
+
+impl Names {
+    pub fn new(test: &str) -> Names {
+        let t = |s: &str| uniq(&format!("{test}.{s}"));
+        Names {
+            input: t("events"),
+            alerts: t("alerts"),
+            commands: t("commands"),
+            dlq: t("dlq"),
+            decisions: t("decisions"),
+            changelog: t("profiles"),
+            subscriptions: Vec::new(),
+            group: t("group"),
+        }
+    }
+}
+
+/// Partitions of every output topic.
+pub const OUT_PARTS: i32 = 3;
+
+/// The shipped config (read as text, so `WALLETGUARD_*` in the environment changes nothing),
+/// pointed at `brokers` and the topics of `names`, with quick group timing and small batches.
+pub fn config(brokers: &str, names: &mut Names, instance: &str) -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/walletguard.toml");
+    let text = std::fs::read_to_string(path).expect("read config/walletguard.toml");
+    let mut cfg = Config::from_toml(&text).expect("shipped config is valid");
+    let k = &mut cfg.kafka;
+    k.brokers = brokers.to_owned();
+    k.group_id = names.group.clone();
+    k.instance_id = instance.to_owned();
+    k.input_topics = vec![names.input.clone()];
+    k.alerts_topic = names.alerts.clone();
+    k.commands_topic = names.commands.clone();
+    k.dlq_topic = names.dlq.clone();
+    k.decisions_topic = names.decisions.clone();
+    k.changelog_topic = names.changelog.clone();
+    k.create_topics = false;
+    k.max_batch = 200;
+    k.commit_interval_ms = 200;
+    k.restore_timeout_s = 60;
+    k.shutdown_timeout_s = 30;
+    k.consumer
+        .insert("session.timeout.ms".into(), "6000".into());
+    k.consumer
+        .insert("heartbeat.interval.ms".into(), "500".into());
+    cfg.http.enabled = false;
+    cfg.http.listen = "127.0.0.1:0".into();
+    if names.subscriptions.is_empty() {
+        names.subscriptions = cfg
+            .subscriptions
+            .iter()
+            .map(|s| uniq(&format!("sub-{}", s.name)))
+            .collect();
+    }
+    for (s, t) in cfg.subscriptions.iter_mut().zip(&names.subscriptions) {
+        s.topic = t.clone();
+    }
+    cfg.validate().expect("test config is valid");
+    cfg
+}
+
+/// Creates every topic of `cfg` on the mock cluster: input and changelog with `partitions`,
+/// outputs with [`OUT_PARTS`].
+pub fn create_topics<C: rdkafka::ClientContext>(
+    mock: &MockCluster<'_, C>,
+    cfg: &Config,
+    partitions: i32,
+) {
+    let k = &cfg.kafka;
+    let mut topics: Vec<(String, i32)> = vec![
+        (k.input_topics[0].clone(), partitions),
+        (k.changelog_topic.clone(), partitions),
+        (k.alerts_topic.clone(), OUT_PARTS),
+        (k.commands_topic.clone(), OUT_PARTS),
+        (k.dlq_topic.clone(), OUT_PARTS),
+    ];
+    if !k.decisions_topic.is_empty() {
+        topics.push((k.decisions_topic.clone(), OUT_PARTS));
+    }
+    for s in &cfg.subscriptions {
+        topics.push((s.topic.clone(), OUT_PARTS));
+    }
+    for (t, n) in topics {
+        mock.create_topic(&t, n, 1)
+            .unwrap_or_else(|e| panic!("create topic {t}: {e}"));
+    }
+}
+
+// ----- input -----
+
+/// One input message.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub partition: Option<i32>,
+}
+
+impl Msg {
+    /// A JSON line keyed by `user_id`.
+    pub fn keyed(user: &str, payload: impl Into<Vec<u8>>) -> Msg {
+        Msg {
+            key: Some(user.as_bytes().to_vec()),
+            payload: Some(payload.into()),
+            partition: None,
+        }
+    }
+}
+
+/// The simulated world's events, keyed by `user_id`, in stream order.
+pub fn sim_events(params: &SimParams) -> Vec<Msg> {
+    Simulator::new(params)
+        .expect("simulator")
+        .map(|ev| {
+            let mut line = Vec::new();
+            ev.write_json(&mut line);
+            let mut key = Vec::new();
+            ev.write_user_id(&mut key);
+            Msg {
+                key: Some(key),
+                payload: Some(line),
+                partition: None,
+            }
+        })
+        .collect()
+}
+
+/// A producer that accepts messages up to 5 MB and counts failed deliveries.
+pub fn producer(brokers: &str) -> (ThreadedProducer<Counting>, Arc<DeliveryCount>) {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    c.set("message.max.bytes", "5000000");
+    loadgen::producer(c).expect("test producer")
+}
+
+/// Enqueues one message (waiting on a full queue).
+pub fn send(p: &ThreadedProducer<Counting>, topic: &str, m: &Msg) {
+    let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+    if let Some(k) = &m.key {
+        rec = rec.key(&k[..]);
+    }
+    if let Some(v) = &m.payload {
+        rec = rec.payload(&v[..]);
+    }
+    if let Some(part) = m.partition {
+        rec = rec.partition(part);
+    }
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                rec = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => panic!("produce to {topic}: {e}"),
+        }
+    }
+}
+
+/// Flushes and checks that every message so far was delivered.
+pub fn flush(p: &ThreadedProducer<Counting>, count: &DeliveryCount, expect: u64) {
+    p.flush(Duration::from_secs(120))
+        .expect("flush test producer");
+    assert_eq!(
+        count.failed.load(Ordering::SeqCst),
+        0,
+        "test producer: deliveries failed"
+    );
+    assert_eq!(
+        count.ok.load(Ordering::SeqCst),
+        expect,
+        "test producer: delivered"
+    );
+}
+
+/// Produces `msgs` into `topic` and waits until all are acknowledged.
+pub fn produce_all(brokers: &str, topic: &str, msgs: &[Msg]) {
+    let (p, count) = producer(brokers);
+    for m in msgs {
+        send(&p, topic, m);
+    }
+    flush(&p, &count, msgs.len() as u64);
+}
+
+/// Streams `msgs` into `topic` from a thread at about `rate` messages per second.
+pub fn stream(
+    brokers: &str,
+    topic: &str,
+    msgs: Vec<Msg>,
+    rate: u64,
+) -> std::thread::JoinHandle<()> {
+    let brokers = brokers.to_owned();
+    let topic = topic.to_owned();
+    std::thread::spawn(move || {
+        let (p, count) = producer(&brokers);
+        let t0 = Instant::now();
+        for (i, m) in msgs.iter().enumerate() {
+            if i % 20 == 0 {
+                let due = Duration::from_secs_f64(i as f64 / rate as f64);
+                if let Some(w) = due.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(w);
+                }
+            }
+            send(&p, &topic, m);
+        }
+        flush(&p, &count, msgs.len() as u64);
+    })
+}
+
+// ----- output -----
+
+/// One record read back.
+#[derive(Debug, Clone)]
+pub struct Rec {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Rec {
+    /// The value as JSON (panics on anything else: every output is JSON).
+    pub fn json(&self) -> Value {
+        let p = self.payload.as_deref().expect("record has a value");
+        serde_json::from_slice(p).unwrap_or_else(|e| {
+            panic!(
+                "output is not JSON ({e}): {}",
+                String::from_utf8_lossy(&p[..p.len().min(300)])
+            )
+        })
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_ref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// The key as text.
+    pub fn key_str(&self) -> Option<String> {
+        self.key
+            .as_ref()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+    }
+}
+
+/// A group-less reader of every partition of one topic from the beginning.
+pub struct Reader {
+    consumer: BaseConsumer,
+    topic: String,
+    eof: HashMap<i32, bool>,
+    pub recs: Vec<Rec>,
+}
+
+impl Reader {
+    pub fn new(brokers: &str, topic: &str, partitions: i32, read_committed: bool) -> Reader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", uniq("reader"))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            // Follow the outputs closely (the crash test kills an instance mid-work).
+            .set("fetch.wait.max.ms", "20")
+            .set(
+                "isolation.level",
+                if read_committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+            )
+            .create()
+            .expect("reader");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("tpl");
+        }
+        consumer.assign(&tpl).expect("assign reader");
+        Reader {
+            consumer,
+            topic: topic.to_owned(),
+            eof: (0..partitions).map(|p| (p, false)).collect(),
+            recs: Vec::new(),
+        }
+    }
+
+    /// Reads what arrives within about `wait`; returns how many records were read.
+    pub fn poll(&mut self, wait: Duration) -> usize {
+        let t0 = Instant::now();
+        let mut n = 0;
+        let mut timeout = wait;
+        loop {
+            match self.consumer.poll(timeout) {
+                Some(Ok(m)) => {
+                    n += 1;
+                    self.eof.insert(m.partition(), false);
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|x| (x.key.to_owned(), x.value.map(|v| v.to_vec())))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    self.recs.push(Rec {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(|k| k.to_vec()),
+                        payload: m.payload().map(|p| p.to_vec()),
+                        headers,
+                    });
+                    timeout = Duration::ZERO;
+                }
+                Some(Err(RdError::PartitionEOF(p))) => {
+                    self.eof.insert(p, true);
+                }
+                Some(Err(e)) => {
+                    eprintln!("reader of {}: {e}", self.topic);
+                }
+                None => {
+                    if t0.elapsed() >= wait {
+                        return n;
+                    }
+                    timeout = wait.saturating_sub(t0.elapsed());
+                }
+            }
+            if n > 0 && n % 10_000 == 0 && t0.elapsed() >= wait {
+                return n;
+            }
+        }
+    }
+
+    /// Polls until `done(records)` holds or `WAIT` passes; returns whether it held.
+    pub fn wait_for(&mut self, mut done: impl FnMut(&[Rec]) -> bool) -> bool {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if done(&self.recs) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            self.poll(Duration::from_millis(200));
+        }
+    }
+
+    /// Reads until every partition reached its end (call when nothing more is produced).
+    pub fn drain(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let n = self.poll(Duration::from_millis(300));
+            if n == 0 && self.eof.values().all(|e| *e) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reader of {} did not reach the end",
+                self.topic
+            );
+        }
+    }
+
+    /// Every record's JSON value, grouped by its `event_id`, in read order.
+    pub fn by_event(&self) -> HashMap<String, Vec<Value>> {
+        let mut m: HashMap<String, Vec<Value>> = HashMap::new();
+        for r in &self.recs {
+            let v = r.json();
+            let id = v["event_id"].as_str().expect("event_id").to_owned();
+            m.entry(id).or_default().push(v);
+        }
+        m
+    }
+}
+
+/// Distinct `event_id`s among `recs` (which must be JSON with an `event_id`).
+pub fn distinct_events(recs: &[Rec]) -> usize {
+    let mut ids = std::collections::HashSet::new();
+    for r in recs {
+        let v = r.json();
+        ids.insert(v["event_id"].as_str().unwrap_or("").to_owned());
+    }
+    ids.len()
+}
+
+/// Sum over `partitions` of the offsets `group` has committed on `topic`.
+pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("offsets reader");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    got.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+// ----- the service -----
+
+/// A `run` in this process.
+pub struct Service {
+    pub stop: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    handle: Option<tokio::task::JoinHandle<Result<RunSummary, KafkaError>>>,
+}
+
+impl Service {
+    pub fn start(rt: &tokio::runtime::Runtime, cfg: Config) -> Service {
+        let stop = Arc::new(AtomicBool::new(false));
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let health = Health::new();
+        let engine = Arc::new(EngineCell::new(Engine::new(cfg.clone())));
+        let handle = rt.spawn(walletguard::kafka::run(RunOptions {
+            config: cfg,
+            engine,
+            metrics: metrics.clone(),
+            health: health.clone(),
+            stop: stop.clone(),
+        }));
+        Service {
+            stop,
+            metrics,
+            health,
+            handle: Some(handle),
+        }
+    }
+
+    /// Whether `run` already returned (an error, since nobody asked it to stop).
+    pub fn finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    /// Asks it to stop and waits for `run` to return.
+    pub fn stop(mut self, rt: &tokio::runtime::Runtime) -> Result<RunSummary, KafkaError> {
+        self.stop.store(true, Ordering::SeqCst);
+        let h = self.handle.take().expect("running");
+        rt.block_on(async { tokio::time::timeout(WAIT, h).await })
+            .expect("run did not return within the deadline after stop")
+            .expect("run panicked")
+    }
+
+    /// Waits until `cond(metrics)` holds; panics if `run` ends first or on the deadline.
+    pub fn wait_metrics(&self, what: &str, cond: impl Fn(&Metrics) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !cond(&self.metrics) {
+            assert!(!self.finished(), "run ended while waiting for {what}");
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A multi-thread runtime for `run`.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// `walletguard run --config <file>` in a child process; its log goes to `<file>.log`.
+pub struct ChildService {
+    pub child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl ChildService {
+    pub fn start(dir: &Path, name: &str, cfg: &Config) -> ChildService {
+        let path = dir.join(format!("{name}.toml"));
+        let text = toml::to_string(cfg).expect("config as TOML");
+        std::fs::write(&path, text).expect("write config");
+        let log = dir.join(format!("{name}.log"));
+        let logf = std::fs::File::create(&log).expect("log file");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_walletguard"));
+        cmd.arg("run").arg("--config").arg(&path);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("WALLETGUARD_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(logf);
+        let child = cmd.spawn().expect("start walletguard run");
+        ChildService { child, log }
+    }
+
+    /// The child's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics (with its log) if it has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            panic!("walletguard run exited with {st}:\n{}", self.log());
+        }
+    }
+}
+
+impl Drop for ChildService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ----- the pure engine's view -----
+
+/// What the pure core produces for some messages, processed in order with one state.
+#[derive(Debug, Default)]
+pub struct Expected {
+    /// Decisions by event id, in processing order.
+    pub decisions: HashMap<String, Vec<Value>>,
+    /// Alerts by event id, without `emitted_at`.
+    pub alerts: HashMap<String, Vec<Value>>,
+    /// Commands by event id, without `issued_at`.
+    pub commands: HashMap<String, Vec<Value>>,
+    /// Valid messages.
+    pub valid: usize,
+    /// Invalid messages, with the error text.
+    pub errors: Vec<String>,
+}
+
+/// Removes the processing-time fields of alerts and commands.
+pub fn strip_times(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("emitted_at");
+        o.remove("issued_at");
+    }
+    v
+}
+
+/// Runs `payloads` through `engine` with a fresh state.
+pub fn expected<'a>(engine: &Engine, payloads: impl IntoIterator<Item = &'a [u8]>) -> Expected {
+    let mut state = engine.new_state();
+    let mut out = Expected::default();
+    for raw in payloads {
+        match engine.process_bytes(&mut state, raw, NOW_MS) {
+            Ok((ev, o)) => {
+                out.valid += 1;
+                let id = ev.event_id.to_string();
+                let mut buf = Vec::new();
+                walletguard::output::write_decision(&mut buf, &ev, &o);
+                let v: Value = serde_json::from_slice(&buf).expect("decision JSON");
+                out.decisions.entry(id.clone()).or_default().push(v);
+                if o.alert() {
+                    buf.clear();
+                    walletguard::output::write_alert(&mut buf, &ev, &o);
+                    let v: Value = serde_json::from_slice(&buf).expect("alert JSON");
+                    out.alerts
+                        .entry(id.clone())
+                        .or_default()
+                        .push(strip_times(v));
+                }
+                if let Some(kind) = o.command {
+                    buf.clear();
+                    walletguard::output::write_command(&mut buf, &ev, &o, kind);
+                    let v: Value = serde_json::from_slice(&buf).expect("command JSON");
+                    out.commands.entry(id).or_default().push(strip_times(v));
+                }
+            }
+            Err(e) => out.errors.push(e.to_string()),
+        }
+    }
+    out
+}
+
+/// Checks that every event with several records has identical ones (at-least-once repeats
+/// must be harmless); returns how many events were repeated.
+pub fn assert_repeats_identical(what: &str, got: &HashMap<String, Vec<Value>>) -> usize {
+    let mut repeated = 0;
+    let mut differing = Vec::new();
+    for (id, vs) in got {
+        if vs.len() > 1 {
+            repeated += 1;
+            if vs.iter().any(|v| *v != vs[0]) {
+                differing.push((id.clone(), vs.clone()));
+            }
+        }
+    }
+    if !differing.is_empty() {
+        differing.sort_by(|a, b| a.0.cmp(&b.0));
+        let (id, vs) = &differing[0];
+        panic!(
+            "{} of {repeated} repeated events have differing {what}; first: {id}:\n{}",
+            differing.len(),
+            vs.iter()
+                .map(|v| format!("  {v}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    repeated
+}
