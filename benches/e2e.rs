@@ -28,13 +28,18 @@ use walletguard::pipeline::{Engine, EngineCell};
 use walletguard::sim::SimParams;
 
 fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn processed(m: &Metrics) -> u64 {
     let mut n = 0;
     for fam in m.registry.gather() {
-        if fam.name() == "walletguard_events_total" || fam.name() == "walletguard_invalid_events_total" {
+        if fam.name() == "walletguard_events_total"
+            || fam.name() == "walletguard_invalid_events_total"
+        {
             for mm in fam.get_metric() {
                 n += mm.get_counter().get_value() as u64;
             }
@@ -44,6 +49,13 @@ fn processed(m: &Metrics) -> u64 {
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     // Criterion-style filters are passed by `cargo bench`; ignore them.
     let events: u64 = env("WG_E2E_EVENTS", 1_000_000);
     let rate: u64 = env("WG_E2E_RATE", 20_000);
@@ -57,9 +69,15 @@ fn main() {
         Ok(_) => None,
         Err(_) => Some(MockCluster::new(3).expect("mock cluster")),
     };
-    let brokers = std::env::var("WG_E2E_BROKERS")
-        .unwrap_or_else(|_| mock.as_ref().map(|m| m.bootstrap_servers()).unwrap_or_default());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let brokers = std::env::var("WG_E2E_BROKERS").unwrap_or_else(|_| {
+        mock.as_ref()
+            .map(|m| m.bootstrap_servers())
+            .unwrap_or_default()
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     for (phase, load_first) in [("throughput", true), ("latency", false)] {
         let tag = format!("{}-{}", phase, std::process::id());
         let mut cfg = Config::default();
@@ -80,16 +98,26 @@ fn main() {
                 for t in [&cfg.kafka.input_topics[0], &cfg.kafka.changelog_topic] {
                     m.create_topic(t, partitions, 1).expect("topic");
                 }
-                for t in [&cfg.kafka.alerts_topic, &cfg.kafka.commands_topic, &cfg.kafka.dlq_topic] {
+                for t in [
+                    &cfg.kafka.alerts_topic,
+                    &cfg.kafka.commands_topic,
+                    &cfg.kafka.dlq_topic,
+                ] {
                     m.create_topic(t, partitions, 1).expect("topic");
                 }
             }
             None => {
                 cfg.kafka.create_topics = true;
-                rt.block_on(kafka::topics::ensure(&cfg)).expect("create topics");
+                rt.block_on(kafka::topics::ensure(&cfg))
+                    .expect("create topics");
             }
         }
-        let sim = SimParams { users: 100_000, days: 60, seed: 9, ..SimParams::default() };
+        let sim = SimParams {
+            users: 100_000,
+            days: 60,
+            seed: 9,
+            ..SimParams::default()
+        };
         let stop_load = Arc::new(AtomicBool::new(false));
         let load = |n: Option<u64>, rate: u64, dur: Option<Duration>| {
             let (p, c) = loadgen::producer(client_config(&cfg, Role::Admin)).expect("producer");
@@ -115,7 +143,10 @@ fn main() {
         };
         if load_first {
             let s = load(Some(events), 0, None);
-            eprintln!("loaded {} events in {:.1} s", s.sent, s.seconds);
+            eprintln!(
+                "loaded {} events in {:.1} s (delivered {}, failed {})",
+                s.sent, s.seconds, s.delivered, s.failed
+            );
             let t0 = Instant::now();
             let h = run(cfg.clone(), metrics.clone(), stop.clone());
             let mut first: Option<Instant> = None;
@@ -124,6 +155,19 @@ fn main() {
                     first = Some(Instant::now());
                 }
                 std::thread::sleep(Duration::from_millis(20));
+                if t0.elapsed().as_millis() % 5000 < 20 {
+                    eprintln!("processed {} of {}", processed(&metrics), s.sent);
+                    if std::env::var("WG_E2E_DEBUG").is_ok() {
+                        for l in metrics.render().lines().filter(|l| {
+                            l.contains("retries")
+                                || l.contains("errors_total")
+                                || l.contains("changelog_records")
+                                || l.contains("batch_events_count")
+                        }) {
+                            eprintln!("  {l}");
+                        }
+                    }
+                }
                 if t0.elapsed() > Duration::from_secs(600) {
                     break;
                 }

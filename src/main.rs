@@ -331,7 +331,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 start: sim::parse_date(&start)?,
             };
             if let (Some(brokers), Some(topic)) = (brokers, topic) {
-                return simulate_to_kafka(params, brokers, topic, rate, max_events, &config, labels);
+                return simulate_to_kafka(
+                    params, brokers, topic, rate, max_events, &config, labels,
+                );
             }
             let (Some(out), Some(labels)) = (out, labels) else {
                 anyhow::bail!("--out and --labels are required without --brokers");
@@ -446,7 +448,8 @@ fn simulate_to_kafka(
     labels: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use walletguard::kafka::{client_config, loadgen, Role};
-    let mut cfg = Config::load(config.as_deref()).with_context(|| format!("config {}", show(config)))?;
+    let mut cfg =
+        Config::load(config.as_deref()).with_context(|| format!("config {}", show(config)))?;
     init_logging(&cfg);
     cfg.kafka.brokers = brokers;
     let (producer, count) = loadgen::producer(client_config(&cfg, Role::Admin))?;

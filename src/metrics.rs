@@ -95,7 +95,11 @@ pub fn quantile(h: &Histogram, q: f64) -> Option<f64> {
     for b in hist.get_bucket() {
         let c = b.cumulative_count() as f64;
         if c >= rank {
-            let share = if c > prev_count { (rank - prev_count) / (c - prev_count) } else { 1.0 };
+            let share = if c > prev_count {
+                (rank - prev_count) / (c - prev_count)
+            } else {
+                1.0
+            };
             return Some(prev_bound + (b.upper_bound() - prev_bound) * share);
         }
         prev_bound = b.upper_bound();
