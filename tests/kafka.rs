@@ -326,18 +326,37 @@ fn at_least_once_across_a_sigkill() {
         a.log()
     );
 
-    // Phase 2: stream the rest; SIGKILL A when it is about halfway through.
+    // Phase 2: stream the rest; past halfway, SIGKILL A at a moment when it has decided events
+    // whose offsets it has not committed yet (the tail a crash must replay).
     let streamer = stream(&brokers, &names.input, msgs[first..].to_vec(), 1500);
-    let half = msgs.len() / 2;
-    let mid = decisions.wait_for(|r| r.len() >= half);
-    a.assert_running();
-    assert!(mid, "instance A stalled:\n{}", a.log());
+    let half = msgs.len() as i64 / 2;
+    let probe = OffsetsProbe::new(&brokers, &names.group, &names.input, 4);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        decisions.poll(Duration::from_millis(20));
+        let decided = decisions.recs.len() as i64;
+        if decided >= half && probe.sum() + 50 <= decided {
+            break;
+        }
+        a.assert_running();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "instance A stalled at {decided} decisions, {} committed:\n{}",
+            probe.sum(),
+            a.log()
+        );
+    }
     a.child.kill().expect("SIGKILL A");
     let status = a.child.wait().expect("wait A");
     assert!(!status.success(), "A was killed, not stopped");
     decisions.poll(Duration::from_millis(500));
-    let seen_at_kill = decisions.recs.len();
-    let committed_at_kill = committed(&brokers, &names.group, &names.input, 4);
+    let seen_at_kill = decisions.recs.len() as i64;
+    let committed_at_kill = probe.sum();
+    assert!(
+        committed_at_kill < seen_at_kill,
+        "test premise: A died with an uncommitted tail ({committed_at_kill} committed, \
+         {seen_at_kill} decided)"
+    );
 
     // B takes over once the group expires A's session.
     let rt = runtime();
@@ -359,29 +378,35 @@ fn at_least_once_across_a_sigkill() {
         .filter(|k| !got.contains_key(*k))
         .collect();
     assert!(missing.is_empty(), "events without a decision: {missing:?}");
-    let repeated = got.values().filter(|v| v.len() > 1).count();
-    let first_differs = want
-        .decisions
-        .iter()
-        .filter(|(id, w)| got[*id].first() != w.first())
-        .count();
-    let last_differs = want
-        .decisions
-        .iter()
-        .filter(|(id, w)| got[*id].last() != w.last())
+    let repeated = got.values().filter(|v| v.len() > 1).count() as i64;
+    let drifted = got
+        .values()
+        .filter(|v| v.len() > 1 && v.iter().any(|d| *d != v[0]))
         .count();
     eprintln!(
         "crash test: {} events; at the kill A had decided {seen_at_kill} and committed \
-         {committed_at_kill} offsets; {repeated} events were decided again by B, which restored \
-         {restored} changelog records; {first_differs} first and {last_differs} last decisions \
-         differ from the pure engine's",
+         {committed_at_kill} offsets; {repeated} events were decided again by B ({drifted} with a \
+         different decision), which restored {restored} changelog records",
         msgs.len()
     );
     assert!(restored > 0, "B restored no profile from the changelog");
+    // B resumes from the committed offsets: every event A decided past them is decided again.
+    assert!(
+        repeated >= seen_at_kill - committed_at_kill,
+        "{repeated} repeats, but A left {} decided events uncommitted",
+        seen_at_kill - committed_at_kill
+    );
+    for (id, v) in &got {
+        assert!(
+            v.iter()
+                .all(|d| d["event_id"] == id.as_str() && d["user_id"] == v[0]["user_id"]),
+            "repeats of {id} disagree on ids: {v:?}"
+        );
+    }
     // Known gap (issue 4 note): B restores the latest profile versions, which already contain
     // the effects of the uncommitted tail it then scores again, so a repeat can be scored
-    // differently. What holds today, and is asserted: no event lost, repeats carry the same ids.
-    assert!(repeated > 0 || committed_at_kill as usize == msgs.len());
+    // differently (`drifted` above). The strict check, once that is fixed:
+    // assert_repeats_identical("decisions", &got);
 
     let mut alerts = Reader::new(&brokers, &names.alerts, OUT_PARTS, false);
     alerts.drain();

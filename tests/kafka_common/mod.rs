@@ -362,9 +362,9 @@ impl Reader {
     pub fn poll(&mut self, wait: Duration) -> usize {
         let t0 = Instant::now();
         let mut n = 0;
-        let mut timeout = wait;
         loop {
-            match self.consumer.poll(timeout) {
+            let left = wait.saturating_sub(t0.elapsed());
+            match self.consumer.poll(left) {
                 Some(Ok(m)) => {
                     n += 1;
                     self.eof.insert(m.partition(), false);
@@ -383,7 +383,6 @@ impl Reader {
                         payload: m.payload().map(|p| p.to_vec()),
                         headers,
                     });
-                    timeout = Duration::ZERO;
                 }
                 Some(Err(RdError::PartitionEOF(p))) => {
                     self.eof.insert(p, true);
@@ -391,14 +390,9 @@ impl Reader {
                 Some(Err(e)) => {
                     eprintln!("reader of {}: {e}", self.topic);
                 }
-                None => {
-                    if t0.elapsed() >= wait {
-                        return n;
-                    }
-                    timeout = wait.saturating_sub(t0.elapsed());
-                }
+                None => {}
             }
-            if n > 0 && n % 10_000 == 0 && t0.elapsed() >= wait {
+            if t0.elapsed() >= wait {
                 return n;
             }
         }
@@ -456,28 +450,41 @@ pub fn distinct_events(recs: &[Rec]) -> usize {
     ids.len()
 }
 
-/// Sum over `partitions` of the offsets `group` has committed on `topic`.
-pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("offsets reader");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
+/// Reads the offsets a group has committed on a topic (without joining the group).
+pub struct OffsetsProbe {
+    consumer: BaseConsumer,
+    tpl: TopicPartitionList,
+}
+
+impl OffsetsProbe {
+    pub fn new(brokers: &str, group: &str, topic: &str, partitions: i32) -> OffsetsProbe {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("offsets probe");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        OffsetsProbe { consumer, tpl }
     }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    got.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum()
+
+    /// Sum of the committed offsets (a partition without one counts 0).
+    pub fn sum(&self) -> i64 {
+        let got = self
+            .consumer
+            .committed_offsets(self.tpl.clone(), Duration::from_secs(10))
+            .expect("committed offsets");
+        got.elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum()
+    }
 }
 
 // ----- the service -----
