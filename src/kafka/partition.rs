@@ -178,35 +178,31 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Vec<
         }
         let received: Vec<Instant> = batch.iter().map(|m| m.received).collect();
         let mut futures = Vec::with_capacity(out.len());
+        // Exactly-once: produce into the open transaction, which the consumer thread commits
+        // together with these offsets. Holding the read guard keeps a commit from cutting a
+        // batch in two.
+        let guard = match &shared.eos {
+            Some(eos) => Some(eos.lock.read().await),
+            None => None,
+        };
+        if shared.abandon.load(Ordering::SeqCst) {
+            break;
+        }
+        sink::send_all(
+            &shared.producer,
+            &shared.topics,
+            &routes,
+            &shared.metrics,
+            &out,
+            &mut futures,
+        )
+        .await;
         if let Some(eos) = &shared.eos {
-            // Produce into the open transaction; the consumer thread commits it together with
-            // these offsets. Holding the read guard keeps a commit from cutting a batch in two.
-            let _guard = eos.lock.read().await;
-            if shared.abandon.load(Ordering::SeqCst) {
-                break;
-            }
-            sink::send_all(
-                &shared.producer,
-                &shared.topics,
-                &routes,
-                &shared.metrics,
-                &out,
-                &mut futures,
-            )
-            .await;
             // Delivery is settled by the commit; the futures are not needed.
             futures.clear();
             eos.add(p, &offsets, received);
+            drop(guard);
         } else {
-            sink::send_all(
-                &shared.producer,
-                &shared.topics,
-                &routes,
-                &shared.metrics,
-                &out,
-                &mut futures,
-            )
-            .await;
             let inflight = InFlight {
                 futures,
                 offsets,
