@@ -653,6 +653,11 @@ pub struct KafkaConfig {
     pub decisions_topic: String,
     /// Compacted changelog of profiles, co-partitioned with the input.
     pub changelog_topic: String,
+    /// `min.compaction.lag.ms` of a changelog created by `create_topics`: how long older
+    /// versions of a profile survive compaction. A restart after a crash restores profiles as
+    /// of the committed offsets, which needs the versions written just before them, so this
+    /// bounds how long a crashed instance may stay down and still repeat its decisions exactly.
+    pub changelog_min_compaction_lag_ms: u64,
     /// `at_least_once` (default) or `exactly_once`.
     pub delivery: Delivery,
     /// Transactional id for `exactly_once`; empty = `walletguard-<group_id>-<instance_id>`.
@@ -696,6 +701,7 @@ impl Default for KafkaConfig {
             dlq_topic: "wallet.events.dlq".into(),
             decisions_topic: String::new(),
             changelog_topic: "walletguard.profiles".into(),
+            changelog_min_compaction_lag_ms: 3_600_000,
             delivery: Delivery::AtLeastOnce,
             transactional_id: String::new(),
             max_batch: 2000,

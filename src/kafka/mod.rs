@@ -23,6 +23,7 @@ pub mod partition;
 pub mod restore;
 pub mod service;
 pub mod sink;
+pub mod stamp;
 pub mod tail;
 pub mod topics;
 
@@ -153,7 +154,10 @@ pub fn client_config(cfg: &Config, role: Role) -> ClientConfig {
             }
         }
         Role::Restore => {
-            c.set("group.id", format!("{}-restore", k.group_id));
+            // The group's own id, only to read its committed offsets (the restore reads the
+            // profiles as of them). It assigns partitions and never subscribes, so it does
+            // not join the group, and it never commits.
+            c.set("group.id", k.group_id.as_str());
             c.set("enable.auto.commit", "false");
             c.set("enable.partition.eof", "true");
             c.set("auto.offset.reset", "earliest");

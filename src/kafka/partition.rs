@@ -22,6 +22,7 @@ use crate::time::EpochMs;
 
 use super::service::{Shared, StoredOffset};
 use super::sink::{self, OutBatch, Route};
+use super::stamp;
 
 /// One consumed message, copied out of librdkafka's buffer.
 #[derive(Debug)]
@@ -67,7 +68,7 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Vec<
     };
     shared.health.restoring(-1);
     shared.metrics.restoring.dec();
-    let mut state: State = match restored {
+    let (mut state, mut position): (State, Vec<i64>) = match restored {
         Ok(Ok((r, state))) => {
             shared
                 .metrics
@@ -77,12 +78,13 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Vec<
             tracing::info!(
                 partition = p,
                 records = r.records,
+                held_back = r.ahead,
                 profiles = state.profiles.len(),
                 bad_records = r.bad_records,
                 seconds = r.elapsed.as_secs_f64(),
                 "restored partition state"
             );
-            state
+            (state, r.committed.start())
         }
         Ok(Err(e)) => {
             shared.fail(e);
@@ -103,6 +105,7 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Vec<
     let mut tally = Tally::default();
     let mut dirty: HashSet<u64, BuildIdentity> = HashSet::default();
     let mut dirty_ids: Vec<(u64, Box<str>)> = Vec::new();
+    let mut stamp_buf: Vec<u8> = Vec::with_capacity(8 * position.len());
 
     while let Some(batch) = rx.recv().await {
         if shared.abandon.load(Ordering::SeqCst) {
@@ -154,11 +157,21 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Vec<
                 }
             }
         }
-        // Only the latest version of each changed profile per batch.
+        // Only the latest version of each changed profile per batch, stamped with the input
+        // position after the batch.
+        for m in &batch {
+            if let Some(n) = position.get_mut(m.topic as usize) {
+                *n = (*n).max(m.offset + 1);
+            }
+        }
+        stamp_buf.clear();
+        stamp::encode(&position, &mut stamp_buf);
         let params = engine.params();
         for (key, uid) in &dirty_ids {
             if let Some(prof) = state.profiles.get(*key) {
-                out.changelog(p, uid.as_bytes(), |buf| codec::encode(prof, params, buf));
+                out.changelog(p, uid.as_bytes(), &stamp_buf, |buf| {
+                    codec::encode(prof, params, buf)
+                });
             }
         }
         shared

@@ -1,28 +1,38 @@
 //! Restores one partition's profiles from the compacted changelog before the partition's events
 //! are scored.
 //!
+//! It restores each user's profile *as of the group's committed input offsets*: see
+//! [`super::stamp`] for why and how records ahead of them are held back.
+//!
 //! The reader is a group-less consumer assigned to changelog partition `p` from the beginning.
 //! It stops at the partition's end, which it takes from two sources: librdkafka's
 //! partition-EOF event, and the high watermark, asked again when the first is reached. Why
 //! both: one Kafka-compatible broker (tansu 0.6) was seen answering a latest-offset query below
 //! the real end, so the watermark alone could stop a restore early and silently lose profiles.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::baseline::{codec, keys, Params};
+use crate::baseline::{codec, keys, BuildIdentity, Params};
 use crate::config::Config;
 use crate::pipeline::State;
 
+use super::stamp::{self, Committed, Standing};
 use super::{client_config, KafkaError, Role};
 
 /// What a restore read.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 pub struct Restored {
+    /// The group's committed input position of the partition, which the restored profiles
+    /// reflect and the partition task starts from.
+    pub committed: Committed,
+    /// Records ahead of the committed position, held back (their events are scored again).
+    pub ahead: u64,
     /// Changelog records read.
     pub records: u64,
     /// Records that could not be decoded (skipped, logged).
@@ -55,10 +65,27 @@ pub fn restore(
         .create()
         .map_err(KafkaError::Client)?;
     let wm_timeout = Duration::from_secs(10);
+    let committed = committed_position(cfg, &consumer, partition, wm_timeout)?;
+    if committed.0.iter().any(Option::is_none) {
+        tracing::warn!(
+            partition,
+            "the group has no committed offset for an input topic of this partition; \
+             restoring the newest profiles, events from auto.offset.reset on are scored on top"
+        );
+    }
     let (low, mut high) = consumer
         .fetch_watermarks(topic, partition, wm_timeout)
         .map_err(|e| err(partition, format!("watermarks: {e}")))?;
-    let mut out = Restored::default();
+    let mut out = Restored {
+        committed,
+        ahead: 0,
+        records: 0,
+        bad_records: 0,
+        tombstones: 0,
+        elapsed: Duration::ZERO,
+    };
+    // Per user, the (rank, offset) of the record applied so far.
+    let mut best: HashMap<u64, (i64, i64), BuildIdentity> = HashMap::default();
     if high <= low {
         out.elapsed = t0.elapsed();
         return Ok(out);
@@ -94,6 +121,29 @@ pub fn restore(
                     continue;
                 };
                 let user = keys::user_key(user_id);
+                let header = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == stamp::HEADER)
+                        .map(|h| h.value.unwrap_or(b""))
+                });
+                let rank = match out.committed.rank(header) {
+                    Standing::Covered(r) => r,
+                    Standing::Ahead => {
+                        out.ahead += 1;
+                        continue;
+                    }
+                    Standing::Malformed => {
+                        out.bad_records += 1;
+                        continue;
+                    }
+                };
+                let pos = (rank, m.offset());
+                match best.get(&user) {
+                    Some(b) if *b > pos => continue,
+                    _ => {
+                        best.insert(user, pos);
+                    }
+                }
                 match m.payload() {
                     None => {
                         out.tombstones += 1;
@@ -138,4 +188,31 @@ pub fn restore(
     }
     out.elapsed = t0.elapsed();
     Ok(out)
+}
+
+/// The group's committed offsets of input partition `partition`, one per input topic.
+fn committed_position(
+    cfg: &Config,
+    consumer: &BaseConsumer,
+    partition: i32,
+    timeout: Duration,
+) -> Result<Committed, KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for t in &cfg.kafka.input_topics {
+        tpl.add_partition(t, partition);
+    }
+    let got = consumer
+        .committed_offsets(tpl, timeout)
+        .map_err(|e| err(partition, format!("committed offsets: {e}")))?;
+    let mut out = Vec::with_capacity(cfg.kafka.input_topics.len());
+    for t in &cfg.kafka.input_topics {
+        let o = got
+            .find_partition(t, partition)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(n) => Some(n),
+                _ => None,
+            });
+        out.push(o);
+    }
+    Ok(Committed(out))
 }

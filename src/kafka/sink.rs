@@ -158,6 +158,8 @@ struct Rec {
     payload: Range<usize>,
     meta: Option<Arc<Meta>>,
     dlq_headers: Option<(String, i32, i64, &'static str)>,
+    /// Changelog only: the input position the profile reflects (see [`super::stamp`]).
+    stamp: Option<Range<usize>>,
 }
 
 /// Every record a batch produces.
@@ -212,6 +214,7 @@ impl OutBatch {
                 payload: s..self.arena.len(),
                 meta: meta.clone(),
                 dlq_headers: None,
+                stamp: None,
             });
         }
         if alert {
@@ -224,6 +227,7 @@ impl OutBatch {
                 payload: payload.clone(),
                 meta: meta.clone(),
                 dlq_headers: None,
+                stamp: None,
             });
             for (i, r) in routes.iter().enumerate() {
                 if r.matches(&out.decision) {
@@ -237,6 +241,7 @@ impl OutBatch {
                         payload: payload.clone(),
                         meta: meta.clone(),
                         dlq_headers: None,
+                        stamp: None,
                     });
                 }
             }
@@ -250,6 +255,7 @@ impl OutBatch {
                 payload: s..self.arena.len(),
                 meta,
                 dlq_headers: None,
+                stamp: None,
             });
         }
     }
@@ -277,12 +283,21 @@ impl OutBatch {
             payload: s..self.arena.len(),
             meta: None,
             dlq_headers: Some((topic.to_owned(), partition, offset, err.reason())),
+            stamp: None,
         });
     }
 
-    /// Adds a changelog record; `write` appends the encoded value to the arena.
-    pub fn changelog(&mut self, partition: i32, user_id: &[u8], write: impl FnOnce(&mut Vec<u8>)) {
+    /// Adds a changelog record stamped with the input position it reflects (the encoded
+    /// [`super::stamp`]); `write` appends the encoded value to the arena.
+    pub fn changelog(
+        &mut self,
+        partition: i32,
+        user_id: &[u8],
+        stamp: &[u8],
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
         let key = self.push_bytes(user_id);
+        let stamp = self.push_bytes(stamp);
         let s = self.arena.len();
         write(&mut self.arena);
         self.recs.push(Rec {
@@ -291,6 +306,7 @@ impl OutBatch {
             payload: s..self.arena.len(),
             meta: None,
             dlq_headers: None,
+            stamp: Some(stamp),
         });
     }
 }
@@ -334,6 +350,11 @@ pub async fn send_all(
             }
             if let Some(m) = &r.meta {
                 rec = rec.headers(m.headers());
+            } else if let Some(st) = &r.stamp {
+                rec = rec.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+                    key: super::stamp::HEADER,
+                    value: Some(&batch.arena[st.clone()]),
+                }));
             } else if let Some((t, p, o, reason)) = &r.dlq_headers {
                 let p = p.to_string();
                 let o = o.to_string();

@@ -132,6 +132,7 @@ async fn create(cfg: &Config, missing: &[&(String, i32, bool)]) -> Result<(), Ka
     let admin: AdminClient<DefaultClientContext> = client_config(cfg, Role::Admin)
         .create()
         .map_err(KafkaError::Client)?;
+    let lag = cfg.kafka.changelog_min_compaction_lag_ms.to_string();
     let new: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|(name, parts, compact)| {
@@ -142,6 +143,7 @@ async fn create(cfg: &Config, missing: &[&(String, i32, bool)]) -> Result<(), Ka
             );
             if *compact {
                 t.set("cleanup.policy", "compact")
+                    .set("min.compaction.lag.ms", &lag)
             } else {
                 t
             }
