@@ -38,6 +38,8 @@
 //!   demo` on an embedded broker.
 //! - [`metrics`]: the Prometheus metrics, on their own registry, passed in.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`reload`]: hot config reload (SIGHUP or file change): detection settings swap live,
+//!   restart-only keys are named and kept.
 
 pub mod baseline;
 pub mod config;
@@ -52,6 +54,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;
+pub mod reload;
 pub mod replay;
 pub mod sim;
 pub mod time;

@@ -154,6 +154,10 @@ enum Cmd {
         /// Config file (default: built-in defaults).
         #[arg(long, env = "WALLETGUARD_CONFIG")]
         config: Option<PathBuf>,
+        /// Reload the config when the file changes, checking every this many seconds (0: only
+        /// on SIGHUP). Detection settings apply live; restart-only keys are logged.
+        #[arg(long, default_value_t = 5)]
+        watch_interval_s: u64,
     },
     /// Print a topic's values from the beginning as JSON lines, until it is idle (for checks
     /// and scripts; kcat does the same).
@@ -301,11 +305,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("{n} records");
             Ok(())
         }
-        Cmd::Run { config } => {
+        Cmd::Run {
+            config,
+            watch_interval_s,
+        } => {
             let cfg = Config::load(config.as_deref())
                 .with_context(|| format!("config {}", show(&config)))?;
             init_logging(&cfg);
-            run_service(cfg)
+            run_service(cfg, config, watch_interval_s)
         }
         Cmd::Simulate {
             users,
@@ -506,6 +513,14 @@ fn simulate_to_kafka(
 
 /// Installs a SIGINT/SIGTERM handler on a small thread of its own.
 fn ctrlc_handler(f: impl Fn() + Send + 'static) -> anyhow::Result<()> {
+    signal_handler(f, || {})
+}
+
+/// Installs SIGINT/SIGTERM (`stop`) and SIGHUP (`hup`) handlers on a small thread of its own.
+fn signal_handler(
+    stop: impl Fn() + Send + 'static,
+    hup: impl Fn() + Send + 'static,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -514,16 +529,18 @@ fn ctrlc_handler(f: impl Fn() + Send + 'static) -> anyhow::Result<()> {
         .spawn(move || {
             rt.block_on(async {
                 use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut term), Ok(mut int)) = (
+                let (Ok(mut term), Ok(mut int), Ok(mut hangup)) = (
                     signal(SignalKind::terminate()),
                     signal(SignalKind::interrupt()),
+                    signal(SignalKind::hangup()),
                 ) else {
                     return;
                 };
                 loop {
                     tokio::select! {
-                        _ = term.recv() => f(),
-                        _ = int.recv() => f(),
+                        _ = term.recv() => stop(),
+                        _ = int.recv() => stop(),
+                        _ = hangup.recv() => hup(),
                     }
                 }
             })
@@ -531,8 +548,8 @@ fn ctrlc_handler(f: impl Fn() + Send + 'static) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `walletguard run`: HTTP endpoint, signal handling and the Kafka service.
-fn run_service(cfg: Config) -> anyhow::Result<()> {
+/// `walletguard run`: HTTP endpoint, signal handling, config reload and the Kafka service.
+fn run_service(cfg: Config, path: Option<PathBuf>, watch_interval_s: u64) -> anyhow::Result<()> {
     use walletguard::http::{self, Health};
     use walletguard::kafka::{self, RunOptions};
     use walletguard::metrics::Metrics;
@@ -545,20 +562,58 @@ fn run_service(cfg: Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let grace = cfg.kafka.shutdown_timeout_s;
-    ctrlc_handler(move || {
-        if !flag.swap(true, Ordering::SeqCst) {
-            tracing::info!("signal received; stopping");
-            // The session enforces the timeout itself; this is the backstop if it hangs.
-            std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_secs(grace + 10));
-                tracing::error!("shutdown did not finish in time; exiting");
-                std::process::exit(1);
-            });
-        }
-    })?;
+    let (hup_tx, hup_rx) = std::sync::mpsc::channel::<()>();
+    signal_handler(
+        move || {
+            if !flag.swap(true, Ordering::SeqCst) {
+                tracing::info!("signal received; stopping");
+                // The session enforces the timeout itself; this is the backstop if it hangs.
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_secs(grace + 10));
+                    tracing::error!("shutdown did not finish in time; exiting");
+                    std::process::exit(1);
+                });
+            }
+        },
+        move || {
+            let _ = hup_tx.send(());
+        },
+    )?;
+    let metrics = Arc::new(Metrics::new()?);
+    metrics.set_config_hash(&cfg.detection_hash());
+    let engine = Arc::new(EngineCell::new(Engine::new(cfg.clone())));
+    {
+        let mut reloader =
+            walletguard::reload::Reloader::new(path, cfg.clone(), engine.clone(), metrics.clone());
+        let handle = rt.handle().clone();
+        let interval = std::time::Duration::from_secs(watch_interval_s.max(1));
+        std::thread::Builder::new()
+            .name("wg-reload".into())
+            .spawn(move || loop {
+                use std::sync::mpsc::RecvTimeoutError;
+                let due = match hup_rx.recv_timeout(interval) {
+                    Ok(()) => {
+                        tracing::info!("SIGHUP: reloading the config");
+                        true
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        watch_interval_s > 0 && reloader.file_changed()
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                };
+                if due {
+                    // New subscription topics must exist (or be created) before the
+                    // partition tasks produce to them.
+                    reloader.reload(|c| {
+                        handle
+                            .block_on(kafka::topics::ensure(c))
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    });
+                }
+            })?;
+    }
     rt.block_on(async move {
-        let metrics = Arc::new(Metrics::new()?);
-        metrics.set_config_hash(&cfg.detection_hash());
         let health = Health::new();
         let http_stop = Arc::new(tokio::sync::Notify::new());
         let server = if cfg.http.enabled {
@@ -574,7 +629,6 @@ fn run_service(cfg: Config) -> anyhow::Result<()> {
         } else {
             None
         };
-        let engine = Arc::new(EngineCell::new(Engine::new(cfg.clone())));
         let result = kafka::run(RunOptions {
             config: cfg,
             engine,

@@ -68,8 +68,11 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// `walletguard_config_info{hash}`: 1 for the detection config in use.
     pub config_info: IntGaugeVec,
-    /// `walletguard_config_reloads_total{result}`: `ok` or `rejected`.
+    /// `walletguard_config_reloads_total{result}`: `applied`, `unchanged` or `rejected`.
     pub config_reloads: IntCounterVec,
+    /// `walletguard_config_restart_pending`: keys changed in the config file that only take
+    /// effect on restart (0 when the running config is the file's).
+    pub config_restart_pending: IntGauge,
 }
 
 /// Histogram buckets for latencies: 250 µs to about 60 s in steps of √2, fine enough to read
@@ -322,6 +325,13 @@ impl Metrics {
                     &["result"]
                 )
             ),
+            config_restart_pending: reg!(
+                r,
+                IntGauge::new(
+                    "walletguard_config_restart_pending",
+                    "Config keys changed in the file that only take effect on restart."
+                )
+            ),
             registry: r,
         };
         m.build_info
@@ -357,6 +367,9 @@ impl Metrics {
         }
         for o in ["committed", "aborted"] {
             m.transactions.with_label_values(&[o]);
+        }
+        for r in ["applied", "unchanged", "rejected"] {
+            m.config_reloads.with_label_values(&[r]);
         }
         for r in ["queue_full", "delivery_failed"] {
             m.producer_retries.with_label_values(&[r]);

@@ -33,7 +33,7 @@ if ! command -v tansu >/dev/null 2>&1; then
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 
-WG="${WALLETGUARD_BIN:-$ROOT/target/release/walletguard}"
+WG="${WALLETGUARD_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/walletguard}"
 if [ -z "${WALLETGUARD_BIN:-}" ]; then
   (cd "$ROOT" && cargo build --release --quiet)
 fi

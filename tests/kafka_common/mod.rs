@@ -558,6 +558,48 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// Writes `cfg` as TOML to `path`, atomically (a watcher never sees half a file).
+pub fn write_config(path: &Path, cfg: &Config) {
+    write_text(path, &toml::to_string(cfg).expect("config as TOML"));
+}
+
+/// Writes `text` to `path` atomically.
+pub fn write_text(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::rename(&tmp, path).expect("rename config");
+}
+
+/// A free port on 127.0.0.1 (free when asked; good enough for a test's child process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `GET path` on `127.0.0.1:port` (HTTP/1.0); the body, or `None` while nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+/// The value of the sample `series` (name with labels, as exposed) in a metrics text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// `walletguard run --config <file>` in a child process; its log goes to `<file>.log`.
 pub struct ChildService {
     pub child: std::process::Child,
@@ -566,13 +608,17 @@ pub struct ChildService {
 
 impl ChildService {
     pub fn start(dir: &Path, name: &str, cfg: &Config) -> ChildService {
+        ChildService::start_with(dir, name, cfg, &[])
+    }
+
+    /// Like [`ChildService::start`], with extra `run` arguments.
+    pub fn start_with(dir: &Path, name: &str, cfg: &Config, args: &[&str]) -> ChildService {
         let path = dir.join(format!("{name}.toml"));
-        let text = toml::to_string(cfg).expect("config as TOML");
-        std::fs::write(&path, text).expect("write config");
+        write_config(&path, cfg);
         let log = dir.join(format!("{name}.log"));
         let logf = std::fs::File::create(&log).expect("log file");
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_walletguard"));
-        cmd.arg("run").arg("--config").arg(&path);
+        cmd.arg("run").arg("--config").arg(&path).args(args);
         for (k, _) in std::env::vars() {
             if k.starts_with("WALLETGUARD_") {
                 cmd.env_remove(k);

@@ -1,0 +1,276 @@
+//! Hot config reload for `walletguard run`: on SIGHUP or when the config file changes, the
+//! file is loaded and validated again, and the detection settings (thresholds, weights,
+//! windows, subscriptions) replace the running ones without a restart.
+//!
+//! What cannot change live is kept at its running value and named in a warning (and in
+//! `walletguard_config_restart_pending`) until the next restart:
+//! - `[kafka]`: brokers, group, topics and delivery belong to the open clients and sessions;
+//! - `[http]`: the endpoint is bound;
+//! - `[log]`: the subscriber is installed once;
+//! - the baseline keys that shape a profile (set sizes, geo cell size): the profiles in memory
+//!   and in the changelog are laid out by them;
+//! - `general.dedup_window`: the duplicate memory of a partition is sized when it is assigned.
+//!
+//! An invalid file is rejected with the error naming its key, and the running config stays.
+//! [`plan`] is the pure decision; [`Reloader`] does the file and the swap.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::pipeline::{Engine, EngineCell};
+
+/// Keys (dotted prefixes) that only a restart can change.
+pub const RESTART_ONLY: &[&str] = &[
+    "kafka",
+    "http",
+    "log",
+    "baseline.devices",
+    "baseline.counterparties",
+    "baseline.merchants",
+    "baseline.ip_prefixes",
+    "baseline.geo_cells",
+    "baseline.geo_cell_degrees",
+    "general.dedup_window",
+];
+
+/// What a reload will do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The config to run with: the new file, with restart-only keys at their running values.
+    pub effective: Config,
+    /// Keys whose new values take effect now.
+    pub live: Vec<String>,
+    /// Keys that differ in the file but wait for a restart.
+    pub restart_pending: Vec<String>,
+}
+
+fn restart_only(key: &str) -> bool {
+    RESTART_ONLY
+        .iter()
+        .any(|p| key == *p || key.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
+}
+
+fn table(cfg: &Config) -> toml::Table {
+    // A validated config always serialises; an empty table would only hide differences.
+    toml::Table::try_from(cfg).unwrap_or_default()
+}
+
+/// Dotted keys whose values differ between `a` and `b` (arrays, such as `subscriptions`,
+/// compare whole).
+pub fn changed_keys(a: &Config, b: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    diff(&table(a), &table(b), "", &mut out);
+    out.sort();
+    out
+}
+
+fn diff(a: &toml::Table, b: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    let key = |k: &str| {
+        if prefix.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    for (k, va) in a {
+        match (va, b.get(k)) {
+            (toml::Value::Table(ta), Some(toml::Value::Table(tb))) => diff(ta, tb, &key(k), out),
+            (va, Some(vb)) if va == vb => {}
+            _ => out.push(key(k)),
+        }
+    }
+    for k in b.keys() {
+        if !a.contains_key(k) {
+            out.push(key(k));
+        }
+    }
+}
+
+/// Decides what loading `new` over the `running` config does.
+pub fn plan(running: &Config, new: Config) -> Plan {
+    let mut effective = new;
+    effective.kafka = running.kafka.clone();
+    effective.http = running.http.clone();
+    effective.log = running.log.clone();
+    effective.general.dedup_window = running.general.dedup_window;
+    let b = &running.baseline;
+    let e = &mut effective.baseline;
+    e.devices = b.devices;
+    e.counterparties = b.counterparties;
+    e.merchants = b.merchants;
+    e.ip_prefixes = b.ip_prefixes;
+    e.geo_cells = b.geo_cells;
+    e.geo_cell_degrees = b.geo_cell_degrees;
+    Plan {
+        live: changed_keys(running, &effective),
+        restart_pending: Vec::new(),
+        effective,
+    }
+}
+
+/// The result of one reload attempt.
+#[derive(Debug)]
+pub enum Outcome {
+    /// New detection settings are running.
+    Applied {
+        /// Keys that changed.
+        live: Vec<String>,
+        /// Keys waiting for a restart.
+        restart_pending: Vec<String>,
+    },
+    /// The file has no live change (maybe restart-only ones).
+    Unchanged {
+        /// Keys waiting for a restart.
+        restart_pending: Vec<String>,
+    },
+    /// The file is invalid; the running config stays.
+    Rejected(ConfigError),
+    /// The new config is valid but cannot run (e.g. a subscription topic that does not exist).
+    Refused(String),
+}
+
+/// Reloads the config file into a running engine.
+pub struct Reloader {
+    path: Option<PathBuf>,
+    engine: Arc<EngineCell>,
+    metrics: Arc<Metrics>,
+    /// The config as started: restart-only keys are compared against it.
+    started: Config,
+    last_seen: Option<(std::time::SystemTime, u64)>,
+}
+
+impl Reloader {
+    /// A reloader for the engine started from `started` (loaded from `path`, or from defaults
+    /// and the environment when `None`).
+    pub fn new(
+        path: Option<PathBuf>,
+        started: Config,
+        engine: Arc<EngineCell>,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
+        let last_seen = path.as_deref().and_then(stamp);
+        Reloader {
+            path,
+            engine,
+            metrics,
+            started,
+            last_seen,
+        }
+    }
+
+    /// True when the file's modification time or size moved since the last look.
+    pub fn file_changed(&mut self) -> bool {
+        let now = self.path.as_deref().and_then(stamp);
+        if now.is_some() && now != self.last_seen {
+            self.last_seen = now;
+            return true;
+        }
+        false
+    }
+
+    /// Loads the file and applies it. `check` vets a valid new config before it runs (the
+    /// service checks that its subscription topics exist).
+    pub fn reload(&mut self, check: impl FnOnce(&Config) -> Result<(), String>) -> Outcome {
+        self.last_seen = self.path.as_deref().and_then(stamp);
+        let loaded = match Config::load(self.path.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, key = e.key().unwrap_or(""), "config reload rejected; keeping the running config");
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["rejected"])
+                    .inc();
+                return Outcome::Rejected(e);
+            }
+        };
+        let running = self.engine.get();
+        let mut p = plan(running.config(), loaded.clone());
+        p.restart_pending = changed_keys(&self.started, &loaded)
+            .into_iter()
+            .filter(|k| restart_only(k))
+            .collect();
+        self.metrics
+            .config_restart_pending
+            .set(p.restart_pending.len() as i64);
+        if !p.restart_pending.is_empty() {
+            tracing::warn!(keys = %p.restart_pending.join(","), "config keys changed that only take effect on restart");
+        }
+        if p.live.is_empty() {
+            self.metrics
+                .config_reloads
+                .with_label_values(&["unchanged"])
+                .inc();
+            return Outcome::Unchanged {
+                restart_pending: p.restart_pending,
+            };
+        }
+        if let Err(msg) = check(&p.effective) {
+            tracing::error!(error = %msg, "config reload refused; keeping the running config");
+            self.metrics
+                .config_reloads
+                .with_label_values(&["rejected"])
+                .inc();
+            return Outcome::Refused(msg);
+        }
+        let hash = p.effective.detection_hash();
+        self.engine.replace(Engine::new(p.effective));
+        self.metrics.set_config_hash(&hash);
+        self.metrics
+            .config_reloads
+            .with_label_values(&["applied"])
+            .inc();
+        tracing::info!(keys = %p.live.join(","), %hash, "config reloaded");
+        Outcome::Applied {
+            live: p.live,
+            restart_pending: p.restart_pending,
+        }
+    }
+}
+
+fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(toml: &str) -> Config {
+        Config::from_toml(toml).expect("valid")
+    }
+
+    #[test]
+    fn detection_keys_change_live() {
+        let a = Config::default();
+        let b = cfg("[decision]\nfreeze = 0.95\n");
+        let p = plan(&a, b);
+        assert_eq!(p.live, vec!["decision.freeze".to_string()]);
+        assert!((p.effective.decision.freeze - 0.95).abs() < 1e-12);
+    }
+
+    #[test]
+    fn restart_only_keys_keep_their_running_values() {
+        let a = Config::default();
+        let b = cfg("[kafka]\nbrokers = \"elsewhere:9092\"\n[baseline]\ndevices = 2\n");
+        let keys = changed_keys(&a, &b);
+        assert_eq!(keys, vec!["baseline.devices", "kafka.brokers"]);
+        assert!(keys.iter().all(|k| restart_only(k)));
+        let p = plan(&a, b);
+        assert!(p.live.is_empty(), "{:?}", p.live);
+        assert_eq!(p.effective.kafka.brokers, a.kafka.brokers);
+        assert_eq!(p.effective.baseline.devices, a.baseline.devices);
+    }
+
+    #[test]
+    fn subscriptions_compare_whole() {
+        let a = Config::default();
+        let b = cfg("[[subscriptions]]\nname = \"x\"\ntopic = \"t.x\"\nmin_severity = \"high\"\n");
+        assert_eq!(changed_keys(&a, &b), vec!["subscriptions"]);
+        assert!(!restart_only("subscriptions"));
+        assert!(!restart_only("kafkaesque"));
+        assert!(restart_only("kafka.librdkafka.security.protocol"));
+    }
+}
