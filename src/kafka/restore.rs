@@ -66,16 +66,19 @@ pub fn restore(
         .map_err(KafkaError::Client)?;
     let wm_timeout = Duration::from_secs(10);
     let committed = committed_position(cfg, &consumer, partition, wm_timeout)?;
-    if committed.0.iter().any(Option::is_none) {
-        tracing::warn!(
-            partition,
-            "the group has no committed offset for an input topic of this partition; \
-             restoring the newest profiles, events from auto.offset.reset on are scored on top"
-        );
-    }
     let (low, mut high) = consumer
         .fetch_watermarks(topic, partition, wm_timeout)
         .map_err(|e| err(partition, format!("watermarks: {e}")))?;
+    if high > low && committed.0.iter().any(Option::is_none) {
+        // Profiles exist but the group has no position: its offsets expired or the group id
+        // changed. Keeping the baselines beats dropping them; the events from
+        // auto.offset.reset on are learned on top of them.
+        tracing::warn!(
+            partition,
+            "the changelog has profiles but the group has no committed input offset; \
+             restoring the newest profiles"
+        );
+    }
     let mut out = Restored {
         committed,
         ahead: 0,

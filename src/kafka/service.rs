@@ -36,7 +36,7 @@ use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::EngineCell;
 
-use super::partition::{self, Incoming};
+use super::partition::{self, Batch};
 use super::sink::Topics;
 use super::{client_config, topics, KafkaError, Role};
 
@@ -135,8 +135,8 @@ impl Shared {
 }
 
 struct PartitionSlot {
-    tx: mpsc::Sender<Vec<Incoming>>,
-    pending: Vec<Incoming>,
+    tx: mpsc::Sender<Batch>,
+    pending: Batch,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -254,7 +254,7 @@ impl ConsumerContext for Ctx {
                     p,
                     PartitionSlot {
                         tx,
-                        pending: Vec::new(),
+                        pending: Batch::default(),
                         task,
                     },
                 );
@@ -280,13 +280,14 @@ impl Ctx {
     }
 
     /// Adds a message to its partition's pending batch; hands the batch over when full.
-    fn dispatch(&self, m: Incoming, partition: i32) {
+    fn dispatch(&self, m: &rdkafka::message::BorrowedMessage<'_>, topic: u16, received: Instant) {
         let mut slots = lock(&self.slots);
-        let Some(slot) = slots.get_mut(&partition) else {
+        let Some(slot) = slots.get_mut(&m.partition()) else {
             // Not (or no longer) ours: its offset is never stored, so its new owner reads it.
             return;
         };
-        slot.pending.push(m);
+        slot.pending
+            .push(topic, m.offset(), m.key(), m.payload(), received);
         if slot.pending.len() >= self.shared.cfg.kafka.max_batch {
             let batch = std::mem::take(&mut slot.pending);
             // Blocks while the task is behind: back-pressure reaches the poll loop.
@@ -586,20 +587,13 @@ fn consumer_loop(
         .enumerate()
         .map(|(i, t)| (t.clone(), i as u16))
         .collect();
-    let handle = |m: &rdkafka::message::BorrowedMessage<'_>| {
+    // One clock read per poll burst: the receipt time of a burst's later messages is then a
+    // little early, which can only overstate latency.
+    let handle = |m: &rdkafka::message::BorrowedMessage<'_>, received: Instant| {
         let Some(t) = topic_index.get(m.topic()) else {
             return;
         };
-        ctx.dispatch(
-            Incoming {
-                topic: *t,
-                offset: m.offset(),
-                key: m.key().map(|k| k.to_vec()),
-                payload: m.payload().map(|p| p.to_vec()),
-                received: Instant::now(),
-            },
-            m.partition(),
-        );
+        ctx.dispatch(m, *t, received);
     };
     let poll_error = |e: RdError| {
         tracing::warn!(error = %e, "consumer error");
@@ -610,11 +604,12 @@ fn consumer_loop(
     {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(m)) => {
-                handle(&m);
+                let received = Instant::now();
+                handle(&m, received);
                 // Take what is already fetched without waiting, so batches fill under load.
                 for _ in 0..shared.cfg.kafka.max_batch * 4 {
                     match consumer.poll(Duration::ZERO) {
-                        Some(Ok(m)) => handle(&m),
+                        Some(Ok(m)) => handle(&m, received),
                         Some(Err(e)) => poll_error(e),
                         None => break,
                     }
