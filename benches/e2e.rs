@@ -93,6 +93,14 @@ fn main() {
         cfg.kafka.partitions = partitions;
         cfg.subscriptions.clear();
         cfg.http.enabled = false;
+        // `WG_E2E_PRODUCER=key=value,key=value`: producer settings to compare (linger.ms...).
+        if let Ok(kv) = std::env::var("WG_E2E_PRODUCER") {
+            for pair in kv.split(',').filter(|p| !p.is_empty()) {
+                if let Some((k, v)) = pair.split_once('=') {
+                    cfg.kafka.producer.insert(k.into(), v.into());
+                }
+            }
+        }
         match &mock {
             Some(m) => {
                 for t in [&cfg.kafka.input_topics[0], &cfg.kafka.changelog_topic] {
