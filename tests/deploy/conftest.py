@@ -21,7 +21,7 @@ DASHBOARD = DEPLOY / "grafana" / "dashboards" / "walletguard.json"
 COMPOSE = DEPLOY / "compose.yaml"
 K8S = DEPLOY / "k8s"
 # The wire contract lives beside the repository (shared/ next to the clone), as the README says.
-CONTRACT = Path(os.environ.get("WALLETGUARD_CONTRACT", ROOT.parent / "shared" / "CONTRACT.md"))
+CONTRACT = Path(os.environ.get("WG_DEPLOY_CONTRACT", ROOT.parent / "shared" / "CONTRACT.md"))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -65,7 +65,7 @@ def k8s_docs() -> dict[str, dict]:
 def contract_topics() -> set[str]:
     """Topics named in the wire contract's section headings: "(topic `name`)"."""
     if not CONTRACT.exists():
-        pytest.fail(f"wire contract not found at {CONTRACT} (set WALLETGUARD_CONTRACT)")
+        pytest.fail(f"wire contract not found at {CONTRACT} (set WG_DEPLOY_CONTRACT)")
     return set(re.findall(r"^#+ .*\(topic `([^`]+)`", CONTRACT.read_text(), re.MULTILINE))
 
 
