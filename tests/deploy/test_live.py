@@ -81,7 +81,9 @@ def live(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETGUARD_")}
     env |= {"WALLETGUARD_HTTP__LISTEN": f"127.0.0.1:{want}", "RUST_LOG": "warn"}
     demo = subprocess.Popen(
-        [walletguard_bin(), "demo", "--rate", "2000", "--duration", "900", "--partitions", "6"],
+        # 120 simulated days at 1,500 events/s: about 10 minutes of traffic, far longer than
+        # the checks take, so the target stays up (a finished demo exits, and its gauges go stale).
+        [walletguard_bin(), "demo", "--rate", "1500", "--days", "120", "--duration", "900", "--partitions", "6"],
         env=env, stdout=subprocess.PIPE, stderr=open(tmp / "demo.err", "w"), text=True,
     )
     out: list[str] = []
@@ -176,6 +178,7 @@ def test_every_rule_and_dashboard_expression_returns_series(live, capsys):
     deadline = time.time() + SETTLE_TIMEOUT_S
     while True:
         empty = []
+        assert live.demo.poll() is None, "the demo exited during the checks"
         for where, e, s in checks:
             live.query(e)  # the whole expression is valid and evaluates
             if live.series(s) == 0:
