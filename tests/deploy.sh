@@ -43,5 +43,6 @@ fi
 export WG_DEPLOY_BIN
 
 # The venv's bin first: hadolint comes from there.
+export PYTHONDONTWRITEBYTECODE=1
 PATH="$CACHE/venv/bin:$PATH" "$CACHE/venv/bin/python" -m pytest -c tests/deploy/pytest.ini \
   --rootdir tests/deploy -v "$@" tests/deploy
