@@ -130,6 +130,8 @@ async fn run_async(
     let c = opts.demo.color;
     let io = |e: std::io::Error| KafkaError::Internal(format!("writing output: {e}"));
     let metrics = Arc::new(Metrics::new()?);
+    // As `run` does, so the demo's /metrics shows every series a deployment scrapes.
+    metrics.set_config_hash(&cfg.detection_hash());
     let health = Health::new();
     let http_stop = Arc::new(tokio::sync::Notify::new());
     let http_addr = if cfg.http.enabled {
