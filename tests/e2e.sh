@@ -33,8 +33,8 @@ if ! command -v tansu >/dev/null 2>&1; then
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 
-WG="${WALLETGUARD_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/walletguard}"
-if [ -z "${WALLETGUARD_BIN:-}" ]; then
+WG="${WG_E2E_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/walletguard}"
+if [ -z "${WG_E2E_BIN:-}" ]; then
   (cd "$ROOT" && cargo build --release --quiet)
 fi
 

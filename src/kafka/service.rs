@@ -168,11 +168,14 @@ impl ClientContext for Ctx {
     }
 
     fn stats(&self, stats: Statistics) {
+        let ours: Vec<i32> = lock(&self.slots).keys().copied().collect();
         for t in &self.shared.topics.inputs {
             if let Some(topic) = stats.topics.get(t) {
                 for (p, part) in &topic.partitions {
-                    // -1 is librdkafka's internal UA partition; lag -1 means unknown.
-                    if *p >= 0 && part.consumer_lag >= 0 {
+                    // -1 is librdkafka's internal UA partition; lag -1 means unknown. A
+                    // partition given up since is not reported (its gauge is removed on
+                    // revoke), so dashboards never see an owner's stale lag.
+                    if *p >= 0 && part.consumer_lag >= 0 && ours.contains(p) {
                         self.shared
                             .metrics
                             .consumer_lag
@@ -306,9 +309,23 @@ impl Ctx {
         }
     }
 
+    /// Removes the consumer-lag series of partitions this instance no longer owns.
+    fn forget_lag(&self, parts: &[i32]) {
+        for t in &self.shared.topics.inputs {
+            for p in parts {
+                let _ = self
+                    .shared
+                    .metrics
+                    .consumer_lag
+                    .remove_label_values(&[t.as_str(), &p.to_string()]);
+            }
+        }
+    }
+
     /// Flushes, closes and waits for the tasks of `parts` (each finishes its queued batches and
     /// their acknowledgements), within the drain timeout.
     fn drain_partitions(&self, parts: &[i32]) {
+        self.forget_lag(parts);
         let mut tasks = Vec::new();
         {
             let mut slots = lock(&self.slots);
@@ -337,6 +354,7 @@ impl Ctx {
 
     /// Drops the tasks of `parts` without waiting or committing.
     fn drop_partitions(&self, parts: &[i32]) {
+        self.forget_lag(parts);
         let mut slots = lock(&self.slots);
         for p in parts {
             if let Some(slot) = slots.remove(p) {
