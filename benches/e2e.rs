@@ -9,6 +9,9 @@
 //!   `walletguard_processing_latency_seconds` (receipt to every output acknowledged, or the
 //!   transaction committed).
 //!
+//! `WG_E2E_COMMIT_MS` sets `kafka.commit_interval_ms` (exactly-once latency is about half of
+//! it plus the commit); `WG_E2E_PRODUCER=linger.ms=1,...` overrides producer settings.
+//!
 //! `WG_E2E_DELIVERY=exactly_once` measures the transactional mode (MockCluster only; tansu has
 //! no transactions). `WG_E2E_PARTITIONS` (default 4) sets the input partitions.
 //!
@@ -93,6 +96,7 @@ fn main() {
         cfg.kafka.partitions = partitions;
         cfg.subscriptions.clear();
         cfg.http.enabled = false;
+        cfg.kafka.commit_interval_ms = env("WG_E2E_COMMIT_MS", cfg.kafka.commit_interval_ms);
         // `WG_E2E_PRODUCER=key=value,key=value`: producer settings to compare (linger.ms...).
         if let Ok(kv) = std::env::var("WG_E2E_PRODUCER") {
             for pair in kv.split(',').filter(|p| !p.is_empty()) {

@@ -716,7 +716,7 @@ impl Default for KafkaConfig {
             consumer: Default::default(),
             producer: [
                 ("compression.type".to_string(), "lz4".to_string()),
-                ("linger.ms".to_string(), "5".to_string()),
+                ("linger.ms".to_string(), "1".to_string()),
             ]
             .into(),
         }
