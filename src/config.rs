@@ -242,6 +242,8 @@ pub struct DetectorsConfig {
     pub dormant_reactivation: DormantConfig,
     /// `NEW_RECHARGE_NUMBER`.
     pub new_recharge_number: SimpleConfig,
+    /// `PAYEE_BUILDUP`.
+    pub payee_buildup: PayeeBuildupConfig,
 }
 
 impl Default for DetectorsConfig {
@@ -271,6 +273,7 @@ impl Default for DetectorsConfig {
                 enabled: true,
                 weight: 0.2,
             },
+            payee_buildup: PayeeBuildupConfig::default(),
         }
     }
 }
@@ -515,6 +518,10 @@ pub struct CardTestingConfig {
     pub start_count: f64,
     /// Count at which it scores 1.
     pub full_count: f64,
+    /// `start_count` when the payment comes from a device the user has never used.
+    pub unknown_device_start_count: f64,
+    /// `full_count` when the payment comes from a device the user has never used.
+    pub unknown_device_full_count: f64,
 }
 
 impl Default for CardTestingConfig {
@@ -525,6 +532,45 @@ impl Default for CardTestingConfig {
             tiny_amount: 5.0,
             start_count: 2.5,
             full_count: 6.0,
+            unknown_device_start_count: 1.5,
+            unknown_device_full_count: 3.0,
+        }
+    }
+}
+
+/// `[detectors.payee_buildup]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayeeBuildupConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// A payee first paid at most this many days ago is "young".
+    pub window_days: f64,
+    /// Days of history a user needs before a first-time payee counts as young (in a new
+    /// account every payee is new).
+    pub min_history_days: f64,
+    /// Money-out attempts to the young payee (this one included) at which the count factor
+    /// reaches 1; it is 0 at one attempt and rises linearly.
+    pub full_count: f64,
+    /// Total to the young payee (this one included), as a multiple of the user's typical
+    /// money-out amount, at which it starts to score.
+    pub start_ratio: f64,
+    /// The multiple at which the amount factor reaches 1 (log scale in between).
+    pub full_ratio: f64,
+}
+
+impl Default for PayeeBuildupConfig {
+    fn default() -> Self {
+        PayeeBuildupConfig {
+            enabled: true,
+            weight: 0.7,
+            window_days: 14.0,
+            min_history_days: 7.0,
+            full_count: 3.0,
+            start_ratio: 2.0,
+            full_ratio: 10.0,
         }
     }
 }
@@ -963,6 +1009,7 @@ impl Config {
             ("detectors.balance_drain.weight", d.balance_drain.weight),
             ("detectors.failed_attempts.weight", d.failed_attempts.weight),
             ("detectors.card_testing.weight", d.card_testing.weight),
+            ("detectors.payee_buildup.weight", d.payee_buildup.weight),
             (
                 "detectors.dormant_reactivation.weight",
                 d.dormant_reactivation.weight,
@@ -1013,6 +1060,16 @@ impl Config {
                 "detectors.card_testing.full_count",
                 d.card_testing.full_count,
             ),
+            (
+                "detectors.card_testing.unknown_device_start_count",
+                d.card_testing.unknown_device_start_count,
+            ),
+            (
+                "detectors.card_testing.unknown_device_full_count",
+                d.card_testing.unknown_device_full_count,
+            ),
+            ("detectors.payee_buildup.start_ratio", d.payee_buildup.start_ratio),
+            ("detectors.payee_buildup.full_ratio", d.payee_buildup.full_ratio),
         ] {
             if !(v.is_finite() && v >= 1.0) {
                 return Err(invalid(
@@ -1038,6 +1095,39 @@ impl Config {
             return Err(invalid(
                 "detectors.card_testing.full_count",
                 "must be above start_count",
+            ));
+        }
+        if d.card_testing.unknown_device_full_count <= d.card_testing.unknown_device_start_count
+        {
+            return Err(invalid(
+                "detectors.card_testing.unknown_device_full_count",
+                "must be above unknown_device_start_count",
+            ));
+        }
+        if d.payee_buildup.full_ratio <= d.payee_buildup.start_ratio {
+            return Err(invalid(
+                "detectors.payee_buildup.full_ratio",
+                "must be above start_ratio",
+            ));
+        }
+        if !(d.payee_buildup.full_count.is_finite() && d.payee_buildup.full_count > 1.0) {
+            return Err(invalid(
+                "detectors.payee_buildup.full_count",
+                "must be a finite number above 1",
+            ));
+        }
+        if !(d.payee_buildup.min_history_days >= 0.0 && d.payee_buildup.min_history_days <= 365.0)
+        {
+            return Err(invalid(
+                "detectors.payee_buildup.min_history_days",
+                "must be within [0, 365]",
+            ));
+        }
+        // The window is stored in a profile as seconds in a u32 (a tick).
+        if !(d.payee_buildup.window_days > 0.0 && d.payee_buildup.window_days <= 365.0) {
+            return Err(invalid(
+                "detectors.payee_buildup.window_days",
+                "must be within (0, 365]",
             ));
         }
         if !(d.velocity_burst.burstiness >= 1.0 && d.velocity_burst.burstiness.is_finite()) {

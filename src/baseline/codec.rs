@@ -11,9 +11,26 @@
 //! reordering or adding struct fields cannot silently change them. A format change gets a
 //! new [`FORMAT_VERSION`], and [`decode`] keeps reading every older version.
 //!
+//! # Format version 2 (current)
+//!
+//! [`ENCODED_LEN`] = 288 bytes: the 263 bytes of version 1 below (with `2` in the version
+//! byte), followed by the payee-age fields:
+//!
+//! | Offset | Size    | Field                                                            |
+//! |-------:|--------:|------------------------------------------------------------------|
+//! |    263 | 2 × u64 | `payees_seen` (current generation, previous)                      |
+//! |    279 |  u16    | `young_fp`                                                       |
+//! |    281 |  u16    | `young_sum`                                                      |
+//! |    283 |  u32    | `young_first`                                                    |
+//! |    287 |  u8     | `young_n`                                                        |
+//!
+//! A version-1 record decodes with no young payee and with its paid-payee filter seeded from
+//! the exact counterparty set, so payees a user already paid are not taken for new ones after
+//! an upgrade.
+//!
 //! # Format version 1
 //!
-//! [`ENCODED_LEN`] = 263 bytes. Integers are little-endian; `f32` fields are their IEEE 754
+//! [`V1_LEN`] = 263 bytes. Integers are little-endian; `f32` fields are their IEEE 754
 //! bits, little-endian (NaN payloads and -0.0 survive). Arrays are written element 0 first.
 //!
 //! | Offset | Size    | Field                                                            |
@@ -50,10 +67,10 @@
 //! (the config changed between releases), [`decode`] moves each set to its new place, keeping
 //! its first `min(old, new)` entries (the most recent) and zero-filling the rest.
 
-use super::{Params, Profile, RING_DELTAS, SLOT_CAPACITY};
+use super::{payee_bits, Params, Profile, SetKind, RING_DELTAS, SLOT_CAPACITY};
 
 /// Current format version written by [`encode`].
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// The two bytes every record starts with.
 pub const MAGIC: [u8; 2] = *b"WG";
@@ -77,7 +94,14 @@ const _: () = assert!(
 );
 
 /// Exact size of an encoded profile of the current version.
-pub const ENCODED_LEN: usize = HEADER_LEN
+pub const ENCODED_LEN: usize = V1_LEN
+    + 2 * 8 // payees_seen
+    + 2 * 2 // young_fp, young_sum
+    + 4 // young_first
+    + 1; // young_n
+
+/// Exact size of a version-1 record.
+pub const V1_LEN: usize = HEADER_LEN
     + V1_SLOTS * 8 // slots
     + 3 * 4 // last_seen, first_seen, fast_at
     + 4 * 4 // cred
@@ -152,6 +176,11 @@ pub fn encode(profile: &Profile, params: &Params, out: &mut Vec<u8>) {
         tiny_new,
         hours,
         flags,
+        payees_seen,
+        young_fp,
+        young_sum,
+        young_first,
+        young_n,
     } = profile;
 
     out.reserve(ENCODED_LEN);
@@ -190,6 +219,13 @@ pub fn encode(profile: &Profile, params: &Params, out: &mut Vec<u8>) {
         out.extend_from_slice(&h.to_le_bytes());
     }
     out.push(*flags);
+    for b in payees_seen {
+        out.extend_from_slice(&b.to_le_bytes());
+    }
+    out.extend_from_slice(&young_fp.to_le_bytes());
+    out.extend_from_slice(&young_sum.to_le_bytes());
+    out.extend_from_slice(&young_first.to_le_bytes());
+    out.push(*young_n);
     debug_assert_eq!(out.len() - start, ENCODED_LEN);
 }
 
@@ -212,24 +248,52 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
         });
     };
     match version {
-        1 => decode_v1(bytes, params),
+        1 => {
+            let mut profile = decode_v1(bytes, V1_LEN, params)?;
+            // Version 1 had no paid-payee filter: seed it with the payees known exactly.
+            let seen = profile
+                .set(params, SetKind::Counterparty)
+                .iter()
+                .filter(|h| **h != 0)
+                .fold(0, |acc, h| acc | payee_bits(*h));
+            profile.payees_seen[0] = seen;
+            Ok(profile)
+        }
+        2 => {
+            let mut profile = decode_v1(bytes, ENCODED_LEN, params)?;
+            let mut r = Reader(bytes.get(V1_LEN..).unwrap_or_default());
+            let truncated = CodecError::Truncated {
+                expected: ENCODED_LEN,
+                got: bytes.len(),
+            };
+            for b in &mut profile.payees_seen {
+                *b = u64::from_le_bytes(r.take().ok_or(truncated.clone())?);
+            }
+            profile.young_fp = r.u16().ok_or(truncated.clone())?;
+            profile.young_sum = r.u16().ok_or(truncated.clone())?;
+            profile.young_first = r.u32().ok_or(truncated.clone())?;
+            let [n] = r.take().ok_or(truncated)?;
+            profile.young_n = n;
+            Ok(profile)
+        }
         v => Err(CodecError::UnknownVersion(v)),
     }
 }
 
-/// Decodes a version-1 record (magic and version already checked).
-fn decode_v1(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
-    const LEN: usize = ENCODED_LEN;
+/// Checks that a record is exactly `len` bytes long and decodes its version-1 part (magic and
+/// version already checked); the fields version 1 lacks are left at their defaults.
+fn decode_v1(bytes: &[u8], len: usize, params: &Params) -> Result<Profile, CodecError> {
     let got = bytes.len();
-    if got < LEN {
-        return Err(CodecError::Truncated { expected: LEN, got });
+    if got < len {
+        return Err(CodecError::Truncated { expected: len, got });
     }
-    if got > LEN {
-        return Err(CodecError::TooLong { expected: LEN, got });
+    if got > len {
+        return Err(CodecError::TooLong { expected: len, got });
     }
+    let v1 = bytes.get(..V1_LEN).unwrap_or_default();
     // The length was checked, so the reader cannot run dry; should it ever, that is a
     // truncation, never a panic.
-    let (lens, mut profile) = read_v1(bytes).ok_or(CodecError::Truncated { expected: LEN, got })?;
+    let (lens, mut profile) = read_v1(v1).ok_or(CodecError::Truncated { expected: len, got })?;
     if lens.iter().map(|&l| l as usize).sum::<usize>() > SLOT_CAPACITY {
         return Err(CodecError::BadLayout(lens));
     }
@@ -239,8 +303,8 @@ fn decode_v1(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
     Ok(profile)
 }
 
-/// Reads the set lengths and every field of a version-1 record of exactly [`ENCODED_LEN`]
-/// bytes; `None` if it runs out of bytes.
+/// Reads the set lengths and every field of a version-1 record of exactly [`V1_LEN`] bytes;
+/// `None` if it runs out of bytes.
 fn read_v1(bytes: &[u8]) -> Option<([u8; SET_KINDS], Profile)> {
     let mut r = Reader(bytes);
     r.take::<HEADER_LEN>()?; // magic, version, lengths
@@ -309,6 +373,7 @@ fn read_v1(bytes: &[u8]) -> Option<([u8; SET_KINDS], Profile)> {
             tiny_new,
             hours,
             flags,
+            ..Profile::default()
         },
     ))
 }

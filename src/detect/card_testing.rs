@@ -4,6 +4,10 @@
 //!
 //! Tiny payments to new merchants are counted with the short half-life. The detector scores
 //! each further tiny payment and also the first non-tiny money out that follows the run.
+//! From a device the user has never used, fewer are needed (`unknown_device_start_count`,
+//! `unknown_device_full_count`): the owner's own phone buying two coffees at new shops is
+//! ordinary, while an unknown device whose first acts are micro-payments at shops the user
+//! never paid is the probe itself.
 
 use super::{money, ramp, Code, Ctx, Detail, Detector, Signals};
 use crate::config::CardTestingConfig;
@@ -15,6 +19,8 @@ pub struct CardTesting {
     tiny: f64,
     start: f64,
     full: f64,
+    unknown_start: f64,
+    unknown_full: f64,
 }
 
 impl CardTesting {
@@ -25,6 +31,8 @@ impl CardTesting {
             tiny: c.tiny_amount,
             start: c.start_count,
             full: c.full_count,
+            unknown_start: c.unknown_device_start_count,
+            unknown_full: c.unknown_device_full_count,
         }
     }
 
@@ -53,13 +61,18 @@ impl Detector for CardTesting {
         let tiny_new = Self::is_tiny_new_merchant(self.tiny, ctx.ev.kind, ctx.ev.amount, new_cp);
         let recent = ctx.profile.recent_tiny_new(ctx.facts);
         let c = recent + tiny_new as u8 as f64;
-        if c < self.start {
+        let (start, full) = if ctx.facts.new_device() {
+            (self.unknown_start, self.unknown_full)
+        } else {
+            (self.start, self.full)
+        };
+        if c < start {
             return;
         }
         let amount = ctx.ev.amount.unwrap_or(0.0);
         out.push(
             Code::CardTesting,
-            ramp(c, self.start - 1.0, self.full),
+            ramp(c, start - 1.0, full),
             self.weight,
             Detail::new(
                 |a, f| {
@@ -97,7 +110,7 @@ mod tests {
         );
         let e = parse_event(s.as_bytes()).unwrap();
         let f = k.profile.facts(&k.params, &e);
-        k.profile.record_activity(&e, &f, true);
+        k.profile.record_activity(&k.params, &e, &f, true);
     }
 
     #[test]
