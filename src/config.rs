@@ -518,10 +518,11 @@ pub struct CardTestingConfig {
     pub start_count: f64,
     /// Count at which it scores 1.
     pub full_count: f64,
-    /// `start_count` when the payment comes from a device the user has never used.
-    pub unknown_device_start_count: f64,
-    /// `full_count` when the payment comes from a device the user has never used.
-    pub unknown_device_full_count: f64,
+    /// `start_count` when the payment comes from a stranger: a device the user never used,
+    /// in a place or network the user was never seen in.
+    pub stranger_start_count: f64,
+    /// `full_count` for a stranger.
+    pub stranger_full_count: f64,
 }
 
 impl Default for CardTestingConfig {
@@ -532,8 +533,8 @@ impl Default for CardTestingConfig {
             tiny_amount: 5.0,
             start_count: 2.5,
             full_count: 6.0,
-            unknown_device_start_count: 1.5,
-            unknown_device_full_count: 3.0,
+            stranger_start_count: 1.5,
+            stranger_full_count: 2.0,
         }
     }
 }
@@ -554,23 +555,23 @@ pub struct PayeeBuildupConfig {
     /// Money-out attempts to the young payee (this one included) at which the count factor
     /// reaches 1; it is 0 at one attempt and rises linearly.
     pub full_count: f64,
-    /// Total to the young payee (this one included), as a multiple of the user's typical
-    /// money-out amount, at which it starts to score.
-    pub start_ratio: f64,
-    /// The multiple at which the amount factor reaches 1 (log scale in between).
-    pub full_ratio: f64,
+    /// Total to the young payee (this one included), as a share of the user's usual money
+    /// out in 30 days, at which it starts to score.
+    pub start_share: f64,
+    /// The share at which the amount factor reaches 1 (log scale in between).
+    pub full_share: f64,
 }
 
 impl Default for PayeeBuildupConfig {
     fn default() -> Self {
         PayeeBuildupConfig {
             enabled: true,
-            weight: 0.7,
+            weight: 0.65,
             window_days: 14.0,
             min_history_days: 7.0,
-            full_count: 3.0,
-            start_ratio: 2.0,
-            full_ratio: 10.0,
+            full_count: 2.5,
+            start_share: 0.05,
+            full_share: 0.3,
         }
     }
 }
@@ -1061,15 +1062,13 @@ impl Config {
                 d.card_testing.full_count,
             ),
             (
-                "detectors.card_testing.unknown_device_start_count",
-                d.card_testing.unknown_device_start_count,
+                "detectors.card_testing.stranger_start_count",
+                d.card_testing.stranger_start_count,
             ),
             (
-                "detectors.card_testing.unknown_device_full_count",
-                d.card_testing.unknown_device_full_count,
+                "detectors.card_testing.stranger_full_count",
+                d.card_testing.stranger_full_count,
             ),
-            ("detectors.payee_buildup.start_ratio", d.payee_buildup.start_ratio),
-            ("detectors.payee_buildup.full_ratio", d.payee_buildup.full_ratio),
         ] {
             if !(v.is_finite() && v >= 1.0) {
                 return Err(invalid(
@@ -1097,17 +1096,22 @@ impl Config {
                 "must be above start_count",
             ));
         }
-        if d.card_testing.unknown_device_full_count <= d.card_testing.unknown_device_start_count
-        {
+        if d.card_testing.stranger_full_count <= d.card_testing.stranger_start_count {
             return Err(invalid(
-                "detectors.card_testing.unknown_device_full_count",
-                "must be above unknown_device_start_count",
+                "detectors.card_testing.stranger_full_count",
+                "must be above stranger_start_count",
             ));
         }
-        if d.payee_buildup.full_ratio <= d.payee_buildup.start_ratio {
+        positive(
+            "detectors.payee_buildup.start_share",
+            d.payee_buildup.start_share,
+        )?;
+        if !(d.payee_buildup.full_share > d.payee_buildup.start_share
+            && d.payee_buildup.full_share.is_finite())
+        {
             return Err(invalid(
-                "detectors.payee_buildup.full_ratio",
-                "must be above start_ratio",
+                "detectors.payee_buildup.full_share",
+                "must be a finite number above start_share",
             ));
         }
         if !(d.payee_buildup.full_count.is_finite() && d.payee_buildup.full_count > 1.0) {

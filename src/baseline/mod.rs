@@ -300,6 +300,8 @@ pub struct Facts {
     pub log_amount: Option<f64>,
     /// Whether the profile had any learned history before this event.
     pub has_history: bool,
+    /// Whether the profile had learned a position before this event.
+    pub has_geo: bool,
 }
 
 impl Facts {
@@ -311,6 +313,21 @@ impl Facts {
     /// True when the event's geo cell or IP prefix is unknown to the profile.
     pub fn new_location(&self) -> bool {
         matches!(self.cell, Some((_, false))) || matches!(self.ip, Some((_, false)))
+    }
+
+    /// True when the event comes from a place the profile does not know: its geo cell when it
+    /// has a position and the profile has seen positions before, else its IP prefix. Stricter than [`Facts::new_location`], since a phone
+    /// on a mobile carrier changes networks all the time within its home cell.
+    pub fn new_place(&self) -> bool {
+        match self.cell {
+            Some((_, known)) if self.has_geo => !known,
+            _ => matches!(self.ip, Some((_, false))),
+        }
+    }
+
+    /// A stranger: a device the profile never saw, in a place it never saw ([`Facts::new_place`]).
+    pub fn stranger(&self) -> bool {
+        self.new_device() && self.new_place()
     }
 }
 
@@ -433,6 +450,7 @@ impl Profile {
             }),
             log_amount: ev.amount.map(f64::ln_1p),
             has_history: !self.is_empty(),
+            has_geo: self.last_geo_at != 0,
         }
     }
 
@@ -768,14 +786,14 @@ impl Profile {
         let on_probation = self.cred[..2].iter().enumerate().any(|(i, at)| {
             *at != 0 && self.flags & (1 << i) != 0 && f.t >= *at && f.t - *at <= p.probation_s
         });
-        // A sign-in proves the password, not the person: a device never seen, signing in from
-        // a place never seen, is the first step of a takeover, so a bare login does not make
-        // that device and place "known"; the next ordinary event that passes does.
-        let stranger_login =
-            ev.kind == EventType::Login && f.new_device() && f.new_location();
+        // A sign-in or a bind proves the password, not the person: a device never seen, in a
+        // place or network never seen, is how a takeover starts, so such a device and place
+        // become "known" only through money moving without alarm, never through a login, a
+        // bind or an unbind alone.
+        let stranger = f.stranger() && !ev.kind.is_money();
         let proven = ev.status == Status::Success
             && !on_probation
-            && !stranger_login
+            && !stranger
             && !matches!(
                 ev.kind,
                 EventType::LoginFailed | EventType::PasswordReset | EventType::MfaChange

@@ -4,10 +4,11 @@
 //!
 //! Tiny payments to new merchants are counted with the short half-life. The detector scores
 //! each further tiny payment and also the first non-tiny money out that follows the run.
-//! From a device the user has never used, fewer are needed (`unknown_device_start_count`,
-//! `unknown_device_full_count`): the owner's own phone buying two coffees at new shops is
-//! ordinary, while an unknown device whose first acts are micro-payments at shops the user
-//! never paid is the probe itself.
+//! From a stranger (a device the user never used, in a place or network the user was never
+//! seen in) fewer are needed (`stranger_start_count`, `stranger_full_count`): the owner's own
+//! phone buying two bus tickets at new shops is ordinary, while an unknown device on an unknown
+//! network whose first acts are micro-payments at shops the user never paid is the probe
+//! itself.
 
 use super::{money, ramp, Code, Ctx, Detail, Detector, Signals};
 use crate::config::CardTestingConfig;
@@ -19,8 +20,8 @@ pub struct CardTesting {
     tiny: f64,
     start: f64,
     full: f64,
-    unknown_start: f64,
-    unknown_full: f64,
+    stranger_start: f64,
+    stranger_full: f64,
 }
 
 impl CardTesting {
@@ -31,8 +32,8 @@ impl CardTesting {
             tiny: c.tiny_amount,
             start: c.start_count,
             full: c.full_count,
-            unknown_start: c.unknown_device_start_count,
-            unknown_full: c.unknown_device_full_count,
+            stranger_start: c.stranger_start_count,
+            stranger_full: c.stranger_full_count,
         }
     }
 
@@ -61,8 +62,8 @@ impl Detector for CardTesting {
         let tiny_new = Self::is_tiny_new_merchant(self.tiny, ctx.ev.kind, ctx.ev.amount, new_cp);
         let recent = ctx.profile.recent_tiny_new(ctx.facts);
         let c = recent + tiny_new as u8 as f64;
-        let (start, full) = if ctx.facts.new_device() {
-            (self.unknown_start, self.unknown_full)
+        let (start, full) = if ctx.facts.stranger() {
+            (self.stranger_start, self.stranger_full)
         } else {
             (self.start, self.full)
         };

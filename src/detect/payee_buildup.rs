@@ -9,12 +9,15 @@
 //! in the last two to four months, not only the few the profile remembers exactly) scores
 //!
 //! ```text
-//! ramp(attempts, 1, full_count) × ramp(ln(total / typical), ln start_ratio, ln full_ratio)
+//! ramp(payments, 1, full_count) × ramp(ln share, ln start_share, ln full_share)
+//! share = total / (the user's usual money out in 30 days)
 //! ```
 //!
-//! where `attempts` and `total` include this event and `typical` is the user's typical
-//! money-out amount. A second transfer to a new payee scores only when the sums are large;
-//! small repeat payments to a new contact never do.
+//! where `payments` and `total` include this event, and the usual 30-day outflow is the user's
+//! money-out rate (shrunk toward the population's) × 30 days × their typical amount. Measuring
+//! the total against a month of the user's own spending, not against one typical payment,
+//! keeps heavy senders from alerting on every new contact: a second transfer to a new payee
+//! scores only when together they are a real part of what the user moves in a month.
 
 use super::{money, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals};
 use crate::baseline::new_payee_kind;
@@ -29,6 +32,9 @@ pub struct PayeeBuildup {
     ln_full: f64,
 }
 
+/// Days of usual outflow the young payee's total is measured against.
+const MONTH_DAYS: f64 = 30.0;
+
 impl PayeeBuildup {
     /// From config.
     pub fn new(c: &PayeeBuildupConfig) -> Self {
@@ -36,8 +42,8 @@ impl PayeeBuildup {
             weight: c.weight,
             window_s: (c.window_days * 86_400.0) as u32,
             full_count: c.full_count,
-            ln_start: c.start_ratio.ln(),
-            ln_full: c.full_ratio.ln(),
+            ln_start: c.start_share.ln(),
+            ln_full: c.full_share.ln(),
         }
     }
 }
@@ -60,8 +66,15 @@ impl Detector for PayeeBuildup {
         // This attempt counts as if it succeeds: the signal must come before the money moves.
         let attempts = n as f64 + 1.0;
         let total = sent + ctx.ev.amount.unwrap_or(0.0);
-        let ratio = total / typical_amount(ctx);
-        let s = ramp(attempts, 1.0, self.full_count) * ramp(ratio.ln(), self.ln_start, self.ln_full);
+        let (own_rate, exposure) = ctx
+            .profile
+            .out_rate(ctx.params, ctx.facts)
+            .unwrap_or((0.0, 0.0));
+        let w = ctx.prior.own_weight(exposure / 86_400.0);
+        let rate = w * own_rate + (1.0 - w) * ctx.prior.out_rate;
+        let month = rate * MONTH_DAYS * 86_400.0 * typical_amount(ctx);
+        let share = total / month.max(1.0);
+        let s = ramp(attempts, 1.0, self.full_count) * ramp(share.ln(), self.ln_start, self.ln_full);
         out.push(
             Code::PayeeBuildup,
             s,
@@ -70,14 +83,14 @@ impl Detector for PayeeBuildup {
                 |a, f| {
                     write!(
                         f,
-                        "{:.0} payments totalling {} ({:.1}× the usual amount) to a payee first paid {} ago",
+                        "{:.0} payments totalling {} ({:.0}% of a usual month's spending) to a payee first paid {} ago",
                         a[0],
                         money(a[1]),
                         a[2],
                         super::duration(a[3])
                     )
                 },
-                [attempts, total, ratio, age_s as f64],
+                [attempts, total, share * 100.0, age_s as f64],
             ),
         );
     }
