@@ -1120,8 +1120,7 @@ impl Config {
                 "must be a finite number above 1",
             ));
         }
-        if !(d.payee_buildup.min_history_days >= 0.0 && d.payee_buildup.min_history_days <= 365.0)
-        {
+        if !(d.payee_buildup.min_history_days >= 0.0 && d.payee_buildup.min_history_days <= 365.0) {
             return Err(invalid(
                 "detectors.payee_buildup.min_history_days",
                 "must be within [0, 365]",
@@ -1458,6 +1457,22 @@ mod tests {
     #[test]
     fn silent_misconfigurations_are_rejected() {
         for (text, key) in [
+            (
+                "[detectors.payee_buildup]\nfull_share = 0.01\n",
+                "detectors.payee_buildup.full_share",
+            ),
+            (
+                "[detectors.payee_buildup]\nwindow_days = 0\n",
+                "detectors.payee_buildup.window_days",
+            ),
+            (
+                "[detectors.payee_buildup]\nfull_count = 1\n",
+                "detectors.payee_buildup.full_count",
+            ),
+            (
+                "[detectors.card_testing]\nstranger_full_count = 1.0\n",
+                "detectors.card_testing.stranger_full_count",
+            ),
             (
                 "[detectors.failed_attempts]\nstart_count = -5.0\n",
                 "detectors.failed_attempts.start_count",

@@ -606,8 +606,9 @@ impl Profile {
         if known || self.payee_seen(h) || history < p.young_payee_min_history_s {
             return;
         }
-        let active =
-            self.young_fp != 0 && self.young_n > 1 && t.saturating_sub(self.young_first) <= window_s;
+        let active = self.young_fp != 0
+            && self.young_n > 1
+            && t.saturating_sub(self.young_first) <= window_s;
         if !active {
             self.young_fp = fp;
             self.young_first = t;
@@ -1002,6 +1003,94 @@ mod tests {
         let (rate, _) = prof.out_rate(&p, &f).unwrap();
         let per_day = rate * 86_400.0;
         assert!((0.8..1.2).contains(&per_day), "{per_day}");
+    }
+
+    fn learn_json(p: &Params, prof: &mut Profile, s: &str) -> Facts {
+        let e = parse_event(s.as_bytes()).unwrap();
+        let f = prof.facts(p, &e);
+        prof.record_activity(p, &e, &f, false);
+        prof.learn(p, &e, &f);
+        f
+    }
+
+    #[test]
+    fn a_strangers_login_does_not_make_it_known() {
+        let p = params();
+        let mut prof = Profile::default();
+        let home = r#""device_id":"d1","ip":"203.0.113.7","geo":{"lat":31.23,"lon":121.47}"#;
+        for i in 0..5 {
+            let s = format!(
+                r#"{{"event_id":"h{i}","user_id":"u","ts":{},"type":"payment","amount":50,"counterparty":"m","status":"success",{home}}}"#,
+                T0 + i * 3_600_000
+            );
+            learn_json(&p, &mut prof, &s);
+        }
+        let stranger = r#""device_id":"dx","ip":"102.89.34.9","geo":{"lat":6.45,"lon":3.39}"#;
+        let s = format!(
+            r#"{{"event_id":"x1","user_id":"u","ts":{},"type":"login",{stranger}}}"#,
+            T0 + 86_400_000
+        );
+        let f = learn_json(&p, &mut prof, &s);
+        assert!(f.stranger());
+        assert!(!prof.knows(&p, SetKind::Device, keys::device("dx")));
+        // The owner's new phone at home is not a stranger: its login teaches the device.
+        let s = format!(
+            r#"{{"event_id":"x2","user_id":"u","ts":{},"type":"login","device_id":"d2","ip":"203.0.113.8","geo":{{"lat":31.23,"lon":121.47}}}}"#,
+            T0 + 86_400_000 + 60_000
+        );
+        let f = learn_json(&p, &mut prof, &s);
+        assert!(f.new_device() && !f.stranger());
+        assert!(prof.knows(&p, SetKind::Device, keys::device("d2")));
+    }
+
+    #[test]
+    fn payee_filter_and_young_payee_watch() {
+        let p = params();
+        let mut prof = Profile::default();
+        let pay = |i: i64, day: i64, payee: &str, amount: f64| {
+            format!(
+                r#"{{"event_id":"p{i}","user_id":"u","ts":{},"type":"transfer","amount":{amount},"counterparty":"{payee}","status":"success","device_id":"d1"}}"#,
+                T0 + day * 86_400_000
+            )
+        };
+        // Day 0: "friend" is paid while the account is new: known, never watched.
+        learn_json(&p, &mut prof, &pay(0, 0, "friend", 100.0));
+        let friend = keys::counterparty("friend");
+        assert!(prof.payee_seen(friend));
+        // Five other payees push "friend" out of the exact set; the filter still knows it.
+        for (i, x) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            learn_json(&p, &mut prof, &pay(1 + i as i64, 1 + i as i64, x, 20.0));
+        }
+        assert!(!prof.knows(&p, SetKind::Counterparty, friend));
+        assert!(prof.payee_seen(friend));
+        // Day 10: a first-time payee starts the watch, and adds up.
+        learn_json(&p, &mut prof, &pay(10, 10, "stranger", 300.0));
+        learn_json(&p, &mut prof, &pay(11, 11, "stranger", 200.0));
+        let h = keys::counterparty("stranger");
+        let t = to_tick_days(12);
+        let (n, total, age) = prof.young_payee(h, t, 14 * 86_400).unwrap();
+        assert_eq!(n, 2);
+        assert!((total - 500.0).abs() < 0.5, "{total}");
+        assert_eq!(age, 2 * 86_400);
+        assert!(prof.young_payee(h, to_tick_days(30), 14 * 86_400).is_none());
+        assert!(prof.young_payee(friend, t, 14 * 86_400).is_none());
+        // Paying "friend" again does not replace the watch: it was paid before.
+        learn_json(&p, &mut prof, &pay(12, 12, "friend", 50.0));
+        assert!(prof.young_payee(h, t, 14 * 86_400).is_some());
+        // Two generations later the filter has forgotten "friend".
+        let later = (2 * PAYEE_GENERATION_DAYS + 1) as i64;
+        learn_json(&p, &mut prof, &pay(13, later, "z", 10.0));
+        learn_json(
+            &p,
+            &mut prof,
+            &pay(14, later + PAYEE_GENERATION_DAYS as i64, "y", 10.0),
+        );
+        assert!(!prof.payee_seen(friend));
+        assert!(prof.payee_seen(keys::counterparty("y")));
+    }
+
+    fn to_tick_days(day: i64) -> Tick {
+        crate::time::to_tick(T0 + day * 86_400_000)
     }
 
     #[test]

@@ -150,4 +150,33 @@ mod tests {
         );
         assert!(s.is_empty());
     }
+
+    /// Records a tiny payment to a new merchant as the pipeline would (not learned).
+    fn record_tiny(k: &mut Kit, t: i64, extra: &str) {
+        let s = k.json(t, "payment", extra);
+        let e = parse_event(s.as_bytes()).unwrap();
+        let f = k.profile.facts(&k.params, &e);
+        k.profile.record_activity(&k.params, &e, &f, true);
+    }
+
+    #[test]
+    fn a_stranger_needs_only_two_tiny_payments() {
+        let mut k = Kit::new();
+        k.history();
+        let t = T0 + 30 * DAY;
+        let bot = r#""device_id":"bot","ip":"185.220.101.4","geo":{"lat":50.11,"lon":8.68}"#;
+        let first = format!(r#""amount":0.01,"counterparty":"s1",{bot}"#);
+        assert_eq!(score(&k.run(&det(), t, "payment", &first)), 0.0);
+        record_tiny(&mut k, t, &first);
+        let second = format!(r#""amount":1.0,"counterparty":"s2",{bot}"#);
+        assert!(score(&k.run(&det(), t + 30_000, "payment", &second)) > 0.9);
+        // The owner's own phone at home, two tiny buys at new shops: still nothing.
+        let mut k = Kit::new();
+        k.history();
+        let own = r#""device_id":"d1","ip":"203.0.113.7","geo":{"lat":31.23,"lon":121.47}"#;
+        let first = format!(r#""amount":2.0,"counterparty":"bus",{own}"#);
+        record_tiny(&mut k, t, &first);
+        let second = format!(r#""amount":3.0,"counterparty":"kiosk",{own}"#);
+        assert_eq!(score(&k.run(&det(), t + 30_000, "payment", &second)), 0.0);
+    }
 }

@@ -74,7 +74,8 @@ impl Detector for PayeeBuildup {
         let rate = w * own_rate + (1.0 - w) * ctx.prior.out_rate;
         let month = rate * MONTH_DAYS * 86_400.0 * typical_amount(ctx);
         let share = total / month.max(1.0);
-        let s = ramp(attempts, 1.0, self.full_count) * ramp(share.ln(), self.ln_start, self.ln_full);
+        let s =
+            ramp(attempts, 1.0, self.full_count) * ramp(share.ln(), self.ln_start, self.ln_full);
         out.push(
             Code::PayeeBuildup,
             s,
@@ -119,7 +120,11 @@ mod tests {
     fn repeated_large_sums_to_a_new_payee_score() {
         let mut k = Kit::new();
         k.history(); // typical amount about 100
-        assert_eq!(transfer(&mut k, 30, "stranger", 300.0), 0.0, "first payment");
+        assert_eq!(
+            transfer(&mut k, 30, "stranger", 300.0),
+            0.0,
+            "first payment"
+        );
         let second = transfer(&mut k, 31, "stranger", 300.0);
         let third = transfer(&mut k, 33, "stranger", 300.0);
         assert!(second > 0.0 && second < 0.5, "{second}");
