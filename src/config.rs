@@ -242,6 +242,8 @@ pub struct DetectorsConfig {
     pub dormant_reactivation: DormantConfig,
     /// `NEW_RECHARGE_NUMBER`.
     pub new_recharge_number: SimpleConfig,
+    /// `PAYEE_BUILDUP`.
+    pub payee_buildup: PayeeBuildupConfig,
 }
 
 impl Default for DetectorsConfig {
@@ -271,6 +273,7 @@ impl Default for DetectorsConfig {
                 enabled: true,
                 weight: 0.2,
             },
+            payee_buildup: PayeeBuildupConfig::default(),
         }
     }
 }
@@ -515,6 +518,11 @@ pub struct CardTestingConfig {
     pub start_count: f64,
     /// Count at which it scores 1.
     pub full_count: f64,
+    /// `start_count` when the payment comes from a stranger: a device the user never used,
+    /// in a place or network the user was never seen in.
+    pub stranger_start_count: f64,
+    /// `full_count` for a stranger.
+    pub stranger_full_count: f64,
 }
 
 impl Default for CardTestingConfig {
@@ -525,6 +533,45 @@ impl Default for CardTestingConfig {
             tiny_amount: 5.0,
             start_count: 2.5,
             full_count: 6.0,
+            stranger_start_count: 1.5,
+            stranger_full_count: 2.0,
+        }
+    }
+}
+
+/// `[detectors.payee_buildup]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayeeBuildupConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// A payee first paid at most this many days ago is "young".
+    pub window_days: f64,
+    /// Days of history a user needs before a first-time payee counts as young (in a new
+    /// account every payee is new).
+    pub min_history_days: f64,
+    /// Money-out attempts to the young payee (this one included) at which the count factor
+    /// reaches 1; it is 0 at one attempt and rises linearly.
+    pub full_count: f64,
+    /// Total to the young payee (this one included), as a share of the user's usual money
+    /// out in 30 days, at which it starts to score.
+    pub start_share: f64,
+    /// The share at which the amount factor reaches 1 (log scale in between).
+    pub full_share: f64,
+}
+
+impl Default for PayeeBuildupConfig {
+    fn default() -> Self {
+        PayeeBuildupConfig {
+            enabled: true,
+            weight: 0.65,
+            window_days: 14.0,
+            min_history_days: 7.0,
+            full_count: 2.5,
+            start_share: 0.05,
+            full_share: 0.3,
         }
     }
 }
@@ -963,6 +1010,7 @@ impl Config {
             ("detectors.balance_drain.weight", d.balance_drain.weight),
             ("detectors.failed_attempts.weight", d.failed_attempts.weight),
             ("detectors.card_testing.weight", d.card_testing.weight),
+            ("detectors.payee_buildup.weight", d.payee_buildup.weight),
             (
                 "detectors.dormant_reactivation.weight",
                 d.dormant_reactivation.weight,
@@ -1013,6 +1061,14 @@ impl Config {
                 "detectors.card_testing.full_count",
                 d.card_testing.full_count,
             ),
+            (
+                "detectors.card_testing.stranger_start_count",
+                d.card_testing.stranger_start_count,
+            ),
+            (
+                "detectors.card_testing.stranger_full_count",
+                d.card_testing.stranger_full_count,
+            ),
         ] {
             if !(v.is_finite() && v >= 1.0) {
                 return Err(invalid(
@@ -1038,6 +1094,43 @@ impl Config {
             return Err(invalid(
                 "detectors.card_testing.full_count",
                 "must be above start_count",
+            ));
+        }
+        if d.card_testing.stranger_full_count <= d.card_testing.stranger_start_count {
+            return Err(invalid(
+                "detectors.card_testing.stranger_full_count",
+                "must be above stranger_start_count",
+            ));
+        }
+        positive(
+            "detectors.payee_buildup.start_share",
+            d.payee_buildup.start_share,
+        )?;
+        if !(d.payee_buildup.full_share > d.payee_buildup.start_share
+            && d.payee_buildup.full_share.is_finite())
+        {
+            return Err(invalid(
+                "detectors.payee_buildup.full_share",
+                "must be a finite number above start_share",
+            ));
+        }
+        if !(d.payee_buildup.full_count.is_finite() && d.payee_buildup.full_count > 1.0) {
+            return Err(invalid(
+                "detectors.payee_buildup.full_count",
+                "must be a finite number above 1",
+            ));
+        }
+        if !(d.payee_buildup.min_history_days >= 0.0 && d.payee_buildup.min_history_days <= 365.0) {
+            return Err(invalid(
+                "detectors.payee_buildup.min_history_days",
+                "must be within [0, 365]",
+            ));
+        }
+        // The window is stored in a profile as seconds in a u32 (a tick).
+        if !(d.payee_buildup.window_days > 0.0 && d.payee_buildup.window_days <= 365.0) {
+            return Err(invalid(
+                "detectors.payee_buildup.window_days",
+                "must be within (0, 365]",
             ));
         }
         if !(d.velocity_burst.burstiness >= 1.0 && d.velocity_burst.burstiness.is_finite()) {
@@ -1364,6 +1457,22 @@ mod tests {
     #[test]
     fn silent_misconfigurations_are_rejected() {
         for (text, key) in [
+            (
+                "[detectors.payee_buildup]\nfull_share = 0.01\n",
+                "detectors.payee_buildup.full_share",
+            ),
+            (
+                "[detectors.payee_buildup]\nwindow_days = 0\n",
+                "detectors.payee_buildup.window_days",
+            ),
+            (
+                "[detectors.payee_buildup]\nfull_count = 1\n",
+                "detectors.payee_buildup.full_count",
+            ),
+            (
+                "[detectors.card_testing]\nstranger_full_count = 1.0\n",
+                "detectors.card_testing.stranger_full_count",
+            ),
             (
                 "[detectors.failed_attempts]\nstart_count = -5.0\n",
                 "detectors.failed_attempts.start_count",

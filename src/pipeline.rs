@@ -276,7 +276,7 @@ impl Engine {
         if !duplicate {
             let tiny_new =
                 CardTesting::is_tiny_new_merchant(self.tiny_amount, ev.kind, ev.amount, new_payee);
-            profile.record_activity(ev, &facts, tiny_new);
+            profile.record_activity(&self.params, ev, &facts, tiny_new);
             if decision.action < self.learn_below {
                 profile.learn(&self.params, ev, &facts);
                 learned = true;

@@ -568,3 +568,83 @@ fn a_user_with_two_prior_events_is_not_frozen_or_stepped_up_for_an_ordinary_paym
     }
     assert!(failures.is_empty(), "{failures}");
 }
+
+/// Five weeks of ordinary life for `u-zhao`, then, from the owner's own phone at home and at
+/// ordinary hours, 400 CNY every day or two to `p-new-acquaintance`, a payee never paid before:
+/// no single transfer is unusual, but together they become a large part of a month's spending.
+#[test]
+fn a_new_payee_paid_again_and_again_is_flagged_but_not_frozen() {
+    let mut s = Story::new("u-zhao", 6_000.0, Actor::new("d-own", SHANGHAI), 13);
+    s.live_in_shanghai(START, 35);
+    let mut drains = Vec::new();
+    for (i, day) in [0i64, 2, 3, 5].iter().enumerate() {
+        let date = add_days((2026, 4, 6), *day);
+        let t = local_ms(CST, date, 20, 10 + i as u32);
+        drains.push(s.transfer(t, Amount::Cents(40_000), "p-new-acquaintance"));
+    }
+    let lines = s.lines();
+    let run = replay_lines(&lines);
+    assert_eq!(run.summary.invalid, 0);
+    let ids: Vec<&str> = drains.iter().map(String::as_str).collect();
+    let flagged = ids.iter().position(|id| run.action(id) != "allow");
+    assert!(
+        flagged.is_some_and(|i| i <= 2),
+        "expected an alert by the third transfer to the new payee\n{}",
+        run.dump(&ids)
+    );
+    let first = run.decision(ids[flagged.unwrap()]);
+    let codes: Vec<&str> = first["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"PAYEE_BUILDUP"), "{codes:?}");
+    assert!(
+        run.commands_of("freeze_account").is_empty(),
+        "a repeated payee alone must not freeze\n{}",
+        run.dump_alerts()
+    );
+}
+
+/// A data centre in Frankfurt: where card-testing bots run.
+const FRANKFURT_DC: Place = Place {
+    lat: 50.11,
+    lon: 8.68,
+    net: "185.220.101",
+    offset_min: 60,
+};
+
+/// Five weeks of ordinary life for `u-sun`, then a bot signs in from a never-seen device in a
+/// data centre, binds a card and starts paying 0.01–3 CNY at shops `u-sun` never paid: the
+/// account is frozen by the second tiny payment.
+#[test]
+fn card_testing_by_a_stranger_is_frozen_by_the_second_tiny_payment() {
+    let mut s = Story::new("u-sun", 6_000.0, Actor::new("d-own", SHANGHAI), 17);
+    s.live_in_shanghai(START, 35);
+    s.actor = Actor::new("d-bot", FRANKFURT_DC);
+    let t = local_ms(CST, (2026, 4, 6), 14, 3);
+    let login = s.login(t);
+    let bind = s.plan(t + 40_000, "payment_method_bind", None, Some("card-x"));
+    let mut tiny = Vec::new();
+    for (i, cents) in [1i64, 100, 299, 1].iter().enumerate() {
+        let shop = format!("shop-online-{i}");
+        tiny.push(s.plan(
+            t + 60_000 + i as i64 * 35_000,
+            "payment",
+            Some(Amount::Cents(*cents)),
+            Some(&shop),
+        ));
+    }
+    let lines = s.lines();
+    let run = replay_lines(&lines);
+    assert_eq!(run.summary.invalid, 0);
+    let mut ids = vec![login.as_str(), bind.as_str()];
+    ids.extend(tiny.iter().map(String::as_str));
+    let frozen = ids.iter().position(|id| run.action(id) == "freeze");
+    assert!(
+        frozen.is_some_and(|i| i <= 3),
+        "expected a freeze by the second tiny payment\n{}",
+        run.dump(&ids)
+    );
+}

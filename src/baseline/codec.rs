@@ -11,9 +11,26 @@
 //! reordering or adding struct fields cannot silently change them. A format change gets a
 //! new [`FORMAT_VERSION`], and [`decode`] keeps reading every older version.
 //!
+//! # Format version 2 (current)
+//!
+//! [`ENCODED_LEN`] = 288 bytes: the 263 bytes of version 1 below (with `2` in the version
+//! byte), followed by the payee-age fields:
+//!
+//! | Offset | Size    | Field                                                            |
+//! |-------:|--------:|------------------------------------------------------------------|
+//! |    263 | 2 × u64 | `payees_seen` (current generation, previous)                      |
+//! |    279 |  u16    | `young_fp`                                                       |
+//! |    281 |  u16    | `young_sum`                                                      |
+//! |    283 |  u32    | `young_first`                                                    |
+//! |    287 |  u8     | `young_n`                                                        |
+//!
+//! A version-1 record decodes with no young payee and with its paid-payee filter seeded from
+//! the exact counterparty set, so payees a user already paid are not taken for new ones after
+//! an upgrade.
+//!
 //! # Format version 1
 //!
-//! [`ENCODED_LEN`] = 263 bytes. Integers are little-endian; `f32` fields are their IEEE 754
+//! [`V1_LEN`] = 263 bytes. Integers are little-endian; `f32` fields are their IEEE 754
 //! bits, little-endian (NaN payloads and -0.0 survive). Arrays are written element 0 first.
 //!
 //! | Offset | Size    | Field                                                            |
@@ -50,10 +67,10 @@
 //! (the config changed between releases), [`decode`] moves each set to its new place, keeping
 //! its first `min(old, new)` entries (the most recent) and zero-filling the rest.
 
-use super::{Params, Profile, RING_DELTAS, SLOT_CAPACITY};
+use super::{payee_bits, Params, Profile, SetKind, RING_DELTAS, SLOT_CAPACITY};
 
 /// Current format version written by [`encode`].
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// The two bytes every record starts with.
 pub const MAGIC: [u8; 2] = *b"WG";
@@ -77,7 +94,14 @@ const _: () = assert!(
 );
 
 /// Exact size of an encoded profile of the current version.
-pub const ENCODED_LEN: usize = HEADER_LEN
+pub const ENCODED_LEN: usize = V1_LEN
+    + 2 * 8 // payees_seen
+    + 2 * 2 // young_fp, young_sum
+    + 4 // young_first
+    + 1; // young_n
+
+/// Exact size of a version-1 record.
+pub const V1_LEN: usize = HEADER_LEN
     + V1_SLOTS * 8 // slots
     + 3 * 4 // last_seen, first_seen, fast_at
     + 4 * 4 // cred
@@ -152,6 +176,11 @@ pub fn encode(profile: &Profile, params: &Params, out: &mut Vec<u8>) {
         tiny_new,
         hours,
         flags,
+        payees_seen,
+        young_fp,
+        young_sum,
+        young_first,
+        young_n,
     } = profile;
 
     out.reserve(ENCODED_LEN);
@@ -190,6 +219,13 @@ pub fn encode(profile: &Profile, params: &Params, out: &mut Vec<u8>) {
         out.extend_from_slice(&h.to_le_bytes());
     }
     out.push(*flags);
+    for b in payees_seen {
+        out.extend_from_slice(&b.to_le_bytes());
+    }
+    out.extend_from_slice(&young_fp.to_le_bytes());
+    out.extend_from_slice(&young_sum.to_le_bytes());
+    out.extend_from_slice(&young_first.to_le_bytes());
+    out.push(*young_n);
     debug_assert_eq!(out.len() - start, ENCODED_LEN);
 }
 
@@ -212,24 +248,52 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
         });
     };
     match version {
-        1 => decode_v1(bytes, params),
+        1 => {
+            let mut profile = decode_v1(bytes, V1_LEN, params)?;
+            // Version 1 had no paid-payee filter: seed it with the payees known exactly.
+            let seen = profile
+                .set(params, SetKind::Counterparty)
+                .iter()
+                .filter(|h| **h != 0)
+                .fold(0, |acc, h| acc | payee_bits(*h));
+            profile.payees_seen[0] = seen;
+            Ok(profile)
+        }
+        2 => {
+            let mut profile = decode_v1(bytes, ENCODED_LEN, params)?;
+            let mut r = Reader(bytes.get(V1_LEN..).unwrap_or_default());
+            let truncated = CodecError::Truncated {
+                expected: ENCODED_LEN,
+                got: bytes.len(),
+            };
+            for b in &mut profile.payees_seen {
+                *b = u64::from_le_bytes(r.take().ok_or(truncated.clone())?);
+            }
+            profile.young_fp = r.u16().ok_or(truncated.clone())?;
+            profile.young_sum = r.u16().ok_or(truncated.clone())?;
+            profile.young_first = r.u32().ok_or(truncated.clone())?;
+            let [n] = r.take().ok_or(truncated)?;
+            profile.young_n = n;
+            Ok(profile)
+        }
         v => Err(CodecError::UnknownVersion(v)),
     }
 }
 
-/// Decodes a version-1 record (magic and version already checked).
-fn decode_v1(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
-    const LEN: usize = ENCODED_LEN;
+/// Checks that a record is exactly `len` bytes long and decodes its version-1 part (magic and
+/// version already checked); the fields version 1 lacks are left at their defaults.
+fn decode_v1(bytes: &[u8], len: usize, params: &Params) -> Result<Profile, CodecError> {
     let got = bytes.len();
-    if got < LEN {
-        return Err(CodecError::Truncated { expected: LEN, got });
+    if got < len {
+        return Err(CodecError::Truncated { expected: len, got });
     }
-    if got > LEN {
-        return Err(CodecError::TooLong { expected: LEN, got });
+    if got > len {
+        return Err(CodecError::TooLong { expected: len, got });
     }
+    let v1 = bytes.get(..V1_LEN).unwrap_or_default();
     // The length was checked, so the reader cannot run dry; should it ever, that is a
     // truncation, never a panic.
-    let (lens, mut profile) = read_v1(bytes).ok_or(CodecError::Truncated { expected: LEN, got })?;
+    let (lens, mut profile) = read_v1(v1).ok_or(CodecError::Truncated { expected: len, got })?;
     if lens.iter().map(|&l| l as usize).sum::<usize>() > SLOT_CAPACITY {
         return Err(CodecError::BadLayout(lens));
     }
@@ -239,8 +303,8 @@ fn decode_v1(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
     Ok(profile)
 }
 
-/// Reads the set lengths and every field of a version-1 record of exactly [`ENCODED_LEN`]
-/// bytes; `None` if it runs out of bytes.
+/// Reads the set lengths and every field of a version-1 record of exactly [`V1_LEN`] bytes;
+/// `None` if it runs out of bytes.
 fn read_v1(bytes: &[u8]) -> Option<([u8; SET_KINDS], Profile)> {
     let mut r = Reader(bytes);
     r.take::<HEADER_LEN>()?; // magic, version, lengths
@@ -309,6 +373,7 @@ fn read_v1(bytes: &[u8]) -> Option<([u8; SET_KINDS], Profile)> {
             tiny_new,
             hours,
             flags,
+            ..Profile::default()
         },
     ))
 }
@@ -369,7 +434,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::baseline::{SetKind, FLAG_BASE_NEW_PAYEE, RING_MAX_DELTA};
+    use crate::baseline::{FLAG_BASE_NEW_PAYEE, RING_MAX_DELTA};
     use crate::config::Config;
 
     fn params() -> Params {
@@ -418,7 +483,30 @@ mod tests {
             tiny_new: 258,
             hours,
             flags: FLAG_BASE_NEW_PAYEE | 0b101,
+            payees_seen: [0x0102_0304_0506_0708, 0x1112_1314_1516_1718],
+            young_fp: 0xBEEF,
+            young_sum: 0x1234,
+            young_first: 1_789_888_000,
+            young_n: 5,
         }
+    }
+
+    /// [`sample`] as a version-1 record decodes: no young payee, and a paid-payee filter
+    /// seeded from the counterparty set of `p`.
+    fn sample_from_v1(p: &Params) -> Profile {
+        let mut prof = Profile {
+            payees_seen: [0; 2],
+            young_fp: 0,
+            young_sum: 0,
+            young_first: 0,
+            young_n: 0,
+            ..sample()
+        };
+        let set: Vec<u64> = prof.set(p, SetKind::Counterparty).to_vec();
+        for h in set {
+            prof.payees_seen[0] |= payee_bits(h);
+        }
+        prof
     }
 
     fn enc(profile: &Profile, params: &Params) -> Vec<u8> {
@@ -432,8 +520,9 @@ mod tests {
     }
 
     #[test]
-    fn encoded_len_is_263() {
-        assert_eq!(ENCODED_LEN, 263, "update the module doc table");
+    fn encoded_len_is_288() {
+        assert_eq!(V1_LEN, 263);
+        assert_eq!(ENCODED_LEN, 288, "update the module doc table");
         assert_eq!(enc(&Profile::default(), &params()).len(), ENCODED_LEN);
         assert_eq!(enc(&sample(), &params()).len(), ENCODED_LEN);
     }
@@ -481,7 +570,7 @@ mod tests {
     #[test]
     fn layout_offsets_match_the_doc_table() {
         let b = enc(&sample(), &pinned_params());
-        assert_eq!(&b[0..3], b"WG\x01");
+        assert_eq!(&b[0..3], b"WG\x02");
         assert_eq!(&b[3..8], &[3, 4, 3, 2, 2]);
         assert_eq!(&b[8..16], &0x0123_4567_89AB_CD00u64.to_le_bytes());
         assert_eq!(&b[112..120], &0x0123_4567_89AB_CD0Du64.to_le_bytes());
@@ -498,6 +587,12 @@ mod tests {
         assert_eq!(&b[214..216], &7u16.to_le_bytes());
         assert_eq!(&b[260..262], &23_007u16.to_le_bytes());
         assert_eq!(b[262], FLAG_BASE_NEW_PAYEE | 0b101);
+        assert_eq!(&b[263..271], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(&b[271..279], &0x1112_1314_1516_1718u64.to_le_bytes());
+        assert_eq!(&b[279..281], &0xBEEFu16.to_le_bytes());
+        assert_eq!(&b[281..283], &0x1234u16.to_le_bytes());
+        assert_eq!(&b[283..287], &1_789_888_000u32.to_le_bytes());
+        assert_eq!(b[287], 5);
     }
 
     /// Version-1 bytes of [`sample`] with the pinned layout. If this test fails, the format
@@ -523,16 +618,44 @@ mod tests {
         "85",                                               // flags
     );
 
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn golden_bytes_v1() {
+    fn golden_bytes_v1_still_decode() {
+        let p = pinned_params();
+        // Old records keep decoding to the same profile, with the payee-age fields at their
+        // defaults and the paid-payee filter seeded from the exact counterparty set.
+        let golden = unhex(GOLDEN_V1);
+        assert_eq!(golden.len(), V1_LEN);
+        let back = decode(&golden, &p).unwrap();
+        assert_eq!(back, sample_from_v1(&p));
+        for &h in sample().set(&p, SetKind::Counterparty) {
+            assert!(back.payee_seen(h), "counterparty {h:x} counts as paid");
+        }
+        assert_eq!(back.young_fp, 0);
+    }
+
+    #[test]
+    fn golden_bytes_v2() {
         let p = pinned_params();
         let b = enc(&sample(), &p);
-        assert_eq!(hex(&b), GOLDEN_V1, "the v1 encoding changed");
-        // And old records keep decoding to the same profile.
-        let golden: Vec<u8> = (0..GOLDEN_V1.len() / 2)
-            .map(|i| u8::from_str_radix(&GOLDEN_V1[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
-        assert_eq!(decode(&golden, &p), Ok(sample()));
+        // Version 2 is version 1 with a new version byte, plus the payee-age tail.
+        let mut want = unhex(GOLDEN_V1);
+        want[2] = 2;
+        want.extend(unhex(concat!(
+            "0807060504030201", // payees_seen[0]
+            "1817161514131211", // payees_seen[1]
+            "efbe",             // young_fp
+            "3412",             // young_sum
+            "0086af6a",         // young_first
+            "05",               // young_n
+        )));
+        assert_eq!(hex(&b), hex(&want), "the v2 encoding changed");
+        assert_eq!(decode(&want, &p), Ok(sample()));
     }
 
     fn cfg_with(devices: usize, counterparties: usize) -> Config {
@@ -665,7 +788,19 @@ mod tests {
         v[2] = 0;
         assert_eq!(decode(&v, &p), Err(CodecError::UnknownVersion(0)));
         // A future version is recognised from its header alone, whatever its length.
-        assert_eq!(decode(b"WG\x02", &p), Err(CodecError::UnknownVersion(2)));
+        assert_eq!(decode(b"WG\x03", &p), Err(CodecError::UnknownVersion(3)));
+        // A version-1 record must have the version-1 length.
+        let mut v1 = good[..V1_LEN].to_vec();
+        v1[2] = 1;
+        assert!(decode(&v1, &p).is_ok());
+        v1.push(0);
+        assert_eq!(
+            decode(&v1, &p),
+            Err(CodecError::TooLong {
+                expected: V1_LEN,
+                got: V1_LEN + 1
+            })
+        );
         let mut v = good.clone();
         v[3..8].copy_from_slice(&[3, 4, 3, 2, 3]); // 15 > 14
         assert_eq!(decode(&v, &p), Err(CodecError::BadLayout([3, 4, 3, 2, 3])));
@@ -715,7 +850,7 @@ mod tests {
             let mode = rng.next() % 4;
             if mode > 0 {
                 buf.resize(ENCODED_LEN, 0);
-                buf[..3].copy_from_slice(b"WG\x01");
+                buf[..3].copy_from_slice(b"WG\x02");
             }
             if mode == 2 {
                 for l in &mut buf[3..8] {

@@ -40,6 +40,12 @@ const HOUR_UNIT: f64 = 256.0;
 const COUNT_UNIT: f64 = 256.0;
 /// Resolution of the stored last position, in degrees (about 1.1 km).
 const GEO_STEP: f64 = 0.01;
+/// Days one generation of the paid-payee filter ([`Profile::payees_seen`]) covers: a payee
+/// is remembered for one to two generations after it was last paid.
+pub const PAYEE_GENERATION_DAYS: u32 = 60;
+/// Fixed-point units of ln(1 + amount) in [`Profile::young_sum`] (65535 / 4096 ≈ 16, i.e. up
+/// to about 8.8 million).
+const YOUNG_SUM_UNIT: f64 = 4096.0;
 
 /// Which remembered set a hash belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +109,11 @@ pub struct Params {
     pub probation_s: u32,
     /// The currency amounts are assumed to be in when an event names none.
     pub currency: [u8; 3],
+    /// How long a first-time payee stays "young" (watched), seconds.
+    pub young_payee_s: u32,
+    /// History a user needs before a payee paid for the first time counts as young, seconds:
+    /// at first every payee is new.
+    pub young_payee_min_history_s: u32,
 }
 
 impl Params {
@@ -132,6 +143,9 @@ impl Params {
             geo_cell_degrees: b.geo_cell_degrees,
             k: b.shrinkage_k,
             probation_s: (cfg.detectors.credential_change.window_hours * 3600.0) as u32,
+            young_payee_s: (cfg.detectors.payee_buildup.window_days * 86_400.0) as u32,
+            young_payee_min_history_s: (cfg.detectors.payee_buildup.min_history_days * 86_400.0)
+                as u32,
             currency: {
                 let c = cfg.general.default_currency.to_ascii_uppercase();
                 let b = c.as_bytes();
@@ -158,8 +172,8 @@ impl Params {
     }
 }
 
-/// One user's baseline. Plain data, fixed size (256 bytes), no heap: a million users fit in
-/// a quarter gigabyte and a profile serialises by copying fields.
+/// One user's baseline. Plain data, fixed size (280 bytes), no heap: a million users fit in
+/// 280 MB and a profile serialises by copying fields.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profile {
     /// Remembered hashes, partitioned by [`Params::sets`]; each set is most-recent-first and
@@ -210,6 +224,21 @@ pub struct Profile {
     /// Bits 0–3: credential change `i` came from a device new at the time. Bit 7
     /// ([`FLAG_BASE_NEW_PAYEE`]): the money out at `ring_base` went to a new payee.
     pub flags: u8,
+    /// Payees ever paid (transfer payees, withdrawal cards, recharge numbers; not merchants):
+    /// a 64-bit Bloom filter per generation, `[current, previous]`, 3 bits per payee. The
+    /// exact counterparty set holds only a few payees; this says whether one evicted from it
+    /// was ever paid, so "first time paid" is not confused with "not paid lately". Rotated
+    /// every [`PAYEE_GENERATION_DAYS`] of activity.
+    pub payees_seen: [u64; 2],
+    /// The young-payee watch: a 16-bit fingerprint of the latest payee paid for the first
+    /// time (0 = none).
+    pub young_fp: u16,
+    /// Young payee: successful money out to it so far, as ln(1 + total) in fixed point.
+    pub young_sum: u16,
+    /// Young payee: when it was first paid.
+    pub young_first: Tick,
+    /// Young payee: successful money out to it so far (saturating).
+    pub young_n: u8,
 }
 
 impl Default for Profile {
@@ -237,6 +266,11 @@ impl Default for Profile {
             tiny_new: 0,
             hours: [0; 24],
             flags: 0,
+            payees_seen: [0; 2],
+            young_fp: 0,
+            young_sum: 0,
+            young_first: 0,
+            young_n: 0,
         }
     }
 }
@@ -266,6 +300,8 @@ pub struct Facts {
     pub log_amount: Option<f64>,
     /// Whether the profile had any learned history before this event.
     pub has_history: bool,
+    /// Whether the profile had learned a position before this event.
+    pub has_geo: bool,
 }
 
 impl Facts {
@@ -277,6 +313,21 @@ impl Facts {
     /// True when the event's geo cell or IP prefix is unknown to the profile.
     pub fn new_location(&self) -> bool {
         matches!(self.cell, Some((_, false))) || matches!(self.ip, Some((_, false)))
+    }
+
+    /// True when the event comes from a place the profile does not know: its geo cell when it
+    /// has a position and the profile has seen positions before, else its IP prefix. Stricter than [`Facts::new_location`], since a phone
+    /// on a mobile carrier changes networks all the time within its home cell.
+    pub fn new_place(&self) -> bool {
+        match self.cell {
+            Some((_, known)) if self.has_geo => !known,
+            _ => matches!(self.ip, Some((_, false))),
+        }
+    }
+
+    /// A stranger: a device the profile never saw, in a place it never saw ([`Facts::new_place`]).
+    pub fn stranger(&self) -> bool {
+        self.new_device() && self.new_place()
     }
 }
 
@@ -300,6 +351,25 @@ fn to_fixed(v: f64, unit: f64) -> u16 {
 #[inline]
 fn from_fixed(v: u16, unit: f64) -> f64 {
     v as f64 / unit
+}
+
+/// The three bits payee hash `h` sets in a paid-payee filter generation.
+#[inline]
+pub(crate) fn payee_bits(h: u64) -> u64 {
+    (1u64 << (h & 63)) | (1u64 << ((h >> 6) & 63)) | (1u64 << ((h >> 12) & 63))
+}
+
+/// Money out to a person or card (transfers and withdrawals): what the young-payee watch
+/// follows. Merchant payments and recharges are not watched.
+#[inline]
+pub fn new_payee_kind(kind: EventType) -> bool {
+    matches!(kind, EventType::Transfer | EventType::Withdrawal)
+}
+
+/// The 16-bit fingerprint of payee hash `h` in the young-payee watch (never 0).
+#[inline]
+fn payee_fp(h: u64) -> u16 {
+    ((h >> 48) as u16).max(1)
 }
 
 impl Profile {
@@ -380,6 +450,7 @@ impl Profile {
             }),
             log_amount: ev.amount.map(f64::ln_1p),
             has_history: !self.is_empty(),
+            has_geo: self.last_geo_at != 0,
         }
     }
 
@@ -484,11 +555,88 @@ impl Profile {
         (self.balance >= 0.0).then_some(self.balance as f64)
     }
 
+    /// Whether payee hash `h` was paid before: in the paid-payee filter (either generation).
+    #[inline]
+    pub fn payee_seen(&self, h: u64) -> bool {
+        let m = payee_bits(h);
+        (self.payees_seen[0] & m) == m || (self.payees_seen[1] & m) == m
+    }
+
+    /// The young payee, if `h` is it and it was first paid within `window_s` before `t`:
+    /// (successful money out to it so far, their total, seconds since first paid).
+    pub fn young_payee(&self, h: u64, t: Tick, window_s: u32) -> Option<(u32, f64, u32)> {
+        if self.young_fp == 0 || self.young_fp != payee_fp(h) {
+            return None;
+        }
+        let age = t.saturating_sub(self.young_first);
+        (age <= window_s).then(|| {
+            (
+                self.young_n as u32,
+                (self.young_sum as f64 / YOUNG_SUM_UNIT).exp_m1(),
+                age,
+            )
+        })
+    }
+
     // ----- write side -----
+
+    /// Records a successful money out to a payee (not a merchant) in the young-payee watch: a
+    /// payee never paid before starts a watch once the user has `young_payee_min_history_s`
+    /// of history, unless the current watch is still young and has been paid more than once
+    /// (the suspicious one stays watched); further attempts to the watched payee add up.
+    fn watch_payee(&mut self, p: &Params, ev: &Event<'_>, h: u64, known: bool, t: Tick) {
+        let window_s = p.young_payee_s;
+        let fp = payee_fp(h);
+        // Only money that moved counts: a declined attempt and its retry are one payment.
+        if ev.status != Status::Success {
+            return;
+        }
+        let amount = ev.amount.unwrap_or(0.0);
+        if self.young_fp == fp && self.young_fp != 0 {
+            let total = (self.young_sum as f64 / YOUNG_SUM_UNIT).exp_m1() + amount;
+            self.young_sum = to_fixed(total.ln_1p(), YOUNG_SUM_UNIT);
+            self.young_n = self.young_n.saturating_add(1);
+            return;
+        }
+        let history = if self.is_empty() {
+            0
+        } else {
+            t.saturating_sub(self.first_seen)
+        };
+        if known || self.payee_seen(h) || history < p.young_payee_min_history_s {
+            return;
+        }
+        let active = self.young_fp != 0
+            && self.young_n > 1
+            && t.saturating_sub(self.young_first) <= window_s;
+        if !active {
+            self.young_fp = fp;
+            self.young_first = t;
+            self.young_n = 1;
+            self.young_sum = to_fixed(amount.ln_1p(), YOUNG_SUM_UNIT);
+        }
+    }
+
+    /// Adds payee hash `h` to the current generation of the paid-payee filter, first rotating
+    /// the generations if `t` is in a later one than the last learned event.
+    fn remember_payee(&mut self, h: u64, t: Tick) {
+        let span = PAYEE_GENERATION_DAYS * 86_400;
+        if !self.is_empty() && t / span > self.last_seen / span {
+            self.payees_seen[1] = self.payees_seen[0];
+            self.payees_seen[0] = 0;
+        }
+        self.payees_seen[0] |= payee_bits(h);
+    }
 
     /// Records the short-term facts of an event. Called for every valid event, whatever its
     /// score. `tiny_new_merchant` is whether it was a tiny payment to an unknown merchant.
-    pub fn record_activity(&mut self, ev: &Event<'_>, f: &Facts, tiny_new_merchant: bool) {
+    pub fn record_activity(
+        &mut self,
+        p: &Params,
+        ev: &Event<'_>,
+        f: &Facts,
+        tiny_new_merchant: bool,
+    ) {
         // Short-term counters decay continuously from fast_at.
         let fd = f.fast_decay;
         let mut fl = from_fixed(self.failed, COUNT_UNIT) * fd;
@@ -511,6 +659,9 @@ impl Profile {
             let new_payee = matches!(f.counterparty, Some((_, false)))
                 && matches!(ev.kind, EventType::Transfer | EventType::Withdrawal);
             self.push_out(f.t, new_payee);
+            if let (Some((h, known)), true) = (f.counterparty, new_payee_kind(ev.kind)) {
+                self.watch_payee(p, ev, h, known, f.t);
+            }
         }
         if let Some(slot) = ev.kind.credential_slot() {
             if ev.status == Status::Success {
@@ -636,8 +787,14 @@ impl Profile {
         let on_probation = self.cred[..2].iter().enumerate().any(|(i, at)| {
             *at != 0 && self.flags & (1 << i) != 0 && f.t >= *at && f.t - *at <= p.probation_s
         });
+        // A sign-in or a bind proves the password, not the person: a device never seen, in a
+        // place or network never seen, is how a takeover starts, so such a device and place
+        // become "known" only through money moving without alarm, never through a login, a
+        // bind or an unbind alone.
+        let stranger = f.stranger() && !ev.kind.is_money();
         let proven = ev.status == Status::Success
             && !on_probation
+            && !stranger
             && !matches!(
                 ev.kind,
                 EventType::LoginFailed | EventType::PasswordReset | EventType::MfaChange
@@ -665,6 +822,16 @@ impl Profile {
             }
             if let Some((h, _)) = f.counterparty {
                 self.remember(p, SetKind::for_counterparty(ev.kind), h);
+                if ev.kind != EventType::Payment {
+                    self.remember_payee(h, f.t);
+                }
+            }
+            // Whoever sent this account money (a friend paying back, the owner's bank card
+            // topping it up) is no stranger when later paid.
+            if matches!(ev.kind, EventType::TransferIn | EventType::TopUp) {
+                if let Some(c) = ev.counterparty.as_deref() {
+                    self.remember_payee(keys::counterparty(c), f.t);
+                }
             }
             if let Some((h, _)) = f.ip {
                 self.remember(p, SetKind::IpPrefix, h);
@@ -702,9 +869,9 @@ mod tests {
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
     #[test]
-    fn profile_fits_in_256_bytes() {
-        const { assert!(Profile::SIZE <= 256) };
-        assert_eq!(Profile::SIZE, 256, "update the docs if the size changes");
+    fn profile_fits_in_280_bytes() {
+        const { assert!(Profile::SIZE <= 280) };
+        assert_eq!(Profile::SIZE, 280, "update the docs if the size changes");
     }
 
     #[test]
@@ -838,6 +1005,94 @@ mod tests {
         assert!((0.8..1.2).contains(&per_day), "{per_day}");
     }
 
+    fn learn_json(p: &Params, prof: &mut Profile, s: &str) -> Facts {
+        let e = parse_event(s.as_bytes()).unwrap();
+        let f = prof.facts(p, &e);
+        prof.record_activity(p, &e, &f, false);
+        prof.learn(p, &e, &f);
+        f
+    }
+
+    #[test]
+    fn a_strangers_login_does_not_make_it_known() {
+        let p = params();
+        let mut prof = Profile::default();
+        let home = r#""device_id":"d1","ip":"203.0.113.7","geo":{"lat":31.23,"lon":121.47}"#;
+        for i in 0..5 {
+            let s = format!(
+                r#"{{"event_id":"h{i}","user_id":"u","ts":{},"type":"payment","amount":50,"counterparty":"m","status":"success",{home}}}"#,
+                T0 + i * 3_600_000
+            );
+            learn_json(&p, &mut prof, &s);
+        }
+        let stranger = r#""device_id":"dx","ip":"102.89.34.9","geo":{"lat":6.45,"lon":3.39}"#;
+        let s = format!(
+            r#"{{"event_id":"x1","user_id":"u","ts":{},"type":"login",{stranger}}}"#,
+            T0 + 86_400_000
+        );
+        let f = learn_json(&p, &mut prof, &s);
+        assert!(f.stranger());
+        assert!(!prof.knows(&p, SetKind::Device, keys::device("dx")));
+        // The owner's new phone at home is not a stranger: its login teaches the device.
+        let s = format!(
+            r#"{{"event_id":"x2","user_id":"u","ts":{},"type":"login","device_id":"d2","ip":"203.0.113.8","geo":{{"lat":31.23,"lon":121.47}}}}"#,
+            T0 + 86_400_000 + 60_000
+        );
+        let f = learn_json(&p, &mut prof, &s);
+        assert!(f.new_device() && !f.stranger());
+        assert!(prof.knows(&p, SetKind::Device, keys::device("d2")));
+    }
+
+    #[test]
+    fn payee_filter_and_young_payee_watch() {
+        let p = params();
+        let mut prof = Profile::default();
+        let pay = |i: i64, day: i64, payee: &str, amount: f64| {
+            format!(
+                r#"{{"event_id":"p{i}","user_id":"u","ts":{},"type":"transfer","amount":{amount},"counterparty":"{payee}","status":"success","device_id":"d1"}}"#,
+                T0 + day * 86_400_000
+            )
+        };
+        // Day 0: "friend" is paid while the account is new: known, never watched.
+        learn_json(&p, &mut prof, &pay(0, 0, "friend", 100.0));
+        let friend = keys::counterparty("friend");
+        assert!(prof.payee_seen(friend));
+        // Five other payees push "friend" out of the exact set; the filter still knows it.
+        for (i, x) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            learn_json(&p, &mut prof, &pay(1 + i as i64, 1 + i as i64, x, 20.0));
+        }
+        assert!(!prof.knows(&p, SetKind::Counterparty, friend));
+        assert!(prof.payee_seen(friend));
+        // Day 10: a first-time payee starts the watch, and adds up.
+        learn_json(&p, &mut prof, &pay(10, 10, "stranger", 300.0));
+        learn_json(&p, &mut prof, &pay(11, 11, "stranger", 200.0));
+        let h = keys::counterparty("stranger");
+        let t = to_tick_days(12);
+        let (n, total, age) = prof.young_payee(h, t, 14 * 86_400).unwrap();
+        assert_eq!(n, 2);
+        assert!((total - 500.0).abs() < 0.5, "{total}");
+        assert_eq!(age, 2 * 86_400);
+        assert!(prof.young_payee(h, to_tick_days(30), 14 * 86_400).is_none());
+        assert!(prof.young_payee(friend, t, 14 * 86_400).is_none());
+        // Paying "friend" again does not replace the watch: it was paid before.
+        learn_json(&p, &mut prof, &pay(12, 12, "friend", 50.0));
+        assert!(prof.young_payee(h, t, 14 * 86_400).is_some());
+        // Two generations later the filter has forgotten "friend".
+        let later = (2 * PAYEE_GENERATION_DAYS + 1) as i64;
+        learn_json(&p, &mut prof, &pay(13, later, "z", 10.0));
+        learn_json(
+            &p,
+            &mut prof,
+            &pay(14, later + PAYEE_GENERATION_DAYS as i64, "y", 10.0),
+        );
+        assert!(!prof.payee_seen(friend));
+        assert!(prof.payee_seen(keys::counterparty("y")));
+    }
+
+    fn to_tick_days(day: i64) -> Tick {
+        crate::time::to_tick(T0 + day * 86_400_000)
+    }
+
     #[test]
     fn short_term_counters_decay() {
         let p = params();
@@ -849,7 +1104,7 @@ mod tests {
             );
             let e = parse_event(s.as_bytes()).unwrap();
             let f = prof.facts(&p, &e);
-            prof.record_activity(&e, &f, false);
+            prof.record_activity(&p, &e, &f, false);
         }
         let s = format!(
             r#"{{"event_id":"x","user_id":"u","ts":{},"type":"login"}}"#,

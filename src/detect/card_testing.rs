@@ -4,6 +4,11 @@
 //!
 //! Tiny payments to new merchants are counted with the short half-life. The detector scores
 //! each further tiny payment and also the first non-tiny money out that follows the run.
+//! From a stranger (a device the user never used, in a place or network the user was never
+//! seen in) fewer are needed (`stranger_start_count`, `stranger_full_count`): the owner's own
+//! phone buying two bus tickets at new shops is ordinary, while an unknown device on an unknown
+//! network whose first acts are micro-payments at shops the user never paid is the probe
+//! itself.
 
 use super::{money, ramp, Code, Ctx, Detail, Detector, Signals};
 use crate::config::CardTestingConfig;
@@ -15,6 +20,8 @@ pub struct CardTesting {
     tiny: f64,
     start: f64,
     full: f64,
+    stranger_start: f64,
+    stranger_full: f64,
 }
 
 impl CardTesting {
@@ -25,6 +32,8 @@ impl CardTesting {
             tiny: c.tiny_amount,
             start: c.start_count,
             full: c.full_count,
+            stranger_start: c.stranger_start_count,
+            stranger_full: c.stranger_full_count,
         }
     }
 
@@ -53,13 +62,18 @@ impl Detector for CardTesting {
         let tiny_new = Self::is_tiny_new_merchant(self.tiny, ctx.ev.kind, ctx.ev.amount, new_cp);
         let recent = ctx.profile.recent_tiny_new(ctx.facts);
         let c = recent + tiny_new as u8 as f64;
-        if c < self.start {
+        let (start, full) = if ctx.facts.stranger() {
+            (self.stranger_start, self.stranger_full)
+        } else {
+            (self.start, self.full)
+        };
+        if c < start {
             return;
         }
         let amount = ctx.ev.amount.unwrap_or(0.0);
         out.push(
             Code::CardTesting,
-            ramp(c, self.start - 1.0, self.full),
+            ramp(c, start - 1.0, full),
             self.weight,
             Detail::new(
                 |a, f| {
@@ -97,7 +111,7 @@ mod tests {
         );
         let e = parse_event(s.as_bytes()).unwrap();
         let f = k.profile.facts(&k.params, &e);
-        k.profile.record_activity(&e, &f, true);
+        k.profile.record_activity(&k.params, &e, &f, true);
     }
 
     #[test]
@@ -135,5 +149,34 @@ mod tests {
             r#""amount":2,"counterparty":"kiosk""#,
         );
         assert!(s.is_empty());
+    }
+
+    /// Records a tiny payment to a new merchant as the pipeline would (not learned).
+    fn record_tiny(k: &mut Kit, t: i64, extra: &str) {
+        let s = k.json(t, "payment", extra);
+        let e = parse_event(s.as_bytes()).unwrap();
+        let f = k.profile.facts(&k.params, &e);
+        k.profile.record_activity(&k.params, &e, &f, true);
+    }
+
+    #[test]
+    fn a_stranger_needs_only_two_tiny_payments() {
+        let mut k = Kit::new();
+        k.history();
+        let t = T0 + 30 * DAY;
+        let bot = r#""device_id":"bot","ip":"185.220.101.4","geo":{"lat":50.11,"lon":8.68}"#;
+        let first = format!(r#""amount":0.01,"counterparty":"s1",{bot}"#);
+        assert_eq!(score(&k.run(&det(), t, "payment", &first)), 0.0);
+        record_tiny(&mut k, t, &first);
+        let second = format!(r#""amount":1.0,"counterparty":"s2",{bot}"#);
+        assert!(score(&k.run(&det(), t + 30_000, "payment", &second)) > 0.9);
+        // The owner's own phone at home, two tiny buys at new shops: still nothing.
+        let mut k = Kit::new();
+        k.history();
+        let own = r#""device_id":"d1","ip":"203.0.113.7","geo":{"lat":31.23,"lon":121.47}"#;
+        let first = format!(r#""amount":2.0,"counterparty":"bus",{own}"#);
+        record_tiny(&mut k, t, &first);
+        let second = format!(r#""amount":3.0,"counterparty":"kiosk",{own}"#);
+        assert_eq!(score(&k.run(&det(), t + 30_000, "payment", &second)), 0.0);
     }
 }

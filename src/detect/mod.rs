@@ -23,6 +23,7 @@ mod new_counterparty;
 mod new_device;
 mod new_location;
 mod new_recharge_number;
+mod payee_buildup;
 mod unusual_hour;
 mod velocity_burst;
 
@@ -37,6 +38,7 @@ pub use new_counterparty::NewCounterparty;
 pub use new_device::NewDevice;
 pub use new_location::NewLocation;
 pub use new_recharge_number::NewRechargeNumber;
+pub use payee_buildup::PayeeBuildup;
 pub use unusual_hour::UnusualHour;
 pub use velocity_burst::VelocityBurst;
 
@@ -72,11 +74,13 @@ pub enum Code {
     /// Decision-level bonus: credential change → new device/location → new payee → large or
     /// draining outflow.
     AtoChain,
+    /// Repeated money out to a payee first paid days ago, adding up to many times the usual.
+    PayeeBuildup,
 }
 
 impl Code {
     /// Every code, in declaration order.
-    pub const ALL: [Code; 14] = [
+    pub const ALL: [Code; 15] = [
         Code::AmountOutlier,
         Code::NewDevice,
         Code::NewCounterparty,
@@ -91,6 +95,7 @@ impl Code {
         Code::DormantReactivation,
         Code::NewRechargeNumber,
         Code::AtoChain,
+        Code::PayeeBuildup,
     ];
 
     /// The wire name, e.g. `NEW_DEVICE`.
@@ -110,6 +115,7 @@ impl Code {
             Code::DormantReactivation => "DORMANT_REACTIVATION",
             Code::NewRechargeNumber => "NEW_RECHARGE_NUMBER",
             Code::AtoChain => "ATO_CHAIN",
+            Code::PayeeBuildup => "PAYEE_BUILDUP",
         }
     }
 
@@ -184,7 +190,7 @@ impl Signal {
 }
 
 /// Most signals one event can carry (every detector once, plus the chain bonus).
-pub const MAX_SIGNALS: usize = 14;
+pub const MAX_SIGNALS: usize = 15;
 
 /// A fixed-capacity list of signals: no allocation per event.
 #[derive(Debug, Clone, Copy)]
@@ -341,6 +347,9 @@ pub fn build(cfg: &Config) -> Vec<Box<dyn Detector>> {
     if d.new_recharge_number.enabled {
         v.push(Box::new(NewRechargeNumber::new(&d.new_recharge_number)));
     }
+    if d.payee_buildup.enabled {
+        v.push(Box::new(PayeeBuildup::new(&d.payee_buildup)));
+    }
     v
 }
 
@@ -451,7 +460,7 @@ pub(crate) mod testkit {
             let s = self.json(ts_ms, kind, extra);
             let e = parse_event(s.as_bytes()).unwrap();
             let f = self.profile.facts(&self.params, &e);
-            self.profile.record_activity(&e, &f, false);
+            self.profile.record_activity(&self.params, &e, &f, false);
             self.profile.learn(&self.params, &e, &f);
         }
 
