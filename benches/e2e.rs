@@ -10,7 +10,8 @@
 //!   transaction committed).
 //!
 //! `WG_E2E_COMMIT_MS` sets `kafka.commit_interval_ms` (exactly-once latency is about half of
-//! it plus the commit); `WG_E2E_PRODUCER=linger.ms=1,...` overrides producer settings.
+//! it plus the commit); `WG_E2E_PRODUCER=linger.ms=1,...` overrides producer settings,
+//! `WG_E2E_CONSUMER=...` consumer settings.
 //!
 //! `WG_E2E_DELIVERY=exactly_once` measures the transactional mode (MockCluster only; tansu has
 //! no transactions). `WG_E2E_PARTITIONS` (default 4) sets the input partitions.
@@ -98,10 +99,15 @@ fn main() {
         cfg.http.enabled = false;
         cfg.kafka.commit_interval_ms = env("WG_E2E_COMMIT_MS", cfg.kafka.commit_interval_ms);
         // `WG_E2E_PRODUCER=key=value,key=value`: producer settings to compare (linger.ms...).
-        if let Ok(kv) = std::env::var("WG_E2E_PRODUCER") {
-            for pair in kv.split(',').filter(|p| !p.is_empty()) {
-                if let Some((k, v)) = pair.split_once('=') {
-                    cfg.kafka.producer.insert(k.into(), v.into());
+        for (var, map) in [
+            ("WG_E2E_PRODUCER", &mut cfg.kafka.producer),
+            ("WG_E2E_CONSUMER", &mut cfg.kafka.consumer),
+        ] {
+            if let Ok(kv) = std::env::var(var) {
+                for pair in kv.split(',').filter(|p| !p.is_empty()) {
+                    if let Some((k, v)) = pair.split_once('=') {
+                        map.insert(k.into(), v.into());
+                    }
                 }
             }
         }

@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(c.get("isolation.level"), None);
         let p = client_config(&cfg, Role::Producer);
         assert_eq!(p.get("transactional.id"), None);
-        assert_eq!(p.get("linger.ms"), Some("5"));
+        assert_eq!(p.get("linger.ms"), Some("1"));
         cfg.kafka.delivery = Delivery::ExactlyOnce;
         let c = client_config(&cfg, Role::Consumer);
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
