@@ -38,7 +38,7 @@ fi
 if [ -z "${WG_DEPLOY_BIN:-}" ]; then
   echo "== cargo build --bin walletguard =="
   cargo build --quiet --bin walletguard
-  WG_DEPLOY_BIN="$ROOT/target/debug/walletguard"
+  WG_DEPLOY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/walletguard"
 fi
 export WG_DEPLOY_BIN
 
