@@ -13,6 +13,8 @@
 //! it plus the commit); `WG_E2E_PRODUCER=linger.ms=1,...` overrides producer settings,
 //! `WG_E2E_CONSUMER=...` consumer settings.
 //!
+//! `WG_E2E_MOCK_BROKERS` (default 3) sets the embedded cluster's size.
+//!
 //! `WG_E2E_DELIVERY=exactly_once` measures the transactional mode (MockCluster only; tansu has
 //! no transactions). `WG_E2E_PARTITIONS` (default 4) sets the input partitions.
 //!
@@ -71,7 +73,7 @@ fn main() {
     };
     let mock = match std::env::var("WG_E2E_BROKERS") {
         Ok(_) => None,
-        Err(_) => Some(MockCluster::new(3).expect("mock cluster")),
+        Err(_) => Some(MockCluster::new(env("WG_E2E_MOCK_BROKERS", 3)).expect("mock cluster")),
     };
     let brokers = std::env::var("WG_E2E_BROKERS").unwrap_or_else(|_| {
         mock.as_ref()
