@@ -24,8 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::mocking::MockCluster;
-
 use walletguard::config::{Config, Delivery};
 use walletguard::http::Health;
 use walletguard::kafka::{self, client_config, loadgen, Role, RunOptions};
@@ -33,12 +31,8 @@ use walletguard::metrics::{quantile, Metrics};
 use walletguard::pipeline::{Engine, EngineCell};
 use walletguard::sim::SimParams;
 
-fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
+mod common;
+use common::{assert_all_kept, env, Brokers};
 
 fn processed(m: &Metrics) -> u64 {
     let mut n = 0;
@@ -71,15 +65,7 @@ fn main() {
         Ok("exactly_once") => Delivery::ExactlyOnce,
         _ => Delivery::AtLeastOnce,
     };
-    let mock = match std::env::var("WG_E2E_BROKERS") {
-        Ok(_) => None,
-        Err(_) => Some(MockCluster::new(env("WG_E2E_MOCK_BROKERS", 3)).expect("mock cluster")),
-    };
-    let brokers = std::env::var("WG_E2E_BROKERS").unwrap_or_else(|_| {
-        mock.as_ref()
-            .map(|m| m.bootstrap_servers())
-            .unwrap_or_default()
-    });
+    let brokers = Brokers::open(env("WG_E2E_MOCK_BROKERS", 3));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -87,7 +73,7 @@ fn main() {
     for (phase, load_first) in [("throughput", true), ("latency", false)] {
         let tag = format!("{}-{}", phase, std::process::id());
         let mut cfg = Config::default();
-        cfg.kafka.brokers = brokers.clone();
+        cfg.kafka.brokers = brokers.addr.clone();
         cfg.kafka.delivery = delivery;
         cfg.kafka.group_id = format!("bench-{tag}");
         cfg.kafka.instance_id = tag.clone();
@@ -113,25 +99,7 @@ fn main() {
                 }
             }
         }
-        match &mock {
-            Some(m) => {
-                for t in [&cfg.kafka.input_topics[0], &cfg.kafka.changelog_topic] {
-                    m.create_topic(t, partitions, 1).expect("topic");
-                }
-                for t in [
-                    &cfg.kafka.alerts_topic,
-                    &cfg.kafka.commands_topic,
-                    &cfg.kafka.dlq_topic,
-                ] {
-                    m.create_topic(t, partitions, 1).expect("topic");
-                }
-            }
-            None => {
-                cfg.kafka.create_topics = true;
-                rt.block_on(kafka::topics::ensure(&cfg))
-                    .expect("create topics");
-            }
-        }
+        brokers.create_topics(&rt, &mut cfg);
         let sim = SimParams {
             users: 100_000,
             days: 60,
@@ -171,33 +139,7 @@ fn main() {
                 "loaded {} events in {:.1} s (delivered {}, failed {})",
                 s.sent, s.seconds, s.delivered, s.failed
             );
-            // MockCluster drops the oldest data of a partition beyond 5 MiB: refuse to measure
-            // a run whose input is not all there.
-            let admin: rdkafka::consumer::BaseConsumer =
-                client_config(&cfg, Role::Admin).create().expect("client");
-            let mut kept = 0i64;
-            for part in 0..partitions {
-                let (lo, hi) = rdkafka::consumer::Consumer::fetch_watermarks(
-                    &admin,
-                    &cfg.kafka.input_topics[0],
-                    part,
-                    Duration::from_secs(10),
-                )
-                .expect("watermarks");
-                assert_eq!(
-                    lo, 0,
-                    "the broker dropped the start of partition {part}: load fewer events \
-                     (WG_E2E_EVENTS) or use more partitions (WG_E2E_PARTITIONS)"
-                );
-                kept += hi - lo;
-            }
-            if kept as u64 != s.delivered {
-                // tansu 0.6 answers latest-offset queries below the real end.
-                eprintln!(
-                    "note: the high watermarks add up to {kept}, not the {} delivered",
-                    s.delivered
-                );
-            }
+            assert_all_kept(&cfg, &cfg.kafka.input_topics[0], s.delivered);
             let t0 = Instant::now();
             let h = run(cfg.clone(), metrics.clone(), stop.clone());
             let mut first: Option<Instant> = None;

@@ -16,9 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, Producer};
 
 use walletguard::baseline::codec;
@@ -27,56 +25,32 @@ use walletguard::kafka::{client_config, loadgen, restore, stamp, Role};
 use walletguard::pipeline::Engine;
 use walletguard::sim::{SimParams, Simulator};
 
-fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
+mod common;
+use common::{assert_all_kept, env, Brokers};
 
 fn main() {
     let want: u32 = env("WG_RESTORE_PROFILES", 1_000_000);
     // Not every simulated user is active in two days; simulate a few more.
     let users = want + want / 8;
     let mut partitions: i32 = env("WG_RESTORE_PARTITIONS", 12);
-    let mock = match std::env::var("WG_E2E_BROKERS") {
-        Ok(_) => None,
-        Err(_) => {
-            // ~300 B a record, 5 MiB kept per partition: leave a margin of two.
-            partitions = partitions.max((users as i64 * 300 * 2 / (5 << 20)) as i32 + 1);
-            Some(MockCluster::new(1).expect("mock cluster"))
-        }
-    };
-    let brokers = std::env::var("WG_E2E_BROKERS").unwrap_or_else(|_| {
-        mock.as_ref()
-            .map(|m| m.bootstrap_servers())
-            .unwrap_or_default()
-    });
+    let brokers = Brokers::open(1);
+    if brokers.mock.is_some() {
+        // ~300 B a record, 5 MiB kept per partition: leave a margin of two.
+        partitions = partitions.max((users as i64 * 300 * 2 / (5 << 20)) as i32 + 1);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let tag = format!("restore-{}", std::process::id());
     let mut cfg = Config::default();
-    cfg.kafka.brokers = brokers;
+    cfg.kafka.brokers = brokers.addr.clone();
     cfg.kafka.group_id = format!("bench-{tag}");
     cfg.kafka.input_topics = vec![format!("events-{tag}")];
     cfg.kafka.changelog_topic = format!("profiles-{tag}");
     cfg.kafka.partitions = partitions;
     cfg.kafka.restore_timeout_s = 600;
-    match &mock {
-        Some(m) => {
-            for t in [&cfg.kafka.input_topics[0], &cfg.kafka.changelog_topic] {
-                m.create_topic(t, partitions, 1).expect("topic");
-            }
-        }
-        None => {
-            cfg.kafka.create_topics = true;
-            cfg.subscriptions.clear();
-            rt.block_on(walletguard::kafka::topics::ensure(&cfg))
-                .expect("create topics");
-        }
-    }
+    brokers.create_topics(&rt, &mut cfg);
 
     // Profiles from the real engine.
     let t0 = Instant::now();
@@ -150,20 +124,7 @@ fn main() {
         bytes as f64 / 1e6,
         t1.elapsed().as_secs_f64()
     );
-    let probe: BaseConsumer = client_config(&cfg, Role::Admin).create().expect("client");
-    let mut kept = 0i64;
-    for p in 0..partitions {
-        let (lo, hi) = probe
-            .fetch_watermarks(&cfg.kafka.changelog_topic, p, Duration::from_secs(10))
-            .expect("watermarks");
-        assert_eq!(lo, 0, "the broker dropped the start of partition {p}");
-        kept += hi - lo;
-    }
-    if kept as u64 != delivered {
-        // tansu 0.6 answers latest-offset queries below the real end; the restore below must
-        // read past it (it is checked by the profile count).
-        eprintln!("note: the high watermarks add up to {kept}, not the {delivered} delivered");
-    }
+    assert_all_kept(&cfg, &cfg.kafka.changelog_topic, delivered);
     drop(state);
 
     // The restore, every partition at once.

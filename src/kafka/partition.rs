@@ -213,11 +213,20 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
                 }
             }
         }
+        // The next offset of each input topic in the batch: stored once the batch is
+        // acknowledged, and the stamp of its changelog.
+        let mut offsets: Vec<(u16, i64)> = Vec::with_capacity(1);
+        for m in batch.iter() {
+            match offsets.iter_mut().find(|(t, _)| *t == m.topic) {
+                Some(o) => o.1 = o.1.max(m.offset + 1),
+                None => offsets.push((m.topic, m.offset + 1)),
+            }
+        }
         // Only the latest version of each changed profile per batch, stamped with the input
         // position after the batch.
-        for m in batch.iter() {
-            if let Some(n) = position.get_mut(m.topic as usize) {
-                *n = (*n).max(m.offset + 1);
+        for (t, next) in &offsets {
+            if let Some(n) = position.get_mut(*t as usize) {
+                *n = (*n).max(*next);
             }
         }
         stamp_buf.clear();
@@ -238,13 +247,6 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
         shared.metrics.batch_events.observe(batch.len() as f64);
         profiles_gauge.set(state.profiles.len() as i64);
 
-        let mut offsets: Vec<(u16, i64)> = Vec::with_capacity(1);
-        for m in batch.iter() {
-            match offsets.iter_mut().find(|(t, _)| *t == m.topic) {
-                Some(o) => o.1 = o.1.max(m.offset + 1),
-                None => offsets.push((m.topic, m.offset + 1)),
-            }
-        }
         let received: Vec<Instant> = batch.iter().map(|m| m.received).collect();
         let mut futures = Vec::with_capacity(out.len());
         // Exactly-once: produce into the open transaction, which the consumer thread commits
