@@ -13,6 +13,8 @@
 //! it plus the commit); `WG_E2E_PRODUCER=linger.ms=1,...` overrides producer settings,
 //! `WG_E2E_CONSUMER=...` consumer settings.
 //!
+//! `WG_E2E_FLUSH_MS` sets `kafka.changelog_flush_ms` (0 = changelog after every batch).
+//!
 //! `WG_E2E_MOCK_BROKERS` (default 3) sets the embedded cluster's size.
 //!
 //! `WG_E2E_DELIVERY=exactly_once` measures the transactional mode (MockCluster only; tansu has
@@ -86,6 +88,7 @@ fn main() {
         cfg.subscriptions.clear();
         cfg.http.enabled = false;
         cfg.kafka.commit_interval_ms = env("WG_E2E_COMMIT_MS", cfg.kafka.commit_interval_ms);
+        cfg.kafka.changelog_flush_ms = env("WG_E2E_FLUSH_MS", cfg.kafka.changelog_flush_ms);
         // `WG_E2E_PRODUCER=key=value,key=value`: producer settings to compare (linger.ms...).
         for (var, map) in [
             ("WG_E2E_PRODUCER", &mut cfg.kafka.producer),

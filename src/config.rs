@@ -705,6 +705,12 @@ pub struct KafkaConfig {
     /// of the committed offsets, which needs the versions written just before them, so this
     /// bounds how long a crashed instance may stay down and still repeat its decisions exactly.
     pub changelog_min_compaction_lag_ms: u64,
+    /// At-least-once: changed profiles are collected for this long (ms) and written once, only
+    /// their latest version, before the offsets of those events are stored. 0 = after every
+    /// batch. Exactly-once always writes per batch, inside the batch's transaction.
+    pub changelog_flush_ms: u64,
+    /// At-least-once: write the changelog early once this many changed profiles are pending.
+    pub changelog_max_pending: usize,
     /// `at_least_once` (default) or `exactly_once`.
     pub delivery: Delivery,
     /// Transactional id for `exactly_once`; empty = `walletguard-<group_id>-<instance_id>`.
@@ -749,6 +755,8 @@ impl Default for KafkaConfig {
             decisions_topic: String::new(),
             changelog_topic: "walletguard.profiles".into(),
             changelog_min_compaction_lag_ms: 3_600_000,
+            changelog_flush_ms: 1000,
+            changelog_max_pending: 100_000,
             delivery: Delivery::AtLeastOnce,
             transactional_id: String::new(),
             max_batch: 2000,
@@ -1246,6 +1254,15 @@ impl Config {
         }
         if k.queue_batches == 0 || k.queue_batches > 1024 {
             return Err(invalid("kafka.queue_batches", "must be within 1..=1024"));
+        }
+        if k.changelog_flush_ms > 60_000 {
+            return Err(invalid(
+                "kafka.changelog_flush_ms",
+                "must be at most 60000 (offsets wait for the changelog)",
+            ));
+        }
+        if k.changelog_max_pending == 0 {
+            return Err(invalid("kafka.changelog_max_pending", "must be at least 1"));
         }
         if k.commit_interval_ms == 0 {
             return Err(invalid("kafka.commit_interval_ms", "must be at least 1"));

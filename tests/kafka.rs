@@ -133,6 +133,30 @@ fn decisions_over_kafka_equal_the_pure_engine() {
         .map(|(k, v)| (k, v.into_iter().map(strip_times).collect()))
         .collect();
     assert_same("commands", &got, &want.commands);
+
+    // The changelog: written coalesced (fewer records than events), and each user's latest
+    // record is exactly the pure engine's final profile.
+    let mut changelog = Reader::new(&brokers, &names.changelog, 4, false);
+    changelog.drain();
+    assert!(
+        changelog.recs.len() < want.valid,
+        "{} changelog records for {} events: not coalesced",
+        changelog.recs.len(),
+        want.valid
+    );
+    let mut latest: HashMap<String, Vec<u8>> = HashMap::new();
+    for r in &changelog.recs {
+        if let (Some(k), Some(v)) = (r.key_str(), r.payload.clone()) {
+            latest.insert(k, v);
+        }
+    }
+    assert_eq!(latest.len(), want.profiles.len(), "one profile per user");
+    for (uid, bytes) in &want.profiles {
+        assert!(
+            latest.get(uid) == Some(bytes),
+            "user {uid}: the changelog's latest profile differs from the engine's"
+        );
+    }
     drop(rt);
     drop(mock);
 }

@@ -1,7 +1,11 @@
 //! One task per assigned partition: restore the partition's profiles, then score its batches
-//! strictly in order, produce their outputs and changelog, and report offsets only once
-//! everything of a batch is acknowledged (at-least-once) or handed to the open transaction
-//! (exactly-once).
+//! strictly in order, produce their outputs, and report offsets only once everything of a
+//! batch is acknowledged (at-least-once) or handed to the open transaction (exactly-once).
+//!
+//! The changelog: at-least-once collects changed profiles for `kafka.changelog_flush_ms` and
+//! writes each one's latest version once; the offsets of the events behind them are stored
+//! only after that write is acknowledged, so a crash replays exactly the events whose
+//! learning was not yet durable. Exactly-once writes them in every batch's transaction.
 //!
 //! Why a task per partition and not per message: offsets are stored in order, and a user's
 //! events must be scored in order against one profile; both hold within a partition because
@@ -11,7 +15,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::producer::DeliveryFuture;
 use tokio::sync::mpsc;
@@ -167,22 +171,63 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
     let eos = shared.eos.is_some();
     let (ack_tx, ack_rx) = mpsc::channel::<InFlight>(shared.cfg.kafka.queue_batches);
     let acker = (!eos).then(|| tokio::spawn(ack_loop(shared.clone(), p, ack_rx)));
+    // Exactly-once writes the changelog in every batch's transaction: a transaction must never
+    // commit offsets ahead of the profiles it carries.
+    let flush_every = if eos {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(shared.cfg.kafka.changelog_flush_ms)
+    };
+    let max_pending = shared.cfg.kafka.changelog_max_pending;
+    let mut pending = Pending {
+        dirty: HashSet::default(),
+        ids: Vec::new(),
+        held: Vec::with_capacity(1),
+        since: Instant::now(),
+        stamp: Vec::with_capacity(8 * position.len()),
+    };
     let mut out = OutBatch::default();
     let mut tally = Tally::default();
-    let mut dirty: HashSet<u64, BuildIdentity> = HashSet::default();
-    let mut dirty_ids: Vec<(u64, Box<str>)> = Vec::new();
-    let mut stamp_buf: Vec<u8> = Vec::with_capacity(8 * position.len());
+    let mut routes: Vec<Route> = Vec::new();
 
-    while let Some(batch) = rx.recv().await {
+    loop {
+        // While profiles wait for the changelog, wake at the flush deadline even if no
+        // batch comes: their events' offsets are stored only after it is written.
+        let next = if pending.ids.is_empty() && pending.held.is_empty() {
+            rx.recv().await
+        } else {
+            let deadline = pending.since + flush_every;
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    if shared.abandon.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    out.clear();
+                    let offsets = pending.flush(&shared, &state, p, &position, &mut out);
+                    if !ship(&shared, &routes, &out, p, offsets, Vec::new(), &ack_tx).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        };
+        let Some(batch) = next else {
+            // Revoke or shutdown: write what is pending, so the final commit covers it.
+            if !shared.abandon.load(Ordering::SeqCst) && !pending.is_empty() {
+                out.clear();
+                let offsets = pending.flush(&shared, &state, p, &position, &mut out);
+                ship(&shared, &routes, &out, p, offsets, Vec::new(), &ack_tx).await;
+            }
+            break;
+        };
         if shared.abandon.load(Ordering::SeqCst) {
             break;
         }
         let engine = shared.engine.get();
-        let routes = Route::compile(&engine.config().subscriptions);
+        routes = Route::compile(&engine.config().subscriptions);
         let now = now_ms();
         out.clear();
-        dirty.clear();
-        dirty_ids.clear();
         let raws: Vec<&[u8]> = batch.iter().map(|m| m.payload.unwrap_or(b"")).collect();
         let mut results = Vec::with_capacity(raws.len());
         engine.process_batch(&mut state, &raws, now, &mut results);
@@ -195,9 +240,7 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
                         .event_lag
                         .observe((now - ev.ts_ms).max(0) as f64 / 1000.0);
                     out.outcome(&shared.topics, &routes, &shared.metrics, &ev, &o);
-                    if dirty.insert(o.user_key) {
-                        dirty_ids.push((o.user_key, ev.user_id.as_ref().into()));
-                    }
+                    pending.touch(o.user_key, &ev.user_id);
                 }
                 Err(e) => {
                     let topic = &shared.topics.inputs[m.topic as usize];
@@ -213,75 +256,31 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
                 }
             }
         }
-        // The next offset of each input topic in the batch: stored once the batch is
-        // acknowledged, and the stamp of its changelog.
-        let mut offsets: Vec<(u16, i64)> = Vec::with_capacity(1);
+        // The next offset of each input topic in the batch: the input position the changelog
+        // is stamped with, and the offsets stored once the changelog after it is acknowledged.
         for m in batch.iter() {
-            match offsets.iter_mut().find(|(t, _)| *t == m.topic) {
+            let t = m.topic;
+            match pending.held.iter_mut().find(|(ht, _)| *ht == t) {
                 Some(o) => o.1 = o.1.max(m.offset + 1),
-                None => offsets.push((m.topic, m.offset + 1)),
+                None => pending.held.push((t, m.offset + 1)),
+            }
+            if let Some(n) = position.get_mut(t as usize) {
+                *n = (*n).max(m.offset + 1);
             }
         }
-        // Only the latest version of each changed profile per batch, stamped with the input
-        // position after the batch.
-        for (t, next) in &offsets {
-            if let Some(n) = position.get_mut(*t as usize) {
-                *n = (*n).max(*next);
-            }
-        }
-        stamp_buf.clear();
-        stamp::encode(&position, &mut stamp_buf);
-        let params = engine.params();
-        for (key, uid) in &dirty_ids {
-            if let Some(prof) = state.profiles.get(*key) {
-                out.changelog(p, uid.as_bytes(), &stamp_buf, |buf| {
-                    codec::encode(prof, params, buf)
-                });
-            }
-        }
-        shared
-            .metrics
-            .changelog_records
-            .inc_by(dirty_ids.len() as u64);
         shared.metrics.flush(&mut tally);
         shared.metrics.batch_events.observe(batch.len() as f64);
         profiles_gauge.set(state.profiles.len() as i64);
 
-        let received: Vec<Instant> = batch.iter().map(|m| m.received).collect();
-        let mut futures = Vec::with_capacity(out.len());
-        // Exactly-once: produce into the open transaction, which the consumer thread commits
-        // together with these offsets. Holding the read guard keeps a commit from cutting a
-        // batch in two.
-        let guard = match &shared.eos {
-            Some(eos) => Some(eos.lock.read().await),
-            None => None,
-        };
-        if shared.abandon.load(Ordering::SeqCst) {
-            break;
-        }
-        sink::send_all(
-            &shared.producer,
-            &shared.topics,
-            &routes,
-            &shared.metrics,
-            &out,
-            &mut futures,
-        )
-        .await;
-        if let Some(eos) = &shared.eos {
-            // Delivery is settled by the commit; the futures are not needed.
-            futures.clear();
-            eos.add(p, &offsets, received);
-            drop(guard);
+        let due = pending.ids.len() >= max_pending || pending.since.elapsed() >= flush_every;
+        let offsets = if due {
+            pending.flush(&shared, &state, p, &position, &mut out)
         } else {
-            let inflight = InFlight {
-                futures,
-                offsets,
-                received,
-            };
-            if ack_tx.send(inflight).await.is_err() {
-                break;
-            }
+            Vec::new()
+        };
+        let received: Vec<Instant> = batch.iter().map(|m| m.received).collect();
+        if !ship(&shared, &routes, &out, p, offsets, received, &ack_tx).await {
+            break;
         }
     }
     drop(ack_tx);
@@ -292,6 +291,108 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
         .metrics
         .profiles
         .remove_label_values(&[&p.to_string()]);
+}
+
+/// Changed profiles not yet in the changelog, and the input offsets that wait for them.
+struct Pending {
+    dirty: HashSet<u64, BuildIdentity>,
+    ids: Vec<(u64, Box<str>)>,
+    /// Next offset per input topic of the events scored since the last changelog write.
+    held: Vec<(u16, i64)>,
+    /// When the changelog was last written.
+    since: Instant,
+    stamp: Vec<u8>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.held.is_empty()
+    }
+
+    fn touch(&mut self, key: u64, user_id: &str) {
+        if self.dirty.insert(key) {
+            self.ids.push((key, user_id.into()));
+        }
+    }
+
+    /// Adds the latest version of every pending profile to `out`, stamped with the input
+    /// `position` they reflect, and returns the offsets that may be stored once `out` is
+    /// acknowledged.
+    fn flush(
+        &mut self,
+        shared: &Shared,
+        state: &State,
+        p: i32,
+        position: &[i64],
+        out: &mut OutBatch,
+    ) -> Vec<(u16, i64)> {
+        self.stamp.clear();
+        stamp::encode(position, &mut self.stamp);
+        let engine = shared.engine.get();
+        let params = engine.params();
+        for (key, uid) in &self.ids {
+            if let Some(prof) = state.profiles.get(*key) {
+                out.changelog(p, uid.as_bytes(), &self.stamp, |buf| {
+                    codec::encode(prof, params, buf)
+                });
+            }
+        }
+        shared
+            .metrics
+            .changelog_records
+            .inc_by(self.ids.len() as u64);
+        self.dirty.clear();
+        self.ids.clear();
+        self.since = Instant::now();
+        std::mem::take(&mut self.held)
+    }
+}
+
+/// Produces `out` and hands it on: to the open transaction with `offsets` (exactly-once), or
+/// to the partition's ack loop, which stores `offsets` once `out` and everything before it is
+/// acknowledged. False when the partition must stop.
+async fn ship(
+    shared: &Shared,
+    routes: &[Route],
+    out: &OutBatch,
+    p: i32,
+    offsets: Vec<(u16, i64)>,
+    received: Vec<Instant>,
+    ack_tx: &mpsc::Sender<InFlight>,
+) -> bool {
+    let mut futures = Vec::with_capacity(out.len());
+    // Exactly-once: produce into the open transaction, which the consumer thread commits
+    // together with these offsets. Holding the read guard keeps a commit from cutting a
+    // batch in two.
+    let guard = match &shared.eos {
+        Some(eos) => Some(eos.lock.read().await),
+        None => None,
+    };
+    if shared.abandon.load(Ordering::SeqCst) {
+        return false;
+    }
+    sink::send_all(
+        &shared.producer,
+        &shared.topics,
+        routes,
+        &shared.metrics,
+        out,
+        &mut futures,
+    )
+    .await;
+    if let Some(eos) = &shared.eos {
+        // Delivery is settled by the commit; the futures are not needed.
+        eos.add(p, &offsets, received);
+        drop(guard);
+        true
+    } else {
+        let inflight = InFlight {
+            futures,
+            offsets,
+            received,
+        };
+        ack_tx.send(inflight).await.is_ok()
+    }
 }
 
 /// Awaits each batch's deliveries in order, then reports its offsets to the consumer thread,

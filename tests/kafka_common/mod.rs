@@ -666,6 +666,8 @@ pub struct Expected {
     pub valid: usize,
     /// Invalid messages, with the error text.
     pub errors: Vec<String>,
+    /// Every user's final profile, encoded as a changelog value.
+    pub profiles: HashMap<String, Vec<u8>>,
 }
 
 /// Removes the processing-time fields of alerts and commands.
@@ -685,6 +687,7 @@ pub fn expected<'a>(engine: &Engine, payloads: impl IntoIterator<Item = &'a [u8]
         match engine.process_bytes(&mut state, raw, NOW_MS) {
             Ok((ev, o)) => {
                 out.valid += 1;
+                out.profiles.insert(ev.user_id.to_string(), Vec::new());
                 let id = ev.event_id.to_string();
                 let mut buf = Vec::new();
                 walletguard::output::write_decision(&mut buf, &ev, &o);
@@ -707,6 +710,14 @@ pub fn expected<'a>(engine: &Engine, payloads: impl IntoIterator<Item = &'a [u8]
                 }
             }
             Err(e) => out.errors.push(e.to_string()),
+        }
+    }
+    for (uid, bytes) in out.profiles.iter_mut() {
+        if let Some(prof) = state
+            .profiles
+            .get(walletguard::baseline::keys::user_key(uid))
+        {
+            walletguard::baseline::codec::encode(prof, engine.params(), bytes);
         }
     }
     out
