@@ -13,6 +13,8 @@
 //! it plus the commit); `WG_E2E_PRODUCER=linger.ms=1,...` overrides producer settings,
 //! `WG_E2E_CONSUMER=...` consumer settings.
 //!
+//! `WG_E2E_DECISIONS=1` writes a decision per event to a decisions topic, so that every
+//! event's latency includes a produce acknowledged by the broker (the strict measurement).
 //! `WG_E2E_FLUSH_MS` sets `kafka.changelog_flush_ms` (0 = changelog after every batch).
 //!
 //! `WG_E2E_MOCK_BROKERS` (default 3) sets the embedded cluster's size.
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 use walletguard::config::{Config, Delivery};
 use walletguard::http::Health;
 use walletguard::kafka::{self, client_config, loadgen, Role, RunOptions};
-use walletguard::metrics::{quantile, Metrics};
+use walletguard::metrics::{quantile_of, Metrics};
 use walletguard::pipeline::{Engine, EngineCell};
 use walletguard::sim::SimParams;
 
@@ -89,6 +91,11 @@ fn main() {
         cfg.http.enabled = false;
         cfg.kafka.commit_interval_ms = env("WG_E2E_COMMIT_MS", cfg.kafka.commit_interval_ms);
         cfg.kafka.changelog_flush_ms = env("WG_E2E_FLUSH_MS", cfg.kafka.changelog_flush_ms);
+        // With a decisions topic every event has an output, so its latency includes a broker
+        // acknowledgement; without, an allowed event's latency ends when it is scored.
+        if env("WG_E2E_DECISIONS", 0u8) == 1 {
+            cfg.kafka.decisions_topic = format!("decisions-{tag}");
+        }
         // `WG_E2E_PRODUCER=key=value,key=value`: producer settings to compare (linger.ms...).
         for (var, map) in [
             ("WG_E2E_PRODUCER", &mut cfg.kafka.producer),
@@ -188,14 +195,19 @@ fn main() {
             while processed(&metrics) < s.sent && t0.elapsed() < Duration::from_secs(60) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let p50 = quantile(&metrics.latency, 0.5).unwrap_or(f64::NAN);
-            let p99 = quantile(&metrics.latency, 0.99).unwrap_or(f64::NAN);
+            let (none, some) = (metrics.latency(false), metrics.latency(true));
+            let ms = |hs: &[&prometheus::Histogram], q: f64| {
+                quantile_of(hs, q).map_or(f64::NAN, |v| v * 1000.0)
+            };
             println!(
-                "e2e latency {:?} at {rate}/s for {seconds} s: {} events, p50 {:.1} ms, p99 {:.1} ms",
+                "e2e latency {:?} at {rate}/s for {seconds} s: {} events, p50 {:.1} ms, p99 {:.1} ms; with outputs ({} events) p50 {:.1} ms, p99 {:.1} ms",
                 delivery,
                 s.sent,
-                p50 * 1000.0,
-                p99 * 1000.0
+                ms(&[none, some], 0.5),
+                ms(&[none, some], 0.99),
+                some.get_sample_count(),
+                ms(&[some], 0.5),
+                ms(&[some], 0.99),
             );
             stop.store(true, Ordering::SeqCst);
             rt.block_on(h).expect("join").expect("run");

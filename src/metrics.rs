@@ -8,7 +8,7 @@
 //! subscription names).
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
 
@@ -35,9 +35,13 @@ pub struct Metrics {
     pub commands: IntCounterVec,
     /// `walletguard_subscription_alerts_total{subscription}`: alert copies routed.
     pub subscription_alerts: IntCounterVec,
-    /// `walletguard_processing_latency_seconds`: receipt of a message to all its outputs
-    /// acknowledged (or its transaction committed).
-    pub latency: Histogram,
+    /// `walletguard_processing_latency_seconds{outputs}`: receipt of a message to all its
+    /// outputs acknowledged (or its transaction committed). `outputs="some"`: messages with an
+    /// alert, command, decision or dead letter; `"none"`: allowed events with no decisions
+    /// topic, whose processing ends when they are scored.
+    pub latency: HistogramVec,
+    /// The two series of `latency`, resolved once: `[none, some]`.
+    latency_of: [Histogram; 2],
     /// `walletguard_event_time_lag_seconds`: processing time minus event time.
     pub event_lag: Histogram,
     /// `walletguard_consumer_lag_messages{topic,partition}`: from librdkafka statistics.
@@ -85,18 +89,33 @@ fn latency_buckets() -> Vec<f64> {
 /// The `q` quantile (0..1) of a histogram, interpolated linearly within its bucket, as
 /// Prometheus' `histogram_quantile` does. `None` when it is empty.
 pub fn quantile(h: &Histogram, q: f64) -> Option<f64> {
+    quantile_of(&[h], q)
+}
+
+/// [`quantile`] over the merged buckets of several histograms with the same buckets (the
+/// series of one histogram vector).
+pub fn quantile_of(hs: &[&Histogram], q: f64) -> Option<f64> {
     use prometheus::core::Metric;
-    let m = h.metric();
-    let hist = m.get_histogram();
-    let total = hist.get_sample_count() as f64;
+    let ms: Vec<_> = hs.iter().map(|h| h.metric()).collect();
+    let Some(first) = ms.first() else {
+        return None;
+    };
+    let total: f64 = ms
+        .iter()
+        .map(|m| m.get_histogram().get_sample_count() as f64)
+        .sum();
     if total == 0.0 {
         return None;
     }
     let rank = q * total;
     let mut prev_bound = 0.0;
     let mut prev_count = 0.0;
-    for b in hist.get_bucket() {
-        let c = b.cumulative_count() as f64;
+    for (i, b) in first.get_histogram().get_bucket().iter().enumerate() {
+        let c: f64 = ms
+            .iter()
+            .filter_map(|m| m.get_histogram().get_bucket().get(i))
+            .map(|b| b.cumulative_count() as f64)
+            .sum();
         if c >= rank {
             let share = if c > prev_count {
                 (rank - prev_count) / (c - prev_count)
@@ -126,6 +145,18 @@ impl Metrics {
         let cv = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels)
         };
+    let latency = reg!(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "walletguard_processing_latency_seconds",
+                    "Receipt of a message to all its outputs acknowledged; outputs=none: \
+                     scored, nothing to produce."
+                )
+                .buckets(latency_buckets()),
+                &["outputs"]
+            )
+        );
         let m = Metrics {
             events: reg!(
                 r,
@@ -183,16 +214,11 @@ impl Metrics {
                     &["subscription"]
                 )
             ),
-            latency: reg!(
-                r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "walletguard_processing_latency_seconds",
-                        "Receipt of a message to all its outputs acknowledged."
-                    )
-                    .buckets(latency_buckets())
-                )
-            ),
+            latency_of: [
+                latency.with_label_values(&["none"]),
+                latency.with_label_values(&["some"]),
+            ],
+            latency,
             event_lag: reg!(
                 r,
                 Histogram::with_opts(
@@ -374,10 +400,12 @@ impl Metrics {
         for r in ["queue_full", "delivery_failed"] {
             m.producer_retries.with_label_values(&[r]);
         }
-        for r in ["ok", "rejected"] {
-            m.config_reloads.with_label_values(&[r]);
-        }
         Ok(m)
+    }
+
+    /// The latency series for a message with (`true`) or without outputs.
+    pub fn latency(&self, outputs: bool) -> &Histogram {
+        &self.latency_of[outputs as usize]
     }
 
     /// Adds a batch's counts. Partition tasks count into a local [`Tally`] and flush once per

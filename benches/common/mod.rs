@@ -56,7 +56,11 @@ impl Brokers {
                     &k.alerts_topic,
                     &k.commands_topic,
                     &k.dlq_topic,
+                    &k.decisions_topic,
                 ]) {
+                    if t.is_empty() {
+                        continue;
+                    }
                     m.create_topic(t, k.partitions, 1).expect("topic");
                 }
             }

@@ -111,9 +111,19 @@ impl Batch {
 
 /// A batch whose outputs are produced but not yet acknowledged.
 struct InFlight {
-    futures: Vec<DeliveryFuture>,
+    /// Its alerts, commands, decisions and dead letters.
+    outputs: Vec<DeliveryFuture>,
+    /// Receipt of each message, and whether it had outputs: its latency ends when `outputs`
+    /// (and every earlier batch's) are acknowledged.
+    received: Vec<(Instant, bool)>,
+    /// A changelog write, and the input offsets stored once it and `outputs` are acknowledged.
+    durable: Option<Durable>,
+}
+
+/// A changelog write and the offsets that wait for it.
+struct Durable {
+    changelog: Vec<DeliveryFuture>,
     offsets: Vec<(u16, i64)>,
-    received: Vec<Instant>,
 }
 
 fn now_ms() -> EpochMs {
@@ -205,7 +215,12 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
                     }
                     out.clear();
                     let offsets = pending.flush(&shared, &state, p, &position, &mut out);
-                    if !ship(&shared, &routes, &out, p, offsets, Vec::new(), &ack_tx).await {
+                    let sent = Shipment {
+                        outputs: 0,
+                        offsets: Some(offsets),
+                        received: Vec::new(),
+                    };
+                    if !ship(&shared, &routes, &out, p, sent, &ack_tx).await {
                         break;
                     }
                     continue;
@@ -217,7 +232,12 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
             if !shared.abandon.load(Ordering::SeqCst) && !pending.is_empty() {
                 out.clear();
                 let offsets = pending.flush(&shared, &state, p, &position, &mut out);
-                ship(&shared, &routes, &out, p, offsets, Vec::new(), &ack_tx).await;
+                let sent = Shipment {
+                    outputs: 0,
+                    offsets: Some(offsets),
+                    received: Vec::new(),
+                };
+                ship(&shared, &routes, &out, p, sent, &ack_tx).await;
             }
             break;
         };
@@ -231,7 +251,9 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
         let raws: Vec<&[u8]> = batch.iter().map(|m| m.payload.unwrap_or(b"")).collect();
         let mut results = Vec::with_capacity(raws.len());
         engine.process_batch(&mut state, &raws, now, &mut results);
+        let mut received: Vec<(Instant, bool)> = Vec::with_capacity(raws.len());
         for (m, r) in batch.iter().zip(results.drain(..)) {
+            let before = out.len();
             match r {
                 Ok((ev, o)) => {
                     tally.add(ev.kind, &o);
@@ -255,6 +277,7 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
                     out.dead_letter(&e, topic, p, m.offset, m.key, m.payload.unwrap_or(b""));
                 }
             }
+            received.push((m.received, out.len() > before));
         }
         // The next offset of each input topic in the batch: the input position the changelog
         // is stamped with, and the offsets stored once the changelog after it is acknowledged.
@@ -273,13 +296,14 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
         profiles_gauge.set(state.profiles.len() as i64);
 
         let due = pending.ids.len() >= max_pending || pending.since.elapsed() >= flush_every;
-        let offsets = if due {
-            pending.flush(&shared, &state, p, &position, &mut out)
-        } else {
-            Vec::new()
+        let outputs = out.len();
+        let offsets = due.then(|| pending.flush(&shared, &state, p, &position, &mut out));
+        let sent = Shipment {
+            outputs,
+            offsets,
+            received,
         };
-        let received: Vec<Instant> = batch.iter().map(|m| m.received).collect();
-        if !ship(&shared, &routes, &out, p, offsets, received, &ack_tx).await {
+        if !ship(&shared, &routes, &out, p, sent, &ack_tx).await {
             break;
         }
     }
@@ -348,16 +372,24 @@ impl Pending {
     }
 }
 
-/// Produces `out` and hands it on: to the open transaction with `offsets` (exactly-once), or
-/// to the partition's ack loop, which stores `offsets` once `out` and everything before it is
-/// acknowledged. False when the partition must stop.
+/// What [`ship`] hands on besides the records.
+struct Shipment {
+    /// How many of the records are outputs; the rest are changelog.
+    outputs: usize,
+    /// With a changelog write: the offsets it makes storable.
+    offsets: Option<Vec<(u16, i64)>>,
+    /// Receipt of each message and whether it had outputs.
+    received: Vec<(Instant, bool)>,
+}
+
+/// Produces `out` and hands it on: to the open transaction with its offsets (exactly-once), or
+/// to the partition's ack loop. False when the partition must stop.
 async fn ship(
     shared: &Shared,
     routes: &[Route],
     out: &OutBatch,
     p: i32,
-    offsets: Vec<(u16, i64)>,
-    received: Vec<Instant>,
+    sent: Shipment,
     ack_tx: &mpsc::Sender<InFlight>,
 ) -> bool {
     let mut futures = Vec::with_capacity(out.len());
@@ -382,42 +414,68 @@ async fn ship(
     .await;
     if let Some(eos) = &shared.eos {
         // Delivery is settled by the commit; the futures are not needed.
-        eos.add(p, &offsets, received);
+        eos.add(p, sent.offsets.as_deref().unwrap_or(&[]), sent.received);
         drop(guard);
         true
     } else {
+        let changelog = futures.split_off(sent.outputs.min(futures.len()));
         let inflight = InFlight {
-            futures,
-            offsets,
-            received,
+            outputs: futures,
+            received: sent.received,
+            durable: sent.offsets.map(|offsets| Durable { changelog, offsets }),
         };
         ack_tx.send(inflight).await.is_ok()
     }
 }
 
-/// Awaits each batch's deliveries in order, then reports its offsets to the consumer thread,
-/// which stores them for the next commit.
+/// Awaits each batch's outputs in order, observing its latency, then passes its changelog
+/// write on to a second in-order loop, which stores the offsets once that is acknowledged
+/// too. Two loops, so that a large changelog write delays only offset storage, never the
+/// acknowledgement (and measured latency) of the alerts and commands behind it.
 async fn ack_loop(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<InFlight>) {
+    let (dtx, drx) = mpsc::unbounded_channel::<Durable>();
+    let durable = tokio::spawn(durable_loop(shared.clone(), p, drx));
     while let Some(inf) = rx.recv().await {
-        if !sink::await_deliveries(&shared.producer, &shared.metrics, inf.futures).await {
+        if !sink::await_deliveries(&shared.producer, &shared.metrics, inf.outputs).await {
+            break;
+        }
+        if shared.abandon.load(Ordering::SeqCst) {
+            break;
+        }
+        let now = Instant::now();
+        for (r, outputs) in inf.received {
+            shared
+                .metrics
+                .latency(outputs)
+                .observe(now.duration_since(r).as_secs_f64());
+        }
+        // Unbounded, but it holds at most the batches of `queue_batches` plus the changelog
+        // writes not yet acknowledged, which the producer's own queue bounds.
+        if let Some(d) = inf.durable {
+            if dtx.send(d).is_err() {
+                break;
+            }
+        }
+    }
+    drop(dtx);
+    let _ = durable.await;
+}
+
+/// Stores offsets, in order, once the changelog write before them is acknowledged.
+async fn durable_loop(shared: Arc<Shared>, p: i32, mut rx: mpsc::UnboundedReceiver<Durable>) {
+    while let Some(d) = rx.recv().await {
+        if !sink::await_deliveries(&shared.producer, &shared.metrics, d.changelog).await {
             return;
         }
         if shared.abandon.load(Ordering::SeqCst) {
             return;
         }
-        for (topic, next) in inf.offsets {
+        for (topic, next) in d.offsets {
             shared.report_offset(StoredOffset {
                 topic,
                 partition: p,
                 next,
             });
-        }
-        let now = Instant::now();
-        for r in inf.received {
-            shared
-                .metrics
-                .latency
-                .observe(now.duration_since(r).as_secs_f64());
         }
     }
 }

@@ -80,12 +80,12 @@ pub(crate) struct Eos {
 #[derive(Default)]
 struct EosPending {
     offsets: HashMap<(u16, i32), i64>,
-    received: Vec<Instant>,
+    received: Vec<(Instant, bool)>,
 }
 
 impl Eos {
     /// Adds a batch produced into the open transaction.
-    pub fn add(&self, p: i32, offsets: &[(u16, i64)], received: Vec<Instant>) {
+    pub fn add(&self, p: i32, offsets: &[(u16, i64)], received: Vec<(Instant, bool)>) {
         let mut g = lock(&self.pending);
         for (t, o) in offsets {
             let e = g.offsets.entry((*t, p)).or_insert(*o);
@@ -442,10 +442,10 @@ impl Ctx {
                     .with_label_values(&["committed"])
                     .inc();
                 let now = Instant::now();
-                for r in pending.received {
+                for (r, outputs) in pending.received {
                     self.shared
                         .metrics
-                        .latency
+                        .latency(outputs)
                         .observe(now.duration_since(r).as_secs_f64());
                 }
                 producer
