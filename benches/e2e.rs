@@ -15,6 +15,7 @@
 //!
 //! `WG_E2E_DECISIONS=1` writes a decision per event to a decisions topic, so that every
 //! event's latency includes a produce acknowledged by the broker (the strict measurement).
+//! `WG_E2E_QUEUE` and `WG_E2E_MAX_BATCH` set `kafka.queue_batches` and `kafka.max_batch`.
 //! `WG_E2E_FLUSH_MS` sets `kafka.changelog_flush_ms` (0 = changelog after every batch).
 //!
 //! `WG_E2E_MOCK_BROKERS` (default 3) sets the embedded cluster's size.
@@ -90,6 +91,8 @@ fn main() {
         cfg.subscriptions.clear();
         cfg.http.enabled = false;
         cfg.kafka.commit_interval_ms = env("WG_E2E_COMMIT_MS", cfg.kafka.commit_interval_ms);
+        cfg.kafka.queue_batches = env("WG_E2E_QUEUE", cfg.kafka.queue_batches);
+        cfg.kafka.max_batch = env("WG_E2E_MAX_BATCH", cfg.kafka.max_batch);
         cfg.kafka.changelog_flush_ms = env("WG_E2E_FLUSH_MS", cfg.kafka.changelog_flush_ms);
         // With a decisions topic every event has an output, so its latency includes a broker
         // acknowledgement; without, an allowed event's latency ends when it is scored.

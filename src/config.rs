@@ -760,7 +760,7 @@ impl Default for KafkaConfig {
             delivery: Delivery::AtLeastOnce,
             transactional_id: String::new(),
             max_batch: 2000,
-            queue_batches: 4,
+            queue_batches: 16,
             commit_interval_ms: 1000,
             restore_timeout_s: 300,
             create_topics: false,
@@ -768,7 +768,14 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             shutdown_timeout_s: 30,
             librdkafka: Default::default(),
-            consumer: Default::default(),
+            // Fetch in pieces of at least 64 KiB, waiting at most 10 ms for them: with
+            // fetch.min.bytes=1 the broker answers a stream of tiny fetches, which on tansu cut
+            // throughput from 257k to 172k events/s and raised p50 latency from 1.2 to 14 ms.
+            consumer: [
+                ("fetch.min.bytes".to_string(), "65536".to_string()),
+                ("fetch.wait.max.ms".to_string(), "10".to_string()),
+            ]
+            .into(),
             producer: [
                 ("compression.type".to_string(), "lz4".to_string()),
                 ("linger.ms".to_string(), "1".to_string()),

@@ -8,8 +8,8 @@
 //! subscription names).
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use crate::decision::{Action, Decision};
@@ -145,7 +145,7 @@ impl Metrics {
         let cv = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels)
         };
-    let latency = reg!(
+        let latency = reg!(
             r,
             HistogramVec::new(
                 HistogramOpts::new(
