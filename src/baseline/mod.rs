@@ -47,6 +47,11 @@ pub const PAYEE_GENERATION_DAYS: u32 = 60;
 /// to about 8.8 million).
 const YOUNG_SUM_UNIT: f64 = 4096.0;
 
+/// A first-time payee takes over the young-payee watch from one paid only once so far unless
+/// the watched payee received more than this many times the newcomer's amount: a small one-off
+/// to another new contact does not end the watch on a larger sum.
+pub const WATCH_KEEP_RATIO: f64 = 3.0;
+
 /// Which remembered set a hash belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetKind {
@@ -582,8 +587,10 @@ impl Profile {
 
     /// Records a successful money out to a payee (not a merchant) in the young-payee watch: a
     /// payee never paid before starts a watch once the user has `young_payee_min_history_s`
-    /// of history, unless the current watch is still young and has been paid more than once
-    /// (the suspicious one stays watched); further attempts to the watched payee add up.
+    /// of history, unless the current watch is still young and either has been paid more than
+    /// once or has received over [`WATCH_KEEP_RATIO`] times this payment (a small one-off to
+    /// another new contact must not end the watch on a larger sum, which could then never be
+    /// watched again, being "paid before"); further attempts to the watched payee add up.
     fn watch_payee(&mut self, p: &Params, ev: &Event<'_>, h: u64, known: bool, t: Tick) {
         let window_s = p.young_payee_s;
         let fp = payee_fp(h);
@@ -606,8 +613,9 @@ impl Profile {
         if known || self.payee_seen(h) || history < p.young_payee_min_history_s {
             return;
         }
+        let watched = (self.young_sum as f64 / YOUNG_SUM_UNIT).exp_m1();
         let active = self.young_fp != 0
-            && self.young_n > 1
+            && (self.young_n > 1 || amount * WATCH_KEEP_RATIO < watched)
             && t.saturating_sub(self.young_first) <= window_s;
         if !active {
             self.young_fp = fp;
@@ -1087,6 +1095,44 @@ mod tests {
         );
         assert!(!prof.payee_seen(friend));
         assert!(prof.payee_seen(keys::counterparty("y")));
+    }
+
+    #[test]
+    fn a_small_one_off_does_not_end_the_watch_on_a_larger_payee() {
+        let p = params();
+        let mut prof = Profile::default();
+        let pay = |i: i64, day: i64, payee: &str, amount: f64| {
+            format!(
+                r#"{{"event_id":"q{i}","user_id":"u","ts":{},"type":"transfer","amount":{amount},"counterparty":"{payee}","status":"success","device_id":"d1"}}"#,
+                T0 + day * 86_400_000
+            )
+        };
+        learn_json(&p, &mut prof, &pay(0, 0, "old", 50.0));
+        learn_json(&p, &mut prof, &pay(1, 10, "big", 300.0));
+        // 20 is under a third of 300: the watch stays on "big", whose next payment adds up.
+        learn_json(&p, &mut prof, &pay(2, 11, "tiny", 20.0));
+        let big = keys::counterparty("big");
+        assert!(prof
+            .young_payee(big, to_tick_days(11), 14 * 86_400)
+            .is_some());
+        learn_json(&p, &mut prof, &pay(3, 12, "big", 300.0));
+        let (n, total, _) = prof
+            .young_payee(big, to_tick_days(12), 14 * 86_400)
+            .unwrap();
+        assert_eq!(n, 2);
+        assert!((total - 600.0).abs() < 1.0, "{total}");
+        // A comparable sum to another new payee, while "big" had one payment, takes over.
+        let mut prof2 = Profile::default();
+        learn_json(&p, &mut prof2, &pay(4, 0, "old", 50.0));
+        learn_json(&p, &mut prof2, &pay(5, 10, "big", 300.0));
+        learn_json(&p, &mut prof2, &pay(6, 11, "other", 200.0));
+        assert!(prof2
+            .young_payee(big, to_tick_days(11), 14 * 86_400)
+            .is_none());
+        let other = keys::counterparty("other");
+        assert!(prof2
+            .young_payee(other, to_tick_days(11), 14 * 86_400)
+            .is_some());
     }
 
     fn to_tick_days(day: i64) -> Tick {

@@ -360,6 +360,12 @@ pub(crate) fn typical_amount(ctx: &Ctx<'_, '_>) -> f64 {
     mean.exp_m1().max(1.0)
 }
 
+/// A merchant payment from a device the profile knows: the owner's ordinary way of spending,
+/// where a large amount or an emptied balance is weak evidence on its own.
+pub(crate) fn own_device_payment(ctx: &Ctx<'_, '_>) -> bool {
+    ctx.ev.kind == crate::event::EventType::Payment && matches!(ctx.facts.device, Some((_, true)))
+}
+
 /// How much a money-out event puts at stake, in [0, 1]: the largest of a new payee (a new
 /// merchant counts half), the amount against the user's typical one (0 at typical, 1 at five
 /// times), and the share of the balance it takes (0 at 30%, 1 at 80%). Detectors that flag a
