@@ -244,6 +244,8 @@ pub struct DetectorsConfig {
     pub new_recharge_number: SimpleConfig,
     /// `PAYEE_BUILDUP`.
     pub payee_buildup: PayeeBuildupConfig,
+    /// `CONCURRENT_STRANGER`.
+    pub concurrent_stranger: ConcurrentStrangerConfig,
 }
 
 impl Default for DetectorsConfig {
@@ -274,6 +276,7 @@ impl Default for DetectorsConfig {
                 weight: 0.2,
             },
             payee_buildup: PayeeBuildupConfig::default(),
+            concurrent_stranger: ConcurrentStrangerConfig::default(),
         }
     }
 }
@@ -582,6 +585,31 @@ impl Default for PayeeBuildupConfig {
             full_count: 2.5,
             start_share: 0.05,
             full_share: 0.3,
+        }
+    }
+}
+
+/// `[detectors.concurrent_stranger]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConcurrentStrangerConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// A stranger acting at most this many minutes after the user's own device scores 1.
+    pub full_minutes: f64,
+    /// From `full_minutes` the score falls linearly to 0 at this many minutes.
+    pub zero_minutes: f64,
+}
+
+impl Default for ConcurrentStrangerConfig {
+    fn default() -> Self {
+        ConcurrentStrangerConfig {
+            enabled: true,
+            weight: 0.3,
+            full_minutes: 60.0,
+            zero_minutes: 240.0,
         }
     }
 }
@@ -1030,6 +1058,10 @@ impl Config {
             ("detectors.card_testing.weight", d.card_testing.weight),
             ("detectors.payee_buildup.weight", d.payee_buildup.weight),
             (
+                "detectors.concurrent_stranger.weight",
+                d.concurrent_stranger.weight,
+            ),
+            (
                 "detectors.dormant_reactivation.weight",
                 d.dormant_reactivation.weight,
             ),
@@ -1054,6 +1086,14 @@ impl Config {
             return Err(invalid(
                 "detectors.unusual_hour.p_full",
                 "must be below p_start",
+            ));
+        }
+        if !(d.concurrent_stranger.full_minutes >= 0.0
+            && d.concurrent_stranger.zero_minutes > d.concurrent_stranger.full_minutes)
+        {
+            return Err(invalid(
+                "detectors.concurrent_stranger.zero_minutes",
+                "must be above full_minutes, which must be >= 0",
             ));
         }
         if d.balance_drain.full_share <= d.balance_drain.start_share {

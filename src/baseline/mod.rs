@@ -28,6 +28,9 @@ pub const SLOT_CAPACITY: usize = 14;
 pub const RING_DELTAS: usize = 7;
 /// [`Profile::flags`] bit: the latest money out went to a payee new at the time.
 pub const FLAG_BASE_NEW_PAYEE: u8 = 1 << 7;
+/// [`Profile::flags`] bit: the latest learned event from a client came from a device the
+/// profile already knew, so [`Profile::last_seen`] is when the user's own device last acted.
+pub const FLAG_OWN_DEVICE_LAST: u8 = 1 << 4;
 /// Ring entry bit: that money out went to a payee new at the time. The other 15 bits are the
 /// seconds before `ring_base`, saturating at [`RING_MAX_DELTA`] (about 9 hours, far beyond the
 /// longest window asked about).
@@ -226,8 +229,9 @@ pub struct Profile {
     /// Hour-of-day histogram in local time, fixed point, day-stepped decay. Used as
     /// proportions; the absolute scale is renormalised when a bin would overflow.
     pub hours: [u16; 24],
-    /// Bits 0–3: credential change `i` came from a device new at the time. Bit 7
-    /// ([`FLAG_BASE_NEW_PAYEE`]): the money out at `ring_base` went to a new payee.
+    /// Bits 0–3: credential change `i` came from a device new at the time. Bit 4
+    /// ([`FLAG_OWN_DEVICE_LAST`]): the latest learned client event came from a known device.
+    /// Bit 7 ([`FLAG_BASE_NEW_PAYEE`]): the money out at `ring_base` went to a new payee.
     pub flags: u8,
     /// Payees ever paid (transfer payees, withdrawal cards, recharge numbers; not merchants):
     /// a 64-bit Bloom filter per generation, `[current, previous]`, 3 bits per payee. The
@@ -555,6 +559,13 @@ impl Profile {
         ))
     }
 
+    /// When one of the user's own (already known) devices last acted, if the latest learned
+    /// event from a client came from one: the owner's latest activity. A learned event from an
+    /// unknown device, or without a device, clears it.
+    pub fn own_device_seen_at(&self) -> Option<Tick> {
+        (self.flags & FLAG_OWN_DEVICE_LAST != 0 && self.last_seen != 0).then_some(self.last_seen)
+    }
+
     /// Last known balance.
     pub fn last_balance(&self) -> Option<f64> {
         (self.balance >= 0.0).then_some(self.balance as f64)
@@ -855,6 +866,13 @@ impl Profile {
                 self.last_geo_at = f.t;
             }
         }
+        if f.t >= self.last_seen {
+            if matches!(f.device, Some((_, true))) {
+                self.flags |= FLAG_OWN_DEVICE_LAST;
+            } else {
+                self.flags &= !FLAG_OWN_DEVICE_LAST;
+            }
+        }
         self.last_seen = self.last_seen.max(f.t);
     }
 }
@@ -1095,6 +1113,35 @@ mod tests {
         );
         assert!(!prof.payee_seen(friend));
         assert!(prof.payee_seen(keys::counterparty("y")));
+    }
+
+    #[test]
+    fn own_device_time_follows_the_latest_learned_client_event() {
+        let p = params();
+        let mut prof = Profile::default();
+        let ev = |i: i64, dev: &str| {
+            format!(
+                r#"{{"event_id":"o{i}","user_id":"u","ts":{},"type":"login","device_id":"{dev}"}}"#,
+                T0 + i * 60_000
+            )
+        };
+        learn_json(&p, &mut prof, &ev(0, "d1"));
+        // The first sighting of d1 was not a known device.
+        assert_eq!(prof.own_device_seen_at(), None);
+        learn_json(&p, &mut prof, &ev(1, "d1"));
+        assert_eq!(prof.own_device_seen_at(), Some(prof.last_seen));
+        let at = prof.last_seen;
+        // An event from an unknown device clears it; a server-side event too.
+        learn_json(&p, &mut prof, &ev(2, "d9"));
+        assert_eq!(prof.own_device_seen_at(), None);
+        learn_json(&p, &mut prof, &ev(3, "d1"));
+        assert!(prof.own_device_seen_at().is_some_and(|t| t > at));
+        let s = format!(
+            r#"{{"event_id":"b","user_id":"u","ts":{},"type":"transfer_in","amount":5,"counterparty":"x"}}"#,
+            T0 + 4 * 60_000
+        );
+        learn_json(&p, &mut prof, &s);
+        assert_eq!(prof.own_device_seen_at(), None);
     }
 
     #[test]
