@@ -579,12 +579,12 @@ impl Default for PayeeBuildupConfig {
     fn default() -> Self {
         PayeeBuildupConfig {
             enabled: true,
-            weight: 0.65,
+            weight: 0.5,
             window_days: 14.0,
             min_history_days: 7.0,
-            full_count: 2.5,
+            full_count: 2.0,
             start_share: 0.05,
-            full_share: 0.3,
+            full_share: 0.2,
         }
     }
 }
