@@ -244,6 +244,8 @@ pub struct DetectorsConfig {
     pub new_recharge_number: SimpleConfig,
     /// `PAYEE_BUILDUP`.
     pub payee_buildup: PayeeBuildupConfig,
+    /// `CONCURRENT_STRANGER`.
+    pub concurrent_stranger: ConcurrentStrangerConfig,
 }
 
 impl Default for DetectorsConfig {
@@ -274,6 +276,7 @@ impl Default for DetectorsConfig {
                 weight: 0.2,
             },
             payee_buildup: PayeeBuildupConfig::default(),
+            concurrent_stranger: ConcurrentStrangerConfig::default(),
         }
     }
 }
@@ -309,6 +312,10 @@ pub struct AmountOutlierConfig {
     /// Floor on the per-user standard deviation of ln(1+amount), so a user who always pays
     /// the same amount is not alarmed by a small change.
     pub min_sd: f64,
+    /// Multiplier on the score of a merchant payment from a device the user already uses: a
+    /// large purchase on one's own phone is ordinary; the amount still counts with other
+    /// evidence (an odd hour, a new place, a burst).
+    pub own_device_payment_factor: f64,
 }
 
 impl Default for AmountOutlierConfig {
@@ -318,6 +325,7 @@ impl Default for AmountOutlierConfig {
             weight: 0.55,
             min_amount: 50.0,
             min_sd: 0.35,
+            own_device_payment_factor: 0.4,
         }
     }
 }
@@ -465,6 +473,10 @@ pub struct BalanceDrainConfig {
     pub full_share: f64,
     /// Outflows at or below this amount never score.
     pub min_amount: f64,
+    /// Multiplier on the score of a merchant payment from a device the user already uses:
+    /// people top up and spend their whole balance at shops all the time, while a thief
+    /// cashes a balance out to a person or a card.
+    pub own_device_payment_factor: f64,
 }
 
 impl Default for BalanceDrainConfig {
@@ -475,6 +487,7 @@ impl Default for BalanceDrainConfig {
             start_share: 0.4,
             full_share: 0.9,
             min_amount: 100.0,
+            own_device_payment_factor: 0.4,
         }
     }
 }
@@ -566,12 +579,37 @@ impl Default for PayeeBuildupConfig {
     fn default() -> Self {
         PayeeBuildupConfig {
             enabled: true,
-            weight: 0.65,
+            weight: 0.5,
             window_days: 14.0,
             min_history_days: 7.0,
-            full_count: 2.5,
+            full_count: 2.0,
             start_share: 0.05,
-            full_share: 0.3,
+            full_share: 0.2,
+        }
+    }
+}
+
+/// `[detectors.concurrent_stranger]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConcurrentStrangerConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// A stranger acting at most this many minutes after the user's own device scores 1.
+    pub full_minutes: f64,
+    /// From `full_minutes` the score falls linearly to 0 at this many minutes.
+    pub zero_minutes: f64,
+}
+
+impl Default for ConcurrentStrangerConfig {
+    fn default() -> Self {
+        ConcurrentStrangerConfig {
+            enabled: true,
+            weight: 0.3,
+            full_minutes: 60.0,
+            zero_minutes: 240.0,
         }
     }
 }
@@ -1023,9 +1061,21 @@ impl Config {
                 d.credential_change.new_device_score,
             ),
             ("detectors.balance_drain.weight", d.balance_drain.weight),
+            (
+                "detectors.balance_drain.own_device_payment_factor",
+                d.balance_drain.own_device_payment_factor,
+            ),
+            (
+                "detectors.amount_outlier.own_device_payment_factor",
+                d.amount_outlier.own_device_payment_factor,
+            ),
             ("detectors.failed_attempts.weight", d.failed_attempts.weight),
             ("detectors.card_testing.weight", d.card_testing.weight),
             ("detectors.payee_buildup.weight", d.payee_buildup.weight),
+            (
+                "detectors.concurrent_stranger.weight",
+                d.concurrent_stranger.weight,
+            ),
             (
                 "detectors.dormant_reactivation.weight",
                 d.dormant_reactivation.weight,
@@ -1051,6 +1101,14 @@ impl Config {
             return Err(invalid(
                 "detectors.unusual_hour.p_full",
                 "must be below p_start",
+            ));
+        }
+        if !(d.concurrent_stranger.full_minutes >= 0.0
+            && d.concurrent_stranger.zero_minutes > d.concurrent_stranger.full_minutes)
+        {
+            return Err(invalid(
+                "detectors.concurrent_stranger.zero_minutes",
+                "must be above full_minutes, which must be >= 0",
             ));
         }
         if d.balance_drain.full_share <= d.balance_drain.start_share {

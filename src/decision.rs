@@ -14,8 +14,9 @@
 //!
 //! 1. credential change within the window (`CREDENTIAL_CHANGE_THEN_SPEND`; a device or
 //!    payment-method bind counts half, a password reset or MFA change fully), or an actor who
-//!    cannot be the owner (`IMPOSSIBLE_TRAVEL`), or a device never seen in a place never seen
-//!    (the smaller of `NEW_DEVICE` and `NEW_LOCATION`),
+//!    cannot be the owner (`IMPOSSIBLE_TRAVEL`; `CONCURRENT_STRANGER`, a device never seen in a
+//!    place never seen acting right after the owner's own device), or a device never seen in a
+//!    place never seen (the smaller of `NEW_DEVICE` and `NEW_LOCATION`),
 //! 2. the actor is somewhere new (`NEW_DEVICE`, `NEW_LOCATION`, or a reset or MFA change
 //!    from a new device),
 //! 3. a new payee (transfers and withdrawals count fully, merchant payments half),
@@ -188,6 +189,7 @@ impl Decider {
         // place never seen, opens the chain like a change.
         let change = change
             .max(get(Code::ImpossibleTravel))
+            .max(get(Code::ConcurrentStranger))
             .max(get(Code::NewDevice).min(get(Code::NewLocation)));
         let outflow = get(Code::AmountOutlier).max(get(Code::BalanceDrain));
         // Impossible travel already counts in stage 1; stage 2 is the device and place.
@@ -381,5 +383,26 @@ mod tests {
             .signals
             .get(Code::AtoChain)
             .is_none());
+    }
+
+    #[test]
+    fn a_concurrent_stranger_opens_the_chain() {
+        let dec = Decider::new(&DecisionConfig::default());
+        let plain = ChainHints {
+            money_out: true,
+            change_from_new_device: false,
+            new_payee: true,
+            is_payment: false,
+            reset_or_mfa_change: false,
+        };
+        // A new device and a new payee, but no change, travel or new place: no chain.
+        let mut s = Signals::default();
+        s.push(Code::NewDevice, 0.7, 0.45, d());
+        assert!(dec.decide(s, plain).signals.get(Code::AtoChain).is_none());
+        // The same device acting minutes after the owner's own: the chain opens on it.
+        s.push(Code::ConcurrentStranger, 1.0, 0.3, d());
+        let out = dec.decide(s, plain);
+        let c = out.signals.get(Code::AtoChain).expect("chain");
+        assert!((c.score - (1.0 + 0.7 + 1.0 + 0.0) / 4.0).abs() < 1e-12);
     }
 }

@@ -11,10 +11,24 @@
 //! reordering or adding struct fields cannot silently change them. A format change gets a
 //! new [`FORMAT_VERSION`], and [`decode`] keeps reading every older version.
 //!
-//! # Format version 2 (current)
+//! # Format version 3 (current)
 //!
-//! [`ENCODED_LEN`] = 288 bytes: the 263 bytes of version 1 below (with `2` in the version
-//! byte), followed by the payee-age fields:
+//! [`ENCODED_LEN`] = 296 bytes: the 263 bytes of version 1 below (with `3` in the version
+//! byte), followed by the payee-age fields, with two young-payee watch slots:
+//!
+//! | Offset | Size    | Field                                                            |
+//! |-------:|--------:|------------------------------------------------------------------|
+//! |    263 | 2 × u64 | `payees_seen` (current generation, previous)                      |
+//! |    279 | 2 × u16 | `young_fp` (slot 0, slot 1)                                      |
+//! |    283 | 2 × u16 | `young_sum`                                                      |
+//! |    287 | 2 × u32 | `young_first`                                                    |
+//! |    295 |  u8     | `young_n` (slot 0 in the low 4 bits, slot 1 in the high 4 bits)  |
+//!
+//! # Format version 2
+//!
+//! [`V2_LEN`] = 288 bytes: the 263 bytes of version 1 below (with `2` in the version byte),
+//! followed by the payee-age fields of a one-slot watch. It decodes into watch slot 0 (its
+//! count saturated at 15), with slot 1 free:
 //!
 //! | Offset | Size    | Field                                                            |
 //! |-------:|--------:|------------------------------------------------------------------|
@@ -67,10 +81,10 @@
 //! (the config changed between releases), [`decode`] moves each set to its new place, keeping
 //! its first `min(old, new)` entries (the most recent) and zero-filling the rest.
 
-use super::{payee_bits, Params, Profile, SetKind, RING_DELTAS, SLOT_CAPACITY};
+use super::{payee_bits, Params, Profile, SetKind, RING_DELTAS, SLOT_CAPACITY, YOUNG_SLOTS};
 
 /// Current format version written by [`encode`].
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 /// The two bytes every record starts with.
 pub const MAGIC: [u8; 2] = *b"WG";
@@ -95,6 +109,12 @@ const _: () = assert!(
 
 /// Exact size of an encoded profile of the current version.
 pub const ENCODED_LEN: usize = V1_LEN
+    + 2 * 8 // payees_seen
+    + YOUNG_SLOTS * (2 + 2 + 4) // young_fp, young_sum, young_first
+    + 1; // young_n
+
+/// Exact size of a version-2 record (one young-payee slot).
+pub const V2_LEN: usize = V1_LEN
     + 2 * 8 // payees_seen
     + 2 * 2 // young_fp, young_sum
     + 4 // young_first
@@ -222,9 +242,12 @@ pub fn encode(profile: &Profile, params: &Params, out: &mut Vec<u8>) {
     for b in payees_seen {
         out.extend_from_slice(&b.to_le_bytes());
     }
-    out.extend_from_slice(&young_fp.to_le_bytes());
-    out.extend_from_slice(&young_sum.to_le_bytes());
-    out.extend_from_slice(&young_first.to_le_bytes());
+    for v in young_fp.iter().chain(young_sum) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for t in young_first {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
     out.push(*young_n);
     debug_assert_eq!(out.len() - start, ENCODED_LEN);
 }
@@ -260,6 +283,24 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
             Ok(profile)
         }
         2 => {
+            let mut profile = decode_v1(bytes, V2_LEN, params)?;
+            let mut r = Reader(bytes.get(V1_LEN..).unwrap_or_default());
+            let truncated = CodecError::Truncated {
+                expected: V2_LEN,
+                got: bytes.len(),
+            };
+            for b in &mut profile.payees_seen {
+                *b = u64::from_le_bytes(r.take().ok_or(truncated.clone())?);
+            }
+            // The one watch slot of version 2 becomes slot 0.
+            profile.young_fp[0] = r.u16().ok_or(truncated.clone())?;
+            profile.young_sum[0] = r.u16().ok_or(truncated.clone())?;
+            profile.young_first[0] = r.u32().ok_or(truncated.clone())?;
+            let [n] = r.take().ok_or(truncated)?;
+            profile.young_n = n.min(15);
+            Ok(profile)
+        }
+        3 => {
             let mut profile = decode_v1(bytes, ENCODED_LEN, params)?;
             let mut r = Reader(bytes.get(V1_LEN..).unwrap_or_default());
             let truncated = CodecError::Truncated {
@@ -269,9 +310,15 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
             for b in &mut profile.payees_seen {
                 *b = u64::from_le_bytes(r.take().ok_or(truncated.clone())?);
             }
-            profile.young_fp = r.u16().ok_or(truncated.clone())?;
-            profile.young_sum = r.u16().ok_or(truncated.clone())?;
-            profile.young_first = r.u32().ok_or(truncated.clone())?;
+            for v in profile.young_fp.iter_mut() {
+                *v = r.u16().ok_or(truncated.clone())?;
+            }
+            for v in profile.young_sum.iter_mut() {
+                *v = r.u16().ok_or(truncated.clone())?;
+            }
+            for t in profile.young_first.iter_mut() {
+                *t = r.u32().ok_or(truncated.clone())?;
+            }
             let [n] = r.take().ok_or(truncated)?;
             profile.young_n = n;
             Ok(profile)
@@ -484,10 +531,21 @@ mod tests {
             hours,
             flags: FLAG_BASE_NEW_PAYEE | 0b101,
             payees_seen: [0x0102_0304_0506_0708, 0x1112_1314_1516_1718],
-            young_fp: 0xBEEF,
-            young_sum: 0x1234,
-            young_first: 1_789_888_000,
+            young_fp: [0xBEEF, 0xCAFE],
+            young_sum: [0x1234, 0x5678],
+            young_first: [1_789_888_000, 1_789_999_000],
+            young_n: 0x35,
+        }
+    }
+
+    /// [`sample`] as a version-2 record decodes: watch slot 0 only, count 5.
+    fn sample_v2() -> Profile {
+        Profile {
+            young_fp: [0xBEEF, 0],
+            young_sum: [0x1234, 0],
+            young_first: [1_789_888_000, 0],
             young_n: 5,
+            ..sample()
         }
     }
 
@@ -496,9 +554,9 @@ mod tests {
     fn sample_from_v1(p: &Params) -> Profile {
         let mut prof = Profile {
             payees_seen: [0; 2],
-            young_fp: 0,
-            young_sum: 0,
-            young_first: 0,
+            young_fp: [0; YOUNG_SLOTS],
+            young_sum: [0; YOUNG_SLOTS],
+            young_first: [0; YOUNG_SLOTS],
             young_n: 0,
             ..sample()
         };
@@ -520,9 +578,10 @@ mod tests {
     }
 
     #[test]
-    fn encoded_len_is_288() {
+    fn encoded_len_is_296() {
         assert_eq!(V1_LEN, 263);
-        assert_eq!(ENCODED_LEN, 288, "update the module doc table");
+        assert_eq!(V2_LEN, 288);
+        assert_eq!(ENCODED_LEN, 296, "update the module doc table");
         assert_eq!(enc(&Profile::default(), &params()).len(), ENCODED_LEN);
         assert_eq!(enc(&sample(), &params()).len(), ENCODED_LEN);
     }
@@ -570,7 +629,7 @@ mod tests {
     #[test]
     fn layout_offsets_match_the_doc_table() {
         let b = enc(&sample(), &pinned_params());
-        assert_eq!(&b[0..3], b"WG\x02");
+        assert_eq!(&b[0..3], b"WG\x03");
         assert_eq!(&b[3..8], &[3, 4, 3, 2, 2]);
         assert_eq!(&b[8..16], &0x0123_4567_89AB_CD00u64.to_le_bytes());
         assert_eq!(&b[112..120], &0x0123_4567_89AB_CD0Du64.to_le_bytes());
@@ -590,9 +649,12 @@ mod tests {
         assert_eq!(&b[263..271], &0x0102_0304_0506_0708u64.to_le_bytes());
         assert_eq!(&b[271..279], &0x1112_1314_1516_1718u64.to_le_bytes());
         assert_eq!(&b[279..281], &0xBEEFu16.to_le_bytes());
-        assert_eq!(&b[281..283], &0x1234u16.to_le_bytes());
-        assert_eq!(&b[283..287], &1_789_888_000u32.to_le_bytes());
-        assert_eq!(b[287], 5);
+        assert_eq!(&b[281..283], &0xCAFEu16.to_le_bytes());
+        assert_eq!(&b[283..285], &0x1234u16.to_le_bytes());
+        assert_eq!(&b[285..287], &0x5678u16.to_le_bytes());
+        assert_eq!(&b[287..291], &1_789_888_000u32.to_le_bytes());
+        assert_eq!(&b[291..295], &1_789_999_000u32.to_le_bytes());
+        assert_eq!(b[295], 0x35);
     }
 
     /// Version-1 bytes of [`sample`] with the pinned layout. If this test fails, the format
@@ -636,17 +698,16 @@ mod tests {
         for &h in sample().set(&p, SetKind::Counterparty) {
             assert!(back.payee_seen(h), "counterparty {h:x} counts as paid");
         }
-        assert_eq!(back.young_fp, 0);
+        assert_eq!(back.young_fp, [0; YOUNG_SLOTS]);
     }
 
     #[test]
-    fn golden_bytes_v2() {
+    fn golden_bytes_v2_still_decode() {
         let p = pinned_params();
-        let b = enc(&sample(), &p);
-        // Version 2 is version 1 with a new version byte, plus the payee-age tail.
-        let mut want = unhex(GOLDEN_V1);
-        want[2] = 2;
-        want.extend(unhex(concat!(
+        // Version 2 is version 1 with a new version byte, plus a one-slot payee-age tail.
+        let mut v2 = unhex(GOLDEN_V1);
+        v2[2] = 2;
+        v2.extend(unhex(concat!(
             "0807060504030201", // payees_seen[0]
             "1817161514131211", // payees_seen[1]
             "efbe",             // young_fp
@@ -654,7 +715,30 @@ mod tests {
             "0086af6a",         // young_first
             "05",               // young_n
         )));
-        assert_eq!(hex(&b), hex(&want), "the v2 encoding changed");
+        assert_eq!(v2.len(), V2_LEN);
+        assert_eq!(decode(&v2, &p), Ok(sample_v2()));
+        // A count above what a 4-bit slot holds saturates instead of spilling into slot 1.
+        *v2.last_mut().unwrap() = 200;
+        let back = decode(&v2, &p).unwrap();
+        assert_eq!(back.young_n, 15);
+    }
+
+    #[test]
+    fn golden_bytes_v3() {
+        let p = pinned_params();
+        let b = enc(&sample(), &p);
+        // Version 3 is version 1 with a new version byte, plus the two-slot payee-age tail.
+        let mut want = unhex(GOLDEN_V1);
+        want[2] = 3;
+        want.extend(unhex(concat!(
+            "0807060504030201", // payees_seen[0]
+            "1817161514131211", // payees_seen[1]
+            "efbefeca",         // young_fp
+            "34127856",         // young_sum
+            "0086af6a9837b16a", // young_first
+            "35",               // young_n
+        )));
+        assert_eq!(hex(&b), hex(&want), "the v3 encoding changed");
         assert_eq!(decode(&want, &p), Ok(sample()));
     }
 
@@ -788,7 +872,7 @@ mod tests {
         v[2] = 0;
         assert_eq!(decode(&v, &p), Err(CodecError::UnknownVersion(0)));
         // A future version is recognised from its header alone, whatever its length.
-        assert_eq!(decode(b"WG\x03", &p), Err(CodecError::UnknownVersion(3)));
+        assert_eq!(decode(b"WG\x04", &p), Err(CodecError::UnknownVersion(4)));
         // A version-1 record must have the version-1 length.
         let mut v1 = good[..V1_LEN].to_vec();
         v1[2] = 1;
@@ -850,7 +934,7 @@ mod tests {
             let mode = rng.next() % 4;
             if mode > 0 {
                 buf.resize(ENCODED_LEN, 0);
-                buf[..3].copy_from_slice(b"WG\x02");
+                buf[..3].copy_from_slice(b"WG\x03");
             }
             if mode == 2 {
                 for l in &mut buf[3..8] {

@@ -28,6 +28,9 @@ pub const SLOT_CAPACITY: usize = 14;
 pub const RING_DELTAS: usize = 7;
 /// [`Profile::flags`] bit: the latest money out went to a payee new at the time.
 pub const FLAG_BASE_NEW_PAYEE: u8 = 1 << 7;
+/// [`Profile::flags`] bit: the latest learned event from a client came from a device the
+/// profile already knew, so [`Profile::last_seen`] is when the user's own device last acted.
+pub const FLAG_OWN_DEVICE_LAST: u8 = 1 << 4;
 /// Ring entry bit: that money out went to a payee new at the time. The other 15 bits are the
 /// seconds before `ring_base`, saturating at [`RING_MAX_DELTA`] (about 9 hours, far beyond the
 /// longest window asked about).
@@ -46,6 +49,9 @@ pub const PAYEE_GENERATION_DAYS: u32 = 60;
 /// Fixed-point units of ln(1 + amount) in [`Profile::young_sum`] (65535 / 4096 ≈ 16, i.e. up
 /// to about 8.8 million).
 const YOUNG_SUM_UNIT: f64 = 4096.0;
+
+/// Payees the young-payee watch follows at once.
+pub const YOUNG_SLOTS: usize = 2;
 
 /// Which remembered set a hash belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,8 +178,8 @@ impl Params {
     }
 }
 
-/// One user's baseline. Plain data, fixed size (280 bytes), no heap: a million users fit in
-/// 280 MB and a profile serialises by copying fields.
+/// One user's baseline. Plain data, fixed size (288 bytes), no heap: a million users fit in
+/// 288 MB and a profile serialises by copying fields.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profile {
     /// Remembered hashes, partitioned by [`Params::sets`]; each set is most-recent-first and
@@ -221,8 +227,9 @@ pub struct Profile {
     /// Hour-of-day histogram in local time, fixed point, day-stepped decay. Used as
     /// proportions; the absolute scale is renormalised when a bin would overflow.
     pub hours: [u16; 24],
-    /// Bits 0–3: credential change `i` came from a device new at the time. Bit 7
-    /// ([`FLAG_BASE_NEW_PAYEE`]): the money out at `ring_base` went to a new payee.
+    /// Bits 0–3: credential change `i` came from a device new at the time. Bit 4
+    /// ([`FLAG_OWN_DEVICE_LAST`]): the latest learned client event came from a known device.
+    /// Bit 7 ([`FLAG_BASE_NEW_PAYEE`]): the money out at `ring_base` went to a new payee.
     pub flags: u8,
     /// Payees ever paid (transfer payees, withdrawal cards, recharge numbers; not merchants):
     /// a 64-bit Bloom filter per generation, `[current, previous]`, 3 bits per payee. The
@@ -230,14 +237,15 @@ pub struct Profile {
     /// was ever paid, so "first time paid" is not confused with "not paid lately". Rotated
     /// every [`PAYEE_GENERATION_DAYS`] of activity.
     pub payees_seen: [u64; 2],
-    /// The young-payee watch: a 16-bit fingerprint of the latest payee paid for the first
-    /// time (0 = none).
-    pub young_fp: u16,
-    /// Young payee: successful money out to it so far, as ln(1 + total) in fixed point.
-    pub young_sum: u16,
-    /// Young payee: when it was first paid.
-    pub young_first: Tick,
-    /// Young payee: successful money out to it so far (saturating).
+    /// The young-payee watch, [`YOUNG_SLOTS`] payees paid for the first time lately: a 16-bit
+    /// fingerprint of each (0 = free slot).
+    pub young_fp: [u16; YOUNG_SLOTS],
+    /// Per watched payee: successful money out to it so far, as ln(1 + total) in fixed point.
+    pub young_sum: [u16; YOUNG_SLOTS],
+    /// Per watched payee: when it was first paid.
+    pub young_first: [Tick; YOUNG_SLOTS],
+    /// Per watched payee: successful money out to it so far, 4 bits each (slot `i` in bits
+    /// `4i..4i+4`), saturating at 15.
     pub young_n: u8,
 }
 
@@ -267,9 +275,9 @@ impl Default for Profile {
             hours: [0; 24],
             flags: 0,
             payees_seen: [0; 2],
-            young_fp: 0,
-            young_sum: 0,
-            young_first: 0,
+            young_fp: [0; YOUNG_SLOTS],
+            young_sum: [0; YOUNG_SLOTS],
+            young_first: [0; YOUNG_SLOTS],
             young_n: 0,
         }
     }
@@ -550,6 +558,13 @@ impl Profile {
         ))
     }
 
+    /// When one of the user's own (already known) devices last acted, if the latest learned
+    /// event from a client came from one: the owner's latest activity. A learned event from an
+    /// unknown device, or without a device, clears it.
+    pub fn own_device_seen_at(&self) -> Option<Tick> {
+        (self.flags & FLAG_OWN_DEVICE_LAST != 0 && self.last_seen != 0).then_some(self.last_seen)
+    }
+
     /// Last known balance.
     pub fn last_balance(&self) -> Option<f64> {
         (self.balance >= 0.0).then_some(self.balance as f64)
@@ -562,28 +577,40 @@ impl Profile {
         (self.payees_seen[0] & m) == m || (self.payees_seen[1] & m) == m
     }
 
-    /// The young payee, if `h` is it and it was first paid within `window_s` before `t`:
-    /// (successful money out to it so far, their total, seconds since first paid).
+    /// The watched young payee `h`, if it is watched and was first paid within `window_s`
+    /// before `t`: (successful money out to it so far, their total, seconds since first paid).
     pub fn young_payee(&self, h: u64, t: Tick, window_s: u32) -> Option<(u32, f64, u32)> {
-        if self.young_fp == 0 || self.young_fp != payee_fp(h) {
-            return None;
-        }
-        let age = t.saturating_sub(self.young_first);
-        (age <= window_s).then(|| {
-            (
-                self.young_n as u32,
-                (self.young_sum as f64 / YOUNG_SUM_UNIT).exp_m1(),
-                age,
-            )
-        })
+        // payee_fp is never 0, so a free slot never matches.
+        let fp = payee_fp(h);
+        let i = (0..YOUNG_SLOTS).find(|&i| self.young_fp[i] == fp)?;
+        let age = t.saturating_sub(self.young_first[i]);
+        (age <= window_s).then(|| (self.young_count(i) as u32, self.young_total(i), age))
+    }
+
+    /// Successful money out so far to the payee in watch slot `i`.
+    fn young_count(&self, i: usize) -> u8 {
+        (self.young_n >> (4 * i)) & 0x0F
+    }
+
+    fn set_young_count(&mut self, i: usize, n: u8) {
+        let shift = 4 * i;
+        self.young_n = (self.young_n & !(0x0F << shift)) | (n.min(15) << shift);
+    }
+
+    /// Total so far to the payee in watch slot `i`.
+    fn young_total(&self, i: usize) -> f64 {
+        (self.young_sum[i] as f64 / YOUNG_SUM_UNIT).exp_m1()
     }
 
     // ----- write side -----
 
-    /// Records a successful money out to a payee (not a merchant) in the young-payee watch: a
-    /// payee never paid before starts a watch once the user has `young_payee_min_history_s`
-    /// of history, unless the current watch is still young and has been paid more than once
-    /// (the suspicious one stays watched); further attempts to the watched payee add up.
+    /// Records a successful money out to a payee (not a merchant) in the young-payee watch.
+    /// Further payments to a watched payee add up. A payee never paid before is watched once
+    /// the user has `young_payee_min_history_s` of history, in a free slot (empty, or holding
+    /// a payee no longer young) if there is one; else it takes the slot of the watched payee
+    /// paid only once with the smaller total, so a one-off to another new contact does not
+    /// end the watch on a larger one (which, "paid before", could never be watched again). A
+    /// young payee paid more than once keeps its slot: the suspicious one stays watched.
     fn watch_payee(&mut self, p: &Params, ev: &Event<'_>, h: u64, known: bool, t: Tick) {
         let window_s = p.young_payee_s;
         let fp = payee_fp(h);
@@ -592,10 +619,10 @@ impl Profile {
             return;
         }
         let amount = ev.amount.unwrap_or(0.0);
-        if self.young_fp == fp && self.young_fp != 0 {
-            let total = (self.young_sum as f64 / YOUNG_SUM_UNIT).exp_m1() + amount;
-            self.young_sum = to_fixed(total.ln_1p(), YOUNG_SUM_UNIT);
-            self.young_n = self.young_n.saturating_add(1);
+        if let Some(i) = (0..YOUNG_SLOTS).find(|&i| self.young_fp[i] == fp) {
+            let total = self.young_total(i) + amount;
+            self.young_sum[i] = to_fixed(total.ln_1p(), YOUNG_SUM_UNIT);
+            self.set_young_count(i, self.young_count(i).saturating_add(1));
             return;
         }
         let history = if self.is_empty() {
@@ -606,14 +633,18 @@ impl Profile {
         if known || self.payee_seen(h) || history < p.young_payee_min_history_s {
             return;
         }
-        let active = self.young_fp != 0
-            && self.young_n > 1
-            && t.saturating_sub(self.young_first) <= window_s;
-        if !active {
-            self.young_fp = fp;
-            self.young_first = t;
-            self.young_n = 1;
-            self.young_sum = to_fixed(amount.ln_1p(), YOUNG_SUM_UNIT);
+        let live =
+            |i: usize| self.young_fp[i] != 0 && t.saturating_sub(self.young_first[i]) <= window_s;
+        let slot = (0..YOUNG_SLOTS).find(|&i| !live(i)).or_else(|| {
+            (0..YOUNG_SLOTS)
+                .filter(|&i| self.young_count(i) <= 1)
+                .min_by_key(|&i| self.young_sum[i])
+        });
+        if let Some(i) = slot {
+            self.young_fp[i] = fp;
+            self.young_first[i] = t;
+            self.set_young_count(i, 1);
+            self.young_sum[i] = to_fixed(amount.ln_1p(), YOUNG_SUM_UNIT);
         }
     }
 
@@ -847,6 +878,13 @@ impl Profile {
                 self.last_geo_at = f.t;
             }
         }
+        if f.t >= self.last_seen {
+            if matches!(f.device, Some((_, true))) {
+                self.flags |= FLAG_OWN_DEVICE_LAST;
+            } else {
+                self.flags &= !FLAG_OWN_DEVICE_LAST;
+            }
+        }
         self.last_seen = self.last_seen.max(f.t);
     }
 }
@@ -869,9 +907,9 @@ mod tests {
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
     #[test]
-    fn profile_fits_in_280_bytes() {
-        const { assert!(Profile::SIZE <= 280) };
-        assert_eq!(Profile::SIZE, 280, "update the docs if the size changes");
+    fn profile_fits_in_288_bytes() {
+        const { assert!(Profile::SIZE <= 288) };
+        assert_eq!(Profile::SIZE, 288, "update the docs if the size changes");
     }
 
     #[test]
@@ -1087,6 +1125,72 @@ mod tests {
         );
         assert!(!prof.payee_seen(friend));
         assert!(prof.payee_seen(keys::counterparty("y")));
+    }
+
+    #[test]
+    fn own_device_time_follows_the_latest_learned_client_event() {
+        let p = params();
+        let mut prof = Profile::default();
+        let ev = |i: i64, dev: &str| {
+            format!(
+                r#"{{"event_id":"o{i}","user_id":"u","ts":{},"type":"login","device_id":"{dev}"}}"#,
+                T0 + i * 60_000
+            )
+        };
+        learn_json(&p, &mut prof, &ev(0, "d1"));
+        // The first sighting of d1 was not a known device.
+        assert_eq!(prof.own_device_seen_at(), None);
+        learn_json(&p, &mut prof, &ev(1, "d1"));
+        assert_eq!(prof.own_device_seen_at(), Some(prof.last_seen));
+        let at = prof.last_seen;
+        // An event from an unknown device clears it; a server-side event too.
+        learn_json(&p, &mut prof, &ev(2, "d9"));
+        assert_eq!(prof.own_device_seen_at(), None);
+        learn_json(&p, &mut prof, &ev(3, "d1"));
+        assert!(prof.own_device_seen_at().is_some_and(|t| t > at));
+        let s = format!(
+            r#"{{"event_id":"b","user_id":"u","ts":{},"type":"transfer_in","amount":5,"counterparty":"x"}}"#,
+            T0 + 4 * 60_000
+        );
+        learn_json(&p, &mut prof, &s);
+        assert_eq!(prof.own_device_seen_at(), None);
+    }
+
+    #[test]
+    fn the_watch_follows_two_young_payees() {
+        let p = params();
+        let mut prof = Profile::default();
+        let pay = |i: i64, day: i64, payee: &str, amount: f64| {
+            format!(
+                r#"{{"event_id":"q{i}","user_id":"u","ts":{},"type":"transfer","amount":{amount},"counterparty":"{payee}","status":"success","device_id":"d1"}}"#,
+                T0 + day * 86_400_000
+            )
+        };
+        let young = |prof: &Profile, payee: &str, day: i64| {
+            prof.young_payee(keys::counterparty(payee), to_tick_days(day), 14 * 86_400)
+        };
+        learn_json(&p, &mut prof, &pay(0, 0, "old", 50.0));
+        learn_json(&p, &mut prof, &pay(1, 10, "big", 300.0));
+        learn_json(&p, &mut prof, &pay(2, 11, "a", 200.0));
+        // Both slots taken; a third new payee replaces the smaller one-off ("a"), not "big".
+        learn_json(&p, &mut prof, &pay(3, 11, "b", 250.0));
+        assert!(young(&prof, "a", 11).is_none());
+        assert!(young(&prof, "b", 11).is_some());
+        learn_json(&p, &mut prof, &pay(4, 12, "big", 300.0));
+        let (n, total, _) = young(&prof, "big", 12).unwrap();
+        assert_eq!(n, 2);
+        assert!((total - 600.0).abs() < 1.0, "{total}");
+        // "big" was paid twice: it keeps its slot; the newcomer takes the one-off's.
+        learn_json(&p, &mut prof, &pay(5, 13, "c", 900.0));
+        assert!(young(&prof, "big", 13).is_some());
+        assert!(young(&prof, "b", 13).is_none());
+        assert_eq!(young(&prof, "c", 13).map(|y| y.0), Some(1));
+        // Counts saturate at 15 without spilling into the other slot.
+        for i in 0..20 {
+            learn_json(&p, &mut prof, &pay(10 + i, 13, "big", 1.0));
+        }
+        assert_eq!(young(&prof, "big", 13).map(|y| y.0), Some(15));
+        assert_eq!(young(&prof, "c", 13).map(|y| y.0), Some(1));
     }
 
     fn to_tick_days(day: i64) -> Tick {

@@ -3,11 +3,13 @@
 //! The user's exponentially weighted mean and variance of ln(1 + amount) are shrunk toward the
 //! population prior, and the upper-tail probability of the new amount is taken from a
 //! Student-t with n + 2 degrees of freedom: few observations give heavy tails, many give an
-//! almost normal tail.
+//! almost normal tail. A merchant payment from a device the user already uses scores
+//! `own_device_payment_factor` of that: a big purchase on one's own phone is ordinary unless
+//! something else about it is not.
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::{money, surprise, Code, Ctx, Detail, Detector, Signals};
+use super::{money, own_device_payment, surprise, Code, Ctx, Detail, Detector, Signals};
 use crate::config::AmountOutlierConfig;
 
 /// See the module docs.
@@ -17,6 +19,7 @@ pub struct AmountOutlier {
     min_var: f64,
     p_start: f64,
     p_full: f64,
+    own_device_payment_factor: f64,
 }
 
 impl AmountOutlier {
@@ -28,6 +31,7 @@ impl AmountOutlier {
             min_var: c.min_sd * c.min_sd,
             p_start,
             p_full,
+            own_device_payment_factor: c.own_device_payment_factor,
         }
     }
 }
@@ -64,7 +68,10 @@ impl Detector for AmountOutlier {
             Ok(t) => t.sf(z),
             Err(_) => return,
         };
-        let s = surprise(p, self.p_start, self.p_full);
+        let mut s = surprise(p, self.p_start, self.p_full);
+        if own_device_payment(ctx) {
+            s *= self.own_device_payment_factor;
+        }
         let typical = mean.exp_m1();
         out.push(
             Code::AmountOutlier,
@@ -149,5 +156,23 @@ mod tests {
             r#""amount":150,"counterparty":"m""#,
         );
         assert_eq!(score(&s), 0.0, "{s:?}");
+    }
+
+    #[test]
+    fn a_big_purchase_on_the_own_device_counts_less() {
+        let mut k = Kit::new();
+        k.history(); // device d1
+        let f = Config::default()
+            .detectors
+            .amount_outlier
+            .own_device_payment_factor;
+        let body =
+            |dev: &str| format!(r#""amount":5000,"counterparty":"shop-z","device_id":"{dev}""#);
+        let other = score(&k.run(&det(), T0 + 31 * DAY, "payment", &body("dx")));
+        let own = score(&k.run(&det(), T0 + 31 * DAY, "payment", &body("d1")));
+        assert!(other > 0.9, "{other}");
+        assert!((own - other * f).abs() < 1e-9, "{own} vs {other}");
+        let transfer = score(&k.run(&det(), T0 + 31 * DAY, "transfer", &body("d1")));
+        assert_eq!(transfer, other);
     }
 }

@@ -4,9 +4,14 @@
 //! else the last balance the profile knows. Small amounts never count: emptying a wallet that
 //! holds 30 is not a theft worth a freeze. Many honest users keep little in the wallet and spend
 //! most of it in ordinary amounts, so the share is scaled by how large the amount is for this
-//! user (0 at their typical amount, full at four times it).
+//! user (0 at their typical amount, full at four times it). A merchant payment from a device
+//! the user already uses scores `own_device_payment_factor` of that: topping up and then
+//! spending the whole balance at a shop is what owners do; thieves cash a balance out to a
+//! person or a card, or from a device of their own.
 
-use super::{money, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals};
+use super::{
+    money, own_device_payment, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals,
+};
 use crate::config::BalanceDrainConfig;
 use crate::event::Status;
 
@@ -16,6 +21,7 @@ pub struct BalanceDrain {
     start: f64,
     full: f64,
     min_amount: f64,
+    own_device_payment_factor: f64,
 }
 
 impl BalanceDrain {
@@ -26,6 +32,7 @@ impl BalanceDrain {
             start: c.start_share,
             full: c.full_share,
             min_amount: c.min_amount,
+            own_device_payment_factor: c.own_device_payment_factor,
         }
     }
 }
@@ -58,7 +65,10 @@ impl Detector for BalanceDrain {
         if s <= 0.0 {
             return;
         }
-        let s = s * ramp(amount / typical_amount(ctx), 1.0, 4.0);
+        let mut s = s * ramp(amount / typical_amount(ctx), 1.0, 4.0);
+        if own_device_payment(ctx) {
+            s *= self.own_device_payment_factor;
+        }
         if s <= 0.0 {
             return;
         }
@@ -131,5 +141,29 @@ mod tests {
                 r#""amount":50,"counterparty":"x","balance_after":0"#
             )
             .is_empty());
+    }
+
+    #[test]
+    fn an_own_device_shop_payment_counts_less() {
+        let mut k = Kit::new();
+        k.history(); // device d1
+        let f = crate::config::Config::default()
+            .detectors
+            .balance_drain
+            .own_device_payment_factor;
+        let body = |dev: &str| {
+            format!(
+                r#""amount":4600,"counterparty":"shop-z","device_id":"{dev}","balance_after":400"#
+            )
+        };
+        let stranger = score(&k.run(&det(), T0 + 31 * DAY, "payment", &body("dx")));
+        let own = score(&k.run(&det(), T0 + 31 * DAY, "payment", &body("d1")));
+        let transfer = score(&k.run(&det(), T0 + 31 * DAY, "transfer", &body("d1")));
+        assert!(stranger > 0.95, "{stranger}");
+        assert!((own - stranger * f).abs() < 1e-9, "{own} vs {stranger}");
+        assert_eq!(
+            transfer, stranger,
+            "a transfer from the own device is not discounted"
+        );
     }
 }

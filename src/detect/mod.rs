@@ -15,6 +15,7 @@ use crate::event::Event;
 mod amount_outlier;
 mod balance_drain;
 mod card_testing;
+mod concurrent_stranger;
 mod credential_change;
 mod dormant_reactivation;
 mod failed_attempts;
@@ -30,6 +31,7 @@ mod velocity_burst;
 pub use amount_outlier::AmountOutlier;
 pub use balance_drain::BalanceDrain;
 pub use card_testing::CardTesting;
+pub use concurrent_stranger::ConcurrentStranger;
 pub use credential_change::CredentialChangeThenSpend;
 pub use dormant_reactivation::DormantReactivation;
 pub use failed_attempts::FailedAttemptsBurst;
@@ -76,11 +78,13 @@ pub enum Code {
     AtoChain,
     /// Repeated money out to a payee first paid days ago, adding up to many times the usual.
     PayeeBuildup,
+    /// A never-seen device in a never-seen place acts shortly after the user's own device.
+    ConcurrentStranger,
 }
 
 impl Code {
     /// Every code, in declaration order.
-    pub const ALL: [Code; 15] = [
+    pub const ALL: [Code; 16] = [
         Code::AmountOutlier,
         Code::NewDevice,
         Code::NewCounterparty,
@@ -96,6 +100,7 @@ impl Code {
         Code::NewRechargeNumber,
         Code::AtoChain,
         Code::PayeeBuildup,
+        Code::ConcurrentStranger,
     ];
 
     /// The wire name, e.g. `NEW_DEVICE`.
@@ -116,6 +121,7 @@ impl Code {
             Code::NewRechargeNumber => "NEW_RECHARGE_NUMBER",
             Code::AtoChain => "ATO_CHAIN",
             Code::PayeeBuildup => "PAYEE_BUILDUP",
+            Code::ConcurrentStranger => "CONCURRENT_STRANGER",
         }
     }
 
@@ -190,7 +196,7 @@ impl Signal {
 }
 
 /// Most signals one event can carry (every detector once, plus the chain bonus).
-pub const MAX_SIGNALS: usize = 15;
+pub const MAX_SIGNALS: usize = 16;
 
 /// A fixed-capacity list of signals: no allocation per event.
 #[derive(Debug, Clone, Copy)]
@@ -350,6 +356,9 @@ pub fn build(cfg: &Config) -> Vec<Box<dyn Detector>> {
     if d.payee_buildup.enabled {
         v.push(Box::new(PayeeBuildup::new(&d.payee_buildup)));
     }
+    if d.concurrent_stranger.enabled {
+        v.push(Box::new(ConcurrentStranger::new(&d.concurrent_stranger)));
+    }
     v
 }
 
@@ -358,6 +367,12 @@ pub(crate) fn typical_amount(ctx: &Ctx<'_, '_>) -> f64 {
     let n = ctx.profile.amount_n(ctx.facts);
     let (mean, _) = ctx.prior.shrink_amount(n, ctx.profile.amount_stats());
     mean.exp_m1().max(1.0)
+}
+
+/// A merchant payment from a device the profile knows: the owner's ordinary way of spending,
+/// where a large amount or an emptied balance is weak evidence on its own.
+pub(crate) fn own_device_payment(ctx: &Ctx<'_, '_>) -> bool {
+    ctx.ev.kind == crate::event::EventType::Payment && matches!(ctx.facts.device, Some((_, true)))
 }
 
 /// How much a money-out event puts at stake, in [0, 1]: the largest of a new payee (a new

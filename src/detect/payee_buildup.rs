@@ -4,9 +4,10 @@
 //! The pattern of scams and of someone quietly draining an account from the owner's own
 //! phone: no single transfer is unusual (a moderate sum, a known device, the usual hours), but
 //! a payee nobody in the user's history ever received money from becomes a regular, fast.
-//! Each transfer or withdrawal to the *young payee* (the latest payee paid for the first time,
-//! tracked in the profile for `window_days`; "first time" is checked against every payee paid
-//! in the last two to four months, not only the few the profile remembers exactly) scores
+//! Each transfer or withdrawal to a *young payee* (one of the two latest payees paid for the
+//! first time, tracked in the profile for `window_days`; "first time" is checked against every
+//! payee paid in the last two to four months, not only the few the profile remembers exactly)
+//! scores
 //!
 //! ```text
 //! ramp(payments, 1, full_count) × ramp(ln share, ln start_share, ln full_share)
@@ -125,10 +126,11 @@ mod tests {
             0.0,
             "first payment"
         );
+        // A usual month here is about 60 payments of 100: 600 is a tenth of it, 900 more.
         let second = transfer(&mut k, 31, "stranger", 300.0);
         let third = transfer(&mut k, 33, "stranger", 300.0);
-        assert!(second > 0.0 && second < 0.5, "{second}");
-        assert!(third > 0.6, "{third}");
+        assert!(second > 0.3 && second < 0.7, "{second}");
+        assert!(third > second + 0.15, "{third} vs {second}");
     }
 
     #[test]
