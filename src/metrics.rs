@@ -97,9 +97,7 @@ pub fn quantile(h: &Histogram, q: f64) -> Option<f64> {
 pub fn quantile_of(hs: &[&Histogram], q: f64) -> Option<f64> {
     use prometheus::core::Metric;
     let ms: Vec<_> = hs.iter().map(|h| h.metric()).collect();
-    let Some(first) = ms.first() else {
-        return None;
-    };
+    let first = ms.first()?;
     let total: f64 = ms
         .iter()
         .map(|m| m.get_histogram().get_sample_count() as f64)
