@@ -508,6 +508,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn latency_quantiles_merge_the_output_classes() {
+        let m = Metrics::new().unwrap();
+        let all =
+            Histogram::with_opts(HistogramOpts::new("x", "x").buckets(latency_buckets())).unwrap();
+        for i in 0..1000 {
+            let v = 0.0005 * (i % 97) as f64;
+            m.latency(i % 10 == 0).observe(v);
+            all.observe(v);
+        }
+        assert_eq!(m.latency(true).get_sample_count(), 100);
+        assert_eq!(m.latency(false).get_sample_count(), 900);
+        for q in [0.5, 0.9, 0.99] {
+            let merged = quantile_of(&[m.latency(false), m.latency(true)], q).unwrap();
+            let want = quantile(&all, q).unwrap();
+            assert!((merged - want).abs() < 1e-12, "q {q}: {merged} vs {want}");
+        }
+        assert_eq!(quantile_of(&[], 0.5), None);
+        assert!(m.render().contains("outputs=\"some\""));
+    }
+
+    #[test]
     fn names_follow_the_convention_and_series_exist_up_front() {
         let m = Metrics::new().unwrap();
         let text = m.render();
