@@ -203,33 +203,27 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
     loop {
         // While profiles wait for the changelog, wake at the flush deadline even if no
         // batch comes: their events' offsets are stored only after it is written.
-        let next = if pending.ids.is_empty() && pending.held.is_empty() {
-            rx.recv().await
+        let (next, closed) = if pending.is_empty() {
+            let next = rx.recv().await;
+            let closed = next.is_none();
+            (next, closed)
         } else {
             let deadline = pending.since + flush_every;
             match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    if shared.abandon.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    out.clear();
-                    let offsets = pending.flush(&shared, &state, p, &position, &mut out);
-                    let sent = Shipment {
-                        outputs: 0,
-                        offsets: Some(offsets),
-                        received: Vec::new(),
-                    };
-                    if !ship(&shared, &routes, &out, p, sent, &ack_tx).await {
-                        break;
-                    }
-                    continue;
+                Ok(next) => {
+                    let closed = next.is_none();
+                    (next, closed)
                 }
+                Err(_) => (None, false),
             }
         };
         let Some(batch) = next else {
-            // Revoke or shutdown: write what is pending, so the final commit covers it.
-            if !shared.abandon.load(Ordering::SeqCst) && !pending.is_empty() {
+            // The deadline passed with no batch, or the channel closed (revoke or shutdown):
+            // write what is pending, so the stored offsets (and a final commit) cover it.
+            if shared.abandon.load(Ordering::SeqCst) {
+                break;
+            }
+            if !pending.is_empty() {
                 out.clear();
                 let offsets = pending.flush(&shared, &state, p, &position, &mut out);
                 let sent = Shipment {
@@ -237,9 +231,14 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
                     offsets: Some(offsets),
                     received: Vec::new(),
                 };
-                ship(&shared, &routes, &out, p, sent, &ack_tx).await;
+                if !ship(&shared, &routes, &out, p, sent, &ack_tx).await {
+                    break;
+                }
             }
-            break;
+            if closed {
+                break;
+            }
+            continue;
         };
         if shared.abandon.load(Ordering::SeqCst) {
             break;
