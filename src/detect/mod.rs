@@ -369,6 +369,17 @@ pub(crate) fn typical_amount(ctx: &Ctx<'_, '_>) -> f64 {
     mean.exp_m1().max(1.0)
 }
 
+/// The user's money-out events per second, shrunk toward the population's rate with the
+/// profile's exposure in days as the evidence (a new user borrows the population's habit).
+pub(crate) fn out_rate(ctx: &Ctx<'_, '_>) -> f64 {
+    let (own_rate, exposure) = ctx
+        .profile
+        .out_rate(ctx.params, ctx.facts)
+        .unwrap_or((0.0, 0.0));
+    let w = ctx.prior.own_weight(exposure / 86_400.0);
+    w * own_rate + (1.0 - w) * ctx.prior.out_rate
+}
+
 /// A merchant payment from a device the profile knows: the owner's ordinary way of spending,
 /// where a large amount or an emptied balance is weak evidence on its own.
 pub(crate) fn own_device_payment(ctx: &Ctx<'_, '_>) -> bool {

@@ -20,7 +20,7 @@
 //! keeps heavy senders from alerting on every new contact: a second transfer to a new payee
 //! scores only when together they are a real part of what the user moves in a month.
 
-use super::{money, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals};
+use super::{money, out_rate, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals};
 use crate::baseline::new_payee_kind;
 use crate::config::PayeeBuildupConfig;
 
@@ -67,12 +67,7 @@ impl Detector for PayeeBuildup {
         // This attempt counts as if it succeeds: the signal must come before the money moves.
         let attempts = n as f64 + 1.0;
         let total = sent + ctx.ev.amount.unwrap_or(0.0);
-        let (own_rate, exposure) = ctx
-            .profile
-            .out_rate(ctx.params, ctx.facts)
-            .unwrap_or((0.0, 0.0));
-        let w = ctx.prior.own_weight(exposure / 86_400.0);
-        let rate = w * own_rate + (1.0 - w) * ctx.prior.out_rate;
+        let rate = out_rate(ctx);
         let month = rate * MONTH_DAYS * 86_400.0 * typical_amount(ctx);
         let share = total / month.max(1.0);
         let s =

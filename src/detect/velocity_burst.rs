@@ -10,7 +10,7 @@
 
 use statrs::distribution::{DiscreteCDF, Poisson};
 
-use super::{duration, surprise, Code, Ctx, Detail, Detector, Signals};
+use super::{duration, out_rate, surprise, Code, Ctx, Detail, Detector, Signals};
 use crate::config::VelocityBurstConfig;
 
 /// Windows checked, seconds.
@@ -57,13 +57,7 @@ impl Detector for VelocityBurst {
         if ctx.profile.out_count_within(t, WINDOWS[1]) + 1 < self.min_count {
             return;
         }
-        let (own_rate, exposure) = ctx
-            .profile
-            .out_rate(ctx.params, ctx.facts)
-            .unwrap_or((0.0, 0.0));
-        // Shrink toward the population rate with the exposure in days as the evidence.
-        let w = ctx.prior.own_weight(exposure / 86_400.0);
-        let rate = w * own_rate + (1.0 - w) * ctx.prior.out_rate;
+        let rate = out_rate(ctx);
         let mut best: Option<(f64, u32, u32, f64)> = None;
         for win in WINDOWS {
             let c = ctx.profile.out_count_within(t, win) + 1;
