@@ -890,9 +890,17 @@ impl User {
         } else {
             Party::Person(self.fresh())
         };
-        let mut day0 = d0;
+        let gaps: Vec<i64> = (1..self.rng.gen_range(4..11))
+            .map(|_| self.rng.gen_range(1..4) * DAY_MS)
+            .collect();
+        // Why: a drain is a series over days. One started so late that the simulated window
+        // keeps only its first transfer is not the scenario, and no evidence could tell it
+        // from an honest new contact; start it early enough to play out, though never before
+        // the victim's history exists.
+        let latest = w.end_ms() - DAY_MS - gaps.iter().sum::<i64>();
+        let mut day0 = d0.min(latest).max(w.day_start(MIN_HISTORY_DAYS));
         let typical = (self.mu + 0.8).exp();
-        for _ in 0..self.rng.gen_range(4..11) {
+        for i in 0..=gaps.len() {
             let t = self.habitual_time(day0);
             let (phone, _) = self.phone_at(t);
             let c = Ctx {
@@ -917,7 +925,7 @@ impl User {
                 S,
                 React::None,
             );
-            day0 += self.rng.gen_range(1..4) * DAY_MS;
+            day0 += gaps.get(i).copied().unwrap_or(0);
         }
     }
 }
