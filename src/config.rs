@@ -312,10 +312,11 @@ pub struct AmountOutlierConfig {
     /// Floor on the per-user standard deviation of ln(1+amount), so a user who always pays
     /// the same amount is not alarmed by a small change.
     pub min_sd: f64,
-    /// Multiplier on the score of a merchant payment from a device the user already uses: a
-    /// large purchase on one's own phone is ordinary; the amount still counts with other
-    /// evidence (an odd hour, a new place, a burst).
-    pub own_device_payment_factor: f64,
+    /// Multiplier on the score of a familiar outflow (a merchant payment from a device the
+    /// user already uses, or a transfer or withdrawal to an established payee): a large
+    /// purchase on one's own phone or a large sum to family is ordinary; the amount still
+    /// counts with other evidence (an odd hour, a new place, a burst).
+    pub familiar_factor: f64,
 }
 
 impl Default for AmountOutlierConfig {
@@ -325,7 +326,7 @@ impl Default for AmountOutlierConfig {
             weight: 0.55,
             min_amount: 50.0,
             min_sd: 0.35,
-            own_device_payment_factor: 0.4,
+            familiar_factor: 0.4,
         }
     }
 }
@@ -473,10 +474,11 @@ pub struct BalanceDrainConfig {
     pub full_share: f64,
     /// Outflows at or below this amount never score.
     pub min_amount: f64,
-    /// Multiplier on the score of a merchant payment from a device the user already uses:
-    /// people top up and spend their whole balance at shops all the time, while a thief
-    /// cashes a balance out to a person or a card.
-    pub own_device_payment_factor: f64,
+    /// Multiplier on the score of a familiar outflow (a merchant payment from a device the
+    /// user already uses, or a transfer or withdrawal to an established payee): people top up
+    /// and spend their whole balance at shops, or move it to their own card, all the time;
+    /// a thief cashes a balance out to a new person or card.
+    pub familiar_factor: f64,
 }
 
 impl Default for BalanceDrainConfig {
@@ -487,7 +489,7 @@ impl Default for BalanceDrainConfig {
             start_share: 0.4,
             full_share: 0.9,
             min_amount: 100.0,
-            own_device_payment_factor: 0.4,
+            familiar_factor: 0.4,
         }
     }
 }
@@ -1062,12 +1064,12 @@ impl Config {
             ),
             ("detectors.balance_drain.weight", d.balance_drain.weight),
             (
-                "detectors.balance_drain.own_device_payment_factor",
-                d.balance_drain.own_device_payment_factor,
+                "detectors.balance_drain.familiar_factor",
+                d.balance_drain.familiar_factor,
             ),
             (
-                "detectors.amount_outlier.own_device_payment_factor",
-                d.amount_outlier.own_device_payment_factor,
+                "detectors.amount_outlier.familiar_factor",
+                d.amount_outlier.familiar_factor,
             ),
             ("detectors.failed_attempts.weight", d.failed_attempts.weight),
             ("detectors.card_testing.weight", d.card_testing.weight),

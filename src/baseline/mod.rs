@@ -58,7 +58,8 @@ pub const YOUNG_SLOTS: usize = 2;
 pub enum SetKind {
     /// Device ids.
     Device = 0,
-    /// Payees of transfers, withdrawal cards, recharge numbers.
+    /// Payees of transfers, withdrawal cards, recharge numbers, and the cards that top the
+    /// account up (money withdrawn to those goes home).
     Counterparty = 1,
     /// Merchants paid. Kept apart from payees because people try new shops all the time:
     /// in one shared set, merchants would evict the family payee a thief must not look like.
@@ -861,7 +862,13 @@ impl Profile {
             // topping it up) is no stranger when later paid.
             if matches!(ev.kind, EventType::TransferIn | EventType::TopUp) {
                 if let Some(c) = ev.counterparty.as_deref() {
-                    self.remember_payee(keys::counterparty(c), f.t);
+                    let h = keys::counterparty(c);
+                    self.remember_payee(h, f.t);
+                    // The card that funds the account is the owner's: money withdrawn back
+                    // to it goes home, so it is a known destination.
+                    if ev.kind == EventType::TopUp {
+                        self.remember(p, SetKind::Counterparty, h);
+                    }
                 }
             }
             if let Some((h, _)) = f.ip {

@@ -3,13 +3,14 @@
 //! The user's exponentially weighted mean and variance of ln(1 + amount) are shrunk toward the
 //! population prior, and the upper-tail probability of the new amount is taken from a
 //! Student-t with n + 2 degrees of freedom: few observations give heavy tails, many give an
-//! almost normal tail. A merchant payment from a device the user already uses scores
-//! `own_device_payment_factor` of that: a big purchase on one's own phone is ordinary unless
+//! almost normal tail. A familiar outflow (a merchant payment from a device the user already
+//! uses, or a transfer or withdrawal to an established payee) scores `familiar_factor` of
+//! that: a big purchase on one's own phone or a large sum to family is ordinary unless
 //! something else about it is not.
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::{money, own_device_payment, surprise, Code, Ctx, Detail, Detector, Signals};
+use super::{familiar_outflow, money, surprise, Code, Ctx, Detail, Detector, Signals};
 use crate::config::AmountOutlierConfig;
 
 /// See the module docs.
@@ -19,7 +20,7 @@ pub struct AmountOutlier {
     min_var: f64,
     p_start: f64,
     p_full: f64,
-    own_device_payment_factor: f64,
+    familiar_factor: f64,
 }
 
 impl AmountOutlier {
@@ -31,7 +32,7 @@ impl AmountOutlier {
             min_var: c.min_sd * c.min_sd,
             p_start,
             p_full,
-            own_device_payment_factor: c.own_device_payment_factor,
+            familiar_factor: c.familiar_factor,
         }
     }
 }
@@ -69,8 +70,8 @@ impl Detector for AmountOutlier {
             Err(_) => return,
         };
         let mut s = surprise(p, self.p_start, self.p_full);
-        if own_device_payment(ctx) {
-            s *= self.own_device_payment_factor;
+        if familiar_outflow(ctx) {
+            s *= self.familiar_factor;
         }
         let typical = mean.exp_m1();
         out.push(
@@ -162,10 +163,7 @@ mod tests {
     fn a_big_purchase_on_the_own_device_counts_less() {
         let mut k = Kit::new();
         k.history(); // device d1
-        let f = Config::default()
-            .detectors
-            .amount_outlier
-            .own_device_payment_factor;
+        let f = Config::default().detectors.amount_outlier.familiar_factor;
         let body =
             |dev: &str| format!(r#""amount":5000,"counterparty":"shop-z","device_id":"{dev}""#);
         let other = score(&k.run(&det(), T0 + 31 * DAY, "payment", &body("dx")));

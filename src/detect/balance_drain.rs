@@ -4,14 +4,13 @@
 //! else the last balance the profile knows. Small amounts never count: emptying a wallet that
 //! holds 30 is not a theft worth a freeze. Many honest users keep little in the wallet and spend
 //! most of it in ordinary amounts, so the share is scaled by how large the amount is for this
-//! user (0 at their typical amount, full at four times it). A merchant payment from a device
-//! the user already uses scores `own_device_payment_factor` of that: topping up and then
-//! spending the whole balance at a shop is what owners do; thieves cash a balance out to a
-//! person or a card, or from a device of their own.
+//! user (0 at their typical amount, full at four times it). A familiar outflow (a merchant
+//! payment from a device the user already uses, or money to an established payee such as the
+//! card that funds the account) scores `familiar_factor` of that: topping up and then spending
+//! the whole balance at a shop, or moving it back to one's own card, is what owners do; thieves
+//! cash a balance out to a new person or card, or from a device of their own.
 
-use super::{
-    money, own_device_payment, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals,
-};
+use super::{familiar_outflow, money, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals};
 use crate::config::BalanceDrainConfig;
 use crate::event::Status;
 
@@ -21,7 +20,7 @@ pub struct BalanceDrain {
     start: f64,
     full: f64,
     min_amount: f64,
-    own_device_payment_factor: f64,
+    familiar_factor: f64,
 }
 
 impl BalanceDrain {
@@ -32,7 +31,7 @@ impl BalanceDrain {
             start: c.start_share,
             full: c.full_share,
             min_amount: c.min_amount,
-            own_device_payment_factor: c.own_device_payment_factor,
+            familiar_factor: c.familiar_factor,
         }
     }
 }
@@ -66,8 +65,8 @@ impl Detector for BalanceDrain {
             return;
         }
         let mut s = s * ramp(amount / typical_amount(ctx), 1.0, 4.0);
-        if own_device_payment(ctx) {
-            s *= self.own_device_payment_factor;
+        if familiar_outflow(ctx) {
+            s *= self.familiar_factor;
         }
         if s <= 0.0 {
             return;
@@ -150,7 +149,7 @@ mod tests {
         let f = crate::config::Config::default()
             .detectors
             .balance_drain
-            .own_device_payment_factor;
+            .familiar_factor;
         let body = |dev: &str| {
             format!(
                 r#""amount":4600,"counterparty":"shop-z","device_id":"{dev}","balance_after":400"#
@@ -164,6 +163,39 @@ mod tests {
         assert_eq!(
             transfer, stranger,
             "a transfer from the own device is not discounted"
+        );
+    }
+
+    #[test]
+    fn money_home_counts_less_but_a_young_payee_does_not() {
+        let f = crate::config::Config::default()
+            .detectors
+            .balance_drain
+            .familiar_factor;
+        let mut k = Kit::new();
+        k.history();
+        // The owner's bank card tops the account up: withdrawing back to it is money going
+        // home. A payee first paid yesterday is what a slow drain builds up.
+        k.learn(
+            T0 + 30 * DAY,
+            "top_up",
+            r#""amount":3000,"counterparty":"card-own","balance_after":8000"#,
+        );
+        k.learn(
+            T0 + 30 * DAY + 3_600_000,
+            "transfer",
+            r#""amount":200,"counterparty":"p-new","balance_after":7800"#,
+        );
+        let body = |to: &str| format!(r#""amount":4600,"counterparty":"{to}","balance_after":400"#);
+        let t = T0 + 31 * DAY;
+        let stranger = score(&k.run(&det(), t, "withdrawal", &body("card-x")));
+        let home = score(&k.run(&det(), t, "withdrawal", &body("card-own")));
+        let young = score(&k.run(&det(), t, "transfer", &body("p-new")));
+        assert!(stranger > 0.9, "{stranger}");
+        assert!((home - stranger * f).abs() < 1e-9, "{home} vs {stranger}");
+        assert_eq!(
+            young, stranger,
+            "a payee first paid lately is not established"
         );
     }
 }

@@ -380,10 +380,20 @@ pub(crate) fn out_rate(ctx: &Ctx<'_, '_>) -> f64 {
     w * own_rate + (1.0 - w) * ctx.prior.out_rate
 }
 
-/// A merchant payment from a device the profile knows: the owner's ordinary way of spending,
-/// where a large amount or an emptied balance is weak evidence on its own.
-pub(crate) fn own_device_payment(ctx: &Ctx<'_, '_>) -> bool {
-    ctx.ev.kind == crate::event::EventType::Payment && matches!(ctx.facts.device, Some((_, true)))
+/// Money out the owner's usual way, where a large amount or an emptied balance is weak evidence
+/// on its own: a merchant payment from a device the profile knows, or a transfer or withdrawal
+/// to a payee the profile knows that is not in the young-payee watch (a payee first paid lately
+/// is what a slow drain builds up, so it does not count as established).
+pub(crate) fn familiar_outflow(ctx: &Ctx<'_, '_>) -> bool {
+    use crate::event::EventType;
+    match (ctx.ev.kind, ctx.facts.counterparty) {
+        (EventType::Payment, _) => matches!(ctx.facts.device, Some((_, true))),
+        (EventType::Transfer | EventType::Withdrawal, Some((h, true))) => ctx
+            .profile
+            .young_payee(h, ctx.facts.t, ctx.params.young_payee_s)
+            .is_none(),
+        _ => false,
+    }
 }
 
 /// How much a money-out event puts at stake, in [0, 1]: the largest of a new payee (a new
