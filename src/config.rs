@@ -154,12 +154,16 @@ pub struct BaselineConfig {
     pub counterparties: usize,
     /// Known merchants remembered per user.
     pub merchants: usize,
-    /// Known IP prefixes (/24, /48) remembered per user.
+    /// Known networks (IPv4 prefixes of `ipv4_prefix_bits`, IPv6 /48s) remembered per user.
     pub ip_prefixes: usize,
     /// Known geo cells remembered per user.
     pub geo_cells: usize,
     /// Size of a geo cell, in degrees of latitude and longitude.
     pub geo_cell_degrees: f64,
+    /// Leading bits of an IPv4 address that name its network (8 to 32). 16 rather than 24:
+    /// mobile carriers hand a phone addresses from pools whose third octet changes from one
+    /// session to the next, so a /24 calls the owner's own carrier "a new network" all day.
+    pub ipv4_prefix_bits: u8,
     /// Shrinkage constant k: a user's own estimate gets weight n/(n+k) against the prior.
     pub shrinkage_k: f64,
 }
@@ -175,6 +179,7 @@ impl Default for BaselineConfig {
             ip_prefixes: 2,
             geo_cells: 2,
             geo_cell_degrees: 0.5,
+            ipv4_prefix_bits: 16,
             shrinkage_k: 8.0,
         }
     }
@@ -982,6 +987,12 @@ impl Config {
         positive("baseline.geo_cell_degrees", b.geo_cell_degrees)?;
         if b.geo_cell_degrees > 10.0 {
             return Err(invalid("baseline.geo_cell_degrees", "must be at most 10"));
+        }
+        if !(8..=32).contains(&b.ipv4_prefix_bits) {
+            return Err(invalid(
+                "baseline.ipv4_prefix_bits",
+                "must be between 8 and 32",
+            ));
         }
         positive("baseline.shrinkage_k", b.shrinkage_k)?;
         for (key, v) in [

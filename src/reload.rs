@@ -32,6 +32,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "baseline.ip_prefixes",
     "baseline.geo_cells",
     "baseline.geo_cell_degrees",
+    "baseline.ipv4_prefix_bits",
     "general.dedup_window",
 ];
 
@@ -103,6 +104,7 @@ pub fn plan(running: &Config, new: Config) -> Plan {
     e.ip_prefixes = b.ip_prefixes;
     e.geo_cells = b.geo_cells;
     e.geo_cell_degrees = b.geo_cell_degrees;
+    e.ipv4_prefix_bits = b.ipv4_prefix_bits;
     Plan {
         live: changed_keys(running, &effective),
         restart_pending: Vec::new(),

@@ -43,18 +43,23 @@ pub fn counterparty(id: &str) -> u64 {
     nonzero(xxh3_64_with_seed(id.as_bytes(), SEED_COUNTERPARTY))
 }
 
-/// Hash of the network an address belongs to: its /24 for IPv4, its /48 for IPv6.
-/// IPv4-mapped IPv6 addresses count as IPv4.
+/// Hash of the network an address belongs to: its first `v4_bits` bits for IPv4 (8 to 32),
+/// its /48 for IPv6. IPv4-mapped IPv6 addresses count as IPv4.
 #[inline]
-pub fn ip_prefix(ip: IpAddr) -> u64 {
+pub fn ip_prefix(ip: IpAddr, v4_bits: u8) -> u64 {
     let v4 = match ip {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(a) => a.to_ipv4_mapped(),
     };
     match v4 {
         Some(a) => {
-            let o = a.octets();
-            nonzero(xxh3_64_with_seed(&[4, o[0], o[1], o[2]], SEED_IP))
+            let bits = u32::from(v4_bits.clamp(1, 32));
+            let net = u32::from(a) & (u32::MAX << (32 - bits));
+            let o = net.to_be_bytes();
+            nonzero(xxh3_64_with_seed(
+                &[4, bits as u8, o[0], o[1], o[2], o[3]],
+                SEED_IP,
+            ))
         }
         None => {
             let o = match ip {
@@ -104,13 +109,19 @@ mod tests {
 
     #[test]
     fn prefixes_group_neighbours() {
-        let a = ip_prefix("203.0.113.7".parse().unwrap());
-        assert_eq!(a, ip_prefix("203.0.113.200".parse().unwrap()));
-        assert_ne!(a, ip_prefix("203.0.114.7".parse().unwrap()));
-        assert_eq!(a, ip_prefix("::ffff:203.0.113.9".parse().unwrap()));
-        let b = ip_prefix("2001:db8:1:2::1".parse().unwrap());
-        assert_eq!(b, ip_prefix("2001:db8:1:ffff::9".parse().unwrap()));
-        assert_ne!(b, ip_prefix("2001:db8:2:2::1".parse().unwrap()));
+        let ip = |s: &str, bits| ip_prefix(s.parse().unwrap(), bits);
+        let a = ip("203.0.113.7", 24);
+        assert_eq!(a, ip("203.0.113.200", 24));
+        assert_ne!(a, ip("203.0.114.7", 24));
+        assert_eq!(a, ip("::ffff:203.0.113.9", 24));
+        // A /16: a mobile carrier's pool rotates the third octet.
+        let c = ip("223.104.138.1", 16);
+        assert_eq!(c, ip("223.104.201.14", 16));
+        assert_ne!(c, ip("223.105.138.1", 16));
+        assert_ne!(c, ip("223.104.138.1", 24), "the width is part of the key");
+        let b = ip("2001:db8:1:2::1", 16);
+        assert_eq!(b, ip("2001:db8:1:ffff::9", 24));
+        assert_ne!(b, ip("2001:db8:2:2::1", 16));
     }
 
     #[test]

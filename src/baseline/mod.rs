@@ -109,6 +109,8 @@ pub struct Params {
     pub sets: [(u8, u8); 5],
     /// Geo cell size in degrees.
     pub geo_cell_degrees: f64,
+    /// Leading bits of an IPv4 address that name its network.
+    pub ipv4_prefix_bits: u8,
     /// Shrinkage constant k.
     pub k: f64,
     /// How long after a password reset or MFA change from a new device that device and its
@@ -148,6 +150,7 @@ impl Params {
             utc_offset_min: crate::time::parse_offset(&cfg.general.utc_offset).unwrap_or(0),
             sets,
             geo_cell_degrees: b.geo_cell_degrees,
+            ipv4_prefix_bits: b.ipv4_prefix_bits,
             k: b.shrinkage_k,
             probation_s: (cfg.detectors.credential_change.window_hours * 3600.0) as u32,
             young_payee_s: (cfg.detectors.payee_buildup.window_days * 86_400.0) as u32,
@@ -450,7 +453,7 @@ impl Profile {
                 .map(|c| lookup(SetKind::for_counterparty(ev.kind), keys::counterparty(c))),
             ip: ev
                 .ip
-                .map(|ip| lookup(SetKind::IpPrefix, keys::ip_prefix(ip))),
+                .map(|ip| lookup(SetKind::IpPrefix, keys::ip_prefix(ip, p.ipv4_prefix_bits))),
             cell: ev.geo.map(|g| {
                 lookup(
                     SetKind::GeoCell,
