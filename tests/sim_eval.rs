@@ -71,6 +71,7 @@ fn labels_match_events_and_events_are_consistent() {
     let mut last_ts = i64::MIN;
     let mut balance: HashMap<String, f64> = HashMap::new();
     let mut seen_scenarios: HashMap<String, usize> = HashMap::new();
+    let mut drain_transfers: HashMap<String, usize> = HashMap::new();
     let mut n = 0;
     for line in events.lines() {
         n += 1;
@@ -92,6 +93,9 @@ fn labels_match_events_and_events_are_consistent() {
                 e.ts_ms >= day0 + 14 * 86_400_000,
                 "attacks start after 14 days of history"
             );
+        }
+        if row[3] == "slow_drain" && e.kind.is_money_out() {
+            *drain_transfers.entry(e.user_id.to_string()).or_default() += 1;
         }
         assert!(e.ts_ms >= last_ts, "time order");
         last_ts = e.ts_ms;
@@ -117,6 +121,12 @@ fn labels_match_events_and_events_are_consistent() {
         }
     }
     assert_eq!(rows.next(), None, "no extra label rows");
+    // A slow drain is a series: it plays out inside the window (here 10 days after the 14 of
+    // history, 1-3 days between transfers), never cut to a transfer or two by its end.
+    assert!(!drain_transfers.is_empty());
+    for (user, k) in &drain_transfers {
+        assert!(*k >= 3, "{user}: slow drain of {k} transfers");
+    }
     assert!(n > 10_000);
     for s in Scenario::ATTACKS.iter().chain(&Scenario::NOVELTIES) {
         assert!(seen_scenarios.contains_key(s.as_str()), "{s:?} present");
