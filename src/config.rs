@@ -1612,6 +1612,8 @@ mod tests {
         assert_eq!(e.key(), Some("general.utc_offset"));
         let e = Config::from_toml("[baseline]\ncounterparties = 40\n").unwrap_err();
         assert_eq!(e.key(), Some("baseline.counterparties"));
+        let e = Config::from_toml("[baseline]\nipv4_prefix_bits = 33\n").unwrap_err();
+        assert_eq!(e.key(), Some("baseline.ipv4_prefix_bits"));
         let e = Config::from_toml("[prior]\nhour_weights = [1.0]\n").unwrap_err();
         assert_eq!(e.key(), Some("prior.hour_weights"));
     }

@@ -267,6 +267,24 @@ mod tests {
     }
 
     #[test]
+    fn every_restart_only_profile_key_is_held() {
+        let a = Config::default();
+        let b = cfg(
+            "[baseline]\ndevices = 2\ncounterparties = 3\nmerchants = 2\nip_prefixes = 3\n\
+             geo_cells = 4\ngeo_cell_degrees = 1.0\nipv4_prefix_bits = 24\n\
+             [general]\ndedup_window = 0\n",
+        );
+        assert_eq!(changed_keys(&a, &b).len(), 8);
+        let p = plan(&a, b);
+        assert!(
+            p.live.is_empty(),
+            "held keys must not change live: {:?}",
+            p.live
+        );
+        assert_eq!(p.effective.baseline.ipv4_prefix_bits, 16);
+    }
+
+    #[test]
     fn subscriptions_compare_whole() {
         let a = Config::default();
         let b = cfg("[[subscriptions]]\nname = \"x\"\ntopic = \"t.x\"\nmin_severity = \"high\"\n");
