@@ -122,13 +122,7 @@ mod tests {
             r#""amount":5000,"counterparty":"p""#,
         );
         assert!(score(&s) > 0.9, "{s:?}");
-        assert!(s
-            .iter()
-            .next()
-            .unwrap()
-            .detail
-            .to_string()
-            .contains("5,000.00"));
+        assert!(detail(&s).contains("5,000.00"));
     }
 
     #[test]

@@ -92,13 +92,7 @@ mod tests {
         let last = T0 + 29 * DAY + 11 * 3_600_000;
         let s = k.run(&det(), last + 20 * 60_000, "login", STRANGER);
         assert_eq!(score(&s), 1.0, "{s:?}");
-        assert!(s
-            .iter()
-            .next()
-            .unwrap()
-            .detail
-            .to_string()
-            .contains("20 min"));
+        assert!(detail(&s).contains("20 min"));
         // Halfway through the fade (60 → 240 min): 0.5.
         let s = k.run(&det(), last + 150 * 60_000, "login", STRANGER);
         assert!((score(&s) - 0.5).abs() < 1e-9, "{s:?}");

@@ -111,13 +111,7 @@ mod tests {
             r#""amount":100,"counterparty":"x","device_id":"evil""#,
         );
         assert!(score(&s) > 0.8, "{s:?}");
-        assert!(s
-            .iter()
-            .next()
-            .unwrap()
-            .detail
-            .to_string()
-            .contains("password reset from a new device"));
+        assert!(detail(&s).contains("password reset from a new device"));
 
         let mut k2 = Kit::new();
         k2.history();

@@ -546,6 +546,14 @@ pub(crate) mod testkit {
     pub fn score(s: &Signals) -> f64 {
         s.iter().map(|s| s.score).fold(0.0, f64::max)
     }
+
+    /// The rendered detail of the first signal (empty when there is none).
+    pub fn detail(s: &Signals) -> String {
+        s.iter()
+            .next()
+            .map(|s| s.detail.to_string())
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

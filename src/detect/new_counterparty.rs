@@ -143,13 +143,7 @@ mod tests {
             r#""amount":100,"counterparty":"m3""#,
         );
         assert_eq!(score(&s), 1.0, "{s:?}");
-        assert!(s
-            .iter()
-            .next()
-            .unwrap()
-            .detail
-            .to_string()
-            .contains("2 other new payees"));
+        assert!(detail(&s).contains("2 other new payees"));
     }
 
     #[test]

@@ -91,13 +91,7 @@ mod tests {
             r#""ip":"198.51.100.9","geo":{"lat":6.45,"lon":3.39}"#,
         );
         assert!(score(&s) > 0.8, "{s:?}");
-        assert!(s
-            .iter()
-            .next()
-            .unwrap()
-            .detail
-            .to_string()
-            .contains("new area and new network"));
+        assert!(detail(&s).contains("new area and new network"));
     }
 
     #[test]
