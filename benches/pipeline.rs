@@ -152,10 +152,7 @@ fn rss_bytes() -> Option<u64> {
 
 /// Builds the engine and a state holding every user, reporting memory per profile.
 fn warmed(users: u64) -> (Engine, State, Stream) {
-    let mut cfg = Config::default();
-    // The bench measures scoring; the dedup memory is measured and reported separately.
-    cfg.general.dedup_window = 0;
-    let engine = Engine::new(cfg);
+    let engine = Engine::new(Config::default());
     let mut state = engine.new_state();
     let mut stream = Stream::new(users, 42);
     let (mut buf, mut offs) = (String::new(), Vec::new());

@@ -136,7 +136,8 @@ fn main() {
             let engine = Engine::new((*cfg).clone());
             std::thread::spawn(move || {
                 let mut s = engine.new_state();
-                let r = restore::restore(&cfg, engine.params(), p, &mut s).expect("restore");
+                // Stamped at input offset 0 and started there: every record is a candidate.
+                let r = restore::restore(&cfg, engine.params(), p, &[0], &mut s).expect("restore");
                 (r.records, s.profiles.len())
             })
         })

@@ -126,8 +126,6 @@ pub struct GeneralConfig {
     pub default_currency: String,
     /// Users' local UTC offset, `±HH:MM`; the hour-of-day baseline is kept in this zone.
     pub utc_offset: String,
-    /// How many recent event ids are remembered so a repeated id is not learned twice.
-    pub dedup_window: usize,
 }
 
 impl Default for GeneralConfig {
@@ -135,7 +133,6 @@ impl Default for GeneralConfig {
         GeneralConfig {
             default_currency: "CNY".into(),
             utc_offset: "+08:00".into(),
-            dedup_window: 1_000_000,
         }
     }
 }
@@ -731,8 +728,15 @@ pub struct KafkaConfig {
     /// Consumer group shared by all instances.
     pub group_id: String,
     /// Stable name of this instance (defaults to the host name when empty). It makes the
-    /// `transactional.id` and the consumer's `group.instance.id`-free client id stable.
+    /// `transactional.id` and the client id stable and, with `static_membership`, names the
+    /// consumer's static group membership.
     pub instance_id: String,
+    /// With an explicit `instance_id`, join the group as a static member
+    /// (`group.instance.id` = `instance_id`): a restarted instance gets its partitions back
+    /// at once instead of waiting for a rebalance that waits for its dead predecessor. The
+    /// cost: on shutdown a static member does not leave, so its partitions move to another
+    /// instance only after `session.timeout.ms`.
+    pub static_membership: bool,
     /// Input topics, keyed by `user_id`.
     pub input_topics: Vec<String>,
     /// Alerts for every non-`allow` decision.
@@ -793,6 +797,7 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             group_id: "walletguard".into(),
             instance_id: String::new(),
+            static_membership: true,
             input_topics: vec!["wallet.events".into()],
             alerts_topic: "wallet.alerts".into(),
             commands_topic: "wallet.commands".into(),
@@ -819,6 +824,11 @@ impl Default for KafkaConfig {
             consumer: [
                 ("fetch.min.bytes".to_string(), "65536".to_string()),
                 ("fetch.wait.max.ms".to_string(), "10".to_string()),
+                // A dead member is noticed within 10 s instead of librdkafka's 45 s, and a
+                // rebalance waits at most 60 s (not 5 minutes) for members that do not rejoin.
+                ("session.timeout.ms".to_string(), "10000".to_string()),
+                ("heartbeat.interval.ms".to_string(), "1000".to_string()),
+                ("max.poll.interval.ms".to_string(), "60000".to_string()),
             ]
             .into(),
             producer: [
@@ -976,12 +986,6 @@ impl Config {
         if b.half_life_days > 365.0 {
             // The day-stepped fixed-point decay loses precision beyond a year.
             return Err(invalid("baseline.half_life_days", "must be at most 365"));
-        }
-        if g.dedup_window == 1 {
-            return Err(invalid(
-                "general.dedup_window",
-                "must be 0 (off) or at least 2",
-            ));
         }
         positive("baseline.fast_half_life_minutes", b.fast_half_life_minutes)?;
         positive("baseline.geo_cell_degrees", b.geo_cell_degrees)?;
@@ -1580,7 +1584,6 @@ mod tests {
                 "[detectors.velocity_burst]\nmin_count = 12\n",
                 "detectors.velocity_burst.min_count",
             ),
-            ("[general]\ndedup_window = 1\n", "general.dedup_window"),
             (
                 "[baseline]\nhalf_life_days = 1000.0\n",
                 "baseline.half_life_days",

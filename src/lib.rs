@@ -18,7 +18,6 @@
 //!   [`detect::Signal`]s.
 //! - [`decision`]: signals → score (weighted noisy-OR plus a takeover-chain bonus), action,
 //!   severity, sorted reasons.
-//! - [`dedup`]: bounded memory of recent event ids.
 //! - [`pipeline`]: PURE `(state, event, now) → outcome`; the only entry the adapters call.
 //! - [`output`]: outcome → the contract's JSON records, with deterministic ids.
 //!
@@ -44,7 +43,6 @@
 pub mod baseline;
 pub mod config;
 pub mod decision;
-pub mod dedup;
 pub mod demo;
 pub mod detect;
 pub mod eval;

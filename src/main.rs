@@ -175,6 +175,37 @@ enum Cmd {
         #[arg(long, env = "WALLETGUARD_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Stream a file of JSON-lines events (plain or .gz; `-` for stdin) into a topic, each
+    /// keyed by its user_id, at a steady rate.
+    Produce {
+        /// Input events.
+        #[arg(long)]
+        input: PathBuf,
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// Events per second of wall time (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Config whose [kafka.librdkafka] settings (TLS, SASL) the producer uses.
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// A Kafka-protocol test broker (librdkafka's in-process mock cluster) in a process of its
+    /// own: creates the topics, prints `bootstrap ADDR`, serves until killed.
+    /// SIGUSR1 takes its brokers down, SIGUSR2 brings them back. For tests only: it keeps
+    /// everything in memory.
+    MockBroker {
+        /// Topics to create, NAME:PARTITIONS (repeatable).
+        #[arg(long = "topic", value_parser = walletguard::kafka::mock::parse_topic)]
+        topics: Vec<(String, i32)>,
+        /// Brokers in the cluster.
+        #[arg(long, default_value_t = 1)]
+        brokers: i32,
+    },
     /// Load and validate a config, reporting the key at fault.
     CheckConfig {
         /// Config file.
@@ -305,6 +336,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("{n} records");
             Ok(())
         }
+        Cmd::Produce {
+            input,
+            brokers,
+            topic,
+            rate,
+            config,
+        } => produce_file(&input, brokers, &topic, rate, &config),
+        Cmd::MockBroker { topics, brokers } => mock_broker(topics, brokers),
         Cmd::Run {
             config,
             watch_interval_s,
@@ -508,6 +547,87 @@ fn simulate_to_kafka(
     if summary.failed > 0 {
         anyhow::bail!("{} events were not delivered", summary.failed);
     }
+    Ok(())
+}
+
+/// `produce --input F --brokers B --topic T --rate R`: streams a file of events into Kafka.
+fn produce_file(
+    input: &std::path::Path,
+    brokers: String,
+    topic: &str,
+    rate: u64,
+    config: &Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use walletguard::kafka::{client_config, loadgen, Role};
+    let mut cfg =
+        Config::load(config.as_deref()).with_context(|| format!("config {}", show(config)))?;
+    init_logging(&cfg);
+    cfg.kafka.brokers = brokers;
+    let (mut reader, _) = walletguard::replay::open_input(input)
+        .with_context(|| format!("input {}", input.display()))?;
+    let (producer, count) = loadgen::producer(client_config(&cfg, Role::Admin))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc_handler(move || flag.store(true, Ordering::SeqCst))?;
+    let summary = loadgen::stream_lines(&producer, &count, &mut reader, topic, rate, &stop)?;
+    println!(
+        "sent {} events to {} in {:.1} s ({:.0}/s); delivered {}, failed {}",
+        summary.sent,
+        topic,
+        summary.seconds,
+        summary.sent as f64 / summary.seconds.max(1e-9),
+        summary.delivered,
+        summary.failed
+    );
+    if summary.failed > 0 || summary.delivered < summary.sent {
+        anyhow::bail!(
+            "{} of {} events were not delivered",
+            summary.sent - summary.delivered.min(summary.sent),
+            summary.sent
+        );
+    }
+    Ok(())
+}
+
+/// `mock-broker`: serves a mock cluster until killed or SIGTERM/SIGINT.
+fn mock_broker(topics: Vec<(String, i32)>, brokers: i32) -> anyhow::Result<()> {
+    use walletguard::kafka::mock;
+    init_logging(&Config::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let down = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc_handler(move || stop.store(true, Ordering::SeqCst))?;
+    }
+    {
+        // Outages on demand: SIGUSR1 down, SIGUSR2 up.
+        let down = down.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("wg-mock-signals".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    use tokio::signal::unix::{signal, SignalKind};
+                    let (Ok(mut d), Ok(mut u)) = (
+                        signal(SignalKind::user_defined1()),
+                        signal(SignalKind::user_defined2()),
+                    ) else {
+                        return;
+                    };
+                    loop {
+                        tokio::select! {
+                            _ = d.recv() => down.store(true, Ordering::SeqCst),
+                            _ = u.recv() => down.store(false, Ordering::SeqCst),
+                        }
+                    }
+                })
+            })?;
+    }
+    let opts = mock::MockOptions { brokers, topics };
+    let mut out = std::io::stdout();
+    mock::serve(&opts, &stop, &down, &mut out)?;
     Ok(())
 }
 

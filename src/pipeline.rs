@@ -8,8 +8,9 @@
 //! - the long-term baseline only when the action is `allow` (or `review`, with
 //!   `decision.learn_reviewed`), never at `step_up` or above, so an attacker whose events are
 //!   flagged cannot teach the baseline that their device, place or payee is normal;
-//! - nothing at all for an `event_id` seen within the dedup window: its decision is still
-//!   emitted (with the same deterministic ids), but it is not counted twice.
+//! - nothing at all for an `event_id` among the user's last four (remembered in the profile,
+//!   so the changelog carries it): its decision is still emitted (with the same deterministic
+//!   ids), but it is not counted twice.
 //!
 //! Detection uses event time only; `now` is stamped on outputs (`emitted_at`, `issued_at`), so
 //! replaying the same events gives the same decisions.
@@ -17,7 +18,6 @@
 use crate::baseline::{keys, Params, Prior, ProfileStore};
 use crate::config::Config;
 use crate::decision::{Action, ChainHints, Decider, Decision};
-use crate::dedup::Dedup;
 use crate::detect::{self, CardTesting, Ctx, Detector, Signals};
 use crate::event::{parse_event, Event, EventError, EventType};
 use crate::time::EpochMs;
@@ -52,7 +52,7 @@ pub struct Outcome {
     pub command: Option<CommandKind>,
     /// Whether the event was learned into the long-term baseline.
     pub learned: bool,
-    /// Whether the event id was seen within the dedup window.
+    /// Whether the event id is one of the user's last four.
     pub duplicate: bool,
     /// Processing time, for `emitted_at` / `issued_at`.
     pub now_ms: EpochMs,
@@ -78,20 +78,18 @@ impl Outcome {
     }
 }
 
-/// Per-partition (or per-replay) mutable state.
+/// Per-partition (or per-replay) mutable state: everything scoring depends on lives in the
+/// profiles, so the changelog restores all of it.
 pub struct State {
     /// Profiles by user key.
     pub profiles: ProfileStore,
-    /// Recent event ids.
-    pub dedup: Dedup,
 }
 
 impl State {
-    /// Empty state sized from config.
-    pub fn new(cfg: &Config) -> State {
+    /// Empty state.
+    pub fn new(_cfg: &Config) -> State {
         State {
             profiles: ProfileStore::new(),
-            dedup: Dedup::new(cfg.general.dedup_window),
         }
     }
 }
@@ -219,10 +217,8 @@ impl Engine {
     /// Scores one validated event and updates the state (see the module docs).
     pub fn process(&self, state: &mut State, ev: &Event<'_>, now_ms: EpochMs) -> Outcome {
         let user_key = keys::user_key(&ev.user_id);
-        let duplicate = state
-            .dedup
-            .check_and_insert(keys::event(user_key, &ev.event_id));
         let profile = state.profiles.get_or_create(user_key);
+        let duplicate = profile.check_and_remember(keys::event(user_key, &ev.event_id));
         let facts = profile.facts(&self.params, ev);
 
         let mut decision = Decision::from_signals(Signals::default());

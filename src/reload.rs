@@ -9,7 +9,6 @@
 //! - `[log]`: the subscriber is installed once;
 //! - the baseline keys that shape a profile (set sizes, geo cell size): the profiles in memory
 //!   and in the changelog are laid out by them;
-//! - `general.dedup_window`: the duplicate memory of a partition is sized when it is assigned.
 //!
 //! An invalid file is rejected with the error naming its key, and the running config stays.
 //! [`plan`] is the pure decision; [`Reloader`] does the file and the swap.
@@ -33,7 +32,6 @@ pub const RESTART_ONLY: &[&str] = &[
     "baseline.geo_cells",
     "baseline.geo_cell_degrees",
     "baseline.ipv4_prefix_bits",
-    "general.dedup_window",
 ];
 
 /// What a reload will do.
@@ -95,7 +93,6 @@ pub fn plan(running: &Config, new: Config) -> Plan {
     effective.kafka = running.kafka.clone();
     effective.http = running.http.clone();
     effective.log = running.log.clone();
-    effective.general.dedup_window = running.general.dedup_window;
     let b = &running.baseline;
     let e = &mut effective.baseline;
     e.devices = b.devices;
@@ -271,10 +268,9 @@ mod tests {
         let a = Config::default();
         let b = cfg(
             "[baseline]\ndevices = 2\ncounterparties = 3\nmerchants = 2\nip_prefixes = 3\n\
-             geo_cells = 4\ngeo_cell_degrees = 1.0\nipv4_prefix_bits = 24\n\
-             [general]\ndedup_window = 0\n",
+             geo_cells = 4\ngeo_cell_degrees = 1.0\nipv4_prefix_bits = 24\n",
         );
-        assert_eq!(changed_keys(&a, &b).len(), 8);
+        assert_eq!(changed_keys(&a, &b).len(), 7);
         let p = plan(&a, b);
         assert!(
             p.live.is_empty(),

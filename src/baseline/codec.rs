@@ -11,10 +11,22 @@
 //! reordering or adding struct fields cannot silently change them. A format change gets a
 //! new [`FORMAT_VERSION`], and [`decode`] keeps reading every older version.
 //!
-//! # Format version 3 (current)
+//! # Format version 4 (current)
 //!
-//! [`ENCODED_LEN`] = 296 bytes: the 263 bytes of version 1 below (with `3` in the version
-//! byte), followed by the payee-age fields, with two young-payee watch slots:
+//! [`ENCODED_LEN`] = 312 bytes: the 296 bytes of version 3 below (with `4` in the version
+//! byte), followed by the user's recent event-id fingerprints (the duplicate memory, so that a
+//! profile restored after a crash recognises a redelivered event exactly as the one it
+//! replaces would have):
+//!
+//! | Offset | Size    | Field                                                            |
+//! |-------:|--------:|------------------------------------------------------------------|
+//! |    296 | 4 × u32 | `recent_ids`, newest first                                       |
+//!
+//! # Format version 3
+//!
+//! [`V3_LEN`] = 296 bytes: the 263 bytes of version 1 below (with `3` in the version
+//! byte), followed by the payee-age fields, with two young-payee watch slots. It decodes with an
+//! empty duplicate memory:
 //!
 //! | Offset | Size    | Field                                                            |
 //! |-------:|--------:|------------------------------------------------------------------|
@@ -81,10 +93,12 @@
 //! (the config changed between releases), [`decode`] moves each set to its new place, keeping
 //! its first `min(old, new)` entries (the most recent) and zero-filling the rest.
 
-use super::{payee_bits, Params, Profile, SetKind, RING_DELTAS, SLOT_CAPACITY, YOUNG_SLOTS};
+use super::{
+    payee_bits, Params, Profile, SetKind, DEDUP_SLOTS, RING_DELTAS, SLOT_CAPACITY, YOUNG_SLOTS,
+};
 
 /// Current format version written by [`encode`].
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
 
 /// The two bytes every record starts with.
 pub const MAGIC: [u8; 2] = *b"WG";
@@ -108,7 +122,10 @@ const _: () = assert!(
 );
 
 /// Exact size of an encoded profile of the current version.
-pub const ENCODED_LEN: usize = V1_LEN
+pub const ENCODED_LEN: usize = V3_LEN + DEDUP_SLOTS * 4; // recent_ids
+
+/// Exact size of a version-3 record (two young-payee slots, no duplicate memory).
+pub const V3_LEN: usize = V1_LEN
     + 2 * 8 // payees_seen
     + YOUNG_SLOTS * (2 + 2 + 4) // young_fp, young_sum, young_first
     + 1; // young_n
@@ -201,6 +218,7 @@ pub fn encode(profile: &Profile, params: &Params, out: &mut Vec<u8>) {
         young_sum,
         young_first,
         young_n,
+        recent_ids,
     } = profile;
 
     out.reserve(ENCODED_LEN);
@@ -249,6 +267,9 @@ pub fn encode(profile: &Profile, params: &Params, out: &mut Vec<u8>) {
         out.extend_from_slice(&t.to_le_bytes());
     }
     out.push(*young_n);
+    for id in recent_ids {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
     debug_assert_eq!(out.len() - start, ENCODED_LEN);
 }
 
@@ -301,30 +322,52 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
             Ok(profile)
         }
         3 => {
+            let mut profile = decode_v1(bytes, V3_LEN, params)?;
+            read_v3_tail(bytes, V3_LEN, &mut profile)?;
+            Ok(profile)
+        }
+        4 => {
             let mut profile = decode_v1(bytes, ENCODED_LEN, params)?;
-            let mut r = Reader(bytes.get(V1_LEN..).unwrap_or_default());
-            let truncated = CodecError::Truncated {
-                expected: ENCODED_LEN,
-                got: bytes.len(),
-            };
-            for b in &mut profile.payees_seen {
-                *b = u64::from_le_bytes(r.take().ok_or(truncated.clone())?);
+            let mut r = read_v3_tail(bytes, ENCODED_LEN, &mut profile)?;
+            for id in profile.recent_ids.iter_mut() {
+                *id = r.u32().ok_or(CodecError::Truncated {
+                    expected: ENCODED_LEN,
+                    got: bytes.len(),
+                })?;
             }
-            for v in profile.young_fp.iter_mut() {
-                *v = r.u16().ok_or(truncated.clone())?;
-            }
-            for v in profile.young_sum.iter_mut() {
-                *v = r.u16().ok_or(truncated.clone())?;
-            }
-            for t in profile.young_first.iter_mut() {
-                *t = r.u32().ok_or(truncated.clone())?;
-            }
-            let [n] = r.take().ok_or(truncated)?;
-            profile.young_n = n;
             Ok(profile)
         }
         v => Err(CodecError::UnknownVersion(v)),
     }
+}
+
+/// Reads the payee-age fields of a version-3 (or later) record of `len` bytes, whose length
+/// [`decode_v1`] already checked, and returns the reader positioned after them.
+fn read_v3_tail<'a>(
+    bytes: &'a [u8],
+    len: usize,
+    profile: &mut Profile,
+) -> Result<Reader<'a>, CodecError> {
+    let mut r = Reader(bytes.get(V1_LEN..).unwrap_or_default());
+    let truncated = CodecError::Truncated {
+        expected: len,
+        got: bytes.len(),
+    };
+    for b in &mut profile.payees_seen {
+        *b = u64::from_le_bytes(r.take().ok_or(truncated.clone())?);
+    }
+    for v in profile.young_fp.iter_mut() {
+        *v = r.u16().ok_or(truncated.clone())?;
+    }
+    for v in profile.young_sum.iter_mut() {
+        *v = r.u16().ok_or(truncated.clone())?;
+    }
+    for t in profile.young_first.iter_mut() {
+        *t = r.u32().ok_or(truncated.clone())?;
+    }
+    let [n] = r.take().ok_or(truncated)?;
+    profile.young_n = n;
+    Ok(r)
 }
 
 /// Checks that a record is exactly `len` bytes long and decodes its version-1 part (magic and
@@ -535,6 +578,7 @@ mod tests {
             young_sum: [0x1234, 0x5678],
             young_first: [1_789_888_000, 1_789_999_000],
             young_n: 0x35,
+            recent_ids: [0xA1A2_A3A4, 0xB1B2_B3B4, 0xC1C2_C3C4, 7],
         }
     }
 
@@ -545,6 +589,7 @@ mod tests {
             young_sum: [0x1234, 0],
             young_first: [1_789_888_000, 0],
             young_n: 5,
+            recent_ids: [0; DEDUP_SLOTS],
             ..sample()
         }
     }
@@ -558,6 +603,7 @@ mod tests {
             young_sum: [0; YOUNG_SLOTS],
             young_first: [0; YOUNG_SLOTS],
             young_n: 0,
+            recent_ids: [0; DEDUP_SLOTS],
             ..sample()
         };
         let set: Vec<u64> = prof.set(p, SetKind::Counterparty).to_vec();
@@ -578,10 +624,11 @@ mod tests {
     }
 
     #[test]
-    fn encoded_len_is_296() {
+    fn encoded_len_is_312() {
         assert_eq!(V1_LEN, 263);
         assert_eq!(V2_LEN, 288);
-        assert_eq!(ENCODED_LEN, 296, "update the module doc table");
+        assert_eq!(V3_LEN, 296);
+        assert_eq!(ENCODED_LEN, 312, "update the module doc table");
         assert_eq!(enc(&Profile::default(), &params()).len(), ENCODED_LEN);
         assert_eq!(enc(&sample(), &params()).len(), ENCODED_LEN);
     }
@@ -629,7 +676,7 @@ mod tests {
     #[test]
     fn layout_offsets_match_the_doc_table() {
         let b = enc(&sample(), &pinned_params());
-        assert_eq!(&b[0..3], b"WG\x03");
+        assert_eq!(&b[0..3], b"WG\x04");
         assert_eq!(&b[3..8], &[3, 4, 3, 2, 2]);
         assert_eq!(&b[8..16], &0x0123_4567_89AB_CD00u64.to_le_bytes());
         assert_eq!(&b[112..120], &0x0123_4567_89AB_CD0Du64.to_le_bytes());
@@ -655,6 +702,8 @@ mod tests {
         assert_eq!(&b[287..291], &1_789_888_000u32.to_le_bytes());
         assert_eq!(&b[291..295], &1_789_999_000u32.to_le_bytes());
         assert_eq!(b[295], 0x35);
+        assert_eq!(&b[296..300], &0xA1A2_A3A4u32.to_le_bytes());
+        assert_eq!(&b[308..312], &7u32.to_le_bytes());
     }
 
     /// Version-1 bytes of [`sample`] with the pinned layout. If this test fails, the format
@@ -723,22 +772,42 @@ mod tests {
         assert_eq!(back.young_n, 15);
     }
 
+    /// The version-3 tail of [`sample`] (after the version-1 part).
+    const GOLDEN_V3_TAIL: &str = concat!(
+        "0807060504030201", // payees_seen[0]
+        "1817161514131211", // payees_seen[1]
+        "efbefeca",         // young_fp
+        "34127856",         // young_sum
+        "0086af6a9837b16a", // young_first
+        "35",               // young_n
+    );
+
     #[test]
-    fn golden_bytes_v3() {
+    fn golden_bytes_v3_still_decode() {
+        let p = pinned_params();
+        // Version 3 is version 1 with a new version byte, plus the two-slot payee-age tail;
+        // it decodes with an empty duplicate memory.
+        let mut v3 = unhex(GOLDEN_V1);
+        v3[2] = 3;
+        v3.extend(unhex(GOLDEN_V3_TAIL));
+        assert_eq!(v3.len(), V3_LEN);
+        let want = Profile {
+            recent_ids: [0; DEDUP_SLOTS],
+            ..sample()
+        };
+        assert_eq!(decode(&v3, &p), Ok(want));
+    }
+
+    #[test]
+    fn golden_bytes_v4() {
         let p = pinned_params();
         let b = enc(&sample(), &p);
-        // Version 3 is version 1 with a new version byte, plus the two-slot payee-age tail.
+        // Version 4 is version 3 with a new version byte, plus the duplicate memory.
         let mut want = unhex(GOLDEN_V1);
-        want[2] = 3;
-        want.extend(unhex(concat!(
-            "0807060504030201", // payees_seen[0]
-            "1817161514131211", // payees_seen[1]
-            "efbefeca",         // young_fp
-            "34127856",         // young_sum
-            "0086af6a9837b16a", // young_first
-            "35",               // young_n
-        )));
-        assert_eq!(hex(&b), hex(&want), "the v3 encoding changed");
+        want[2] = 4;
+        want.extend(unhex(GOLDEN_V3_TAIL));
+        want.extend(unhex("a4a3a2a1b4b3b2b1c4c3c2c107000000"));
+        assert_eq!(hex(&b), hex(&want), "the v4 encoding changed");
         assert_eq!(decode(&want, &p), Ok(sample()));
     }
 
@@ -872,7 +941,7 @@ mod tests {
         v[2] = 0;
         assert_eq!(decode(&v, &p), Err(CodecError::UnknownVersion(0)));
         // A future version is recognised from its header alone, whatever its length.
-        assert_eq!(decode(b"WG\x04", &p), Err(CodecError::UnknownVersion(4)));
+        assert_eq!(decode(b"WG\x05", &p), Err(CodecError::UnknownVersion(5)));
         // A version-1 record must have the version-1 length.
         let mut v1 = good[..V1_LEN].to_vec();
         v1[2] = 1;
@@ -934,7 +1003,7 @@ mod tests {
             let mode = rng.next() % 4;
             if mode > 0 {
                 buf.resize(ENCODED_LEN, 0);
-                buf[..3].copy_from_slice(b"WG\x03");
+                buf[..3].copy_from_slice(b"WG\x04");
             }
             if mode == 2 {
                 for l in &mut buf[3..8] {

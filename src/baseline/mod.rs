@@ -53,6 +53,9 @@ const YOUNG_SUM_UNIT: f64 = 4096.0;
 /// Payees the young-payee watch follows at once.
 pub const YOUNG_SLOTS: usize = 2;
 
+/// Event ids a profile remembers, to recognise a redelivered event ([`Profile::recent_ids`]).
+pub const DEDUP_SLOTS: usize = 4;
+
 /// Which remembered set a hash belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetKind {
@@ -182,8 +185,8 @@ impl Params {
     }
 }
 
-/// One user's baseline. Plain data, fixed size (288 bytes), no heap: a million users fit in
-/// 288 MB and a profile serialises by copying fields.
+/// One user's baseline. Plain data, fixed size (304 bytes), no heap: a million users fit in
+/// 304 MB and a profile serialises by copying fields.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profile {
     /// Remembered hashes, partitioned by [`Params::sets`]; each set is most-recent-first and
@@ -251,6 +254,11 @@ pub struct Profile {
     /// Per watched payee: successful money out to it so far, 4 bits each (slot `i` in bits
     /// `4i..4i+4`), saturating at 15.
     pub young_n: u8,
+    /// 32-bit fingerprints of the user's last [`DEDUP_SLOTS`] distinct event ids, newest
+    /// first (0 = free). Why in the profile and not in a per-partition set: the changelog
+    /// carries it, so after a crash a redelivered event is recognised exactly as it was before,
+    /// and its memory is bounded by the profiles, whatever ids arrive.
+    pub recent_ids: [u32; DEDUP_SLOTS],
 }
 
 impl Default for Profile {
@@ -283,6 +291,7 @@ impl Default for Profile {
             young_sum: [0; YOUNG_SLOTS],
             young_first: [0; YOUNG_SLOTS],
             young_n: 0,
+            recent_ids: [0; DEDUP_SLOTS],
         }
     }
 }
@@ -391,6 +400,20 @@ impl Profile {
     /// True if the profile has never learned an event.
     pub fn is_empty(&self) -> bool {
         self.last_seen == 0
+    }
+
+    /// Remembers the event-id hash `id` (from [`keys::event`]); true if it is one of the
+    /// user's last [`DEDUP_SLOTS`] distinct ids, i.e. the event is a repeat.
+    pub fn check_and_remember(&mut self, id: u64) -> bool {
+        // Fold to 32 bits: a false repeat needs a collision among four ids of one user
+        // (about 1 in 10^9 per event).
+        let fp = ((id ^ (id >> 32)) as u32).max(1);
+        if self.recent_ids.contains(&fp) {
+            return true;
+        }
+        self.recent_ids.copy_within(0..DEDUP_SLOTS - 1, 1);
+        self.recent_ids[0] = fp;
+        false
     }
 
     /// The slice of slots holding set `kind`.
@@ -917,9 +940,27 @@ mod tests {
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
     #[test]
-    fn profile_fits_in_288_bytes() {
-        const { assert!(Profile::SIZE <= 288) };
-        assert_eq!(Profile::SIZE, 288, "update the docs if the size changes");
+    fn profile_fits_in_304_bytes() {
+        const { assert!(Profile::SIZE <= 304) };
+        assert_eq!(Profile::SIZE, 304, "update the docs if the size changes");
+    }
+
+    #[test]
+    fn the_last_four_event_ids_are_remembered() {
+        let mut prof = Profile::default();
+        let ids: Vec<u64> = (0..6).map(|i| keys::event(9, &format!("e{i}"))).collect();
+        for id in &ids[..4] {
+            assert!(!prof.check_and_remember(*id));
+        }
+        for id in &ids[..4] {
+            assert!(
+                prof.check_and_remember(*id),
+                "a repeat within the last four"
+            );
+        }
+        assert!(!prof.check_and_remember(ids[4]));
+        assert!(!prof.check_and_remember(ids[0]), "the oldest was forgotten");
+        assert!(prof.check_and_remember(ids[4]));
     }
 
     #[test]

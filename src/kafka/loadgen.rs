@@ -83,6 +83,94 @@ pub fn producer(
     Ok((p, count))
 }
 
+/// Streams the JSON lines of `input` (each keyed by its `user_id`; a line without one is sent
+/// unkeyed, for the service to dead-letter) into `topic` at `rate` events per second (0 = as
+/// fast as the producer takes them), blocking until every record is acknowledged or `stop`
+/// is set.
+pub fn stream_lines(
+    producer: &ThreadedProducer<Counting>,
+    count: &DeliveryCount,
+    input: &mut dyn std::io::BufRead,
+    topic: &str,
+    rate: u64,
+    stop: &AtomicBool,
+) -> Result<LoadSummary, KafkaError> {
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut line = Vec::with_capacity(512);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        line.clear();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                return Err(KafkaError::Topic {
+                    topic: topic.to_owned(),
+                    msg: format!("reading the input: {e}"),
+                })
+            }
+        }
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        if line.is_empty() {
+            continue;
+        }
+        pace(rate, sent, started);
+        let key = user_id_of(&line);
+        loop {
+            let mut rec = BaseRecord::to(topic).payload(&line[..]);
+            if let Some(k) = key.as_deref() {
+                rec = rec.key(k.as_bytes());
+            }
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(KafkaError::Client(e)),
+            }
+        }
+        sent += 1;
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(KafkaError::Client)?;
+    Ok(LoadSummary {
+        sent,
+        delivered: count.ok.load(Ordering::Relaxed),
+        failed: count.failed.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The `user_id` of a JSON event line, if it has a string one.
+fn user_id_of(line: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Key<'a> {
+        #[serde(borrow)]
+        user_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Key<'_>>(line)
+        .ok()
+        .and_then(|k| k.user_id)
+        .map(|c| c.into_owned())
+}
+
+/// Sleeps until the `sent`-th event is due at `rate` per second from `started`, checking every
+/// 64 events: a steady rate, not bursts.
+fn pace(rate: u64, sent: u64, started: Instant) {
+    if rate > 0 && sent % 64 == 0 {
+        let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
 /// Streams the simulation into `opts.topic` (blocking) until it ends, `stop` is set, or a
 /// limit is reached. `on_event` sees every event as it is sent (the demo keeps the truth
 /// labels with it).
@@ -108,13 +196,7 @@ pub fn stream(
         {
             break;
         }
-        if opts.rate > 0 && sent % 64 == 0 {
-            // Pace in small steps against wall time: a steady rate, not bursts.
-            let due = Duration::from_secs_f64(sent as f64 / opts.rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
+        pace(opts.rate, sent, started);
         line.clear();
         key.clear();
         ev.write_json(&mut line);
@@ -140,4 +222,24 @@ pub fn stream(
         failed: count.failed.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_the_user_id() {
+        assert_eq!(
+            user_id_of(br#"{"event_id":"e","user_id":"u-1","amount":3}"#).as_deref(),
+            Some("u-1")
+        );
+        assert_eq!(
+            user_id_of(br#"{"user_id":"caf\u00e9"}"#).as_deref(),
+            Some("café")
+        );
+        assert_eq!(user_id_of(br#"{"user_id":7}"#), None);
+        assert_eq!(user_id_of(b"{broken"), None);
+        assert_eq!(user_id_of(br#"{"event_id":"e"}"#), None);
+    }
 }

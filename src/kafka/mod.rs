@@ -8,9 +8,10 @@
 //! - [`sink`]: turns outcomes into keyed records with headers, routes subscriptions, and
 //!   produces with retry on a full queue.
 //! - [`topics`]: checks (or creates) the topics and their partition counts on start.
-//! - [`loadgen`]: streams simulated traffic into a topic at a given rate (`simulate --rate`,
-//!   `demo`).
+//! - [`loadgen`]: streams simulated traffic, or a file of events, into a topic at a given rate
+//!   (`simulate --rate`, `produce`, `demo`).
 //! - [`demo`]: `walletguard demo` on an embedded `MockCluster`.
+//! - [`mock`]: `walletguard mock-broker`: a `MockCluster` in a process of its own, for tests.
 //! - [`tail`]: `walletguard consume`: a topic's values as JSON lines, for checks and scripts.
 //!
 //! Delivery modes are one enum, [`crate::config::Delivery`]: at-least-once stores a message's
@@ -19,6 +20,7 @@
 
 pub mod demo;
 pub mod loadgen;
+pub mod mock;
 pub mod partition;
 pub mod restore;
 pub mod service;
@@ -115,6 +117,9 @@ pub fn client_config(cfg: &Config, role: Role) -> ClientConfig {
     match role {
         Role::Consumer => {
             c.set("group.id", &k.group_id);
+            if k.static_membership && !k.instance_id.is_empty() {
+                c.set("group.instance.id", &k.instance_id);
+            }
             c.set("enable.partition.eof", "false");
             c.set("auto.offset.reset", "earliest");
             // Offsets are stored by walletguard once a message's outputs are acknowledged;
@@ -154,9 +159,8 @@ pub fn client_config(cfg: &Config, role: Role) -> ClientConfig {
             }
         }
         Role::Restore => {
-            // The group's own id, only to read its committed offsets (the restore reads the
-            // profiles as of them). It assigns partitions and never subscribes, so it does
-            // not join the group, and it never commits.
+            // librdkafka needs a group id to assign partitions. The reader assigns and never
+            // subscribes, so it does not join the group, and it never commits.
             c.set("group.id", k.group_id.as_str());
             c.set("enable.auto.commit", "false");
             c.set("enable.partition.eof", "true");
@@ -223,6 +227,13 @@ mod tests {
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("enable.auto.commit"), Some("true"));
         assert_eq!(c.get("isolation.level"), None);
+        assert_eq!(c.get("group.instance.id"), Some("i1"));
+        cfg.kafka.static_membership = false;
+        assert_eq!(
+            client_config(&cfg, Role::Consumer).get("group.instance.id"),
+            None
+        );
+        cfg.kafka.static_membership = true;
         let p = client_config(&cfg, Role::Producer);
         assert_eq!(p.get("transactional.id"), None);
         assert_eq!(p.get("linger.ms"), Some("1"));

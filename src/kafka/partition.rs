@@ -134,7 +134,15 @@ fn now_ms() -> EpochMs {
 }
 
 /// Runs partition `p` until its channel closes (revoke or shutdown) or the session abandons it.
-pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batch>) {
+///
+/// `start` is, per input topic, the offset the consumer was assigned to start from: the
+/// profiles are restored as of it.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    p: i32,
+    start: Vec<i64>,
+    mut rx: mpsc::Receiver<Batch>,
+) {
     let t0 = Instant::now();
     let engine = shared.engine.get();
     let restored = {
@@ -142,7 +150,7 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
         let params = engine.params().clone();
         let mut state = engine.new_state();
         tokio::task::spawn_blocking(move || {
-            super::restore::restore(&cfg, &params, p, &mut state).map(|r| (r, state))
+            super::restore::restore(&cfg, &params, p, &start, &mut state).map(|r| (r, state))
         })
         .await
     };
@@ -164,7 +172,7 @@ pub(crate) async fn run(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<Batc
                 seconds = r.elapsed.as_secs_f64(),
                 "restored partition state"
             );
-            (state, r.committed.start())
+            (state, r.start)
         }
         Ok(Err(e)) => {
             shared.fail(e);

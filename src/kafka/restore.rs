@@ -1,8 +1,8 @@
 //! Restores one partition's profiles from the compacted changelog before the partition's events
 //! are scored.
 //!
-//! It restores each user's profile *as of the group's committed input offsets*: see
-//! [`super::stamp`] for why and how records ahead of them are held back.
+//! It restores each user's profile *as of the input position the partition was assigned to
+//! start from*: see [`super::stamp`] for why and how records ahead of it are held back.
 //!
 //! The reader is a group-less consumer assigned to changelog partition `p` from the beginning.
 //! It stops at the partition's end, which it takes from two sources: librdkafka's
@@ -22,16 +22,16 @@ use crate::baseline::{codec, keys, BuildIdentity, Params};
 use crate::config::Config;
 use crate::pipeline::State;
 
-use super::stamp::{self, Committed, Standing};
+use super::stamp::{self, Position, Standing};
 use super::{client_config, KafkaError, Role};
 
 /// What a restore read.
 #[derive(Debug, Clone)]
 pub struct Restored {
-    /// The group's committed input position of the partition, which the restored profiles
-    /// reflect and the partition task starts from.
-    pub committed: Committed,
-    /// Records ahead of the committed position, held back (their events are scored again).
+    /// The input position (per input topic, the next offset) the restored profiles reflect and
+    /// the partition task starts from.
+    pub start: Vec<i64>,
+    /// Records ahead of the start position, held back (their events are scored again).
     pub ahead: u64,
     /// Changelog records read.
     pub records: u64,
@@ -51,11 +51,13 @@ fn err(partition: i32, msg: impl Into<String>) -> KafkaError {
 }
 
 /// Reads changelog partition `partition` into `state` (blocking; run it off the async
-/// workers). Later records of a user replace earlier ones; a null value removes the profile.
+/// workers), keeping per user the newest version at or behind `start` (per input topic, the
+/// offset the consumer starts from). A null value removes the profile.
 pub fn restore(
     cfg: &Config,
     params: &Params,
     partition: i32,
+    start: &[i64],
     state: &mut State,
 ) -> Result<Restored, KafkaError> {
     let t0 = Instant::now();
@@ -65,22 +67,12 @@ pub fn restore(
         .create()
         .map_err(KafkaError::Client)?;
     let wm_timeout = Duration::from_secs(10);
-    let committed = committed_position(cfg, &consumer, partition, wm_timeout)?;
+    let position = Position(start.to_vec());
     let (low, mut high) = consumer
         .fetch_watermarks(topic, partition, wm_timeout)
         .map_err(|e| err(partition, format!("watermarks: {e}")))?;
-    if high > low && committed.0.iter().any(Option::is_none) {
-        // Profiles exist but the group has no position: its offsets expired or the group id
-        // changed. Keeping the baselines beats dropping them; the events from
-        // auto.offset.reset on are learned on top of them.
-        tracing::warn!(
-            partition,
-            "the changelog has profiles but the group has no committed input offset; \
-             restoring the newest profiles"
-        );
-    }
     let mut out = Restored {
-        committed,
+        start: start.to_vec(),
         ahead: 0,
         records: 0,
         bad_records: 0,
@@ -129,7 +121,7 @@ pub fn restore(
                         .find(|h| h.key == stamp::HEADER)
                         .map(|h| h.value.unwrap_or(b""))
                 });
-                let rank = match out.committed.rank(header) {
+                let rank = match position.rank(header) {
                     Standing::Covered(r) => r,
                     Standing::Ahead => {
                         out.ahead += 1;
@@ -191,31 +183,4 @@ pub fn restore(
     }
     out.elapsed = t0.elapsed();
     Ok(out)
-}
-
-/// The group's committed offsets of input partition `partition`, one per input topic.
-fn committed_position(
-    cfg: &Config,
-    consumer: &BaseConsumer,
-    partition: i32,
-    timeout: Duration,
-) -> Result<Committed, KafkaError> {
-    let mut tpl = TopicPartitionList::new();
-    for t in &cfg.kafka.input_topics {
-        tpl.add_partition(t, partition);
-    }
-    let got = consumer
-        .committed_offsets(tpl, timeout)
-        .map_err(|e| err(partition, format!("committed offsets: {e}")))?;
-    let mut out = Vec::with_capacity(cfg.kafka.input_topics.len());
-    for t in &cfg.kafka.input_topics {
-        let o = got
-            .find_partition(t, partition)
-            .and_then(|e| match e.offset() {
-                Offset::Offset(n) => Some(n),
-                _ => None,
-            });
-        out.push(o);
-    }
-    Ok(Committed(out))
 }

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -193,79 +194,227 @@ impl ClientContext for Ctx {
 }
 
 impl ConsumerContext for Ctx {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                if self.closing.load(Ordering::SeqCst) {
-                    // The session already drained (or dropped) everything it owned.
+    /// Replaces rdkafka's default rebalance handling so that an assignment starts at an
+    /// explicit offset: the one the partition's profiles are restored as of. Why: if the
+    /// consumer resolved its start by itself (the committed offset, else `auto.offset.reset`),
+    /// and the restore asked the broker separately, the two answers could differ (a commit in
+    /// between, a failed lookup, no commit yet), and every event between them would be scored
+    /// against a profile that already learned it, or that lost it.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let starts = self.start_positions(consumer, tpl);
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = assigned {
+                    self.shared
+                        .fail(KafkaError::Internal(format!("assigning partitions: {e}")));
                     return;
                 }
-                let parts = partitions_of(tpl);
-                let lost = consumer.assignment_lost();
-                let kind = if lost { "lost" } else { "revoke" };
-                self.shared
-                    .metrics
-                    .rebalances
-                    .with_label_values(&[kind])
-                    .inc();
-                tracing::info!(partitions = ?parts, lost, "partitions revoked");
-                if lost || self.rewind.load(Ordering::SeqCst) {
-                    self.drop_partitions(&parts);
-                } else {
-                    self.drain_partitions(&parts);
-                    self.store_offsets(consumer);
-                    self.commit(consumer);
-                }
-                self.set_assigned_gauge();
+                self.spawn_partitions(starts);
             }
-            Rebalance::Assign(_) => {}
-            Rebalance::Error(e) => {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.revoke(consumer, tpl);
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "unassigning revoked partitions");
+                }
+            }
+            other => {
+                let code: rdkafka::types::RDKafkaErrorCode = other.into();
                 self.shared
                     .metrics
                     .rebalances
                     .with_label_values(&["lost"])
                     .inc();
-                tracing::error!(error = %e, "rebalance error; dropping partition state");
+                tracing::error!(error = %code, "rebalance error; dropping partition state");
                 let all: Vec<i32> = lock(&self.slots).keys().copied().collect();
                 self.drop_partitions(&all);
+                let _ = consumer.unassign();
+                self.set_assigned_gauge();
             }
         }
+    }
+}
+
+impl Ctx {
+    /// Revoked partitions: drain and commit them (or drop them when lost).
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        if self.closing.load(Ordering::SeqCst) {
+            // The session already drained (or dropped) everything it owned.
+            return;
+        }
+        let parts = partitions_of(tpl);
+        let lost = consumer.assignment_lost();
+        let kind = if lost { "lost" } else { "revoke" };
+        self.shared
+            .metrics
+            .rebalances
+            .with_label_values(&[kind])
+            .inc();
+        tracing::info!(partitions = ?parts, lost, "partitions revoked");
+        if lost || self.rewind.load(Ordering::SeqCst) {
+            self.drop_partitions(&parts);
+        } else {
+            self.drain_partitions(&parts);
+            self.store_offsets(consumer);
+            self.commit(consumer);
+        }
+        self.set_assigned_gauge();
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let parts = partitions_of(tpl);
-            if parts.is_empty() {
-                return;
-            }
-            self.shared
-                .metrics
-                .rebalances
-                .with_label_values(&["assign"])
-                .inc();
-            tracing::info!(partitions = ?parts, "partitions assigned");
-            let mut slots = lock(&self.slots);
-            for p in parts {
-                if slots.contains_key(&p) {
-                    continue;
+    /// Decides where each newly assigned partition starts, per input topic, and writes it into
+    /// `tpl` as an explicit offset: the group's committed offset, else the partition's first
+    /// offset (where `auto.offset.reset = earliest` would start). Returns the positions by
+    /// partition, for the partition tasks to restore their profiles as of.
+    fn start_positions(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) -> Vec<(i32, Vec<i64>)> {
+        let inputs = &self.shared.topics.inputs;
+        let new: Vec<i32> = {
+            let slots = lock(&self.slots);
+            partitions_of(tpl)
+                .into_iter()
+                .filter(|p| !slots.contains_key(p))
+                .collect()
+        };
+        let mut out = Vec::with_capacity(new.len());
+        if new.is_empty() {
+            return out;
+        }
+        let committed = committed_offsets(consumer, inputs, &new);
+        for p in new {
+            let mut start = Vec::with_capacity(inputs.len());
+            for (t, topic) in inputs.iter().enumerate() {
+                let pos = match committed.get(&(t, p)) {
+                    Some(c) => *c,
+                    None => {
+                        let low = low_watermark(consumer, topic, p);
+                        tracing::info!(topic = %topic, partition = p, offset = low, "no committed input offset; starting at the partition's first offset");
+                        low
+                    }
+                };
+                if let Err(e) = tpl.set_partition_offset(topic, p, Offset::Offset(pos)) {
+                    tracing::warn!(topic = %topic, partition = p, error = %e, "setting the start offset");
                 }
-                self.shared.health.restoring(1);
-                self.shared.metrics.restoring.inc();
-                let (tx, rx) = mpsc::channel(self.shared.cfg.kafka.queue_batches);
-                let task = self.rt.spawn(partition::run(self.shared.clone(), p, rx));
-                slots.insert(
-                    p,
-                    PartitionSlot {
-                        tx,
-                        pending: Batch::default(),
-                        task,
-                    },
-                );
+                start.push(pos);
             }
-            drop(slots);
-            self.set_assigned_gauge();
+            out.push((p, start));
+        }
+        out
+    }
+
+    /// Spawns a task per newly assigned partition, starting at the given positions.
+    fn spawn_partitions(&self, starts: Vec<(i32, Vec<i64>)>) {
+        if starts.is_empty() {
+            return;
+        }
+        let parts: Vec<i32> = starts.iter().map(|(p, _)| *p).collect();
+        self.shared
+            .metrics
+            .rebalances
+            .with_label_values(&["assign"])
+            .inc();
+        tracing::info!(partitions = ?parts, "partitions assigned");
+        let mut slots = lock(&self.slots);
+        for (p, start) in starts {
+            self.shared.health.restoring(1);
+            self.shared.metrics.restoring.inc();
+            let (tx, rx) = mpsc::channel(self.shared.cfg.kafka.queue_batches);
+            let task = self
+                .rt
+                .spawn(partition::run(self.shared.clone(), p, start, rx));
+            slots.insert(
+                p,
+                PartitionSlot {
+                    tx,
+                    pending: Batch::default(),
+                    task,
+                },
+            );
+        }
+        drop(slots);
+        self.set_assigned_gauge();
+    }
+}
+
+/// How long one broker lookup made while assigning may take, and how often it is tried.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+const LOOKUP_TRIES: u32 = 3;
+
+/// The group's committed offsets of `parts` of every input topic, keyed by (topic index,
+/// partition); a partition the group never committed is absent. A lookup that keeps failing
+/// is fatal: guessing a start would score events against the wrong profiles.
+fn committed_offsets(
+    consumer: &BaseConsumer<Ctx>,
+    inputs: &[String],
+    parts: &[i32],
+) -> HashMap<(usize, i32), i64> {
+    let mut tpl = TopicPartitionList::new();
+    for t in inputs {
+        for p in parts {
+            tpl.add_partition(t, *p);
         }
     }
+    let mut last_err = String::new();
+    for attempt in 1..=LOOKUP_TRIES {
+        match consumer.committed_offsets(tpl.clone(), LOOKUP_TIMEOUT) {
+            Ok(got) => {
+                let mut out = HashMap::new();
+                for (ti, t) in inputs.iter().enumerate() {
+                    for p in parts {
+                        if let Some(Offset::Offset(n)) =
+                            got.find_partition(t, *p).map(|e| e.offset())
+                        {
+                            out.insert((ti, *p), n);
+                        }
+                    }
+                }
+                return out;
+            }
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "committed offset lookup failed");
+                last_err = e.to_string();
+            }
+        }
+    }
+    consumer.context().shared.fail(KafkaError::Restore {
+        partition: parts.first().copied().unwrap_or(-1),
+        msg: format!("committed offsets unavailable: {last_err}"),
+    });
+    HashMap::new()
+}
+
+/// The first offset of an input partition (0 if it cannot be read: then profiles ahead of
+/// offset 0 are held back and the whole log is scored again, which repeats decisions exactly).
+fn low_watermark(consumer: &BaseConsumer<Ctx>, topic: &str, p: i32) -> i64 {
+    for attempt in 1..=LOOKUP_TRIES {
+        match consumer.fetch_watermarks(topic, p, LOOKUP_TIMEOUT) {
+            Ok((low, _)) => return low.max(0),
+            Err(e) => {
+                tracing::warn!(attempt, topic, partition = p, error = %e, "watermark lookup failed")
+            }
+        }
+    }
+    0
 }
 
 /// The distinct partition numbers of a list (several input topics share numbers).
@@ -341,12 +490,15 @@ impl Ctx {
             }
         }
         let deadline = Instant::now() + self.drain_timeout;
-        for (p, task) in tasks {
+        for (p, mut task) in tasks {
             let left = deadline.saturating_duration_since(Instant::now());
             let done = self
                 .rt
-                .block_on(async { tokio::time::timeout(left, task).await });
+                .block_on(async { tokio::time::timeout(left, &mut task).await });
             if done.is_err() {
+                // Stop it: a task left running would go on writing the changelog of a
+                // partition that may already have a new owner.
+                task.abort();
                 tracing::warn!(partition = p, "partition did not drain in time; its uncommitted tail will be reprocessed by the next owner");
             }
         }

@@ -5,13 +5,15 @@
 //! had scored when it wrote the record, as big-endian `i64`s (`-1`: nothing of that topic yet).
 //!
 //! Why: at-least-once writes a batch's changelog before its input offsets are committed. After
-//! a crash the consumer resumes at the committed offsets, so the profiles it restores must be
-//! the profiles *as of those offsets*; the newest record of a user may already include the
-//! uncommitted tail, and scoring that tail again against it would learn it twice and decide
-//! differently the second time. A restore therefore keeps, per user, the record with the
-//! highest stamp at or behind the committed position ([`Committed::rank`]), which makes a
-//! repeated event get exactly the decision it got before the crash. Choosing by stamp rather
-//! than by log order also undoes a reordering by a re-sent failed delivery.
+//! a crash the consumer resumes at the committed offsets (or, with none, at the partition's
+//! first offset), so the profiles it restores must be the profiles *as of that position*; the
+//! newest record of a user may already include the uncommitted tail, and scoring that tail
+//! again against it would learn it twice and decide differently the second time. A restore
+//! therefore keeps, per user, the record with the highest stamp at or behind the start
+//! position ([`Position::rank`]), which makes a repeated event get exactly the decision it got
+//! before the crash. Choosing by stamp rather than by log order also undoes a reordering by a
+//! re-sent failed delivery. The consumer is assigned that same position explicitly, so the
+//! two can never disagree.
 //!
 //! A record's older versions survive compaction for `kafka.changelog_min_compaction_lag_ms`,
 //! which bounds how long an instance may stay down after a crash and still restore exactly.
@@ -38,48 +40,39 @@ pub enum Standing {
     Malformed,
 }
 
-/// The committed input position of one partition: per input topic, the committed next
-/// offset, `None` where the group has committed nothing.
+/// The input position a partition task starts from: per input topic, the first offset it
+/// will score (the group's committed offset, else the partition's first offset).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed(pub Vec<Option<i64>>);
+pub struct Position(pub Vec<i64>);
 
-impl Committed {
+impl Position {
     /// Ranks a record by its stamp (`None`: no stamp header).
     ///
     /// A record without a stamp predates stamping: it is always a candidate, below every
-    /// stamped one. A topic the group never committed does not hold records back: the
-    /// consumer then starts at `auto.offset.reset`, and dropping profiles there would throw
-    /// away baselines (a warning is logged by the caller).
+    /// stamped one.
     pub fn rank(&self, stamp: Option<&[u8]>) -> Standing {
         let Some(stamp) = stamp else {
             return Standing::Covered(i64::MIN);
         };
-        if stamp.len() % 8 != 0 {
+        if stamp.len() % 8 != 0 || stamp.len() / 8 != self.0.len() {
             return Standing::Malformed;
         }
         let mut rank: i64 = 0;
-        for (i, chunk) in stamp.chunks_exact(8).enumerate() {
+        for (chunk, start) in stamp.chunks_exact(8).zip(&self.0) {
             let mut b = [0u8; 8];
             b.copy_from_slice(chunk);
             let next = i64::from_be_bytes(b);
             if next < -1 {
                 return Standing::Malformed;
             }
-            if let Some(Some(c)) = self.0.get(i) {
-                if next > *c {
-                    return Standing::Ahead;
-                }
+            if next > *start {
+                return Standing::Ahead;
             }
             // Stamps of one partition grow in every component together, so any monotone
             // function orders them; the sum is one.
             rank = rank.saturating_add(next.max(0));
         }
         Standing::Covered(rank)
-    }
-
-    /// The position a partition task starts from: the committed offsets, `-1` where none.
-    pub fn start(&self) -> Vec<i64> {
-        self.0.iter().map(|c| c.unwrap_or(-1)).collect()
     }
 }
 
@@ -94,8 +87,8 @@ mod tests {
     }
 
     #[test]
-    fn records_ahead_of_the_commit_are_held_back() {
-        let c = Committed(vec![Some(100)]);
+    fn records_ahead_of_the_start_are_held_back() {
+        let c = Position(vec![100]);
         assert_eq!(c.rank(Some(&st(&[100]))), Standing::Covered(100));
         assert_eq!(c.rank(Some(&st(&[40]))), Standing::Covered(40));
         assert_eq!(c.rank(Some(&st(&[101]))), Standing::Ahead);
@@ -104,23 +97,32 @@ mod tests {
 
     #[test]
     fn every_topic_must_be_covered() {
-        let c = Committed(vec![Some(10), Some(5)]);
+        let c = Position(vec![10, 5]);
         assert_eq!(c.rank(Some(&st(&[10, 5]))), Standing::Covered(15));
         assert_eq!(c.rank(Some(&st(&[9, 6]))), Standing::Ahead);
         assert_eq!(c.rank(Some(&st(&[-1, 5]))), Standing::Covered(5));
     }
 
     #[test]
-    fn an_uncommitted_topic_holds_nothing_back() {
-        let c = Committed(vec![None]);
-        assert_eq!(c.rank(Some(&st(&[7_000]))), Standing::Covered(7_000));
-        assert_eq!(c.start(), vec![-1]);
+    fn from_the_log_start_everything_stamped_is_ahead() {
+        // No committed offset: the task starts at the first offset, so every profile that
+        // reflects any event is held back and the log is scored again from scratch.
+        let c = Position(vec![0]);
+        assert_eq!(c.rank(Some(&st(&[7_000]))), Standing::Ahead);
+        assert_eq!(c.rank(Some(&st(&[1]))), Standing::Ahead);
+        assert_eq!(c.rank(Some(&st(&[-1]))), Standing::Covered(0));
     }
 
     #[test]
     fn malformed_stamps_are_reported() {
-        let c = Committed(vec![Some(1)]);
+        let c = Position(vec![1]);
         assert_eq!(c.rank(Some(b"abc")), Standing::Malformed);
         assert_eq!(c.rank(Some(&st(&[-5]))), Standing::Malformed);
+        assert_eq!(
+            c.rank(Some(&st(&[1, 1]))),
+            Standing::Malformed,
+            "wrong topic count"
+        );
+        assert_eq!(c.rank(Some(b"")), Standing::Malformed);
     }
 }

@@ -1,0 +1,98 @@
+//! `walletguard mock-broker`: librdkafka's `MockCluster` as a process of its own, for tests
+//! that must kill and restart `walletguard run` without taking the broker down with it (the
+//! soak suite), and for broker-outage tests.
+//!
+//! It creates the named topics (the mock does not serve CreateTopics), prints
+//! `bootstrap <addr>` on stdout, and serves until it is killed. Signals model
+//! an outage: `SIGUSR1` takes every broker down, `SIGUSR2` brings them back. The mock keeps
+//! every record (no compaction, no loss), which makes it the reference broker against which
+//! a failure on another broker can be judged.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+
+use super::KafkaError;
+
+/// What to serve.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// Brokers in the cluster.
+    pub brokers: i32,
+    /// Topics to create, with their partition counts.
+    pub topics: Vec<(String, i32)>,
+}
+
+/// Parses `name:partitions` (partitions default to 1).
+pub fn parse_topic(s: &str) -> Result<(String, i32), String> {
+    match s.rsplit_once(':') {
+        Some((name, n)) => {
+            let n: i32 = n
+                .parse()
+                .map_err(|_| format!("{s:?}: partitions must be a number"))?;
+            if name.is_empty() || n < 1 {
+                return Err(format!("{s:?}: want NAME:PARTITIONS with PARTITIONS >= 1"));
+            }
+            Ok((name.to_owned(), n))
+        }
+        None if !s.is_empty() => Ok((s.to_owned(), 1)),
+        None => Err("empty topic name".into()),
+    }
+}
+
+/// Serves until `stop` is set. `down` is polled: while it is true every broker is down.
+pub fn serve(
+    opts: &MockOptions,
+    stop: &AtomicBool,
+    down: &Arc<AtomicBool>,
+    out: &mut dyn Write,
+) -> Result<(), KafkaError> {
+    let mock = MockCluster::new(opts.brokers).map_err(KafkaError::Client)?;
+    for (t, n) in &opts.topics {
+        mock.create_topic(t, *n, 1).map_err(KafkaError::Client)?;
+    }
+    let _ = writeln!(out, "bootstrap {}", mock.bootstrap_servers());
+    let _ = out.flush();
+    let mut is_down = false;
+    while !stop.load(Ordering::SeqCst) {
+        let want = down.load(Ordering::SeqCst);
+        if want != is_down {
+            for b in 1..=opts.brokers {
+                let r = if want {
+                    mock.broker_down(b)
+                } else {
+                    mock.broker_up(b)
+                };
+                if let Err(e) = r {
+                    tracing::warn!(broker = b, error = %e, "changing broker state");
+                }
+            }
+            is_down = want;
+            tracing::info!(down = want, "mock brokers");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_specs() {
+        assert_eq!(parse_topic("a:4"), Ok(("a".into(), 4)));
+        assert_eq!(
+            parse_topic("wallet.events"),
+            Ok(("wallet.events".into(), 1))
+        );
+        assert_eq!(parse_topic("x.y:z:2"), Ok(("x.y:z".into(), 2)));
+        assert!(parse_topic("a:0").is_err());
+        assert!(parse_topic("a:x").is_err());
+        assert!(parse_topic(":3").is_err());
+        assert!(parse_topic("").is_err());
+    }
+}

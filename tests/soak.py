@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""Crash soak: `walletguard run` is killed at random moments, many times, while a stream of
+events is produced into Kafka; afterwards every decision, and the set of freeze commands, must
+equal those of one uninterrupted `walletguard replay` of the same file.
+
+Driven by tests/soak.sh (which builds walletguard and installs tansu); runnable by hand:
+
+    python3 tests/soak.py --wg target/release/walletguard --broker mock --kills 20
+
+What it checks, each printed and each failing the run:
+  missing    events of the stream that never got a decision;
+  diverging  events with a decision (first or repeated) that differs from the replay's;
+  extra      freeze_account command ids that the replay did not issue;
+  lost       freeze_account command ids of the replay that never arrived.
+
+Kill moments are random, 'min-gap' to 'max-gap' seconds after the previous restart, so they
+land during restore, during a rebalance, between a changelog write and its offset commit, and
+mid-batch. Some are a SIGTERM followed by a SIGKILL within a second: a kill during shutdown.
+With --instances > 1 each kill hits one instance at random.
+
+--outage S (mock broker only) takes the broker down for S seconds mid-stream, then checks that
+the pipeline resumes by itself and that /readyz and the metrics told the truth meanwhile.
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+
+def log(msg):
+    print(f"soak: {msg}", flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, limit):
+    end = time.time() + limit
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def http_get(url, timeout=2):
+    """(status, body), or (None, '') when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except Exception:
+        return None, ""
+
+
+def metric(body, name):
+    """Sum of every sample of a metric in a Prometheus text body (None when absent)."""
+    total, seen = 0.0, False
+    for line in body.splitlines():
+        if line.startswith(name) and (len(line) > len(name) and line[len(name)] in " {"):
+            try:
+                total += float(line.rsplit(" ", 1)[1])
+                seen = True
+            except ValueError:
+                pass
+    return total if seen else None
+
+
+class Broker:
+    """tansu (in-memory storage) or `walletguard mock-broker`, on loopback."""
+
+    def __init__(self, kind, wg, work, topics):
+        self.kind, self.wg, self.work, self.topics = kind, wg, work, topics
+        self.proc = None
+        self.addr = None
+
+    def start(self):
+        logf = open(os.path.join(self.work, f"{self.kind}.log"), "ab")
+        if self.kind == "tansu":
+            port = free_port()
+            self.addr = f"127.0.0.1:{port}"
+            self.proc = subprocess.Popen(
+                ["tansu", "broker", "--storage-engine", "memory://tansu/",
+                 "--listener-url", f"tcp://{self.addr}",
+                 "--advertised-listener-url", f"tcp://{self.addr}"],
+                stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+            if not wait_port(port, 30):
+                sys.exit("soak: FAILED: tansu did not listen")
+        else:
+            args = [self.wg, "mock-broker"]
+            for t, n in self.topics:
+                args += ["--topic", f"{t}:{n}"]
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf,
+                                         stdin=subprocess.DEVNULL, text=True)
+            line = self.proc.stdout.readline().split()
+            if len(line) != 2 or line[0] != "bootstrap":
+                sys.exit(f"soak: FAILED: mock-broker printed {line}")
+            self.addr = line[1]
+        return self.addr
+
+    def down(self):
+        self.proc.send_signal(signal.SIGUSR1)
+
+    def up(self):
+        self.proc.send_signal(signal.SIGUSR2)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Instance:
+    """One `walletguard run` process, restarted after every kill."""
+
+    def __init__(self, wg, work, name, base_cfg):
+        self.wg, self.name = wg, name
+        self.http = free_port()
+        self.cfg = os.path.join(work, f"{name}.toml")
+        with open(self.cfg, "w") as f:
+            f.write(base_cfg.replace("@INSTANCE@", name).replace("@HTTP@", str(self.http)))
+        self.logpath = os.path.join(work, f"{name}.log")
+        self.proc = None
+        self.starts = 0
+        self.assign_waits = []  # seconds from a restart to its first assigned partition
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [self.wg, "run", "--config", self.cfg, "--watch-interval-s", "0"],
+            stdout=open(self.logpath, "ab"), stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+        self.started_at = time.time()
+        self.starts += 1
+        self.assigned_seen = False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.http}{path}"
+
+    def watch_assignment(self):
+        """Notes the time to the first assigned partition after the latest start."""
+        if self.assigned_seen or not self.alive():
+            return
+        status, body = http_get(self.url("/metrics"), 1)
+        if status == 200 and (metric(body, "walletguard_assigned_partitions") or 0) > 0:
+            self.assigned_seen = True
+            self.assign_waits.append(time.time() - self.started_at)
+
+    def kill(self, during_shutdown=False):
+        if not self.alive():
+            return
+        if during_shutdown:
+            self.proc.send_signal(signal.SIGTERM)
+            time.sleep(random.uniform(0.0, 1.0))
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def terminate(self, limit):
+        """SIGTERM; returns the exit code (None if it had to be killed)."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(limit)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+
+def read_jsonl(path):
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                out.append(json.loads(line))
+    return out
+
+
+def consume(wg, broker, topic, idle=3):
+    r = subprocess.run([wg, "consume", "--brokers", broker, "--topic", topic,
+                        "--idle-secs", str(idle)], capture_output=True, text=True)
+    if r.returncode != 0:
+        log(f"consume {topic} failed: {r.stderr.strip()[-300:]}")
+        return []
+    return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--wg", required=True, help="walletguard binary")
+    ap.add_argument("--broker", choices=["tansu", "mock"], default="mock")
+    ap.add_argument("--users", type=int, default=1500)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=21)
+    ap.add_argument("--attack-rate", type=float, default=0.05)
+    ap.add_argument("--events", help="use this events file instead of simulating one")
+    ap.add_argument("--kills", type=int, default=8)
+    ap.add_argument("--min-gap", type=float, default=1.0)
+    ap.add_argument("--max-gap", type=float, default=5.0)
+    ap.add_argument("--shutdown-kill-share", type=float, default=0.15,
+                    help="share of kills that hit during a SIGTERM shutdown")
+    ap.add_argument("--rate", type=int, default=8000, help="events per second produced")
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--instances", type=int, default=1)
+    ap.add_argument("--outage", type=float, default=0.0,
+                    help="mock broker: seconds of a full broker outage mid-stream")
+    ap.add_argument("--settle", type=float, default=300.0,
+                    help="most seconds to wait for the last decisions after the last kill")
+    ap.add_argument("--kill-seed", type=int, default=None, help="seed of the kill schedule")
+    ap.add_argument("--work", help="keep files here (default: a temporary directory)")
+    ap.add_argument("--examples", type=int, default=5)
+    ap.add_argument("--kafka-set", action="append", default=[], metavar="KEY=TOML",
+                    help="extra [kafka] line, e.g. static_membership=false (repeatable)")
+    ap.add_argument("--consumer-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra librdkafka consumer property (repeatable)")
+    a = ap.parse_args()
+
+    work = a.work or tempfile.mkdtemp(prefix="wg-soak-")
+    os.makedirs(work, exist_ok=True)
+    kill_seed = a.kill_seed if a.kill_seed is not None else random.randrange(1 << 30)
+    random.seed(kill_seed)
+    log(f"work dir {work}; broker {a.broker}; kill seed {kill_seed}")
+    wg = a.wg
+
+    # 1. The stream, and the reference: one uninterrupted replay.
+    events = a.events
+    if not events:
+        events = os.path.join(work, "events.jsonl")
+        subprocess.run([wg, "simulate", "--users", str(a.users), "--days", str(a.days),
+                        "--seed", str(a.seed), "--attack-rate", str(a.attack_rate),
+                        "--out", events, "--labels", os.path.join(work, "labels.csv")],
+                       check=True, stdout=subprocess.DEVNULL)
+    ref_dec, ref_cmd = os.path.join(work, "ref.decisions"), os.path.join(work, "ref.commands")
+    subprocess.run([wg, "replay", "--input", events, "--decisions", ref_dec,
+                    "--commands", ref_cmd], check=True, stdout=subprocess.DEVNULL)
+    want = {}
+    for d in read_jsonl(ref_dec):
+        want.setdefault(d["event_id"], []).append(d)
+    want_freeze = {c["command_id"] for c in read_jsonl(ref_cmd)
+                   if c["command"] == "freeze_account"}
+    log(f"{sum(len(v) for v in want.values())} decisions and {len(want_freeze)} freezes "
+        f"uninterrupted")
+
+    # 2. Broker and instances.
+    P = a.partitions
+    subs = ["wallet.alerts.critical", "wallet.alerts.ato"]
+    topics = [("wallet.events", P), ("walletguard.profiles", P), ("wallet.decisions", P),
+              ("wallet.alerts", P), ("wallet.commands", P), ("wallet.events.dlq", P)]
+    topics += [(s, P) for s in subs]
+    broker = Broker(a.broker, wg, work, topics)
+    addr = broker.start()
+    base_cfg = f"""
+[kafka]
+brokers = "{addr}"
+group_id = "wg-soak"
+instance_id = "@INSTANCE@"
+decisions_topic = "wallet.decisions"
+create_topics = {"true" if a.broker == "tansu" else "false"}
+partitions = {P}
+{chr(10).join(a.kafka_set)}
+[kafka.consumer]
+{chr(10).join(f'"{k}" = "{v}"' for k, v in (kv.split("=", 1) for kv in a.consumer_set))}
+[http]
+listen = "127.0.0.1:@HTTP@"
+[log]
+format = "json"
+"""
+    insts = [Instance(wg, work, f"soak{i}", base_cfg) for i in range(a.instances)]
+    procs = []
+    failures = []
+    try:
+        for inst in insts:
+            inst.start()
+        for inst in insts:
+            deadline = time.time() + 60
+            while time.time() < deadline and http_get(inst.url("/readyz"))[0] != 200:
+                time.sleep(0.2)
+        producer = subprocess.Popen(
+            [wg, "produce", "--input", events, "--brokers", addr, "--topic", "wallet.events",
+             "--rate", str(a.rate)],
+            stdout=open(os.path.join(work, "produce.out"), "w"),
+            stderr=open(os.path.join(work, "produce.err"), "w"))
+        procs.append(producer)
+
+        # 3. Kills at random moments; an outage in the middle if asked.
+        outage_at = a.kills // 2 if a.outage > 0 else -1
+        for k in range(a.kills):
+            gap = random.uniform(a.min_gap, a.max_gap)
+            end = time.time() + gap
+            while time.time() < end:
+                for inst in insts:
+                    inst.watch_assignment()
+                time.sleep(0.05)
+            if k == outage_at:
+                outage_check(broker, insts, a.outage, failures)
+            inst = random.choice(insts)
+            shutdown = random.random() < a.shutdown_kill_share
+            inst.kill(during_shutdown=shutdown)
+            log(f"kill {k + 1}/{a.kills}: {inst.name}{' during shutdown' if shutdown else ''}")
+            inst.start()
+
+        # 4. The rest of the stream, then its last decisions.
+        producer.wait()
+        if producer.returncode != 0:
+            failures.append(f"produce failed: {open(os.path.join(work, 'produce.err')).read()[-500:]}")
+        log(open(os.path.join(work, "produce.out")).read().strip())
+        total = sum(len(v) for v in want.values())
+        deadline = time.time() + a.settle
+        got = {}
+        while True:
+            for inst in insts:
+                inst.watch_assignment()
+                if not inst.alive():
+                    log(f"{inst.name} exited with {inst.proc.returncode}; restarting it")
+                    inst.start()
+            got = {}
+            for d in consume(wg, addr, "wallet.decisions"):
+                got.setdefault(d["event_id"], []).append(d)
+            if all(e in got for e in want) or time.time() > deadline:
+                break
+            log(f"{sum(1 for e in want if e in got)} of {len(want)} events decided; waiting")
+            time.sleep(5)
+        commands = consume(wg, addr, "wallet.commands", 2)
+
+        # 5. Clean exit on SIGTERM.
+        for inst in insts:
+            rc = inst.terminate(60)
+            if rc != 0:
+                failures.append(f"{inst.name} exited with {rc} after SIGTERM")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        for inst in insts:
+            if inst.alive():
+                inst.proc.kill()
+        broker.stop()
+
+    # 6. The comparison.
+    missing = [e for e in want if e not in got]
+    diverging = []
+    for e, ds in got.items():
+        ref = want.get(e)
+        if ref is None:
+            diverging.append((e, ds, None))
+        elif any(d not in ref for d in ds):
+            diverging.append((e, ds, ref))
+    got_freeze = {c["command_id"] for c in commands if c["command"] == "freeze_account"}
+    extra = sorted(got_freeze - want_freeze)
+    lost = sorted(want_freeze - got_freeze)
+    repeats = sum(len(v) for v in got.values()) - len(got)
+    waits = [w for inst in insts for w in inst.assign_waits]
+    result = {
+        "broker": a.broker, "kills": a.kills, "instances": a.instances, "kill_seed": kill_seed,
+        "events": total, "decision_records": sum(len(v) for v in got.values()),
+        "repeated": repeats, "missing": len(missing), "diverging": len(diverging),
+        "freezes_uninterrupted": len(want_freeze), "freezes": len(got_freeze),
+        "extra_freezes": len(extra), "lost_freezes": len(lost),
+        "restart_to_assignment_s": {
+            "n": len(waits),
+            "median": sorted(waits)[len(waits) // 2] if waits else None,
+            "max": max(waits) if waits else None,
+        },
+        "failures": failures,
+    }
+    with open(os.path.join(work, "result.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    log(json.dumps(result))
+    n = a.examples
+    if missing:
+        log(f"missing ({len(missing)}), e.g. {missing[:n]}")
+    for e, ds, ref in diverging[:n]:
+        log(f"diverging {e}: got {ds} want {ref}")
+    if extra:
+        log(f"extra freezes ({len(extra)}), e.g. {extra[:n]}")
+    if lost:
+        log(f"lost freezes ({len(lost)}), e.g. {lost[:n]}")
+    for f_ in failures:
+        log(f"failure: {f_}")
+    bad = missing or diverging or extra or lost or failures
+    if bad:
+        log(f"FAILED (files kept in {work})")
+        sys.exit(1)
+    log(f"passed: {total} events, {a.kills} kills, {repeats} decided again, all identical; "
+        f"{len(got_freeze)} freezes, the same set as uninterrupted")
+
+
+def outage_check(broker, insts, seconds, failures):
+    """Takes the (mock) broker down for `seconds`; /readyz must say not ready meanwhile, the
+    instances must stay alive, and must be ready again within 60 s of the broker's return."""
+    if broker.kind != "mock":
+        failures.append("--outage needs --broker mock")
+        return
+    log(f"broker outage for {seconds:.0f} s")
+    broker.down()
+    end = time.time() + seconds
+    saw_unready = False
+    while time.time() < end:
+        for inst in insts:
+            status, _ = http_get(inst.url("/readyz"))
+            if status != 200:
+                saw_unready = True
+        time.sleep(0.5)
+    broker.up()
+    if not saw_unready:
+        failures.append(f"/readyz stayed 200 through a {seconds:.0f} s broker outage")
+    deadline = time.time() + 60
+    for inst in insts:
+        while time.time() < deadline and http_get(inst.url("/readyz"))[0] != 200:
+            time.sleep(0.5)
+        if not inst.alive():
+            failures.append(f"{inst.name} died during the broker outage")
+        elif http_get(inst.url("/readyz"))[0] != 200:
+            failures.append(f"{inst.name} not ready 60 s after the broker came back")
+    log("broker back")
+
+
+if __name__ == "__main__":
+    main()
