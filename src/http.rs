@@ -1,5 +1,6 @@
 //! The HTTP edge: `/metrics` (Prometheus text), `/healthz` (the process is alive and its
-//! pipeline has not failed) and `/readyz` (started, and no partition is restoring state).
+//! pipeline has not failed) and `/readyz` (started, the brokers reachable, and no partition
+//! restoring state).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -19,6 +20,7 @@ pub struct Health {
     started: AtomicBool,
     failed: AtomicBool,
     restoring: AtomicI64,
+    brokers_down: AtomicBool,
 }
 
 impl Health {
@@ -37,6 +39,12 @@ impl Health {
         self.failed.store(true, Ordering::SeqCst);
     }
 
+    /// Whether any broker is reachable. Not ready while none is: the instance is alive (it
+    /// reconnects by itself, so a restart would not help) but makes no progress.
+    pub fn set_brokers_up(&self, up: bool) {
+        self.brokers_down.store(!up, Ordering::SeqCst);
+    }
+
     /// A partition started (+1) or finished (-1) restoring.
     pub fn restoring(&self, delta: i64) {
         self.restoring.fetch_add(delta, Ordering::SeqCst);
@@ -47,10 +55,11 @@ impl Health {
         !self.failed.load(Ordering::SeqCst)
     }
 
-    /// Ready: started, alive, and no partition restoring.
+    /// Ready: started, alive, brokers reachable, and no partition restoring.
     pub fn is_ready(&self) -> bool {
         self.is_live()
             && self.started.load(Ordering::SeqCst)
+            && !self.brokers_down.load(Ordering::SeqCst)
             && self.restoring.load(Ordering::SeqCst) <= 0
     }
 }

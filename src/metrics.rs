@@ -48,6 +48,9 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// `walletguard_assigned_partitions`.
     pub assigned: IntGauge,
+    /// `walletguard_kafka_brokers_up`: brokers the consumer's connection to is up, from
+    /// librdkafka statistics (0 during an outage).
+    pub brokers_up: IntGauge,
     /// `walletguard_profiles{partition}`: profiles held in memory.
     pub profiles: IntGaugeVec,
     /// `walletguard_restoring_partitions`: partitions whose state is being restored.
@@ -242,6 +245,13 @@ impl Metrics {
                 IntGauge::new(
                     "walletguard_assigned_partitions",
                     "Input partitions assigned to this instance."
+                )
+            ),
+            brokers_up: reg!(
+                r,
+                IntGauge::new(
+                    "walletguard_kafka_brokers_up",
+                    "Brokers the consumer is connected to (librdkafka state UP)."
                 )
             ),
             profiles: reg!(

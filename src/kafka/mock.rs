@@ -5,14 +5,19 @@
 //! It creates the named topics (the mock does not serve CreateTopics), prints
 //! `bootstrap <addr>` on stdout, and serves until it is killed. Signals model
 //! an outage: `SIGUSR1` takes every broker down, `SIGUSR2` brings them back. The mock keeps
-//! every record (no compaction, no loss), which makes it the reference broker against which
-//! a failure on another broker can be judged.
+//! every record (no compaction) up to librdkafka's fixed cap of 5 MB per partition, beyond
+//! which it silently drops the oldest. Since a test that lost records to that cap would blame
+//! walletguard for the broker's doing, the mock watches its low watermarks and prints
+//! `dropped TOPIC PARTITION LOW` on stderr the first time a partition loses its head.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 
 use super::KafkaError;
@@ -56,8 +61,32 @@ pub fn serve(
     }
     let _ = writeln!(out, "bootstrap {}", mock.bootstrap_servers());
     let _ = out.flush();
+    let watcher: Option<BaseConsumer> = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .create()
+        .ok();
+    let mut dropped: HashSet<(String, i32)> = HashSet::new();
+    let mut last_check = Instant::now();
     let mut is_down = false;
     while !stop.load(Ordering::SeqCst) {
+        if let (Some(w), false) = (&watcher, is_down) {
+            if last_check.elapsed() >= Duration::from_secs(1) {
+                last_check = Instant::now();
+                for (t, n) in &opts.topics {
+                    for p in 0..*n {
+                        if dropped.contains(&(t.clone(), p)) {
+                            continue;
+                        }
+                        if let Ok((low, _)) = w.fetch_watermarks(t, p, Duration::from_secs(2)) {
+                            if low > 0 {
+                                eprintln!("dropped {t} {p} {low}");
+                                dropped.insert((t.clone(), p));
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let want = down.load(Ordering::SeqCst);
         if want != is_down {
             for b in 1..=opts.brokers {

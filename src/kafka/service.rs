@@ -169,6 +169,14 @@ impl ClientContext for Ctx {
     }
 
     fn stats(&self, stats: Statistics) {
+        // Bootstrap entries (node id -1) are placeholders for the configured addresses.
+        let up = stats
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.state == "UP")
+            .count();
+        self.shared.metrics.brokers_up.set(up as i64);
+        self.shared.health.set_brokers_up(up > 0);
         let ours: Vec<i32> = lock(&self.slots).keys().copied().collect();
         for t in &self.shared.topics.inputs {
             if let Some(topic) = stats.topics.get(t) {
@@ -189,6 +197,11 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: RdError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            // Not ready until statistics see a broker up again.
+            self.shared.metrics.brokers_up.set(0);
+            self.shared.health.set_brokers_up(false);
+        }
         tracing::error!(target: "librdkafka", error = %error, "{reason}");
     }
 }
