@@ -735,7 +735,8 @@ pub struct KafkaConfig {
     /// (`group.instance.id` = `instance_id`): a restarted instance gets its partitions back
     /// at once instead of waiting for a rebalance that waits for its dead predecessor. The
     /// cost: on shutdown a static member does not leave, so its partitions move to another
-    /// instance only after `session.timeout.ms`.
+    /// instance only after `session.timeout.ms`. Off by default: tansu 0.6 never expires a
+    /// dead static member, and repeated kills left its group without any assignment.
     pub static_membership: bool,
     /// Input topics, keyed by `user_id`.
     pub input_topics: Vec<String>,
@@ -797,7 +798,7 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             group_id: "walletguard".into(),
             instance_id: String::new(),
-            static_membership: true,
+            static_membership: false,
             input_topics: vec!["wallet.events".into()],
             alerts_topic: "wallet.alerts".into(),
             commands_topic: "wallet.commands".into(),

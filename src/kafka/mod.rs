@@ -227,13 +227,16 @@ mod tests {
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("enable.auto.commit"), Some("true"));
         assert_eq!(c.get("isolation.level"), None);
-        assert_eq!(c.get("group.instance.id"), Some("i1"));
-        cfg.kafka.static_membership = false;
         assert_eq!(
-            client_config(&cfg, Role::Consumer).get("group.instance.id"),
-            None
+            c.get("group.instance.id"),
+            None,
+            "static membership is opt-in"
         );
         cfg.kafka.static_membership = true;
+        assert_eq!(
+            client_config(&cfg, Role::Consumer).get("group.instance.id"),
+            Some("i1")
+        );
         let p = client_config(&cfg, Role::Producer);
         assert_eq!(p.get("transactional.id"), None);
         assert_eq!(p.get("linger.ms"), Some("1"));
