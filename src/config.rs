@@ -163,6 +163,12 @@ pub struct BaselineConfig {
     pub ipv4_prefix_bits: u8,
     /// Shrinkage constant k: a user's own estimate gets weight n/(n+k) against the prior.
     pub shrinkage_k: f64,
+    /// A profile idle this many days of event time expires: it is dropped from memory and
+    /// tombstoned in the changelog, and the user's next event starts a new one. 0 = never.
+    pub profile_ttl_days: f64,
+    /// At most this many profiles per partition (per replay): a flood of new user ids evicts
+    /// the least recently active ones (counted). 0 = no cap.
+    pub max_profiles_per_partition: usize,
 }
 
 impl Default for BaselineConfig {
@@ -178,6 +184,11 @@ impl Default for BaselineConfig {
             geo_cell_degrees: 0.5,
             ipv4_prefix_bits: 16,
             shrinkage_k: 8.0,
+            // Beyond the dormant-reactivation horizon (three times its 60 days), so an
+            // account asleep for half a year is still recognised when it wakes.
+            profile_ttl_days: 400.0,
+            // About 330 MB of profiles and index per partition at the cap.
+            max_profiles_per_partition: 1_000_000,
         }
     }
 }
@@ -1000,6 +1011,18 @@ impl Config {
             ));
         }
         positive("baseline.shrinkage_k", b.shrinkage_k)?;
+        if !(b.profile_ttl_days >= 0.0 && b.profile_ttl_days <= 36_500.0) {
+            return Err(invalid(
+                "baseline.profile_ttl_days",
+                "must be between 0 (never) and 36500",
+            ));
+        }
+        if b.max_profiles_per_partition == 1 {
+            return Err(invalid(
+                "baseline.max_profiles_per_partition",
+                "must be 0 (no cap) or at least 2",
+            ));
+        }
         for (key, v) in [
             ("baseline.devices", b.devices),
             ("baseline.counterparties", b.counterparties),

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// `walletguard_assigned_partitions`.
     pub assigned: IntGauge,
+    /// `walletguard_fetch_rewinds_total`: seeks back because the broker delivered a partition
+    /// from beyond its assigned start offset (a broker answering a fetch inside a batch with
+    /// the next batch).
+    pub fetch_rewinds: IntCounter,
     /// `walletguard_kafka_brokers_up`: brokers the consumer's connection to is up, from
     /// librdkafka statistics (0 during an outage).
     pub brokers_up: IntGauge,
@@ -59,6 +63,10 @@ pub struct Metrics {
     pub restore_seconds: Histogram,
     /// `walletguard_restore_records_total`: changelog records read on restore.
     pub restore_records: IntCounter,
+    /// `walletguard_profiles_removed_total{reason}`: profiles dropped by the lifecycle,
+    /// `ttl` (idle beyond `baseline.profile_ttl_days`) or `cap` (evicted by
+    /// `baseline.max_profiles_per_partition`).
+    pub profiles_removed: IntCounterVec,
     /// `walletguard_changelog_records_total`: profile versions written.
     pub changelog_records: IntCounter,
     /// `walletguard_rebalances_total{kind}`: `assign`, `revoke`, `lost`.
@@ -247,6 +255,13 @@ impl Metrics {
                     "Input partitions assigned to this instance."
                 )
             ),
+            fetch_rewinds: reg!(
+                r,
+                IntCounter::new(
+                    "walletguard_fetch_rewinds_total",
+                    "Seeks back because the broker delivered a partition from beyond its assigned start offset."
+                )
+            ),
             brokers_up: reg!(
                 r,
                 IntGauge::new(
@@ -293,6 +308,16 @@ impl Metrics {
                 IntCounter::new(
                     "walletguard_changelog_records_total",
                     "Profile versions written to the changelog."
+                )
+            ),
+            profiles_removed: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "walletguard_profiles_removed_total",
+                        "Profiles dropped by the lifecycle: ttl (idle) or cap (evicted by max_profiles_per_partition)."
+                    ),
+                    &["reason"]
                 )
             ),
             rebalances: reg!(

@@ -83,6 +83,17 @@ impl Outcome {
 pub struct State {
     /// Profiles by user key.
     pub profiles: ProfileStore,
+    /// Profiles removed so far, by reason (the adapters turn these into metrics).
+    pub removed: Removed,
+}
+
+/// Counts of profiles removed by the lifecycle ([`Engine::maintain`] and expiry on use).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Idle beyond `baseline.profile_ttl_days` (swept, or reset when the user came back).
+    pub ttl: u64,
+    /// Evicted by `baseline.max_profiles_per_partition`.
+    pub cap: u64,
 }
 
 impl State {
@@ -90,8 +101,16 @@ impl State {
     pub fn new(_cfg: &Config) -> State {
         State {
             profiles: ProfileStore::new(),
+            removed: Removed::default(),
         }
     }
+}
+
+/// The event-time horizon a maintenance sweep may use: the newest event time seen, but never
+/// more than a day past the wall clock, so one event stamped far in the future cannot expire
+/// every profile.
+pub fn sweep_clock(newest_event_ms: EpochMs, now_ms: EpochMs) -> EpochMs {
+    newest_event_ms.min(now_ms.saturating_add(86_400_000))
 }
 
 /// The engine in use, swappable at run time (config reload) while partition tasks read it once
@@ -136,6 +155,8 @@ pub struct Engine {
     cred_window_s: u32,
     freeze_cooldown_s: u32,
     learn_below: Action,
+    ttl_s: u32,
+    max_profiles: usize,
 }
 
 impl Engine {
@@ -149,6 +170,8 @@ impl Engine {
             tiny_amount: config.detectors.card_testing.tiny_amount,
             cred_window_s: (config.detectors.credential_change.window_hours * 3600.0) as u32,
             freeze_cooldown_s: (config.decision.freeze_cooldown_hours * 3600.0) as u32,
+            ttl_s: (config.baseline.profile_ttl_days * 86_400.0).min(u32::MAX as f64) as u32,
+            max_profiles: config.baseline.max_profiles_per_partition,
             learn_below: if config.decision.learn_reviewed {
                 Action::StepUp
             } else {
@@ -214,10 +237,53 @@ impl Engine {
         }
     }
 
+    /// Keeps memory bounded: removes the profiles idle beyond `baseline.profile_ttl_days` as
+    /// of `clock_ms` (event time; see [`sweep_clock`]), then, above
+    /// `baseline.max_profiles_per_partition`, the least recently active down to 95% of it
+    /// (so that the O(n) eviction runs once per 5% of new users, not per event). Returns the
+    /// removed keys, ascending, for the caller to tombstone.
+    ///
+    /// Why removal cannot change a decision: an expired profile is reset when its user comes
+    /// back anyway (see [`Engine::process`]), so a sweep only frees memory early. An eviction
+    /// by the cap does change the evicted user's next decisions; it is a guard against floods
+    /// of ids, and it is deterministic given the same profiles.
+    pub fn maintain(&self, state: &mut State, clock_ms: EpochMs) -> Vec<u64> {
+        let mut gone = Vec::new();
+        if self.ttl_s > 0 {
+            let cutoff = crate::time::to_tick(clock_ms).saturating_sub(self.ttl_s);
+            if cutoff > 0 {
+                gone = state.profiles.remove_idle(cutoff);
+                state.removed.ttl += gone.len() as u64;
+            }
+        }
+        if self.max_profiles > 0 && state.profiles.len() > self.max_profiles {
+            let keep = self.max_profiles - self.max_profiles / 20;
+            let evicted = state.profiles.evict_to(keep);
+            state.removed.cap += evicted.len() as u64;
+            gone.extend(evicted);
+            gone.sort_unstable();
+        }
+        gone
+    }
+
+    /// True when [`Engine::maintain`] has something to do at the cap (cheap; call it per batch).
+    pub fn over_cap(&self, state: &State) -> bool {
+        self.max_profiles > 0 && state.profiles.len() > self.max_profiles
+    }
+
     /// Scores one validated event and updates the state (see the module docs).
     pub fn process(&self, state: &mut State, ev: &Event<'_>, now_ms: EpochMs) -> Outcome {
         let user_key = keys::user_key(&ev.user_id);
         let profile = state.profiles.get_or_create(user_key);
+        if self.ttl_s > 0 {
+            // Expiry depends on the user's own history only, never on when a sweep ran: a
+            // profile a sweep removed and one still held give the same decision.
+            let last = profile.last_activity();
+            if last != 0 && crate::time::to_tick(ev.ts_ms).saturating_sub(last) > self.ttl_s {
+                *profile = crate::baseline::Profile::default();
+                state.removed.ttl += 1;
+            }
+        }
         let duplicate = profile.check_and_remember(keys::event(user_key, &ev.event_id));
         let facts = profile.facts(&self.params, ev);
 
@@ -345,5 +411,81 @@ mod tests {
             String::from_utf8(batched).unwrap()
         );
         assert_eq!(a.profiles.len(), b.profiles.len());
+    }
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+    use crate::output;
+
+    fn ev(user: &str, i: u64, day: u64) -> String {
+        format!(
+            r#"{{"event_id":"e{i}","user_id":"{user}","ts":{},"type":"transfer","amount":{},"counterparty":"c{}","device_id":"d1"}}"#,
+            1_790_000_000_000u64 + day * 86_400_000 + i * 60_000,
+            50 + (i * 37) % 400,
+            i % 3
+        )
+    }
+
+    fn decide(engine: &Engine, state: &mut State, line: &str) -> String {
+        let (e, o) = engine.process_bytes(state, line.as_bytes(), 0).unwrap();
+        let mut b = Vec::new();
+        output::write_decision(&mut b, &e, &o);
+        String::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn sweeping_idle_profiles_never_changes_a_decision() {
+        let mut cfg = Config::default();
+        cfg.baseline.profile_ttl_days = 10.0;
+        let engine = Engine::new(cfg);
+        // u1 is idle for 30 days between its two bursts; u2 is active throughout.
+        let mut lines = Vec::new();
+        for i in 0..20 {
+            lines.push(ev("u1", i, 0));
+        }
+        for d in 0..40 {
+            lines.push(ev("u2", 100 + d, d));
+        }
+        for i in 20..30 {
+            lines.push(ev("u1", i, 30));
+        }
+        let (mut swept, mut kept) = (engine.new_state(), engine.new_state());
+        let mut removed = Vec::new();
+        for (n, l) in lines.iter().enumerate() {
+            let a = decide(&engine, &mut swept, l);
+            let b = decide(&engine, &mut kept, l);
+            assert_eq!(a, b, "line {n}");
+            let clock = 1_790_000_000_000 + (n as i64 / 2) * 86_400_000;
+            removed.extend(engine.maintain(&mut swept, clock));
+        }
+        assert!(
+            !removed.is_empty(),
+            "the sweep removed u1 while it was idle"
+        );
+        assert!(
+            swept.removed.ttl >= 1 && kept.removed.ttl == 1,
+            "u1 reset on return"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_ids_stays_under_the_cap() {
+        let mut cfg = Config::default();
+        cfg.baseline.max_profiles_per_partition = 1_000;
+        let engine = Engine::new(cfg);
+        let mut state = engine.new_state();
+        for i in 0..20_000u64 {
+            decide(&engine, &mut state, &ev(&format!("flood-{i}"), i, 0));
+            if engine.over_cap(&state) {
+                engine.maintain(&mut state, 0);
+            }
+            assert!(state.profiles.len() <= 1_000);
+        }
+        assert!(state.removed.cap >= 19_000);
+        // The most recent users survive.
+        assert!(state.profiles.get(keys::user_key("flood-19999")).is_some());
+        assert!(state.profiles.get(keys::user_key("flood-0")).is_none());
     }
 }

@@ -68,6 +68,8 @@ pub struct Summary {
     pub step_ups: u64,
     /// Events whose id was seen before.
     pub duplicates: u64,
+    /// Profiles removed by the lifecycle (idle, and evicted at the cap).
+    pub removed: crate::pipeline::Removed,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -93,6 +95,8 @@ impl std::fmt::Display for Summary {
         }
         writeln!(f, "freezes      {}", self.freezes)?;
         writeln!(f, "step-ups     {}", self.step_ups)?;
+        writeln!(f, "expired      {}", self.removed.ttl)?;
+        writeln!(f, "evicted      {}", self.removed.cap)?;
         write!(f, "events/s     {:.0}", self.events_per_s())
     }
 }
@@ -189,6 +193,8 @@ pub fn replay(
     let mut commands = Out::open(&sinks.commands)?;
     let mut dlq = Out::open(&sinks.dlq)?;
     let mut sum = Summary::default();
+    let mut newest_ts: crate::time::EpochMs = 0;
+    let removed_before = state.removed;
     let started = Instant::now();
     let mut line: Vec<u8> = Vec::with_capacity(1024);
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
@@ -244,6 +250,13 @@ pub fn replay(
         };
         match result {
             Ok((ev, out)) => {
+                newest_ts = newest_ts.max(ev.ts_ms);
+                // Memory stays bounded as in the service: at the cap at once, idle sweeps
+                // every 1M events (a replay may cover years).
+                if engine.over_cap(state) || sum.events % 1_000_000 == 0 {
+                    let now = clock();
+                    engine.maintain(state, crate::pipeline::sweep_clock(newest_ts, now));
+                }
                 sum.by_action[out.decision.action as usize] += 1;
                 sum.duplicates += out.duplicate as u64;
                 if let Some(o) = decisions.as_mut() {
@@ -283,6 +296,10 @@ pub fn replay(
         }
     }
     progress(read_bytes);
+    sum.removed = crate::pipeline::Removed {
+        ttl: state.removed.ttl - removed_before.ttl,
+        cap: state.removed.cap - removed_before.cap,
+    };
     sum.seconds = started.elapsed().as_secs_f64();
     Ok(sum)
 }

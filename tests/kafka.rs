@@ -144,16 +144,21 @@ fn decisions_over_kafka_equal_the_pure_engine() {
         changelog.recs.len(),
         want.valid
     );
-    let mut latest: HashMap<String, Vec<u8>> = HashMap::new();
+    // Records are keyed by the user's 64-bit key, big-endian (so that a removed profile can be
+    // tombstoned without its user id).
+    let mut latest: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     for r in &changelog.recs {
-        if let (Some(k), Some(v)) = (r.key_str(), r.payload.clone()) {
+        if let (Some(k), Some(v)) = (r.key.clone(), r.payload.clone()) {
             latest.insert(k, v);
         }
     }
     assert_eq!(latest.len(), want.profiles.len(), "one profile per user");
     for (uid, bytes) in &want.profiles {
+        let key = walletguard::baseline::keys::user_key(uid)
+            .to_be_bytes()
+            .to_vec();
         assert!(
-            latest.get(uid) == Some(bytes),
+            latest.get(&key) == Some(bytes),
             "user {uid}: the changelog's latest profile differs from the engine's"
         );
     }
@@ -543,9 +548,10 @@ fn rebalance_moves_state_through_the_changelog() {
         head.len()
     );
     let mut changelog = Reader::new(&brokers, &names.changelog, 2, false);
+    let lin_key = walletguard::baseline::keys::user_key("u-lin").to_be_bytes();
     assert!(
-        changelog.wait_for(|r| r.iter().any(|c| c.key.as_deref() == Some(b"u-lin"))),
-        "no changelog record keyed by u-lin"
+        changelog.wait_for(|r| r.iter().any(|c| c.key.as_deref() == Some(&lin_key[..]))),
+        "no changelog record of u-lin"
     );
 
     // B joins (cooperative rebalance), then A leaves: every partition ends up on B.

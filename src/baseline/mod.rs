@@ -402,6 +402,13 @@ impl Profile {
         self.last_seen == 0
     }
 
+    /// When the user last acted (event time): the newest of the short-term reference time,
+    /// the last learned event and the first event. 0 for a profile that never saw an event.
+    #[inline]
+    pub fn last_activity(&self) -> Tick {
+        self.fast_at.max(self.last_seen).max(self.first_seen)
+    }
+
     /// Remembers the event-id hash `id` (from [`keys::event`]); true if it is one of the
     /// user's last [`DEDUP_SLOTS`] distinct ids, i.e. the event is a repeat.
     pub fn check_and_remember(&mut self, id: u64) -> bool {

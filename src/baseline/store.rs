@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::Profile;
+use crate::time::Tick;
 
 /// Profiles per slab chunk.
 const CHUNK: usize = 4096;
@@ -148,6 +149,42 @@ impl ProfileStore {
         (n * CHUNK + chunk.len() - 1) as u32
     }
 
+    /// Removes every profile whose user last acted before `cutoff` (event time), returning
+    /// their keys in ascending order (so the tombstones a caller writes come out the same in
+    /// every run).
+    pub fn remove_idle(&mut self, cutoff: Tick) -> Vec<u64> {
+        let mut gone: Vec<u64> = self
+            .iter()
+            .filter(|(_, p)| p.last_activity() < cutoff)
+            .map(|(k, _)| k)
+            .collect();
+        gone.sort_unstable();
+        for k in &gone {
+            self.remove(*k);
+        }
+        gone
+    }
+
+    /// Removes the least recently active profiles (ties broken by key) until at most
+    /// `keep` remain, returning the removed keys in ascending order. O(n): callers evict
+    /// down to a margin below their cap so that it runs rarely.
+    pub fn evict_to(&mut self, keep: usize) -> Vec<u64> {
+        let n = self.len();
+        if n <= keep {
+            return Vec::new();
+        }
+        let mut by_age: Vec<(Tick, u64)> =
+            self.iter().map(|(k, p)| (p.last_activity(), k)).collect();
+        let cut = n - keep;
+        by_age.select_nth_unstable(cut - 1);
+        let mut gone: Vec<u64> = by_age[..cut].iter().map(|(_, k)| *k).collect();
+        gone.sort_unstable();
+        for k in &gone {
+            self.remove(*k);
+        }
+        gone
+    }
+
     /// Iterates over `(key, profile)`.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Profile)> {
         self.index.iter().map(|(k, i)| (*k, self.slot(*i)))
@@ -203,5 +240,33 @@ mod tests {
         assert_eq!(s.chunks.len(), 3, "10k profiles in 4096-profile chunks");
         assert_eq!(s.iter().count(), 10_000);
         assert!(s.memory_bytes() >= 10_000 * Profile::SIZE);
+    }
+
+    #[test]
+    fn idle_and_least_recent_profiles_go() {
+        let mut s = ProfileStore::new();
+        for k in 1..=100u64 {
+            let p = s.get_or_create(k);
+            p.fast_at = 1_000 + k as u32;
+        }
+        let gone = s.remove_idle(1_011);
+        assert_eq!(gone, (1..=10).collect::<Vec<u64>>(), "acted before 1011");
+        assert_eq!(s.len(), 90);
+        // Ties at one time are broken by key, so eviction is the same in every run.
+        for k in 200..210u64 {
+            s.get_or_create(k).fast_at = 1_050;
+        }
+        let gone = s.evict_to(80);
+        assert_eq!(s.len(), 80);
+        assert_eq!(gone, (11..=30).collect::<Vec<u64>>());
+        assert!(s.get(31).is_some() && s.get(30).is_none());
+        assert!(s.evict_to(1_000).is_empty());
+        // Freed slots are reused: the slab does not grow under churn.
+        let chunks = s.chunks.len();
+        for k in 1_000..1_100u64 {
+            s.get_or_create(k);
+            s.evict_to(80);
+        }
+        assert_eq!(s.chunks.len(), chunks);
     }
 }

@@ -7,6 +7,8 @@
 //! - [`restore`]: reads a changelog partition back into a [`crate::State`].
 //! - [`sink`]: turns outcomes into keyed records with headers, routes subscriptions, and
 //!   produces with retry on a full queue.
+//! - [`start_guard`]: makes a partition start exactly at its assigned offset, even on a broker
+//!   that answers a fetch from inside a batch with the next one.
 //! - [`topics`]: checks (or creates) the topics and their partition counts on start.
 //! - [`loadgen`]: streams simulated traffic, or a file of events, into a topic at a given rate
 //!   (`simulate --rate`, `produce`, `demo`).
@@ -26,6 +28,7 @@ pub mod restore;
 pub mod service;
 pub mod sink;
 pub mod stamp;
+pub mod start_guard;
 pub mod tail;
 pub mod topics;
 

@@ -126,6 +126,9 @@ struct Durable {
     offsets: Vec<(u16, i64)>,
 }
 
+/// How often a partition sweeps idle profiles (wall time; the cap is checked every batch).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 fn now_ms() -> EpochMs {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -156,7 +159,7 @@ pub(crate) async fn run(
     };
     shared.health.restoring(-1);
     shared.metrics.restoring.dec();
-    let (mut state, mut position): (State, Vec<i64>) = match restored {
+    let (mut state, mut position, legacy): (State, Vec<i64>, Vec<Box<str>>) = match restored {
         Ok(Ok((r, state))) => {
             shared
                 .metrics
@@ -172,7 +175,7 @@ pub(crate) async fn run(
                 seconds = r.elapsed.as_secs_f64(),
                 "restored partition state"
             );
-            (state, r.start)
+            (state, r.start, r.legacy)
         }
         Ok(Err(e)) => {
             shared.fail(e);
@@ -200,10 +203,20 @@ pub(crate) async fn run(
     let mut pending = Pending {
         dirty: HashSet::default(),
         ids: Vec::new(),
+        legacy: Vec::new(),
         held: Vec::with_capacity(1),
         since: Instant::now(),
         stamp: Vec::with_capacity(8 * position.len()),
     };
+    for id in legacy {
+        // Rewritten under its 64-bit key at the first flush, after the legacy tombstone.
+        pending.touch(crate::baseline::keys::user_key(&id));
+        pending.legacy.push(id);
+    }
+    // The newest event time scored, the clock of idle-profile sweeps, and when one last ran.
+    let mut newest_ts: EpochMs = 0;
+    let mut last_sweep = Instant::now();
+    let mut removed_seen = state.removed;
     let mut out = OutBatch::default();
     let mut tally = Tally::default();
     let mut routes: Vec<Route> = Vec::new();
@@ -269,7 +282,8 @@ pub(crate) async fn run(
                         .event_lag
                         .observe((now - ev.ts_ms).max(0) as f64 / 1000.0);
                     out.outcome(&shared.topics, &routes, &shared.metrics, &ev, &o);
-                    pending.touch(o.user_key, &ev.user_id);
+                    pending.touch(o.user_key);
+                    newest_ts = newest_ts.max(ev.ts_ms);
                 }
                 Err(e) => {
                     let topic = &shared.topics.inputs[m.topic as usize];
@@ -297,6 +311,28 @@ pub(crate) async fn run(
             if let Some(n) = position.get_mut(t as usize) {
                 *n = (*n).max(m.offset + 1);
             }
+        }
+        // Lifecycle: over the cap at once (a flood must not grow memory), idle sweeps once a
+        // minute. Removed profiles are tombstoned at the next changelog write.
+        if engine.over_cap(&state) || last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = Instant::now();
+            let clock = crate::pipeline::sweep_clock(newest_ts, now);
+            for key in engine.maintain(&mut state, clock) {
+                pending.touch(key);
+            }
+        }
+        if state.removed != removed_seen {
+            shared
+                .metrics
+                .profiles_removed
+                .with_label_values(&["ttl"])
+                .inc_by(state.removed.ttl - removed_seen.ttl);
+            shared
+                .metrics
+                .profiles_removed
+                .with_label_values(&["cap"])
+                .inc_by(state.removed.cap - removed_seen.cap);
+            removed_seen = state.removed;
         }
         shared.metrics.flush(&mut tally);
         shared.metrics.batch_events.observe(batch.len() as f64);
@@ -327,7 +363,12 @@ pub(crate) async fn run(
 /// Changed profiles not yet in the changelog, and the input offsets that wait for them.
 struct Pending {
     dirty: HashSet<u64, BuildIdentity>,
-    ids: Vec<(u64, Box<str>)>,
+    /// The dirty keys in the order they were first changed: a profile present at the flush is
+    /// written, one removed meanwhile is tombstoned.
+    ids: Vec<u64>,
+    /// User ids whose latest record an older release keyed by id: tombstoned at the next flush,
+    /// before their profiles are written again under their 64-bit keys.
+    legacy: Vec<Box<str>>,
     /// Next offset per input topic of the events scored since the last changelog write.
     held: Vec<(u16, i64)>,
     /// When the changelog was last written.
@@ -337,12 +378,12 @@ struct Pending {
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.held.is_empty()
+        self.ids.is_empty() && self.held.is_empty() && self.legacy.is_empty()
     }
 
-    fn touch(&mut self, key: u64, user_id: &str) {
+    fn touch(&mut self, key: u64) {
         if self.dirty.insert(key) {
-            self.ids.push((key, user_id.into()));
+            self.ids.push(key);
         }
     }
 
@@ -361,19 +402,27 @@ impl Pending {
         stamp::encode(position, &mut self.stamp);
         let engine = shared.engine.get();
         let params = engine.params();
-        for (key, uid) in &self.ids {
-            if let Some(prof) = state.profiles.get(*key) {
-                out.changelog(p, uid.as_bytes(), &self.stamp, |buf| {
-                    codec::encode(prof, params, buf)
-                });
+        // Legacy tombstones first: a restore breaks ties of equal stamps by offset, so the
+        // profile written after them under its 64-bit key wins.
+        for id in &self.legacy {
+            let key = crate::baseline::keys::user_key(id);
+            out.changelog_tombstone(p, key, Some(id.as_bytes()), &self.stamp);
+        }
+        for key in &self.ids {
+            match state.profiles.get(*key) {
+                Some(prof) => {
+                    out.changelog(p, *key, &self.stamp, |buf| codec::encode(prof, params, buf))
+                }
+                None => out.changelog_tombstone(p, *key, None, &self.stamp),
             }
         }
         shared
             .metrics
             .changelog_records
-            .inc_by(self.ids.len() as u64);
+            .inc_by((self.ids.len() + self.legacy.len()) as u64);
         self.dirty.clear();
         self.ids.clear();
+        self.legacy.clear();
         self.since = Instant::now();
         std::mem::take(&mut self.held)
     }

@@ -39,6 +39,9 @@ pub struct Restored {
     pub bad_records: u64,
     /// Tombstones (null values) applied.
     pub tombstones: u64,
+    /// User ids of profiles whose applied record was keyed by user id (an older release's
+    /// format): the task tombstones those keys and writes the profiles under their 64-bit keys.
+    pub legacy: Vec<Box<str>>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -77,8 +80,11 @@ pub fn restore(
         records: 0,
         bad_records: 0,
         tombstones: 0,
+        legacy: Vec::new(),
         elapsed: Duration::ZERO,
     };
+    // Per user, the legacy id of the record applied, if it was keyed by id.
+    let mut legacy: HashMap<u64, Box<str>, BuildIdentity> = HashMap::default();
     // Per user, the (rank, offset) of the record applied so far.
     let mut best: HashMap<u64, (i64, i64), BuildIdentity> = HashMap::default();
     if high <= low {
@@ -111,16 +117,30 @@ pub fn restore(
                     out.bad_records += 1;
                     continue;
                 };
-                let Ok(user_id) = std::str::from_utf8(key) else {
-                    out.bad_records += 1;
-                    continue;
+                let find = |name: &str| {
+                    m.headers().and_then(|h| {
+                        h.iter()
+                            .find(|h| h.key == name)
+                            .map(|h| h.value.unwrap_or(b""))
+                    })
                 };
-                let user = keys::user_key(user_id);
-                let header = m.headers().and_then(|h| {
-                    h.iter()
-                        .find(|h| h.key == stamp::HEADER)
-                        .map(|h| h.value.unwrap_or(b""))
-                });
+                // Keyed by the 64-bit user key (this release), or by the user id (older ones).
+                let (user, legacy_id, header) = match find(stamp::HEADER_HASHED) {
+                    Some(h) => match <[u8; 8]>::try_from(key) {
+                        Ok(b) => (u64::from_be_bytes(b), None, Some(h)),
+                        Err(_) => {
+                            out.bad_records += 1;
+                            continue;
+                        }
+                    },
+                    None => match std::str::from_utf8(key) {
+                        Ok(id) => (keys::user_key(id), Some(id), find(stamp::HEADER)),
+                        Err(_) => {
+                            out.bad_records += 1;
+                            continue;
+                        }
+                    },
+                };
                 let rank = match position.rank(header) {
                     Standing::Covered(r) => r,
                     Standing::Ahead => {
@@ -132,6 +152,9 @@ pub fn restore(
                         continue;
                     }
                 };
+                if let (Some(id), Some(_)) = (legacy_id, m.payload()) {
+                    legacy.insert(user, id.into());
+                }
                 let pos = (rank, m.offset());
                 match best.get(&user) {
                     Some(b) if *b > pos => continue,
@@ -139,6 +162,7 @@ pub fn restore(
                         best.insert(user, pos);
                     }
                 }
+
                 match m.payload() {
                     None => {
                         out.tombstones += 1;
@@ -181,6 +205,8 @@ pub fn restore(
             None => {}
         }
     }
+    out.legacy = legacy.into_values().collect();
+    out.legacy.sort_unstable();
     out.elapsed = t0.elapsed();
     Ok(out)
 }

@@ -39,6 +39,7 @@ use crate::pipeline::EngineCell;
 
 use super::partition::{self, Batch};
 use super::sink::Topics;
+use super::start_guard::{StartGuard, Verdict};
 use super::{client_config, topics, KafkaError, Role};
 
 /// What `run` needs from its caller.
@@ -139,6 +140,8 @@ struct PartitionSlot {
     tx: mpsc::Sender<Batch>,
     pending: Batch,
     task: tokio::task::JoinHandle<()>,
+    /// Per input topic: holds records back until the assigned start offset is reached.
+    guards: Vec<StartGuard>,
 }
 
 /// The consumer's context: librdkafka logs and statistics, and the rebalance protocol above.
@@ -354,13 +357,14 @@ impl Ctx {
             let (tx, rx) = mpsc::channel(self.shared.cfg.kafka.queue_batches);
             let task = self
                 .rt
-                .spawn(partition::run(self.shared.clone(), p, start, rx));
+                .spawn(partition::run(self.shared.clone(), p, start.clone(), rx));
             slots.insert(
                 p,
                 PartitionSlot {
                     tx,
                     pending: Batch::default(),
                     task,
+                    guards: start.iter().map(|s| StartGuard::new(*s)).collect(),
                 },
             );
         }
@@ -445,12 +449,31 @@ impl Ctx {
     }
 
     /// Adds a message to its partition's pending batch; hands the batch over when full.
-    fn dispatch(&self, m: &rdkafka::message::BorrowedMessage<'_>, topic: u16, received: Instant) {
+    /// Returns an offset to seek the partition to when the broker skipped past its start.
+    fn dispatch(
+        &self,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+        topic: u16,
+        received: Instant,
+    ) -> Option<i64> {
         let mut slots = lock(&self.slots);
         let Some(slot) = slots.get_mut(&m.partition()) else {
             // Not (or no longer) ours: its offset is never stored, so its new owner reads it.
-            return;
+            return None;
         };
+        if let Some(g) = slot.guards.get_mut(topic as usize) {
+            match g.check(m.offset()) {
+                Verdict::Take => {}
+                Verdict::Drop => return None,
+                Verdict::Seek(to) => {
+                    self.shared.metrics.fetch_rewinds.inc();
+                    return Some(to);
+                }
+                Verdict::Gap(n) => {
+                    tracing::warn!(partition = m.partition(), offset = m.offset(), missing = n, "the broker delivered the partition from beyond its start offset; those offsets hold no record (retention, compaction or transaction markers)");
+                }
+            }
+        }
         slot.pending
             .push(topic, m.offset(), m.key(), m.payload(), received);
         if slot.pending.len() >= self.shared.cfg.kafka.max_batch {
@@ -458,6 +481,7 @@ impl Ctx {
             // Blocks while the task is behind: back-pressure reaches the poll loop.
             let _ = slot.tx.blocking_send(batch);
         }
+        None
     }
 
     /// Hands every non-empty pending batch to its task.
@@ -776,7 +800,23 @@ fn consumer_loop(
         let Some(t) = topic_index.get(m.topic()) else {
             return;
         };
-        ctx.dispatch(m, *t, received);
+        if let Some(to) = ctx.dispatch(m, *t, received) {
+            tracing::info!(
+                topic = m.topic(),
+                partition = m.partition(),
+                asked = to,
+                got = m.offset(),
+                "the broker skipped past the start offset; fetching from earlier"
+            );
+            if let Err(e) = consumer.seek(
+                m.topic(),
+                m.partition(),
+                Offset::Offset(to),
+                Duration::from_secs(5),
+            ) {
+                tracing::warn!(partition = m.partition(), error = %e, "seek failed");
+            }
+        }
     };
     let poll_error = |e: RdError| {
         tracing::warn!(error = %e, "consumer error");

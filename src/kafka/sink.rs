@@ -160,6 +160,10 @@ struct Rec {
     dlq_headers: Option<(String, i32, i64, &'static str)>,
     /// Changelog only: the input position the profile reflects (see [`super::stamp`]).
     stamp: Option<Range<usize>>,
+    /// Changelog only: the stamp's header key (it says how the record is keyed).
+    stamp_header: &'static str,
+    /// A null value: the changelog tombstone of a removed profile.
+    tombstone: bool,
 }
 
 /// Every record a batch produces.
@@ -215,6 +219,8 @@ impl OutBatch {
                 meta: meta.clone(),
                 dlq_headers: None,
                 stamp: None,
+                stamp_header: "",
+                tombstone: false,
             });
         }
         if alert {
@@ -228,6 +234,8 @@ impl OutBatch {
                 meta: meta.clone(),
                 dlq_headers: None,
                 stamp: None,
+                stamp_header: "",
+                tombstone: false,
             });
             for (i, r) in routes.iter().enumerate() {
                 if r.matches(&out.decision) {
@@ -242,6 +250,8 @@ impl OutBatch {
                         meta: meta.clone(),
                         dlq_headers: None,
                         stamp: None,
+                        stamp_header: "",
+                        tombstone: false,
                     });
                 }
             }
@@ -256,6 +266,8 @@ impl OutBatch {
                 meta,
                 dlq_headers: None,
                 stamp: None,
+                stamp_header: "",
+                tombstone: false,
             });
         }
     }
@@ -284,19 +296,22 @@ impl OutBatch {
             meta: None,
             dlq_headers: Some((topic.to_owned(), partition, offset, err.reason())),
             stamp: None,
+            stamp_header: "",
+            tombstone: false,
         });
     }
 
-    /// Adds a changelog record stamped with the input position it reflects (the encoded
-    /// [`super::stamp`]); `write` appends the encoded value to the arena.
+    /// Adds a changelog record of the user with key `user_key`, stamped with the input
+    /// position it reflects (the encoded [`super::stamp`]); `write` appends the encoded value
+    /// to the arena.
     pub fn changelog(
         &mut self,
         partition: i32,
-        user_id: &[u8],
+        user_key: u64,
         stamp: &[u8],
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        let key = self.push_bytes(user_id);
+        let key = self.push_bytes(&user_key.to_be_bytes());
         let stamp = self.push_bytes(stamp);
         let s = self.arena.len();
         write(&mut self.arena);
@@ -307,6 +322,38 @@ impl OutBatch {
             meta: None,
             dlq_headers: None,
             stamp: Some(stamp),
+            stamp_header: super::stamp::HEADER_HASHED,
+            tombstone: false,
+        });
+    }
+
+    /// Adds a changelog tombstone: under the user's 64-bit key, or (`legacy_id`) under the user
+    /// id a record of an older release was keyed by.
+    pub fn changelog_tombstone(
+        &mut self,
+        partition: i32,
+        user_key: u64,
+        legacy_id: Option<&[u8]>,
+        stamp: &[u8],
+    ) {
+        let (key, header) = match legacy_id {
+            Some(id) => (self.push_bytes(id), super::stamp::HEADER),
+            None => (
+                self.push_bytes(&user_key.to_be_bytes()),
+                super::stamp::HEADER_HASHED,
+            ),
+        };
+        let stamp = self.push_bytes(stamp);
+        let s = self.arena.len();
+        self.recs.push(Rec {
+            dest: Dest::Changelog(partition),
+            key: Some(key),
+            payload: s..s,
+            meta: None,
+            dlq_headers: None,
+            stamp: Some(stamp),
+            stamp_header: header,
+            tombstone: true,
         });
     }
 }
@@ -341,7 +388,10 @@ pub async fn send_all(
         let key = r.key.as_ref().map(|k| &batch.arena[k.clone()]);
         let mut attempt = 0u32;
         loop {
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(payload);
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+            if !r.tombstone {
+                rec = rec.payload(payload);
+            }
             if let Some(k) = key {
                 rec = rec.key(k);
             }
@@ -352,7 +402,7 @@ pub async fn send_all(
                 rec = rec.headers(m.headers());
             } else if let Some(st) = &r.stamp {
                 rec = rec.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
-                    key: super::stamp::HEADER,
+                    key: r.stamp_header,
                     value: Some(&batch.arena[st.clone()]),
                 }));
             } else if let Some((t, p, o, reason)) = &r.dlq_headers {

@@ -18,8 +18,15 @@
 //! A record's older versions survive compaction for `kafka.changelog_min_compaction_lag_ms`,
 //! which bounds how long an instance may stay down after a crash and still restore exactly.
 
-/// The header key of a changelog record's stamp.
+/// The header key of the stamp of a changelog record keyed by its user id (records written
+/// before profiles had a lifecycle; still read, and migrated on restore).
 pub const HEADER: &str = "wg.in";
+
+/// The header key of the stamp of a changelog record keyed by the user's 64-bit key
+/// ([`crate::baseline::keys::user_key`], 8 bytes big-endian). Why a hash and not the user id:
+/// a profile removed by its lifecycle (idle, or evicted by the cap) must leave a tombstone
+/// under the key its record has, and the store keeps only the hash, not the id.
+pub const HEADER_HASHED: &str = "wg.inh";
 
 /// Appends the stamp of `next` (per input topic, the next offset scored) to `out`.
 pub fn encode(next: &[i64], out: &mut Vec<u8>) {
