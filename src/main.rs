@@ -535,6 +535,14 @@ fn simulate_to_kafka(
     if let Some(w) = label_out {
         w.finish()?;
     }
+    report_load(&summary, &topic)
+}
+
+/// Prints what a load run sent; an error unless every event was delivered.
+fn report_load(
+    summary: &walletguard::kafka::loadgen::LoadSummary,
+    topic: &str,
+) -> anyhow::Result<()> {
     println!(
         "sent {} events to {} in {:.1} s ({:.0}/s); delivered {}, failed {}",
         summary.sent,
@@ -544,8 +552,12 @@ fn simulate_to_kafka(
         summary.delivered,
         summary.failed
     );
-    if summary.failed > 0 {
-        anyhow::bail!("{} events were not delivered", summary.failed);
+    if summary.failed > 0 || summary.delivered < summary.sent {
+        anyhow::bail!(
+            "{} of {} events were not delivered",
+            summary.sent - summary.delivered.min(summary.sent),
+            summary.sent
+        );
     }
     Ok(())
 }
@@ -570,23 +582,7 @@ fn produce_file(
     let flag = stop.clone();
     ctrlc_handler(move || flag.store(true, Ordering::SeqCst))?;
     let summary = loadgen::stream_lines(&producer, &count, &mut reader, topic, rate, &stop)?;
-    println!(
-        "sent {} events to {} in {:.1} s ({:.0}/s); delivered {}, failed {}",
-        summary.sent,
-        topic,
-        summary.seconds,
-        summary.sent as f64 / summary.seconds.max(1e-9),
-        summary.delivered,
-        summary.failed
-    );
-    if summary.failed > 0 || summary.delivered < summary.sent {
-        anyhow::bail!(
-            "{} of {} events were not delivered",
-            summary.sent - summary.delivered.min(summary.sent),
-            summary.sent
-        );
-    }
-    Ok(())
+    report_load(&summary, topic)
 }
 
 /// `mock-broker`: serves a mock cluster until killed or SIGTERM/SIGINT.
@@ -601,29 +597,21 @@ fn mock_broker(topics: Vec<(String, i32)>, brokers: i32) -> anyhow::Result<()> {
     }
     {
         // Outages on demand: SIGUSR1 down, SIGUSR2 up.
-        let down = down.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("wg-mock-signals".into())
-            .spawn(move || {
-                rt.block_on(async {
-                    use tokio::signal::unix::{signal, SignalKind};
-                    let (Ok(mut d), Ok(mut u)) = (
-                        signal(SignalKind::user_defined1()),
-                        signal(SignalKind::user_defined2()),
-                    ) else {
-                        return;
-                    };
-                    loop {
-                        tokio::select! {
-                            _ = d.recv() => down.store(true, Ordering::SeqCst),
-                            _ = u.recv() => down.store(false, Ordering::SeqCst),
-                        }
-                    }
-                })
-            })?;
+        use tokio::signal::unix::SignalKind;
+        let (d, u) = (down.clone(), down.clone());
+        on_signals(
+            "wg-mock-signals",
+            vec![
+                (
+                    SignalKind::user_defined1(),
+                    Arc::new(move || d.store(true, Ordering::SeqCst)),
+                ),
+                (
+                    SignalKind::user_defined2(),
+                    Arc::new(move || u.store(false, Ordering::SeqCst)),
+                ),
+            ],
+        )?;
     }
     let opts = mock::MockOptions { brokers, topics };
     let mut out = std::io::stdout();
@@ -632,36 +620,50 @@ fn mock_broker(topics: Vec<(String, i32)>, brokers: i32) -> anyhow::Result<()> {
 }
 
 /// Installs a SIGINT/SIGTERM handler on a small thread of its own.
-fn ctrlc_handler(f: impl Fn() + Send + 'static) -> anyhow::Result<()> {
+fn ctrlc_handler(f: impl Fn() + Send + Sync + 'static) -> anyhow::Result<()> {
     signal_handler(f, || {})
 }
 
 /// Installs SIGINT/SIGTERM (`stop`) and SIGHUP (`hup`) handlers on a small thread of its own.
 fn signal_handler(
-    stop: impl Fn() + Send + 'static,
-    hup: impl Fn() + Send + 'static,
+    stop: impl Fn() + Send + Sync + 'static,
+    hup: impl Fn() + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
+    use tokio::signal::unix::SignalKind;
+    let stop: Arc<dyn Fn() + Send + Sync> = Arc::new(stop);
+    on_signals(
+        "wg-signals",
+        vec![
+            (SignalKind::terminate(), stop.clone()),
+            (SignalKind::interrupt(), stop),
+            (SignalKind::hangup(), Arc::new(hup)),
+        ],
+    )
+}
+
+/// Runs each handler whenever its signal arrives, on one small thread of its own.
+type SignalHandlers = Vec<(tokio::signal::unix::SignalKind, Arc<dyn Fn() + Send + Sync>)>;
+fn on_signals(name: &str, handlers: SignalHandlers) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     std::thread::Builder::new()
-        .name("wg-signals".into())
+        .name(name.into())
         .spawn(move || {
-            rt.block_on(async {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut term), Ok(mut int), Ok(mut hangup)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::hangup()),
-                ) else {
-                    return;
-                };
-                loop {
-                    tokio::select! {
-                        _ = term.recv() => stop(),
-                        _ = int.recv() => stop(),
-                        _ = hangup.recv() => hup(),
-                    }
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for (kind, f) in handlers {
+                    let Ok(mut sig) = tokio::signal::unix::signal(kind) else {
+                        return;
+                    };
+                    tasks.push(tokio::spawn(async move {
+                        while sig.recv().await.is_some() {
+                            f();
+                        }
+                    }));
+                }
+                for t in tasks {
+                    let _ = t.await;
                 }
             })
         })?;

@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -423,6 +424,8 @@ format = "json"
         sys.exit(1)
     log(f"passed: {total} events, {a.kills} kills, {repeats} decided again, all identical; "
         f"{len(got_freeze)} freezes, the same set as uninterrupted")
+    if not a.work:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def outage_check(broker, insts, seconds, failures):

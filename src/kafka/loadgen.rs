@@ -121,21 +121,40 @@ pub fn stream_lines(
         }
         pace(rate, sent, started);
         let key = user_id_of(&line);
-        loop {
-            let mut rec = BaseRecord::to(topic).payload(&line[..]);
-            if let Some(k) = key.as_deref() {
-                rec = rec.key(k.as_bytes());
-            }
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(KafkaError::Client(e)),
-            }
+        let mut rec = BaseRecord::to(topic).payload(&line[..]);
+        if let Some(k) = key.as_deref() {
+            rec = rec.key(k.as_bytes());
         }
+        send(producer, rec)?;
         sent += 1;
     }
+    finish(producer, count, sent, started)
+}
+
+/// Enqueues `rec`, waiting while the local queue is full.
+fn send(
+    producer: &ThreadedProducer<Counting>,
+    mut rec: BaseRecord<'_, [u8], [u8]>,
+) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                rec = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(KafkaError::Client(e)),
+        }
+    }
+}
+
+/// Waits for every delivery and sums up.
+fn finish(
+    producer: &ThreadedProducer<Counting>,
+    count: &DeliveryCount,
+    sent: u64,
+    started: Instant,
+) -> Result<LoadSummary, KafkaError> {
     producer
         .flush(Duration::from_secs(60))
         .map_err(KafkaError::Client)?;
@@ -201,27 +220,14 @@ pub fn stream(
         key.clear();
         ev.write_json(&mut line);
         ev.write_user_id(&mut key);
-        loop {
-            match producer.send(BaseRecord::to(&opts.topic).key(&key[..]).payload(&line[..])) {
-                Ok(()) => break,
-                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(KafkaError::Client(e)),
-            }
-        }
+        send(
+            producer,
+            BaseRecord::to(&opts.topic).key(&key[..]).payload(&line[..]),
+        )?;
         on_event(&ev);
         sent += 1;
     }
-    producer
-        .flush(Duration::from_secs(60))
-        .map_err(KafkaError::Client)?;
-    Ok(LoadSummary {
-        sent,
-        delivered: count.ok.load(Ordering::Relaxed),
-        failed: count.failed.load(Ordering::Relaxed),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    finish(producer, count, sent, started)
 }
 
 #[cfg(test)]
