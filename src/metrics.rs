@@ -433,6 +433,9 @@ impl Metrics {
         for r in ["queue_full", "delivery_failed"] {
             m.producer_retries.with_label_values(&[r]);
         }
+        for r in ["ttl", "cap"] {
+            m.profiles_removed.with_label_values(&[r]);
+        }
         Ok(m)
     }
 
