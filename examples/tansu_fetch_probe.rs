@@ -36,7 +36,12 @@ fn main() {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("linger.ms", "20")
-        .set("enable.idempotence", "true")
+        .set(
+            "enable.idempotence",
+            std::env::var("PROBE_IDEMPOTENCE")
+                .as_deref()
+                .unwrap_or("true"),
+        )
         .create()
         .expect("producer");
     let n = 2_000i64;
@@ -60,6 +65,12 @@ fn main() {
             .set("bootstrap.servers", &brokers)
             .set("group.id", format!("probe-{}-{start}", std::process::id()))
             .set("enable.auto.commit", "false")
+            .set(
+                "fetch.min.bytes",
+                std::env::var("PROBE_FETCH_MIN_BYTES")
+                    .as_deref()
+                    .unwrap_or("1"),
+            )
             .create()
             .expect("consumer");
         let mut tpl = TopicPartitionList::new();
