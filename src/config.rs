@@ -1675,4 +1675,91 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key(), Some("decision.freeze"));
     }
+
+    /// Every value of the shipped file replaced, one at a time, by values of other types and
+    /// out-of-range numbers, and unknown keys added to every section: each result is a config
+    /// or an error that names a key (or, for text that is no longer TOML, a syntax error).
+    /// `WG_FUZZ_ROUNDS` repeats it with further random values (outside CI).
+    #[test]
+    fn any_mutation_of_the_shipped_file_is_a_config_or_names_its_key() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/walletguard.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let fixed = [
+            "-1",
+            "0",
+            "1",
+            "0.5",
+            "-0.0",
+            "nan",
+            "inf",
+            "-inf",
+            "1e300",
+            "9223372036854775807",
+            "\"x\"",
+            "\"\"",
+            "true",
+            "[]",
+            "[1, \"a\"]",
+            "{}",
+            "{ a = 1 }",
+            "1979-05-27",
+        ];
+        let rounds: u64 = std::env::var("WG_FUZZ_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut cases = 0u64;
+        let mut check = |mutated: String, what: &str| {
+            cases += 1;
+            match Config::from_toml(&mutated) {
+                Ok(_) | Err(ConfigError::Syntax { .. }) => {}
+                Err(e) => assert!(
+                    e.key().is_some_and(|k| !k.is_empty()),
+                    "{what}: error names no key: {e}"
+                ),
+            }
+        };
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            if t.starts_with('#') || t.starts_with('[') || !t.contains(" = ") {
+                if t.starts_with('[') && !t.starts_with("[[") {
+                    let mut m = lines.clone();
+                    m.insert(i + 1, "bogus_key_xyz = 1");
+                    check(m.join("\n"), &format!("unknown key after line {}", i + 1));
+                }
+                continue;
+            }
+            let Some((k, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            let mut values: Vec<String> = fixed.iter().map(|v| v.to_string()).collect();
+            for _ in 0..rounds {
+                let n = next();
+                values.push(match n % 4 {
+                    0 => format!("{}", n as i64),
+                    1 => format!("{:e}", f64::from_bits(n))
+                        .replace("NaN", "nan")
+                        .replace("inf", "inf"),
+                    2 => format!("\"{}\"", n % 1000),
+                    _ => format!("{}", (n % 200_000) as i64 - 100_000),
+                });
+            }
+            for v in values {
+                let mut m = lines.clone();
+                let replaced = format!("{k} = {v}");
+                m[i] = &replaced;
+                check(m.join("\n"), &format!("line {}: {replaced}", i + 1));
+            }
+        }
+        eprintln!("{cases} config mutations checked");
+        assert!(cases > 1_000, "only {cases} cases");
+    }
 }
