@@ -710,3 +710,96 @@ fn exactly_once_commits_transactions() {
     drop(rt);
     drop(mock);
 }
+
+/// 7. A changelog written by an older release (records keyed by user id, stamp header `wg.in`)
+///    is restored, and migrated: the service tombstones the id key and writes the profile again
+///    under the user's 64-bit key, after the tombstone, and decides exactly as the pure engine
+///    does with the user's whole history.
+#[test]
+fn an_older_releases_changelog_is_restored_and_migrated() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, Producer};
+    init_logging();
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let mut names = Names::new("legacy");
+    let cfg = config(&brokers, &mut names, "a");
+    create_topics(&mock, &cfg, 1);
+
+    let (head, rest) = takeover_story();
+    let engine = Engine::new(cfg.clone());
+    let before = expected(&engine, head.iter().map(|l| l.as_bytes()));
+    let full = expected(&engine, head.iter().chain(&rest).map(|l| l.as_bytes()));
+    // The history's profile, as an older release wrote it: keyed by the user id, stamped with
+    // input offset 0 (the input holds none of the history, so nothing is committed).
+    let profile = before.profiles["u-lin"].clone();
+    let mut stamp = Vec::new();
+    walletguard::kafka::stamp::encode(&[0], &mut stamp);
+    let (p, count) = producer(&brokers);
+    p.send(
+        BaseRecord::<[u8], [u8]>::to(&names.changelog)
+            .partition(0)
+            .key(&b"u-lin"[..])
+            .payload(&profile[..])
+            .headers(OwnedHeaders::new().insert(Header {
+                key: walletguard::kafka::stamp::HEADER,
+                value: Some(&stamp[..]),
+            })),
+    )
+    .map_err(|(e, _)| e)
+    .expect("send the legacy record");
+    p.flush(Duration::from_secs(10)).expect("flush");
+    assert_eq!(count.ok.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    let rt = runtime();
+    let svc = Service::start(&rt, cfg);
+    svc.wait_metrics("the partition to be restored", |m| {
+        m.assigned.get() == 1 && m.restoring.get() == 0
+    });
+    let key = |l: &String| Msg::keyed("u-lin", l.clone());
+    produce_all(
+        &brokers,
+        &names.input,
+        &rest.iter().map(key).collect::<Vec<_>>(),
+    );
+    let mut decisions = Reader::new(&brokers, &names.decisions, OUT_PARTS, false);
+    assert!(
+        decisions.wait_for(|r| r.len() >= rest.len()),
+        "decided {} of {} events",
+        decisions.recs.len(),
+        rest.len()
+    );
+    let lin_key = walletguard::baseline::keys::user_key("u-lin").to_be_bytes();
+    let mut changelog = Reader::new(&brokers, &names.changelog, 1, false);
+    let migrated = changelog.wait_for(|r| {
+        r.iter()
+            .any(|c| c.key.as_deref() == Some(&lin_key[..]) && c.payload.is_some())
+    });
+    svc.stop(&rt).expect("run returns Ok after stop");
+    assert!(migrated, "no record of u-lin under its 64-bit key");
+    let tomb = changelog
+        .recs
+        .iter()
+        .find(|c| c.key.as_deref() == Some(&b"u-lin"[..]) && c.payload.is_none())
+        .expect("a tombstone for the id key");
+    let first_new = changelog
+        .recs
+        .iter()
+        .filter(|c| c.key.as_deref() == Some(&lin_key[..]))
+        .map(|c| c.offset)
+        .min()
+        .expect("a record under the 64-bit key");
+    assert!(tomb.offset < first_new, "the tombstone comes first");
+    let got = decisions.by_event();
+    for l in &rest {
+        let v: Value = serde_json::from_str(l).expect("story JSON");
+        let id = v["event_id"].as_str().expect("event_id");
+        assert_eq!(
+            got.get(id).and_then(|d| d.first()),
+            full.decisions[id].first(),
+            "event {id}: decided as with the whole history"
+        );
+    }
+    drop(rt);
+    drop(mock);
+}
