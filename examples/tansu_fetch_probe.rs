@@ -4,6 +4,10 @@
 //! a consumer that resumes there skip the rest of the batch silently.
 //!
 //! `cargo run --release --example tansu_fetch_probe -- 127.0.0.1:9092`
+//!
+//! With `TOPIC=t GROUP=g COMMIT_AT=150` it writes into topic `t` (which must exist, one
+//! partition) and commits offset 150 for group `g`, then exits: the set-up for checking that a
+//! consumer of that group starts exactly at 150.
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +23,8 @@ fn main() {
     let brokers = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9092".into());
-    let topic = format!("probe-{}", std::process::id());
+    let commit_at: Option<i64> = std::env::var("COMMIT_AT").ok().and_then(|v| v.parse().ok());
+    let topic = std::env::var("TOPIC").unwrap_or_else(|_| format!("probe-{}", std::process::id()));
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
@@ -28,11 +33,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(admin.create_topics(
-        &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))
-    .expect("create topic");
+    if commit_at.is_none() {
+        rt.block_on(admin.create_topics(
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .expect("create topic");
+    }
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("linger.ms", "20")
@@ -59,6 +66,21 @@ fn main() {
         }
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
+    if let (Some(at), Ok(group)) = (commit_at, std::env::var("GROUP")) {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Offset(at))
+            .expect("tpl");
+        c.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .expect("commit");
+        println!("wrote {n} records to {topic} in batches of 100; committed {at} for {group}");
+        return;
+    }
     let mut skipped = 0;
     for start in [0i64, 1, 37, 99, 100, 150, 555, 1_001, 1_999] {
         let c: BaseConsumer = ClientConfig::new()

@@ -6,7 +6,8 @@
 #   4. kills walletguard with -9 mid-stream and restarts it;
 #   5. checks that every event got a decision (none lost; repeats identical), and that alerts
 #      and commands arrived;
-#   6. stops walletguard with SIGTERM and checks it exits 0.
+#   6. stops walletguard with SIGTERM and checks it exits 0;
+#   7. commits an offset inside a record batch and checks walletguard starts exactly there.
 # tansu 0.6 has no transactions, so this runs the default at-least-once mode.
 set -euo pipefail
 
@@ -158,4 +159,55 @@ EOF
 say "SIGTERM: walletguard must drain and exit 0"
 kill -TERM "$WGPID"
 if wait "$WGPID"; then say "clean exit"; else fail "exit code $? after SIGTERM"; fi
+
+# A start inside a record batch. tansu answers a fetch from inside a batch with the next batch
+# (examples/tansu_fetch_probe.rs shows it without walletguard); walletguard must still start
+# exactly at the committed offset. 2,000 non-JSON records in batches of 100, offset 150
+# committed: the dead letters must be offsets 150..1999, no more, no fewer.
+say "start inside a batch: committed 150 of batches of 100"
+(cd "$ROOT" && cargo build --release --quiet --example tansu_fetch_probe)
+PROBE="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/tansu_fetch_probe"
+HPORT2=$(free_port)
+cat >"$WORK/guard.toml" <<EOF
+[kafka]
+brokers = "$BROKER"
+group_id = "wg-e2e-guard"
+instance_id = "e2e-guard"
+input_topics = ["guard.events"]
+dlq_topic = "guard.dlq"
+changelog_topic = "guard.profiles"
+create_topics = true
+partitions = 1
+[http]
+listen = "127.0.0.1:$HPORT2"
+[log]
+format = "json"
+EOF
+"$WG" run --config "$WORK/guard.toml" >>"$WORK/wg.log" 2>&1 &
+GPID=$!
+PIDS+=("$GPID")
+wait_http "http://127.0.0.1:$HPORT2/readyz" 200 60 || fail "walletguard (guard) not ready"
+kill -TERM "$GPID"
+wait "$GPID" || fail "guard run: exit $? after SIGTERM"
+TOPIC=guard.events GROUP=wg-e2e-guard COMMIT_AT=150 "$PROBE" "$BROKER" >/dev/null || fail "probe set-up"
+"$WG" run --config "$WORK/guard.toml" >>"$WORK/wg.log" 2>&1 &
+GPID=$!
+PIDS+=("$GPID")
+python3 - "$WG" "$BROKER" <<'EOF' || fail "start inside a batch"
+import json, subprocess, sys, time
+wg, broker = sys.argv[1], sys.argv[2]
+deadline = time.time() + 60
+while True:
+    out = subprocess.run([wg, "consume", "--brokers", broker, "--topic", "guard.dlq",
+                          "--idle-secs", "3"], capture_output=True, text=True).stdout
+    offs = sorted({json.loads(l)["offset"] for l in out.splitlines() if l.strip()})
+    if len(offs) >= 1850 or time.time() > deadline:
+        break
+    time.sleep(2)
+if offs != list(range(150, 2000)):
+    sys.exit(f"dead letters cover {len(offs)} offsets from {offs[:1]} to {offs[-1:]}, want 150..1999")
+print("e2e: started exactly at the committed offset 150 (1850 records)")
+EOF
+kill -TERM "$GPID"
+wait "$GPID" || fail "guard run: exit $? after SIGTERM"
 say "passed"
