@@ -11,7 +11,7 @@
 //! - [`config`]: the one typed, validated config; mirrors `config/walletguard.toml`.
 //! - [`event`]: wire bytes → validated [`event::Event`], or a typed [`event::EventError`] that
 //!   becomes a dead letter.
-//! - [`baseline`]: the 288-byte per-user [`baseline::Profile`] (online decayed statistics,
+//! - [`baseline`]: the 304-byte per-user [`baseline::Profile`] (online decayed statistics,
 //!   bounded sets of hashes, short-term windows), the population [`baseline::Prior`], and the
 //!   [`baseline::ProfileStore`] that holds them.
 //! - [`detect`]: one file per detector behind the [`detect::Detector`] trait; each returns
