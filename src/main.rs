@@ -641,8 +641,10 @@ fn signal_handler(
     )
 }
 
-/// Runs each handler whenever its signal arrives, on one small thread of its own.
+/// Signals and what to do on each.
 type SignalHandlers = Vec<(tokio::signal::unix::SignalKind, Arc<dyn Fn() + Send + Sync>)>;
+
+/// Runs each handler whenever its signal arrives, on one small thread of its own.
 fn on_signals(name: &str, handlers: SignalHandlers) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
