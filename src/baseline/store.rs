@@ -153,16 +153,12 @@ impl ProfileStore {
     /// their keys in ascending order (so the tombstones a caller writes come out the same in
     /// every run).
     pub fn remove_idle(&mut self, cutoff: Tick) -> Vec<u64> {
-        let mut gone: Vec<u64> = self
+        let gone = self
             .iter()
             .filter(|(_, p)| p.last_activity() < cutoff)
             .map(|(k, _)| k)
             .collect();
-        gone.sort_unstable();
-        for k in &gone {
-            self.remove(*k);
-        }
-        gone
+        self.remove_all(gone)
     }
 
     /// Removes the least recently active profiles (ties broken by key) until at most
@@ -177,12 +173,17 @@ impl ProfileStore {
             self.iter().map(|(k, p)| (p.last_activity(), k)).collect();
         let cut = n - keep;
         by_age.select_nth_unstable(cut - 1);
-        let mut gone: Vec<u64> = by_age[..cut].iter().map(|(_, k)| *k).collect();
-        gone.sort_unstable();
-        for k in &gone {
+        let gone = by_age[..cut].iter().map(|(_, k)| *k).collect();
+        self.remove_all(gone)
+    }
+
+    /// Removes `keys`, returning them in ascending order.
+    fn remove_all(&mut self, mut keys: Vec<u64>) -> Vec<u64> {
+        keys.sort_unstable();
+        for k in &keys {
             self.remove(*k);
         }
-        gone
+        keys
     }
 
     /// Iterates over `(key, profile)`.

@@ -405,15 +405,14 @@ impl Pending {
         // Legacy tombstones first: a restore breaks ties of equal stamps by offset, so the
         // profile written after them under its 64-bit key wins.
         for id in &self.legacy {
-            let key = crate::baseline::keys::user_key(id);
-            out.changelog_tombstone(p, key, Some(id.as_bytes()), &self.stamp);
+            out.legacy_tombstone(p, id.as_bytes(), &self.stamp);
         }
         for key in &self.ids {
             match state.profiles.get(*key) {
                 Some(prof) => {
                     out.changelog(p, *key, &self.stamp, |buf| codec::encode(prof, params, buf))
                 }
-                None => out.changelog_tombstone(p, *key, None, &self.stamp),
+                None => out.changelog_tombstone(p, *key, &self.stamp),
             }
         }
         shared

@@ -159,10 +159,17 @@ struct Rec {
     meta: Option<Arc<Meta>>,
     dlq_headers: Option<(String, i32, i64, &'static str)>,
     /// Changelog only: the input position the profile reflects (see [`super::stamp`]).
-    stamp: Option<Range<usize>>,
-    /// Changelog only: the stamp's header key (it says how the record is keyed).
-    stamp_header: &'static str,
-    /// A null value: the changelog tombstone of a removed profile.
+    stamp: Option<Stamp>,
+}
+
+/// The stamp of a changelog record.
+#[derive(Debug, Clone)]
+struct Stamp {
+    /// The encoded position, in the arena.
+    bytes: Range<usize>,
+    /// Its header key, which also says how the record is keyed.
+    header: &'static str,
+    /// A null value: the tombstone of a removed profile.
     tombstone: bool,
 }
 
@@ -219,8 +226,6 @@ impl OutBatch {
                 meta: meta.clone(),
                 dlq_headers: None,
                 stamp: None,
-                stamp_header: "",
-                tombstone: false,
             });
         }
         if alert {
@@ -234,8 +239,6 @@ impl OutBatch {
                 meta: meta.clone(),
                 dlq_headers: None,
                 stamp: None,
-                stamp_header: "",
-                tombstone: false,
             });
             for (i, r) in routes.iter().enumerate() {
                 if r.matches(&out.decision) {
@@ -250,8 +253,6 @@ impl OutBatch {
                         meta: meta.clone(),
                         dlq_headers: None,
                         stamp: None,
-                        stamp_header: "",
-                        tombstone: false,
                     });
                 }
             }
@@ -266,8 +267,6 @@ impl OutBatch {
                 meta,
                 dlq_headers: None,
                 stamp: None,
-                stamp_header: "",
-                tombstone: false,
             });
         }
     }
@@ -296,8 +295,6 @@ impl OutBatch {
             meta: None,
             dlq_headers: Some((topic.to_owned(), partition, offset, err.reason())),
             stamp: None,
-            stamp_header: "",
-            tombstone: false,
         });
     }
 
@@ -312,48 +309,61 @@ impl OutBatch {
         write: impl FnOnce(&mut Vec<u8>),
     ) {
         let key = self.push_bytes(&user_key.to_be_bytes());
-        let stamp = self.push_bytes(stamp);
         let s = self.arena.len();
         write(&mut self.arena);
-        self.recs.push(Rec {
-            dest: Dest::Changelog(partition),
-            key: Some(key),
-            payload: s..self.arena.len(),
-            meta: None,
-            dlq_headers: None,
-            stamp: Some(stamp),
-            stamp_header: super::stamp::HEADER_HASHED,
-            tombstone: false,
-        });
+        let payload = s..self.arena.len();
+        self.push_changelog(
+            partition,
+            key,
+            payload,
+            stamp,
+            super::stamp::HEADER_HASHED,
+            false,
+        );
     }
 
-    /// Adds a changelog tombstone: under the user's 64-bit key, or (`legacy_id`) under the user
-    /// id a record of an older release was keyed by.
-    pub fn changelog_tombstone(
+    /// Adds the changelog tombstone of the user with key `user_key`.
+    pub fn changelog_tombstone(&mut self, partition: i32, user_key: u64, stamp: &[u8]) {
+        let key = self.push_bytes(&user_key.to_be_bytes());
+        let s = self.arena.len();
+        self.push_changelog(
+            partition,
+            key,
+            s..s,
+            stamp,
+            super::stamp::HEADER_HASHED,
+            true,
+        );
+    }
+
+    /// Adds a changelog tombstone under the user id an older release keyed its record by.
+    pub fn legacy_tombstone(&mut self, partition: i32, user_id: &[u8], stamp: &[u8]) {
+        let key = self.push_bytes(user_id);
+        let s = self.arena.len();
+        self.push_changelog(partition, key, s..s, stamp, super::stamp::HEADER, true);
+    }
+
+    fn push_changelog(
         &mut self,
         partition: i32,
-        user_key: u64,
-        legacy_id: Option<&[u8]>,
+        key: Range<usize>,
+        payload: Range<usize>,
         stamp: &[u8],
+        header: &'static str,
+        tombstone: bool,
     ) {
-        let (key, header) = match legacy_id {
-            Some(id) => (self.push_bytes(id), super::stamp::HEADER),
-            None => (
-                self.push_bytes(&user_key.to_be_bytes()),
-                super::stamp::HEADER_HASHED,
-            ),
-        };
-        let stamp = self.push_bytes(stamp);
-        let s = self.arena.len();
+        let bytes = self.push_bytes(stamp);
         self.recs.push(Rec {
             dest: Dest::Changelog(partition),
             key: Some(key),
-            payload: s..s,
+            payload,
             meta: None,
             dlq_headers: None,
-            stamp: Some(stamp),
-            stamp_header: header,
-            tombstone: true,
+            stamp: Some(Stamp {
+                bytes,
+                header,
+                tombstone,
+            }),
         });
     }
 }
@@ -389,7 +399,7 @@ pub async fn send_all(
         let mut attempt = 0u32;
         loop {
             let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
-            if !r.tombstone {
+            if !r.stamp.as_ref().is_some_and(|st| st.tombstone) {
                 rec = rec.payload(payload);
             }
             if let Some(k) = key {
@@ -402,8 +412,8 @@ pub async fn send_all(
                 rec = rec.headers(m.headers());
             } else if let Some(st) = &r.stamp {
                 rec = rec.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
-                    key: r.stamp_header,
-                    value: Some(&batch.arena[st.clone()]),
+                    key: st.header,
+                    value: Some(&batch.arena[st.bytes.clone()]),
                 }));
             } else if let Some((t, p, o, reason)) = &r.dlq_headers {
                 let p = p.to_string();

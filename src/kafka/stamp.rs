@@ -61,7 +61,10 @@ impl Position {
         let Some(stamp) = stamp else {
             return Standing::Covered(i64::MIN);
         };
-        if stamp.len() % 8 != 0 || stamp.len() / 8 != self.0.len() {
+        // A stamp with fewer or more topics than the running config (input topics were added
+        // or removed since it was written) is ranked on the topics both have: a topic it has
+        // no component for, it reflects nothing of.
+        if stamp.is_empty() || stamp.len() % 8 != 0 {
             return Standing::Malformed;
         }
         let mut rank: i64 = 0;
@@ -126,9 +129,15 @@ mod tests {
         assert_eq!(c.rank(Some(b"abc")), Standing::Malformed);
         assert_eq!(c.rank(Some(&st(&[-5]))), Standing::Malformed);
         assert_eq!(
-            c.rank(Some(&st(&[1, 1]))),
-            Standing::Malformed,
-            "wrong topic count"
+            c.rank(Some(&st(&[1, 7]))),
+            Standing::Covered(1),
+            "an input topic was removed"
+        );
+        let two = Position(vec![5, 5]);
+        assert_eq!(
+            two.rank(Some(&st(&[4]))),
+            Standing::Covered(4),
+            "an input topic was added"
         );
         assert_eq!(c.rank(Some(b"")), Standing::Malformed);
     }
