@@ -1679,7 +1679,7 @@ mod tests {
     /// Every value of the shipped file replaced, one at a time, by values of other types and
     /// out-of-range numbers, and unknown keys added to every section: each result is a config
     /// or an error that names a key (or, for text that is no longer TOML, a syntax error).
-    /// `WG_FUZZ_ROUNDS` repeats it with further random values (outside CI).
+    /// `WG_FUZZ_SCALE` = n adds n − 1 random values per key (outside CI).
     #[test]
     fn any_mutation_of_the_shipped_file_is_a_config_or_names_its_key() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/walletguard.toml");
@@ -1705,10 +1705,7 @@ mod tests {
             "{ a = 1 }",
             "1979-05-27",
         ];
-        let rounds: u64 = std::env::var("WG_FUZZ_ROUNDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let rounds = crate::fuzz_scale() - 1;
         let mut seed = 0x2545_F491_4F6C_DD1Du64;
         let mut next = move || {
             seed ^= seed << 13;

@@ -11,7 +11,7 @@
 //! - [`config`]: the one typed, validated config; mirrors `config/walletguard.toml`.
 //! - [`event`]: wire bytes → validated [`event::Event`], or a typed [`event::EventError`] that
 //!   becomes a dead letter.
-//! - [`baseline`]: the 304-byte per-user [`baseline::Profile`] (online decayed statistics,
+//! - [`baseline`]: the 248-byte per-user [`baseline::Profile`] (online decayed statistics,
 //!   bounded sets of hashes, short-term windows), the population [`baseline::Prior`], and the
 //!   [`baseline::ProfileStore`] that holds them.
 //! - [`detect`]: one file per detector behind the [`detect::Detector`] trait; each returns
@@ -59,3 +59,15 @@ pub mod time;
 
 pub use config::Config;
 pub use pipeline::{Engine, Outcome, State};
+
+/// How many times over the in-tree fuzz tests run their random cases: `WG_FUZZ_SCALE`
+/// (default 1, the CI size). Outside CI, `WG_FUZZ_SCALE=20 cargo test --release --lib` runs
+/// over a million cases in all.
+#[cfg(test)]
+pub(crate) fn fuzz_scale() -> u64 {
+    std::env::var("WG_FUZZ_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1u64)
+        .max(1)
+}

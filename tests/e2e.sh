@@ -161,7 +161,7 @@ kill -TERM "$WGPID"
 if wait "$WGPID"; then say "clean exit"; else fail "exit code $? after SIGTERM"; fi
 
 # A start inside a record batch. tansu answers a fetch from inside a batch with the next batch
-# (examples/tansu_fetch_probe.rs shows it without walletguard); walletguard must still start
+# (tests/probes/tansu_fetch_probe.rs shows it without walletguard); walletguard must still start
 # exactly at the committed offset. 2,000 non-JSON records in batches of 100, offset 150
 # committed: the dead letters must be offsets 150..1999, no more, no fewer.
 say "start inside a batch: committed 150 of batches of 100"

@@ -317,6 +317,115 @@ fn dead_letters_keep_the_partition_flowing() {
     drop(mock);
 }
 
+/// Input keys and headers are never trusted: absent, empty, huge or non-UTF-8 keys and
+/// headers (many, huge, null or binary values) change no decision, and a dead letter of a
+/// message with a huge key carries the key cut to `MAX_DLQ_KEY_BYTES` and its full length,
+/// so it still fits the producer's limit and the partition keeps flowing.
+#[test]
+fn hostile_keys_and_headers_are_harmless() {
+    use walletguard::kafka::sink::MAX_DLQ_KEY_BYTES;
+    init_logging();
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let mut names = Names::new("hostile");
+    let cfg = config(&brokers, &mut names, "a");
+    create_topics(&mock, &cfg, 2);
+    let engine = Engine::new(cfg.clone());
+
+    let mut s = Story::new("u-hostile", 3_000.0, Actor::new("d-own", SHANGHAI), 23);
+    s.live_in_shanghai((2026, 3, 2), 4);
+    let lines = s.lines();
+    let big_key: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8 | 0x80).collect();
+    let big_value = vec![0xFFu8; 200_000];
+    let many: Vec<String> = (0..64).map(|i| format!("h{i}")).collect();
+    let keys: [Option<Vec<u8>>; 5] = [
+        None,
+        Some(Vec::new()),
+        Some(vec![0xff, 0xfe, 0x00, 0xc3, 0x28]),
+        Some(big_key.clone()),
+        Some(b"u-hostile".to_vec()),
+    ];
+    // (message, headers, dead-letter reason)
+    let mut plan: Vec<(Msg, Vec<(&str, Option<&[u8]>)>, Option<&str>)> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let headers: Vec<(&str, Option<&[u8]>)> = match i % 4 {
+            0 => vec![],
+            1 => many
+                .iter()
+                .map(|n| (n.as_str(), Some(&b"\x00\xff"[..])))
+                .collect(),
+            2 => vec![("user_id", Some(&big_value[..])), ("wg.inh", None)],
+            _ => vec![
+                ("", Some(&[0xc3, 0x28][..])),
+                ("event_id", Some(&b"forged"[..])),
+            ],
+        };
+        let m = Msg {
+            key: keys[i % keys.len()].clone(),
+            payload: Some(l.clone().into_bytes()),
+            partition: Some(0),
+        };
+        plan.push((m, headers, None));
+        if i % 7 == 3 {
+            // A bad message with a huge non-UTF-8 key.
+            let m = Msg {
+                key: Some(big_key.clone()),
+                payload: Some(b"{\"event_id\": ".to_vec()),
+                partition: Some(0),
+            };
+            plan.push((m, vec![("x", Some(&big_value[..]))], Some("bad")));
+        }
+    }
+    let msgs: Vec<Msg> = plan.iter().map(|(m, _, _)| m.clone()).collect();
+    let want = expected(&engine, payloads(&msgs));
+    assert_eq!(want.valid, lines.len());
+    let (p, count) = producer(&brokers);
+    for (m, h, _) in &plan {
+        send_with_headers(&p, &names.input, m, h);
+    }
+    flush(&p, &count, plan.len() as u64);
+
+    let rt = runtime();
+    let svc = Service::start(&rt, cfg);
+    let mut decisions = Reader::new(&brokers, &names.decisions, OUT_PARTS, false);
+    let mut dlq = Reader::new(&brokers, &names.dlq, OUT_PARTS, false);
+    let bad = plan.iter().filter(|(_, _, e)| e.is_some()).count();
+    assert!(bad >= 2, "test plan");
+    let arrived = decisions.wait_for(|r| r.len() >= lines.len());
+    let dead = dlq.wait_for(|r| r.len() >= bad);
+    svc.stop(&rt).expect("run returns Ok after stop");
+    assert!(
+        arrived,
+        "only {} of {} decisions",
+        decisions.recs.len(),
+        lines.len()
+    );
+    assert!(dead, "only {} of {bad} dead letters", dlq.recs.len());
+    decisions.drain();
+    dlq.drain();
+    assert_same("decisions", &decisions.by_event(), &want.decisions);
+    assert_eq!(dlq.recs.len(), bad, "one dead letter per bad message");
+    for r in &dlq.recs {
+        assert_eq!(
+            r.key.as_deref(),
+            Some(&big_key[..MAX_DLQ_KEY_BYTES]),
+            "key cut"
+        );
+        assert_eq!(
+            r.header("source_key_bytes"),
+            Some(big_key.len().to_string())
+        );
+        let raw = b"{\"event_id\": ";
+        let reason = match engine.process_bytes(&mut engine.new_state(), raw, NOW_MS) {
+            Err(e) => e.reason(),
+            Ok(_) => panic!("test plan: the bad payload is valid"),
+        };
+        assert_eq!(r.header("error").as_deref(), Some(reason));
+    }
+    drop(rt);
+    drop(mock);
+}
+
 /// 3. At-least-once across a crash: instance A (a child process) is SIGKILLed mid-stream,
 ///    without a final commit; B takes over the group. Every event has a decision, and an event
 ///    decided twice got identical decisions (and alerts).

@@ -18,8 +18,11 @@ land during restore, during a rebalance, between a changelog write and its offse
 mid-batch. Some are a SIGTERM followed by a SIGKILL within a second: a kill during shutdown.
 With --instances > 1 each kill hits one instance at random.
 
---outage S (mock broker only) takes the broker down for S seconds mid-stream, then checks that
-the pipeline resumes by itself and that /readyz and the metrics told the truth meanwhile.
+--outage S takes the broker away for S seconds mid-stream, then checks that the pipeline
+resumes by itself and that /readyz and the metrics told the truth meanwhile. The mock broker
+goes down (connections refused); tansu is frozen with SIGSTOP, a hung broker whose connections
+stay open, and thawed with SIGCONT. Why not a tansu restart: its in-memory storage would come
+back empty, which is a lost cluster, not an outage.
 """
 
 import argparse
@@ -118,10 +121,10 @@ class Broker:
         return self.addr
 
     def down(self):
-        self.proc.send_signal(signal.SIGUSR1)
+        self.proc.send_signal(signal.SIGSTOP if self.kind == "tansu" else signal.SIGUSR1)
 
     def up(self):
-        self.proc.send_signal(signal.SIGUSR2)
+        self.proc.send_signal(signal.SIGCONT if self.kind == "tansu" else signal.SIGUSR2)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -231,7 +234,7 @@ def main():
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--instances", type=int, default=1)
     ap.add_argument("--outage", type=float, default=0.0,
-                    help="mock broker: seconds of a full broker outage mid-stream")
+                    help="seconds of a full broker outage mid-stream (mock: down; tansu: frozen)")
     ap.add_argument("--settle", type=float, default=300.0,
                     help="most seconds to wait for the last decisions after the last kill")
     ap.add_argument("--kill-seed", type=int, default=None, help="seed of the kill schedule")
@@ -429,24 +432,26 @@ format = "json"
 
 
 def outage_check(broker, insts, seconds, failures):
-    """Takes the (mock) broker down for `seconds`; /readyz must say not ready meanwhile, the
+    """Takes the broker away for `seconds`; /readyz must say not ready meanwhile, the
     instances must stay alive, and must be ready again within 60 s of the broker's return."""
-    if broker.kind != "mock":
-        failures.append("--outage needs --broker mock")
-        return
-    log(f"broker outage for {seconds:.0f} s")
+    log(f"broker outage for {seconds:.0f} s ({'frozen' if broker.kind == 'tansu' else 'down'})")
     broker.down()
     end = time.time() + seconds
-    saw_unready = False
+    saw_unready = saw_zero = False
     while time.time() < end:
         for inst in insts:
             status, _ = http_get(inst.url("/readyz"))
             if status != 200:
                 saw_unready = True
+            status, body = http_get(inst.url("/metrics"))
+            if status == 200 and metric(body, "walletguard_kafka_brokers_up") == 0:
+                saw_zero = True
         time.sleep(0.5)
     broker.up()
     if not saw_unready:
         failures.append(f"/readyz stayed 200 through a {seconds:.0f} s broker outage")
+    if not saw_zero:
+        failures.append(f"walletguard_kafka_brokers_up never 0 in a {seconds:.0f} s broker outage")
     deadline = time.time() + 60
     for inst in insts:
         while time.time() < deadline and http_get(inst.url("/readyz"))[0] != 200:

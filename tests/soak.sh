@@ -12,7 +12,8 @@
 #   SOAK_PARTITIONS input partitions [8]
 #   SOAK_MIN_GAP / SOAK_MAX_GAP  seconds between a restart and the next kill [1 / 6]
 #   SOAK_INSTANCES instances in the group [1]
-#   SOAK_OUTAGE    seconds of a full broker outage in the middle of the mock run [30]; 0 = none
+#   SOAK_OUTAGE    seconds of a full broker outage in the middle of each run [30]; 0 = none
+#                  (mock: the broker goes down; tansu: frozen with SIGSTOP, then SIGCONT)
 #   SOAK_ARGS      more arguments for soak.py
 # The long run of the issue: SOAK_KILLS=20 SOAK_USERS=6000 SOAK_RATE=8000 SOAK_MIN_GAP=1 SOAK_MAX_GAP=5.
 set -euo pipefail
@@ -33,8 +34,8 @@ fi
 for b in $BROKERS; do
   echo "soak: == $b =="
   extra=()
-  # Outages need a broker that can be taken down and brought back with its data: the mock.
-  if [ "$b" = mock ]; then extra+=(--outage "${SOAK_OUTAGE:-30}"); fi
+  # An outage in the middle of each run: the mock goes down, tansu is frozen (it keeps its data).
+  extra+=(--outage "${SOAK_OUTAGE:-30}")
   # shellcheck disable=SC2086
   python3 "$ROOT/tests/soak.py" --wg "$WG" --broker "$b" "${extra[@]}" \
     --kills "${SOAK_KILLS:-8}" --users "${SOAK_USERS:-1500}" --days "${SOAK_DAYS:-30}" \

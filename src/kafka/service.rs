@@ -176,7 +176,7 @@ impl ClientContext for Ctx {
         let up = stats
             .brokers
             .values()
-            .filter(|b| b.nodeid >= 0 && b.state == "UP")
+            .filter(|b| b.nodeid >= 0 && broker_answering(&b.state, b.waitresp_cnt, b.rxidle))
             .count();
         self.shared.metrics.brokers_up.set(up as i64);
         self.shared.health.set_brokers_up(up > 0);
@@ -207,6 +207,21 @@ impl ClientContext for Ctx {
         }
         tracing::error!(target: "librdkafka", error = %error, "{reason}");
     }
+}
+
+/// A broker silent this long while requests wait on it counts as down, though its connection
+/// is still up.
+const BROKER_STALL_US: i64 = 10_000_000;
+
+/// Whether a broker, as librdkafka's statistics describe it, is up and answering: connected
+/// (`state` "UP"), and not silent for [`BROKER_STALL_US`] (`rxidle`, µs since it last sent
+/// anything; -1 for never) while requests wait for it (`waitresp_cnt`). Why the second part: a
+/// hung or stopped broker keeps its TCP connections open, and librdkafka reports it "UP" until
+/// `socket.timeout.ms` (60 s) expires each request, while nothing is consumed; a consumer
+/// normally hears from its brokers several times a second (fetch long-polls end after
+/// `fetch.wait.max.ms`, heartbeats every second).
+fn broker_answering(state: &str, waitresp_cnt: i64, rxidle_us: i64) -> bool {
+    state == "UP" && !(waitresp_cnt > 0 && rxidle_us > BROKER_STALL_US)
 }
 
 impl ConsumerContext for Ctx {
@@ -880,4 +895,25 @@ fn consumer_loop(
     }
     tracing::info!("stopped cleanly");
     Ok(End::Shutdown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_broker_with_waiting_requests_is_down() {
+        assert!(broker_answering("UP", 0, 60_000_000), "idle, nothing asked");
+        assert!(broker_answering("UP", 3, 200_000), "answering");
+        assert!(
+            broker_answering("UP", 1, -1),
+            "never heard from yet, just connected"
+        );
+        assert!(
+            !broker_answering("UP", 2, 10_000_001),
+            "silent 10 s with requests waiting"
+        );
+        assert!(!broker_answering("DOWN", 0, 0));
+        assert!(!broker_answering("CONNECT", 0, 0));
+    }
 }

@@ -157,10 +157,27 @@ struct Rec {
     key: Option<Range<usize>>,
     payload: Range<usize>,
     meta: Option<Arc<Meta>>,
-    dlq_headers: Option<(String, i32, i64, &'static str)>,
+    dlq_headers: Option<DlqSource>,
     /// Changelog only: the input position the profile reflects (see [`super::stamp`]).
     stamp: Option<Stamp>,
 }
+
+/// Where a dead letter came from: its headers.
+#[derive(Debug, Clone)]
+struct DlqSource {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    reason: &'static str,
+    /// The input key's length when the dead letter carries only its first
+    /// [`MAX_DLQ_KEY_BYTES`].
+    cut_key_len: Option<usize>,
+}
+
+/// Longest input key a dead letter copies. Why a cap: a dead letter must always fit the
+/// producer's `message.max.bytes`, or its delivery would be retried forever and stall the
+/// partition; a key is normally a user id of a few dozen bytes.
+pub const MAX_DLQ_KEY_BYTES: usize = 4 * 1024;
 
 /// The stamp of a changelog record.
 #[derive(Debug, Clone)]
@@ -284,7 +301,8 @@ impl OutBatch {
         key: Option<&[u8]>,
         payload: &[u8],
     ) {
-        let key = key.map(|k| self.push_bytes(k));
+        let cut_key_len = key.filter(|k| k.len() > MAX_DLQ_KEY_BYTES).map(<[u8]>::len);
+        let key = key.map(|k| self.push_bytes(&k[..k.len().min(MAX_DLQ_KEY_BYTES)]));
         let s = self.arena.len();
         let cut = &payload[..payload.len().min(MAX_EVENT_BYTES)];
         output::write_dead_letter(&mut self.arena, err, topic, partition, offset, cut);
@@ -293,7 +311,13 @@ impl OutBatch {
             key,
             payload: s..self.arena.len(),
             meta: None,
-            dlq_headers: Some((topic.to_owned(), partition, offset, err.reason())),
+            dlq_headers: Some(DlqSource {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                reason: err.reason(),
+                cut_key_len,
+            }),
             stamp: None,
         });
     }
@@ -415,28 +439,34 @@ pub async fn send_all(
                     key: st.header,
                     value: Some(&batch.arena[st.bytes.clone()]),
                 }));
-            } else if let Some((t, p, o, reason)) = &r.dlq_headers {
-                let p = p.to_string();
-                let o = o.to_string();
-                rec = rec.headers(
-                    OwnedHeaders::new_with_capacity(4)
-                        .insert(Header {
-                            key: "source_topic",
-                            value: Some(t.as_str()),
-                        })
-                        .insert(Header {
-                            key: "source_partition",
-                            value: Some(p.as_str()),
-                        })
-                        .insert(Header {
-                            key: "source_offset",
-                            value: Some(o.as_str()),
-                        })
-                        .insert(Header {
-                            key: "error",
-                            value: Some(*reason),
-                        }),
-                );
+            } else if let Some(src) = &r.dlq_headers {
+                let p = src.partition.to_string();
+                let o = src.offset.to_string();
+                let kl = src.cut_key_len.map(|n| n.to_string());
+                let mut h = OwnedHeaders::new_with_capacity(5)
+                    .insert(Header {
+                        key: "source_topic",
+                        value: Some(src.topic.as_str()),
+                    })
+                    .insert(Header {
+                        key: "source_partition",
+                        value: Some(p.as_str()),
+                    })
+                    .insert(Header {
+                        key: "source_offset",
+                        value: Some(o.as_str()),
+                    })
+                    .insert(Header {
+                        key: "error",
+                        value: Some(src.reason),
+                    });
+                if let Some(kl) = &kl {
+                    h = h.insert(Header {
+                        key: "source_key_bytes",
+                        value: Some(kl.as_str()),
+                    });
+                }
+                rec = rec.headers(h);
             }
             match producer.send_result(rec) {
                 Ok(f) => {

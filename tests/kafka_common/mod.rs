@@ -204,7 +204,24 @@ pub fn producer(brokers: &str) -> (ThreadedProducer<Counting>, Arc<DeliveryCount
 
 /// Enqueues one message (waiting on a full queue).
 pub fn send(p: &ThreadedProducer<Counting>, topic: &str, m: &Msg) {
+    send_with_headers(p, topic, m, &[]);
+}
+
+/// Enqueues one message with `headers` (name, value; `None`: a null value).
+pub fn send_with_headers(
+    p: &ThreadedProducer<Counting>,
+    topic: &str,
+    m: &Msg,
+    headers: &[(&str, Option<&[u8]>)],
+) {
     let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+    if !headers.is_empty() {
+        let mut h = rdkafka::message::OwnedHeaders::new_with_capacity(headers.len());
+        for (key, value) in headers {
+            h = h.insert(rdkafka::message::Header { key, value: *value });
+        }
+        rec = rec.headers(h);
+    }
     if let Some(k) = &m.key {
         rec = rec.key(&k[..]);
     }
