@@ -52,8 +52,8 @@ pub struct Metrics {
     /// from beyond its assigned start offset (a broker answering a fetch inside a batch with
     /// the next batch).
     pub fetch_rewinds: IntCounter,
-    /// `walletguard_kafka_brokers_up`: brokers the consumer's connection to is up, from
-    /// librdkafka statistics (0 during an outage).
+    /// `walletguard_kafka_brokers_up`: brokers the consumer is connected to and hearing from,
+    /// from librdkafka statistics (0 during an outage, and while a broker hangs).
     pub brokers_up: IntGauge,
     /// `walletguard_profiles{partition}`: profiles held in memory.
     pub profiles: IntGaugeVec,
@@ -266,7 +266,7 @@ impl Metrics {
                 r,
                 IntGauge::new(
                     "walletguard_kafka_brokers_up",
-                    "Brokers the consumer is connected to (librdkafka state UP)."
+                    "Brokers the consumer is connected to and hearing from (state UP, not silent 10 s with requests waiting)."
                 )
             ),
             profiles: reg!(

@@ -345,10 +345,12 @@ fn hostile_keys_and_headers_are_harmless() {
         Some(big_key.clone()),
         Some(b"u-hostile".to_vec()),
     ];
-    // (message, headers, dead-letter reason)
-    let mut plan: Vec<(Msg, Vec<(&str, Option<&[u8]>)>, Option<&str>)> = Vec::new();
+    /// Header name and value (`None`: a null value).
+    type Headers<'a> = Vec<(&'a str, Option<&'a [u8]>)>;
+    // (message, headers, whether it is bad)
+    let mut plan: Vec<(Msg, Headers<'_>, Option<&str>)> = Vec::new();
     for (i, l) in lines.iter().enumerate() {
-        let headers: Vec<(&str, Option<&[u8]>)> = match i % 4 {
+        let headers: Headers<'_> = match i % 4 {
             0 => vec![],
             1 => many
                 .iter()

@@ -17,7 +17,11 @@ fn field<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {
         return None;
     }
     // Lengths above 127 stretch to cover whole encoded profiles (256 bytes and more).
-    let n = if n > 127 { (n as usize - 127) * 4 } else { n as usize };
+    let n = if n > 127 {
+        (n as usize - 127) * 4
+    } else {
+        n as usize
+    };
     let n = n.min(rest.len());
     let (f, rest) = rest.split_at(n);
     *data = rest;
