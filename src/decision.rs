@@ -28,8 +28,85 @@
 //! bind the new-device stage must come from the event's own signals. Reasons are sorted by contribution wᵢ·sᵢ. The score maps to an action by the
 //! `review` / `step_up` / `freeze` thresholds and to a severity by the `severity_*` ones.
 
-use crate::config::DecisionConfig;
+use serde::{Deserialize, Serialize};
+
 use crate::detect::{Code, Detail, Signals};
+use crate::validate::{invalid, nonneg, unit, Checked};
+
+/// `[decision]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionConfig {
+    /// Score at or above which the action is `review`.
+    pub review: f64,
+    /// Score at or above which the action is `step_up`.
+    pub step_up: f64,
+    /// Score at or above which the action is `freeze`.
+    pub freeze: f64,
+    /// Score at or above which severity is `medium` (below it, alerts are `low`).
+    pub severity_medium: f64,
+    /// Score at or above which severity is `high`.
+    pub severity_high: f64,
+    /// Score at or above which severity is `critical`.
+    pub severity_critical: f64,
+    /// Bonus for a full account-takeover chain (credential change → new device or location →
+    /// new payee → large or draining outflow), scaled by the chain's strength.
+    pub chain_bonus: f64,
+    /// At most one `freeze_account` per user within this many hours.
+    pub freeze_cooldown_hours: f64,
+    /// Learn events scored `review` into the baseline. Off by default: an attacker's first,
+    /// merely suspicious event would otherwise make their device and place "known" for the
+    /// next one. `step_up` and above are never learned.
+    pub learn_reviewed: bool,
+}
+
+impl Default for DecisionConfig {
+    fn default() -> Self {
+        DecisionConfig {
+            review: 0.45,
+            step_up: 0.75,
+            freeze: 0.88,
+            severity_medium: 0.6,
+            severity_high: 0.75,
+            severity_critical: 0.88,
+            chain_bonus: 0.7,
+            freeze_cooldown_hours: 24.0,
+            learn_reviewed: false,
+        }
+    }
+}
+
+impl DecisionConfig {
+    /// Checks the rules of `[decision]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        for (key, v) in [
+            ("decision.review", self.review),
+            ("decision.step_up", self.step_up),
+            ("decision.freeze", self.freeze),
+            ("decision.severity_medium", self.severity_medium),
+            ("decision.severity_high", self.severity_high),
+            ("decision.severity_critical", self.severity_critical),
+            ("decision.chain_bonus", self.chain_bonus),
+        ] {
+            unit(key, v)?;
+        }
+        if !(self.review > 0.0 && self.review <= self.step_up && self.step_up <= self.freeze) {
+            return Err(invalid(
+                "decision.step_up",
+                "thresholds must satisfy 0 < review ≤ step_up ≤ freeze ≤ 1",
+            ));
+        }
+        if !(self.severity_medium <= self.severity_high
+            && self.severity_high <= self.severity_critical)
+        {
+            return Err(invalid(
+                "decision.severity_high",
+                "severity thresholds must satisfy medium ≤ high ≤ critical",
+            ));
+        }
+        nonneg("decision.freeze_cooldown_hours", self.freeze_cooldown_hours)
+    }
+}
 
 /// What to do about an event, in increasing order of force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

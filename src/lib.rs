@@ -8,14 +8,19 @@
 //! the pure core: no Kafka, no tokio, no metrics, and time comes in as an argument.
 //!
 //! - [`time`]: RFC 3339 parsing/formatting and the compact tick clock profiles use.
-//! - [`config`]: the one typed, validated config; mirrors `config/walletguard.toml`.
+//! - [`validate`]: the value rules (`positive`, `unit`, ...) and the [`validate::Invalid`]
+//!   error every config section uses to check itself.
+//! - [`config`]: the one typed, validated config, assembled from the sections the modules own
+//!   (`[baseline]` and `[prior]` in [`baseline`], `[detectors.*]` beside each detector,
+//!   `[decision]` in [`decision`]) plus the service's own; loading, defaults, environment
+//!   overrides; mirrors `config/walletguard.toml`.
 //! - [`event`]: wire bytes → validated [`event::Event`], or a typed [`event::EventError`] that
 //!   becomes a dead letter.
 //! - [`baseline`]: the 248-byte per-user [`baseline::Profile`] (online decayed statistics,
 //!   bounded sets of hashes, short-term windows), the population [`baseline::Prior`], and the
 //!   [`baseline::ProfileStore`] that holds them.
-//! - [`detect`]: one file per detector behind the [`detect::Detector`] trait; each returns
-//!   [`detect::Signal`]s.
+//! - [`detect`]: one file per detector behind the [`detect::Detector`] trait, each with its
+//!   config table and that table's rules; each returns [`detect::Signal`]s.
 //! - [`decision`]: signals → score (weighted noisy-OR plus a takeover-chain bonus), action,
 //!   severity, sorted reasons.
 //! - [`pipeline`]: PURE `(state, event, now) → outcome`; the only entry the adapters call.
@@ -56,6 +61,7 @@ pub mod reload;
 pub mod replay;
 pub mod sim;
 pub mod time;
+pub mod validate;
 
 pub use config::Config;
 pub use pipeline::{Engine, Outcome, State};

@@ -14,12 +14,132 @@ pub mod keys;
 pub mod prior;
 pub mod store;
 
-pub use prior::Prior;
+pub use prior::{Prior, PriorConfig};
 pub use store::{BuildIdentity, ProfileStore};
 
 use crate::config::Config;
 use crate::event::{Event, EventType, Status};
 use crate::time::{EpochMs, Tick};
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{invalid, positive, Checked};
+
+/// `[baseline]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselineConfig {
+    /// Half-life of the behavioural baseline, in days.
+    pub half_life_days: f64,
+    /// Half-life of the short-term counters (failed attempts, tiny payments), in minutes.
+    pub fast_half_life_minutes: f64,
+    /// Known devices remembered per user.
+    pub devices: usize,
+    /// Known payees (transfers, withdrawal cards, recharge numbers) remembered per user.
+    pub counterparties: usize,
+    /// Known merchants remembered per user.
+    pub merchants: usize,
+    /// Known networks (IPv4 prefixes of `ipv4_prefix_bits`, IPv6 /48s) remembered per user.
+    pub ip_prefixes: usize,
+    /// Known geo cells remembered per user.
+    pub geo_cells: usize,
+    /// Size of a geo cell, in degrees of latitude and longitude.
+    pub geo_cell_degrees: f64,
+    /// Leading bits of an IPv4 address that name its network (8 to 32). 16 rather than 24:
+    /// mobile carriers hand a phone addresses from pools whose third octet changes from one
+    /// session to the next, so a /24 calls the owner's own carrier "a new network" all day.
+    pub ipv4_prefix_bits: u8,
+    /// Shrinkage constant k: a user's own estimate gets weight n/(n+k) against the prior.
+    pub shrinkage_k: f64,
+    /// A profile idle this many days of event time expires: it is dropped from memory and
+    /// tombstoned in the changelog, and the user's next event starts a new one. 0 = never.
+    pub profile_ttl_days: f64,
+    /// At most this many profiles per partition (per replay): a flood of new user ids evicts
+    /// the least recently active ones (counted). 0 = no cap.
+    pub max_profiles_per_partition: usize,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        BaselineConfig {
+            half_life_days: 30.0,
+            fast_half_life_minutes: 30.0,
+            devices: 3,
+            counterparties: 4,
+            merchants: 3,
+            ip_prefixes: 2,
+            geo_cells: 2,
+            geo_cell_degrees: 0.5,
+            ipv4_prefix_bits: 16,
+            shrinkage_k: 8.0,
+            // Beyond the dormant-reactivation horizon (three times its 60 days), so an
+            // account asleep for half a year is still recognised when it wakes.
+            profile_ttl_days: 400.0,
+            // About 270 MB of profiles and index per partition at the cap.
+            max_profiles_per_partition: 1_000_000,
+        }
+    }
+}
+
+impl BaselineConfig {
+    /// Checks the rules of `[baseline]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        positive("baseline.half_life_days", self.half_life_days)?;
+        if self.half_life_days > 365.0 {
+            // The day-stepped fixed-point decay loses precision beyond a year.
+            return Err(invalid("baseline.half_life_days", "must be at most 365"));
+        }
+        positive(
+            "baseline.fast_half_life_minutes",
+            self.fast_half_life_minutes,
+        )?;
+        positive("baseline.geo_cell_degrees", self.geo_cell_degrees)?;
+        if self.geo_cell_degrees > 10.0 {
+            return Err(invalid("baseline.geo_cell_degrees", "must be at most 10"));
+        }
+        if !(8..=32).contains(&self.ipv4_prefix_bits) {
+            return Err(invalid(
+                "baseline.ipv4_prefix_bits",
+                "must be between 8 and 32",
+            ));
+        }
+        positive("baseline.shrinkage_k", self.shrinkage_k)?;
+        if !(self.profile_ttl_days >= 0.0 && self.profile_ttl_days <= 36_500.0) {
+            return Err(invalid(
+                "baseline.profile_ttl_days",
+                "must be between 0 (never) and 36500",
+            ));
+        }
+        if self.max_profiles_per_partition == 1 {
+            return Err(invalid(
+                "baseline.max_profiles_per_partition",
+                "must be 0 (no cap) or at least 2",
+            ));
+        }
+        for (key, v) in [
+            ("baseline.devices", self.devices),
+            ("baseline.counterparties", self.counterparties),
+            ("baseline.merchants", self.merchants),
+            ("baseline.ip_prefixes", self.ip_prefixes),
+            ("baseline.geo_cells", self.geo_cells),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        let slots =
+            self.devices + self.counterparties + self.merchants + self.ip_prefixes + self.geo_cells;
+        if slots > SLOT_CAPACITY {
+            return Err(invalid(
+                "baseline.counterparties",
+                format!(
+                    "devices + counterparties + merchants + ip_prefixes + geo_cells = {slots}, \
+                     over the {SLOT_CAPACITY} slots a profile holds"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Slots for remembered hashes in one profile (devices + counterparties + merchants + IP
 /// prefixes + geo cells). The config divides them between the five kinds.

@@ -5,6 +5,65 @@
 //! same event must get the same decision everywhere.
 
 use crate::config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{invalid, positive, Checked};
+
+/// `[prior]`: the population baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriorConfig {
+    /// Mean of ln(1 + amount) of money out across users.
+    pub amount_log_mean: f64,
+    /// Standard deviation of ln(1 + amount) across users.
+    pub amount_log_sd: f64,
+    /// Relative activity per local hour 0..23 across users (normalised on load).
+    pub hour_weights: Vec<f64>,
+    /// Money-out events per day of a typical user.
+    pub out_per_day: f64,
+}
+
+impl Default for PriorConfig {
+    fn default() -> Self {
+        PriorConfig {
+            amount_log_mean: 4.0,
+            amount_log_sd: 1.3,
+            hour_weights: vec![
+                0.4, 0.25, 0.15, 0.1, 0.1, 0.15, 0.4, 0.9, 1.3, 1.4, 1.4, 1.5, 1.7, 1.5, 1.3, 1.3,
+                1.3, 1.4, 1.6, 1.7, 1.7, 1.5, 1.1, 0.7,
+            ],
+            out_per_day: 2.0,
+        }
+    }
+}
+
+impl PriorConfig {
+    /// Checks the rules of `[prior]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        positive("prior.amount_log_sd", self.amount_log_sd)?;
+        if !self.amount_log_mean.is_finite() || self.amount_log_mean < 0.0 {
+            return Err(invalid(
+                "prior.amount_log_mean",
+                "must be a finite number ≥ 0",
+            ));
+        }
+        positive("prior.out_per_day", self.out_per_day)?;
+        if self.hour_weights.len() != 24 {
+            return Err(invalid(
+                "prior.hour_weights",
+                format!("needs 24 values, has {}", self.hour_weights.len()),
+            ));
+        }
+        if self
+            .hour_weights
+            .iter()
+            .any(|w| !w.is_finite() || *w <= 0.0)
+        {
+            return Err(invalid("prior.hour_weights", "every weight must be > 0"));
+        }
+        Ok(())
+    }
+}
 
 /// Population amount and hour priors, with shrinkage helpers.
 #[derive(Debug, Clone)]

@@ -11,7 +11,51 @@
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use super::{familiar_outflow, money, surprise, Code, Ctx, Detail, Detector, Signals};
-use crate::config::AmountOutlierConfig;
+use crate::validate::{nonneg, positive, unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.amount_outlier]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmountOutlierConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Amounts at or below this never count as outliers (default currency units).
+    pub min_amount: f64,
+    /// Floor on the per-user standard deviation of ln(1+amount), so a user who always pays
+    /// the same amount is not alarmed by a small change.
+    pub min_sd: f64,
+    /// Multiplier on the score of a familiar outflow (a merchant payment from a device the
+    /// user already uses, or a transfer or withdrawal to an established payee): a large
+    /// purchase on one's own phone or a large sum to family is ordinary; the amount still
+    /// counts with other evidence (an odd hour, a new place, a burst).
+    pub familiar_factor: f64,
+}
+
+impl Default for AmountOutlierConfig {
+    fn default() -> Self {
+        AmountOutlierConfig {
+            enabled: true,
+            weight: 0.55,
+            min_amount: 50.0,
+            min_sd: 0.35,
+            familiar_factor: 0.4,
+        }
+    }
+}
+
+impl AmountOutlierConfig {
+    /// Checks the rules of `[detectors.amount_outlier]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.amount_outlier.{f}");
+        unit(&k("weight"), self.weight)?;
+        unit(&k("familiar_factor"), self.familiar_factor)?;
+        nonneg(&k("min_amount"), self.min_amount)?;
+        positive(&k("min_sd"), self.min_sd)
+    }
+}
 
 /// See the module docs.
 pub struct AmountOutlier {
@@ -100,15 +144,11 @@ impl Detector for AmountOutlier {
 mod tests {
     use super::super::testkit::*;
     use super::*;
-    use crate::config::Config;
+    use crate::detect::DetectorsConfig;
 
     fn det() -> AmountOutlier {
-        let c = Config::default();
-        AmountOutlier::new(
-            &c.detectors.amount_outlier,
-            c.detectors.surprise_p_start,
-            c.detectors.surprise_p_full,
-        )
+        let c = DetectorsConfig::default();
+        AmountOutlier::new(&c.amount_outlier, c.surprise_p_start, c.surprise_p_full)
     }
 
     #[test]
@@ -157,7 +197,7 @@ mod tests {
     fn a_big_purchase_on_the_own_device_counts_less() {
         let mut k = Kit::new();
         k.history(); // device d1
-        let f = Config::default().detectors.amount_outlier.familiar_factor;
+        let f = AmountOutlierConfig::default().familiar_factor;
         let body =
             |dev: &str| format!(r#""amount":5000,"counterparty":"shop-z","device_id":"{dev}""#);
         let other = score(&k.run(&det(), T0 + 31 * DAY, "payment", &body("dx")));

@@ -11,8 +11,58 @@
 //! cash a balance out to a new person or card, or from a device of their own.
 
 use super::{familiar_outflow, money, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals};
-use crate::config::BalanceDrainConfig;
 use crate::event::Status;
+use crate::validate::{invalid, nonneg, unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.balance_drain]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalanceDrainConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Share of the balance before the event at which it starts to score.
+    pub start_share: f64,
+    /// Share at which it scores 1.
+    pub full_share: f64,
+    /// Outflows at or below this amount never score.
+    pub min_amount: f64,
+    /// Multiplier on the score of a familiar outflow (a merchant payment from a device the
+    /// user already uses, or a transfer or withdrawal to an established payee): people top up
+    /// and spend their whole balance at shops, or move it to their own card, all the time;
+    /// a thief cashes a balance out to a new person or card.
+    pub familiar_factor: f64,
+}
+
+impl Default for BalanceDrainConfig {
+    fn default() -> Self {
+        BalanceDrainConfig {
+            enabled: true,
+            weight: 0.6,
+            start_share: 0.4,
+            full_share: 0.9,
+            min_amount: 100.0,
+            familiar_factor: 0.4,
+        }
+    }
+}
+
+impl BalanceDrainConfig {
+    /// Checks the rules of `[detectors.balance_drain]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.balance_drain.{f}");
+        unit(&k("weight"), self.weight)?;
+        unit(&k("familiar_factor"), self.familiar_factor)?;
+        unit(&k("start_share"), self.start_share)?;
+        unit(&k("full_share"), self.full_share)?;
+        if self.full_share <= self.start_share {
+            return Err(invalid(&k("full_share"), "must be above start_share"));
+        }
+        nonneg(&k("min_amount"), self.min_amount)
+    }
+}
 
 /// See the module docs.
 pub struct BalanceDrain {
@@ -96,7 +146,7 @@ mod tests {
     use super::*;
 
     fn det() -> BalanceDrain {
-        BalanceDrain::new(&crate::config::Config::default().detectors.balance_drain)
+        BalanceDrain::new(&BalanceDrainConfig::default())
     }
 
     #[test]
@@ -146,10 +196,7 @@ mod tests {
     fn an_own_device_shop_payment_counts_less() {
         let mut k = Kit::new();
         k.history(); // device d1
-        let f = crate::config::Config::default()
-            .detectors
-            .balance_drain
-            .familiar_factor;
+        let f = BalanceDrainConfig::default().familiar_factor;
         let body = |dev: &str| {
             format!(
                 r#""amount":4600,"counterparty":"shop-z","device_id":"{dev}","balance_after":400"#
@@ -168,10 +215,7 @@ mod tests {
 
     #[test]
     fn money_home_counts_less_but_a_young_payee_does_not() {
-        let f = crate::config::Config::default()
-            .detectors
-            .balance_drain
-            .familiar_factor;
+        let f = BalanceDrainConfig::default().familiar_factor;
         let mut k = Kit::new();
         k.history();
         // The owner's bank card tops the account up: withdrawing back to it is money going

@@ -11,8 +11,66 @@
 //! itself.
 
 use super::{money, ramp, Code, Ctx, Detail, Detector, Signals};
-use crate::config::CardTestingConfig;
 use crate::event::EventType;
+use crate::validate::{count, invalid, positive, unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.card_testing]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CardTestingConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// A payment at or below this amount is "tiny".
+    pub tiny_amount: f64,
+    /// Recent tiny payments to new merchants (decayed) at which it starts to score.
+    pub start_count: f64,
+    /// Count at which it scores 1.
+    pub full_count: f64,
+    /// `start_count` when the payment comes from a stranger: a device the user never used,
+    /// in a place or network the user was never seen in.
+    pub stranger_start_count: f64,
+    /// `full_count` for a stranger.
+    pub stranger_full_count: f64,
+}
+
+impl Default for CardTestingConfig {
+    fn default() -> Self {
+        CardTestingConfig {
+            enabled: true,
+            weight: 0.85,
+            tiny_amount: 5.0,
+            start_count: 2.5,
+            full_count: 6.0,
+            stranger_start_count: 1.5,
+            stranger_full_count: 2.0,
+        }
+    }
+}
+
+impl CardTestingConfig {
+    /// Checks the rules of `[detectors.card_testing]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.card_testing.{f}");
+        unit(&k("weight"), self.weight)?;
+        count(&k("start_count"), self.start_count)?;
+        count(&k("full_count"), self.full_count)?;
+        count(&k("stranger_start_count"), self.stranger_start_count)?;
+        count(&k("stranger_full_count"), self.stranger_full_count)?;
+        if self.full_count <= self.start_count {
+            return Err(invalid(&k("full_count"), "must be above start_count"));
+        }
+        if self.stranger_full_count <= self.stranger_start_count {
+            return Err(invalid(
+                &k("stranger_full_count"),
+                "must be above stranger_start_count",
+            ));
+        }
+        positive(&k("tiny_amount"), self.tiny_amount)
+    }
+}
 
 /// See the module docs.
 pub struct CardTesting {
@@ -100,7 +158,7 @@ mod tests {
     use crate::event::parse_event;
 
     fn det() -> CardTesting {
-        CardTesting::new(&crate::config::Config::default().detectors.card_testing)
+        CardTesting::new(&CardTestingConfig::default())
     }
 
     fn tiny(k: &mut Kit, t: i64, m: &str) {

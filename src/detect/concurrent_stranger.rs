@@ -14,7 +14,48 @@
 //! that score `review` or more are not learned, so they do not move it.
 
 use super::{duration, ramp, Code, Ctx, Detail, Detector, Signals};
-use crate::config::ConcurrentStrangerConfig;
+use crate::validate::{invalid, unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.concurrent_stranger]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConcurrentStrangerConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// A stranger acting at most this many minutes after the user's own device scores 1.
+    pub full_minutes: f64,
+    /// From `full_minutes` the score falls linearly to 0 at this many minutes.
+    pub zero_minutes: f64,
+}
+
+impl Default for ConcurrentStrangerConfig {
+    fn default() -> Self {
+        ConcurrentStrangerConfig {
+            enabled: true,
+            weight: 0.3,
+            full_minutes: 60.0,
+            zero_minutes: 240.0,
+        }
+    }
+}
+
+impl ConcurrentStrangerConfig {
+    /// Checks the rules of `[detectors.concurrent_stranger]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.concurrent_stranger.{f}");
+        unit(&k("weight"), self.weight)?;
+        if !(self.full_minutes >= 0.0 && self.zero_minutes > self.full_minutes) {
+            return Err(invalid(
+                &k("zero_minutes"),
+                "must be above full_minutes, which must be >= 0",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// See the module docs.
 pub struct ConcurrentStranger {
@@ -76,11 +117,7 @@ mod tests {
     use super::*;
 
     fn det() -> ConcurrentStranger {
-        ConcurrentStranger::new(
-            &crate::config::Config::default()
-                .detectors
-                .concurrent_stranger,
-        )
+        ConcurrentStranger::new(&ConcurrentStrangerConfig::default())
     }
 
     const STRANGER: &str = r#""device_id":"dx","ip":"102.89.34.9""#;

@@ -8,7 +8,47 @@
 //! keeps 35% of it.
 
 use super::{duration, spend_risk, Code, Ctx, Detail, Detector, Signals};
-use crate::config::CredentialChangeConfig;
+use crate::validate::{positive, unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.credential_change]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialChangeConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// How long after a change money out is suspicious, hours.
+    pub window_hours: f64,
+    /// Score when the change came from a known device.
+    pub known_device_score: f64,
+    /// Score when the change came from a device never seen before.
+    pub new_device_score: f64,
+}
+
+impl Default for CredentialChangeConfig {
+    fn default() -> Self {
+        CredentialChangeConfig {
+            enabled: true,
+            weight: 0.6,
+            window_hours: 48.0,
+            known_device_score: 0.35,
+            new_device_score: 0.9,
+        }
+    }
+}
+
+impl CredentialChangeConfig {
+    /// Checks the rules of `[detectors.credential_change]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.credential_change.{f}");
+        unit(&k("weight"), self.weight)?;
+        unit(&k("known_device_score"), self.known_device_score)?;
+        unit(&k("new_device_score"), self.new_device_score)?;
+        positive(&k("window_hours"), self.window_hours)
+    }
+}
 
 /// See the module docs.
 pub struct CredentialChangeThenSpend {
@@ -93,9 +133,7 @@ mod tests {
     use super::*;
 
     fn det() -> CredentialChangeThenSpend {
-        CredentialChangeThenSpend::new(
-            &crate::config::Config::default().detectors.credential_change,
-        )
+        CredentialChangeThenSpend::new(&CredentialChangeConfig::default())
     }
 
     #[test]

@@ -5,7 +5,43 @@
 //! above the user's typical one.
 
 use super::{duration, money, Code, Ctx, Detail, Detector, Signals};
-use crate::config::DormantConfig;
+use crate::validate::{nonneg, positive, unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.dormant_reactivation]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DormantReactivationConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Silence after which an account counts as dormant, days.
+    pub dormant_days: f64,
+    /// Money out below this multiple of the user's typical amount never scores.
+    pub min_amount_ratio: f64,
+}
+
+impl Default for DormantReactivationConfig {
+    fn default() -> Self {
+        DormantReactivationConfig {
+            enabled: true,
+            weight: 0.5,
+            dormant_days: 60.0,
+            min_amount_ratio: 2.0,
+        }
+    }
+}
+
+impl DormantReactivationConfig {
+    /// Checks the rules of `[detectors.dormant_reactivation]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.dormant_reactivation.{f}");
+        unit(&k("weight"), self.weight)?;
+        positive(&k("dormant_days"), self.dormant_days)?;
+        nonneg(&k("min_amount_ratio"), self.min_amount_ratio)
+    }
+}
 
 /// See the module docs.
 pub struct DormantReactivation {
@@ -16,7 +52,7 @@ pub struct DormantReactivation {
 
 impl DormantReactivation {
     /// From config.
-    pub fn new(c: &DormantConfig) -> Self {
+    pub fn new(c: &DormantReactivationConfig) -> Self {
         DormantReactivation {
             weight: c.weight,
             dormant_s: c.dormant_days * 86_400.0,
@@ -81,11 +117,7 @@ mod tests {
     use super::*;
 
     fn det() -> DormantReactivation {
-        DormantReactivation::new(
-            &crate::config::Config::default()
-                .detectors
-                .dormant_reactivation,
-        )
+        DormantReactivation::new(&DormantReactivationConfig::default())
     }
 
     #[test]

@@ -5,8 +5,48 @@
 //! failures (a guessed password, a card that finally went through) is the moment that matters.
 
 use super::{ramp, Code, Ctx, Detail, Detector, Signals};
-use crate::config::FailedAttemptsConfig;
 use crate::event::{EventType, Status};
+use crate::validate::{count, invalid, unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.failed_attempts]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailedAttemptsConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Recent failures (decayed, this one included) at which it starts to score.
+    pub start_count: f64,
+    /// Recent failures at which it scores 1.
+    pub full_count: f64,
+}
+
+impl Default for FailedAttemptsConfig {
+    fn default() -> Self {
+        FailedAttemptsConfig {
+            enabled: true,
+            weight: 0.5,
+            start_count: 3.0,
+            full_count: 10.0,
+        }
+    }
+}
+
+impl FailedAttemptsConfig {
+    /// Checks the rules of `[detectors.failed_attempts]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.failed_attempts.{f}");
+        unit(&k("weight"), self.weight)?;
+        count(&k("start_count"), self.start_count)?;
+        count(&k("full_count"), self.full_count)?;
+        if self.full_count <= self.start_count {
+            return Err(invalid(&k("full_count"), "must be above start_count"));
+        }
+        Ok(())
+    }
+}
 
 /// See the module docs.
 pub struct FailedAttemptsBurst {
@@ -64,7 +104,7 @@ mod tests {
     use super::*;
 
     fn det() -> FailedAttemptsBurst {
-        FailedAttemptsBurst::new(&crate::config::Config::default().detectors.failed_attempts)
+        FailedAttemptsBurst::new(&FailedAttemptsConfig::default())
     }
 
     #[test]

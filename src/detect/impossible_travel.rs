@@ -9,7 +9,47 @@
 //! about a third of it.
 
 use super::{duration, Code, Ctx, Detail, Detector, Signals};
-use crate::config::ImpossibleTravelConfig;
+use crate::validate::{nonneg, positive, unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.impossible_travel]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImpossibleTravelConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Speed above which travel is impossible, km/h (airliners cruise near 900).
+    pub max_speed_kmh: f64,
+    /// Jumps shorter than this are ignored (GPS and IP-geolocation noise), km.
+    pub min_distance_km: f64,
+    /// Hours any trip of at least `min_distance_km` takes on top of flying time (airports).
+    pub trip_overhead_hours: f64,
+}
+
+impl Default for ImpossibleTravelConfig {
+    fn default() -> Self {
+        ImpossibleTravelConfig {
+            enabled: true,
+            weight: 0.75,
+            max_speed_kmh: 1000.0,
+            min_distance_km: 150.0,
+            trip_overhead_hours: 1.0,
+        }
+    }
+}
+
+impl ImpossibleTravelConfig {
+    /// Checks the rules of `[detectors.impossible_travel]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.impossible_travel.{f}");
+        unit(&k("weight"), self.weight)?;
+        positive(&k("max_speed_kmh"), self.max_speed_kmh)?;
+        nonneg(&k("trip_overhead_hours"), self.trip_overhead_hours)?;
+        nonneg(&k("min_distance_km"), self.min_distance_km)
+    }
+}
 
 /// Mean Earth radius, km.
 const EARTH_RADIUS_KM: f64 = 6371.0;
@@ -93,7 +133,7 @@ mod tests {
     use super::*;
 
     fn det() -> ImpossibleTravel {
-        ImpossibleTravel::new(&crate::config::Config::default().detectors.impossible_travel)
+        ImpossibleTravel::new(&ImpossibleTravelConfig::default())
     }
 
     #[test]

@@ -11,6 +11,9 @@ use std::fmt;
 use crate::baseline::{Facts, Params, Prior, Profile};
 use crate::config::Config;
 use crate::event::Event;
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{invalid, unit, Checked};
 
 mod amount_outlier;
 mod balance_drain;
@@ -28,21 +31,150 @@ mod payee_buildup;
 mod unusual_hour;
 mod velocity_burst;
 
-pub use amount_outlier::AmountOutlier;
-pub use balance_drain::BalanceDrain;
-pub use card_testing::CardTesting;
-pub use concurrent_stranger::ConcurrentStranger;
-pub use credential_change::CredentialChangeThenSpend;
-pub use dormant_reactivation::DormantReactivation;
-pub use failed_attempts::FailedAttemptsBurst;
-pub use impossible_travel::ImpossibleTravel;
-pub use new_counterparty::NewCounterparty;
+pub use amount_outlier::{AmountOutlier, AmountOutlierConfig};
+pub use balance_drain::{BalanceDrain, BalanceDrainConfig};
+pub use card_testing::{CardTesting, CardTestingConfig};
+pub use concurrent_stranger::{ConcurrentStranger, ConcurrentStrangerConfig};
+pub use credential_change::{CredentialChangeConfig, CredentialChangeThenSpend};
+pub use dormant_reactivation::{DormantReactivation, DormantReactivationConfig};
+pub use failed_attempts::{FailedAttemptsBurst, FailedAttemptsConfig};
+pub use impossible_travel::{ImpossibleTravel, ImpossibleTravelConfig};
+pub use new_counterparty::{NewCounterparty, NewCounterpartyConfig};
 pub use new_device::NewDevice;
 pub use new_location::NewLocation;
 pub use new_recharge_number::NewRechargeNumber;
-pub use payee_buildup::PayeeBuildup;
-pub use unusual_hour::UnusualHour;
-pub use velocity_burst::VelocityBurst;
+pub use payee_buildup::{PayeeBuildup, PayeeBuildupConfig};
+pub use unusual_hour::{UnusualHour, UnusualHourConfig};
+pub use velocity_burst::{VelocityBurst, VelocityBurstConfig};
+
+/// `[detectors]`: common surprise mapping plus one table per detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorsConfig {
+    /// Tail probability at which a statistical detector starts to score.
+    pub surprise_p_start: f64,
+    /// Tail probability at which it scores 1.
+    pub surprise_p_full: f64,
+    /// `AMOUNT_OUTLIER`.
+    pub amount_outlier: AmountOutlierConfig,
+    /// `NEW_DEVICE`.
+    pub new_device: NoveltyConfig,
+    /// `NEW_COUNTERPARTY`.
+    pub new_counterparty: NewCounterpartyConfig,
+    /// `NEW_LOCATION`.
+    pub new_location: NoveltyConfig,
+    /// `IMPOSSIBLE_TRAVEL`.
+    pub impossible_travel: ImpossibleTravelConfig,
+    /// `VELOCITY_BURST`.
+    pub velocity_burst: VelocityBurstConfig,
+    /// `UNUSUAL_HOUR`.
+    pub unusual_hour: UnusualHourConfig,
+    /// `CREDENTIAL_CHANGE_THEN_SPEND`.
+    pub credential_change: CredentialChangeConfig,
+    /// `BALANCE_DRAIN`.
+    pub balance_drain: BalanceDrainConfig,
+    /// `FAILED_ATTEMPTS_BURST`.
+    pub failed_attempts: FailedAttemptsConfig,
+    /// `CARD_TESTING`.
+    pub card_testing: CardTestingConfig,
+    /// `DORMANT_REACTIVATION`.
+    pub dormant_reactivation: DormantReactivationConfig,
+    /// `NEW_RECHARGE_NUMBER`.
+    pub new_recharge_number: SimpleConfig,
+    /// `PAYEE_BUILDUP`.
+    pub payee_buildup: PayeeBuildupConfig,
+    /// `CONCURRENT_STRANGER`.
+    pub concurrent_stranger: ConcurrentStrangerConfig,
+}
+
+impl Default for DetectorsConfig {
+    fn default() -> Self {
+        DetectorsConfig {
+            surprise_p_start: 0.02,
+            surprise_p_full: 1e-5,
+            amount_outlier: AmountOutlierConfig::default(),
+            new_device: NoveltyConfig {
+                enabled: true,
+                weight: 0.45,
+            },
+            new_counterparty: NewCounterpartyConfig::default(),
+            new_location: NoveltyConfig {
+                enabled: true,
+                weight: 0.35,
+            },
+            impossible_travel: ImpossibleTravelConfig::default(),
+            velocity_burst: VelocityBurstConfig::default(),
+            unusual_hour: UnusualHourConfig::default(),
+            credential_change: CredentialChangeConfig::default(),
+            balance_drain: BalanceDrainConfig::default(),
+            failed_attempts: FailedAttemptsConfig::default(),
+            card_testing: CardTestingConfig::default(),
+            dormant_reactivation: DormantReactivationConfig::default(),
+            new_recharge_number: SimpleConfig {
+                enabled: true,
+                weight: 0.2,
+            },
+            payee_buildup: PayeeBuildupConfig::default(),
+            concurrent_stranger: ConcurrentStrangerConfig::default(),
+        }
+    }
+}
+
+/// A detector with only an on/off switch and a weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimpleConfig {
+    /// Run this detector.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Weight of its score in the noisy-OR, in [0, 1].
+    pub weight: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Novelty detectors (`NEW_DEVICE`, `NEW_LOCATION`).
+pub type NoveltyConfig = SimpleConfig;
+
+impl SimpleConfig {
+    /// Checks the rules of the table at `table` (a dotted key, `detectors.new_device`).
+    pub fn validate(&self, table: &str) -> Checked {
+        unit(&format!("{table}.weight"), self.weight)
+    }
+}
+
+impl DetectorsConfig {
+    /// Checks the rules of `[detectors]` and of every detector's table; the error names the
+    /// key.
+    pub fn validate(&self) -> Checked {
+        unit("detectors.surprise_p_start", self.surprise_p_start)?;
+        unit("detectors.surprise_p_full", self.surprise_p_full)?;
+        if self.surprise_p_full <= 0.0 || self.surprise_p_full >= self.surprise_p_start {
+            return Err(invalid(
+                "detectors.surprise_p_full",
+                "must be > 0 and below surprise_p_start",
+            ));
+        }
+        self.amount_outlier.validate()?;
+        self.new_device.validate("detectors.new_device")?;
+        self.new_counterparty.validate()?;
+        self.new_location.validate("detectors.new_location")?;
+        self.impossible_travel.validate()?;
+        self.velocity_burst.validate()?;
+        self.unusual_hour.validate()?;
+        self.credential_change.validate()?;
+        self.balance_drain.validate()?;
+        self.failed_attempts.validate()?;
+        self.card_testing.validate()?;
+        self.dormant_reactivation.validate()?;
+        self.new_recharge_number
+            .validate("detectors.new_recharge_number")?;
+        self.payee_buildup.validate()?;
+        self.concurrent_stranger.validate()
+    }
+}
 
 /// Reason codes carried in decisions and alerts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

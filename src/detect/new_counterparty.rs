@@ -11,8 +11,41 @@
 
 use super::{Code, Ctx, Detail, Detector, Signals};
 use crate::baseline::Novelty;
-use crate::config::NewCounterpartyConfig;
 use crate::event::EventType;
+use crate::validate::{unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.new_counterparty]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NewCounterpartyConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Multiplier for `payment` (new merchants are common and low risk) relative to
+    /// `transfer` and `withdrawal`.
+    pub payment_factor: f64,
+}
+
+impl Default for NewCounterpartyConfig {
+    fn default() -> Self {
+        NewCounterpartyConfig {
+            enabled: true,
+            weight: 0.4,
+            payment_factor: 0.35,
+        }
+    }
+}
+
+impl NewCounterpartyConfig {
+    /// Checks the rules of `[detectors.new_counterparty]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.new_counterparty.{f}");
+        unit(&k("weight"), self.weight)?;
+        unit(&k("payment_factor"), self.payment_factor)
+    }
+}
 
 /// Window of the fan-out check, seconds.
 const FAN_OUT_WINDOW_S: u32 = 3600;
@@ -99,7 +132,7 @@ mod tests {
     use super::*;
 
     fn det() -> NewCounterparty {
-        NewCounterparty::new(&crate::config::Config::default().detectors.new_counterparty)
+        NewCounterparty::new(&NewCounterpartyConfig::default())
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! new-device sightings per event; a user who often switches devices is less surprising. The
 //! score is then scaled by confidence n/(n+k), so a user with two events is barely scored.
 
+use super::NoveltyConfig;
 use super::{Code, Ctx, Detail, Detector, Signals};
 use crate::baseline::{Novelty, SetKind};
-use crate::config::NoveltyConfig;
 
 /// See the module docs.
 pub struct NewDevice {
@@ -62,7 +62,7 @@ mod tests {
     use super::*;
 
     fn det() -> NewDevice {
-        NewDevice::new(&crate::config::Config::default().detectors.new_device)
+        NewDevice::new(&crate::detect::DetectorsConfig::default().new_device)
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! Same surprise model as `NEW_DEVICE`, on the user's rate of new-location events. A new
 //! network alone (mobile carriers rotate addresses) counts for 60% of a new geo cell.
 
+use super::NoveltyConfig;
 use super::{Code, Ctx, Detail, Detector, Signals};
 use crate::baseline::{Novelty, SetKind};
-use crate::config::NoveltyConfig;
 
 /// See the module docs.
 pub struct NewLocation {
@@ -77,7 +77,7 @@ mod tests {
     use super::*;
 
     fn det() -> NewLocation {
-        NewLocation::new(&crate::config::Config::default().detectors.new_location)
+        NewLocation::new(&crate::detect::DetectorsConfig::default().new_location)
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Low severity by design: the usual cause is a mistyped number (a "mis-recharge" the user
 //! wants to hear about), not fraud. Its weight is kept small so it informs, not freezes.
 
+use super::SimpleConfig;
 use super::{Code, Ctx, Detail, Detector, Signals};
-use crate::config::SimpleConfig;
 use crate::event::EventType;
 
 /// See the module docs.
@@ -53,11 +53,7 @@ mod tests {
     use super::*;
 
     fn det() -> NewRechargeNumber {
-        NewRechargeNumber::new(
-            &crate::config::Config::default()
-                .detectors
-                .new_recharge_number,
-        )
+        NewRechargeNumber::new(&crate::detect::DetectorsConfig::default().new_recharge_number)
     }
 
     #[test]

@@ -22,7 +22,71 @@
 
 use super::{money, out_rate, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals};
 use crate::baseline::new_payee_kind;
-use crate::config::PayeeBuildupConfig;
+use crate::validate::{invalid, positive, unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.payee_buildup]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayeeBuildupConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// A payee first paid at most this many days ago is "young".
+    pub window_days: f64,
+    /// Days of history a user needs before a first-time payee counts as young (in a new
+    /// account every payee is new).
+    pub min_history_days: f64,
+    /// Money-out attempts to the young payee (this one included) at which the count factor
+    /// reaches 1; it is 0 at one attempt and rises linearly.
+    pub full_count: f64,
+    /// Total to the young payee (this one included), as a share of the user's usual money
+    /// out in 30 days, at which it starts to score.
+    pub start_share: f64,
+    /// The share at which the amount factor reaches 1 (log scale in between).
+    pub full_share: f64,
+}
+
+impl Default for PayeeBuildupConfig {
+    fn default() -> Self {
+        PayeeBuildupConfig {
+            enabled: true,
+            weight: 0.5,
+            window_days: 14.0,
+            min_history_days: 7.0,
+            full_count: 2.0,
+            start_share: 0.05,
+            full_share: 0.2,
+        }
+    }
+}
+
+impl PayeeBuildupConfig {
+    /// Checks the rules of `[detectors.payee_buildup]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.payee_buildup.{f}");
+        unit(&k("weight"), self.weight)?;
+        positive(&k("start_share"), self.start_share)?;
+        if !(self.full_share > self.start_share && self.full_share.is_finite()) {
+            return Err(invalid(
+                &k("full_share"),
+                "must be a finite number above start_share",
+            ));
+        }
+        if !(self.full_count.is_finite() && self.full_count > 1.0) {
+            return Err(invalid(&k("full_count"), "must be a finite number above 1"));
+        }
+        if !(self.min_history_days >= 0.0 && self.min_history_days <= 365.0) {
+            return Err(invalid(&k("min_history_days"), "must be within [0, 365]"));
+        }
+        // The window is stored in a profile as seconds in a u32 (a tick).
+        if !(self.window_days > 0.0 && self.window_days <= 365.0) {
+            return Err(invalid(&k("window_days"), "must be within (0, 365]"));
+        }
+        Ok(())
+    }
+}
 
 /// See the module docs.
 pub struct PayeeBuildup {
@@ -99,7 +163,7 @@ mod tests {
     use super::*;
 
     fn det() -> PayeeBuildup {
-        PayeeBuildup::new(&crate::config::Config::default().detectors.payee_buildup)
+        PayeeBuildup::new(&PayeeBuildupConfig::default())
     }
 
     fn transfer(k: &mut Kit, day: i64, payee: &str, amount: f64) -> f64 {

@@ -5,7 +5,47 @@
 //! to a score on a log scale between `p_start` and `p_full`.
 
 use super::{surprise, Code, Ctx, Detail, Detector, Signals};
-use crate::config::UnusualHourConfig;
+use crate::validate::{invalid, unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.unusual_hour]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnusualHourConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Probability of the hour (±1 h smoothing) under which it starts to score.
+    pub p_start: f64,
+    /// Probability at which it scores 1.
+    pub p_full: f64,
+}
+
+impl Default for UnusualHourConfig {
+    fn default() -> Self {
+        UnusualHourConfig {
+            enabled: true,
+            weight: 0.3,
+            p_start: 0.03,
+            p_full: 0.002,
+        }
+    }
+}
+
+impl UnusualHourConfig {
+    /// Checks the rules of `[detectors.unusual_hour]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.unusual_hour.{f}");
+        unit(&k("weight"), self.weight)?;
+        unit(&k("p_start"), self.p_start)?;
+        unit(&k("p_full"), self.p_full)?;
+        if self.p_full >= self.p_start {
+            return Err(invalid(&k("p_full"), "must be below p_start"));
+        }
+        Ok(())
+    }
+}
 
 /// See the module docs.
 pub struct UnusualHour {
@@ -66,7 +106,7 @@ mod tests {
     use super::*;
 
     fn det() -> UnusualHour {
-        UnusualHour::new(&crate::config::Config::default().detectors.unusual_hour)
+        UnusualHour::new(&UnusualHourConfig::default())
     }
 
     #[test]

@@ -11,7 +11,52 @@
 use statrs::distribution::{DiscreteCDF, Poisson};
 
 use super::{duration, out_rate, surprise, Code, Ctx, Detail, Detector, Signals};
-use crate::config::VelocityBurstConfig;
+use crate::validate::{invalid, unit, Checked};
+use serde::{Deserialize, Serialize};
+
+/// `[detectors.velocity_burst]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VelocityBurstConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Weight in the noisy-OR.
+    pub weight: f64,
+    /// Bursts smaller than this many money-out events (this one included) never score.
+    pub min_count: u32,
+    /// Multiplier on the expected count in a short window, for human sessions (≥ 1).
+    pub burstiness: f64,
+}
+
+impl Default for VelocityBurstConfig {
+    fn default() -> Self {
+        VelocityBurstConfig {
+            enabled: true,
+            weight: 0.45,
+            min_count: 5,
+            burstiness: 4.0,
+        }
+    }
+}
+
+impl VelocityBurstConfig {
+    /// Checks the rules of `[detectors.velocity_burst]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let k = |f: &str| format!("detectors.velocity_burst.{f}");
+        unit(&k("weight"), self.weight)?;
+        let most = crate::baseline::RING_DELTAS as u32 + 2;
+        if self.min_count < 2 || self.min_count > most {
+            return Err(invalid(
+                &k("min_count"),
+                format!("must be within 2..={most} (the money-out times a profile remembers, plus this one)"),
+            ));
+        }
+        if !(self.burstiness >= 1.0 && self.burstiness.is_finite()) {
+            return Err(invalid(&k("burstiness"), "must be a finite number ≥ 1"));
+        }
+        Ok(())
+    }
+}
 
 /// Windows checked, seconds.
 const WINDOWS: [u32; 2] = [60, 600];
@@ -103,12 +148,8 @@ mod tests {
     use super::*;
 
     fn det() -> VelocityBurst {
-        let c = crate::config::Config::default();
-        VelocityBurst::new(
-            &c.detectors.velocity_burst,
-            c.detectors.surprise_p_start,
-            c.detectors.surprise_p_full,
-        )
+        let c = crate::detect::DetectorsConfig::default();
+        VelocityBurst::new(&c.velocity_burst, c.surprise_p_start, c.surprise_p_full)
     }
 
     #[test]
