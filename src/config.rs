@@ -663,6 +663,49 @@ mod tests {
         assert_eq!(cfg, Config::default());
     }
 
+    /// Dotted paths of every key under `t` (tables recursed into; arrays of tables by their
+    /// first element, as `subscriptions[0].name`).
+    fn key_paths(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(sub) => key_paths(sub, &path, out),
+                toml::Value::Array(a) if a.iter().all(toml::Value::is_table) && !a.is_empty() => {
+                    if let Some(toml::Value::Table(first)) = a.first() {
+                        key_paths(first, &format!("{path}[0]"), out);
+                    }
+                }
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn shipped_file_spells_out_every_default_key() {
+        // Parsed on its own, without the defaults laid under it: a section (a new detector's
+        // table, say) missing from the file must fail here, not pass by merging.
+        let text = include_str!("../config/walletguard.toml");
+        let file: toml::Table = toml::from_str(text).unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let (mut have, mut want) = (Vec::new(), Vec::new());
+        key_paths(&file, "", &mut have);
+        key_paths(&defaults, "", &mut want);
+        let missing: Vec<&String> = want.iter().filter(|k| !have.contains(k)).collect();
+        assert!(
+            missing.is_empty(),
+            "config/walletguard.toml lacks {missing:?}"
+        );
+        let unknown: Vec<&String> = have.iter().filter(|k| !want.contains(k)).collect();
+        assert!(
+            unknown.is_empty(),
+            "config/walletguard.toml has no default for {unknown:?}"
+        );
+    }
+
     #[test]
     fn partial_tables_and_lone_overrides_keep_defaults() {
         let cfg = Config::from_toml("[detectors.new_device]\nenabled = false\n").unwrap();

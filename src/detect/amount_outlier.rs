@@ -47,9 +47,9 @@ impl Default for AmountOutlierConfig {
 }
 
 impl AmountOutlierConfig {
-    /// Checks the rules of `[detectors.amount_outlier]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.amount_outlier.{f}");
+    /// Checks the rules of its table, `table` (`detectors.amount_outlier`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         unit(&k("familiar_factor"), self.familiar_factor)?;
         nonneg(&k("min_amount"), self.min_amount)?;

@@ -50,9 +50,9 @@ impl Default for BalanceDrainConfig {
 }
 
 impl BalanceDrainConfig {
-    /// Checks the rules of `[detectors.balance_drain]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.balance_drain.{f}");
+    /// Checks the rules of its table, `table` (`detectors.balance_drain`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         unit(&k("familiar_factor"), self.familiar_factor)?;
         unit(&k("start_share"), self.start_share)?;

@@ -51,9 +51,9 @@ impl Default for CardTestingConfig {
 }
 
 impl CardTestingConfig {
-    /// Checks the rules of `[detectors.card_testing]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.card_testing.{f}");
+    /// Checks the rules of its table, `table` (`detectors.card_testing`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         count(&k("start_count"), self.start_count)?;
         count(&k("full_count"), self.full_count)?;

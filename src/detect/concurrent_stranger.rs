@@ -43,9 +43,9 @@ impl Default for ConcurrentStrangerConfig {
 }
 
 impl ConcurrentStrangerConfig {
-    /// Checks the rules of `[detectors.concurrent_stranger]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.concurrent_stranger.{f}");
+    /// Checks the rules of its table, `table` (`detectors.concurrent_stranger`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         if !(self.full_minutes >= 0.0 && self.zero_minutes > self.full_minutes) {
             return Err(invalid(

@@ -40,9 +40,9 @@ impl Default for CredentialChangeConfig {
 }
 
 impl CredentialChangeConfig {
-    /// Checks the rules of `[detectors.credential_change]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.credential_change.{f}");
+    /// Checks the rules of its table, `table` (`detectors.credential_change`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         unit(&k("known_device_score"), self.known_device_score)?;
         unit(&k("new_device_score"), self.new_device_score)?;

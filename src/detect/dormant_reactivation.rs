@@ -34,9 +34,9 @@ impl Default for DormantReactivationConfig {
 }
 
 impl DormantReactivationConfig {
-    /// Checks the rules of `[detectors.dormant_reactivation]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.dormant_reactivation.{f}");
+    /// Checks the rules of its table, `table` (`detectors.dormant_reactivation`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         positive(&k("dormant_days"), self.dormant_days)?;
         nonneg(&k("min_amount_ratio"), self.min_amount_ratio)

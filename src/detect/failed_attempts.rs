@@ -35,9 +35,9 @@ impl Default for FailedAttemptsConfig {
 }
 
 impl FailedAttemptsConfig {
-    /// Checks the rules of `[detectors.failed_attempts]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.failed_attempts.{f}");
+    /// Checks the rules of its table, `table` (`detectors.failed_attempts`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         count(&k("start_count"), self.start_count)?;
         count(&k("full_count"), self.full_count)?;

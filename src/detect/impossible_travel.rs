@@ -41,9 +41,9 @@ impl Default for ImpossibleTravelConfig {
 }
 
 impl ImpossibleTravelConfig {
-    /// Checks the rules of `[detectors.impossible_travel]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.impossible_travel.{f}");
+    /// Checks the rules of its table, `table` (`detectors.impossible_travel`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         positive(&k("max_speed_kmh"), self.max_speed_kmh)?;
         nonneg(&k("trip_overhead_hours"), self.trip_overhead_hours)?;

@@ -3,8 +3,13 @@
 //! A detector looks at one event, the user's profile *as it was before the event*, the
 //! precomputed [`Facts`] and the population [`Prior`], and pushes zero or more [`Signal`]s.
 //! Wherever a baseline exists the score is a statistical surprise (a tail probability mapped
-//! by [`surprise`]), not a fixed limit. To add a detector: copy the smallest file here
-//! (`new_recharge_number.rs`), add a [`Code`], a config table, and a line in [`build`].
+//! by [`surprise`]), not a fixed limit.
+//!
+//! To add a detector, three edits: a new file here (copy the smallest,
+//! `new_recharge_number.rs`: the detector, its config struct with `Default` and
+//! `validate(table)`), one row in the `registry!` below (code, wire name, table, default,
+//! constructor), and its table in `config/walletguard.toml` (and a row in the README's detector
+//! table); tests fail until the file and the README have them.
 
 use std::fmt;
 
@@ -47,77 +52,155 @@ pub use payee_buildup::{PayeeBuildup, PayeeBuildupConfig};
 pub use unusual_hour::{UnusualHour, UnusualHourConfig};
 pub use velocity_burst::{VelocityBurst, VelocityBurstConfig};
 
-/// `[detectors]`: common surprise mapping plus one table per detector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectorsConfig {
-    /// Tail probability at which a statistical detector starts to score.
-    pub surprise_p_start: f64,
-    /// Tail probability at which it scores 1.
-    pub surprise_p_full: f64,
-    /// `AMOUNT_OUTLIER`.
-    pub amount_outlier: AmountOutlierConfig,
-    /// `NEW_DEVICE`.
-    pub new_device: NoveltyConfig,
-    /// `NEW_COUNTERPARTY`.
-    pub new_counterparty: NewCounterpartyConfig,
-    /// `NEW_LOCATION`.
-    pub new_location: NoveltyConfig,
-    /// `IMPOSSIBLE_TRAVEL`.
-    pub impossible_travel: ImpossibleTravelConfig,
-    /// `VELOCITY_BURST`.
-    pub velocity_burst: VelocityBurstConfig,
-    /// `UNUSUAL_HOUR`.
-    pub unusual_hour: UnusualHourConfig,
-    /// `CREDENTIAL_CHANGE_THEN_SPEND`.
-    pub credential_change: CredentialChangeConfig,
-    /// `BALANCE_DRAIN`.
-    pub balance_drain: BalanceDrainConfig,
-    /// `FAILED_ATTEMPTS_BURST`.
-    pub failed_attempts: FailedAttemptsConfig,
-    /// `CARD_TESTING`.
-    pub card_testing: CardTestingConfig,
-    /// `DORMANT_REACTIVATION`.
-    pub dormant_reactivation: DormantReactivationConfig,
-    /// `NEW_RECHARGE_NUMBER`.
-    pub new_recharge_number: SimpleConfig,
-    /// `PAYEE_BUILDUP`.
-    pub payee_buildup: PayeeBuildupConfig,
-    /// `CONCURRENT_STRANGER`.
-    pub concurrent_stranger: ConcurrentStrangerConfig,
+/// The detector registry: one row per reason code, in the order codes sort (a tie in
+/// contribution is broken by it) and detectors run. A detector's row names its config table,
+/// the table's default, and how to build it; a code without one (`ATO_CHAIN`) is set by the
+/// decision. From these rows come [`Code`], [`Code::ALL`], [`Code::as_str`], the
+/// `[detectors]` config ([`DetectorsConfig`], its defaults and rules) and [`build`].
+macro_rules! registry {
+    ($(
+        $(#[doc = $doc:literal])*
+        $code:ident = $wire:literal
+        $(, $table:ident: $ty:ty = $default:expr, |$d:ident| $make:expr)?;
+    )*) => {
+        /// Reason codes carried in decisions and alerts.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code {
+            $($(#[doc = $doc])* $code,)*
+        }
+
+        impl Code {
+            /// Every code, in declaration order.
+            pub const ALL: [Code; [$($wire),*].len()] = [$(Code::$code),*];
+
+            /// The wire name, e.g. `NEW_DEVICE`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$code => $wire,)*
+                }
+            }
+        }
+
+        /// `[detectors]`: common surprise mapping plus one table per detector.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct DetectorsConfig {
+            /// Tail probability at which a statistical detector starts to score.
+            pub surprise_p_start: f64,
+            /// Tail probability at which it scores 1.
+            pub surprise_p_full: f64,
+            $($(
+                #[doc = concat!("`", $wire, "`.")]
+                pub $table: $ty,
+            )?)*
+        }
+
+        impl Default for DetectorsConfig {
+            fn default() -> Self {
+                DetectorsConfig {
+                    surprise_p_start: 0.02,
+                    surprise_p_full: 1e-5,
+                    $($($table: $default,)?)*
+                }
+            }
+        }
+
+        impl DetectorsConfig {
+            /// Checks the rules of `[detectors]` and of every detector's table; the error
+            /// names the key.
+            pub fn validate(&self) -> Checked {
+                unit("detectors.surprise_p_start", self.surprise_p_start)?;
+                unit("detectors.surprise_p_full", self.surprise_p_full)?;
+                if self.surprise_p_full <= 0.0 || self.surprise_p_full >= self.surprise_p_start {
+                    return Err(invalid(
+                        "detectors.surprise_p_full",
+                        "must be > 0 and below surprise_p_start",
+                    ));
+                }
+                $($(self.$table.validate(concat!("detectors.", stringify!($table)))?;)?)*
+                Ok(())
+            }
+        }
+
+        /// Builds the enabled detectors from config, in registry order.
+        pub fn build(cfg: &Config) -> Vec<Box<dyn Detector>> {
+            let detectors = &cfg.detectors;
+            let mut v: Vec<Box<dyn Detector>> = Vec::new();
+            $($(
+                if detectors.$table.enabled {
+                    let make = |$d: &DetectorsConfig| -> Box<dyn Detector> { Box::new($make) };
+                    v.push(make(detectors));
+                }
+            )?)*
+            v
+        }
+    };
 }
 
-impl Default for DetectorsConfig {
-    fn default() -> Self {
-        DetectorsConfig {
-            surprise_p_start: 0.02,
-            surprise_p_full: 1e-5,
-            amount_outlier: AmountOutlierConfig::default(),
-            new_device: NoveltyConfig {
-                enabled: true,
-                weight: 0.45,
-            },
-            new_counterparty: NewCounterpartyConfig::default(),
-            new_location: NoveltyConfig {
-                enabled: true,
-                weight: 0.35,
-            },
-            impossible_travel: ImpossibleTravelConfig::default(),
-            velocity_burst: VelocityBurstConfig::default(),
-            unusual_hour: UnusualHourConfig::default(),
-            credential_change: CredentialChangeConfig::default(),
-            balance_drain: BalanceDrainConfig::default(),
-            failed_attempts: FailedAttemptsConfig::default(),
-            card_testing: CardTestingConfig::default(),
-            dormant_reactivation: DormantReactivationConfig::default(),
-            new_recharge_number: SimpleConfig {
-                enabled: true,
-                weight: 0.2,
-            },
-            payee_buildup: PayeeBuildupConfig::default(),
-            concurrent_stranger: ConcurrentStrangerConfig::default(),
-        }
-    }
+registry! {
+    /// Log-amount far in the user's tail.
+    AmountOutlier = "AMOUNT_OUTLIER",
+        amount_outlier: AmountOutlierConfig = AmountOutlierConfig::default(),
+        |d| AmountOutlier::new(&d.amount_outlier, d.surprise_p_start, d.surprise_p_full);
+    /// Device never seen for this user.
+    NewDevice = "NEW_DEVICE",
+        new_device: NoveltyConfig = NoveltyConfig { enabled: true, weight: 0.45 },
+        |d| NewDevice::new(&d.new_device);
+    /// Money out to a never-seen payee.
+    NewCounterparty = "NEW_COUNTERPARTY",
+        new_counterparty: NewCounterpartyConfig = NewCounterpartyConfig::default(),
+        |d| NewCounterparty::new(&d.new_counterparty);
+    /// New geo cell or IP prefix.
+    NewLocation = "NEW_LOCATION",
+        new_location: NoveltyConfig = NoveltyConfig { enabled: true, weight: 0.35 },
+        |d| NewLocation::new(&d.new_location);
+    /// Faster than a plane from the last position.
+    ImpossibleTravel = "IMPOSSIBLE_TRAVEL",
+        impossible_travel: ImpossibleTravelConfig = ImpossibleTravelConfig::default(),
+        |d| ImpossibleTravel::new(&d.impossible_travel);
+    /// More money-out events in a short window than the user's rate explains.
+    VelocityBurst = "VELOCITY_BURST",
+        velocity_burst: VelocityBurstConfig = VelocityBurstConfig::default(),
+        |d| VelocityBurst::new(&d.velocity_burst, d.surprise_p_start, d.surprise_p_full);
+    /// An hour at which the user is rarely active.
+    UnusualHour = "UNUSUAL_HOUR",
+        unusual_hour: UnusualHourConfig = UnusualHourConfig::default(),
+        |d| UnusualHour::new(&d.unusual_hour);
+    /// Money out soon after a password, MFA, device or payment-method change.
+    CredentialChangeThenSpend = "CREDENTIAL_CHANGE_THEN_SPEND",
+        credential_change: CredentialChangeConfig = CredentialChangeConfig::default(),
+        |d| CredentialChangeThenSpend::new(&d.credential_change);
+    /// Outflow takes a large share of the balance.
+    BalanceDrain = "BALANCE_DRAIN",
+        balance_drain: BalanceDrainConfig = BalanceDrainConfig::default(),
+        |d| BalanceDrain::new(&d.balance_drain);
+    /// Many failed logins or payments in a short time.
+    FailedAttemptsBurst = "FAILED_ATTEMPTS_BURST",
+        failed_attempts: FailedAttemptsConfig = FailedAttemptsConfig::default(),
+        |d| FailedAttemptsBurst::new(&d.failed_attempts);
+    /// Many tiny payments to new merchants in minutes.
+    CardTesting = "CARD_TESTING",
+        card_testing: CardTestingConfig = CardTestingConfig::default(),
+        |d| CardTesting::new(&d.card_testing);
+    /// Large money out after a long silence.
+    DormantReactivation = "DORMANT_REACTIVATION",
+        dormant_reactivation: DormantReactivationConfig = DormantReactivationConfig::default(),
+        |d| DormantReactivation::new(&d.dormant_reactivation);
+    /// Mobile recharge to a number never topped up before.
+    NewRechargeNumber = "NEW_RECHARGE_NUMBER",
+        new_recharge_number: SimpleConfig = SimpleConfig { enabled: true, weight: 0.2 },
+        |d| NewRechargeNumber::new(&d.new_recharge_number);
+    /// Decision-level bonus: credential change → new device/location → new payee → large or
+    /// draining outflow.
+    AtoChain = "ATO_CHAIN";
+    /// Repeated money out to a payee first paid days ago, adding up to many times the usual.
+    PayeeBuildup = "PAYEE_BUILDUP",
+        payee_buildup: PayeeBuildupConfig = PayeeBuildupConfig::default(),
+        |d| PayeeBuildup::new(&d.payee_buildup);
+    /// A never-seen device in a never-seen place acts shortly after the user's own device.
+    ConcurrentStranger = "CONCURRENT_STRANGER",
+        concurrent_stranger: ConcurrentStrangerConfig = ConcurrentStrangerConfig::default(),
+        |d| ConcurrentStranger::new(&d.concurrent_stranger);
 }
 
 /// A detector with only an on/off switch and a weight.
@@ -145,118 +228,7 @@ impl SimpleConfig {
     }
 }
 
-impl DetectorsConfig {
-    /// Checks the rules of `[detectors]` and of every detector's table; the error names the
-    /// key.
-    pub fn validate(&self) -> Checked {
-        unit("detectors.surprise_p_start", self.surprise_p_start)?;
-        unit("detectors.surprise_p_full", self.surprise_p_full)?;
-        if self.surprise_p_full <= 0.0 || self.surprise_p_full >= self.surprise_p_start {
-            return Err(invalid(
-                "detectors.surprise_p_full",
-                "must be > 0 and below surprise_p_start",
-            ));
-        }
-        self.amount_outlier.validate()?;
-        self.new_device.validate("detectors.new_device")?;
-        self.new_counterparty.validate()?;
-        self.new_location.validate("detectors.new_location")?;
-        self.impossible_travel.validate()?;
-        self.velocity_burst.validate()?;
-        self.unusual_hour.validate()?;
-        self.credential_change.validate()?;
-        self.balance_drain.validate()?;
-        self.failed_attempts.validate()?;
-        self.card_testing.validate()?;
-        self.dormant_reactivation.validate()?;
-        self.new_recharge_number
-            .validate("detectors.new_recharge_number")?;
-        self.payee_buildup.validate()?;
-        self.concurrent_stranger.validate()
-    }
-}
-
-/// Reason codes carried in decisions and alerts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Code {
-    /// Log-amount far in the user's tail.
-    AmountOutlier,
-    /// Device never seen for this user.
-    NewDevice,
-    /// Money out to a never-seen payee.
-    NewCounterparty,
-    /// New geo cell or IP prefix.
-    NewLocation,
-    /// Faster than a plane from the last position.
-    ImpossibleTravel,
-    /// More money-out events in a short window than the user's rate explains.
-    VelocityBurst,
-    /// An hour at which the user is rarely active.
-    UnusualHour,
-    /// Money out soon after a password, MFA, device or payment-method change.
-    CredentialChangeThenSpend,
-    /// Outflow takes a large share of the balance.
-    BalanceDrain,
-    /// Many failed logins or payments in a short time.
-    FailedAttemptsBurst,
-    /// Many tiny payments to new merchants in minutes.
-    CardTesting,
-    /// Large money out after a long silence.
-    DormantReactivation,
-    /// Mobile recharge to a number never topped up before.
-    NewRechargeNumber,
-    /// Decision-level bonus: credential change → new device/location → new payee → large or
-    /// draining outflow.
-    AtoChain,
-    /// Repeated money out to a payee first paid days ago, adding up to many times the usual.
-    PayeeBuildup,
-    /// A never-seen device in a never-seen place acts shortly after the user's own device.
-    ConcurrentStranger,
-}
-
 impl Code {
-    /// Every code, in declaration order.
-    pub const ALL: [Code; 16] = [
-        Code::AmountOutlier,
-        Code::NewDevice,
-        Code::NewCounterparty,
-        Code::NewLocation,
-        Code::ImpossibleTravel,
-        Code::VelocityBurst,
-        Code::UnusualHour,
-        Code::CredentialChangeThenSpend,
-        Code::BalanceDrain,
-        Code::FailedAttemptsBurst,
-        Code::CardTesting,
-        Code::DormantReactivation,
-        Code::NewRechargeNumber,
-        Code::AtoChain,
-        Code::PayeeBuildup,
-        Code::ConcurrentStranger,
-    ];
-
-    /// The wire name, e.g. `NEW_DEVICE`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::AmountOutlier => "AMOUNT_OUTLIER",
-            Code::NewDevice => "NEW_DEVICE",
-            Code::NewCounterparty => "NEW_COUNTERPARTY",
-            Code::NewLocation => "NEW_LOCATION",
-            Code::ImpossibleTravel => "IMPOSSIBLE_TRAVEL",
-            Code::VelocityBurst => "VELOCITY_BURST",
-            Code::UnusualHour => "UNUSUAL_HOUR",
-            Code::CredentialChangeThenSpend => "CREDENTIAL_CHANGE_THEN_SPEND",
-            Code::BalanceDrain => "BALANCE_DRAIN",
-            Code::FailedAttemptsBurst => "FAILED_ATTEMPTS_BURST",
-            Code::CardTesting => "CARD_TESTING",
-            Code::DormantReactivation => "DORMANT_REACTIVATION",
-            Code::NewRechargeNumber => "NEW_RECHARGE_NUMBER",
-            Code::AtoChain => "ATO_CHAIN",
-            Code::PayeeBuildup => "PAYEE_BUILDUP",
-            Code::ConcurrentStranger => "CONCURRENT_STRANGER",
-        }
-    }
-
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<Code> {
         Code::ALL.iter().copied().find(|c| c.as_str() == s)
@@ -327,8 +299,9 @@ impl Signal {
     }
 }
 
-/// Most signals one event can carry (every detector once, plus the chain bonus).
-pub const MAX_SIGNALS: usize = 16;
+/// Most signals one event can carry: every code once (every detector, plus the chain bonus),
+/// so a new registry row can never push a signal out.
+pub const MAX_SIGNALS: usize = Code::ALL.len();
 
 /// A fixed-capacity list of signals: no allocation per event.
 #[derive(Debug, Clone, Copy)]
@@ -437,61 +410,6 @@ pub fn surprise(p: f64, p_start: f64, p_full: f64) -> f64 {
 #[inline]
 pub fn ramp(x: f64, start: f64, full: f64) -> f64 {
     ((x - start) / (full - start)).clamp(0.0, 1.0)
-}
-
-/// Builds the enabled detectors from config, in a fixed order.
-pub fn build(cfg: &Config) -> Vec<Box<dyn Detector>> {
-    let d = &cfg.detectors;
-    let (ps, pf) = (d.surprise_p_start, d.surprise_p_full);
-    let mut v: Vec<Box<dyn Detector>> = Vec::new();
-    if d.amount_outlier.enabled {
-        v.push(Box::new(AmountOutlier::new(&d.amount_outlier, ps, pf)));
-    }
-    if d.new_device.enabled {
-        v.push(Box::new(NewDevice::new(&d.new_device)));
-    }
-    if d.new_counterparty.enabled {
-        v.push(Box::new(NewCounterparty::new(&d.new_counterparty)));
-    }
-    if d.new_location.enabled {
-        v.push(Box::new(NewLocation::new(&d.new_location)));
-    }
-    if d.impossible_travel.enabled {
-        v.push(Box::new(ImpossibleTravel::new(&d.impossible_travel)));
-    }
-    if d.velocity_burst.enabled {
-        v.push(Box::new(VelocityBurst::new(&d.velocity_burst, ps, pf)));
-    }
-    if d.unusual_hour.enabled {
-        v.push(Box::new(UnusualHour::new(&d.unusual_hour)));
-    }
-    if d.credential_change.enabled {
-        v.push(Box::new(CredentialChangeThenSpend::new(
-            &d.credential_change,
-        )));
-    }
-    if d.balance_drain.enabled {
-        v.push(Box::new(BalanceDrain::new(&d.balance_drain)));
-    }
-    if d.failed_attempts.enabled {
-        v.push(Box::new(FailedAttemptsBurst::new(&d.failed_attempts)));
-    }
-    if d.card_testing.enabled {
-        v.push(Box::new(CardTesting::new(&d.card_testing)));
-    }
-    if d.dormant_reactivation.enabled {
-        v.push(Box::new(DormantReactivation::new(&d.dormant_reactivation)));
-    }
-    if d.new_recharge_number.enabled {
-        v.push(Box::new(NewRechargeNumber::new(&d.new_recharge_number)));
-    }
-    if d.payee_buildup.enabled {
-        v.push(Box::new(PayeeBuildup::new(&d.payee_buildup)));
-    }
-    if d.concurrent_stranger.enabled {
-        v.push(Box::new(ConcurrentStranger::new(&d.concurrent_stranger)));
-    }
-    v
 }
 
 /// The user's typical money-out amount: exp of the shrunk mean of ln(1 + amount), minus 1.
@@ -699,6 +617,18 @@ mod tests {
         assert!((surprise(1e-3 * 0.316_227_766, 0.01, 1e-5) - 0.5).abs() < 1e-6);
         assert_eq!(ramp(0.3, 0.4, 0.9), 0.0);
         assert_eq!(ramp(0.65, 0.4, 0.9), 0.5);
+    }
+
+    #[test]
+    fn every_code_has_a_row_in_the_readme_detector_table() {
+        let readme = include_str!("../../README.md");
+        for c in Code::ALL {
+            let row = format!("| `{}` |", c.as_str());
+            assert!(
+                readme.contains(&row),
+                "README.md has no detector-table row {row}"
+            );
+        }
     }
 
     #[test]

@@ -39,9 +39,9 @@ impl Default for NewCounterpartyConfig {
 }
 
 impl NewCounterpartyConfig {
-    /// Checks the rules of `[detectors.new_counterparty]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.new_counterparty.{f}");
+    /// Checks the rules of its table, `table` (`detectors.new_counterparty`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         unit(&k("payment_factor"), self.payment_factor)
     }

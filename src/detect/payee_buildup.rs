@@ -63,9 +63,9 @@ impl Default for PayeeBuildupConfig {
 }
 
 impl PayeeBuildupConfig {
-    /// Checks the rules of `[detectors.payee_buildup]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.payee_buildup.{f}");
+    /// Checks the rules of its table, `table` (`detectors.payee_buildup`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         positive(&k("start_share"), self.start_share)?;
         if !(self.full_share > self.start_share && self.full_share.is_finite()) {

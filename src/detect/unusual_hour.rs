@@ -34,9 +34,9 @@ impl Default for UnusualHourConfig {
 }
 
 impl UnusualHourConfig {
-    /// Checks the rules of `[detectors.unusual_hour]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.unusual_hour.{f}");
+    /// Checks the rules of its table, `table` (`detectors.unusual_hour`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         unit(&k("p_start"), self.p_start)?;
         unit(&k("p_full"), self.p_full)?;

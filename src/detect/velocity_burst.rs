@@ -40,9 +40,9 @@ impl Default for VelocityBurstConfig {
 }
 
 impl VelocityBurstConfig {
-    /// Checks the rules of `[detectors.velocity_burst]`; the error names the key.
-    pub fn validate(&self) -> Checked {
-        let k = |f: &str| format!("detectors.velocity_burst.{f}");
+    /// Checks the rules of its table, `table` (`detectors.velocity_burst`); the error names the key.
+    pub fn validate(&self, table: &str) -> Checked {
+        let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         let most = crate::baseline::RING_DELTAS as u32 + 2;
         if self.min_count < 2 || self.min_count > most {
