@@ -100,7 +100,7 @@ pub fn run(engine: &Engine, opts: &DemoOptions, out: &mut dyn Write) -> io::Resu
         }
         line.clear();
         ev.write_json(&mut line);
-        let now = now_ms();
+        let now = crate::time::now_ms();
         let Ok((_event, outcome)) = engine.process_bytes(&mut state, &line, now) else {
             // The simulator only writes valid events; count anything else as a bug to see.
             writeln!(
@@ -314,13 +314,6 @@ fn truncate(s: &str, n: usize) -> &str {
         Some((i, _)) => &s[..i],
         None => s,
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -234,13 +234,6 @@ fn init_logging(cfg: &Config) {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Print the error chain on one line ourselves: `Result` from main would also dump a
@@ -471,10 +464,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 indicatif::ProgressBar::hidden()
             };
             // Compressed input advances faster than the bar's byte total; cap it.
-            let summary =
-                replay::replay(&engine, &mut state, &input, &sinks, &mut now_ms, &mut |b| {
-                    bar.set_position(b.min(total.unwrap_or(u64::MAX)))
-                })?;
+            let summary = replay::replay(
+                &engine,
+                &mut state,
+                &input,
+                &sinks,
+                &mut walletguard::time::now_ms,
+                &mut |b| bar.set_position(b.min(total.unwrap_or(u64::MAX))),
+            )?;
             bar.finish_and_clear();
             println!("{summary}");
             println!("profiles     {}", state.profiles.len());

@@ -18,7 +18,7 @@
 use crate::baseline::{keys, Params, Prior, ProfileStore};
 use crate::config::Config;
 use crate::decision::{Action, ChainHints, Decider, Decision};
-use crate::detect::{self, CardTesting, Ctx, Detector, Signals};
+use crate::detect::{self, CardTesting, Detector, Input, Signals};
 use crate::event::{parse_event, Event, EventError, EventType};
 use crate::time::EpochMs;
 
@@ -289,7 +289,7 @@ impl Engine {
 
         let mut decision = Decision::from_signals(Signals::default());
         {
-            let ctx = Ctx {
+            let ctx = Input {
                 ev,
                 profile,
                 facts: &facts,

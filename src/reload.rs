@@ -111,7 +111,7 @@ pub fn plan(running: &Config, new: Config) -> Plan {
 
 /// The result of one reload attempt.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum ReloadOutcome {
     /// New detection settings are running.
     Applied {
         /// Keys that changed.
@@ -171,7 +171,7 @@ impl Reloader {
 
     /// Loads the file and applies it. `check` vets a valid new config before it runs (the
     /// service checks that its subscription topics exist).
-    pub fn reload(&mut self, check: impl FnOnce(&Config) -> Result<(), String>) -> Outcome {
+    pub fn reload(&mut self, check: impl FnOnce(&Config) -> Result<(), String>) -> ReloadOutcome {
         self.last_seen = self.path.as_deref().and_then(stamp);
         let loaded = match Config::load(self.path.as_deref()) {
             Ok(c) => c,
@@ -181,7 +181,7 @@ impl Reloader {
                     .config_reloads
                     .with_label_values(&["rejected"])
                     .inc();
-                return Outcome::Rejected(e);
+                return ReloadOutcome::Rejected(e);
             }
         };
         let running = self.engine.get();
@@ -201,7 +201,7 @@ impl Reloader {
                 .config_reloads
                 .with_label_values(&["unchanged"])
                 .inc();
-            return Outcome::Unchanged {
+            return ReloadOutcome::Unchanged {
                 restart_pending: p.restart_pending,
             };
         }
@@ -211,7 +211,7 @@ impl Reloader {
                 .config_reloads
                 .with_label_values(&["rejected"])
                 .inc();
-            return Outcome::Refused(msg);
+            return ReloadOutcome::Refused(msg);
         }
         let hash = p.effective.detection_hash();
         self.engine.replace(Engine::new(p.effective));
@@ -221,7 +221,7 @@ impl Reloader {
             .with_label_values(&["applied"])
             .inc();
         tracing::info!(keys = %p.live.join(","), %hash, "config reloaded");
-        Outcome::Applied {
+        ReloadOutcome::Applied {
             live: p.live,
             restart_pending: p.restart_pending,
         }

@@ -18,6 +18,16 @@ pub const MAX_TS_MS: EpochMs = 4_102_444_800_000;
 /// good until 2136). `0` means "never".
 pub type Tick = u32;
 
+/// The wall clock, in epoch milliseconds (0 if the system clock is before 1970). For the
+/// adapters (`replay`, `run`, the demo): the pure core never reads a clock, it is handed
+/// `now` by its caller.
+pub fn now_ms() -> EpochMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as EpochMs)
+        .unwrap_or(0)
+}
+
 /// Converts epoch milliseconds to a profile tick (clamped into range; never 0 for a real time).
 #[inline]
 pub fn to_tick(ms: EpochMs) -> Tick {

@@ -10,7 +10,7 @@
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::{familiar_outflow, money, surprise, Code, Ctx, Detail, Detector, Signals};
+use super::{familiar_outflow, money, surprise, Code, Detail, Detector, Input, Signals};
 use crate::validate::{nonneg, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
 
@@ -90,7 +90,7 @@ impl Detector for AmountOutlier {
         Code::AmountOutlier
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         let (Some(amount), Some(x)) = (ctx.ev.amount, ctx.facts.log_amount) else {
             return;
         };

@@ -10,7 +10,9 @@
 //! the whole balance at a shop, or moving it back to one's own card, is what owners do; thieves
 //! cash a balance out to a new person or card, or from a device of their own.
 
-use super::{familiar_outflow, money, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals};
+use super::{
+    familiar_outflow, money, ramp, typical_amount, Code, Detail, Detector, Input, Signals,
+};
 use crate::event::Status;
 use crate::validate::{invalid, nonneg, unit, Checked};
 use serde::{Deserialize, Serialize};
@@ -91,7 +93,7 @@ impl Detector for BalanceDrain {
         Code::BalanceDrain
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         let Some(amount) = ctx.ev.amount else {
             return;
         };

@@ -10,7 +10,7 @@
 //! network whose first acts are micro-payments at shops the user never paid is the probe
 //! itself.
 
-use super::{money, ramp, Code, Ctx, Detail, Detector, Signals};
+use super::{money, ramp, Code, Detail, Detector, Input, Signals};
 use crate::event::EventType;
 use crate::validate::{count, invalid, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
@@ -112,7 +112,7 @@ impl Detector for CardTesting {
         Code::CardTesting
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         if !ctx.ev.kind.is_money_out() {
             return;
         }

@@ -13,7 +13,7 @@
 //! from a known device ([`crate::baseline::Profile::own_device_seen_at`]); a stranger's events
 //! that score `review` or more are not learned, so they do not move it.
 
-use super::{duration, ramp, Code, Ctx, Detail, Detector, Signals};
+use super::{duration, ramp, Code, Detail, Detector, Input, Signals};
 use crate::validate::{invalid, unit, Checked};
 use serde::{Deserialize, Serialize};
 
@@ -80,7 +80,7 @@ impl Detector for ConcurrentStranger {
         Code::ConcurrentStranger
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         if !ctx.facts.stranger() {
             return;
         }

@@ -7,7 +7,7 @@
 //! an owner who resets a password or binds a new phone and then buys lunch at the usual place
 //! keeps 35% of it.
 
-use super::{duration, spend_risk, Code, Ctx, Detail, Detector, Signals};
+use super::{duration, spend_risk, Code, Detail, Detector, Input, Signals};
 use crate::validate::{positive, unit, Checked};
 use serde::{Deserialize, Serialize};
 
@@ -51,17 +51,17 @@ impl CredentialChangeConfig {
 }
 
 /// See the module docs.
-pub struct CredentialChangeThenSpend {
+pub struct CredentialChange {
     weight: f64,
     window_s: f64,
     known: f64,
     new: f64,
 }
 
-impl CredentialChangeThenSpend {
+impl CredentialChange {
     /// From config.
     pub fn new(c: &CredentialChangeConfig) -> Self {
-        CredentialChangeThenSpend {
+        CredentialChange {
             weight: c.weight,
             window_s: c.window_hours * 3600.0,
             known: c.known_device_score,
@@ -77,12 +77,12 @@ const NAMES: [&str; 4] = [
     "payment-method bind",
 ];
 
-impl Detector for CredentialChangeThenSpend {
+impl Detector for CredentialChange {
     fn code(&self) -> Code {
         Code::CredentialChangeThenSpend
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         if !ctx.ev.kind.is_money_out() {
             return;
         }
@@ -132,8 +132,8 @@ mod tests {
     use super::super::testkit::*;
     use super::*;
 
-    fn det() -> CredentialChangeThenSpend {
-        CredentialChangeThenSpend::new(&CredentialChangeConfig::default())
+    fn det() -> CredentialChange {
+        CredentialChange::new(&CredentialChangeConfig::default())
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! silence (half at `dormant_days`, full at three times it) and needs the amount to be well
 //! above the user's typical one.
 
-use super::{duration, money, Code, Ctx, Detail, Detector, Signals};
+use super::{duration, money, Code, Detail, Detector, Input, Signals};
 use crate::validate::{nonneg, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +66,7 @@ impl Detector for DormantReactivation {
         Code::DormantReactivation
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         let Some(amount) = ctx.ev.amount else {
             return;
         };

@@ -4,7 +4,7 @@
 //! the failures themselves and on the next event after them, because a success after a run of
 //! failures (a guessed password, a card that finally went through) is the moment that matters.
 
-use super::{ramp, Code, Ctx, Detail, Detector, Signals};
+use super::{ramp, Code, Detail, Detector, Input, Signals};
 use crate::event::{EventType, Status};
 use crate::validate::{count, invalid, unit, Checked};
 use serde::{Deserialize, Serialize};
@@ -49,16 +49,16 @@ impl FailedAttemptsConfig {
 }
 
 /// See the module docs.
-pub struct FailedAttemptsBurst {
+pub struct FailedAttempts {
     weight: f64,
     start: f64,
     full: f64,
 }
 
-impl FailedAttemptsBurst {
+impl FailedAttempts {
     /// From config.
     pub fn new(c: &FailedAttemptsConfig) -> Self {
-        FailedAttemptsBurst {
+        FailedAttempts {
             weight: c.weight,
             start: c.start_count,
             full: c.full_count,
@@ -66,12 +66,12 @@ impl FailedAttemptsBurst {
     }
 }
 
-impl Detector for FailedAttemptsBurst {
+impl Detector for FailedAttempts {
     fn code(&self) -> Code {
         Code::FailedAttemptsBurst
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         let this = (ctx.ev.kind == EventType::LoginFailed
             || (ctx.ev.kind.is_money_out() && ctx.ev.status == Status::Failed))
             as u8 as f64;
@@ -103,8 +103,8 @@ mod tests {
     use super::super::testkit::*;
     use super::*;
 
-    fn det() -> FailedAttemptsBurst {
-        FailedAttemptsBurst::new(&FailedAttemptsConfig::default())
+    fn det() -> FailedAttempts {
+        FailedAttempts::new(&FailedAttemptsConfig::default())
     }
 
     #[test]

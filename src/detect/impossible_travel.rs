@@ -8,7 +8,7 @@
 //! equals the quickest trip and grows with log10 of how much shorter it was, reaching 1 at
 //! about a third of it.
 
-use super::{duration, Code, Ctx, Detail, Detector, Signals};
+use super::{duration, Code, Detail, Detector, Input, Signals};
 use crate::validate::{nonneg, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +88,7 @@ impl Detector for ImpossibleTravel {
         Code::ImpossibleTravel
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         let (Some(g), Some((lat, lon, at))) = (ctx.ev.geo, ctx.profile.last_geo()) else {
             return;
         };

@@ -40,14 +40,14 @@ pub use amount_outlier::{AmountOutlier, AmountOutlierConfig};
 pub use balance_drain::{BalanceDrain, BalanceDrainConfig};
 pub use card_testing::{CardTesting, CardTestingConfig};
 pub use concurrent_stranger::{ConcurrentStranger, ConcurrentStrangerConfig};
-pub use credential_change::{CredentialChangeConfig, CredentialChangeThenSpend};
+pub use credential_change::{CredentialChange, CredentialChangeConfig};
 pub use dormant_reactivation::{DormantReactivation, DormantReactivationConfig};
-pub use failed_attempts::{FailedAttemptsBurst, FailedAttemptsConfig};
+pub use failed_attempts::{FailedAttempts, FailedAttemptsConfig};
 pub use impossible_travel::{ImpossibleTravel, ImpossibleTravelConfig};
 pub use new_counterparty::{NewCounterparty, NewCounterpartyConfig};
-pub use new_device::NewDevice;
-pub use new_location::NewLocation;
-pub use new_recharge_number::NewRechargeNumber;
+pub use new_device::{NewDevice, NewDeviceConfig};
+pub use new_location::{NewLocation, NewLocationConfig};
+pub use new_recharge_number::{NewRechargeNumber, NewRechargeNumberConfig};
 pub use payee_buildup::{PayeeBuildup, PayeeBuildupConfig};
 pub use unusual_hour::{UnusualHour, UnusualHourConfig};
 pub use velocity_burst::{VelocityBurst, VelocityBurstConfig};
@@ -144,7 +144,7 @@ registry! {
         |d| AmountOutlier::new(&d.amount_outlier, d.surprise_p_start, d.surprise_p_full);
     /// Device never seen for this user.
     NewDevice = "NEW_DEVICE",
-        new_device: NoveltyConfig = NoveltyConfig { enabled: true, weight: 0.45 },
+        new_device: NewDeviceConfig = NewDeviceConfig { enabled: true, weight: 0.45 },
         |d| NewDevice::new(&d.new_device);
     /// Money out to a never-seen payee.
     NewCounterparty = "NEW_COUNTERPARTY",
@@ -152,7 +152,7 @@ registry! {
         |d| NewCounterparty::new(&d.new_counterparty);
     /// New geo cell or IP prefix.
     NewLocation = "NEW_LOCATION",
-        new_location: NoveltyConfig = NoveltyConfig { enabled: true, weight: 0.35 },
+        new_location: NewLocationConfig = NewLocationConfig { enabled: true, weight: 0.35 },
         |d| NewLocation::new(&d.new_location);
     /// Faster than a plane from the last position.
     ImpossibleTravel = "IMPOSSIBLE_TRAVEL",
@@ -169,7 +169,7 @@ registry! {
     /// Money out soon after a password, MFA, device or payment-method change.
     CredentialChangeThenSpend = "CREDENTIAL_CHANGE_THEN_SPEND",
         credential_change: CredentialChangeConfig = CredentialChangeConfig::default(),
-        |d| CredentialChangeThenSpend::new(&d.credential_change);
+        |d| CredentialChange::new(&d.credential_change);
     /// Outflow takes a large share of the balance.
     BalanceDrain = "BALANCE_DRAIN",
         balance_drain: BalanceDrainConfig = BalanceDrainConfig::default(),
@@ -177,7 +177,7 @@ registry! {
     /// Many failed logins or payments in a short time.
     FailedAttemptsBurst = "FAILED_ATTEMPTS_BURST",
         failed_attempts: FailedAttemptsConfig = FailedAttemptsConfig::default(),
-        |d| FailedAttemptsBurst::new(&d.failed_attempts);
+        |d| FailedAttempts::new(&d.failed_attempts);
     /// Many tiny payments to new merchants in minutes.
     CardTesting = "CARD_TESTING",
         card_testing: CardTestingConfig = CardTestingConfig::default(),
@@ -188,7 +188,7 @@ registry! {
         |d| DormantReactivation::new(&d.dormant_reactivation);
     /// Mobile recharge to a number never topped up before.
     NewRechargeNumber = "NEW_RECHARGE_NUMBER",
-        new_recharge_number: SimpleConfig = SimpleConfig { enabled: true, weight: 0.2 },
+        new_recharge_number: NewRechargeNumberConfig = NewRechargeNumberConfig { enabled: true, weight: 0.2 },
         |d| NewRechargeNumber::new(&d.new_recharge_number);
     /// Decision-level bonus: credential change → new device/location → new payee → large or
     /// draining outflow.
@@ -372,7 +372,7 @@ impl Signals {
 }
 
 /// What a detector sees.
-pub struct Ctx<'a, 'e> {
+pub struct Input<'a, 'e> {
     /// The event being scored.
     pub ev: &'a Event<'e>,
     /// The user's profile before this event.
@@ -390,7 +390,7 @@ pub trait Detector: Send + Sync {
     /// The code this detector emits.
     fn code(&self) -> Code;
     /// Scores one event, pushing zero or more signals.
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals);
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals);
 }
 
 /// Maps a tail probability to a score: 0 at `p_start` or above, 1 at `p_full` or below,
@@ -413,7 +413,7 @@ pub fn ramp(x: f64, start: f64, full: f64) -> f64 {
 }
 
 /// The user's typical money-out amount: exp of the shrunk mean of ln(1 + amount), minus 1.
-pub(crate) fn typical_amount(ctx: &Ctx<'_, '_>) -> f64 {
+pub(crate) fn typical_amount(ctx: &Input<'_, '_>) -> f64 {
     let n = ctx.profile.amount_n(ctx.facts);
     let (mean, _) = ctx.prior.shrink_amount(n, ctx.profile.amount_stats());
     mean.exp_m1().max(1.0)
@@ -421,7 +421,7 @@ pub(crate) fn typical_amount(ctx: &Ctx<'_, '_>) -> f64 {
 
 /// The user's money-out events per second, shrunk toward the population's rate with the
 /// profile's exposure in days as the evidence (a new user borrows the population's habit).
-pub(crate) fn out_rate(ctx: &Ctx<'_, '_>) -> f64 {
+pub(crate) fn out_rate(ctx: &Input<'_, '_>) -> f64 {
     let (own_rate, exposure) = ctx
         .profile
         .out_rate(ctx.params, ctx.facts)
@@ -434,7 +434,7 @@ pub(crate) fn out_rate(ctx: &Ctx<'_, '_>) -> f64 {
 /// on its own: a merchant payment from a device the profile knows, or a transfer or withdrawal
 /// to a payee the profile knows that is not in the young-payee watch (a payee first paid lately
 /// is what a slow drain builds up, so it does not count as established).
-pub(crate) fn familiar_outflow(ctx: &Ctx<'_, '_>) -> bool {
+pub(crate) fn familiar_outflow(ctx: &Input<'_, '_>) -> bool {
     use crate::event::EventType;
     match (ctx.ev.kind, ctx.facts.counterparty) {
         (EventType::Payment, _) => matches!(ctx.facts.device, Some((_, true))),
@@ -451,7 +451,7 @@ pub(crate) fn familiar_outflow(ctx: &Ctx<'_, '_>) -> bool {
 /// times), and the share of the balance it takes (0 at 30%, 1 at 80%). Detectors that flag a
 /// context (a recent credential change) use it so that an ordinary purchase in that context
 /// stays ordinary.
-pub(crate) fn spend_risk(ctx: &Ctx<'_, '_>) -> f64 {
+pub(crate) fn spend_risk(ctx: &Input<'_, '_>) -> f64 {
     let Some(amount) = ctx.ev.amount else {
         return 0.0;
     };
@@ -575,7 +575,7 @@ pub(crate) mod testkit {
             let s = self.json(ts_ms, kind, extra);
             let e = parse_event(s.as_bytes()).unwrap();
             let f = self.profile.facts(&self.params, &e);
-            let ctx = Ctx {
+            let ctx = Input {
                 ev: &e,
                 profile: &self.profile,
                 facts: &f,

@@ -9,7 +9,7 @@
 //! raises the score whatever the user's habits: half for the second new payee in an hour, full
 //! from the third.
 
-use super::{Code, Ctx, Detail, Detector, Signals};
+use super::{Code, Detail, Detector, Input, Signals};
 use crate::baseline::Novelty;
 use crate::event::EventType;
 use crate::validate::{unit, Checked};
@@ -71,7 +71,7 @@ impl Detector for NewCounterparty {
         Code::NewCounterparty
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         if ctx.ev.kind == EventType::MobileRecharge || !ctx.facts.has_history {
             return;
         }

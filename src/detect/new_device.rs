@@ -5,8 +5,11 @@
 //! score is then scaled by confidence n/(n+k), so a user with two events is barely scored.
 
 use super::NoveltyConfig;
-use super::{Code, Ctx, Detail, Detector, Signals};
+use super::{Code, Detail, Detector, Input, Signals};
 use crate::baseline::{Novelty, SetKind};
+
+/// `[detectors.new_device]`: an on/off switch and a weight.
+pub type NewDeviceConfig = NoveltyConfig;
 
 /// See the module docs.
 pub struct NewDevice {
@@ -15,7 +18,7 @@ pub struct NewDevice {
 
 impl NewDevice {
     /// From config.
-    pub fn new(c: &NoveltyConfig) -> Self {
+    pub fn new(c: &NewDeviceConfig) -> Self {
         NewDevice { weight: c.weight }
     }
 }
@@ -25,7 +28,7 @@ impl Detector for NewDevice {
         Code::NewDevice
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         if !ctx.facts.new_device() || !ctx.facts.has_history {
             return;
         }

@@ -4,8 +4,11 @@
 //! network alone (mobile carriers rotate addresses) counts for 60% of a new geo cell.
 
 use super::NoveltyConfig;
-use super::{Code, Ctx, Detail, Detector, Signals};
+use super::{Code, Detail, Detector, Input, Signals};
 use crate::baseline::{Novelty, SetKind};
+
+/// `[detectors.new_location]`: an on/off switch and a weight.
+pub type NewLocationConfig = NoveltyConfig;
 
 /// See the module docs.
 pub struct NewLocation {
@@ -14,7 +17,7 @@ pub struct NewLocation {
 
 impl NewLocation {
     /// From config.
-    pub fn new(c: &NoveltyConfig) -> Self {
+    pub fn new(c: &NewLocationConfig) -> Self {
         NewLocation { weight: c.weight }
     }
 }
@@ -27,7 +30,7 @@ impl Detector for NewLocation {
         Code::NewLocation
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         if !ctx.facts.has_history {
             return;
         }

@@ -4,8 +4,11 @@
 //! wants to hear about), not fraud. Its weight is kept small so it informs, not freezes.
 
 use super::SimpleConfig;
-use super::{Code, Ctx, Detail, Detector, Signals};
+use super::{Code, Detail, Detector, Input, Signals};
 use crate::event::EventType;
+
+/// `[detectors.new_recharge_number]`: an on/off switch and a weight.
+pub type NewRechargeNumberConfig = SimpleConfig;
 
 /// See the module docs.
 pub struct NewRechargeNumber {
@@ -14,7 +17,7 @@ pub struct NewRechargeNumber {
 
 impl NewRechargeNumber {
     /// From config.
-    pub fn new(c: &SimpleConfig) -> Self {
+    pub fn new(c: &NewRechargeNumberConfig) -> Self {
         NewRechargeNumber { weight: c.weight }
     }
 }
@@ -24,7 +27,7 @@ impl Detector for NewRechargeNumber {
         Code::NewRechargeNumber
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         if ctx.ev.kind != EventType::MobileRecharge || !ctx.facts.has_history {
             return;
         }

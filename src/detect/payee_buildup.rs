@@ -20,7 +20,7 @@
 //! keeps heavy senders from alerting on every new contact: a second transfer to a new payee
 //! scores only when together they are a real part of what the user moves in a month.
 
-use super::{money, out_rate, ramp, typical_amount, Code, Ctx, Detail, Detector, Signals};
+use super::{money, out_rate, ramp, typical_amount, Code, Detail, Detector, Input, Signals};
 use crate::baseline::new_payee_kind;
 use crate::validate::{invalid, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
@@ -118,7 +118,7 @@ impl Detector for PayeeBuildup {
         Code::PayeeBuildup
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         if !new_payee_kind(ctx.ev.kind) {
             return;
         }

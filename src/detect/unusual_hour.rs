@@ -4,7 +4,7 @@
 //! smoothed over the neighbouring hours (so 22:00 habits cover 23:00); a low probability maps
 //! to a score on a log scale between `p_start` and `p_full`.
 
-use super::{surprise, Code, Ctx, Detail, Detector, Signals};
+use super::{surprise, Code, Detail, Detector, Input, Signals};
 use crate::validate::{invalid, unit, Checked};
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +70,7 @@ impl Detector for UnusualHour {
         Code::UnusualHour
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         let h = ctx.facts.hour;
         let n = ctx.profile.all_n as f64 * ctx.facts.decay;
         let hours = [(h + 23) % 24, h, (h + 1) % 24];

@@ -10,7 +10,7 @@
 
 use statrs::distribution::{DiscreteCDF, Poisson};
 
-use super::{duration, out_rate, surprise, Code, Ctx, Detail, Detector, Signals};
+use super::{duration, out_rate, surprise, Code, Detail, Detector, Input, Signals};
 use crate::validate::{invalid, unit, Checked};
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +88,7 @@ impl Detector for VelocityBurst {
         Code::VelocityBurst
     }
 
-    fn detect(&self, ctx: &Ctx<'_, '_>, out: &mut Signals) {
+    fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
         if !ctx.ev.kind.is_money_out() {
             return;
         }

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::producer::DeliveryFuture;
 use tokio::sync::mpsc;
@@ -128,13 +128,6 @@ struct Durable {
 
 /// How often a partition sweeps idle profiles (wall time; the cap is checked every batch).
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-fn now_ms() -> EpochMs {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as EpochMs)
-        .unwrap_or(0)
-}
 
 /// Runs partition `p` until its channel closes (revoke or shutdown) or the session abandons it.
 ///
@@ -266,7 +259,7 @@ pub(crate) async fn run(
         }
         let engine = shared.engine.get();
         routes = Route::compile(&engine.config().subscriptions);
-        let now = now_ms();
+        let now = crate::time::now_ms();
         out.clear();
         let raws: Vec<&[u8]> = batch.iter().map(|m| m.payload.unwrap_or(b"")).collect();
         let mut results = Vec::with_capacity(raws.len());

@@ -38,7 +38,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::EngineCell;
 
 use super::partition::{self, Batch};
-use super::sink::Topics;
+use super::sink::OutputTopics;
 use super::start_guard::{StartGuard, Verdict};
 use super::{client_config, topics, KafkaError, Role};
 
@@ -109,7 +109,7 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub producer: FutureProducer,
-    pub topics: Topics,
+    pub topics: OutputTopics,
     pub eos: Option<Eos>,
     /// Set when the session ends without committing (rewind, fatal error, lost partitions):
     /// tasks stop producing and report no more offsets.
@@ -145,7 +145,7 @@ struct PartitionSlot {
 }
 
 /// The consumer's context: librdkafka logs and statistics, and the rebalance protocol above.
-pub(crate) struct Ctx {
+pub(crate) struct ServiceContext {
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
     slots: Mutex<HashMap<i32, PartitionSlot>>,
@@ -156,7 +156,7 @@ pub(crate) struct Ctx {
     rewind: AtomicBool,
 }
 
-impl ClientContext for Ctx {
+impl ClientContext for ServiceContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -224,7 +224,7 @@ fn broker_answering(state: &str, waitresp_cnt: i64, rxidle_us: i64) -> bool {
     state == "UP" && !(waitresp_cnt > 0 && rxidle_us > BROKER_STALL_US)
 }
 
-impl ConsumerContext for Ctx {
+impl ConsumerContext for ServiceContext {
     /// Replaces rdkafka's default rebalance handling so that an assignment starts at an
     /// explicit offset: the one the partition's profiles are restored as of. Why: if the
     /// consumer resolved its start by itself (the committed offset, else `auto.offset.reset`),
@@ -284,7 +284,7 @@ impl ConsumerContext for Ctx {
     }
 }
 
-impl Ctx {
+impl ServiceContext {
     /// Revoked partitions: drain and commit them (or drop them when lost).
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         if self.closing.load(Ordering::SeqCst) {
@@ -396,7 +396,7 @@ const LOOKUP_TRIES: u32 = 3;
 /// partition); a partition the group never committed is absent. A lookup that keeps failing
 /// is fatal: guessing a start would score events against the wrong profiles.
 fn committed_offsets(
-    consumer: &BaseConsumer<Ctx>,
+    consumer: &BaseConsumer<ServiceContext>,
     inputs: &[String],
     parts: &[i32],
 ) -> HashMap<(usize, i32), i64> {
@@ -437,7 +437,7 @@ fn committed_offsets(
 
 /// The first offset of an input partition (0 if it cannot be read: then profiles ahead of
 /// offset 0 are held back and the whole log is scored again, which repeats decisions exactly).
-fn low_watermark(consumer: &BaseConsumer<Ctx>, topic: &str, p: i32) -> i64 {
+fn low_watermark(consumer: &BaseConsumer<ServiceContext>, topic: &str, p: i32) -> i64 {
     for attempt in 1..=LOOKUP_TRIES {
         match consumer.fetch_watermarks(topic, p, LOOKUP_TIMEOUT) {
             Ok((low, _)) => return low.max(0),
@@ -457,7 +457,7 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
     v
 }
 
-impl Ctx {
+impl ServiceContext {
     fn set_assigned_gauge(&self) {
         let n = lock(&self.slots).len();
         self.shared.metrics.assigned.set(n as i64);
@@ -723,7 +723,7 @@ async fn session(opts: &RunOptions) -> Result<End, KafkaError> {
     }
     let (offsets_tx, offsets_rx) = std_mpsc::channel();
     let shared = Arc::new(Shared {
-        topics: Topics::new(&cfg),
+        topics: OutputTopics::new(&cfg),
         eos: eos.then(|| Eos {
             lock: tokio::sync::RwLock::new(()),
             pending: Mutex::new(EosPending::default()),
@@ -745,7 +745,7 @@ async fn session(opts: &RunOptions) -> Result<End, KafkaError> {
         .or_else(|| shared.cfg.kafka.librdkafka.get("session.timeout.ms"))
         .and_then(|v| v.parse().ok())
         .unwrap_or(45_000);
-    let ctx = Ctx {
+    let ctx = ServiceContext {
         shared: shared.clone(),
         rt: tokio::runtime::Handle::current(),
         slots: Mutex::new(HashMap::new()),
@@ -755,7 +755,7 @@ async fn session(opts: &RunOptions) -> Result<End, KafkaError> {
         closing: AtomicBool::new(false),
         rewind: AtomicBool::new(false),
     };
-    let consumer: BaseConsumer<Ctx> = client_config(&shared.cfg, Role::Consumer)
+    let consumer: BaseConsumer<ServiceContext> = client_config(&shared.cfg, Role::Consumer)
         .create_with_context(ctx)
         .map_err(KafkaError::Client)?;
     let inputs: Vec<&str> = shared
@@ -796,7 +796,7 @@ async fn session(opts: &RunOptions) -> Result<End, KafkaError> {
 
 fn consumer_loop(
     shared: &Arc<Shared>,
-    consumer: BaseConsumer<Ctx>,
+    consumer: BaseConsumer<ServiceContext>,
     stop: &AtomicBool,
 ) -> Result<End, KafkaError> {
     let ctx = consumer.context().clone();

@@ -22,7 +22,7 @@ use crate::pipeline::Outcome;
 
 /// The output topics of a session, resolved once.
 #[derive(Debug, Clone)]
-pub struct Topics {
+pub struct OutputTopics {
     /// Input topics; a message's topic is carried as an index into this list.
     pub inputs: Vec<String>,
     /// Alerts.
@@ -37,11 +37,11 @@ pub struct Topics {
     pub changelog: String,
 }
 
-impl Topics {
+impl OutputTopics {
     /// From `[kafka]`.
-    pub fn new(cfg: &Config) -> Topics {
+    pub fn new(cfg: &Config) -> OutputTopics {
         let k = &cfg.kafka;
-        Topics {
+        OutputTopics {
             inputs: k.input_topics.clone(),
             alerts: k.alerts_topic.clone(),
             commands: k.commands_topic.clone(),
@@ -224,7 +224,7 @@ impl OutBatch {
     /// alert and the alert's subscription copies, and its command.
     pub fn outcome(
         &mut self,
-        topics: &Topics,
+        topics: &OutputTopics,
         routes: &[Route],
         metrics: &Metrics,
         ev: &Event<'_>,
@@ -400,7 +400,7 @@ impl OutBatch {
 /// break the delivery guarantee: the partition stalls visibly instead.
 pub async fn send_all(
     producer: &FutureProducer,
-    topics: &Topics,
+    topics: &OutputTopics,
     routes: &[Route],
     metrics: &Metrics,
     batch: &OutBatch,

@@ -80,16 +80,16 @@ pub(crate) enum React {
 
 /// Device, channel, network and position of an event.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Ctx {
+pub(crate) struct SimContext {
     pub device: Option<u64>,
     pub channel: Channel,
     pub ip: Option<Ipv4Addr>,
     pub geo: Option<Geo>,
 }
 
-impl Ctx {
+impl SimContext {
     /// Server-side events (salary, refunds, incoming transfers): no client.
-    pub const BANK: Ctx = Ctx {
+    pub const BANK: SimContext = SimContext {
         device: None,
         channel: Channel::Bank,
         ip: None,
@@ -106,7 +106,7 @@ pub(crate) struct Intent {
     pub kind: EventType,
     pub amt: Amt,
     pub party: Option<Party>,
-    pub ctx: Ctx,
+    pub ctx: SimContext,
     pub scenario: Scenario,
     /// A failure decided in advance (a declined card).
     pub fail: Option<Failure>,
@@ -441,7 +441,7 @@ impl User {
     }
 
     /// The owner's context at `t`: which device, network and position.
-    pub fn owner_ctx(&mut self, t: EpochMs) -> Ctx {
+    pub fn owner_ctx(&mut self, t: EpochMs) -> SimContext {
         let (phone, old) = self.phone_at(t);
         let (mut device, mut channel) = (phone, Channel::App);
         if let Some(old) = old {
@@ -482,7 +482,7 @@ impl User {
                 (ip, self.home_geo(spread))
             }
         };
-        Ctx {
+        SimContext {
             device: Some(device),
             channel,
             ip: Some(ip),
@@ -503,7 +503,7 @@ impl User {
         kind: EventType,
         amt: Amt,
         party: Option<Party>,
-        ctx: Ctx,
+        ctx: SimContext,
         scenario: Scenario,
         react: React,
     ) -> Intent {
@@ -543,7 +543,7 @@ impl User {
     }
 
     /// An owner session: maybe a login (sometimes after a typo), then the given intents.
-    fn owner_login(&mut self, t: EpochMs, ctx: Ctx, d0: EpochMs, out: &mut Vec<Intent>) {
+    fn owner_login(&mut self, t: EpochMs, ctx: SimContext, d0: EpochMs, out: &mut Vec<Intent>) {
         let scenario = self.window_label(t);
         // Just after midnight the session's login falls between midnight and the action.
         let lt = (t - self.rng.gen_range(5_000..90_000)).max(d0 + (t - d0) / 2);
@@ -573,7 +573,7 @@ impl User {
     }
 
     /// One habitual money-out by the owner at `t`.
-    fn owner_money_out(&mut self, w: &World, t: EpochMs, ctx: Ctx) -> Intent {
+    fn owner_money_out(&mut self, w: &World, t: EpochMs, ctx: SimContext) -> Intent {
         let away = self.place(t) == Place::Away;
         let scenario = self.window_label(t);
         let u: f64 = self.rng.gen();
@@ -657,7 +657,7 @@ impl User {
             .unwrap_or(1.0);
         let act = weekend * mood;
         let n_out = poisson(&mut self.rng, self.rate_out * act);
-        let mut prev: Option<(EpochMs, Ctx)> = None;
+        let mut prev: Option<(EpochMs, SimContext)> = None;
         for _ in 0..n_out {
             let (t, ctx, new_session) = match prev {
                 Some((p, ctx)) if self.rng.gen_bool(0.25) => {
@@ -702,7 +702,7 @@ impl User {
                     EventType::TopUp,
                     Amt::Cents(amount),
                     Some(card),
-                    Ctx::BANK,
+                    SimContext::BANK,
                     sc,
                     React::None,
                 );
@@ -741,7 +741,7 @@ impl User {
                 EventType::TransferIn,
                 Amt::Cents(c),
                 Some(party),
-                Ctx::BANK,
+                SimContext::BANK,
                 sc,
                 React::None,
             );
@@ -945,7 +945,7 @@ impl User {
                         EventType::Refund,
                         Amt::Cents(back.max(1)),
                         it.party,
-                        Ctx::BANK,
+                        SimContext::BANK,
                         self.window_label(t),
                         React::None,
                     );

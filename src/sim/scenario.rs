@@ -8,7 +8,9 @@
 
 use rand::Rng;
 
-use super::model::{Amt, Ctx, Intent, Place, React, Trip, User, World, DAY_MS, HOUR_MS, MIN_MS};
+use super::model::{
+    Amt, Intent, Place, React, SimContext, Trip, User, World, DAY_MS, HOUR_MS, MIN_MS,
+};
 use super::world::{
     self, Party, ATTACKER_ABROAD, HOME_CITIES, HOSTING_NETS, NATIONAL, TRAVEL_ABROAD,
 };
@@ -39,8 +41,8 @@ struct Actor {
 }
 
 impl Actor {
-    fn ctx(&self, u: &mut User) -> Ctx {
-        Ctx {
+    fn ctx(&self, u: &mut User) -> SimContext {
+        SimContext {
             device: Some(self.device),
             channel: self.channel,
             ip: Some(world::host_in24(&mut u.rng, self.net)),
@@ -56,7 +58,14 @@ impl Actor {
 #[allow(clippy::too_many_arguments)]
 impl User {
     /// An attacker step with no amount, payee or balance reaction (logins, resets, binds).
-    fn push_plain(&mut self, w: &World, t: EpochMs, kind: EventType, ctx: Ctx, sc: Scenario) {
+    fn push_plain(
+        &mut self,
+        w: &World,
+        t: EpochMs,
+        kind: EventType,
+        ctx: SimContext,
+        sc: Scenario,
+    ) {
         self.push(w, t, kind, Amt::None, None, ctx, sc, React::None);
     }
 
@@ -67,7 +76,7 @@ impl User {
         t: EpochMs,
         kind: EventType,
         party: Party,
-        ctx: Ctx,
+        ctx: SimContext,
         sc: Scenario,
     ) {
         self.push(w, t, kind, Amt::None, Some(party), ctx, sc, React::None);
@@ -80,7 +89,7 @@ impl User {
         kind: EventType,
         amt: Amt,
         party: Option<Party>,
-        ctx: Ctx,
+        ctx: SimContext,
         sc: Scenario,
         react: React,
     ) {
@@ -99,7 +108,7 @@ impl User {
         kind: EventType,
         amt: Amt,
         party: Option<Party>,
-        ctx: Ctx,
+        ctx: SimContext,
         sc: Scenario,
         f: Failure,
     ) {
@@ -340,7 +349,7 @@ impl User {
     fn plan_new_phone(&mut self, w: &World, t: EpochMs) {
         let new = world::digest(w.seed, b"device", &[self.idx as u64, 7]);
         let keep = self.rng.gen_bool(0.25);
-        let ctx = Ctx {
+        let ctx = SimContext {
             device: Some(new),
             channel: Channel::App,
             ip: Some(world::host_in24(&mut self.rng, self.home_net)),
@@ -658,7 +667,7 @@ impl User {
         let t0 = self.odd_time(d0);
         let (phone, _) = self.phone_at(t0);
         let mut t = t0;
-        let ctx = |u: &mut User| Ctx {
+        let ctx = |u: &mut User| SimContext {
             device: Some(phone),
             channel: Channel::App,
             ip: Some(u.carrier_ip()),
@@ -708,7 +717,7 @@ impl User {
         self.quiet.push((t0 - 30 * MIN_MS, back));
         if self.phone_change.is_none_or(|(at, _, _)| at < t0) {
             let new = world::digest(w.seed, b"device", &[self.idx as u64, 8]);
-            let c = Ctx {
+            let c = SimContext {
                 device: Some(new),
                 channel: Channel::App,
                 ip: Some(world::host_in24(&mut self.rng, self.home_net)),
@@ -903,7 +912,7 @@ impl User {
         for i in 0..=gaps.len() {
             let t = self.habitual_time(day0);
             let (phone, _) = self.phone_at(t);
-            let c = Ctx {
+            let c = SimContext {
                 device: Some(phone),
                 channel: Channel::App,
                 ip: Some(world::host_in24(&mut self.rng, self.home_net)),
