@@ -303,28 +303,19 @@ impl Engine {
         let new_payee = matches!(facts.counterparty, Some((_, false)));
         let hints = ChainHints {
             money_out: ev.kind.is_money_out(),
-            change_from_new_device: profile.cred[..2].iter().enumerate().any(|(i, at)| {
-                *at != 0
-                    && profile.flags & (1 << i) != 0
-                    && facts.t >= *at
-                    && facts.t - *at <= self.cred_window_s
-            }),
+            change_from_new_device: profile.reset_or_mfa_within(facts.t, self.cred_window_s, true),
             new_payee,
             is_payment: ev.kind == EventType::Payment,
-            reset_or_mfa_change: profile.cred[..2]
-                .iter()
-                .any(|at| *at != 0 && facts.t >= *at && facts.t - *at <= self.cred_window_s),
+            reset_or_mfa_change: profile.reset_or_mfa_within(facts.t, self.cred_window_s, false),
         };
         self.decider.decide_in_place(&mut decision, hints);
 
         let command = match decision.action {
             Action::Freeze => {
-                let cooled = profile.last_freeze == 0
-                    || facts.t.saturating_sub(profile.last_freeze) >= self.freeze_cooldown_s;
-                if cooled {
+                if profile.freeze_cooled(facts.t, self.freeze_cooldown_s) {
                     // Any issued freeze starts the cool-down, a duplicate's included, so at most
                     // one freeze_account leaves per user per window whatever arrives twice.
-                    profile.last_freeze = profile.last_freeze.max(facts.t);
+                    profile.note_freeze(facts.t);
                     Some(CommandKind::FreezeAccount)
                 } else {
                     None

@@ -540,6 +540,31 @@ impl Profile {
         self.fast_at.max(self.last_seen).max(self.first_seen)
     }
 
+    /// Whether a password reset or MFA change happened at most `window_s` before `t` (and not
+    /// after it); with `from_new_device`, only one made from a device new at the time.
+    #[inline]
+    pub fn reset_or_mfa_within(&self, t: Tick, window_s: u32, from_new_device: bool) -> bool {
+        self.cred[..2].iter().enumerate().any(|(i, at)| {
+            *at != 0
+                && (!from_new_device || self.flags & (1 << i) != 0)
+                && t >= *at
+                && t - *at <= window_s
+        })
+    }
+
+    /// Whether a `freeze_account` may be issued at `t`: none yet, or the last one at least
+    /// `cooldown_s` earlier.
+    #[inline]
+    pub fn freeze_cooled(&self, t: Tick, cooldown_s: u32) -> bool {
+        self.last_freeze == 0 || t.saturating_sub(self.last_freeze) >= cooldown_s
+    }
+
+    /// Records a `freeze_account` issued at `t` (the cool-down starts from the latest).
+    #[inline]
+    pub fn note_freeze(&mut self, t: Tick) {
+        self.last_freeze = self.last_freeze.max(t);
+    }
+
     /// Remembers the event-id hash `id` (from [`keys::event`]); true if it is one of the
     /// user's last [`DEDUP_SLOTS`] distinct ids, i.e. the event is a repeat.
     pub fn check_and_remember(&mut self, id: u64) -> bool {
@@ -981,9 +1006,7 @@ impl Profile {
         // For the same reason, after a reset or MFA change from a new device, nothing new is
         // learned until the credential-change window has passed: the thief's next login must
         // not make their device "known".
-        let on_probation = self.cred[..2].iter().enumerate().any(|(i, at)| {
-            *at != 0 && self.flags & (1 << i) != 0 && f.t >= *at && f.t - *at <= p.probation_s
-        });
+        let on_probation = self.reset_or_mfa_within(f.t, p.probation_s, true);
         // A sign-in or a bind proves the password, not the person: a device never seen, in a
         // place or network never seen, is how a takeover starts, so such a device and place
         // become "known" only through money moving without alarm, never through a login, a
@@ -1077,6 +1100,25 @@ mod tests {
     }
 
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    #[test]
+    fn credential_windows_and_freeze_cool_down() {
+        let mut p = Profile {
+            cred: [1_000, 5_000, 0, 0],
+            flags: 0b10, // the MFA change came from a new device
+            ..Profile::default()
+        };
+        assert!(p.reset_or_mfa_within(1_500, 600, false), "reset 500 s ago");
+        assert!(!p.reset_or_mfa_within(1_700, 600, false), "reset 700 s ago");
+        assert!(!p.reset_or_mfa_within(1_500, 600, true), "the reset was from a known device");
+        assert!(p.reset_or_mfa_within(5_600, 600, true), "MFA change from a new device");
+        assert!(!p.reset_or_mfa_within(4_999, 600, false), "not before it happened");
+        assert!(p.freeze_cooled(10, 3_600), "never frozen");
+        p.note_freeze(10_000);
+        p.note_freeze(9_000); // an older one does not move the cool-down back
+        assert!(!p.freeze_cooled(13_599, 3_600));
+        assert!(p.freeze_cooled(13_600, 3_600));
+    }
 
     #[test]
     fn profile_fits_in_248_bytes() {
