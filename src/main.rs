@@ -255,7 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "config {} is valid ({} detectors enabled)",
                 show(&config),
-                walletguard::detect::build(&cfg).len()
+                walletguard::detect::build(&cfg.detectors).len()
             );
             Ok(())
         }

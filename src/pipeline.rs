@@ -165,7 +165,7 @@ impl Engine {
         Engine {
             params: Params::new(&config),
             prior: Prior::new(&config),
-            detectors: detect::build(&config),
+            detectors: detect::build(&config.detectors),
             decider: Decider::new(&config.decision),
             tiny_amount: config.detectors.card_testing.tiny_amount,
             cred_window_s: (config.detectors.credential_change.window_hours * 3600.0) as u32,

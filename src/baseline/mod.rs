@@ -1110,9 +1110,18 @@ mod tests {
         };
         assert!(p.reset_or_mfa_within(1_500, 600, false), "reset 500 s ago");
         assert!(!p.reset_or_mfa_within(1_700, 600, false), "reset 700 s ago");
-        assert!(!p.reset_or_mfa_within(1_500, 600, true), "the reset was from a known device");
-        assert!(p.reset_or_mfa_within(5_600, 600, true), "MFA change from a new device");
-        assert!(!p.reset_or_mfa_within(4_999, 600, false), "not before it happened");
+        assert!(
+            !p.reset_or_mfa_within(1_500, 600, true),
+            "the reset was from a known device"
+        );
+        assert!(
+            p.reset_or_mfa_within(5_600, 600, true),
+            "MFA change from a new device"
+        );
+        assert!(
+            !p.reset_or_mfa_within(4_999, 600, false),
+            "not before it happened"
+        );
         assert!(p.freeze_cooled(10, 3_600), "never frozen");
         p.note_freeze(10_000);
         p.note_freeze(9_000); // an older one does not move the cool-down back

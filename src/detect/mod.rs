@@ -14,7 +14,6 @@
 use std::fmt;
 
 use crate::baseline::{Facts, Params, Prior, Profile};
-use crate::config::Config;
 use crate::event::Event;
 use serde::{Deserialize, Serialize};
 
@@ -123,8 +122,7 @@ macro_rules! registry {
         }
 
         /// Builds the enabled detectors from config, in registry order.
-        pub fn build(cfg: &Config) -> Vec<Box<dyn Detector>> {
-            let detectors = &cfg.detectors;
+        pub fn build(detectors: &DetectorsConfig) -> Vec<Box<dyn Detector>> {
             let mut v: Vec<Box<dyn Detector>> = Vec::new();
             $($(
                 if detectors.$table.enabled {
@@ -521,7 +519,7 @@ pub(crate) mod testkit {
 
     impl Kit {
         pub fn new() -> Kit {
-            let cfg = Config::default();
+            let cfg = crate::config::Config::default();
             Kit {
                 params: Params::new(&cfg),
                 prior: Prior::new(&cfg),
