@@ -82,10 +82,7 @@ impl From<Invalid> for ConfigError {
 }
 
 fn invalid(key: &str, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_owned(),
-        msg: msg.into(),
-    }
+    crate::validate::invalid(key, msg).into()
 }
 
 /// The whole configuration.

@@ -227,76 +227,39 @@ impl Book {
         state: &mut State,
     ) -> Option<SkipReason> {
         self.counts.records += 1;
-        match self.classify(rec, position, params) {
-            Err(Some(reason)) => {
+        let c = match classify(rec, position, params) {
+            Class::Bad(reason) => {
                 self.counts.bad_records += 1;
-                Some(reason)
+                return Some(reason);
             }
-            Err(None) => None,
-            Ok((user, legacy_id, rank, profile)) => {
-                // An id-keyed record with a value stays in the compacted topic until its key
-                // gets a tombstone, whichever version wins: remember it for migration.
-                if let (Some(id), Some(_)) = (legacy_id, &profile) {
-                    self.legacy.insert(user, id.into());
-                }
-                let pos = (rank, rec.offset);
-                if self.best.get(&user).is_some_and(|b| *b > pos) {
-                    self.counts.superseded += 1;
-                    return None;
-                }
-                self.best.insert(user, pos);
-                match profile {
-                    None => {
-                        self.counts.tombstones += 1;
-                        state.profiles.remove(user);
-                    }
-                    Some(p) => {
-                        self.counts.applied += 1;
-                        state.profiles.insert(user, p);
-                    }
-                }
-                None
+            Class::Ahead => {
+                self.counts.ahead += 1;
+                return None;
+            }
+            Class::Candidate(c) => c,
+        };
+        // An id-keyed record with a value stays in the compacted topic until its key gets a
+        // tombstone, whichever version wins: remember it for migration.
+        if let (Some(id), Some(_)) = (c.legacy_id, &c.profile) {
+            self.legacy.insert(c.user, id.into());
+        }
+        let pos = (c.rank, rec.offset);
+        if self.best.get(&c.user).is_some_and(|b| *b > pos) {
+            self.counts.superseded += 1;
+            return None;
+        }
+        self.best.insert(c.user, pos);
+        match c.profile {
+            None => {
+                self.counts.tombstones += 1;
+                state.profiles.remove(c.user);
+            }
+            Some(p) => {
+                self.counts.applied += 1;
+                state.profiles.insert(c.user, p);
             }
         }
-    }
-
-    /// The user key, legacy id, rank and decoded value (`None`: tombstone) of a candidate;
-    /// `Err(None)` for a record held back as ahead, `Err(Some(_))` for a bad one.
-    #[allow(clippy::type_complexity)]
-    fn classify<'a>(
-        &mut self,
-        rec: &ChangelogRecord<'a>,
-        position: &Position,
-        params: &Params,
-    ) -> Result<(u64, Option<&'a str>, i64, Option<crate::baseline::Profile>), Option<SkipReason>>
-    {
-        let key = rec.key.ok_or(Some(SkipReason::NoKey))?;
-        // Keyed by the 64-bit user key (this release), or by the user id (older ones).
-        let (user, legacy_id, header) = match rec.stamp_hashed {
-            Some(h) => match <[u8; 8]>::try_from(key) {
-                Ok(b) => (u64::from_be_bytes(b), None, Some(h)),
-                Err(_) => return Err(Some(SkipReason::BadHashedKey(key.len()))),
-            },
-            None => match std::str::from_utf8(key) {
-                Ok(id) => (keys::user_key(id), Some(id), rec.stamp_legacy),
-                Err(_) => return Err(Some(SkipReason::BadLegacyKey)),
-            },
-        };
-        let rank = match position.rank(header) {
-            Standing::Covered(r) => r,
-            Standing::Ahead => {
-                self.counts.ahead += 1;
-                return Err(None);
-            }
-            Standing::Malformed => return Err(Some(SkipReason::BadStamp)),
-        };
-        // Decoded before it competes: an undecodable newer version must not hide an older
-        // good one (the profile would silently stay at whatever was applied before).
-        let profile = match rec.value {
-            None => None,
-            Some(v) => Some(codec::decode(v, params).map_err(|e| Some(e.into()))?),
-        };
-        Ok((user, legacy_id, rank, profile))
+        None
     }
 
     /// The summary of a restore that started the partition at `start`.
@@ -315,14 +278,97 @@ impl Book {
     }
 }
 
+/// What a changelog record is, against the start position.
+// Built and consumed once per record, never stored: boxing the candidate's profile would
+// only add an allocation per record.
+#[allow(clippy::large_enum_variant)]
+enum Class<'a> {
+    /// A version of its user at or behind the start, well formed.
+    Candidate(Candidate<'a>),
+    /// Ahead of the start: its events will be scored again.
+    Ahead,
+    /// Not usable.
+    Bad(SkipReason),
+}
+
+/// A usable version of a user's profile.
+struct Candidate<'a> {
+    user: u64,
+    /// The user id, when an older release keyed the record by it.
+    legacy_id: Option<&'a str>,
+    rank: i64,
+    /// The decoded value; `None` for a tombstone.
+    profile: Option<crate::baseline::Profile>,
+}
+
+/// Classifies `rec` (no state: [`Book::apply`] does the counting and applying).
+fn classify<'a>(rec: &ChangelogRecord<'a>, position: &Position, params: &Params) -> Class<'a> {
+    let Some(key) = rec.key else {
+        return Class::Bad(SkipReason::NoKey);
+    };
+    // Keyed by the 64-bit user key (this release), or by the user id (older ones).
+    let (user, legacy_id, header) = match rec.stamp_hashed {
+        Some(h) => match <[u8; 8]>::try_from(key) {
+            Ok(b) => (u64::from_be_bytes(b), None, Some(h)),
+            Err(_) => return Class::Bad(SkipReason::BadHashedKey(key.len())),
+        },
+        None => match std::str::from_utf8(key) {
+            Ok(id) => (keys::user_key(id), Some(id), rec.stamp_legacy),
+            Err(_) => return Class::Bad(SkipReason::BadLegacyKey),
+        },
+    };
+    let rank = match position.rank(header) {
+        Standing::Covered(r) => r,
+        Standing::Ahead => return Class::Ahead,
+        Standing::Malformed => return Class::Bad(SkipReason::BadStamp),
+    };
+    // Decoded before it competes: an undecodable newer version must not hide an older good
+    // one (the profile would silently stay at whatever was applied before).
+    let profile = match rec.value.map(|v| codec::decode(v, params)) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => return Class::Bad(e.into()),
+    };
+    Class::Candidate(Candidate {
+        user,
+        legacy_id,
+        rank,
+        profile,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::baseline::Profile;
 
-    fn setup() -> (Params, State, Position) {
-        let cfg = Config::default();
-        (Params::new(&cfg), State::new(&cfg), Position(vec![100]))
+    /// A restore of one partition starting at input offset 100.
+    struct Fixture {
+        params: Params,
+        state: State,
+        pos: Position,
+        book: Book,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let cfg = Config::default();
+            Fixture {
+                params: Params::new(&cfg),
+                state: State::new(&cfg),
+                pos: Position(vec![100]),
+                book: Book::default(),
+            }
+        }
+
+        fn apply(&mut self, rec: &ChangelogRecord<'_>) -> Option<SkipReason> {
+            self.book
+                .apply(rec, &self.pos, &self.params, &mut self.state)
+        }
+
+        fn last_seen(&self, user: u64) -> Option<u32> {
+            self.state.profiles.get(user).map(|p| p.last_seen)
+        }
     }
 
     fn stamp(next: i64) -> Vec<u8> {
@@ -357,71 +403,40 @@ mod tests {
 
     #[test]
     fn the_best_decodable_version_at_or_behind_the_start_wins() {
-        let (params, mut state, pos) = setup();
-        let mut book = Book::default();
+        let mut f = Fixture::new();
         let key = 7u64.to_be_bytes();
-        let (v10, v50, v200) = (value(&params, 10), value(&params, 50), value(&params, 200));
+        let [v10, v50, v200] = [10, 50, 200].map(|m| value(&f.params, m));
         let (s10, s50, s200) = (stamp(10), stamp(50), stamp(200));
-        assert_eq!(
-            book.apply(
-                &hashed(0, &key, &s50, Some(&v50)),
-                &pos,
-                &params,
-                &mut state
-            ),
-            None
-        );
+        assert_eq!(f.apply(&hashed(0, &key, &s50, Some(&v50))), None);
         // An older version later in the log (a re-sent delivery) does not win.
-        assert_eq!(
-            book.apply(
-                &hashed(1, &key, &s10, Some(&v10)),
-                &pos,
-                &params,
-                &mut state
-            ),
-            None
-        );
+        assert_eq!(f.apply(&hashed(1, &key, &s10, Some(&v10))), None);
         // A version ahead of the start is held back.
-        assert_eq!(
-            book.apply(
-                &hashed(2, &key, &s200, Some(&v200)),
-                &pos,
-                &params,
-                &mut state
-            ),
-            None
-        );
+        assert_eq!(f.apply(&hashed(2, &key, &s200, Some(&v200))), None);
         // A newer but undecodable version is bad and hides nothing.
-        let mut broken = value(&params, 60);
+        let mut broken = value(&f.params, 60);
         broken.truncate(40);
         let s60 = stamp(60);
         assert!(matches!(
-            book.apply(
-                &hashed(3, &key, &s60, Some(&broken)),
-                &pos,
-                &params,
-                &mut state
-            ),
+            f.apply(&hashed(3, &key, &s60, Some(&broken))),
             Some(SkipReason::Value(_))
         ));
-        assert_eq!(state.profiles.get(7).map(|p| p.last_seen), Some(50));
-        let c = book.counts;
+        assert_eq!(f.last_seen(7), Some(50));
+        let c = f.book.counts;
         assert_eq!(
             (c.records, c.applied, c.superseded, c.ahead, c.bad_records),
             (4, 1, 1, 1, 1)
         );
         // A tombstone at a higher rank removes the profile.
         let s90 = stamp(90);
-        book.apply(&hashed(4, &key, &s90, None), &pos, &params, &mut state);
-        assert!(state.profiles.get(7).is_none());
-        assert_eq!(book.counts.tombstones, 1);
+        f.apply(&hashed(4, &key, &s90, None));
+        assert!(f.state.profiles.get(7).is_none());
+        assert_eq!(f.book.counts.tombstones, 1);
     }
 
     #[test]
     fn malformed_keys_and_stamps_are_counted_not_applied() {
-        let (params, mut state, pos) = setup();
-        let mut book = Book::default();
-        let v = value(&params, 1);
+        let mut f = Fixture::new();
+        let v = value(&f.params, 1);
         let s = stamp(5);
         let cases: [(ChangelogRecord<'_>, SkipReason); 4] = [
             (
@@ -448,37 +463,30 @@ mod tests {
             ),
         ];
         for (rec, want) in cases {
-            assert_eq!(book.apply(&rec, &pos, &params, &mut state), Some(want));
+            assert_eq!(f.apply(&rec), Some(want));
         }
-        assert_eq!(book.counts.bad_records, 4);
-        assert!(state.profiles.is_empty());
+        assert_eq!(f.book.counts.bad_records, 4);
+        assert!(f.state.profiles.is_empty());
     }
 
     #[test]
     fn an_id_keyed_record_with_a_value_is_marked_for_migration_even_when_superseded() {
-        let (params, mut state, pos) = setup();
-        let mut book = Book::default();
+        let mut f = Fixture::new();
         let id = b"user-1";
         let user = keys::user_key("user-1");
-        let (v1, v2) = (value(&params, 1), value(&params, 2));
+        let (v1, v2) = (value(&f.params, 1), value(&f.params, 2));
         let (s1, s2) = (stamp(1), stamp(2));
         // This release's record first, then an older release's, lower-ranked.
-        book.apply(
-            &hashed(0, &user.to_be_bytes(), &s2, Some(&v2)),
-            &pos,
-            &params,
-            &mut state,
-        );
-        let legacy = ChangelogRecord {
+        f.apply(&hashed(0, &user.to_be_bytes(), &s2, Some(&v2)));
+        f.apply(&ChangelogRecord {
             offset: 1,
             key: Some(id),
             stamp_hashed: None,
             stamp_legacy: Some(&s1),
             value: Some(&v1),
-        };
-        book.apply(&legacy, &pos, &params, &mut state);
-        assert_eq!(state.profiles.get(user).map(|p| p.last_seen), Some(2));
-        let r = book.finish(&[100], Duration::ZERO);
+        });
+        assert_eq!(f.last_seen(user), Some(2));
+        let r = f.book.finish(&[100], Duration::ZERO);
         assert_eq!(r.legacy, vec![Box::<str>::from("user-1")]);
     }
 
