@@ -850,14 +850,9 @@ mod tests {
             "{ a = 1 }",
             "1979-05-27",
         ];
-        let rounds = crate::fuzz_scale() - 1;
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let rounds = crate::fuzz::scale() - 1;
+        let mut rng = crate::fuzz::XorShift(0x2545_F491_4F6C_DD1D);
+        let mut next = move || rng.next();
         let mut cases = 0u64;
         let mut check = |mutated: String, what: &str| {
             cases += 1;

@@ -66,14 +66,37 @@ pub mod validate;
 pub use config::Config;
 pub use pipeline::{Engine, Outcome, State};
 
-/// How many times over the in-tree fuzz tests run their random cases: `WG_FUZZ_SCALE`
-/// (default 1, the CI size). Outside CI, `WG_FUZZ_SCALE=20 cargo test --release --lib` runs
-/// over a million cases in all.
+/// Helpers of the in-tree fuzz tests.
 #[cfg(test)]
-pub(crate) fn fuzz_scale() -> u64 {
-    std::env::var("WG_FUZZ_SCALE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1u64)
-        .max(1)
+pub(crate) mod fuzz {
+    /// How many times over the fuzz tests run their random cases: `WG_FUZZ_SCALE` (default 1,
+    /// the CI size). Outside CI, `WG_FUZZ_SCALE=20 cargo test --release --lib` runs over a
+    /// million cases in all.
+    pub fn scale() -> u64 {
+        std::env::var("WG_FUZZ_SCALE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1u64)
+            .max(1)
+    }
+
+    /// xorshift64: a tiny, seedable, portable generator, so a failing case replays exactly.
+    pub struct XorShift(pub u64);
+
+    impl XorShift {
+        /// The next value (never 0 for a non-zero seed).
+        pub fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+
+        /// A value below `n`.
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
 }

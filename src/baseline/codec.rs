@@ -511,6 +511,7 @@ mod tests {
     use super::*;
     use crate::baseline::{SetKind, FLAG_BASE_NEW_PAYEE, RING_MAX_DELTA};
     use crate::config::Config;
+    use crate::fuzz::XorShift;
 
     fn params() -> Params {
         Params::new(&Config::default())
@@ -991,19 +992,6 @@ mod tests {
         );
     }
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-    }
-
     #[test]
     fn random_bytes_never_panic() {
         let p = params();
@@ -1011,7 +999,7 @@ mod tests {
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         let mut buf = Vec::with_capacity(ENCODED_LEN + 64);
         let mut ok = 0;
-        let cases = 10_000 * crate::fuzz_scale();
+        let cases = 10_000 * crate::fuzz::scale();
         for _ in 0..cases {
             buf.clear();
             let len = (rng.next() % (ENCODED_LEN as u64 + 64)) as usize;

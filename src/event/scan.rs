@@ -293,14 +293,12 @@ mod tests {
 
     #[test]
     fn find_special_matches_a_plain_search() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rng = crate::fuzz::XorShift(0x2545_f491_4f6c_dd1d);
         for len in 0..40 {
             for _ in 0..500 {
                 let v: Vec<u8> = (0..len)
                     .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
+                        let x = rng.next();
                         // Mostly ordinary text, sometimes a special or a high byte.
                         match x % 16 {
                             0 => b'"',
@@ -356,16 +354,11 @@ mod tests {
     /// mutant, serde must decode it to exactly the same thing.
     #[test]
     fn agrees_with_serde_on_random_mutants() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::fuzz::XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next();
         let alphabet = b"{}[]\":,.-+eE0123456789 \\nulltruefalse\x01";
         let mut accepted = 0;
-        let cases = 200_000 * crate::fuzz_scale();
+        let cases = 200_000 * crate::fuzz::scale();
         for _ in 0..cases {
             let base = SAMPLES[(next() % SAMPLES.len() as u64) as usize].as_bytes();
             let mut m = base.to_vec();

@@ -341,6 +341,7 @@ fn classify<'a>(rec: &ChangelogRecord<'a>, position: &Position, params: &Params)
 mod tests {
     use super::*;
     use crate::baseline::Profile;
+    use crate::fuzz::XorShift;
 
     /// A restore of one partition starting at input offset 100.
     struct Fixture {
@@ -490,22 +491,6 @@ mod tests {
         assert_eq!(r.legacy, vec![Box::<str>::from("user-1")]);
     }
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
     /// Random changelog partitions: records of a few users with every key shape, stamp and
     /// value a broken or hostile log could hold (no key, huge keys, non-UTF-8 ids, noise
     /// stamps, garbage, truncated, future-version and bit-flipped values). The restore never
@@ -515,7 +500,7 @@ mod tests {
     /// 300 partitions (about 60k records) times `WG_FUZZ_SCALE`.
     #[test]
     fn random_changelogs_restore_the_model_and_never_panic() {
-        let rounds = 300 * crate::fuzz_scale();
+        let rounds = 300 * crate::fuzz::scale();
         let cfg = Config::default();
         let params = Params::new(&cfg);
         let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
