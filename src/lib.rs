@@ -46,6 +46,7 @@
 //!   restart-only keys are named and kept.
 
 pub mod baseline;
+pub mod cli;
 pub mod config;
 pub mod decision;
 pub mod demo;
@@ -59,6 +60,9 @@ pub mod output;
 pub mod pipeline;
 pub mod reload;
 pub mod replay;
+pub mod service;
+pub mod shutdown;
+pub mod signals;
 pub mod sim;
 pub mod time;
 pub mod validate;

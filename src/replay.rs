@@ -176,6 +176,43 @@ impl Out {
     }
 }
 
+/// `walletguard replay`: [`replay`] through a fresh state of `engine`, with the wall clock,
+/// and a progress bar on stderr when `progress`. Returns the summary and the profiles held at
+/// the end.
+pub fn replay_file(
+    engine: &Engine,
+    input: &Path,
+    sinks: &Sinks,
+    progress: bool,
+) -> Result<(Summary, usize), ReplayError> {
+    let mut state = engine.new_state();
+    let total = std::fs::metadata(input).ok().map(|m| m.len());
+    let bar = if progress {
+        let b = indicatif::ProgressBar::new(total.unwrap_or(0));
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    // Compressed input advances faster than the bar's byte total; cap it.
+    let summary = replay(
+        engine,
+        &mut state,
+        input,
+        sinks,
+        &mut crate::time::now_ms,
+        &mut |b| bar.set_position(b.min(total.unwrap_or(u64::MAX))),
+    )?;
+    bar.finish_and_clear();
+    Ok((summary, state.profiles.len()))
+}
+
 /// Replays `input` through `engine`, writing to `sinks`. `clock` gives `now` for each event
 /// (wall time in the CLI, fixed in tests); `progress` is called with bytes read so far.
 pub fn replay(

@@ -287,6 +287,55 @@ pub fn score_from_decisions(
     Ok(scored)
 }
 
+/// Where `walletguard eval` gets its decisions from.
+pub enum Source<'a> {
+    /// Replay the events through a pipeline with this config (named by `name` in the
+    /// report), optionally saving the decisions.
+    Pipeline {
+        /// The config.
+        config: crate::config::Config,
+        /// The config file, for the report (`None`: defaults).
+        name: Option<String>,
+        /// Also write the decisions here.
+        save_decisions: Option<&'a Path>,
+    },
+    /// Read them from a decisions file.
+    Decisions(&'a Path),
+}
+
+/// `walletguard eval`: scores the events (or joins a decisions file to them) and computes the
+/// report and curves against the labels.
+pub fn run(
+    events: &Path,
+    labels: &Path,
+    source: Source<'_>,
+) -> Result<(Report, Curves), EvalError> {
+    let label_rows = labels::read_labels(labels)?;
+    let (scored, config, decisions) = match source {
+        Source::Decisions(d) => (
+            score_from_decisions(d, events, &label_rows)?,
+            None,
+            Some(d.display().to_string()),
+        ),
+        Source::Pipeline {
+            config,
+            name,
+            save_decisions,
+        } => {
+            let engine = Engine::new(config);
+            let scored = score_with_engine(&engine, events, &label_rows, save_decisions)?;
+            (scored, name, None)
+        }
+    };
+    let inputs = Inputs {
+        events: events.display().to_string(),
+        labels: labels.display().to_string(),
+        config,
+        decisions,
+    };
+    Ok(evaluate(inputs, &scored, &label_rows))
+}
+
 /// Computes the report and curves of scored events.
 pub fn evaluate(inputs: Inputs, scored: &Scored, labels: &Labels) -> (Report, Curves) {
     let (figures, curves) = metrics::compute(&scored.recs, &labels.scenarios);

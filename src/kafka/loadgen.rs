@@ -3,7 +3,7 @@
 //! load. Events are keyed by `user_id`, as the contract requires, so a user's events stay in
 //! order in one partition.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,9 @@ use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
+use crate::shutdown::Shutdown;
 use crate::sim::{SimEvent, SimParams, Simulator};
+use crate::time::EpochMs;
 
 use super::KafkaError;
 
@@ -54,6 +56,27 @@ pub struct LoadOptions {
     pub duration: Option<Duration>,
     /// Stop after this many events.
     pub max_events: Option<u64>,
+    /// Go on into new simulated windows when `sim.days` run out ([`Simulator::continuous`]),
+    /// until `duration`, `max_events` or the stop.
+    pub continuous: bool,
+    /// Events before this event time go at full speed; `rate` applies from the first one at or
+    /// after it (the demo warms the baselines before streaming live).
+    pub full_speed_until: Option<EpochMs>,
+}
+
+impl LoadOptions {
+    /// One pass over the simulation at `rate`, no limits.
+    pub fn new(sim: SimParams, topic: impl Into<String>, rate: u64) -> LoadOptions {
+        LoadOptions {
+            sim,
+            topic: topic.into(),
+            rate,
+            duration: None,
+            max_events: None,
+            continuous: false,
+            full_speed_until: None,
+        }
+    }
 }
 
 /// What was streamed.
@@ -67,6 +90,54 @@ pub struct LoadSummary {
     pub failed: u64,
     /// Wall time.
     pub seconds: f64,
+}
+
+impl std::fmt::Display for LoadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} events in {:.1} s ({:.0}/s); delivered {}, failed {}",
+            self.sent,
+            self.seconds,
+            self.sent as f64 / self.seconds.max(1e-9),
+            self.delivered,
+            self.failed
+        )
+    }
+}
+
+impl LoadSummary {
+    /// An error unless every event sent was delivered.
+    pub fn ensure_delivered(&self, topic: &str) -> Result<(), KafkaError> {
+        if self.failed > 0 || self.delivered < self.sent {
+            return Err(KafkaError::Topic {
+                topic: topic.to_owned(),
+                msg: format!(
+                    "{} of {} events were not delivered",
+                    self.sent - self.delivered.min(self.sent),
+                    self.sent
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `walletguard produce`: streams a file of JSON-lines events (plain, `.gz`, or `-`) into
+/// `topic` at `rate`, with the producer settings of `cfg`, until the end or `stop`.
+pub fn produce_file(
+    cfg: &crate::config::Config,
+    input: &std::path::Path,
+    topic: &str,
+    rate: u64,
+    stop: &Shutdown,
+) -> Result<LoadSummary, KafkaError> {
+    let (mut reader, _) = crate::replay::open_input(input).map_err(|e| KafkaError::Topic {
+        topic: topic.to_owned(),
+        msg: format!("input {}: {e}", input.display()),
+    })?;
+    let (producer, count) = producer(super::client_config(cfg, super::Role::Admin))?;
+    stream_lines(&producer, &count, &mut reader, topic, rate, stop)
 }
 
 /// A producer for the generator from a librdkafka config (bootstrap servers and passthrough
@@ -93,13 +164,13 @@ pub fn stream_lines(
     input: &mut dyn std::io::BufRead,
     topic: &str,
     rate: u64,
-    stop: &AtomicBool,
+    stop: &Shutdown,
 ) -> Result<LoadSummary, KafkaError> {
     let started = Instant::now();
     let mut sent = 0u64;
     let mut line = Vec::with_capacity(512);
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_triggered() {
             break;
         }
         line.clear();
@@ -197,25 +268,33 @@ pub fn stream(
     producer: &ThreadedProducer<Counting>,
     count: &DeliveryCount,
     opts: &LoadOptions,
-    stop: &AtomicBool,
+    stop: &Shutdown,
     mut on_event: impl FnMut(&SimEvent),
 ) -> Result<LoadSummary, KafkaError> {
-    let sim = Simulator::new(&opts.sim).map_err(|e| KafkaError::Topic {
+    let mut sim = Simulator::new(&opts.sim).map_err(|e| KafkaError::Topic {
         topic: opts.topic.clone(),
         msg: format!("simulator: {e}"),
     })?;
+    if opts.continuous {
+        sim = sim.continuous();
+    }
     let started = Instant::now();
     let mut sent = 0u64;
+    // Pacing starts with the first event due at `rate`: (its index, when it was reached).
+    let mut paced_from: Option<(u64, Instant)> = None;
     let mut line = Vec::with_capacity(512);
     let mut key = Vec::with_capacity(32);
     for ev in sim {
-        if stop.load(Ordering::Relaxed)
+        if stop.is_triggered()
             || opts.max_events.is_some_and(|m| sent >= m)
             || opts.duration.is_some_and(|d| started.elapsed() >= d)
         {
             break;
         }
-        pace(opts.rate, sent, started);
+        if opts.full_speed_until.is_none_or(|t| ev.ts_ms >= t) {
+            let (first, at) = *paced_from.get_or_insert((sent, Instant::now()));
+            pace(opts.rate, sent - first, at);
+        }
         line.clear();
         key.clear();
         ev.write_json(&mut line);

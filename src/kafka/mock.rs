@@ -21,6 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 
 use super::KafkaError;
+use crate::shutdown::Shutdown;
 
 /// What to serve.
 #[derive(Debug, Clone)]
@@ -48,10 +49,10 @@ pub fn parse_topic(s: &str) -> Result<(String, i32), String> {
     }
 }
 
-/// Serves until `stop` is set. `down` is polled: while it is true every broker is down.
+/// Serves until `stop` is triggered. `down` is polled: while it is true every broker is down.
 pub fn serve(
     opts: &MockOptions,
-    stop: &AtomicBool,
+    stop: &Shutdown,
     down: &Arc<AtomicBool>,
     out: &mut dyn Write,
 ) -> Result<(), KafkaError> {
@@ -68,7 +69,7 @@ pub fn serve(
     let mut dropped: HashSet<(String, i32)> = HashSet::new();
     let mut last_check = Instant::now();
     let mut is_down = false;
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_triggered() {
         if let (Some(w), false) = (&watcher, is_down) {
             if last_check.elapsed() >= Duration::from_secs(1) {
                 last_check = Instant::now();

@@ -12,7 +12,6 @@
 //! - [`topics`]: checks (or creates) the topics and their partition counts on start.
 //! - [`loadgen`]: streams simulated traffic, or a file of events, into a topic at a given rate
 //!   (`simulate --rate`, `produce`, `demo`).
-//! - [`demo`]: `walletguard demo` on an embedded `MockCluster`.
 //! - [`mock`]: `walletguard mock-broker`: a `MockCluster` in a process of its own, for tests.
 //! - [`tail`]: `walletguard consume`: a topic's values as JSON lines, for checks and scripts.
 //!
@@ -20,7 +19,6 @@
 //! offset only after every output of its batch is acknowledged; exactly-once commits outputs,
 //! changelog and offsets in one transaction per commit interval.
 
-pub mod demo;
 pub mod loadgen;
 pub mod mock;
 pub mod partition;
@@ -65,14 +63,6 @@ pub enum KafkaError {
     /// instance with the same transactional id, or a fatal producer error).
     #[error("fatal transaction error: {0}")]
     FatalTransaction(String),
-    /// The HTTP endpoint could not be started.
-    #[error("http endpoint {addr}: {source}")]
-    Http {
-        /// The address.
-        addr: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
     /// The metrics registry rejected a metric (a programming error).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),

@@ -36,6 +36,7 @@ use crate::config::{Config, Delivery};
 use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::EngineCell;
+use crate::shutdown::Shutdown;
 
 use super::partition::{self, Batch};
 use super::sink::OutputTopics;
@@ -52,8 +53,8 @@ pub struct RunOptions {
     pub metrics: Arc<Metrics>,
     /// Liveness and readiness for `/healthz` and `/readyz`.
     pub health: Arc<Health>,
-    /// Set to stop: the session drains, commits and returns.
-    pub stop: Arc<AtomicBool>,
+    /// Triggered to stop: the session drains, commits and returns.
+    pub shutdown: Shutdown,
 }
 
 /// What a finished `run` did.
@@ -685,7 +686,7 @@ enum End {
     Rewind,
 }
 
-/// Runs the service until `opts.stop` is set (Ok) or a fatal error (Err). An aborted
+/// Runs the service until `opts.shutdown` is triggered (Ok) or a fatal error (Err). An aborted
 /// transaction starts a new session from the last commit.
 pub async fn run(opts: RunOptions) -> Result<RunSummary, KafkaError> {
     let mut summary = RunSummary::default();
@@ -774,7 +775,7 @@ async fn session(opts: &RunOptions) -> Result<End, KafkaError> {
         "consuming"
     );
 
-    let stop = opts.stop.clone();
+    let stop = opts.shutdown.clone();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let thread_shared = shared.clone();
     std::thread::Builder::new()
@@ -797,7 +798,7 @@ async fn session(opts: &RunOptions) -> Result<End, KafkaError> {
 fn consumer_loop(
     shared: &Arc<Shared>,
     consumer: BaseConsumer<ServiceContext>,
-    stop: &AtomicBool,
+    stop: &Shutdown,
 ) -> Result<End, KafkaError> {
     let ctx = consumer.context().clone();
     let commit_every = Duration::from_millis(shared.cfg.kafka.commit_interval_ms);
@@ -836,7 +837,7 @@ fn consumer_loop(
     let poll_error = |e: RdError| {
         tracing::warn!(error = %e, "consumer error");
     };
-    while !stop.load(Ordering::SeqCst)
+    while !stop.is_triggered()
         && !shared.abandon.load(Ordering::SeqCst)
         && !ctx.rewind.load(Ordering::SeqCst)
     {

@@ -66,6 +66,7 @@ use crate::replay::{create_output, ReplayError};
 use crate::time::{days_from_civil, write_rfc3339, EpochMs};
 
 pub use model::Simulator;
+pub use scenario::MIN_HISTORY_DAYS;
 pub use world::Party;
 
 /// Errors of the simulator.

@@ -40,6 +40,9 @@ pub(crate) struct World {
     /// Days since 1970-01-01 of the local calendar date of day 0.
     pub day0_civil: i64,
     pub days: u32,
+    /// Attacks start on this day of the window or later: [`super::scenario::MIN_HISTORY_DAYS`]
+    /// in the first window (victims need a history), 0 in the windows that continue it.
+    pub history_days: u32,
 }
 
 impl World {
@@ -988,11 +991,14 @@ impl User {
 /// stream is the same on every run. Memory: one day of events plus the users' state.
 pub struct Simulator {
     world: World,
+    params: SimParams,
     users: Vec<User>,
     day: u32,
     buf: Vec<SimEvent>,
     pos: usize,
     todo: Vec<Intent>,
+    /// Go on into a new window when this one ends (see [`Simulator::continuous`]).
+    continuous: bool,
 }
 
 impl Simulator {
@@ -1005,6 +1011,7 @@ impl Simulator {
             day0_ms: p.day0_ms(),
             day0_civil: crate::time::days_from_civil(y, m, d),
             days: p.days,
+            history_days: super::scenario::MIN_HISTORY_DAYS,
         };
         let users = (0..p.users)
             .map(|i| {
@@ -1015,12 +1022,47 @@ impl Simulator {
             .collect();
         Ok(Simulator {
             world,
+            params: p.clone(),
             users,
             day: 0,
             buf: Vec::new(),
             pos: 0,
             todo: Vec::new(),
+            continuous: false,
         })
+    }
+
+    /// Makes the iterator endless: when the `days`-day window ends, [`Simulator::next_window`]
+    /// starts the next one. For live demos and soaks that run for a wall-clock duration.
+    pub fn continuous(mut self) -> Simulator {
+        self.continuous = true;
+        self
+    }
+
+    /// Starts the next `days`-day window of the same world right after this one: the same
+    /// users, with their devices, balances, payees and habits as they are now (their event
+    /// ids go on counting), and a new draw of attacks and benign novelties. These may start on
+    /// the window's first day, since every user now has a history. A trip or a scripted step
+    /// still under way carries over.
+    pub fn next_window(&mut self) {
+        let days = self.world.days;
+        self.world.day0_ms += days as i64 * DAY_MS;
+        self.world.day0_civil += days as i64;
+        self.world.history_days = 0;
+        self.day = 0;
+        self.buf.clear();
+        self.pos = 0;
+        let start = self.world.day0_ms;
+        for u in &mut self.users {
+            u.attack = None;
+            u.novelties.clear();
+            u.quiet.retain(|(_, end)| *end > start);
+            u.windows.retain(|(_, end, _)| *end > start);
+            if u.trip.as_ref().is_some_and(|t| t.ret_arrive <= start) {
+                u.trip = None;
+            }
+            u.plan_scenarios(&self.world, &self.params);
+        }
     }
 
     /// The next day's events in time order, or `None` after the last day.
@@ -1074,7 +1116,12 @@ impl Iterator for Simulator {
                 self.pos += 1;
                 return Some(*e);
             }
-            self.next_day()?;
+            if self.next_day().is_none() {
+                if !self.continuous {
+                    return None;
+                }
+                self.next_window();
+            }
         }
     }
 }

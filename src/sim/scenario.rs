@@ -150,9 +150,9 @@ impl User {
     /// Picks the scenarios of this user and schedules their steps.
     pub(crate) fn plan_scenarios(&mut self, w: &World, p: &SimParams) {
         let mut attack = None;
-        if p.days > MIN_HISTORY_DAYS && self.rng.gen_bool(p.attack_rate) {
+        if p.days > w.history_days && self.rng.gen_bool(p.attack_rate) {
             let kind = Scenario::ATTACKS[self.rng.gen_range(0..Scenario::ATTACKS.len())];
-            let day = self.rng.gen_range(MIN_HISTORY_DAYS..p.days);
+            let day = self.rng.gen_range(w.history_days..p.days);
             attack = Some((kind, day));
         }
         let mut wanted = [false; 5];
@@ -160,7 +160,8 @@ impl User {
             *x = self.rng.gen_bool(p.novelty_rate);
         }
         // A trip first: it decides where the owner is for everything else.
-        if wanted[0] {
+        // A trip still under way from the previous window keeps the owner where they are.
+        if wanted[0] && self.trip.is_none() {
             let avoid = attack.map(|(_, d)| d);
             if self.plan_travel(w, avoid) {
                 self.novelties.push(Scenario::Travel);
@@ -907,7 +908,7 @@ impl User {
         // from an honest new contact; start it early enough to play out, though never before
         // the victim's history exists.
         let latest = w.end_ms() - DAY_MS - gaps.iter().sum::<i64>();
-        let mut day0 = d0.min(latest).max(w.day_start(MIN_HISTORY_DAYS));
+        let mut day0 = d0.min(latest).max(w.day_start(w.history_days));
         let typical = (self.mu + 0.8).exp();
         for i in 0..=gaps.len() {
             let t = self.habitual_time(day0);

@@ -1,32 +1,76 @@
 //! `walletguard demo`: simulated wallet traffic with hidden attacks, scored live by the real
 //! pipeline, with the interesting decisions printed as they happen and a scorecard at the end.
 //!
-//! Every event goes through the same path as production input: the simulator writes its JSON
-//! line, [`Engine::process_bytes`] parses and scores it. The simulator's labels are used only
-//! to annotate the printed lines and the scorecard, never by the pipeline.
+//! - [`broker`]: the default: the whole service ([`crate::service::run`]) on an embedded
+//!   Kafka-protocol broker, the decisions read back from its topics.
+//! - [`offline`]: `--offline`: the pipeline in process, no broker.
+//! - this file: what both share: options, the traffic plan, the live lines and the
+//!   scorecard.
+//!
+//! Both run the same plan. The first [`MIN_HISTORY_DAYS`] simulated days (no attack starts
+//! before them) are replayed at full speed without printing, to warm the baselines; then the
+//! traffic streams live at `rate`, so attacks and freezes show within seconds at any rate.
+//! When the simulated window (`days`) runs out, the same users go on into a new window with
+//! new attacks ([`crate::sim::Simulator::continuous`]), until the duration or Ctrl-C.
+//!
+//! The simulator's labels only annotate the printed lines and the scorecard; the pipeline
+//! never sees them.
+
+pub mod broker;
+pub mod offline;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::decision::Action;
-use crate::pipeline::{CommandKind, Engine};
-use crate::sim::{Scenario, SimEvent, SimParams, Simulator};
-use crate::time::format_rfc3339;
+use crate::pipeline::CommandKind;
+use crate::sim::{Scenario, SimEvent, SimParams, MIN_HISTORY_DAYS};
+use crate::time::{format_rfc3339, EpochMs};
 
 /// How the demo runs.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
-    /// Simulation size and seed.
+    /// Simulation size and seed; `days` is the length of one simulated window.
     pub sim: SimParams,
-    /// Simulated events per second of wall time; 0 = as fast as possible.
+    /// Simulated events per second of wall time once live; 0 = as fast as possible.
     pub rate: u64,
-    /// Stop after this much wall time.
+    /// Stop after this much wall time (`None`: at Ctrl-C, or after `windows`).
     pub duration: Option<Duration>,
+    /// Stop after this many simulated windows (`None`: go on into new ones).
+    pub windows: Option<u32>,
     /// Print `review` decisions too (not only step-ups and freezes).
     pub show_reviews: bool,
     /// ANSI colours.
     pub color: bool,
+}
+
+impl DemoOptions {
+    /// Event time from which the traffic streams live at `rate`: the end of the warm-up days.
+    /// Everything before it is replayed at full speed and not printed.
+    pub fn live_from(&self) -> EpochMs {
+        let warm = if self.sim.days > MIN_HISTORY_DAYS {
+            MIN_HISTORY_DAYS
+        } else {
+            0
+        };
+        self.sim.day0_ms() + warm as i64 * 86_400_000
+    }
+
+    /// Event time at which the traffic ends, when `windows` is set.
+    pub fn end_ts(&self) -> Option<EpochMs> {
+        self.windows
+            .map(|n| self.sim.day0_ms() + n as i64 * self.sim.days as i64 * 86_400_000)
+    }
+
+    /// The line that says what the warm-up does.
+    pub fn warmup_line(&self) -> String {
+        let days = ((self.live_from() - self.sim.day0_ms()) / 86_400_000).max(0);
+        format!(
+            "  warm-up:  replaying {days} simulated days at full speed to learn baselines (nothing printed); then live at {} events/s",
+            if self.rate == 0 { "full speed".to_owned() } else { self.rate.to_string() }
+        )
+    }
 }
 
 /// What the demo saw, per label kind.
@@ -62,86 +106,6 @@ pub(crate) fn paint(color: bool, code: &str, s: &str) -> String {
     } else {
         s.to_owned()
     }
-}
-
-/// Runs the demo, printing to `out`. Returns the scorecard (also printed).
-pub fn run(engine: &Engine, opts: &DemoOptions, out: &mut dyn Write) -> io::Result<Scorecard> {
-    let sim = Simulator::new(&opts.sim).map_err(|e| io::Error::other(e.to_string()))?;
-    let mut state = engine.new_state();
-    let mut users: HashMap<u32, UserTrack> = HashMap::new();
-    let mut card = Scorecard::default();
-    let mut line = Vec::with_capacity(512);
-    let started = Instant::now();
-    let c = opts.color;
-
-    writeln!(
-        out,
-        "{} {} users, {} days, seed {}; attacks and honest novelties are hidden in the traffic",
-        paint(c, "1", "walletguard demo:"),
-        opts.sim.users,
-        opts.sim.days,
-        opts.sim.seed
-    )?;
-    writeln!(out, "{}", header_line(c))?;
-
-    for ev in sim {
-        if let Some(d) = opts.duration {
-            if started.elapsed() >= d {
-                writeln!(out, "(stopped after {:?})", d)?;
-                break;
-            }
-        }
-        if opts.rate > 0 {
-            // Pace against wall time so the stream reads like live traffic.
-            let due = Duration::from_secs_f64(card.events as f64 / opts.rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        line.clear();
-        ev.write_json(&mut line);
-        let now = crate::time::now_ms();
-        let Ok((_event, outcome)) = engine.process_bytes(&mut state, &line, now) else {
-            // The simulator only writes valid events; count anything else as a bug to see.
-            writeln!(
-                out,
-                "invalid simulated event: {}",
-                String::from_utf8_lossy(&line)
-            )?;
-            continue;
-        };
-        card.events += 1;
-        let action = outcome.decision.action;
-        card.by_action[action as usize] += 1;
-        track(&mut users, &ev, action, outcome.command);
-
-        let show = action >= Action::StepUp || (opts.show_reviews && action == Action::Review);
-        if show {
-            let reasons: Vec<&str> = outcome
-                .decision
-                .signals
-                .iter()
-                .take(3)
-                .map(|s| s.code.as_str())
-                .collect();
-            writeln!(
-                out,
-                "{}",
-                decision_line(
-                    c,
-                    &ev,
-                    action,
-                    outcome.decision.score,
-                    &reasons,
-                    outcome.command == Some(CommandKind::FreezeAccount)
-                )
-            )?;
-        }
-    }
-    card.seconds = started.elapsed().as_secs_f64();
-    summarize(&mut card, &users);
-    print_scorecard(&card, c, out)?;
-    Ok(card)
 }
 
 /// The header of the live decision lines.
@@ -313,38 +277,5 @@ fn truncate(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
         None => s,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-
-    #[test]
-    fn demo_scores_a_small_world_and_reports_attacks() {
-        let engine = Engine::new(Config::default());
-        let opts = DemoOptions {
-            sim: SimParams {
-                users: 300,
-                days: 25,
-                seed: 3,
-                attack_rate: 0.1,
-                ..SimParams::default()
-            },
-            rate: 0,
-            duration: None,
-            show_reviews: false,
-            color: false,
-        };
-        let mut out = Vec::new();
-        let card = run(&engine, &opts, &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(card.events > 10_000, "{}", card.events);
-        assert_eq!(card.by_action.iter().sum::<u64>(), card.events);
-        let victims: u32 = card.attacks.iter().map(|a| a.1).sum();
-        assert!(victims > 5, "{victims}");
-        assert!(text.contains("scorecard:"));
-        assert!(text.contains("FREEZE"), "some attack is frozen:\n{text}");
     }
 }

@@ -1,0 +1,236 @@
+//! The `walletguard` command line's arguments (clap), parsed by the binary, which then calls
+//! the library. Kept in the library so a test can check the definitions.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::sim::SimParams;
+
+/// `walletguard`: the command line.
+#[derive(Parser)]
+#[command(
+    name = "walletguard",
+    version,
+    about = "Protects wallet users from unauthorized activity"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    /// The subcommand.
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Score a file of JSON-lines events (plain or .gz; `-` for stdin) through the pipeline.
+    Replay {
+        /// Input events.
+        #[arg(long)]
+        input: PathBuf,
+        /// Write one decision per valid event here.
+        #[arg(long)]
+        decisions: Option<PathBuf>,
+        /// Write alerts here.
+        #[arg(long)]
+        alerts: Option<PathBuf>,
+        /// Write commands here.
+        #[arg(long)]
+        commands: Option<PathBuf>,
+        /// Write dead letters (invalid lines) here.
+        #[arg(long)]
+        dlq: Option<PathBuf>,
+        /// Config file (default: built-in defaults).
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Generate labelled synthetic traffic: events (JSON lines, `.gz` compresses) and a labels
+    /// CSV, deterministic for a seed.
+    Simulate {
+        /// Number of users.
+        #[arg(long, default_value_t = SimParams::default().users)]
+        users: u32,
+        /// Number of days.
+        #[arg(long, default_value_t = SimParams::default().days)]
+        days: u32,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = SimParams::default().seed)]
+        seed: u64,
+        /// Events output (files mode).
+        #[arg(long, required_unless_present = "brokers")]
+        out: Option<PathBuf>,
+        /// Labels output (CSV: event_id,user_id,label,scenario). In Kafka mode, optional.
+        #[arg(long, required_unless_present = "brokers")]
+        labels: Option<PathBuf>,
+        /// Kafka mode: stream the events to these bootstrap servers instead of a file.
+        #[arg(long, requires = "topic")]
+        brokers: Option<String>,
+        /// Kafka mode: the topic (keyed by user_id).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Kafka mode: events per second of wall time (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Kafka mode: stop after this many events.
+        #[arg(long)]
+        max_events: Option<u64>,
+        /// Kafka mode: config whose [kafka.librdkafka] settings (TLS, SASL) the producer uses.
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Share of users who suffer one attack.
+        #[arg(long, default_value_t = SimParams::default().attack_rate)]
+        attack_rate: f64,
+        /// Share of users who get each benign novelty kind.
+        #[arg(long, default_value_t = SimParams::default().novelty_rate)]
+        novelty_rate: f64,
+        /// Local date of day 0, YYYY-MM-DD.
+        #[arg(long, default_value = "2026-09-01")]
+        start: String,
+    },
+    /// Measure detection quality against labels: replays the events through the pipeline (or
+    /// reads `--decisions`), prints a table, and writes report.json, report.md and PR/ROC PNGs.
+    Eval {
+        /// Events (JSON lines, plain or .gz).
+        #[arg(long)]
+        events: PathBuf,
+        /// Labels CSV (event_id,user_id,label,scenario).
+        #[arg(long)]
+        labels: PathBuf,
+        /// Config for the pipeline (default: built-in defaults). Unused with --decisions.
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Read decisions from this file instead of running the pipeline.
+        #[arg(long)]
+        decisions: Option<PathBuf>,
+        /// Directory for report.json, report.md, pr.png and roc.png.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the pipeline's decisions here (JSON lines, `.gz` compresses).
+        #[arg(long, conflicts_with = "decisions")]
+        save_decisions: Option<PathBuf>,
+    },
+    /// Simulated wallet traffic with hidden attacks, scored live by the real pipeline: alerts
+    /// and freezes print as they happen, a scorecard ends the run. Needs nothing installed.
+    Demo {
+        /// Simulated users.
+        #[arg(long, default_value_t = 3000)]
+        users: u32,
+        /// Simulated days of one window (the first 14 warm the baselines at full speed).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Share of users who suffer an attack.
+        #[arg(long, default_value_t = 0.03)]
+        attack_rate: f64,
+        /// Simulated events per second of wall time once live (0 = as fast as possible).
+        #[arg(long, default_value_t = 25_000)]
+        rate: u64,
+        /// Stop after this many seconds of wall time (0: at Ctrl-C). When the simulated days
+        /// run out, the same users go on into new ones.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// Also print `review` decisions.
+        #[arg(long)]
+        reviews: bool,
+        /// Print the service's own log lines (warnings and errors only otherwise).
+        #[arg(long)]
+        verbose: bool,
+        /// Score in process, without the embedded Kafka broker.
+        #[arg(long)]
+        offline: bool,
+        /// Partitions of the embedded broker's input topic.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Config file (default: built-in defaults).
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run the always-on Kafka service: consume wallet events, emit decisions, alerts, commands
+    /// and dead letters, keep profiles in the changelog, serve /metrics, /healthz, /readyz.
+    /// Stops cleanly on SIGTERM or SIGINT.
+    Run {
+        /// Config file (default: built-in defaults).
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Reload the config when the file changes, checking every this many seconds (0: only
+        /// on SIGHUP). Detection settings apply live; restart-only keys are logged.
+        #[arg(long, default_value_t = 5)]
+        watch_interval_s: u64,
+    },
+    /// Print a topic's values from the beginning as JSON lines, until it is idle (for checks
+    /// and scripts; kcat does the same).
+    Consume {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// Stop after this many seconds without a new record.
+        #[arg(long, default_value_t = 5)]
+        idle_secs: u64,
+        /// Config whose [kafka.librdkafka] settings (TLS, SASL) the consumer uses.
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Stream a file of JSON-lines events (plain or .gz; `-` for stdin) into a topic, each
+    /// keyed by its user_id, at a steady rate.
+    Produce {
+        /// Input events.
+        #[arg(long)]
+        input: PathBuf,
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// Events per second of wall time (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Config whose [kafka.librdkafka] settings (TLS, SASL) the producer uses.
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// A Kafka-protocol test broker (librdkafka's in-process mock cluster) in a process of its
+    /// own: creates the topics, prints `bootstrap ADDR`, serves until killed.
+    /// SIGUSR1 takes its brokers down, SIGUSR2 brings them back. For tests only: it keeps
+    /// everything in memory.
+    MockBroker {
+        /// Topics to create, NAME:PARTITIONS (repeatable).
+        #[arg(long = "topic", value_parser = crate::kafka::mock::parse_topic)]
+        topics: Vec<(String, i32)>,
+        /// Brokers in the cluster.
+        #[arg(long, default_value_t = 1)]
+        brokers: i32,
+    },
+    /// Load and validate a config, reporting the key at fault.
+    CheckConfig {
+        /// Config file.
+        #[arg(long, env = "WALLETGUARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["walletguard", "demo", "--duration", "0"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Demo { duration: 0, .. }));
+        let c = Cli::try_parse_from(["walletguard", "demo"]).unwrap();
+        assert!(matches!(
+            c.cmd,
+            Cmd::Demo {
+                duration: 30,
+                verbose: false,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,207 @@
+//! `walletguard run` as one library call: [`run`] wires metrics, health, the engine, the config
+//! reloader and the HTTP endpoint around the Kafka service, and shuts them down in order.
+//!
+//! The binary, the broker demo, the Kafka tests and the end-to-end benchmark all call [`run`],
+//! so the service they exercise is the one that is deployed. What differs between them is
+//! only in [`Options`]: who owns the metrics registry, whether the config file is watched, and
+//! whether a taken HTTP port is fatal.
+//!
+//! Shutdown, once the [`Shutdown`] latch is triggered: the consumer stops polling, every
+//! partition drains (its queued batches scored, their outputs acknowledged), the producer is
+//! flushed, offsets are committed (or the last transaction), the consumer closes; only then
+//! do the reloader and the HTTP server stop, so `/metrics` stays scrapeable through the drain.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify};
+
+use crate::config::Config;
+use crate::http::{self, Health};
+use crate::kafka::{self, KafkaError, RunOptions, RunSummary};
+use crate::metrics::Metrics;
+use crate::pipeline::{Engine, EngineCell};
+use crate::reload::Reloader;
+use crate::shutdown::Shutdown;
+
+/// Errors of [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The Kafka service failed (see [`KafkaError`] for which failures are retryable).
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// `http.listen` is not an address.
+    #[error("http.listen: {0:?} is not an address like 0.0.0.0:9464")]
+    Listen(String),
+    /// The HTTP endpoint could not be bound.
+    #[error("http.listen {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The metrics registry rejected a metric (a programming error).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// What differs between the callers of [`run`].
+pub struct Options {
+    /// The registry metrics go to (a caller that reads them keeps a clone).
+    pub metrics: Arc<Metrics>,
+    /// Liveness and readiness, served on `/healthz` and `/readyz`.
+    pub health: Arc<Health>,
+    /// Reload the config when its file changes, looking this often; `None`: only on request.
+    pub watch_interval: Option<Duration>,
+    /// `notify_one()` asks for a reload now (the binary does on SIGHUP). A request made before
+    /// the reloader waits is kept, not lost.
+    pub reload: Arc<Notify>,
+    /// When `http.listen` is taken, serve on any free loopback port instead of failing (the
+    /// demo, which may run beside a real instance).
+    pub http_any_port: bool,
+    /// Told the bound HTTP address (`None` when HTTP is off) once it serves, before consuming.
+    pub on_http: Option<oneshot::Sender<Option<SocketAddr>>>,
+}
+
+impl Options {
+    /// A fresh metrics registry and health state, no file watching, HTTP as configured.
+    pub fn new() -> Result<Options, ServiceError> {
+        Ok(Options {
+            metrics: Arc::new(Metrics::new()?),
+            health: Health::new(),
+            watch_interval: None,
+            reload: Arc::new(Notify::new()),
+            http_any_port: false,
+            on_http: None,
+        })
+    }
+}
+
+/// Runs the service until `shutdown` is triggered (Ok) or a fatal error (Err), then stops it in
+/// the order the module doc gives. `config` is the startup config, loaded from `config_path`
+/// (`None`: defaults and the environment); the reloader reads that path again.
+///
+/// Must be called inside a multi-thread tokio runtime: the consumer thread blocks on it.
+pub async fn run(
+    config: Config,
+    config_path: Option<PathBuf>,
+    options: Options,
+    shutdown: Shutdown,
+) -> Result<RunSummary, ServiceError> {
+    let Options {
+        metrics,
+        health,
+        watch_interval,
+        reload,
+        http_any_port,
+        on_http,
+    } = options;
+    metrics.set_config_hash(&config.detection_hash());
+    let engine = Arc::new(EngineCell::new(Engine::new(config.clone())));
+    // Stops the reloader and the HTTP server, after the Kafka service has returned.
+    let after = Shutdown::new();
+
+    let server = if config.http.enabled {
+        let addr: SocketAddr = config
+            .http
+            .listen
+            .parse()
+            .map_err(|_| ServiceError::Listen(config.http.listen.clone()))?;
+        let stop = after.clone();
+        let served = match http::serve(addr, metrics.clone(), health.clone(), async move {
+            stop.wait().await
+        })
+        .await
+        {
+            Err(e) if http_any_port => {
+                tracing::warn!(%addr, error = %e, "http.listen is taken; serving on a free loopback port");
+                let stop = after.clone();
+                http::serve(
+                    ([127, 0, 0, 1], 0).into(),
+                    metrics.clone(),
+                    health.clone(),
+                    async move { stop.wait().await },
+                )
+                .await
+            }
+            other => other,
+        };
+        let (bound, task) = served.map_err(|source| ServiceError::Http { addr, source })?;
+        tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+        Some((bound, task))
+    } else {
+        None
+    };
+    if let Some(tx) = on_http {
+        let _ = tx.send(server.as_ref().map(|(a, _)| *a));
+    }
+
+    let reloader = Reloader::new(config_path, config.clone(), engine.clone(), metrics.clone());
+    let reloading = tokio::spawn(reload_loop(reloader, watch_interval, reload, after.clone()));
+
+    let result = kafka::run(RunOptions {
+        config,
+        engine,
+        metrics,
+        health,
+        shutdown,
+    })
+    .await;
+
+    after.trigger();
+    let _ = reloading.await;
+    if let Some((_, task)) = server {
+        let _ = task.await;
+    }
+    Ok(result?)
+}
+
+/// Reloads the config on request, or when the file changed (looked at every `interval`),
+/// until `stop`.
+async fn reload_loop(
+    mut reloader: Reloader,
+    interval: Option<Duration>,
+    requests: Arc<Notify>,
+    stop: Shutdown,
+) {
+    // Without watching, the timer only bounds how long a loop turn waits.
+    let tick = interval.unwrap_or(Duration::from_secs(3600));
+    let handle = tokio::runtime::Handle::current();
+    loop {
+        let asked = tokio::select! {
+            _ = stop.wait() => return,
+            _ = requests.notified() => true,
+            _ = tokio::time::sleep(tick) => false,
+        };
+        if asked {
+            tracing::info!("reload requested; reloading the config");
+        }
+        let watching = interval.is_some();
+        let handle = handle.clone();
+        // File reads and the topic check block: off the async workers.
+        let turn = tokio::task::spawn_blocking(move || {
+            if asked || (watching && reloader.file_changed()) {
+                // New subscription topics must exist (or be created) before the partition
+                // tasks produce to them.
+                reloader.reload(|c| {
+                    handle
+                        .block_on(kafka::topics::ensure(c))
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                });
+            }
+            reloader
+        })
+        .await;
+        match turn {
+            Ok(r) => reloader = r,
+            Err(e) => {
+                tracing::error!(error = %e, "config reloader failed; reloads are off");
+                return;
+            }
+        }
+    }
+}
