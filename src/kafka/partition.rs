@@ -12,7 +12,6 @@
 //! the input is keyed by `user_id`.
 
 use std::collections::HashSet;
-use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,89 +24,11 @@ use crate::metrics::Tally;
 use crate::pipeline::State;
 use crate::time::EpochMs;
 
-use super::service::{Shared, StoredOffset};
-use super::sink::{self, OutBatch, Route};
+use super::batch::Batch;
+use super::produce;
+use super::records::{OutBatch, Route};
+use super::session::{Shared, StoredOffset};
 use super::stamp;
-
-/// One consumed message of a [`Batch`].
-#[derive(Debug, Clone, Copy)]
-pub struct Incoming<'a> {
-    /// Index of the message's topic in `kafka.input_topics`.
-    pub topic: u16,
-    /// Its offset.
-    pub offset: i64,
-    /// Its key.
-    pub key: Option<&'a [u8]>,
-    /// Its value (`None` for a null value, which is dead-lettered).
-    pub payload: Option<&'a [u8]>,
-    /// When the consumer thread received it: the start of the latency measurement.
-    pub received: Instant,
-}
-
-#[derive(Debug, Clone)]
-struct Slot {
-    topic: u16,
-    offset: i64,
-    key: Option<Range<usize>>,
-    payload: Option<Range<usize>>,
-    received: Instant,
-}
-
-/// Consumed messages of one partition, in offset order, copied out of librdkafka's buffers
-/// into one arena: two allocations per batch instead of two per message.
-#[derive(Debug, Default)]
-pub struct Batch {
-    arena: Vec<u8>,
-    slots: Vec<Slot>,
-}
-
-impl Batch {
-    /// Appends a message.
-    pub fn push(
-        &mut self,
-        topic: u16,
-        offset: i64,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
-        received: Instant,
-    ) {
-        let mut copy = |b: &[u8]| {
-            let s = self.arena.len();
-            self.arena.extend_from_slice(b);
-            s..self.arena.len()
-        };
-        let key = key.map(&mut copy);
-        let payload = payload.map(&mut copy);
-        self.slots.push(Slot {
-            topic,
-            offset,
-            key,
-            payload,
-            received,
-        });
-    }
-
-    /// Messages held.
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    /// The messages, in order.
-    pub fn iter(&self) -> impl Iterator<Item = Incoming<'_>> + '_ {
-        self.slots.iter().map(|s| Incoming {
-            topic: s.topic,
-            offset: s.offset,
-            key: s.key.clone().map(|r| &self.arena[r]),
-            payload: s.payload.clone().map(|r| &self.arena[r]),
-            received: s.received,
-        })
-    }
-}
 
 /// A batch whose outputs are produced but not yet acknowledged.
 struct InFlight {
@@ -451,7 +372,7 @@ async fn ship(
     if shared.abandon.load(Ordering::SeqCst) {
         return false;
     }
-    sink::send_all(
+    produce::send_all(
         &shared.producer,
         &shared.topics,
         routes,
@@ -484,7 +405,7 @@ async fn ack_loop(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<InFlight>)
     let (dtx, drx) = mpsc::unbounded_channel::<Durable>();
     let durable = tokio::spawn(durable_loop(shared.clone(), p, drx));
     while let Some(inf) = rx.recv().await {
-        if !sink::await_deliveries(&shared.producer, &shared.metrics, inf.outputs).await {
+        if !produce::await_deliveries(&shared.producer, &shared.metrics, inf.outputs).await {
             break;
         }
         if shared.abandon.load(Ordering::SeqCst) {
@@ -512,7 +433,7 @@ async fn ack_loop(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<InFlight>)
 /// Stores offsets, in order, once the changelog write before them is acknowledged.
 async fn durable_loop(shared: Arc<Shared>, p: i32, mut rx: mpsc::UnboundedReceiver<Durable>) {
     while let Some(d) = rx.recv().await {
-        if !sink::await_deliveries(&shared.producer, &shared.metrics, d.changelog).await {
+        if !produce::await_deliveries(&shared.producer, &shared.metrics, d.changelog).await {
             return;
         }
         if shared.abandon.load(Ordering::SeqCst) {
