@@ -1,7 +1,7 @@
 //! The Kafka edge: `walletguard run` as a consumer-group service around the pure pipeline.
 //!
 //! The service's modules depend on each other in one direction only:
-//! `consumer → partition → {session, batch, records, produce}`; none of the
+//! `consumer → partition → {session, batch, records, produce, pending}`; none of the
 //! latter imports `consumer` or `partition`.
 //!
 //! - [`consumer`]: the session: one consumer thread (poll, dispatch, rebalance, offset store
@@ -14,6 +14,8 @@
 //! - [`records`]: turns outcomes into keyed records with headers and routes subscriptions
 //!   (pure: no producing).
 //! - [`produce`]: produces records with retry on a full queue and awaits their deliveries.
+//! - [`pending`]: a partition's changelog bookkeeping: changed profiles not yet written, the
+//!   input offsets that wait for them, and when the write is due.
 //! - [`restore`]: reads a changelog partition back into a [`crate::State`].
 //! - [`start_guard`]: makes a partition start exactly at its assigned offset, even on a broker
 //!   that answers a fetch from inside a batch with the next one.
@@ -34,6 +36,7 @@ pub mod demo;
 pub mod loadgen;
 pub mod mock;
 pub mod partition;
+pub mod pending;
 pub mod produce;
 pub mod records;
 pub mod restore;

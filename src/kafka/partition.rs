@@ -5,13 +5,13 @@
 //! The changelog: at-least-once collects changed profiles for `kafka.changelog_flush_ms` and
 //! writes each one's latest version once; the offsets of the events behind them are stored
 //! only after that write is acknowledged, so a crash replays exactly the events whose
-//! learning was not yet durable. Exactly-once writes them in every batch's transaction.
+//! learning was not yet durable. Exactly-once writes them in every batch's transaction. The
+//! bookkeeping is [`super::pending`]'s.
 //!
 //! Why a task per partition and not per message: offsets are stored in order, and a user's
 //! events must be scored in order against one profile; both hold within a partition because
 //! the input is keyed by `user_id`.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,16 +19,15 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::DeliveryFuture;
 use tokio::sync::mpsc;
 
-use crate::baseline::{codec, BuildIdentity};
 use crate::metrics::Tally;
 use crate::pipeline::State;
 use crate::time::EpochMs;
 
 use super::batch::Batch;
+use super::pending::{Pending, Wake};
 use super::produce;
 use super::records::{OutBatch, Route};
 use super::session::{Shared, StoredOffset};
-use super::stamp;
 
 /// A batch whose outputs are produced but not yet acknowledged.
 struct InFlight {
@@ -73,7 +72,7 @@ pub(crate) async fn run(
     };
     shared.health.restoring(-1);
     shared.metrics.restoring.dec();
-    let (mut state, mut position, legacy): (State, Vec<i64>, Vec<Box<str>>) = match restored {
+    let (mut state, position, legacy): (State, Vec<i64>, Vec<Box<str>>) = match restored {
         Ok(Ok((r, state))) => {
             shared
                 .metrics
@@ -114,19 +113,7 @@ pub(crate) async fn run(
         Duration::from_millis(shared.cfg.kafka.changelog_flush_ms)
     };
     let max_pending = shared.cfg.kafka.changelog_max_pending;
-    let mut pending = Pending {
-        dirty: HashSet::default(),
-        ids: Vec::new(),
-        legacy: Vec::new(),
-        held: Vec::with_capacity(1),
-        since: Instant::now(),
-        stamp: Vec::with_capacity(8 * position.len()),
-    };
-    for id in legacy {
-        // Rewritten under its 64-bit key at the first flush, after the legacy tombstone.
-        pending.touch(crate::baseline::keys::user_key(&id));
-        pending.legacy.push(id);
-    }
+    let mut pending = Pending::new(position, legacy, flush_every, max_pending);
     // The newest event time scored, the clock of idle-profile sweeps, and when one last ran.
     let mut newest_ts: EpochMs = 0;
     let mut last_sweep = Instant::now();
@@ -138,42 +125,32 @@ pub(crate) async fn run(
     loop {
         // While profiles wait for the changelog, wake at the flush deadline even if no
         // batch comes: their events' offsets are stored only after it is written.
-        let (next, closed) = if pending.is_empty() {
-            let next = rx.recv().await;
-            let closed = next.is_none();
-            (next, closed)
-        } else {
-            let deadline = pending.since + flush_every;
-            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-                Ok(next) => {
-                    let closed = next.is_none();
-                    (next, closed)
-                }
-                Err(_) => (None, false),
-            }
-        };
-        let Some(batch) = next else {
-            // The deadline passed with no batch, or the channel closed (revoke or shutdown):
-            // write what is pending, so the stored offsets (and a final commit) cover it.
-            if shared.abandon.load(Ordering::SeqCst) {
-                break;
-            }
-            if !pending.is_empty() {
-                out.clear();
-                let offsets = pending.flush(&shared, &state, p, &position, &mut out);
-                let sent = Shipment {
-                    outputs: 0,
-                    offsets: Some(offsets),
-                    received: Vec::new(),
-                };
-                if !ship(&shared, &routes, &out, p, sent, &ack_tx).await {
+        let batch = match pending.wait(&mut rx).await {
+            Wake::Batch(batch) => batch,
+            wake => {
+                // The deadline passed with no batch, or the channel closed (revoke or
+                // shutdown): write what is pending, so the stored offsets (and a final commit)
+                // cover it.
+                if shared.abandon.load(Ordering::SeqCst) {
                     break;
                 }
+                if !pending.is_empty() {
+                    out.clear();
+                    let offsets = flush(&shared, &mut pending, &state, p, &mut out);
+                    let sent = Shipment {
+                        outputs: 0,
+                        offsets: Some(offsets),
+                        received: Vec::new(),
+                    };
+                    if !ship(&shared, &routes, &out, p, sent, &ack_tx).await {
+                        break;
+                    }
+                }
+                if matches!(wake, Wake::Closed) {
+                    break;
+                }
+                continue;
             }
-            if closed {
-                break;
-            }
-            continue;
         };
         if shared.abandon.load(Ordering::SeqCst) {
             break;
@@ -217,14 +194,7 @@ pub(crate) async fn run(
         // The next offset of each input topic in the batch: the input position the changelog
         // is stamped with, and the offsets stored once the changelog after it is acknowledged.
         for m in batch.iter() {
-            let t = m.topic;
-            match pending.held.iter_mut().find(|(ht, _)| *ht == t) {
-                Some(o) => o.1 = o.1.max(m.offset + 1),
-                None => pending.held.push((t, m.offset + 1)),
-            }
-            if let Some(n) = position.get_mut(t as usize) {
-                *n = (*n).max(m.offset + 1);
-            }
+            pending.consumed(m.topic, m.offset);
         }
         // Lifecycle: over the cap at once (a flood must not grow memory), idle sweeps once a
         // minute. Removed profiles are tombstoned at the next changelog write.
@@ -252,9 +222,9 @@ pub(crate) async fn run(
         shared.metrics.batch_events.observe(batch.len() as f64);
         profiles_gauge.set(state.profiles.len() as i64);
 
-        let due = pending.ids.len() >= max_pending || pending.since.elapsed() >= flush_every;
+        let due = pending.due();
         let outputs = out.len();
-        let offsets = due.then(|| pending.flush(&shared, &state, p, &position, &mut out));
+        let offsets = due.then(|| flush(&shared, &mut pending, &state, p, &mut out));
         let sent = Shipment {
             outputs,
             offsets,
@@ -274,71 +244,23 @@ pub(crate) async fn run(
         .remove_label_values(&[&p.to_string()]);
 }
 
-/// Changed profiles not yet in the changelog, and the input offsets that wait for them.
-struct Pending {
-    dirty: HashSet<u64, BuildIdentity>,
-    /// The dirty keys in the order they were first changed: a profile present at the flush is
-    /// written, one removed meanwhile is tombstoned.
-    ids: Vec<u64>,
-    /// User ids whose latest record an older release keyed by id: tombstoned at the next flush,
-    /// before their profiles are written again under their 64-bit keys.
-    legacy: Vec<Box<str>>,
-    /// Next offset per input topic of the events scored since the last changelog write.
-    held: Vec<(u16, i64)>,
-    /// When the changelog was last written.
-    since: Instant,
-    stamp: Vec<u8>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.held.is_empty() && self.legacy.is_empty()
-    }
-
-    fn touch(&mut self, key: u64) {
-        if self.dirty.insert(key) {
-            self.ids.push(key);
-        }
-    }
-
-    /// Adds the latest version of every pending profile to `out`, stamped with the input
-    /// `position` they reflect, and returns the offsets that may be stored once `out` is
-    /// acknowledged.
-    fn flush(
-        &mut self,
-        shared: &Shared,
-        state: &State,
-        p: i32,
-        position: &[i64],
-        out: &mut OutBatch,
-    ) -> Vec<(u16, i64)> {
-        self.stamp.clear();
-        stamp::encode(position, &mut self.stamp);
-        let engine = shared.engine.get();
-        let params = engine.params();
-        // Legacy tombstones first: a restore breaks ties of equal stamps by offset, so the
-        // profile written after them under its 64-bit key wins.
-        for id in &self.legacy {
-            out.legacy_tombstone(p, id.as_bytes(), &self.stamp);
-        }
-        for key in &self.ids {
-            match state.profiles.get(*key) {
-                Some(prof) => {
-                    out.changelog(p, *key, &self.stamp, |buf| codec::encode(prof, params, buf))
-                }
-                None => out.changelog_tombstone(p, *key, &self.stamp),
-            }
-        }
-        shared
-            .metrics
-            .changelog_records
-            .inc_by((self.ids.len() + self.legacy.len()) as u64);
-        self.dirty.clear();
-        self.ids.clear();
-        self.legacy.clear();
-        self.since = Instant::now();
-        std::mem::take(&mut self.held)
-    }
+/// Writes what `pending` holds into `out` with the parameters of the engine in force now (a
+/// reload may have replaced it), counting the records; returns the offsets they make storable.
+fn flush(
+    shared: &Shared,
+    pending: &mut Pending,
+    state: &State,
+    p: i32,
+    out: &mut OutBatch,
+) -> Vec<(u16, i64)> {
+    let engine = shared.engine.get();
+    pending.flush(
+        engine.params(),
+        &shared.metrics.changelog_records,
+        state,
+        p,
+        out,
+    )
 }
 
 /// What [`ship`] hands on besides the records.
