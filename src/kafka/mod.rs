@@ -1,7 +1,7 @@
 //! The Kafka edge: `walletguard run` as a consumer-group service around the pure pipeline.
 //!
 //! The service's modules depend on each other in one direction only:
-//! `consumer → partition → {session, batch, records, produce, pending}`; none of the
+//! `consumer → partition → {session, batch, records, produce, pending, acks}`; none of the
 //! latter imports `consumer` or `partition`.
 //!
 //! - [`consumer`]: the session: one consumer thread (poll, dispatch, rebalance, offset store
@@ -16,6 +16,8 @@
 //! - [`produce`]: produces records with retry on a full queue and awaits their deliveries.
 //! - [`pending`]: a partition's changelog bookkeeping: changed profiles not yet written, the
 //!   input offsets that wait for them, and when the write is due.
+//! - [`acks`]: at-least-once, acknowledges a partition's outputs, then its changelog write,
+//!   then reports the offsets behind it, in order.
 //! - [`restore`]: reads a changelog partition back into a [`crate::State`].
 //! - [`start_guard`]: makes a partition start exactly at its assigned offset, even on a broker
 //!   that answers a fetch from inside a batch with the next one.
@@ -30,6 +32,7 @@
 //! offset only after every output of its batch is acknowledged; exactly-once commits outputs,
 //! changelog and offsets in one transaction per commit interval.
 
+pub mod acks;
 pub mod batch;
 pub mod consumer;
 pub mod demo;

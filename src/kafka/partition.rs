@@ -23,28 +23,12 @@ use crate::metrics::Tally;
 use crate::pipeline::State;
 use crate::time::EpochMs;
 
+use super::acks::{ack_loop, Durable, InFlight};
 use super::batch::Batch;
 use super::pending::{Pending, Wake};
 use super::produce;
 use super::records::{OutBatch, Route};
-use super::session::{Shared, StoredOffset};
-
-/// A batch whose outputs are produced but not yet acknowledged.
-struct InFlight {
-    /// Its alerts, commands, decisions and dead letters.
-    outputs: Vec<DeliveryFuture>,
-    /// Receipt of each message, and whether it had outputs: its latency ends when `outputs`
-    /// (and every earlier batch's) are acknowledged.
-    received: Vec<(Instant, bool)>,
-    /// A changelog write, and the input offsets stored once it and `outputs` are acknowledged.
-    durable: Option<Durable>,
-}
-
-/// A changelog write and the offsets that wait for it.
-struct Durable {
-    changelog: Vec<DeliveryFuture>,
-    offsets: Vec<(u16, i64)>,
-}
+use super::session::Shared;
 
 /// How often a partition sweeps idle profiles (wall time; the cap is checked every batch).
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -103,7 +87,8 @@ pub(crate) async fn run(
     profiles_gauge.set(state.profiles.len() as i64);
 
     let eos = shared.eos.is_some();
-    let (ack_tx, ack_rx) = mpsc::channel::<InFlight>(shared.cfg.kafka.queue_batches);
+    let (ack_tx, ack_rx) =
+        mpsc::channel::<InFlight<DeliveryFuture>>(shared.cfg.kafka.queue_batches);
     let acker = (!eos).then(|| tokio::spawn(ack_loop(shared.clone(), p, ack_rx)));
     // Exactly-once writes the changelog in every batch's transaction: a transaction must never
     // commit offsets ahead of the profiles it carries.
@@ -281,7 +266,7 @@ async fn ship(
     out: &OutBatch,
     p: i32,
     sent: Shipment,
-    ack_tx: &mpsc::Sender<InFlight>,
+    ack_tx: &mpsc::Sender<InFlight<DeliveryFuture>>,
 ) -> bool {
     let mut futures = Vec::with_capacity(out.len());
     // Exactly-once: produce into the open transaction, which the consumer thread commits
@@ -316,57 +301,5 @@ async fn ship(
             durable: sent.offsets.map(|offsets| Durable { changelog, offsets }),
         };
         ack_tx.send(inflight).await.is_ok()
-    }
-}
-
-/// Awaits each batch's outputs in order, observing its latency, then passes its changelog
-/// write on to a second in-order loop, which stores the offsets once that is acknowledged
-/// too. Two loops, so that a large changelog write delays only offset storage, never the
-/// acknowledgement (and measured latency) of the alerts and commands behind it.
-async fn ack_loop(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<InFlight>) {
-    let (dtx, drx) = mpsc::unbounded_channel::<Durable>();
-    let durable = tokio::spawn(durable_loop(shared.clone(), p, drx));
-    while let Some(inf) = rx.recv().await {
-        if !produce::await_deliveries(&shared.producer, &shared.metrics, inf.outputs).await {
-            break;
-        }
-        if shared.abandon.load(Ordering::SeqCst) {
-            break;
-        }
-        let now = Instant::now();
-        for (r, outputs) in inf.received {
-            shared
-                .metrics
-                .latency(outputs)
-                .observe(now.duration_since(r).as_secs_f64());
-        }
-        // Unbounded, but it holds at most the batches of `queue_batches` plus the changelog
-        // writes not yet acknowledged, which the producer's own queue bounds.
-        if let Some(d) = inf.durable {
-            if dtx.send(d).is_err() {
-                break;
-            }
-        }
-    }
-    drop(dtx);
-    let _ = durable.await;
-}
-
-/// Stores offsets, in order, once the changelog write before them is acknowledged.
-async fn durable_loop(shared: Arc<Shared>, p: i32, mut rx: mpsc::UnboundedReceiver<Durable>) {
-    while let Some(d) = rx.recv().await {
-        if !produce::await_deliveries(&shared.producer, &shared.metrics, d.changelog).await {
-            return;
-        }
-        if shared.abandon.load(Ordering::SeqCst) {
-            return;
-        }
-        for (topic, next) in d.offsets {
-            shared.report_offset(StoredOffset {
-                topic,
-                partition: p,
-                next,
-            });
-        }
     }
 }
