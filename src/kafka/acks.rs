@@ -1,8 +1,8 @@
 //! At-least-once acknowledgement of a partition's work, in order: a batch's outputs, then
 //! the changelog write that follows it, then the input offsets that wait for that write.
 //!
-//! The loops are generic over [`Acks`] (what a delivery is and how it is awaited) so that the
-//! ordering can be tested with fake deliveries; the session's [`Shared`] is the real one,
+//! The loops are generic over `Acks` (what a delivery is and how it is awaited) so that the
+//! ordering can be tested with fake deliveries; the session's `Shared` is the real one,
 //! with rdkafka's delivery futures.
 
 use std::future::Future;

@@ -19,12 +19,18 @@ pub struct Incoming<'a> {
     pub received: Instant,
 }
 
+/// One message of a [`Batch`]: its fields, with key and payload as ranges of the arena.
 #[derive(Debug, Clone)]
 struct Slot {
+    /// See [`Incoming::topic`].
     topic: u16,
+    /// See [`Incoming::offset`].
     offset: i64,
+    /// The key's bytes in the arena.
     key: Option<Range<usize>>,
+    /// The value's bytes in the arena.
     payload: Option<Range<usize>>,
+    /// See [`Incoming::received`].
     received: Instant,
 }
 
@@ -32,7 +38,9 @@ struct Slot {
 /// into one arena: two allocations per batch instead of two per message.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Every key and payload, back to back.
     arena: Vec<u8>,
+    /// The messages, in order.
     slots: Vec<Slot>,
 }
 

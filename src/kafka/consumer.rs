@@ -65,6 +65,7 @@ pub struct RunSummary {
     pub sessions: u32,
 }
 
+/// An assigned partition, as the consumer thread holds it.
 struct PartitionSlot {
     tx: mpsc::Sender<Batch>,
     pending: Batch,
@@ -78,8 +79,9 @@ pub(crate) struct ServiceContext {
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
     slots: Mutex<HashMap<i32, PartitionSlot>>,
-    offsets_rx: Mutex<std_mpsc::Receiver<StoredOffset>>,
     /// Offsets reported but not yet stored (stored at the next chance on the consumer thread).
+    offsets_rx: Mutex<std_mpsc::Receiver<StoredOffset>>,
+    /// How long a revoke or shutdown waits for a partition task to drain.
     drain_timeout: Duration,
     closing: AtomicBool,
     rewind: AtomicBool,
@@ -264,14 +266,11 @@ impl ServiceContext {
         for p in new {
             let mut start = Vec::with_capacity(inputs.len());
             for (t, topic) in inputs.iter().enumerate() {
-                let pos = match committed.get(&(t, p)) {
-                    Some(c) => *c,
-                    None => {
-                        let low = low_watermark(consumer, topic, p);
-                        tracing::info!(topic = %topic, partition = p, offset = low, "no committed input offset; starting at the partition's first offset");
-                        low
-                    }
-                };
+                let pos = start_offset(committed.get(&(t, p)).copied(), || {
+                    let low = low_watermark(consumer, topic, p);
+                    tracing::info!(topic = %topic, partition = p, offset = low, "no committed input offset; starting at the partition's first offset");
+                    low
+                });
                 if let Err(e) = tpl.set_partition_offset(topic, p, Offset::Offset(pos)) {
                     tracing::warn!(topic = %topic, partition = p, error = %e, "setting the start offset");
                 }
@@ -376,6 +375,15 @@ fn low_watermark(consumer: &BaseConsumer<ServiceContext>, topic: &str, p: i32) -
         }
     }
     0
+}
+
+/// Where an input partition starts: the group's `committed` offset, else its first offset
+/// (`low`, looked up only then), where `auto.offset.reset = earliest` would start.
+fn start_offset(committed: Option<i64>, low: impl FnOnce() -> i64) -> i64 {
+    match committed {
+        Some(c) => c,
+        None => low(),
+    }
 }
 
 /// The distinct partition numbers of a list (several input topics share numbers).
@@ -837,5 +845,29 @@ mod tests {
         );
         assert!(!broker_answering("DOWN", 0, 0));
         assert!(!broker_answering("CONNECT", 0, 0));
+    }
+
+    #[test]
+    fn a_partition_starts_at_its_committed_offset_else_at_its_first() {
+        assert_eq!(
+            start_offset(Some(42), || panic!("no lookup when committed")),
+            42
+        );
+        assert_eq!(
+            start_offset(Some(0), || panic!("no lookup when committed")),
+            0,
+            "a committed 0 is a committed offset"
+        );
+        assert_eq!(start_offset(None, || 17), 17);
+    }
+
+    #[test]
+    fn partitions_of_lists_each_number_once_in_order() {
+        let mut tpl = TopicPartitionList::new();
+        assert!(partitions_of(&tpl).is_empty());
+        for (t, p) in [("b", 3), ("a", 1), ("a", 3), ("b", 0), ("a", 0)] {
+            tpl.add_partition(t, p);
+        }
+        assert_eq!(partitions_of(&tpl), vec![0, 1, 3]);
     }
 }

@@ -25,6 +25,7 @@ use super::stamp;
 
 /// Changed profiles not yet in the changelog, and the input offsets that wait for them.
 pub(crate) struct Pending {
+    /// The keys of `ids`, for deduplication.
     dirty: HashSet<u64, BuildIdentity>,
     /// The dirty keys in the order they were first changed: a profile present at the flush is
     /// written, one removed meanwhile is tombstoned.
@@ -43,6 +44,7 @@ pub(crate) struct Pending {
     flush_every: Duration,
     /// How many changed profiles may wait for it.
     max_pending: usize,
+    /// The encoded position of the last flush (a reused buffer).
     stamp: Vec<u8>,
 }
 

@@ -1,10 +1,10 @@
 //! What the consumer thread and the partition tasks of one session share: the config, engine,
-//! metrics and producer ([`Shared`]), the channel that carries acknowledged offsets
-//! ([`StoredOffset`]) back to the consumer thread, the exactly-once bookkeeping ([`Eos`]), and
+//! metrics and producer (`Shared`), the channel that carries acknowledged offsets
+//! (`StoredOffset`) back to the consumer thread, the exactly-once bookkeeping (`Eos`), and
 //! the session's fatal error.
 //!
-//! It knows nothing of either side: the consumer thread ([`super::consumer`]) builds it and
-//! reads it, the partition tasks ([`super::partition`]) report into it.
+//! It knows nothing of either side (and imports neither): the consumer thread builds it and
+//! reads it, the partition tasks report into it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +38,7 @@ pub(crate) struct Eos {
     /// Partition tasks produce under a read guard; the commit takes the write guard, so a
     /// transaction never holds half a batch.
     pub lock: tokio::sync::RwLock<()>,
+    /// What the open transaction carries besides its records.
     pending: Mutex<EosPending>,
 }
 
@@ -93,7 +94,9 @@ pub(crate) struct Shared {
     /// Set when the session ends without committing (rewind, fatal error, lost partitions):
     /// tasks stop producing and report no more offsets.
     pub abandon: AtomicBool,
+    /// Where [`Shared::report_offset`] sends; the consumer thread receives.
     offsets_tx: Mutex<std_mpsc::Sender<StoredOffset>>,
+    /// The first fatal error, which `run` returns.
     fatal: Mutex<Option<KafkaError>>,
 }
 
