@@ -25,15 +25,14 @@
 //!
 //! Run: `cargo bench --bench e2e`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use walletguard::config::{Config, Delivery};
-use walletguard::http::Health;
-use walletguard::kafka::{self, client_config, loadgen, Role, RunOptions};
+use walletguard::kafka::{client_config, loadgen, Role};
 use walletguard::metrics::{quantile_of, Metrics};
-use walletguard::pipeline::{Engine, EngineCell};
+use walletguard::service;
+use walletguard::shutdown::Shutdown;
 use walletguard::sim::SimParams;
 
 mod common;
@@ -119,32 +118,26 @@ fn main() {
             seed: 9,
             ..SimParams::default()
         };
-        let stop_load = Arc::new(AtomicBool::new(false));
+        let stop_load = Shutdown::new();
         let load = |n: Option<u64>, rate: u64, dur: Option<Duration>| {
             let mut pc = client_config(&cfg, Role::Admin);
             // Compressed like a real upstream producer; it also lets MockCluster, which keeps
             // only the newest 5 MiB of each partition, hold more events.
             pc.set("compression.type", "lz4");
             let (p, c) = loadgen::producer(pc).expect("producer");
-            let o = loadgen::LoadOptions {
-                sim: sim.clone(),
-                topic: cfg.kafka.input_topics[0].clone(),
-                rate,
-                duration: dur,
-                max_events: n,
-            };
+            let mut o =
+                loadgen::LoadOptions::new(sim.clone(), cfg.kafka.input_topics[0].clone(), rate);
+            o.duration = dur;
+            o.max_events = n;
             loadgen::stream(&p, &c, &o, &stop_load, |_| {}).expect("load")
         };
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let run = |cfg: Config, metrics: Arc<Metrics>, stop: Arc<AtomicBool>| {
-            rt.spawn(kafka::run(RunOptions {
-                engine: Arc::new(EngineCell::new(Engine::new(cfg.clone()))),
-                config: cfg,
-                metrics,
-                health: Health::new(),
-                stop,
-            }))
+        let stop = Shutdown::new();
+        // The service as the binary runs it (HTTP is off in the bench config).
+        let run = |cfg: Config, metrics: Arc<Metrics>, stop: Shutdown| {
+            let mut options = service::Options::new().expect("metrics");
+            options.metrics = metrics;
+            rt.spawn(service::run(cfg, None, options, stop))
         };
         if load_first {
             let s = load(Some(events), 0, None);
@@ -188,7 +181,7 @@ fn main() {
                 n as f64 / (end - from).as_secs_f64(),
                 (from - t0).as_secs_f64()
             );
-            stop.store(true, Ordering::SeqCst);
+            stop.trigger();
             rt.block_on(h).expect("join").expect("run");
         } else {
             let h = run(cfg.clone(), metrics.clone(), stop.clone());
@@ -212,7 +205,7 @@ fn main() {
                 ms(&[some], 0.5),
                 ms(&[some], 0.99),
             );
-            stop.store(true, Ordering::SeqCst);
+            stop.trigger();
             rt.block_on(h).expect("join").expect("run");
         }
     }

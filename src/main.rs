@@ -207,7 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let source = match &decisions {
                 Some(d) => eval::Source::Decisions(d),
                 None => eval::Source::Pipeline {
-                    config: load(&config)?,
+                    config: Box::new(load(&config)?),
                     name: config.as_ref().map(|c| c.display().to_string()),
                     save_decisions: save_decisions.as_deref(),
                 },

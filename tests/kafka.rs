@@ -323,7 +323,7 @@ fn dead_letters_keep_the_partition_flowing() {
 /// so it still fits the producer's limit and the partition keeps flowing.
 #[test]
 fn hostile_keys_and_headers_are_harmless() {
-    use walletguard::kafka::sink::MAX_DLQ_KEY_BYTES;
+    use walletguard::kafka::records::MAX_DLQ_KEY_BYTES;
     init_logging();
     let mock = MockCluster::new(1).expect("mock cluster");
     let brokers = mock.bootstrap_servers();

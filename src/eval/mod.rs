@@ -292,8 +292,8 @@ pub enum Source<'a> {
     /// Replay the events through a pipeline with this config (named by `name` in the
     /// report), optionally saving the decisions.
     Pipeline {
-        /// The config.
-        config: crate::config::Config,
+        /// The config (boxed: it is large beside the other variant).
+        config: Box<crate::config::Config>,
         /// The config file, for the report (`None`: defaults).
         name: Option<String>,
         /// Also write the decisions here.
@@ -322,7 +322,7 @@ pub fn run(
             name,
             save_decisions,
         } => {
-            let engine = Engine::new(config);
+            let engine = Engine::new(*config);
             let scored = score_with_engine(&engine, events, &label_rows, save_decisions)?;
             (scored, name, None)
         }

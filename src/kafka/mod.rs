@@ -1,12 +1,24 @@
 //! The Kafka edge: `walletguard run` as a consumer-group service around the pure pipeline.
 //!
-//! - [`service`]: the session: one consumer thread (poll, dispatch, rebalance, offset store or
-//!   transaction commit) and one tokio task per assigned partition.
+//! The service's modules depend on each other in one direction only:
+//! `consumer → partition → {session, batch, records, produce, pending, acks}`; none of the
+//! latter imports `consumer` or `partition`.
+//!
+//! - [`consumer`]: the session: one consumer thread (poll, dispatch, rebalance, offset store
+//!   or transaction commit) that spawns one tokio task per assigned partition; [`run`].
 //! - [`partition`]: a partition task: restore that partition's profiles, then score batches in
 //!   order and produce their outputs and changelog.
+//! - [`session`]: what the consumer thread and the partition tasks share: config, engine,
+//!   producer, acknowledged offsets, exactly-once bookkeeping, the fatal error.
+//! - [`batch`]: the consumed messages of one partition, as the consumer thread hands them on.
+//! - [`records`]: turns outcomes into keyed records with headers and routes subscriptions
+//!   (pure: no producing).
+//! - [`produce`]: produces records with retry on a full queue and awaits their deliveries.
+//! - [`pending`]: a partition's changelog bookkeeping: changed profiles not yet written, the
+//!   input offsets that wait for them, and when the write is due.
+//! - [`acks`]: at-least-once, acknowledges a partition's outputs, then its changelog write,
+//!   then reports the offsets behind it, in order.
 //! - [`restore`]: reads a changelog partition back into a [`crate::State`].
-//! - [`sink`]: turns outcomes into keyed records with headers, routes subscriptions, and
-//!   produces with retry on a full queue.
 //! - [`start_guard`]: makes a partition start exactly at its assigned offset, even on a broker
 //!   that answers a fetch from inside a batch with the next one.
 //! - [`topics`]: checks (or creates) the topics and their partition counts on start.
@@ -19,12 +31,17 @@
 //! offset only after every output of its batch is acknowledged; exactly-once commits outputs,
 //! changelog and offsets in one transaction per commit interval.
 
+pub mod acks;
+pub mod batch;
+pub mod consumer;
 pub mod loadgen;
 pub mod mock;
 pub mod partition;
+pub mod pending;
+pub mod produce;
+pub mod records;
 pub mod restore;
-pub mod service;
-pub mod sink;
+pub mod session;
 pub mod stamp;
 pub mod start_guard;
 pub mod tail;
@@ -34,7 +51,7 @@ use rdkafka::config::ClientConfig;
 
 use crate::config::{Config, Delivery};
 
-pub use service::{run, RunOptions, RunSummary};
+pub use consumer::{run, RunOptions, RunSummary};
 
 /// Errors of the Kafka service, classified so the caller knows whether to retry.
 #[derive(Debug, thiserror::Error)]

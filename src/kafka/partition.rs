@@ -5,14 +5,13 @@
 //! The changelog: at-least-once collects changed profiles for `kafka.changelog_flush_ms` and
 //! writes each one's latest version once; the offsets of the events behind them are stored
 //! only after that write is acknowledged, so a crash replays exactly the events whose
-//! learning was not yet durable. Exactly-once writes them in every batch's transaction.
+//! learning was not yet durable. Exactly-once writes them in every batch's transaction. The
+//! bookkeeping is [`super::pending`]'s.
 //!
 //! Why a task per partition and not per message: offsets are stored in order, and a user's
 //! events must be scored in order against one profile; both hold within a partition because
 //! the input is keyed by `user_id`.
 
-use std::collections::HashSet;
-use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,111 +19,16 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::DeliveryFuture;
 use tokio::sync::mpsc;
 
-use crate::baseline::{codec, BuildIdentity};
 use crate::metrics::Tally;
 use crate::pipeline::State;
 use crate::time::EpochMs;
 
-use super::service::{Shared, StoredOffset};
-use super::sink::{self, OutBatch, Route};
-use super::stamp;
-
-/// One consumed message of a [`Batch`].
-#[derive(Debug, Clone, Copy)]
-pub struct Incoming<'a> {
-    /// Index of the message's topic in `kafka.input_topics`.
-    pub topic: u16,
-    /// Its offset.
-    pub offset: i64,
-    /// Its key.
-    pub key: Option<&'a [u8]>,
-    /// Its value (`None` for a null value, which is dead-lettered).
-    pub payload: Option<&'a [u8]>,
-    /// When the consumer thread received it: the start of the latency measurement.
-    pub received: Instant,
-}
-
-#[derive(Debug, Clone)]
-struct Slot {
-    topic: u16,
-    offset: i64,
-    key: Option<Range<usize>>,
-    payload: Option<Range<usize>>,
-    received: Instant,
-}
-
-/// Consumed messages of one partition, in offset order, copied out of librdkafka's buffers
-/// into one arena: two allocations per batch instead of two per message.
-#[derive(Debug, Default)]
-pub struct Batch {
-    arena: Vec<u8>,
-    slots: Vec<Slot>,
-}
-
-impl Batch {
-    /// Appends a message.
-    pub fn push(
-        &mut self,
-        topic: u16,
-        offset: i64,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
-        received: Instant,
-    ) {
-        let mut copy = |b: &[u8]| {
-            let s = self.arena.len();
-            self.arena.extend_from_slice(b);
-            s..self.arena.len()
-        };
-        let key = key.map(&mut copy);
-        let payload = payload.map(&mut copy);
-        self.slots.push(Slot {
-            topic,
-            offset,
-            key,
-            payload,
-            received,
-        });
-    }
-
-    /// Messages held.
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    /// The messages, in order.
-    pub fn iter(&self) -> impl Iterator<Item = Incoming<'_>> + '_ {
-        self.slots.iter().map(|s| Incoming {
-            topic: s.topic,
-            offset: s.offset,
-            key: s.key.clone().map(|r| &self.arena[r]),
-            payload: s.payload.clone().map(|r| &self.arena[r]),
-            received: s.received,
-        })
-    }
-}
-
-/// A batch whose outputs are produced but not yet acknowledged.
-struct InFlight {
-    /// Its alerts, commands, decisions and dead letters.
-    outputs: Vec<DeliveryFuture>,
-    /// Receipt of each message, and whether it had outputs: its latency ends when `outputs`
-    /// (and every earlier batch's) are acknowledged.
-    received: Vec<(Instant, bool)>,
-    /// A changelog write, and the input offsets stored once it and `outputs` are acknowledged.
-    durable: Option<Durable>,
-}
-
-/// A changelog write and the offsets that wait for it.
-struct Durable {
-    changelog: Vec<DeliveryFuture>,
-    offsets: Vec<(u16, i64)>,
-}
+use super::acks::{ack_loop, Durable, InFlight};
+use super::batch::Batch;
+use super::pending::{Pending, Wake};
+use super::produce;
+use super::records::{OutBatch, Route};
+use super::session::Shared;
 
 /// How often a partition sweeps idle profiles (wall time; the cap is checked every batch).
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -152,7 +56,7 @@ pub(crate) async fn run(
     };
     shared.health.restoring(-1);
     shared.metrics.restoring.dec();
-    let (mut state, mut position, legacy): (State, Vec<i64>, Vec<Box<str>>) = match restored {
+    let (mut state, position, legacy): (State, Vec<i64>, Vec<Box<str>>) = match restored {
         Ok(Ok((r, state))) => {
             shared
                 .metrics
@@ -183,7 +87,8 @@ pub(crate) async fn run(
     profiles_gauge.set(state.profiles.len() as i64);
 
     let eos = shared.eos.is_some();
-    let (ack_tx, ack_rx) = mpsc::channel::<InFlight>(shared.cfg.kafka.queue_batches);
+    let (ack_tx, ack_rx) =
+        mpsc::channel::<InFlight<DeliveryFuture>>(shared.cfg.kafka.queue_batches);
     let acker = (!eos).then(|| tokio::spawn(ack_loop(shared.clone(), p, ack_rx)));
     // Exactly-once writes the changelog in every batch's transaction: a transaction must never
     // commit offsets ahead of the profiles it carries.
@@ -193,19 +98,7 @@ pub(crate) async fn run(
         Duration::from_millis(shared.cfg.kafka.changelog_flush_ms)
     };
     let max_pending = shared.cfg.kafka.changelog_max_pending;
-    let mut pending = Pending {
-        dirty: HashSet::default(),
-        ids: Vec::new(),
-        legacy: Vec::new(),
-        held: Vec::with_capacity(1),
-        since: Instant::now(),
-        stamp: Vec::with_capacity(8 * position.len()),
-    };
-    for id in legacy {
-        // Rewritten under its 64-bit key at the first flush, after the legacy tombstone.
-        pending.touch(crate::baseline::keys::user_key(&id));
-        pending.legacy.push(id);
-    }
+    let mut pending = Pending::new(position, legacy, flush_every, max_pending);
     // The newest event time scored, the clock of idle-profile sweeps, and when one last ran.
     let mut newest_ts: EpochMs = 0;
     let mut last_sweep = Instant::now();
@@ -217,42 +110,32 @@ pub(crate) async fn run(
     loop {
         // While profiles wait for the changelog, wake at the flush deadline even if no
         // batch comes: their events' offsets are stored only after it is written.
-        let (next, closed) = if pending.is_empty() {
-            let next = rx.recv().await;
-            let closed = next.is_none();
-            (next, closed)
-        } else {
-            let deadline = pending.since + flush_every;
-            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-                Ok(next) => {
-                    let closed = next.is_none();
-                    (next, closed)
-                }
-                Err(_) => (None, false),
-            }
-        };
-        let Some(batch) = next else {
-            // The deadline passed with no batch, or the channel closed (revoke or shutdown):
-            // write what is pending, so the stored offsets (and a final commit) cover it.
-            if shared.abandon.load(Ordering::SeqCst) {
-                break;
-            }
-            if !pending.is_empty() {
-                out.clear();
-                let offsets = pending.flush(&shared, &state, p, &position, &mut out);
-                let sent = Shipment {
-                    outputs: 0,
-                    offsets: Some(offsets),
-                    received: Vec::new(),
-                };
-                if !ship(&shared, &routes, &out, p, sent, &ack_tx).await {
+        let batch = match pending.wait(&mut rx).await {
+            Wake::Batch(batch) => batch,
+            wake => {
+                // The deadline passed with no batch, or the channel closed (revoke or
+                // shutdown): write what is pending, so the stored offsets (and a final commit)
+                // cover it.
+                if shared.abandon.load(Ordering::SeqCst) {
                     break;
                 }
+                if !pending.is_empty() {
+                    out.clear();
+                    let offsets = flush(&shared, &mut pending, &state, p, &mut out);
+                    let sent = Shipment {
+                        outputs: 0,
+                        offsets: Some(offsets),
+                        received: Vec::new(),
+                    };
+                    if !ship(&shared, &routes, &out, p, sent, &ack_tx).await {
+                        break;
+                    }
+                }
+                if matches!(wake, Wake::Closed) {
+                    break;
+                }
+                continue;
             }
-            if closed {
-                break;
-            }
-            continue;
         };
         if shared.abandon.load(Ordering::SeqCst) {
             break;
@@ -296,14 +179,7 @@ pub(crate) async fn run(
         // The next offset of each input topic in the batch: the input position the changelog
         // is stamped with, and the offsets stored once the changelog after it is acknowledged.
         for m in batch.iter() {
-            let t = m.topic;
-            match pending.held.iter_mut().find(|(ht, _)| *ht == t) {
-                Some(o) => o.1 = o.1.max(m.offset + 1),
-                None => pending.held.push((t, m.offset + 1)),
-            }
-            if let Some(n) = position.get_mut(t as usize) {
-                *n = (*n).max(m.offset + 1);
-            }
+            pending.consumed(m.topic, m.offset);
         }
         // Lifecycle: over the cap at once (a flood must not grow memory), idle sweeps once a
         // minute. Removed profiles are tombstoned at the next changelog write.
@@ -331,9 +207,9 @@ pub(crate) async fn run(
         shared.metrics.batch_events.observe(batch.len() as f64);
         profiles_gauge.set(state.profiles.len() as i64);
 
-        let due = pending.ids.len() >= max_pending || pending.since.elapsed() >= flush_every;
+        let due = pending.due();
         let outputs = out.len();
-        let offsets = due.then(|| pending.flush(&shared, &state, p, &position, &mut out));
+        let offsets = due.then(|| flush(&shared, &mut pending, &state, p, &mut out));
         let sent = Shipment {
             outputs,
             offsets,
@@ -353,71 +229,23 @@ pub(crate) async fn run(
         .remove_label_values(&[&p.to_string()]);
 }
 
-/// Changed profiles not yet in the changelog, and the input offsets that wait for them.
-struct Pending {
-    dirty: HashSet<u64, BuildIdentity>,
-    /// The dirty keys in the order they were first changed: a profile present at the flush is
-    /// written, one removed meanwhile is tombstoned.
-    ids: Vec<u64>,
-    /// User ids whose latest record an older release keyed by id: tombstoned at the next flush,
-    /// before their profiles are written again under their 64-bit keys.
-    legacy: Vec<Box<str>>,
-    /// Next offset per input topic of the events scored since the last changelog write.
-    held: Vec<(u16, i64)>,
-    /// When the changelog was last written.
-    since: Instant,
-    stamp: Vec<u8>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.held.is_empty() && self.legacy.is_empty()
-    }
-
-    fn touch(&mut self, key: u64) {
-        if self.dirty.insert(key) {
-            self.ids.push(key);
-        }
-    }
-
-    /// Adds the latest version of every pending profile to `out`, stamped with the input
-    /// `position` they reflect, and returns the offsets that may be stored once `out` is
-    /// acknowledged.
-    fn flush(
-        &mut self,
-        shared: &Shared,
-        state: &State,
-        p: i32,
-        position: &[i64],
-        out: &mut OutBatch,
-    ) -> Vec<(u16, i64)> {
-        self.stamp.clear();
-        stamp::encode(position, &mut self.stamp);
-        let engine = shared.engine.get();
-        let params = engine.params();
-        // Legacy tombstones first: a restore breaks ties of equal stamps by offset, so the
-        // profile written after them under its 64-bit key wins.
-        for id in &self.legacy {
-            out.legacy_tombstone(p, id.as_bytes(), &self.stamp);
-        }
-        for key in &self.ids {
-            match state.profiles.get(*key) {
-                Some(prof) => {
-                    out.changelog(p, *key, &self.stamp, |buf| codec::encode(prof, params, buf))
-                }
-                None => out.changelog_tombstone(p, *key, &self.stamp),
-            }
-        }
-        shared
-            .metrics
-            .changelog_records
-            .inc_by((self.ids.len() + self.legacy.len()) as u64);
-        self.dirty.clear();
-        self.ids.clear();
-        self.legacy.clear();
-        self.since = Instant::now();
-        std::mem::take(&mut self.held)
-    }
+/// Writes what `pending` holds into `out` with the parameters of the engine in force now (a
+/// reload may have replaced it), counting the records; returns the offsets they make storable.
+fn flush(
+    shared: &Shared,
+    pending: &mut Pending,
+    state: &State,
+    p: i32,
+    out: &mut OutBatch,
+) -> Vec<(u16, i64)> {
+    let engine = shared.engine.get();
+    pending.flush(
+        engine.params(),
+        &shared.metrics.changelog_records,
+        state,
+        p,
+        out,
+    )
 }
 
 /// What [`ship`] hands on besides the records.
@@ -438,7 +266,7 @@ async fn ship(
     out: &OutBatch,
     p: i32,
     sent: Shipment,
-    ack_tx: &mpsc::Sender<InFlight>,
+    ack_tx: &mpsc::Sender<InFlight<DeliveryFuture>>,
 ) -> bool {
     let mut futures = Vec::with_capacity(out.len());
     // Exactly-once: produce into the open transaction, which the consumer thread commits
@@ -451,7 +279,7 @@ async fn ship(
     if shared.abandon.load(Ordering::SeqCst) {
         return false;
     }
-    sink::send_all(
+    produce::send_all(
         &shared.producer,
         &shared.topics,
         routes,
@@ -473,57 +301,5 @@ async fn ship(
             durable: sent.offsets.map(|offsets| Durable { changelog, offsets }),
         };
         ack_tx.send(inflight).await.is_ok()
-    }
-}
-
-/// Awaits each batch's outputs in order, observing its latency, then passes its changelog
-/// write on to a second in-order loop, which stores the offsets once that is acknowledged
-/// too. Two loops, so that a large changelog write delays only offset storage, never the
-/// acknowledgement (and measured latency) of the alerts and commands behind it.
-async fn ack_loop(shared: Arc<Shared>, p: i32, mut rx: mpsc::Receiver<InFlight>) {
-    let (dtx, drx) = mpsc::unbounded_channel::<Durable>();
-    let durable = tokio::spawn(durable_loop(shared.clone(), p, drx));
-    while let Some(inf) = rx.recv().await {
-        if !sink::await_deliveries(&shared.producer, &shared.metrics, inf.outputs).await {
-            break;
-        }
-        if shared.abandon.load(Ordering::SeqCst) {
-            break;
-        }
-        let now = Instant::now();
-        for (r, outputs) in inf.received {
-            shared
-                .metrics
-                .latency(outputs)
-                .observe(now.duration_since(r).as_secs_f64());
-        }
-        // Unbounded, but it holds at most the batches of `queue_batches` plus the changelog
-        // writes not yet acknowledged, which the producer's own queue bounds.
-        if let Some(d) = inf.durable {
-            if dtx.send(d).is_err() {
-                break;
-            }
-        }
-    }
-    drop(dtx);
-    let _ = durable.await;
-}
-
-/// Stores offsets, in order, once the changelog write before them is acknowledged.
-async fn durable_loop(shared: Arc<Shared>, p: i32, mut rx: mpsc::UnboundedReceiver<Durable>) {
-    while let Some(d) = rx.recv().await {
-        if !sink::await_deliveries(&shared.producer, &shared.metrics, d.changelog).await {
-            return;
-        }
-        if shared.abandon.load(Ordering::SeqCst) {
-            return;
-        }
-        for (topic, next) in d.offsets {
-            shared.report_offset(StoredOffset {
-                topic,
-                partition: p,
-                next,
-            });
-        }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,11 @@ use serde_json::Value;
 use walletguard::config::Config;
 use walletguard::http::Health;
 use walletguard::kafka::loadgen::{self, Counting, DeliveryCount};
-use walletguard::kafka::{KafkaError, RunOptions, RunSummary};
+use walletguard::kafka::RunSummary;
 use walletguard::metrics::Metrics;
-use walletguard::pipeline::{Engine, EngineCell};
+use walletguard::pipeline::Engine;
+use walletguard::service::{self, ServiceError};
+use walletguard::shutdown::Shutdown;
 use walletguard::sim::{SimParams, Simulator};
 
 /// The fixed processing clock of the pure engine (decisions do not depend on it).
@@ -506,27 +508,20 @@ impl OffsetsProbe {
 
 // ----- the service -----
 
-/// A `run` in this process.
+/// A `run` in this process: the library's [`service::run`], as the binary calls it.
 pub struct Service {
-    pub stop: Arc<AtomicBool>,
+    pub stop: Shutdown,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
-    handle: Option<tokio::task::JoinHandle<Result<RunSummary, KafkaError>>>,
+    handle: Option<tokio::task::JoinHandle<Result<RunSummary, ServiceError>>>,
 }
 
 impl Service {
     pub fn start(rt: &tokio::runtime::Runtime, cfg: Config) -> Service {
-        let stop = Arc::new(AtomicBool::new(false));
-        let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let health = Health::new();
-        let engine = Arc::new(EngineCell::new(Engine::new(cfg.clone())));
-        let handle = rt.spawn(walletguard::kafka::run(RunOptions {
-            config: cfg,
-            engine,
-            metrics: metrics.clone(),
-            health: health.clone(),
-            stop: stop.clone(),
-        }));
+        let stop = Shutdown::new();
+        let options = service::Options::new().expect("metrics");
+        let (metrics, health) = (options.metrics.clone(), options.health.clone());
+        let handle = rt.spawn(service::run(cfg, None, options, stop.clone()));
         Service {
             stop,
             metrics,
@@ -541,8 +536,8 @@ impl Service {
     }
 
     /// Asks it to stop and waits for `run` to return.
-    pub fn stop(mut self, rt: &tokio::runtime::Runtime) -> Result<RunSummary, KafkaError> {
-        self.stop.store(true, Ordering::SeqCst);
+    pub fn stop(mut self, rt: &tokio::runtime::Runtime) -> Result<RunSummary, ServiceError> {
+        self.stop.trigger();
         let h = self.handle.take().expect("running");
         rt.block_on(async { tokio::time::timeout(WAIT, h).await })
             .expect("run did not return within the deadline after stop")
@@ -562,7 +557,7 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.trigger();
     }
 }
 

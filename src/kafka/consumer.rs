@@ -1,4 +1,5 @@
-//! The `run` session: the consumer thread and the partition tasks it spawns.
+//! The `run` session: the consumer thread, and the partition tasks it spawns (their code is in
+//! [`super::partition`]; what both sides share is in [`super::session`]).
 //!
 //! One OS thread owns the group consumer. It polls, copies each message into the pending batch
 //! of its partition, hands full batches to that partition's task over a bounded channel (the
@@ -38,8 +39,9 @@ use crate::metrics::Metrics;
 use crate::pipeline::EngineCell;
 use crate::shutdown::Shutdown;
 
-use super::partition::{self, Batch};
-use super::sink::OutputTopics;
+use super::batch::Batch;
+use super::partition;
+use super::session::{lock, Shared, StoredOffset};
 use super::start_guard::{StartGuard, Verdict};
 use super::{client_config, topics, KafkaError, Role};
 
@@ -64,79 +66,7 @@ pub struct RunSummary {
     pub sessions: u32,
 }
 
-/// An offset whose message's outputs are all acknowledged.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StoredOffset {
-    pub topic: u16,
-    pub partition: i32,
-    pub next: i64,
-}
-
-/// Exactly-once bookkeeping: the open transaction's offsets and latencies.
-pub(crate) struct Eos {
-    /// Partition tasks produce under a read guard; the commit takes the write guard, so a
-    /// transaction never holds half a batch.
-    pub lock: tokio::sync::RwLock<()>,
-    pending: Mutex<EosPending>,
-}
-
-#[derive(Default)]
-struct EosPending {
-    offsets: HashMap<(u16, i32), i64>,
-    received: Vec<(Instant, bool)>,
-}
-
-impl Eos {
-    /// Adds a batch produced into the open transaction.
-    pub fn add(&self, p: i32, offsets: &[(u16, i64)], received: Vec<(Instant, bool)>) {
-        let mut g = lock(&self.pending);
-        for (t, o) in offsets {
-            let e = g.offsets.entry((*t, p)).or_insert(*o);
-            *e = (*e).max(*o);
-        }
-        g.received.extend(received);
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing is left half-updated under these locks, so a poisoned one is still usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// What the consumer thread and the partition tasks share.
-pub(crate) struct Shared {
-    pub cfg: Config,
-    pub engine: Arc<EngineCell>,
-    pub metrics: Arc<Metrics>,
-    pub health: Arc<Health>,
-    pub producer: FutureProducer,
-    pub topics: OutputTopics,
-    pub eos: Option<Eos>,
-    /// Set when the session ends without committing (rewind, fatal error, lost partitions):
-    /// tasks stop producing and report no more offsets.
-    pub abandon: AtomicBool,
-    offsets_tx: Mutex<std_mpsc::Sender<StoredOffset>>,
-    fatal: Mutex<Option<KafkaError>>,
-}
-
-impl Shared {
-    /// Reports an acknowledged offset to the consumer thread.
-    pub fn report_offset(&self, o: StoredOffset) {
-        let _ = lock(&self.offsets_tx).send(o);
-    }
-
-    /// Records a fatal error: the session stops and `run` returns it.
-    pub fn fail(&self, e: KafkaError) {
-        tracing::error!(error = %e, "fatal error; stopping");
-        self.health.set_failed();
-        self.abandon.store(true, Ordering::SeqCst);
-        let mut f = lock(&self.fatal);
-        if f.is_none() {
-            *f = Some(e);
-        }
-    }
-}
-
+/// An assigned partition, as the consumer thread holds it.
 struct PartitionSlot {
     tx: mpsc::Sender<Batch>,
     pending: Batch,
@@ -150,8 +80,9 @@ pub(crate) struct ServiceContext {
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
     slots: Mutex<HashMap<i32, PartitionSlot>>,
-    offsets_rx: Mutex<std_mpsc::Receiver<StoredOffset>>,
     /// Offsets reported but not yet stored (stored at the next chance on the consumer thread).
+    offsets_rx: Mutex<std_mpsc::Receiver<StoredOffset>>,
+    /// How long a revoke or shutdown waits for a partition task to drain.
     drain_timeout: Duration,
     closing: AtomicBool,
     rewind: AtomicBool,
@@ -336,14 +267,11 @@ impl ServiceContext {
         for p in new {
             let mut start = Vec::with_capacity(inputs.len());
             for (t, topic) in inputs.iter().enumerate() {
-                let pos = match committed.get(&(t, p)) {
-                    Some(c) => *c,
-                    None => {
-                        let low = low_watermark(consumer, topic, p);
-                        tracing::info!(topic = %topic, partition = p, offset = low, "no committed input offset; starting at the partition's first offset");
-                        low
-                    }
-                };
+                let pos = start_offset(committed.get(&(t, p)).copied(), || {
+                    let low = low_watermark(consumer, topic, p);
+                    tracing::info!(topic = %topic, partition = p, offset = low, "no committed input offset; starting at the partition's first offset");
+                    low
+                });
                 if let Err(e) = tpl.set_partition_offset(topic, p, Offset::Offset(pos)) {
                     tracing::warn!(topic = %topic, partition = p, error = %e, "setting the start offset");
                 }
@@ -448,6 +376,15 @@ fn low_watermark(consumer: &BaseConsumer<ServiceContext>, topic: &str, p: i32) -
         }
     }
     0
+}
+
+/// Where an input partition starts: the group's `committed` offset, else its first offset
+/// (`low`, looked up only then), where `auto.offset.reset = earliest` would start.
+fn start_offset(committed: Option<i64>, low: impl FnOnce() -> i64) -> i64 {
+    match committed {
+        Some(c) => c,
+        None => low(),
+    }
 }
 
 /// The distinct partition numbers of a list (several input topics share numbers).
@@ -621,7 +558,7 @@ impl ServiceContext {
             return Ok(());
         };
         let _guard = eos.lock.blocking_write();
-        let pending = std::mem::take(&mut *lock(&eos.pending));
+        let pending = eos.take();
         if pending.offsets.is_empty() {
             return Ok(());
         }
@@ -722,22 +659,15 @@ async fn session(opts: &RunOptions) -> Result<End, KafkaError> {
         .map_err(|e| KafkaError::Internal(e.to_string()))?
         .map_err(|e| KafkaError::FatalTransaction(format!("init: {e}")))?;
     }
-    let (offsets_tx, offsets_rx) = std_mpsc::channel();
-    let shared = Arc::new(Shared {
-        topics: OutputTopics::new(&cfg),
-        eos: eos.then(|| Eos {
-            lock: tokio::sync::RwLock::new(()),
-            pending: Mutex::new(EosPending::default()),
-        }),
-        abandon: AtomicBool::new(false),
-        offsets_tx: Mutex::new(offsets_tx),
-        fatal: Mutex::new(None),
-        engine: opts.engine.clone(),
-        metrics: opts.metrics.clone(),
-        health: opts.health.clone(),
-        producer: producer.clone(),
+    let (shared, offsets_rx) = Shared::new(
         cfg,
-    });
+        opts.engine.clone(),
+        opts.metrics.clone(),
+        opts.health.clone(),
+        producer.clone(),
+        eos,
+    );
+    let shared = Arc::new(shared);
     let session_timeout_ms: u64 = shared
         .cfg
         .kafka
@@ -789,7 +719,7 @@ async fn session(opts: &RunOptions) -> Result<End, KafkaError> {
         .await
         .map_err(|_| KafkaError::Internal("consumer thread panicked".into()))?;
     opts.health.set_started(false);
-    if let Some(e) = lock(&shared.fatal).take() {
+    if let Some(e) = shared.take_fatal() {
         return Err(e);
     }
     end
@@ -871,7 +801,7 @@ fn consumer_loop(
         ctx.drop_partitions(&all);
         ctx.closing.store(true, Ordering::SeqCst);
         drop(consumer);
-        let rewind = ctx.rewind.load(Ordering::SeqCst) && lock(&shared.fatal).is_none();
+        let rewind = ctx.rewind.load(Ordering::SeqCst) && !shared.failed();
         return Ok(if rewind { End::Rewind } else { End::Shutdown });
     }
 
@@ -916,5 +846,29 @@ mod tests {
         );
         assert!(!broker_answering("DOWN", 0, 0));
         assert!(!broker_answering("CONNECT", 0, 0));
+    }
+
+    #[test]
+    fn a_partition_starts_at_its_committed_offset_else_at_its_first() {
+        assert_eq!(
+            start_offset(Some(42), || panic!("no lookup when committed")),
+            42
+        );
+        assert_eq!(
+            start_offset(Some(0), || panic!("no lookup when committed")),
+            0,
+            "a committed 0 is a committed offset"
+        );
+        assert_eq!(start_offset(None, || 17), 17);
+    }
+
+    #[test]
+    fn partitions_of_lists_each_number_once_in_order() {
+        let mut tpl = TopicPartitionList::new();
+        assert!(partitions_of(&tpl).is_empty());
+        for (t, p) in [("b", 3), ("a", 1), ("a", 3), ("b", 0), ("a", 0)] {
+            tpl.add_partition(t, p);
+        }
+        assert_eq!(partitions_of(&tpl), vec![0, 1, 3]);
     }
 }
