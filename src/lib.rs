@@ -35,15 +35,21 @@
 //! - [`eval`]: `walletguard eval`: per-scenario recall, freeze recall, money saved, delays,
 //!   PR/ROC, false alarms, from the pipeline or a decisions file, as a table, JSON, Markdown
 //!   and PNG curves.
-//! - [`demo`]: `walletguard demo --offline`: simulated traffic scored in process, alerts
-//!   printed as they happen, a scorecard at the end.
-//! - [`kafka`]: `walletguard run`: the consumer-group service (a consumer thread, one task per
-//!   partition, outputs, changelog restore, at-least-once or exactly-once) and `walletguard
-//!   demo` on an embedded broker.
+//! - [`kafka`]: the consumer-group service (a consumer thread, one task per partition,
+//!   outputs, changelog restore, at-least-once or exactly-once); its modules depend one way,
+//!   `consumer → partition → {session, batch, records, produce, pending, acks}`.
+//! - [`service`]: `walletguard run` as one call, [`service::run`]: engine, reloader and HTTP
+//!   around [`kafka`], stopped in order by a [`shutdown::Shutdown`]. The binary, the broker
+//!   demo, the Kafka tests and the e2e bench all call it.
+//! - [`shutdown`]: the one stop latch, polled or awaited.
 //! - [`metrics`]: the Prometheus metrics, on their own registry, passed in.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`reload`]: hot config reload (SIGHUP or file change): detection settings swap live,
 //!   restart-only keys are named and kept.
+//! - [`demo`]: `walletguard demo`: simulated traffic with hidden attacks scored live, on an
+//!   embedded broker through [`service::run`] ([`demo::broker`]) or in process
+//!   ([`demo::offline`]); warm-up, live lines in causal order, a scorecard.
+//! - [`cli`] and [`signals`]: the command line's arguments and Unix signals, for the binary.
 
 pub mod baseline;
 pub mod cli;
