@@ -33,6 +33,157 @@ use serde::{Deserialize, Serialize};
 use crate::detect::{Code, Detail, Signals};
 use crate::validate::{invalid, nonneg, unit, Checked};
 
+/// How signals become a score and an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// One weighted noisy-OR over every signal plus the takeover-chain bonus; the score's
+    /// thresholds give the action.
+    NoisyOr,
+    /// Two questions: how sure is it that the actor is not the owner, and what is at stake.
+    /// Correlated signals count once per family; a matrix ([`TwoAxisConfig`]) gives the action.
+    TwoAxis,
+}
+
+/// Which question a reason code answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    /// Evidence that the actor is not the owner.
+    Identity,
+    /// What the event puts at stake.
+    Stake,
+}
+
+/// Correlated reason codes: within a family only the strongest counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// The device: never seen, or a stranger's acting beside the owner's.
+    Device,
+    /// The place: a new network or cell, or travel faster than possible.
+    Place,
+    /// A credential or binding changed lately.
+    Credential,
+    /// Failed logins or payments.
+    Attempts,
+    /// Habits of time: an odd hour, a long silence.
+    Habit,
+    /// A fraud pattern of its own (card testing).
+    Pattern,
+    /// The amount against habit and against the balance.
+    Amount,
+    /// The payee's novelty and age.
+    Payee,
+    /// How fast money leaves.
+    Velocity,
+}
+
+const FAMILIES: usize = 9;
+
+impl Family {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The question and family of a reason code.
+///
+/// Why these groups: the device and place families share a cause (a thief's phone in a
+/// thief's city), the amount family's two codes read the same number against two baselines,
+/// and a never-seen payee and a young payee paid again are the same fact twice. Counting each
+/// family once is what keeps one big withdrawal to the owner's own card from scoring as four
+/// independent pieces of evidence.
+pub fn family(code: Code) -> (Axis, Family) {
+    use Axis::*;
+    match code {
+        Code::NewDevice | Code::ConcurrentStranger => (Identity, Family::Device),
+        Code::NewLocation | Code::ImpossibleTravel => (Identity, Family::Place),
+        Code::CredentialChangeThenSpend | Code::AtoChain => (Identity, Family::Credential),
+        Code::FailedAttemptsBurst => (Identity, Family::Attempts),
+        Code::UnusualHour | Code::DormantReactivation => (Identity, Family::Habit),
+        Code::CardTesting => (Identity, Family::Pattern),
+        Code::AmountOutlier | Code::BalanceDrain => (Stake, Family::Amount),
+        Code::NewCounterparty | Code::PayeeBuildup | Code::NewRechargeNumber => {
+            (Stake, Family::Payee)
+        }
+        Code::VelocityBurst => (Stake, Family::Velocity),
+    }
+}
+
+/// `[decision.two_axis]`: the action matrix of [`Combine::TwoAxis`]. Both axes are in [0, 1]:
+/// within an axis, each family contributes its strongest `weight × score`, and families
+/// combine by noisy-OR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwoAxisConfig {
+    /// Identity evidence at which an event is reviewed.
+    pub identity_review: f64,
+    /// Identity evidence that, with stake at `stake_review`, asks for a step-up.
+    pub identity_step_up: f64,
+    /// Identity evidence strong enough to step up on its own, and to freeze with stake at
+    /// `stake_review`.
+    pub identity_strong: f64,
+    /// Stake at which an event is reviewed.
+    pub stake_review: f64,
+    /// Stake that asks for a step-up from any context: a high-value event gets a two-factor
+    /// check, as wallets do.
+    pub stake_step_up: f64,
+    /// Stake so extreme that waiting for a two-factor check is itself the risk: it freezes,
+    /// unless the context is the owner's (see `owner_fields`).
+    pub stake_extreme: f64,
+    /// How many of device, network and place must be present and familiar for the context to
+    /// count as the owner's: extreme stake then steps up instead of freezing.
+    pub owner_fields: u8,
+}
+
+impl Default for TwoAxisConfig {
+    fn default() -> Self {
+        TwoAxisConfig {
+            identity_review: 0.3,
+            identity_step_up: 0.45,
+            identity_strong: 0.7,
+            stake_review: 0.35,
+            stake_step_up: 0.6,
+            stake_extreme: 0.85,
+            owner_fields: 2,
+        }
+    }
+}
+
+impl TwoAxisConfig {
+    /// Checks the rules of `[decision.two_axis]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let t = "decision.two_axis";
+        for (key, v) in [
+            ("identity_review", self.identity_review),
+            ("identity_step_up", self.identity_step_up),
+            ("identity_strong", self.identity_strong),
+            ("stake_review", self.stake_review),
+            ("stake_step_up", self.stake_step_up),
+            ("stake_extreme", self.stake_extreme),
+        ] {
+            unit(&format!("{t}.{key}"), v)?;
+        }
+        if !(self.identity_review <= self.identity_step_up
+            && self.identity_step_up <= self.identity_strong)
+        {
+            return Err(invalid(
+                &format!("{t}.identity_step_up"),
+                "must satisfy identity_review ≤ identity_step_up ≤ identity_strong",
+            ));
+        }
+        if !(self.stake_review <= self.stake_step_up && self.stake_step_up <= self.stake_extreme) {
+            return Err(invalid(
+                &format!("{t}.stake_step_up"),
+                "must satisfy stake_review ≤ stake_step_up ≤ stake_extreme",
+            ));
+        }
+        if self.owner_fields > 3 {
+            return Err(invalid(&format!("{t}.owner_fields"), "must be 0 to 3"));
+        }
+        Ok(())
+    }
+}
+
 /// `[decision]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -58,6 +209,10 @@ pub struct DecisionConfig {
     /// merely suspicious event would otherwise make their device and place "known" for the
     /// next one. `step_up` and above are never learned.
     pub learn_reviewed: bool,
+    /// How signals combine: `noisy_or` or `two_axis`.
+    pub combine: Combine,
+    /// The action matrix of `two_axis`.
+    pub two_axis: TwoAxisConfig,
 }
 
 impl Default for DecisionConfig {
@@ -72,6 +227,8 @@ impl Default for DecisionConfig {
             chain_bonus: 0.7,
             freeze_cooldown_hours: 24.0,
             learn_reviewed: false,
+            combine: Combine::NoisyOr,
+            two_axis: TwoAxisConfig::default(),
         }
     }
 }
@@ -104,7 +261,8 @@ impl DecisionConfig {
                 "severity thresholds must satisfy medium ≤ high ≤ critical",
             ));
         }
-        nonneg("decision.freeze_cooldown_hours", self.freeze_cooldown_hours)
+        nonneg("decision.freeze_cooldown_hours", self.freeze_cooldown_hours)?;
+        self.two_axis.validate()
     }
 }
 
@@ -209,9 +367,12 @@ impl Decision {
     }
 }
 
-/// Inputs to the takeover chain that are not signals.
+/// Inputs to the decision that are not signals.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChainHints {
+    /// How many of device, network and place the event carries and the profile already knows
+    /// (0 to 3): positive evidence of the owner, as opposed to the mere absence of a signal.
+    pub familiar_fields: u8,
     /// The event is money out.
     pub money_out: bool,
     /// A password reset or MFA change inside the window came from a device new at the time.
@@ -246,6 +407,10 @@ impl Decider {
     /// Like [`Decider::decide`], on a decision whose `signals` the detectors filled in place.
     /// (The signal list is about a kilobyte; the hot path avoids moving it.)
     pub fn decide_in_place(&self, d: &mut Decision, hints: ChainHints) {
+        if self.cfg.combine == Combine::TwoAxis {
+            self.two_axis(d, hints);
+            return;
+        }
         if hints.money_out && self.cfg.chain_bonus > 0.0 {
             self.add_chain(&mut d.signals, hints);
         }
@@ -305,6 +470,65 @@ impl Decider {
                 [somewhere_new, payee, outflow, 0.0],
             ),
         );
+    }
+
+    /// The two axes of `d`'s signals: (identity, stake), each in [0, 1].
+    pub fn axes(signals: &Signals) -> (f64, f64) {
+        let mut best = [0.0f64; FAMILIES];
+        let mut axis_of = [Axis::Identity; FAMILIES];
+        for s in signals.iter() {
+            let (axis, fam) = family(s.code);
+            let i = fam.index();
+            best[i] = best[i].max(s.contribution());
+            axis_of[i] = axis;
+        }
+        let (mut keep_id, mut keep_stake) = (1.0, 1.0);
+        for (b, a) in best.iter().zip(axis_of) {
+            match a {
+                Axis::Identity => keep_id *= 1.0 - b,
+                Axis::Stake => keep_stake *= 1.0 - b,
+            }
+        }
+        (1.0 - keep_id, 1.0 - keep_stake)
+    }
+
+    /// The action of the two-axis matrix.
+    pub fn matrix(&self, identity: f64, stake: f64, familiar_fields: u8) -> Action {
+        let m = &self.cfg.two_axis;
+        let owner_like = familiar_fields >= m.owner_fields.max(1);
+        if identity >= m.identity_strong && stake >= m.stake_review {
+            Action::Freeze
+        } else if stake >= m.stake_extreme && !owner_like {
+            Action::Freeze
+        } else if identity >= m.identity_strong
+            || stake >= m.stake_step_up
+            || (identity >= m.identity_step_up && stake >= m.stake_review)
+        {
+            Action::StepUp
+        } else if identity >= m.identity_review || stake >= m.stake_review {
+            Action::Review
+        } else {
+            Action::Allow
+        }
+    }
+
+    /// [`Combine::TwoAxis`]: the matrix gives the action; the score is placed inside that
+    /// action's band of the score thresholds (so `score ≥ decision.freeze` still means freeze),
+    /// by the combined evidence `1 − (1 − identity)(1 − stake)`.
+    fn two_axis(&self, d: &mut Decision, hints: ChainHints) {
+        let (identity, stake) = Self::axes(&d.signals);
+        d.action = self.matrix(identity, stake, hints.familiar_fields);
+        let raw = 1.0 - (1.0 - identity) * (1.0 - stake);
+        let c = &self.cfg;
+        let (lo, hi) = match d.action {
+            Action::Allow => (0.0, c.review),
+            Action::Review => (c.review, c.step_up),
+            Action::StepUp => (c.step_up, c.freeze),
+            Action::Freeze => (c.freeze, 1.0),
+        };
+        d.score = (lo + (hi - lo) * raw).clamp(0.0, 1.0);
+        d.severity = self.severity(d.score);
+        d.signals.sort_by_contribution();
     }
 
     /// Action for a score.
@@ -389,6 +613,7 @@ mod tests {
             new_payee: true,
             is_payment: false,
             reset_or_mfa_change: true,
+            familiar_fields: 0,
         };
         let with = dec.decide(s, hints);
         assert!(with.signals.get(Code::AtoChain).is_some());
@@ -416,6 +641,7 @@ mod tests {
             new_payee: true,
             is_payment: false,
             reset_or_mfa_change: true,
+            familiar_fields: 0,
         };
         // Reset from a new device, new payee, no large outflow: 3 of 4 stages, a chain.
         let mut small = Signals::default();
@@ -462,6 +688,87 @@ mod tests {
             .is_none());
     }
 
+    fn two_axis() -> Decider {
+        Decider::new(&DecisionConfig {
+            combine: Combine::TwoAxis,
+            ..DecisionConfig::default()
+        })
+    }
+
+    #[test]
+    fn a_family_counts_once() {
+        let mut s = Signals::default();
+        s.push(Code::AmountOutlier, 1.0, 0.6, d());
+        s.push(Code::BalanceDrain, 1.0, 0.5, d());
+        s.push(Code::NewCounterparty, 1.0, 0.4, d());
+        s.push(Code::PayeeBuildup, 1.0, 0.3, d());
+        let (id, stake) = Decider::axes(&s);
+        assert_eq!(id, 0.0);
+        // Amount family 0.6, payee family 0.4: 1 − 0.4 × 0.6.
+        assert!((stake - (1.0 - 0.4 * 0.6)).abs() < 1e-12, "{stake}");
+    }
+
+    #[test]
+    fn the_matrix_separates_owner_stake_from_a_stranger() {
+        let dec = two_axis();
+        let m = TwoAxisConfig::default();
+        // A big withdrawal from the owner's own device, network and place: a step-up.
+        assert_eq!(dec.matrix(0.0, m.stake_extreme, 3), Action::StepUp);
+        assert_eq!(dec.matrix(0.0, m.stake_step_up, 3), Action::StepUp);
+        // The same stake where no field speaks for the owner: waiting is the risk.
+        assert_eq!(dec.matrix(0.0, m.stake_extreme, 0), Action::Freeze);
+        // A stranger with stake: freeze; a stranger without: step-up.
+        assert_eq!(
+            dec.matrix(m.identity_strong, m.stake_review, 0),
+            Action::Freeze
+        );
+        assert_eq!(dec.matrix(m.identity_strong, 0.0, 0), Action::StepUp);
+        // Some doubt and some stake: step-up; either alone: review.
+        assert_eq!(
+            dec.matrix(m.identity_step_up, m.stake_review, 1),
+            Action::StepUp
+        );
+        assert_eq!(dec.matrix(m.identity_review, 0.0, 3), Action::Review);
+        assert_eq!(dec.matrix(0.0, m.stake_review, 3), Action::Review);
+        assert_eq!(dec.matrix(0.0, 0.0, 0), Action::Allow);
+    }
+
+    #[test]
+    fn two_axis_scores_stay_in_their_action_band() {
+        let dec = two_axis();
+        let c = DecisionConfig::default();
+        let mut s = Signals::default();
+        s.push(Code::NewDevice, 1.0, 0.45, d());
+        s.push(Code::ImpossibleTravel, 1.0, 0.75, d());
+        s.push(Code::BalanceDrain, 1.0, 0.5, d());
+        let out = dec.decide(s, ChainHints::default());
+        assert_eq!(out.action, Action::Freeze);
+        assert!(out.score >= c.freeze && out.score <= 1.0, "{}", out.score);
+        assert_eq!(dec.action(out.score), out.action);
+        // No ATO_CHAIN in this mode: the matrix is the interaction.
+        assert!(out.signals.get(Code::AtoChain).is_none());
+        let mut owner = Signals::default();
+        owner.push(Code::AmountOutlier, 1.0, 0.9, d());
+        let hints = ChainHints {
+            familiar_fields: 3,
+            money_out: true,
+            ..ChainHints::default()
+        };
+        let out = dec.decide(owner, hints);
+        assert_eq!(out.action, Action::StepUp);
+        assert_eq!(dec.action(out.score), Action::StepUp);
+    }
+
+    #[test]
+    fn two_axis_config_rules_name_the_key() {
+        let mut c = DecisionConfig::default();
+        c.two_axis.stake_extreme = 0.1;
+        assert!(c.validate().is_err());
+        let mut c = DecisionConfig::default();
+        c.two_axis.owner_fields = 4;
+        assert!(c.validate().is_err());
+    }
+
     #[test]
     fn a_concurrent_stranger_opens_the_chain() {
         let dec = Decider::new(&DecisionConfig::default());
@@ -471,6 +778,7 @@ mod tests {
             new_payee: true,
             is_payment: false,
             reset_or_mfa_change: false,
+            familiar_fields: 0,
         };
         // A new device and a new payee, but no change, travel or new place: no chain.
         let mut s = Signals::default();

@@ -301,7 +301,9 @@ impl Engine {
             }
         }
         let new_payee = matches!(facts.counterparty, Some((_, false)));
+        let familiar = |f: Option<(u64, bool)>| matches!(f, Some((_, true))) as u8;
         let hints = ChainHints {
+            familiar_fields: familiar(facts.device) + familiar(facts.ip) + familiar(facts.cell),
             money_out: ev.kind.is_money_out(),
             change_from_new_device: profile.reset_or_mfa_within(facts.t, self.cred_window_s, true),
             new_payee,
