@@ -393,7 +393,7 @@ impl WorldsReport {
             for (i, c) in cells.iter().enumerate() {
                 let pad = width[i] - c.chars().count();
                 // Text left, numbers right.
-                if (1..=4).contains(&i) {
+                if i <= 4 {
                     let _ = write!(s, "{c}{}", " ".repeat(pad));
                 } else {
                     let _ = write!(s, "{}{c}", " ".repeat(pad));
@@ -497,7 +497,7 @@ mod tests {
                 Some(0.9),
                 Some(0.5),
                 None,
-                Some(0.7),
+                Some(0.75),
             ]),
             row([
                 Some(0.03),
@@ -505,7 +505,7 @@ mod tests {
                 Some(0.6),
                 Some(0.8),
                 Some(0.4),
-                Some(0.2),
+                Some(0.25),
             ]),
             row([
                 Some(0.02),
@@ -525,7 +525,7 @@ mod tests {
                 Some(0.6),
                 Some(0.1),
                 Some(0.4),
-                Some(0.2)
+                Some(0.25)
             ]
         );
         let m = RowFigures::median(&rows);
@@ -537,7 +537,7 @@ mod tests {
                 Some(0.8),
                 Some(0.5),
                 Some(0.65),
-                Some(0.45)
+                Some(0.5)
             ]
         );
         assert_eq!(RowFigures::worst(&[]).columns(), [None; 6]);

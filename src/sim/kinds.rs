@@ -4,8 +4,10 @@
 //!
 //! Card merchants have a category, which sets the amount's typical size and spread, and a
 //! fixed position derived from their id: local shops scattered over the home metro area
-//! (about 50 km across), shops of a trip's destination around it, online shops at their seat
-//! anywhere in the country (a few abroad). A card event's `geo` is the merchant's position.
+//! (about 50 km across), shops of a trip's destination around it. An online shop has no
+//! street address the card sees; its position, as card data sets give it, lies within about
+//! 110 km of the cardholder's city (fixed per shop and city). A card event's `geo` is the
+//! merchant's position, so two payments minutes apart may be 100 km apart.
 
 use rand::Rng;
 use rand_distr::{Distribution, Gamma};
@@ -14,7 +16,7 @@ use super::model::{
     lognormal, poisson, price_cents, round_cents, Amt, Intent, Place, React, SimContext, User,
     World, HOUR_MS,
 };
-use super::world::{self, City, Party, HOME_CITIES, NATIONAL, TRAVEL_ABROAD};
+use super::world::{self, Party, HOME_CITIES, NATIONAL};
 use super::Channel;
 use crate::event::{EventType, Geo};
 use crate::time::EpochMs;
@@ -52,9 +54,12 @@ fn category(seed: u64, shop: Party) -> usize {
     0
 }
 
-/// The position of a merchant on a disc of `radius` degrees around `center`, fixed by its id.
-pub(crate) fn merchant_geo(seed: u64, shop: Party, center: (f64, f64), radius: f64) -> Geo {
-    let h = world::digest(seed, b"merchant-geo", &[shop.id()]);
+/// Radius of the area around the cardholder's city where online shops are placed, degrees.
+const ONLINE_DEG: f64 = 1.0;
+
+/// A position on a disc of `radius` degrees around `center`, fixed by `key` (a merchant id).
+pub(crate) fn merchant_geo(seed: u64, key: u64, center: (f64, f64), radius: f64) -> Geo {
+    let h = world::digest(seed, b"merchant-geo", &[key]);
     let u1 = (h & 0xffff_ffff) as f64 / 4_294_967_296.0;
     let u2 = (h >> 32) as f64 / 4_294_967_296.0;
     let r = radius * u2.sqrt();
@@ -65,26 +70,6 @@ pub(crate) fn merchant_geo(seed: u64, shop: Party, center: (f64, f64), radius: f
         lat,
         lon: (lon + 180.0).rem_euclid(360.0) - 180.0,
     }
-}
-
-/// The seat of an online merchant: a city of the country (weighted by size), or abroad for
-/// about one in eight.
-fn seat(seed: u64, shop: Party) -> &'static City {
-    let h = world::digest(seed, b"seat", &[shop.id()]);
-    let table = if h % 8 == 0 {
-        TRAVEL_ABROAD
-    } else {
-        HOME_CITIES
-    };
-    let total: u64 = table.iter().map(|c| c.weight as u64).sum();
-    let mut x = (h >> 8) % total.max(1);
-    for c in table {
-        if x < c.weight as u64 {
-            return c;
-        }
-        x -= c.weight as u64;
-    }
-    &table[0]
 }
 
 impl User {
@@ -99,18 +84,19 @@ impl User {
             device: None,
             channel: Channel::Pos,
             ip: None,
-            geo: Some(merchant_geo(w.seed, shop, center, METRO_DEG)),
+            geo: Some(merchant_geo(w.seed, shop.id(), center, METRO_DEG)),
         }
     }
 
-    /// A card-not-present payment: the online shop's seat as position.
+    /// A card-not-present payment at an online shop, placed near the cardholder's city.
     pub(crate) fn online_ctx(&mut self, w: &World, shop: Party) -> SimContext {
-        let c = seat(w.seed, shop);
+        let c = &HOME_CITIES[self.city];
+        let key = world::digest(w.seed, b"online-pos", &[shop.id(), self.city as u64]);
         SimContext {
             device: None,
             channel: Channel::Web,
             ip: None,
-            geo: Some(merchant_geo(w.seed, shop, (c.lat, c.lon), 0.1)),
+            geo: Some(merchant_geo(w.seed, key, (c.lat, c.lon), ONLINE_DEG)),
         }
     }
 
@@ -261,11 +247,11 @@ mod tests {
         let sh = (31.2304, 121.4737);
         let mut far = 0.0f64;
         for i in 0..500 {
-            let g = merchant_geo(1, Party::Merchant(i), sh, METRO_DEG);
+            let g = merchant_geo(1, i, sh, METRO_DEG);
             let d = world::distance_km(sh, (g.lat, g.lon));
             assert!(d <= 26.0, "{d}");
             far = far.max(d);
-            assert_eq!(g, merchant_geo(1, Party::Merchant(i), sh, METRO_DEG));
+            assert_eq!(g, merchant_geo(1, i, sh, METRO_DEG));
         }
         assert!(far > 20.0, "scattered over the area: {far}");
     }
