@@ -405,6 +405,10 @@ impl WorldsReport {
         for r in &rows {
             line(&mut s, r);
         }
+        s.push_str(
+            "fields: d device_id, i ip, g geo, b balance_after, - absent; false-freeze and \
+             any-alert over benign users; recall, freeze<2nd and saved over attacks\n",
+        );
         s
     }
 

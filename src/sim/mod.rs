@@ -1,12 +1,13 @@
 //! `walletguard simulate`: a deterministic generator of realistic wallet traffic with labelled
-//! attacks and labelled benign novelties, for evaluation, demos and benchmarks.
+//! attacks and labelled benign novelties, for evaluation, demos and benchmarks, in a world
+//! that can be varied at random ([`WorldSpec`]).
 //!
 //! # Library use
 //!
-//! [`Simulator`] is an iterator of [`SimEvent`]s in global time order for `(users, days, seed)`;
-//! nothing is written to disk. A benchmark can feed [`SimEvent::to_event`] straight to
-//! [`crate::pipeline::Engine::process`], a demo can stream [`SimEvent::write_json`] lines.
-//! Memory is one simulated day of events plus a few hundred bytes per user.
+//! [`Simulator`] is an iterator of [`SimEvent`]s in global time order for `(users, days, seed)`
+//! and a world spec; nothing is written to disk. A benchmark can feed [`SimEvent::to_event`]
+//! straight to [`crate::pipeline::Engine::process`], a demo can stream [`SimEvent::write_json`]
+//! lines. Memory is one simulated day of events plus a few hundred bytes per user.
 //!
 //! ```
 //! use walletguard::sim::{SimParams, Simulator};
@@ -20,35 +21,75 @@
 //!
 //! # What is simulated
 //!
-//! The behaviour model lives in [`model`]; attack and novelty scripts in `scenario.rs`; the
-//! shared world (cities, IP ranges, ids) in [`world`]. Every user has a home city with real
-//! coordinates, one or two devices, a home /24 and a mobile carrier, a balance that every
-//! flow keeps consistent (a money-out larger than the balance fails with
-//! `insufficient_funds`), an activity rate, a log-normal amount habit, favourite payees,
-//! daily active hours, logins before sessions, salary top-ups and phone recharges.
+//! The behaviour model lives in [`model`]; attack and novelty scripts in `scenario.rs` and
+//! `scripts.rs`; the card and mobile-money habits in `kinds.rs`; the shared world (cities, IP
+//! ranges, ids) in [`world`]. Every user has a home city with real coordinates, one or two
+//! devices, a home /24 and a mobile carrier, a balance that every flow keeps consistent (a
+//! money-out larger than the balance fails with `insufficient_funds`), an activity rate, a
+//! log-normal amount habit, favourite payees, daily active hours, logins before sessions,
+//! salary top-ups and phone recharges.
 //!
 //! Benign novelties (label 0, with their kind): `travel`, `new_phone`, `big_purchase`,
-//! `owner_reset`, `family_recharge`. Attacks (label 1, with their scenario), each starting
-//! after at least 14 days of history: `account_takeover`, `sim_swap`, `stolen_phone`,
-//! `card_testing`, `impossible_travel`, `slow_drain`. The scripts follow how such fraud is
-//! described, not what any detector looks for.
+//! `owner_reset`, `family_recharge`, and in worlds that enable them `own_card_withdrawal`,
+//! `salary`, `rent`, `family_remittance`. Attacks (label 1, with their scenario), each
+//! starting after at least 14 days of history: `account_takeover`, `sim_swap`,
+//! `stolen_phone`, `card_testing`, `impossible_travel`, `slow_drain`, and in worlds that
+//! enable them `mule_cashout`, `cnp_burst`, `cloned_card`. The scripts follow how such fraud
+//! is described, not what any detector looks for.
 //!
 //! Which events carry a novelty kind: `travel`, the ticket payment and every owner event from
 //! take-off until 6 h after landing back home; `new_phone` and `owner_reset`, the change and
 //! the owner's events for 48 h after it; `big_purchase`, the purchase and the top-up made
-//! for it; `family_recharge`, the recharges to the family number. Attack labels go to the
-//! attacker's events only; the victim's own events around them stay ordinary.
+//! for it; `family_recharge`, the recharges to the family number; `own_card_withdrawal`, the
+//! withdrawals; `salary`, the salary and the owner's events for 24 h after it; `rent`, the
+//! transfers and the top-ups before them; `family_remittance`, the transfers. Attack labels go
+//! to the attacker's events only; the victim's own events around them stay ordinary.
 //!
-//! Rates: `attack_rate` (default 1.5%) of users get one attack, scenario drawn uniformly;
-//! each novelty kind independently hits `novelty_rate` (default 5%) of users.
+//! Rates: `attack_rate` (default 1.5%) of users get one attack, drawn uniformly from the
+//! world's attacks; each novelty kind independently hits `novelty_rate` (default 5%) times
+//! the world's weight of the kind.
+//!
+//! # Worlds
+//!
+//! A [`WorldSpec`] (`simulate --world`) sets:
+//!
+//! - **kind** ([`WorldKind`]): `wallet` (the original model), `card` (only `payment` events
+//!   and refunds; `geo` is the merchant's position, local shops over a metro area about
+//!   50 km across, online shops within about 110 km, a trip's shops at its destination;
+//!   merchant categories set the amounts; the attacks `card_testing`, `cnp_burst`,
+//!   `cloned_card`) or `mobile_money` (transfer-heavy: cash-in and cash-out at agents,
+//!   transfers to a few regular counterparties, airtime, payments; heavy-tailed log-normal
+//!   amounts; no logins; the channel is the owner's whoever acts);
+//! - **currency** ([`Currency`]): scale 0.01 to 10,000 in a random world (log-uniform), the
+//!   nearest real code, 3 decimals below ×0.1, none from ×100, amounts in tens or hundreds
+//!   from ×1000; amounts stay positive and written balances add up;
+//! - **fields** ([`Fields`]): `device_id`, `ip`, `geo`, `balance_after`, each on or off (card:
+//!   `geo` only; mobile money: `balance_after` or nothing), removed where events are written;
+//! - **habits** ([`Habits`]): median money-outs per user per day (0.15 to 8 in a random
+//!   wallet world, so about 0.4 to 20 events), their dispersion across users, the amount
+//!   level and spread;
+//! - **novelties** ([`NoveltyRate`]): which honest behaviours happen, each with a weight
+//!   (0.2 to 3 in a random world); new phones only with devices, travel only with positions;
+//! - **attacks**: which scenarios are staged (a kind's own set; `impossible_travel` only
+//!   with `ip` or `geo`);
+//! - **style** ([`AttackStyle`]): attack speed (pauses ×0.25 to ×4), share of the balance
+//!   taken (×0.5 to 1), chance of a credential change first, chance of a small test
+//!   transfer first.
+//!
+//! [`WorldSpec::default`] is the original simulator: its output is byte for byte what it was
+//! before world specs existed (a test pins a digest). [`WorldSpec::random`] draws a spec from
+//! a seed. Why the original stream of draws is untouched: a parameter at its default value
+//! makes exactly the draws it made before, and the draws only other worlds need come from a
+//! second random stream per user (`User::xrng`) or from code the wallet kind never runs.
 //!
 //! # Labels file
 //!
 //! [`write_files`] writes the events as JSON lines per CONTRACT.md and, in the same order, one
 //! CSV row per event in the format of [`crate::eval::labels`]:
-//! `event_id,user_id,label,scenario`.
+//! `event_id,user_id,label,scenario`; and the spec as JSON to `<labels>.world.json`
+//! ([`spec_path`]).
 //!
-//! Determinism: one PCG stream per user seeded from `(seed, user)`, no hash-map iteration in
+//! Determinism: PCG streams per user seeded from `(seed, user)`, no hash-map iteration in
 //! output paths, no wall clock. The same parameters give the same bytes.
 
 mod kinds;

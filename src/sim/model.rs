@@ -59,6 +59,7 @@ impl World {
         self.day_start(self.days)
     }
 
+    /// The kind of service simulated.
     pub fn kind(&self) -> WorldKind {
         self.spec.kind
     }

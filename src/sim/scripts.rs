@@ -3,9 +3,10 @@
 //! attack-style steps ([`super::AttackStyle`]) other scripts may start with.
 //!
 //! Like the original scripts in `scenario.rs`, each follows how the behaviour unfolds in
-//! practice, not what a detector looks for. Every draw of these scripts that the original
-//! world would not make comes from the user's second stream ([`User::xrng`]), so the default
-//! world's events stay the same byte for byte.
+//! practice, not what a detector looks for. They run only in worlds that enable them, never
+//! in the default world; the style steps draw from the user's second stream
+//! ([`User::xrng`]) and only when the style asks for them, so the default world's events
+//! stay the same byte for byte.
 
 use rand::Rng;
 
