@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use crate::sim::SimParams;
+use crate::eval::worlds::WorldsOptions;
+use crate::sim::{SimError, SimParams, WorldKind, WorldSpec};
 
 /// `walletguard`: the command line.
 #[derive(Parser)]
@@ -20,6 +21,7 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+/// The subcommands.
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Score a file of JSON-lines events (plain or .gz; `-` for stdin) through the pipeline.
@@ -43,49 +45,9 @@ pub enum Cmd {
         #[arg(long, env = "WALLETGUARD_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Generate labelled synthetic traffic: events (JSON lines, `.gz` compresses) and a labels
-    /// CSV, deterministic for a seed.
-    Simulate {
-        /// Number of users.
-        #[arg(long, default_value_t = SimParams::default().users)]
-        users: u32,
-        /// Number of days.
-        #[arg(long, default_value_t = SimParams::default().days)]
-        days: u32,
-        /// Seed of every random choice.
-        #[arg(long, default_value_t = SimParams::default().seed)]
-        seed: u64,
-        /// Events output (files mode).
-        #[arg(long, required_unless_present = "brokers")]
-        out: Option<PathBuf>,
-        /// Labels output (CSV: event_id,user_id,label,scenario). In Kafka mode, optional.
-        #[arg(long, required_unless_present = "brokers")]
-        labels: Option<PathBuf>,
-        /// Kafka mode: stream the events to these bootstrap servers instead of a file.
-        #[arg(long, requires = "topic")]
-        brokers: Option<String>,
-        /// Kafka mode: the topic (keyed by user_id).
-        #[arg(long)]
-        topic: Option<String>,
-        /// Kafka mode: events per second of wall time (0 = as fast as possible).
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        /// Kafka mode: stop after this many events.
-        #[arg(long)]
-        max_events: Option<u64>,
-        /// Kafka mode: config whose [kafka.librdkafka] settings (TLS, SASL) the producer uses.
-        #[arg(long, env = "WALLETGUARD_CONFIG")]
-        config: Option<PathBuf>,
-        /// Share of users who suffer one attack.
-        #[arg(long, default_value_t = SimParams::default().attack_rate)]
-        attack_rate: f64,
-        /// Share of users who get each benign novelty kind.
-        #[arg(long, default_value_t = SimParams::default().novelty_rate)]
-        novelty_rate: f64,
-        /// Local date of day 0, YYYY-MM-DD.
-        #[arg(long, default_value = "2026-09-01")]
-        start: String,
-    },
+    /// Generate labelled synthetic traffic: events (JSON lines, `.gz` compresses), a labels
+    /// CSV and the world's spec (`<labels>.world.json`), deterministic for a seed.
+    Simulate(SimulateArgs),
     /// Measure detection quality against labels: replays the events through the pipeline (or
     /// reads `--decisions`), prints a table, and writes report.json, report.md and PR/ROC PNGs.
     Eval {
@@ -205,12 +167,131 @@ pub enum Cmd {
         #[arg(long, default_value_t = 1)]
         brokers: i32,
     },
+    /// Score many random worlds (wallet, card, mobile money; any currency scale and set of
+    /// fields) through the pipeline in memory and print one row per world, then the WORST and
+    /// MEDIAN rows.
+    Worlds(WorldsArgs),
     /// Load and validate a config, reporting the key at fault.
     CheckConfig {
         /// Config file.
         #[arg(long, env = "WALLETGUARD_CONFIG")]
         config: Option<PathBuf>,
     },
+}
+
+/// `walletguard simulate`'s arguments.
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// Number of users.
+    #[arg(long, default_value_t = SimParams::default().users)]
+    pub users: u32,
+    /// Number of days.
+    #[arg(long, default_value_t = SimParams::default().days)]
+    pub days: u32,
+    /// Seed of every random choice (and of the world, for `--world random` and the kinds).
+    #[arg(long, default_value_t = SimParams::default().seed)]
+    pub seed: u64,
+    /// The world: `default` (the original simulator), `random` (a spec drawn from the seed),
+    /// `wallet`, `card` or `mobile_money` (a spec of that kind drawn from the seed), or a spec
+    /// file (`.json`, as simulate writes next to the labels).
+    #[arg(long, default_value = "default")]
+    pub world: String,
+    /// Events output (files mode).
+    #[arg(long, required_unless_present = "brokers")]
+    pub out: Option<PathBuf>,
+    /// Labels output (CSV: event_id,user_id,label,scenario). In Kafka mode, optional.
+    #[arg(long, required_unless_present = "brokers")]
+    pub labels: Option<PathBuf>,
+    /// Kafka mode: stream the events to these bootstrap servers instead of a file.
+    #[arg(long, requires = "topic")]
+    pub brokers: Option<String>,
+    /// Kafka mode: the topic (keyed by user_id).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Kafka mode: events per second of wall time (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Kafka mode: stop after this many events.
+    #[arg(long)]
+    pub max_events: Option<u64>,
+    /// Kafka mode: config whose [kafka.librdkafka] settings (TLS, SASL) the producer uses.
+    #[arg(long, env = "WALLETGUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Share of users who suffer one attack.
+    #[arg(long, default_value_t = SimParams::default().attack_rate)]
+    pub attack_rate: f64,
+    /// Share of users who get each benign novelty kind (times the world's weight of the kind).
+    #[arg(long, default_value_t = SimParams::default().novelty_rate)]
+    pub novelty_rate: f64,
+    /// Local date of day 0, YYYY-MM-DD.
+    #[arg(long, default_value = "2026-09-01")]
+    pub start: String,
+}
+
+impl SimulateArgs {
+    /// The simulation the arguments describe.
+    pub fn params(&self) -> Result<SimParams, SimError> {
+        Ok(SimParams {
+            users: self.users,
+            days: self.days,
+            seed: self.seed,
+            attack_rate: self.attack_rate,
+            novelty_rate: self.novelty_rate,
+            start: crate::sim::parse_date(&self.start)?,
+            world: WorldSpec::named(&self.world, self.seed)?,
+        })
+    }
+}
+
+/// `walletguard worlds`'s arguments.
+#[derive(Args)]
+pub struct WorldsArgs {
+    /// Worlds to score.
+    #[arg(long, default_value_t = 20)]
+    pub count: u32,
+    /// Seed of the first world; the others follow it.
+    #[arg(long, default_value_t = 1000)]
+    pub first_seed: u64,
+    /// Users per world.
+    #[arg(long, default_value_t = 3000)]
+    pub users: u32,
+    /// Days per world.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// `random` (any kind), or `wallet`, `card` or `mobile_money` for worlds of one kind.
+    #[arg(long, default_value = "random")]
+    pub world: String,
+    /// Config for the pipeline (default: built-in defaults).
+    #[arg(long, env = "WALLETGUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Also write worlds.json (every world's spec and full report) and worlds.md here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl WorldsArgs {
+    /// The harness options the arguments describe.
+    pub fn options(&self) -> Result<WorldsOptions, SimError> {
+        let kind = match self.world.as_str() {
+            "random" => None,
+            k => Some(WorldKind::parse(k).ok_or_else(|| SimError::Invalid {
+                name: "world",
+                msg: format!("{k:?} is not random, wallet, card or mobile_money"),
+            })?),
+        };
+        Ok(WorldsOptions {
+            count: self.count,
+            first_seed: self.first_seed,
+            kind,
+            base: SimParams {
+                users: self.users,
+                days: self.days,
+                ..SimParams::default()
+            },
+            out: self.out.clone(),
+            threads: 2,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -232,5 +313,19 @@ mod tests {
                 ..
             }
         ));
+        let c = Cli::try_parse_from(["walletguard", "simulate", "--out", "e", "--labels", "l"])
+            .unwrap();
+        let Cmd::Simulate(a) = c.cmd else {
+            panic!("simulate")
+        };
+        assert_eq!(a.params().unwrap(), SimParams::default());
+        let c = Cli::try_parse_from(["walletguard", "worlds", "--count", "2", "--world", "card"])
+            .unwrap();
+        let Cmd::Worlds(a) = c.cmd else {
+            panic!("worlds")
+        };
+        let o = a.options().unwrap();
+        assert_eq!((o.count, o.first_seed, o.base.users), (2, 1000, 3000));
+        assert_eq!(o.kind, Some(WorldKind::Card));
     }
 }

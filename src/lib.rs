@@ -31,10 +31,13 @@
 //! - [`replay`]: the file adapter: JSON lines (or `.gz`) in, decision/alert/command/DLQ files
 //!   out, through the same pipeline.
 //! - [`sim`]: `walletguard simulate`: deterministic, labelled synthetic traffic with attacks
-//!   and benign novelties, as an in-memory iterator or files.
+//!   and benign novelties, as an in-memory iterator or files, in the original world or one
+//!   drawn at random ([`sim::WorldSpec`]: wallet, card or mobile money, currency scale,
+//!   optional fields, habits, honest behaviours, attack styles).
 //! - [`eval`]: `walletguard eval`: per-scenario recall, freeze recall, money saved, delays,
 //!   PR/ROC, false alarms, from the pipeline or a decisions file, as a table, JSON, Markdown
-//!   and PNG curves.
+//!   and PNG curves; and `walletguard worlds` ([`eval::worlds`]): the same figures over many
+//!   random worlds scored in memory, with the worst and median of each.
 //! - [`kafka`]: the consumer-group service (a consumer thread, one task per partition,
 //!   outputs, changelog restore, at-least-once or exactly-once); its modules depend one way,
 //!   `consumer → partition → {session, batch, records, produce, pending, acks}`.

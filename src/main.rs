@@ -154,44 +154,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&cfg);
             run_service(cfg, config, watch_interval_s)
         }
-        Cmd::Simulate {
-            users,
-            days,
-            seed,
-            out,
-            labels,
-            attack_rate,
-            novelty_rate,
-            start,
-            brokers,
-            topic,
-            rate,
-            max_events,
-            config,
-        } => {
-            let params = SimParams {
-                users,
-                days,
-                seed,
-                attack_rate,
-                novelty_rate,
-                start: sim::parse_date(&start)?,
-            };
-            if let (Some(brokers), Some(topic)) = (brokers, topic) {
-                return simulate_to_kafka(
-                    params, brokers, topic, rate, max_events, &config, labels,
-                );
+        Cmd::Simulate(a) => {
+            let params = a.params()?;
+            if let (Some(brokers), Some(topic)) = (a.brokers, a.topic) {
+                let (rate, max) = (a.rate, a.max_events);
+                return simulate_to_kafka(params, brokers, topic, rate, max, &a.config, a.labels);
             }
-            let (Some(out), Some(labels)) = (out, labels) else {
+            let (Some(out), Some(labels)) = (a.out, a.labels) else {
                 anyhow::bail!("--out and --labels are required without --brokers");
             };
             let summary = sim::write_files(&params, &out, &labels)?;
             println!("{summary}");
-            println!(
-                "events -> {}\nlabels -> {}",
-                out.display(),
-                labels.display()
-            );
+            let spec = sim::spec_path(&labels);
+            let (o, l, s) = (out.display(), labels.display(), spec.display());
+            println!("events -> {o}\nlabels -> {l}\nworld  -> {s}");
+            Ok(())
+        }
+        Cmd::Worlds(a) => {
+            let started = std::time::Instant::now();
+            let (cfg, opts) = (load(&a.config)?, a.options()?);
+            let name = a.config.as_ref().map(|c| c.display().to_string());
+            let out = &mut std::io::stdout();
+            walletguard::eval::worlds::run(&cfg, name.as_deref(), &opts, out)?;
+            eprintln!("worlds took {:.1} s", started.elapsed().as_secs_f64());
             Ok(())
         }
         Cmd::Eval {
@@ -269,9 +254,11 @@ fn simulate_to_kafka(
     let mut opts = loadgen::LoadOptions::new(params, topic.clone(), rate);
     opts.max_events = max_events;
     let mut label_out = match &labels {
-        Some(p) => Some(walletguard::eval::labels::LabelWriter::new(
-            walletguard::replay::create_output(p)?,
-        )?),
+        Some(p) => {
+            sim::write_spec(&opts.sim.world, p)?;
+            let out = walletguard::replay::create_output(p)?;
+            Some(walletguard::eval::labels::LabelWriter::new(out)?)
+        }
         None => None,
     };
     let mut write_err = None;

@@ -128,9 +128,13 @@ fn labels_match_events_and_events_are_consistent() {
         assert!(*k >= 3, "{user}: slow drain of {k} transfers");
     }
     assert!(n > 10_000);
-    for s in Scenario::ATTACKS.iter().chain(&Scenario::NOVELTIES) {
+    // Every scenario and novelty kind of the (default) world.
+    let world = &p.world;
+    let novelties = world.novelties.iter().map(|n| n.kind);
+    for s in world.attacks.iter().copied().chain(novelties) {
         assert!(seen_scenarios.contains_key(s.as_str()), "{s:?} present");
     }
+    assert_eq!(seen_scenarios.len(), 1 + 6 + 5, "{seen_scenarios:?}");
     // Both ts forms the contract allows appear, strings most.
     let millis = events.lines().filter(|l| l.contains("\"ts\":1")).count();
     assert!(millis > 0 && millis < n / 3);

@@ -16,8 +16,9 @@
 //! - `label`: `1` for an attacker's event, `0` otherwise.
 //! - `scenario`: for label 1 the attack scenario name (all events of one scenario on one
 //!   account form one attack instance); for label 0 the benign novelty kind for events caused
-//!   by it (`travel`, `new_phone`, `big_purchase`, `owner_reset`, `family_recharge`, or any
-//!   other name), and empty for ordinary events.
+//!   by it (the simulator writes `travel`, `new_phone`, `big_purchase`, `owner_reset`,
+//!   `family_recharge`, `own_card_withdrawal`, `salary`, `rent` and `family_remittance`; any
+//!   other name is accepted), and empty for ordinary events.
 //!
 //! Every event to evaluate needs a row; rows for events absent from the events file are
 //! ignored. An `event_id` may appear in one row only.

@@ -2,7 +2,8 @@
 //! labels file.
 //!
 //! Steps: [`labels::read_labels`]; then either [`score_with_engine`], which replays the events
-//! through [`Engine::process_bytes`] exactly as the file adapter does, or
+//! through [`Engine::process_bytes`] exactly as the file adapter does ([`score_event`], the
+//! step it shares with the in-memory path of [`worlds`]), or
 //! [`score_from_decisions`], which joins a decisions file (CONTRACT.md fields `event_id`,
 //! `score`, `action`) to the events; then [`metrics::compute`] (definitions in its docs); then
 //! [`write_outputs`]: `report.json`, `report.md`, `pr.png`, `roc.png`.
@@ -16,6 +17,7 @@ pub mod labels;
 pub mod metrics;
 pub mod plot;
 pub mod report;
+pub mod worlds;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -27,7 +29,7 @@ use serde::Deserialize;
 use crate::decision::Action;
 use crate::event::{parse_event, Event, Status};
 use crate::output;
-use crate::pipeline::Engine;
+use crate::pipeline::{Engine, Outcome, State};
 use crate::replay::{create_output, open_input, ReplayError};
 use labels::Labels;
 use metrics::{Curves, Rec};
@@ -77,6 +79,12 @@ pub enum EvalError {
         /// What went wrong.
         msg: String,
     },
+    /// A simulated world could not be generated.
+    #[error(transparent)]
+    Sim(#[from] crate::sim::SimError),
+    /// A worker thread of [`worlds`] died.
+    #[error("a worker thread failed: {0}")]
+    Worker(String),
     /// A report file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -128,14 +136,24 @@ fn for_each_line(
     }
 }
 
-fn record(
+/// What the labels say about one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truth {
+    /// User index (any dense numbering).
+    pub user: u32,
+    /// Label 1.
+    pub attack: bool,
+    /// Scenario or novelty kind index (0 = none).
+    pub scenario: u16,
+}
+
+/// The labels file's row of `ev`, checked against its user.
+fn file_truth(
     ev: &Event<'_>,
     labels: &Labels,
     events: &Path,
     line: u64,
-    score: f64,
-    action: Action,
-) -> Result<Rec, EvalError> {
+) -> Result<Truth, EvalError> {
     let err = |msg: String| EvalError::Events {
         path: events.display().to_string(),
         line,
@@ -157,9 +175,18 @@ fn record(
             labelled_user.unwrap_or("")
         )));
     }
-    let money_out = ev.kind.is_money_out();
-    Ok(Rec {
+    Ok(Truth {
         user: entry.user,
+        attack: entry.attack,
+        scenario: entry.scenario,
+    })
+}
+
+/// The record of a scored event.
+fn record(ev: &Event<'_>, truth: Truth, score: f64, action: Action) -> Rec {
+    let money_out = ev.kind.is_money_out();
+    Rec {
+        user: truth.user,
         ts_ms: ev.ts_ms,
         money_out,
         out_amount: if money_out && ev.status == Status::Success {
@@ -167,11 +194,38 @@ fn record(
         } else {
             0.0
         },
-        attack: entry.attack,
-        scenario: entry.scenario,
+        attack: truth.attack,
+        scenario: truth.scenario,
         score: score as f32,
         action,
-    })
+    }
+}
+
+/// Scores one raw event through `engine` as the file adapter does ([`Engine::process_bytes`],
+/// events in stream order on one `state`) and appends its record, with the truth `label`
+/// gives, to `scored`. An invalid event is counted and yields `None`; a valid one yields the
+/// event and its outcome, for callers that write decisions.
+pub fn score_event<'a>(
+    engine: &Engine,
+    state: &mut State,
+    raw: &'a [u8],
+    scored: &mut Scored,
+    label: impl FnOnce(&Event<'_>) -> Result<Truth, EvalError>,
+) -> Result<Option<(Event<'a>, Outcome)>, EvalError> {
+    // `now` only stamps alert and command times, which eval does not use: a constant keeps
+    // the run free of the wall clock.
+    match engine.process_bytes(state, raw, 0) {
+        Ok((ev, o)) => {
+            let truth = label(&ev)?;
+            let d = &o.decision;
+            scored.recs.push(record(&ev, truth, d.score, d.action));
+            Ok(Some((ev, o)))
+        }
+        Err(_) => {
+            scored.invalid += 1;
+            Ok(None)
+        }
+    }
 }
 
 /// Replays `events` through a fresh state of `engine`, as [`crate::replay`] does, and scores
@@ -187,25 +241,16 @@ pub fn score_with_engine(
     let mut buf = Vec::with_capacity(1024);
     let mut scored = Scored::default();
     for_each_line(events, |line, raw| {
-        // `now` only stamps alert and command times, which eval does not use: a constant keeps
-        // the run free of the wall clock.
-        match engine.process_bytes(&mut state, raw, 0) {
-            Ok((ev, o)) => {
-                let d = &o.decision;
-                scored
-                    .recs
-                    .push(record(&ev, labels, events, line, d.score, d.action)?);
-                if let (Some(w), Some(path)) = (out.as_mut(), decisions_out) {
-                    buf.clear();
-                    output::write_decision(&mut buf, &ev, &o);
-                    buf.push(b'\n');
-                    w.write_all(&buf).map_err(|source| EvalError::Write {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
-                }
-            }
-            Err(_) => scored.invalid += 1,
+        let label = |ev: &Event<'_>| file_truth(ev, labels, events, line);
+        let done = score_event(engine, &mut state, raw, &mut scored, label)?;
+        if let (Some((ev, o)), Some(w), Some(path)) = (done, out.as_mut(), decisions_out) {
+            buf.clear();
+            output::write_decision(&mut buf, &ev, &o);
+            buf.push(b'\n');
+            w.write_all(&buf).map_err(|source| EvalError::Write {
+                path: path.display().to_string(),
+                source,
+            })?;
         }
         Ok(())
     })?;
@@ -276,9 +321,8 @@ pub fn score_from_decisions(
                         decisions.display()
                     ),
                 })?;
-                scored
-                    .recs
-                    .push(record(&ev, labels, events, line, score as f64, action)?);
+                let truth = file_truth(&ev, labels, events, line)?;
+                scored.recs.push(record(&ev, truth, score as f64, action));
             }
             Err(_) => scored.invalid += 1,
         }

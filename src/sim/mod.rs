@@ -1,12 +1,13 @@
 //! `walletguard simulate`: a deterministic generator of realistic wallet traffic with labelled
-//! attacks and labelled benign novelties, for evaluation, demos and benchmarks.
+//! attacks and labelled benign novelties, for evaluation, demos and benchmarks, in a world
+//! that can be varied at random ([`WorldSpec`]).
 //!
 //! # Library use
 //!
-//! [`Simulator`] is an iterator of [`SimEvent`]s in global time order for `(users, days, seed)`;
-//! nothing is written to disk. A benchmark can feed [`SimEvent::to_event`] straight to
-//! [`crate::pipeline::Engine::process`], a demo can stream [`SimEvent::write_json`] lines.
-//! Memory is one simulated day of events plus a few hundred bytes per user.
+//! [`Simulator`] is an iterator of [`SimEvent`]s in global time order for `(users, days, seed)`
+//! and a world spec; nothing is written to disk. A benchmark can feed [`SimEvent::to_event`]
+//! straight to [`crate::pipeline::Engine::process`], a demo can stream [`SimEvent::write_json`]
+//! lines. Memory is one simulated day of events plus a few hundred bytes per user.
 //!
 //! ```
 //! use walletguard::sim::{SimParams, Simulator};
@@ -20,39 +21,82 @@
 //!
 //! # What is simulated
 //!
-//! The behaviour model lives in [`model`]; attack and novelty scripts in `scenario.rs`; the
-//! shared world (cities, IP ranges, ids) in [`world`]. Every user has a home city with real
-//! coordinates, one or two devices, a home /24 and a mobile carrier, a balance that every
-//! flow keeps consistent (a money-out larger than the balance fails with
-//! `insufficient_funds`), an activity rate, a log-normal amount habit, favourite payees,
-//! daily active hours, logins before sessions, salary top-ups and phone recharges.
+//! The behaviour model lives in [`model`]; attack and novelty scripts in `scenario.rs` and
+//! `scripts.rs`; the card and mobile-money habits in `kinds.rs`; the shared world (cities, IP
+//! ranges, ids) in [`world`]. Every user has a home city with real coordinates, one or two
+//! devices, a home /24 and a mobile carrier, a balance that every flow keeps consistent (a
+//! money-out larger than the balance fails with `insufficient_funds`), an activity rate, a
+//! log-normal amount habit, favourite payees, daily active hours, logins before sessions,
+//! salary top-ups and phone recharges.
 //!
 //! Benign novelties (label 0, with their kind): `travel`, `new_phone`, `big_purchase`,
-//! `owner_reset`, `family_recharge`. Attacks (label 1, with their scenario), each starting
-//! after at least 14 days of history: `account_takeover`, `sim_swap`, `stolen_phone`,
-//! `card_testing`, `impossible_travel`, `slow_drain`. The scripts follow how such fraud is
-//! described, not what any detector looks for.
+//! `owner_reset`, `family_recharge`, and in worlds that enable them `own_card_withdrawal`,
+//! `salary`, `rent`, `family_remittance`. Attacks (label 1, with their scenario), each
+//! starting after at least 14 days of history: `account_takeover`, `sim_swap`,
+//! `stolen_phone`, `card_testing`, `impossible_travel`, `slow_drain`, and in worlds that
+//! enable them `mule_cashout`, `cnp_burst`, `cloned_card`. The scripts follow how such fraud
+//! is described, not what any detector looks for.
 //!
 //! Which events carry a novelty kind: `travel`, the ticket payment and every owner event from
 //! take-off until 6 h after landing back home; `new_phone` and `owner_reset`, the change and
 //! the owner's events for 48 h after it; `big_purchase`, the purchase and the top-up made
-//! for it; `family_recharge`, the recharges to the family number. Attack labels go to the
-//! attacker's events only; the victim's own events around them stay ordinary.
+//! for it; `family_recharge`, the recharges to the family number; `own_card_withdrawal`, the
+//! withdrawals; `salary`, the salary and the owner's events for 24 h after it; `rent`, the
+//! transfers and the top-ups before them; `family_remittance`, the transfers. Attack labels go
+//! to the attacker's events only; the victim's own events around them stay ordinary.
 //!
-//! Rates: `attack_rate` (default 1.5%) of users get one attack, scenario drawn uniformly;
-//! each novelty kind independently hits `novelty_rate` (default 5%) of users.
+//! Rates: `attack_rate` (default 1.5%) of users get one attack, drawn uniformly from the
+//! world's attacks; each novelty kind independently hits `novelty_rate` (default 5%) times
+//! the world's weight of the kind.
+//!
+//! # Worlds
+//!
+//! A [`WorldSpec`] (`simulate --world`) sets:
+//!
+//! - **kind** ([`WorldKind`]): `wallet` (the original model), `card` (only `payment` events
+//!   and refunds; `geo` is the merchant's position, local shops over a metro area about
+//!   50 km across, online shops within about 110 km, a trip's shops at its destination;
+//!   merchant categories set the amounts; the attacks `card_testing`, `cnp_burst`,
+//!   `cloned_card`) or `mobile_money` (transfer-heavy: cash-in and cash-out at agents,
+//!   transfers to a few regular counterparties, airtime, payments; heavy-tailed log-normal
+//!   amounts; no logins; the channel is the owner's whoever acts);
+//! - **currency** ([`Currency`]): scale 0.01 to 10,000 in a random world (log-uniform), the
+//!   nearest real code, 3 decimals below ×0.1, none from ×100, amounts in tens or hundreds
+//!   from ×1000; amounts stay positive and written balances add up;
+//! - **fields** ([`Fields`]): `device_id`, `ip`, `geo`, `balance_after`, each on or off (card:
+//!   `geo` only; mobile money: `balance_after` or nothing), removed where events are written;
+//! - **habits** ([`Habits`]): median money-outs per user per day (0.15 to 8 in a random
+//!   wallet world, so about 0.4 to 20 events), their dispersion across users, the amount
+//!   level and spread;
+//! - **novelties** ([`NoveltyRate`]): which honest behaviours happen, each with a weight
+//!   (0.2 to 3 in a random world); new phones only with devices, travel only with positions;
+//! - **attacks**: which scenarios are staged (a kind's own set; `impossible_travel` only
+//!   with `ip` or `geo`);
+//! - **style** ([`AttackStyle`]): attack speed (pauses ×0.25 to ×4), share of the balance
+//!   taken (×0.5 to 1), chance of a credential change first, chance of a small test
+//!   transfer first.
+//!
+//! [`WorldSpec::default`] is the original simulator: its output is byte for byte what it was
+//! before world specs existed (a test pins a digest). [`WorldSpec::random`] draws a spec from
+//! a seed. Why the original stream of draws is untouched: a parameter at its default value
+//! makes exactly the draws it made before, and the draws only other worlds need come from a
+//! second random stream per user (`User::xrng`) or from code the wallet kind never runs.
 //!
 //! # Labels file
 //!
 //! [`write_files`] writes the events as JSON lines per CONTRACT.md and, in the same order, one
 //! CSV row per event in the format of [`crate::eval::labels`]:
-//! `event_id,user_id,label,scenario`.
+//! `event_id,user_id,label,scenario`; and the spec as JSON to `<labels>.world.json`
+//! ([`spec_path`]).
 //!
-//! Determinism: one PCG stream per user seeded from `(seed, user)`, no hash-map iteration in
+//! Determinism: PCG streams per user seeded from `(seed, user)`, no hash-map iteration in
 //! output paths, no wall clock. The same parameters give the same bytes.
 
+mod kinds;
 pub mod model;
 mod scenario;
+mod scripts;
+pub mod spec;
 pub mod world;
 
 use std::borrow::Cow;
@@ -67,6 +111,7 @@ use crate::time::{days_from_civil, write_rfc3339, EpochMs};
 
 pub use model::Simulator;
 pub use scenario::MIN_HISTORY_DAYS;
+pub use spec::{AttackStyle, Currency, Fields, Habits, NoveltyRate, WorldKind, WorldSpec};
 pub use world::Party;
 
 /// Errors of the simulator.
@@ -108,6 +153,8 @@ pub struct SimParams {
     pub novelty_rate: f64,
     /// Local (UTC+08:00) calendar date of day 0: (year, month, day).
     pub start: (i64, u32, u32),
+    /// The world: kind, currency, fields, habits, honest behaviours, attacks.
+    pub world: WorldSpec,
 }
 
 impl Default for SimParams {
@@ -119,6 +166,7 @@ impl Default for SimParams {
             attack_rate: 0.015,
             novelty_rate: 0.05,
             start: (2026, 9, 1),
+            world: WorldSpec::default(),
         }
     }
 }
@@ -148,7 +196,7 @@ impl SimParams {
         if !(2001..=2090).contains(&y) || !(1..=12).contains(&m) || !(1..=28).contains(&d) {
             return bad("start", "must be a date 2001..2090 with day 1..=28");
         }
-        Ok(())
+        self.world.validate()
     }
 
     /// Epoch ms of local midnight starting day 0.
@@ -192,6 +240,14 @@ pub enum Scenario {
     ImpossibleTravel,
     /// Repeated moderate transfers to one new payee over days from the owner's device.
     SlowDrain,
+    /// A takeover with no change of device, network or place visible: nearly the whole
+    /// balance transferred to a never-seen account (whose cash-out is the mule's event, not
+    /// the victim's).
+    MuleCashout,
+    /// Card details used online: a burst of card-not-present payments at never-seen merchants.
+    CnpBurst,
+    /// A cloned card used in shops of a far city while the owner pays at home.
+    ClonedCard,
     /// The owner travels (by plane, with a plausible flight time).
     Travel,
     /// The owner binds a new phone.
@@ -202,26 +258,41 @@ pub enum Scenario {
     OwnerReset,
     /// The owner recharges a family member's phone.
     FamilyRecharge,
+    /// The owner withdraws a large share (20-90%) of the balance to their own bank card.
+    OwnCardWithdrawal,
+    /// A salary paid into the wallet, and the owner's payday spending after it.
+    Salary,
+    /// A monthly transfer to one landlord.
+    Rent,
+    /// Regular transfers to a family member.
+    FamilyRemittance,
 }
 
 impl Scenario {
-    /// The attack scenarios.
-    pub const ATTACKS: [Scenario; 6] = [
+    /// The attack scenarios. The first six are the original simulator's (the default world's).
+    pub const ATTACKS: [Scenario; 9] = [
         Scenario::AccountTakeover,
         Scenario::SimSwap,
         Scenario::StolenPhone,
         Scenario::CardTesting,
         Scenario::ImpossibleTravel,
         Scenario::SlowDrain,
+        Scenario::MuleCashout,
+        Scenario::CnpBurst,
+        Scenario::ClonedCard,
     ];
 
-    /// The benign novelty kinds.
-    pub const NOVELTIES: [Scenario; 5] = [
+    /// The benign novelty kinds. The first five are the original simulator's.
+    pub const NOVELTIES: [Scenario; 9] = [
         Scenario::Travel,
         Scenario::NewPhone,
         Scenario::BigPurchase,
         Scenario::OwnerReset,
         Scenario::FamilyRecharge,
+        Scenario::OwnCardWithdrawal,
+        Scenario::Salary,
+        Scenario::Rent,
+        Scenario::FamilyRemittance,
     ];
 
     /// The name in the labels file (empty for ordinary events).
@@ -234,17 +305,47 @@ impl Scenario {
             Scenario::CardTesting => "card_testing",
             Scenario::ImpossibleTravel => "impossible_travel",
             Scenario::SlowDrain => "slow_drain",
+            Scenario::MuleCashout => "mule_cashout",
+            Scenario::CnpBurst => "cnp_burst",
+            Scenario::ClonedCard => "cloned_card",
             Scenario::Travel => "travel",
             Scenario::NewPhone => "new_phone",
             Scenario::BigPurchase => "big_purchase",
             Scenario::OwnerReset => "owner_reset",
             Scenario::FamilyRecharge => "family_recharge",
+            Scenario::OwnCardWithdrawal => "own_card_withdrawal",
+            Scenario::Salary => "salary",
+            Scenario::Rent => "rent",
+            Scenario::FamilyRemittance => "family_remittance",
         }
+    }
+
+    /// The scenario or novelty kind of a name (`None` for an unknown or empty name).
+    pub fn from_name(name: &str) -> Option<Scenario> {
+        Scenario::ATTACKS
+            .into_iter()
+            .chain(Scenario::NOVELTIES)
+            .find(|s| s.as_str() == name)
     }
 
     /// Whether events of this kind are attacks (label 1).
     pub fn is_attack(self) -> bool {
         Scenario::ATTACKS.contains(&self)
+    }
+}
+
+impl serde::Serialize for Scenario {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scenario {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Scenario::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!("{name:?} is not a scenario or novelty kind"))
+        })
     }
 }
 
@@ -259,6 +360,10 @@ pub enum Channel {
     Api,
     /// The bank side (salary sweeps, refunds, incoming transfers).
     Bank,
+    /// A card terminal in a shop (card worlds).
+    Pos,
+    /// A USSD menu on a basic phone (mobile-money worlds).
+    Ussd,
 }
 
 impl Channel {
@@ -269,6 +374,8 @@ impl Channel {
             Channel::Web => "web",
             Channel::Api => "api",
             Channel::Bank => "bank",
+            Channel::Pos => "pos",
+            Channel::Ussd => "ussd",
         }
     }
 }
@@ -334,14 +441,106 @@ pub struct SimEvent {
     pub ts_form: TsForm,
     /// The label kind: attack scenario, benign novelty, or ordinary.
     pub scenario: Scenario,
+    /// How the world writes it: which optional fields, and the currency.
+    pub wire: Wire,
 }
 
-fn push_cents(out: &mut Vec<u8>, c: i64) {
-    let _ = write!(out, "{}.{:02}", c / 100, c % 100);
+/// How a world writes its events ([`SimEvent::write_json`], [`SimEvent::to_event`]): which
+/// optional fields exist and how model amounts (CNY cents) become amounts in the world's
+/// currency. Small and `Copy`, so every event carries it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wire {
+    /// Optional fields written: [`Wire::DEVICE`] | [`Wire::IP`] | [`Wire::GEO`] |
+    /// [`Wire::BALANCE`].
+    pub fields: u8,
+    /// The `currency` code.
+    pub currency: [u8; 3],
+    /// Minor units of the currency per model cent.
+    pub factor: f64,
+    /// Amounts and balances are multiples of this many minor units.
+    pub step: u32,
+    /// Decimals written.
+    pub decimals: u8,
 }
 
-fn cents_f64(c: i64) -> f64 {
-    c as f64 / 100.0
+impl Wire {
+    /// `device_id` is written.
+    pub const DEVICE: u8 = 1;
+    /// `ip` is written.
+    pub const IP: u8 = 2;
+    /// `geo` is written.
+    pub const GEO: u8 = 4;
+    /// `balance_after` is written.
+    pub const BALANCE: u8 = 8;
+
+    /// The original simulator's form: every field, CNY with cents.
+    pub const CNY: Wire = Wire {
+        fields: 15,
+        currency: *b"CNY",
+        factor: 1.0,
+        step: 1,
+        decimals: 2,
+    };
+
+    /// The form of a world.
+    pub fn of(spec: &WorldSpec) -> Wire {
+        let f = &spec.fields;
+        let c = &spec.currency;
+        let mut code = *b"XXX";
+        for (d, s) in code.iter_mut().zip(c.code.bytes()) {
+            *d = s;
+        }
+        Wire {
+            fields: [
+                (f.device_id, Wire::DEVICE),
+                (f.ip, Wire::IP),
+                (f.geo, Wire::GEO),
+                (f.balance_after, Wire::BALANCE),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .fold(0, |acc, (_, bit)| acc | bit),
+            currency: code,
+            factor: c.scale * 10f64.powi(c.decimals as i32) / 100.0,
+            step: c.step.max(1),
+            decimals: c.decimals,
+        }
+    }
+
+    /// Whether the optional field `f` is written.
+    pub fn has(&self, f: u8) -> bool {
+        self.fields & f != 0
+    }
+
+    fn identity(&self) -> bool {
+        self.factor == 1.0 && self.step == 1
+    }
+
+    /// Model cents as minor units of the currency, rounded to the step.
+    pub fn minor(&self, cents: i64) -> i64 {
+        if self.identity() {
+            return cents;
+        }
+        let step = self.step as f64;
+        ((cents as f64 * self.factor / step).round() * step) as i64
+    }
+
+    fn push(&self, out: &mut Vec<u8>, m: i64) {
+        let _ = match self.decimals {
+            0 => write!(out, "{m}"),
+            d => {
+                let p = 10i64.pow(d as u32);
+                write!(out, "{}.{:0w$}", m / p, m % p, w = d as usize)
+            }
+        };
+    }
+
+    fn value(&self, m: i64) -> f64 {
+        match self.decimals {
+            0 => m as f64,
+            d => m as f64 / 10f64.powi(d as i32),
+        }
+    }
 }
 
 impl SimEvent {
@@ -376,7 +575,31 @@ impl SimEvent {
             .map(|d| format!("d-{:012x}", d & 0xffff_ffff_ffff))
     }
 
-    /// Appends the event as one CONTRACT.md JSON object (no newline).
+    /// The amount and balance as written, in minor units of the world's currency.
+    ///
+    /// Why amounts of successful money movements are differences of converted balances: the
+    /// written balances then add up exactly, event after event, at any scale and rounding.
+    /// The amount stays at least one step (a tiny amount at a tiny scale may then break the
+    /// sum by that step).
+    pub fn money_minor(&self) -> (Option<i64>, Option<i64>) {
+        let w = &self.wire;
+        if w.identity() {
+            return (self.amount_cents, self.balance_cents);
+        }
+        let step = w.step as i64;
+        let amount = self.amount_cents.map(|a| {
+            let m = match (self.failure, self.balance_cents) {
+                (None, Some(b)) if self.kind.is_money_out() => w.minor(b + a) - w.minor(b),
+                (None, Some(b)) if self.kind.is_money_in() => w.minor(b) - w.minor(b - a),
+                _ => w.minor(a),
+            };
+            m.max(step)
+        });
+        (amount, self.balance_cents.map(|b| w.minor(b)))
+    }
+
+    /// Appends the event as one CONTRACT.md JSON object (no newline), with the fields and
+    /// currency of its world.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"event_id\":\"");
         self.write_event_id(out);
@@ -404,10 +627,13 @@ impl SimEvent {
         out.extend_from_slice(b",\"type\":\"");
         out.extend_from_slice(self.kind.as_str().as_bytes());
         out.push(b'"');
-        if let Some(a) = self.amount_cents {
+        let (amount, balance) = self.money_minor();
+        if let Some(a) = amount {
             out.extend_from_slice(b",\"amount\":");
-            push_cents(out, a);
-            out.extend_from_slice(b",\"currency\":\"CNY\"");
+            self.wire.push(out, a);
+            out.extend_from_slice(b",\"currency\":\"");
+            out.extend_from_slice(&self.wire.currency);
+            out.push(b'"');
         }
         if self.kind.is_money() {
             out.extend_from_slice(match self.failure {
@@ -428,35 +654,38 @@ impl SimEvent {
         out.extend_from_slice(b",\"channel\":\"");
         out.extend_from_slice(self.channel.as_str().as_bytes());
         out.push(b'"');
-        if let Some(d) = self.device {
+        if let Some(d) = self.device.filter(|_| self.wire.has(Wire::DEVICE)) {
             let _ = write!(out, ",\"device_id\":\"d-{:012x}\"", d & 0xffff_ffff_ffff);
         }
-        if let Some(ip) = self.ip {
+        if let Some(ip) = self.ip.filter(|_| self.wire.has(Wire::IP)) {
             let _ = write!(out, ",\"ip\":\"{ip}\"");
         }
-        if let Some(g) = self.geo {
+        if let Some(g) = self.geo.filter(|_| self.wire.has(Wire::GEO)) {
             let _ = write!(
                 out,
                 ",\"geo\":{{\"lat\":{:.4},\"lon\":{:.4}}}",
                 g.lat, g.lon
             );
         }
-        if let Some(b) = self.balance_cents {
+        if let Some(b) = balance.filter(|_| self.wire.has(Wire::BALANCE)) {
             out.extend_from_slice(b",\"balance_after\":");
-            push_cents(out, b);
+            self.wire.push(out, b);
         }
         out.push(b'}');
     }
 
-    /// The event as the pipeline's validated [`Event`], without a JSON round trip.
+    /// The event as the pipeline's validated [`Event`], without a JSON round trip: the same
+    /// fields and values [`SimEvent::write_json`] writes.
     pub fn to_event(&self) -> Event<'static> {
+        let w = &self.wire;
+        let (amount, balance) = self.money_minor();
         Event {
             event_id: Cow::Owned(self.event_id()),
             user_id: Cow::Owned(self.user_id()),
             ts_ms: self.ts_ms,
             kind: self.kind,
-            amount: self.amount_cents.map(cents_f64),
-            currency: self.amount_cents.map(|_| *b"CNY"),
+            amount: amount.map(|m| w.value(m)),
+            currency: amount.map(|_| w.currency),
             status: if self.failure.is_some() {
                 Status::Failed
             } else {
@@ -465,10 +694,13 @@ impl SimEvent {
             failure_reason: self.failure.map(|f| Cow::Borrowed(f.as_str())),
             counterparty: self.counterparty.map(|p| Cow::Owned(p.to_wire())),
             channel: Some(Cow::Borrowed(self.channel.as_str())),
-            device_id: self.device_id().map(Cow::Owned),
-            ip: self.ip.map(IpAddr::V4),
-            geo: self.geo,
-            balance_after: self.balance_cents.map(cents_f64),
+            device_id: self
+                .device_id()
+                .filter(|_| w.has(Wire::DEVICE))
+                .map(Cow::Owned),
+            ip: self.ip.filter(|_| w.has(Wire::IP)).map(IpAddr::V4),
+            geo: self.geo.filter(|_| w.has(Wire::GEO)),
+            balance_after: balance.filter(|_| w.has(Wire::BALANCE)).map(|m| w.value(m)),
         }
     }
 }
@@ -483,24 +715,33 @@ pub struct SimSummary {
     /// Users.
     pub users: u32,
     /// Users per attack scenario, in [`Scenario::ATTACKS`] order.
-    pub attacks: [u32; 6],
+    pub attacks: [u32; Scenario::ATTACKS.len()],
     /// Users per novelty kind, in [`Scenario::NOVELTIES`] order.
-    pub novelties: [u32; 5],
+    pub novelties: [u32; Scenario::NOVELTIES.len()],
     /// Wall time, seconds.
     pub seconds: f64,
+    /// The world simulated.
+    pub world: WorldSpec,
 }
 
 impl std::fmt::Display for SimSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let w = &self.world;
+        writeln!(f, "world          {} ({})", w.name, w.summary())?;
         writeln!(f, "users          {}", self.users)?;
         writeln!(f, "events         {}", self.events)?;
         writeln!(f, "attack events  {}", self.attack_events)?;
+        // The scenarios and kinds the world has, and any other that occurred.
         for (s, n) in Scenario::ATTACKS.iter().zip(self.attacks) {
-            writeln!(f, "  {:<20} {n} users", s.as_str())?;
+            if n > 0 || w.attacks.contains(s) {
+                writeln!(f, "  {:<20} {n} users", s.as_str())?;
+            }
         }
         writeln!(f, "benign novelties")?;
         for (s, n) in Scenario::NOVELTIES.iter().zip(self.novelties) {
-            writeln!(f, "  {:<20} {n} users", s.as_str())?;
+            if n > 0 || w.novelty_weight(*s) > 0.0 {
+                writeln!(f, "  {:<20} {n} users", s.as_str())?;
+            }
         }
         let rate = if self.seconds > 0.0 {
             self.events as f64 / self.seconds
@@ -524,8 +765,10 @@ pub fn write_files(
         users: params.users,
         attacks: sim.attack_counts(),
         novelties: sim.novelty_counts(),
+        world: params.world.clone(),
         ..SimSummary::default()
     };
+    write_spec(&params.world, labels)?;
     let mut ev_out = create_output(events)?;
     let label_err = |e: std::io::Error| SimError::Labels {
         path: labels.display().to_string(),
@@ -562,4 +805,23 @@ pub fn write_files(
     lab_out.finish().map_err(label_err)?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Where the spec of a labels file is written: `<labels>.world.json`.
+pub fn spec_path(labels: &Path) -> std::path::PathBuf {
+    let mut p = labels.as_os_str().to_owned();
+    p.push(".world.json");
+    p.into()
+}
+
+/// Writes `spec` as JSON to [`spec_path`]`(labels)`.
+pub fn write_spec(spec: &WorldSpec, labels: &Path) -> Result<(), SimError> {
+    let path = spec_path(labels);
+    let err = |msg: String| SimError::Labels {
+        path: path.display().to_string(),
+        msg,
+    };
+    let mut json = serde_json::to_vec_pretty(spec).map_err(|e| err(e.to_string()))?;
+    json.push(b'\n');
+    std::fs::write(&path, json).map_err(|e| err(e.to_string()))
 }

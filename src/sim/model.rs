@@ -16,7 +16,8 @@ use rand_distr::{Distribution, Gamma, LogNormal, Normal, Poisson};
 use rand_pcg::Pcg64Mcg;
 
 use super::world::{self, City, Party, CARRIER_NETS, HOME_CITIES, NATIONAL};
-use super::{Channel, Failure, Scenario, SimError, SimEvent, SimParams, TsForm};
+use super::{Channel, Failure, Scenario, SimError, SimEvent, SimParams, TsForm, Wire};
+use super::{WorldKind, WorldSpec};
 use crate::event::{EventType, Geo};
 use crate::time::{civil_from_days, EpochMs};
 
@@ -43,6 +44,10 @@ pub(crate) struct World {
     /// Attacks start on this day of the window or later: [`super::scenario::MIN_HISTORY_DAYS`]
     /// in the first window (victims need a history), 0 in the windows that continue it.
     pub history_days: u32,
+    /// The world's parameters.
+    pub spec: WorldSpec,
+    /// How its events are written.
+    pub wire: Wire,
 }
 
 impl World {
@@ -52,6 +57,25 @@ impl World {
 
     pub fn end_ms(&self) -> EpochMs {
         self.day_start(self.days)
+    }
+
+    /// The kind of service simulated.
+    pub fn kind(&self) -> WorldKind {
+        self.spec.kind
+    }
+
+    /// An attacker's pause of `ms`, at the world's attack speed.
+    pub fn pace(&self, ms: i64) -> i64 {
+        if self.spec.style.speed == 1.0 {
+            ms
+        } else {
+            (ms as f64 * self.spec.style.speed) as i64
+        }
+    }
+
+    /// A share of the balance an attacker takes, in the world's style.
+    pub fn share(&self, frac: f64) -> f64 {
+        (frac * self.spec.style.share).min(1.0)
     }
 }
 
@@ -151,60 +175,67 @@ pub(crate) enum Salary {
 pub(crate) struct User {
     pub idx: u32,
     pub rng: Pcg64Mcg,
-    seq: u32,
-    ord: u32,
+    pub(crate) seq: u32,
+    pub(crate) ord: u32,
     pub city: usize,
     pub home: (f64, f64),
     pub home_net: [u8; 3],
     pub carrier: [u8; 2],
-    wifi_share: f64,
-    shares_geo: bool,
+    pub(crate) wifi_share: f64,
+    pub(crate) shares_geo: bool,
     /// Own devices: phone, and maybe a second one (laptop browser or tablet app).
     pub phone: u64,
-    second: Option<(u64, Channel)>,
-    second_share: f64,
+    pub(crate) second: Option<(u64, Channel)>,
+    pub(crate) second_share: f64,
     /// A new phone from this time on (and whether the old one stays in use).
     pub phone_change: Option<(EpochMs, u64, bool)>,
     pub balance: i64,
-    rate_out: f64,
+    pub(crate) rate_out: f64,
     pub mu: f64,
-    sigma: f64,
-    p_transfer: f64,
-    p_new_merchant: f64,
-    p_new_person: f64,
-    p_login: f64,
-    p_react: f64,
-    fav_merchants: Vec<Party>,
-    fav_persons: Vec<Party>,
+    pub(crate) sigma: f64,
+    pub(crate) p_transfer: f64,
+    pub(crate) p_new_merchant: f64,
+    pub(crate) p_new_person: f64,
+    pub(crate) p_login: f64,
+    pub(crate) p_react: f64,
+    pub(crate) fav_merchants: Vec<Party>,
+    pub(crate) fav_persons: Vec<Party>,
     pub own_card: Party,
-    own_phone: Party,
+    pub(crate) own_phone: Party,
     /// Cumulative activity share by local hour (f32: per-user state is kept small for
     /// million-user runs).
-    hour_cdf: [f32; 24],
+    pub(crate) hour_cdf: [f32; 24],
     pub odd_hours: [u8; 6],
-    salary: Option<(Salary, i64)>,
-    recharge: (u32, u32, i64),
+    pub(crate) salary: Option<(Salary, i64)>,
+    pub(crate) recharge: (u32, u32, i64),
     pub monthly_spend: i64,
-    new_ids: u64,
+    pub(crate) new_ids: u64,
     pub trip: Option<Box<Trip>>,
     /// Owner's habitual traffic is suppressed in these windows (the phone is gone).
     pub quiet: Vec<(EpochMs, EpochMs)>,
     /// Owner events in these windows carry this benign label kind.
     pub windows: Vec<(EpochMs, EpochMs, Scenario)>,
     /// Scripted intents, latest first (pop gives the earliest).
-    pending: Vec<Intent>,
+    pub(crate) pending: Vec<Intent>,
     pub attack: Option<Scenario>,
     pub novelties: Vec<Scenario>,
+    /// Draws of the world-spec extensions (card and mobile-money habits, new behaviours,
+    /// attack styles), kept apart so the original world's stream of draws is untouched.
+    pub xrng: Pcg64Mcg,
+    /// Card worlds: share of payments made online.
+    pub(crate) p_online: f32,
+    /// Mobile-money worlds: the channel the owner uses (`ussd` or `app`).
+    pub(crate) mm_channel: Channel,
 }
 
-fn lognormal<R: Rng>(rng: &mut R, mu: f64, sigma: f64) -> f64 {
+pub(crate) fn lognormal<R: Rng>(rng: &mut R, mu: f64, sigma: f64) -> f64 {
     // Parameters are finite constants or derived from finite draws: construction cannot fail.
     LogNormal::new(mu, sigma.max(1e-6))
         .map(|d| d.sample(rng))
         .unwrap_or(mu.exp())
 }
 
-fn poisson<R: Rng>(rng: &mut R, lambda: f64) -> u32 {
+pub(crate) fn poisson<R: Rng>(rng: &mut R, lambda: f64) -> u32 {
     if lambda <= 0.0 {
         return 0;
     }
@@ -213,12 +244,12 @@ fn poisson<R: Rng>(rng: &mut R, lambda: f64) -> u32 {
         .unwrap_or(0)
 }
 
-fn normal<R: Rng>(rng: &mut R, mean: f64, sd: f64) -> f64 {
+pub(crate) fn normal<R: Rng>(rng: &mut R, mean: f64, sd: f64) -> f64 {
     Normal::new(mean, sd).map(|d| d.sample(rng)).unwrap_or(mean)
 }
 
 /// Rounds an amount in yuan to cents the way prices look: whole yuan, tenths, or cents.
-fn price_cents<R: Rng>(rng: &mut R, yuan: f64) -> i64 {
+pub(crate) fn price_cents<R: Rng>(rng: &mut R, yuan: f64) -> i64 {
     let c = (yuan * 100.0).max(1.0);
     let step = match rng.gen_range(0..10) {
         0..=3 => 100,
@@ -229,7 +260,7 @@ fn price_cents<R: Rng>(rng: &mut R, yuan: f64) -> i64 {
 }
 
 /// People transfer round sums.
-fn round_cents<R: Rng>(rng: &mut R, yuan: f64) -> i64 {
+pub(crate) fn round_cents<R: Rng>(rng: &mut R, yuan: f64) -> i64 {
     let step = if yuan >= 500.0 && rng.gen_bool(0.6) {
         10_000
     } else if yuan >= 20.0 && rng.gen_bool(0.7) {
@@ -271,9 +302,11 @@ impl User {
         } else {
             None
         };
-        let rate_out = lognormal(&mut rng, 1.0f64.ln(), 0.7).clamp(0.08, 12.0);
-        let mu = normal(&mut rng, 3.6, 0.6);
-        let sigma = rng.gen_range(0.5..1.15);
+        let h = &w.spec.habits;
+        let rate_out = lognormal(&mut rng, h.activity.ln(), h.activity_dispersion)
+            .clamp(0.08 * h.activity, 12.0 * h.activity);
+        let mu = normal(&mut rng, h.amount_mu, h.amount_mu_sd);
+        let sigma = rng.gen_range(h.amount_sigma[0]..h.amount_sigma[1]);
         let n_merch = rng.gen_range(3..13);
         let fav_merchants = (0..n_merch)
             .map(|_| {
@@ -353,7 +386,12 @@ impl User {
             recharge_amt,
         );
         let balance = (monthly_spend as f64 * rng.gen_range(0.05..1.5)) as i64;
-        User {
+        let xrng = Pcg64Mcg::new(
+            (world::digest(w.seed, b"user-x", &[idx as u64]) as u128) << 64
+                | world::digest(w.seed, b"user-x2", &[idx as u64]) as u128
+                | 1,
+        );
+        let mut u = User {
             idx,
             seq: 0,
             ord: 0,
@@ -393,7 +431,51 @@ impl User {
             attack: None,
             novelties: Vec::new(),
             rng,
+            xrng,
+            p_online: 0.0,
+            mm_channel: Channel::App,
+        };
+        u.kind_traits(w);
+        u
+    }
+
+    /// Traits of card and mobile-money users, drawn from [`User::xrng`].
+    fn kind_traits(&mut self, w: &World) {
+        match w.kind() {
+            WorldKind::Wallet => {}
+            WorldKind::Card => {
+                self.p_online = self.xrng.gen_range(0.05..0.45);
+                // The "balance" of a card is its available credit, restored on statement day
+                // (see `card_day`); nothing else pays into it.
+                self.balance = self.credit_limit();
+                self.salary = None;
+            }
+            WorldKind::MobileMoney => {
+                self.mm_channel = if self.xrng.gen_bool(0.6) {
+                    Channel::Ussd
+                } else {
+                    Channel::App
+                };
+                self.p_transfer = self.xrng.gen_range(0.35..0.7);
+                self.p_new_person = self.xrng.gen_range(0.01..0.08);
+                self.p_new_merchant = self.xrng.gen_range(0.02..0.15);
+            }
         }
+    }
+
+    /// Where the owner's money comes from when topping up: their bank card, or in mobile
+    /// money the agent near home where they pay cash in.
+    pub fn funding_party(&mut self, w: &World) -> Party {
+        match w.kind() {
+            WorldKind::MobileMoney => self.agent(w),
+            _ => self.own_card,
+        }
+    }
+
+    /// A mobile-money agent near home: most users use one or two.
+    pub fn agent(&mut self, w: &World) -> Party {
+        let rank = world::zipf_rank(&mut self.xrng, 4) + (self.idx as u64 % 50) * 4;
+        world::merchant(w.seed, 2000 + self.city as u64, rank)
     }
 
     /// A time on day `d0` drawn from the user's active hours.
@@ -493,7 +575,7 @@ impl User {
         }
     }
 
-    fn next_ord(&mut self) -> u32 {
+    pub(crate) fn next_ord(&mut self) -> u32 {
         self.ord += 1;
         self.ord
     }
@@ -541,7 +623,7 @@ impl User {
             .unwrap_or(Scenario::None)
     }
 
-    fn is_quiet(&self, t: EpochMs) -> bool {
+    pub(crate) fn is_quiet(&self, t: EpochMs) -> bool {
         self.quiet.iter().any(|(a, b)| t >= *a && t < *b) || self.place(t) == Place::InAir
     }
 
@@ -648,6 +730,9 @@ impl User {
 
     /// The owner's habitual traffic for one day.
     fn habitual_day(&mut self, w: &World, day: u32, d0: EpochMs, out: &mut Vec<Intent>) {
+        if w.kind() == WorldKind::Card {
+            return self.card_day(w, day, d0, out);
+        }
         // Day-to-day variation is over-dispersed: some days nothing, some days a lot.
         let weekday = (w.day0_civil + day as i64 + 4).rem_euclid(7); // 0 = Sunday
         let weekend = if weekday == 0 || weekday == 6 {
@@ -677,7 +762,10 @@ impl User {
             if new_session && self.rng.gen_bool(self.p_login) {
                 self.owner_login(t, ctx, d0, out);
             }
-            let it = self.owner_money_out(w, t, ctx);
+            let it = match w.kind() {
+                WorldKind::MobileMoney => self.mm_money_out(w, t, ctx),
+                _ => self.owner_money_out(w, t, ctx),
+            };
             out.push(it);
             prev = Some((t, ctx));
         }
@@ -731,8 +819,13 @@ impl User {
                 out.push(it);
             }
         }
-        // Friends paying back, red packets.
-        for _ in 0..poisson(&mut self.rng, 0.06) {
+        // Friends paying back, red packets (in mobile money, far more often: it is how most
+        // money arrives).
+        let incoming = match w.kind() {
+            WorldKind::MobileMoney => 0.35,
+            _ => 0.06,
+        };
+        for _ in 0..poisson(&mut self.rng, incoming) {
             let t = self.habitual_time(d0);
             let k = self.rng.gen_range(0..self.fav_persons.len());
             let party = self.fav_persons[k];
@@ -845,10 +938,14 @@ impl User {
         // Latest first, so pop() yields time order; reactions are inserted in place.
         todo.sort_unstable_by_key(|b| std::cmp::Reverse((b.ts, b.ord)));
         while let Some(it) = todo.pop() {
-            self.resolve(it, d1, todo, out);
+            self.resolve(w, it, d1, todo, out);
         }
-        // A comfortable balance is swept to the bank now and then.
-        if self.balance > 3 * self.monthly_spend.max(50_000) && self.rng.gen_bool(0.2) {
+        // A comfortable balance is swept to the bank now and then (a card has no balance of
+        // its own to sweep).
+        if w.kind() != WorldKind::Card
+            && self.balance > 3 * self.monthly_spend.max(50_000)
+            && self.rng.gen_bool(0.2)
+        {
             let t = self.habitual_time(d1);
             if !self.is_quiet(t) {
                 let ctx = self.owner_ctx(t);
@@ -883,6 +980,7 @@ impl User {
 
     fn resolve(
         &mut self,
+        w: &World,
         it: Intent,
         d1: EpochMs,
         todo: &mut Vec<Intent>,
@@ -903,7 +1001,7 @@ impl User {
                             / 10_000
                             * 10_000;
                         let t1 = it.ts + self.rng.gen_range(30_000..180_000);
-                        let card = self.own_card;
+                        let card = self.funding_party(w);
                         let top = self.intent(
                             t1,
                             EventType::TopUp,
@@ -959,8 +1057,17 @@ impl User {
             self.balance += amount;
         }
         let money = it.kind.is_money();
+        // Types the world does not write still move money (a card's settlement), unseen.
+        if !w.kind().emits(it.kind) {
+            return;
+        }
+        let mut ctx = it.ctx;
+        if w.kind() == WorldKind::MobileMoney && ctx.channel != Channel::Bank {
+            // One phone, one menu: attackers who hold the account use the same channel.
+            ctx.channel = self.mm_channel;
+        }
         self.seq += 1;
-        let ts_form = self.ts_form(it.ctx.channel);
+        let ts_form = self.ts_form(ctx.channel);
         out.push(SimEvent {
             ts_ms: it.ts,
             user: self.idx,
@@ -969,18 +1076,19 @@ impl User {
             amount_cents: money.then_some(amount),
             failure,
             counterparty: it.party,
-            channel: it.ctx.channel,
-            device: it.ctx.device,
-            ip: it.ctx.ip,
+            channel: ctx.channel,
+            device: ctx.device,
+            ip: ctx.ip,
             // Rounded to the four decimals written (about 10 m), so the in-memory event equals
             // its wire form.
-            geo: it.ctx.geo.map(|g| Geo {
+            geo: ctx.geo.map(|g| Geo {
                 lat: (g.lat * 1e4).round() / 1e4,
                 lon: (g.lon * 1e4).round() / 1e4,
             }),
             balance_cents: money.then_some(self.balance),
             ts_form,
             scenario: it.scenario,
+            wire: w.wire,
         });
     }
 }
@@ -1012,6 +1120,8 @@ impl Simulator {
             day0_civil: crate::time::days_from_civil(y, m, d),
             days: p.days,
             history_days: super::scenario::MIN_HISTORY_DAYS,
+            wire: Wire::of(&p.world),
+            spec: p.world.clone(),
         };
         let users = (0..p.users)
             .map(|i| {
@@ -1081,8 +1191,8 @@ impl Simulator {
     }
 
     /// Users per attack scenario, in [`Scenario::ATTACKS`] order.
-    pub fn attack_counts(&self) -> [u32; 6] {
-        let mut n = [0; 6];
+    pub fn attack_counts(&self) -> [u32; Scenario::ATTACKS.len()] {
+        let mut n = [0; Scenario::ATTACKS.len()];
         for u in &self.users {
             if let Some(a) = u.attack {
                 if let Some(i) = Scenario::ATTACKS.iter().position(|x| *x == a) {
@@ -1094,8 +1204,8 @@ impl Simulator {
     }
 
     /// Users per benign novelty kind, in [`Scenario::NOVELTIES`] order.
-    pub fn novelty_counts(&self) -> [u32; 5] {
-        let mut n = [0; 5];
+    pub fn novelty_counts(&self) -> [u32; Scenario::NOVELTIES.len()] {
+        let mut n = [0; Scenario::NOVELTIES.len()];
         for u in &self.users {
             for k in &u.novelties {
                 if let Some(i) = Scenario::NOVELTIES.iter().position(|x| x == k) {

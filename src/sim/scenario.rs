@@ -14,7 +14,7 @@ use super::model::{
 use super::world::{
     self, Party, ATTACKER_ABROAD, HOME_CITIES, HOSTING_NETS, NATIONAL, TRAVEL_ABROAD,
 };
-use super::{Channel, Failure, Scenario, SimParams};
+use super::{Channel, Failure, Scenario, SimParams, WorldKind};
 use crate::event::{EventType, Geo};
 use crate::time::EpochMs;
 
@@ -58,7 +58,7 @@ impl Actor {
 #[allow(clippy::too_many_arguments)]
 impl User {
     /// An attacker step with no amount, payee or balance reaction (logins, resets, binds).
-    fn push_plain(
+    pub(crate) fn push_plain(
         &mut self,
         w: &World,
         t: EpochMs,
@@ -82,7 +82,7 @@ impl User {
         self.push(w, t, kind, Amt::None, Some(party), ctx, sc, React::None);
     }
 
-    fn push(
+    pub(crate) fn push(
         &mut self,
         w: &World,
         t: EpochMs,
@@ -101,7 +101,7 @@ impl User {
         self.schedule(it);
     }
 
-    fn push_failed(
+    pub(crate) fn push_failed(
         &mut self,
         w: &World,
         t: EpochMs,
@@ -125,13 +125,13 @@ impl User {
         Party::Person(world::digest(w.seed, b"mule", &[k]))
     }
 
-    fn attacker_device(&mut self, w: &World, n: u64) -> u64 {
+    pub(crate) fn attacker_device(&mut self, w: &World, n: u64) -> u64 {
         world::digest(w.seed, b"device-x", &[self.idx as u64, n])
     }
 
     /// A city for a remote attacker: abroad (with probability `abroad_p`) or a mainland
     /// city, at least `min_km` from the victim's home.
-    fn far_city(&mut self, abroad_p: f64, min_km: f64) -> &'static world::City {
+    pub(crate) fn far_city(&mut self, abroad_p: f64, min_km: f64) -> &'static world::City {
         let table = if self.rng.gen_bool(abroad_p) {
             ATTACKER_ABROAD
         } else {
@@ -150,14 +150,18 @@ impl User {
     /// Picks the scenarios of this user and schedules their steps.
     pub(crate) fn plan_scenarios(&mut self, w: &World, p: &SimParams) {
         let mut attack = None;
-        if p.days > w.history_days && self.rng.gen_bool(p.attack_rate) {
-            let kind = Scenario::ATTACKS[self.rng.gen_range(0..Scenario::ATTACKS.len())];
+        let attacks = &w.spec.attacks;
+        if p.days > w.history_days && !attacks.is_empty() && self.rng.gen_bool(p.attack_rate) {
+            let kind = attacks[self.rng.gen_range(0..attacks.len())];
             let day = self.rng.gen_range(w.history_days..p.days);
             attack = Some((kind, day));
         }
+        let rate = |k: Scenario| (p.novelty_rate * w.spec.novelty_weight(k)).clamp(0.0, 1.0);
+        // The original five kinds, one draw each in this order whatever the world (the
+        // default world's stream of draws depends on it).
         let mut wanted = [false; 5];
-        for x in &mut wanted {
-            *x = self.rng.gen_bool(p.novelty_rate);
+        for (x, k) in wanted.iter_mut().zip(Scenario::NOVELTIES) {
+            *x = self.rng.gen_bool(rate(k));
         }
         // A trip first: it decides where the owner is for everything else.
         // A trip still under way from the previous window keeps the owner where they are.
@@ -205,14 +209,26 @@ impl User {
                 self.novelties.push(Scenario::FamilyRecharge);
             }
         }
+        // The behaviours added with world specs, drawn from the spec's own stream.
+        for k in &Scenario::NOVELTIES[5..] {
+            let r = rate(*k);
+            if r > 0.0 && self.xrng.gen_bool(r) && self.plan_added_novelty(w, *k) {
+                self.novelties.push(*k);
+            }
+        }
         if let Some((kind, day)) = attack {
             let d0 = w.day_start(day);
+            let card = w.kind() == WorldKind::Card;
             match kind {
                 Scenario::AccountTakeover => self.plan_takeover(w, d0),
                 Scenario::SimSwap => self.plan_sim_swap(w, d0),
                 Scenario::StolenPhone => self.plan_stolen_phone(w, d0),
+                Scenario::CardTesting if card => self.plan_card_testing_online(w, d0),
                 Scenario::CardTesting => self.plan_card_testing(w, d0),
                 Scenario::ImpossibleTravel => self.plan_impossible_travel(w, d0),
+                Scenario::MuleCashout => self.plan_mule_cashout(w, d0),
+                Scenario::CnpBurst => self.plan_cnp_burst(w, d0),
+                Scenario::ClonedCard => self.plan_cloned_card(w, d0),
                 _ => self.plan_slow_drain(w, d0),
             }
             self.attack = Some(kind);
@@ -283,6 +299,12 @@ impl User {
         let fare = (fare + (self.rng.gen::<f64>() - 0.5) * 0.8).exp()
             * if self.rng.gen_bool(0.4) { 2.0 } else { 1.0 };
         let agency = world::merchant(w.seed, NATIONAL, self.rng.gen_range(0..30));
+        // A card pays the agency online; its `geo` is the agency's seat.
+        let book_ctx = if w.kind() == WorldKind::Card {
+            self.online_ctx(w, agency)
+        } else {
+            book_ctx
+        };
         self.push(
             w,
             book,
@@ -321,6 +343,11 @@ impl User {
         let t = arrive + self.rng.gen_range(1..4) * HOUR_MS;
         let ctx = self.owner_ctx(t);
         let hotel = world::merchant(w.seed, city_key, world::zipf_rank(&mut self.rng, 200));
+        let ctx = if w.kind() == WorldKind::Card {
+            self.shop_ctx(w, hotel, (dest.lat, dest.lon))
+        } else {
+            ctx
+        };
         let night = (self.rng.gen_range(300.0f64..900.0) * nights as f64 * 100.0) as i64;
         self.push(
             w,
@@ -446,13 +473,23 @@ impl User {
         let price = ((price / 100.0).round() * 100.0
             - if self.rng.gen_bool(0.5) { 1.0 } else { 0.0 }) as i64
             * 100;
-        let shop = if self.rng.gen_bool(0.6) {
+        let online = self.rng.gen_bool(0.6);
+        let shop = if online {
             world::merchant(w.seed, NATIONAL, self.rng.gen_range(0..200))
         } else {
             world::merchant(w.seed, self.city as u64, 3000 + self.rng.gen_range(0..500))
         };
-        let card = self.own_card;
+        let card = self.funding_party(w);
         let top = t - self.rng.gen_range(3..40) * MIN_MS;
+        // A card pays at the shop (or online): `geo` is the shop's.
+        let pay_ctx = match w.kind() {
+            WorldKind::Card if online => self.online_ctx(w, shop),
+            WorldKind::Card => {
+                let c = &HOME_CITIES[self.city];
+                self.shop_ctx(w, shop, (c.lat, c.lon))
+            }
+            _ => ctx,
+        };
         self.push(
             w,
             top,
@@ -469,7 +506,7 @@ impl User {
             EventType::Payment,
             Amt::Cents(price),
             Some(shop),
-            ctx,
+            pay_ctx,
             Scenario::BigPurchase,
             React::OwnerTopUp,
         );
@@ -528,21 +565,21 @@ impl User {
             for _ in 0..self.rng.gen_range(1..4) {
                 let c = a.ctx(self);
                 self.push_plain(w, t, EventType::LoginFailed, c, S);
-                t += self.rng.gen_range(15_000..90_000);
+                t += w.pace(self.rng.gen_range(15_000..90_000));
             }
         }
         let c = a.ctx(self);
         self.push_plain(w, t, EventType::PasswordReset, c, S);
-        t += self.rng.gen_range(60_000..600_000);
+        t += w.pace(self.rng.gen_range(60_000..600_000));
         let c = a.ctx(self);
         self.push_plain(w, t, EventType::Login, c, S);
-        t += self.rng.gen_range(30_000..300_000);
+        t += w.pace(self.rng.gen_range(30_000..300_000));
         let card = self.rng.gen_bool(0.5);
         let payee = if card {
             let p = Party::Card(world::digest(w.seed, b"card-x", &[self.idx as u64]));
             let c = a.ctx(self);
             self.push_party(w, t, EventType::PaymentMethodBind, p, c, S);
-            t += self.rng.gen_range(60_000..600_000);
+            t += w.pace(self.rng.gen_range(60_000..600_000));
             p
         } else {
             self.mule(w)
@@ -566,7 +603,7 @@ impl User {
                 S,
                 React::None,
             );
-            t += self.rng.gen_range(60_000..600_000);
+            t += w.pace(self.rng.gen_range(60_000..600_000));
         }
         let n = self.rng.gen_range(1..4);
         let mut payee = payee;
@@ -586,16 +623,19 @@ impl User {
                 w,
                 t,
                 kind,
-                Amt::Share { frac, round },
+                Amt::Share {
+                    frac: w.share(frac),
+                    round,
+                },
                 Some(payee),
                 c,
                 S,
                 React::Retry(Amt::Share {
-                    frac: 0.5,
+                    frac: w.share(0.5),
                     round: 1_000,
                 }),
             );
-            t += self.rng.gen_range(60_000..900_000);
+            t += w.pace(self.rng.gen_range(60_000..900_000));
             if !card && self.rng.gen_bool(0.3) {
                 payee = self.mule(w);
             }
@@ -622,17 +662,17 @@ impl User {
         let mut t = d0 + self.rng.gen_range(8..23) * HOUR_MS + self.rng.gen_range(0..HOUR_MS);
         let c = a.ctx(self);
         self.push_plain(w, t, EventType::MfaChange, c, S);
-        t += self.rng.gen_range(120_000..1_200_000);
+        t += w.pace(self.rng.gen_range(120_000..1_200_000));
         let c = a.ctx(self);
         self.push_plain(w, t, EventType::PasswordReset, c, S);
-        t += self.rng.gen_range(30_000..300_000);
+        t += w.pace(self.rng.gen_range(30_000..300_000));
         let c = a.ctx(self);
         self.push_plain(w, t, EventType::Login, c, S);
-        t += self.rng.gen_range(60_000..600_000);
+        t += w.pace(self.rng.gen_range(60_000..600_000));
         let card = Party::Card(world::digest(w.seed, b"card-x", &[self.idx as u64]));
         let c = a.ctx(self);
         self.push_party(w, t, EventType::PaymentMethodBind, card, c, S);
-        t += self.rng.gen_range(60_000..600_000);
+        t += w.pace(self.rng.gen_range(60_000..600_000));
         let n = self.rng.gen_range(1..4);
         for i in 0..n {
             let frac = if i + 1 == n {
@@ -646,18 +686,18 @@ impl User {
                 t,
                 EventType::Withdrawal,
                 Amt::Share {
-                    frac,
+                    frac: w.share(frac),
                     round: 10_000,
                 },
                 Some(card),
                 c,
                 S,
                 React::Retry(Amt::Share {
-                    frac: 0.8,
+                    frac: w.share(0.8),
                     round: 1_000,
                 }),
             );
-            t += self.rng.gen_range(120_000..1_200_000);
+            t += w.pace(self.rng.gen_range(120_000..1_200_000));
         }
     }
 
@@ -674,22 +714,24 @@ impl User {
             ip: Some(u.carrier_ip()),
             geo: Some(u.home_geo(0.07)),
         };
+        let ctx_at = |u: &mut User, _: EpochMs| ctx(u);
         if self.rng.gen_bool(0.4) {
             for _ in 0..self.rng.gen_range(1..4) {
                 let c = ctx(self);
                 self.push_plain(w, t, EventType::LoginFailed, c, S);
-                t += self.rng.gen_range(10_000..120_000);
+                t += w.pace(self.rng.gen_range(10_000..120_000));
             }
         }
         if self.rng.gen_bool(0.5) {
             let c = ctx(self);
             self.push_plain(w, t, EventType::Login, c, S);
-            t += self.rng.gen_range(30_000..300_000);
+            t += w.pace(self.rng.gen_range(30_000..300_000));
         }
         let n = self.rng.gen_range(2..7);
         let mut amount = self.rng.gen_range(5..30) as f64 * 1_000.0;
         let growth = self.rng.gen_range(1.5..3.0);
         let mut payee = self.mule(w);
+        t = self.style_prelude(w, t, ctx_at, EventType::Transfer, payee, S);
         for _ in 0..n {
             let c = ctx(self);
             let cents = ((amount / 1_000.0).round() as i64).max(1) * 1_000;
@@ -699,7 +741,7 @@ impl User {
                 EventType::Transfer,
                 Amt::UpTo {
                     cents,
-                    frac: 0.95,
+                    frac: w.share(0.95),
                     round: 1_000,
                 },
                 Some(payee),
@@ -707,7 +749,7 @@ impl User {
                 S,
                 React::None,
             );
-            t += self.rng.gen_range(3 * MIN_MS..25 * MIN_MS);
+            t += w.pace(self.rng.gen_range(3 * MIN_MS..25 * MIN_MS));
             amount *= growth;
             if self.rng.gen_bool(0.5) {
                 payee = self.mule(w);
@@ -770,17 +812,17 @@ impl User {
             for _ in 0..self.rng.gen_range(1..6) {
                 let c = a.ctx(self);
                 self.push_plain(w, t, EventType::LoginFailed, c, S);
-                t += self.rng.gen_range(2_000..30_000);
+                t += w.pace(self.rng.gen_range(2_000..30_000));
             }
         }
         let c = a.ctx(self);
         self.push_plain(w, t, EventType::Login, c, S);
-        t += self.rng.gen_range(5_000..120_000);
+        t += w.pace(self.rng.gen_range(5_000..120_000));
         if self.rng.gen_bool(0.8) {
             let card = Party::Card(world::digest(w.seed, b"card-x", &[self.idx as u64]));
             let c = a.ctx(self);
             self.push_party(w, t, EventType::PaymentMethodBind, card, c, S);
-            t += self.rng.gen_range(5_000..60_000);
+            t += w.pace(self.rng.gen_range(5_000..60_000));
         }
         let decline = self.rng.gen_range(0.15..0.5);
         for _ in 0..self.rng.gen_range(3..13) {
@@ -814,9 +856,9 @@ impl User {
                     React::None,
                 );
             }
-            t += self.rng.gen_range(3_000..90_000);
+            t += w.pace(self.rng.gen_range(3_000..90_000));
         }
-        t += self.rng.gen_range(30_000..1_800_000);
+        t += w.pace(self.rng.gen_range(30_000..1_800_000));
         let shop = world::merchant(w.seed, NATIONAL, 10_000 + self.rng.gen_range(0..20_000));
         let big = (self.rng.gen_range(800.0f64..6000.0) * 100.0) as i64;
         let c = a.ctx(self);
@@ -863,8 +905,9 @@ impl User {
         let mut t = t0;
         let c = a.ctx(self);
         self.push_plain(w, t, EventType::Login, c, S);
-        t += self.rng.gen_range(MIN_MS..10 * MIN_MS);
+        t += w.pace(self.rng.gen_range(MIN_MS..10 * MIN_MS));
         let mut payee = self.mule(w);
+        t = self.style_prelude(w, t, |u, _| a.ctx(u), EventType::Transfer, payee, S);
         for _ in 0..self.rng.gen_range(1..4) {
             let frac = self.rng.gen_range(0.3..0.9);
             let c = a.ctx(self);
@@ -873,18 +916,18 @@ impl User {
                 t,
                 EventType::Transfer,
                 Amt::Share {
-                    frac,
+                    frac: w.share(frac),
                     round: 10_000,
                 },
                 Some(payee),
                 c,
                 S,
                 React::Retry(Amt::Share {
-                    frac: 0.5,
+                    frac: w.share(0.5),
                     round: 1_000,
                 }),
             );
-            t += self.rng.gen_range(2 * MIN_MS..20 * MIN_MS);
+            t += w.pace(self.rng.gen_range(2 * MIN_MS..20 * MIN_MS));
             if self.rng.gen_bool(0.3) {
                 payee = self.mule(w);
             }
@@ -901,7 +944,7 @@ impl User {
             Party::Person(self.fresh())
         };
         let gaps: Vec<i64> = (1..self.rng.gen_range(4..11))
-            .map(|_| self.rng.gen_range(1..4) * DAY_MS)
+            .map(|_| w.pace(self.rng.gen_range(1..4) * DAY_MS))
             .collect();
         // Why: a drain is a series over days. One started so late that the simulated window
         // keeps only its first transfer is not the scenario, and no evidence could tell it
@@ -921,13 +964,18 @@ impl User {
             };
             let yuan = (typical * self.rng.gen_range(0.8..2.5)).clamp(100.0, 3000.0);
             let cents = (yuan / 10.0).round() as i64 * 1_000;
+            let t = if i == 0 {
+                self.style_prelude(w, t, |u, t| u.owner_ctx(t), EventType::Transfer, payee, S)
+            } else {
+                t
+            };
             self.push(
                 w,
                 t,
                 EventType::Transfer,
                 Amt::UpTo {
                     cents,
-                    frac: 0.8,
+                    frac: w.share(0.8),
                     round: 1_000,
                 },
                 Some(payee),

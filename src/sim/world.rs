@@ -197,6 +197,13 @@ impl Party {
         };
     }
 
+    /// The number behind the id.
+    pub fn id(&self) -> u64 {
+        match *self {
+            Party::Merchant(x) | Party::Person(x) | Party::Card(x) | Party::Phone(x) => x,
+        }
+    }
+
     /// The wire form as a string.
     pub fn to_wire(&self) -> String {
         let mut v = Vec::with_capacity(20);

@@ -1,0 +1,558 @@
+//! `walletguard worlds`: detection quality over many random worlds, and the worst of them.
+//!
+//! Each world is a [`WorldSpec`] drawn from its seed ([`WorldSpec::random`]): a wallet, card
+//! or mobile-money service, any currency scale, any set of optional fields, any activity and
+//! mix of honest behaviours and attack styles. Its events are generated in memory and fed, as
+//! the JSON lines a file would hold, in event order through [`Engine::process_bytes`]
+//! ([`super::score_event`], the step `eval` uses on files); the labels come straight from the
+//! simulator. The figures are [`super::metrics::compute`]'s.
+//!
+//! One row per world (seed, kind, currency and scale, fields, events, then six figures), then
+//! the WORST row (per column, the worst value over the worlds: the highest false-alarm rate,
+//! the lowest of the others) and the MEDIAN row. A figure a world cannot have (recall without
+//! attacks) is left out of both. Worlds run on at most [`WorldsOptions::threads`] threads and
+//! are reported in seed order, so the output does not depend on timing.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::metrics::{self, Figures};
+use super::report::{Inputs, Report};
+use super::{score_event, EvalError, Scored, Truth};
+use crate::config::Config;
+use crate::pipeline::Engine;
+use crate::sim::{Scenario, SimParams, Simulator, WorldKind, WorldSpec};
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorldsOptions {
+    /// Number of worlds.
+    pub count: u32,
+    /// Seed of the first world; world `i` has seed `first_seed + i`.
+    pub first_seed: u64,
+    /// Worlds of this kind only (`None`: any kind).
+    pub kind: Option<WorldKind>,
+    /// Users, days, rates and start date of every world (its `seed` and `world` are replaced).
+    pub base: SimParams,
+    /// Write `worlds.json` and `worlds.md` here.
+    pub out: Option<PathBuf>,
+    /// Worker threads (at least 1; each holds one world's state and records).
+    pub threads: usize,
+}
+
+/// The six figures of a row. `None`: the world has nothing to measure it on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RowFigures {
+    /// Benign users with any freeze, over benign users.
+    pub false_freeze: Option<f64>,
+    /// Benign users with any non-allow decision, over benign users.
+    pub any_alert: Option<f64>,
+    /// Attack instances with any non-allow decision.
+    pub recall: Option<f64>,
+    /// Attack instances frozen by their second money-out.
+    pub freeze_before_2nd: Option<f64>,
+    /// Attack money-out at or after the first freeze, over all attack money-out.
+    pub money_saved: Option<f64>,
+    /// Average precision of the score against the label.
+    pub pr_auc: Option<f64>,
+}
+
+/// Whether a higher value of a column is worse.
+const HIGHER_IS_WORSE: [bool; 6] = [true, true, false, false, false, false];
+
+impl RowFigures {
+    /// The row of an evaluation.
+    pub fn of(f: &Figures) -> RowFigures {
+        let all = f.scenarios.iter().find(|s| s.scenario == "all");
+        RowFigures {
+            false_freeze: f.overall.false_freeze_rate_benign_users,
+            any_alert: f.overall.false_alert_rate_benign_users,
+            recall: all.and_then(|a| a.recall),
+            freeze_before_2nd: all.and_then(|a| a.freeze_recall),
+            money_saved: all.and_then(|a| a.money_saved_share),
+            pr_auc: f.overall.pr_auc,
+        }
+    }
+
+    /// The columns in table order.
+    pub fn columns(&self) -> [Option<f64>; 6] {
+        [
+            self.false_freeze,
+            self.any_alert,
+            self.recall,
+            self.freeze_before_2nd,
+            self.money_saved,
+            self.pr_auc,
+        ]
+    }
+
+    fn from_columns(c: [Option<f64>; 6]) -> RowFigures {
+        RowFigures {
+            false_freeze: c[0],
+            any_alert: c[1],
+            recall: c[2],
+            freeze_before_2nd: c[3],
+            money_saved: c[4],
+            pr_auc: c[5],
+        }
+    }
+
+    /// Per column, the worst value over `rows`: the highest false-freeze and false-alert
+    /// rates, the lowest recall, early freezes, money saved and PR-AUC. Rows without a value
+    /// in a column do not count in it.
+    pub fn worst(rows: &[RowFigures]) -> RowFigures {
+        let mut c = [None; 6];
+        for (i, out) in c.iter_mut().enumerate() {
+            let vals = rows.iter().filter_map(|r| r.columns()[i]);
+            *out = if HIGHER_IS_WORSE[i] {
+                vals.max_by(f64::total_cmp)
+            } else {
+                vals.min_by(f64::total_cmp)
+            };
+        }
+        RowFigures::from_columns(c)
+    }
+
+    /// Per column, the median over `rows` (the mean of the two middle values for an even
+    /// count).
+    pub fn median(rows: &[RowFigures]) -> RowFigures {
+        let mut c = [None; 6];
+        for (i, out) in c.iter_mut().enumerate() {
+            let mut v: Vec<f64> = rows.iter().filter_map(|r| r.columns()[i]).collect();
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            *out = match n {
+                0 => None,
+                _ if n % 2 == 1 => Some(v[n / 2]),
+                _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+            };
+        }
+        RowFigures::from_columns(c)
+    }
+}
+
+/// One world's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorldResult {
+    /// Its seed.
+    pub seed: u64,
+    /// Its spec.
+    pub spec: WorldSpec,
+    /// Events scored.
+    pub events: u64,
+    /// Its row.
+    pub row: RowFigures,
+    /// Its full evaluation report.
+    pub report: Report,
+}
+
+/// Every world, then the worst and median rows (`worlds.json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorldsReport {
+    /// Config of the pipeline (`None`: built-in defaults).
+    pub config: Option<String>,
+    /// Users per world.
+    pub users: u32,
+    /// Days per world.
+    pub days: u32,
+    /// The worlds, in seed order.
+    pub worlds: Vec<WorldResult>,
+    /// Per column, the worst value over the worlds.
+    pub worst: RowFigures,
+    /// Per column, the median over the worlds.
+    pub median: RowFigures,
+}
+
+/// Label index of every scenario and novelty kind: 0 is ordinary, then
+/// [`Scenario::ATTACKS`], then [`Scenario::NOVELTIES`].
+fn scenario_names() -> Vec<String> {
+    std::iter::once(String::new())
+        .chain(
+            Scenario::ATTACKS
+                .iter()
+                .chain(&Scenario::NOVELTIES)
+                .map(|s| s.as_str().to_owned()),
+        )
+        .collect()
+}
+
+fn scenario_index(s: Scenario) -> u16 {
+    Scenario::ATTACKS
+        .iter()
+        .chain(&Scenario::NOVELTIES)
+        .position(|x| *x == s)
+        .map(|i| i as u16 + 1)
+        .unwrap_or(0)
+}
+
+/// Generates the simulation of `params` in memory and scores every event through `engine`
+/// as the JSON line a file would hold, in event order. Returns the records and the scenario
+/// names their indexes refer to.
+pub fn score_simulation(
+    engine: &Engine,
+    params: &SimParams,
+) -> Result<(Scored, Vec<String>), EvalError> {
+    let mut sim = Simulator::new(params)?;
+    let mut state = engine.new_state();
+    let mut scored = Scored::default();
+    let mut line = Vec::with_capacity(512);
+    while let Some(day) = sim.next_day() {
+        for ev in day {
+            line.clear();
+            ev.write_json(&mut line);
+            let truth = Truth {
+                user: ev.user,
+                attack: ev.label() == 1,
+                scenario: scenario_index(ev.scenario),
+            };
+            score_event(engine, &mut state, &line, &mut scored, |_| Ok(truth))?;
+        }
+    }
+    Ok((scored, scenario_names()))
+}
+
+/// Scores one world.
+pub fn run_world(
+    engine: &Engine,
+    opts: &WorldsOptions,
+    seed: u64,
+    config: Option<&str>,
+) -> Result<WorldResult, EvalError> {
+    let spec = WorldSpec::random(seed, opts.kind);
+    let params = SimParams {
+        seed,
+        world: spec.clone(),
+        ..opts.base.clone()
+    };
+    let (scored, names) = score_simulation(engine, &params)?;
+    let (figures, _) = metrics::compute(&scored.recs, &names);
+    let name = format!("simulated world {seed} ({}), in memory", spec.kind.as_str());
+    let report = Report {
+        inputs: Inputs {
+            events: name.clone(),
+            labels: name,
+            decisions: None,
+            config: config.map(str::to_owned),
+        },
+        invalid_events: scored.invalid,
+        figures,
+    };
+    Ok(WorldResult {
+        seed,
+        events: report.figures.overall.events,
+        row: RowFigures::of(&report.figures),
+        spec,
+        report,
+    })
+}
+
+/// Scores every world of `opts` on up to `opts.threads` threads; results in seed order.
+pub fn score_worlds(
+    config: &Config,
+    config_name: Option<&str>,
+    opts: &WorldsOptions,
+) -> Result<WorldsReport, EvalError> {
+    let engine = Engine::new(config.clone());
+    let n = opts.count as usize;
+    let next = AtomicUsize::new(0);
+    let slots: Mutex<Vec<Option<Result<WorldResult, EvalError>>>> =
+        Mutex::new((0..n).map(|_| None).collect());
+    let threads = opts.threads.clamp(1, n.max(1));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let seed = opts.first_seed + i as u64;
+                    let r = run_world(&engine, opts, seed, config_name);
+                    let mut g = slots.lock().unwrap_or_else(|p| p.into_inner());
+                    g[i] = Some(r);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|p| {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panicked".into());
+                EvalError::Worker(msg)
+            })?;
+        }
+        Ok::<(), EvalError>(())
+    })?;
+    let mut worlds = Vec::with_capacity(n);
+    for (i, r) in slots
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .enumerate()
+    {
+        let r = r.ok_or_else(|| EvalError::Worker(format!("world {i} was not scored")))?;
+        worlds.push(r?);
+    }
+    let rows: Vec<RowFigures> = worlds.iter().map(|w| w.row).collect();
+    Ok(WorldsReport {
+        config: config_name.map(str::to_owned),
+        users: opts.base.users,
+        days: opts.base.days,
+        worst: RowFigures::worst(&rows),
+        median: RowFigures::median(&rows),
+        worlds,
+    })
+}
+
+fn pct(v: Option<f64>, decimals: usize) -> String {
+    v.map(|x| format!("{:.decimals$}%", x * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn figure_cells(r: &RowFigures) -> [String; 6] {
+    [
+        pct(r.false_freeze, 2),
+        pct(r.any_alert, 2),
+        pct(r.recall, 1),
+        pct(r.freeze_before_2nd, 1),
+        pct(r.money_saved, 1),
+        r.pr_auc
+            .map(|v| format!("{v:.4}"))
+            .unwrap_or_else(|| "-".into()),
+    ]
+}
+
+const HEADS: [&str; 12] = [
+    "seed",
+    "kind",
+    "currency",
+    "scale",
+    "fields",
+    "events",
+    "false-freeze",
+    "any-alert",
+    "recall",
+    "freeze<2nd",
+    "saved",
+    "PR-AUC",
+];
+
+impl WorldsReport {
+    /// The table's cells: a row per world, then WORST and MEDIAN.
+    pub fn cells(&self) -> Vec<[String; 12]> {
+        let mut rows = Vec::new();
+        for w in &self.worlds {
+            let f = figure_cells(&w.row);
+            let c = &w.spec.currency;
+            rows.push([
+                w.seed.to_string(),
+                w.spec.kind.as_str().to_owned(),
+                c.code.clone(),
+                format!("×{}", c.scale),
+                w.spec.fields.short(),
+                w.events.to_string(),
+                f[0].clone(),
+                f[1].clone(),
+                f[2].clone(),
+                f[3].clone(),
+                f[4].clone(),
+                f[5].clone(),
+            ]);
+        }
+        for (name, r) in [("WORST", &self.worst), ("MEDIAN", &self.median)] {
+            let f = figure_cells(r);
+            let mut row: [String; 12] = Default::default();
+            row[0] = name.into();
+            for (d, s) in row[6..].iter_mut().zip(f) {
+                *d = s;
+            }
+            rows.push(row);
+        }
+        rows
+    }
+
+    /// The text table printed on stdout. `fields` is `d` `i` `g` `b` for `device_id`, `ip`,
+    /// `geo` and `balance_after` present, `-` for each absent.
+    pub fn table(&self) -> String {
+        let rows = self.cells();
+        let mut width = HEADS.map(|h| h.chars().count());
+        for r in &rows {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut s = String::new();
+        let line = |s: &mut String, cells: &[String]| {
+            for (i, c) in cells.iter().enumerate() {
+                let pad = width[i] - c.chars().count();
+                // Text left, numbers right.
+                if i <= 4 {
+                    let _ = write!(s, "{c}{}", " ".repeat(pad));
+                } else {
+                    let _ = write!(s, "{}{c}", " ".repeat(pad));
+                }
+                s.push_str(if i + 1 < cells.len() { "  " } else { "\n" });
+            }
+        };
+        line(&mut s, &HEADS.map(String::from));
+        for r in &rows {
+            line(&mut s, r);
+        }
+        s.push_str(
+            "fields: d device_id, i ip, g geo, b balance_after, - absent; false-freeze and \
+             any-alert over benign users; recall, freeze<2nd and saved over attacks\n",
+        );
+        s
+    }
+
+    /// `worlds.md`: the table in Markdown, then each world's spec in one line.
+    pub fn markdown(&self) -> String {
+        let mut s = String::from("# walletguard: detection quality over random worlds\n\n");
+        let _ = writeln!(
+            s,
+            "{} worlds of {} users × {} days, pipeline config {}. `fields`: `d` `i` `g` `b` for \
+             `device_id`, `ip`, `geo`, `balance_after` present. WORST is per column the worst \
+             value over the worlds, MEDIAN the median. Rates are over benign users (false \
+             freeze, any alert) and attack instances (recall, freeze before the 2nd money-out, \
+             money saved); definitions in `walletguard::eval::metrics`.\n",
+            self.worlds.len(),
+            self.users,
+            self.days,
+            self.config.as_deref().unwrap_or("built-in defaults")
+        );
+        let _ = writeln!(s, "| {} |", HEADS.join(" | "));
+        let _ = writeln!(
+            s,
+            "|{}",
+            HEADS
+                .iter()
+                .enumerate()
+                .map(|(i, _)| if (1..=4).contains(&i) {
+                    "---|"
+                } else {
+                    "---:|"
+                })
+                .collect::<String>()
+        );
+        for r in self.cells() {
+            let _ = writeln!(s, "| {} |", r.join(" | "));
+        }
+        s.push_str("\n## Worlds\n\n");
+        for w in &self.worlds {
+            let _ = writeln!(s, "- {}: {}", w.seed, w.spec.summary());
+        }
+        s.push_str("\nEvery world's spec and full report: `worlds.json`.\n");
+        s
+    }
+}
+
+/// `walletguard worlds`: scores the worlds, prints the table on `out`, and writes
+/// `worlds.json` and `worlds.md` when `opts.out` is set.
+pub fn run(
+    config: &Config,
+    config_name: Option<&str>,
+    opts: &WorldsOptions,
+    out: &mut dyn Write,
+) -> Result<WorldsReport, EvalError> {
+    let report = score_worlds(config, config_name, opts)?;
+    let werr = |p: &std::path::Path| {
+        let path = p.display().to_string();
+        move |source| EvalError::Write { path, source }
+    };
+    out.write_all(report.table().as_bytes())
+        .map_err(werr(std::path::Path::new("stdout")))?;
+    if let Some(dir) = &opts.out {
+        std::fs::create_dir_all(dir).map_err(werr(dir))?;
+        let p = dir.join("worlds.json");
+        let mut json = serde_json::to_vec_pretty(&report).map_err(|e| EvalError::Write {
+            path: p.display().to_string(),
+            source: e.into(),
+        })?;
+        json.push(b'\n');
+        std::fs::write(&p, json).map_err(werr(&p))?;
+        let p = dir.join("worlds.md");
+        std::fs::write(&p, report.markdown()).map_err(werr(&p))?;
+        let _ = writeln!(out, "report -> {}/worlds.json, worlds.md", dir.display());
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(v: [Option<f64>; 6]) -> RowFigures {
+        RowFigures::from_columns(v)
+    }
+
+    #[test]
+    fn worst_and_median_are_per_column() {
+        let rows = [
+            row([
+                Some(0.01),
+                Some(0.10),
+                Some(0.9),
+                Some(0.5),
+                None,
+                Some(0.75),
+            ]),
+            row([
+                Some(0.03),
+                Some(0.05),
+                Some(0.6),
+                Some(0.8),
+                Some(0.4),
+                Some(0.25),
+            ]),
+            row([
+                Some(0.02),
+                Some(0.20),
+                Some(0.8),
+                Some(0.1),
+                Some(0.9),
+                None,
+            ]),
+        ];
+        let w = RowFigures::worst(&rows);
+        assert_eq!(
+            w.columns(),
+            [
+                Some(0.03),
+                Some(0.20),
+                Some(0.6),
+                Some(0.1),
+                Some(0.4),
+                Some(0.25)
+            ]
+        );
+        let m = RowFigures::median(&rows);
+        assert_eq!(
+            m.columns(),
+            [
+                Some(0.02),
+                Some(0.10),
+                Some(0.8),
+                Some(0.5),
+                Some(0.65),
+                Some(0.5)
+            ]
+        );
+        assert_eq!(RowFigures::worst(&[]).columns(), [None; 6]);
+    }
+
+    #[test]
+    fn scenario_indexes_name_their_scenarios() {
+        let names = scenario_names();
+        for s in Scenario::ATTACKS.iter().chain(&Scenario::NOVELTIES) {
+            assert_eq!(names[scenario_index(*s) as usize], s.as_str());
+        }
+        assert_eq!(scenario_index(Scenario::None), 0);
+    }
+}
