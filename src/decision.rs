@@ -496,9 +496,10 @@ impl Decider {
     pub fn matrix(&self, identity: f64, stake: f64, familiar_fields: u8) -> Action {
         let m = &self.cfg.two_axis;
         let owner_like = familiar_fields >= m.owner_fields.max(1);
-        if identity >= m.identity_strong && stake >= m.stake_review {
-            Action::Freeze
-        } else if stake >= m.stake_extreme && !owner_like {
+        // Freeze: a stranger with something at stake, or stake so extreme that only the
+        // owner's own context earns a two-factor check instead.
+        let stranger_with_stake = identity >= m.identity_strong && stake >= m.stake_review;
+        if stranger_with_stake || (stake >= m.stake_extreme && !owner_like) {
             Action::Freeze
         } else if identity >= m.identity_strong
             || stake >= m.stake_step_up

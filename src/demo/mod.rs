@@ -204,7 +204,10 @@ pub(crate) fn summarize(card: &mut Scorecard, users: &HashMap<u32, UserTrack>) {
             row.4 += u.out_total;
             row.5 += u.out_after_freeze;
         }
-        card.attacks.push(row);
+        // Scenarios the demo's world does not play (other world kinds') get no row.
+        if row.1 > 0 {
+            card.attacks.push(row);
+        }
     }
     let honest: Vec<&UserTrack> = users.values().filter(|u| u.attack.is_none()).collect();
     card.false_freezes = (
