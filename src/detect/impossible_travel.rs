@@ -26,6 +26,11 @@ pub struct ImpossibleTravelConfig {
     pub min_distance_km: f64,
     /// Hours any trip of at least `min_distance_km` takes on top of flying time (airports).
     pub trip_overhead_hours: f64,
+    /// Multiplier on the score when the event's geo cell is one the user has been seen in
+    /// before: a familiar place reached "too fast" means the positions are noisy (a merchant's
+    /// position instead of the customer's, IP geolocation flipping between two points of
+    /// presence), not that a stranger acts from there.
+    pub known_place_factor: f64,
 }
 
 impl Default for ImpossibleTravelConfig {
@@ -36,6 +41,7 @@ impl Default for ImpossibleTravelConfig {
             max_speed_kmh: 1000.0,
             min_distance_km: 150.0,
             trip_overhead_hours: 1.0,
+            known_place_factor: 0.0,
         }
     }
 }
@@ -47,6 +53,7 @@ impl ImpossibleTravelConfig {
         unit(&k("weight"), self.weight)?;
         positive(&k("max_speed_kmh"), self.max_speed_kmh)?;
         nonneg(&k("trip_overhead_hours"), self.trip_overhead_hours)?;
+        unit(&k("known_place_factor"), self.known_place_factor)?;
         nonneg(&k("min_distance_km"), self.min_distance_km)
     }
 }
@@ -69,6 +76,7 @@ pub struct ImpossibleTravel {
     max_speed_kmh: f64,
     min_distance_km: f64,
     overhead_h: f64,
+    known_place_factor: f64,
 }
 
 impl ImpossibleTravel {
@@ -79,6 +87,7 @@ impl ImpossibleTravel {
             max_speed_kmh: c.max_speed_kmh,
             min_distance_km: c.min_distance_km,
             overhead_h: c.trip_overhead_hours,
+            known_place_factor: c.known_place_factor,
         }
     }
 }
@@ -106,7 +115,10 @@ impl Detector for ImpossibleTravel {
         if elapsed_h >= quickest_h {
             return;
         }
-        let s = 0.5 + (quickest_h / elapsed_h).log10();
+        let mut s = 0.5 + (quickest_h / elapsed_h).log10();
+        if matches!(ctx.facts.cell, Some((_, true))) {
+            s *= self.known_place_factor;
+        }
         out.push(
             Code::ImpossibleTravel,
             s,
@@ -168,6 +180,32 @@ mod tests {
             r#""geo":{"lat":31.23,"lon":121.47}"#,
         );
         assert!(s.is_empty(), "{s:?}");
+    }
+
+    #[test]
+    fn a_familiar_place_reached_too_fast_is_noise() {
+        let mut k = Kit::new();
+        k.history();
+        // The user has been in Hangzhou (170 km from Shanghai) before.
+        let t = T0 + 29 * DAY + 11 * 3_600_000 + 600_000;
+        k.learn(t, "login", r#""geo":{"lat":30.27,"lon":120.16}"#);
+        k.learn(t + 600_000, "login", r#""geo":{"lat":31.23,"lon":121.47}"#);
+        // Ten minutes later "in Hangzhou" again: a familiar cell, so noise, not a thief.
+        let s = k.run(
+            &det(),
+            t + 1_200_000,
+            "login",
+            r#""geo":{"lat":30.27,"lon":120.16}"#,
+        );
+        assert!(s.is_empty(), "{s:?}");
+        // A never-seen place as far away and as fast still fires.
+        let s = k.run(
+            &det(),
+            t + 1_200_000,
+            "login",
+            r#""geo":{"lat":32.06,"lon":118.79}"#,
+        );
+        assert!(score(&s) > 0.5, "{s:?}");
     }
 
     #[test]
