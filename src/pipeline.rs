@@ -151,7 +151,7 @@ pub struct Engine {
     prior: Prior,
     detectors: Vec<Box<dyn Detector>>,
     decider: Decider,
-    tiny_amount: f64,
+    tiny_ratio: f64,
     cred_window_s: u32,
     freeze_cooldown_s: u32,
     learn_below: Action,
@@ -167,7 +167,7 @@ impl Engine {
             prior: Prior::new(&config),
             detectors: detect::build(&config.detectors),
             decider: Decider::new(&config.decision),
-            tiny_amount: config.detectors.card_testing.tiny_amount,
+            tiny_ratio: config.detectors.card_testing.tiny_ratio,
             cred_window_s: (config.detectors.credential_change.window_hours * 3600.0) as u32,
             freeze_cooldown_s: (config.decision.freeze_cooldown_hours * 3600.0) as u32,
             ttl_s: (config.baseline.profile_ttl_days * 86_400.0).min(u32::MAX as f64) as u32,
@@ -329,8 +329,8 @@ impl Engine {
 
         let mut learned = false;
         if !duplicate {
-            let tiny_new =
-                CardTesting::is_tiny_new_merchant(self.tiny_amount, ev.kind, ev.amount, new_payee);
+            let tiny = self.tiny_ratio * detect::typical_of(&self.prior, profile, &facts);
+            let tiny_new = CardTesting::is_tiny_new_merchant(tiny, ev.kind, ev.amount, new_payee);
             profile.record_activity(&self.params, ev, &facts, tiny_new);
             if decision.action < self.learn_below {
                 profile.learn(&self.params, ev, &facts);

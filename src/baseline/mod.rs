@@ -439,7 +439,7 @@ pub struct Facts {
     pub ip: Option<(u64, bool)>,
     /// Geo-cell hash and whether the profile knows it.
     pub cell: Option<(u64, bool)>,
-    /// ln(1 + amount) for money events.
+    /// ln(amount) for money events with a positive amount.
     pub log_amount: Option<f64>,
     /// Whether the profile had any learned history before this event.
     pub has_history: bool,
@@ -647,7 +647,9 @@ impl Profile {
                     keys::geo_cell(g.lat, g.lon, p.geo_cell_degrees),
                 )
             }),
-            log_amount: ev.amount.map(f64::ln_1p),
+            // ln(amount), not ln(1 + amount): only the log itself is scale-free (×1000 shifts
+            // every value by ln 1000 and leaves every spread alone).
+            log_amount: ev.amount.filter(|a| *a > 0.0).map(f64::ln),
             has_history: !self.is_empty(),
             has_geo: self.last_geo_at != 0,
         }
@@ -660,7 +662,7 @@ impl Profile {
         self.amt_n as f64 * f.decay
     }
 
-    /// Per-user mean and variance of ln(1 + amount) (unshrunk), if any history.
+    /// Per-user mean and variance of ln(amount) (unshrunk), if any history.
     pub fn amount_stats(&self) -> Option<(f64, f64)> {
         if self.amt_n <= 0.0 {
             return None;
@@ -1177,13 +1179,13 @@ mod tests {
         for (dt, a) in xs {
             let w = 2f64.powf(-(t_last - dt as f64) / half);
             sw += w;
-            swx += w * f64::ln_1p(a);
+            swx += w * f64::ln(a);
         }
         let mean = swx / sw;
         let mut sws = 0.0;
         for (dt, a) in xs {
             let w = 2f64.powf(-(t_last - dt as f64) / half);
-            sws += w * (f64::ln_1p(a) - mean).powi(2);
+            sws += w * (f64::ln(a) - mean).powi(2);
         }
         assert!(
             (prof.amt_n as f64 - sw).abs() < 1e-4,

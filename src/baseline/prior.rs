@@ -13,9 +13,11 @@ use crate::validate::{invalid, positive, Checked};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PriorConfig {
-    /// Mean of ln(1 + amount) of money out across users.
+    /// Mean of ln(amount) of money out across users: only the starting point for a user with
+    /// no money out yet (a user's own history replaces it entirely, whatever the currency).
     pub amount_log_mean: f64,
-    /// Standard deviation of ln(1 + amount) across users.
+    /// Spread of ln(amount) within a user's money out, before the user's own is known. A
+    /// spread of logs is the same in every currency.
     pub amount_log_sd: f64,
     /// Relative activity per local hour 0..23 across users (normalised on load).
     pub hour_weights: Vec<f64>,
@@ -110,19 +112,18 @@ impl Prior {
         }
     }
 
-    /// Shrunk (mean, variance) of ln(1 + amount) for a user with `n` observations of
-    /// the given mean and variance. The variance blends the two spreads plus the spread
-    /// between the two means, so a user far from the population is not made overconfident.
+    /// (mean, variance) of ln(amount) for a user with `n` observations of the given mean and
+    /// variance. The mean is the user's own: pulling it toward a population amount would tie
+    /// the baseline to one currency and one population (a habit of 10,000 in a currency where
+    /// that is a coffee would look like an outlier against a prior of 54). Only the spread is
+    /// shrunk toward the prior's, which is scale-free, so a user with two payments of the same
+    /// amount is not made overconfident.
     pub fn shrink_amount(&self, n: f64, own: Option<(f64, f64)>) -> (f64, f64) {
         match own {
             None => (self.amount_mean, self.amount_var),
             Some((m, v)) => {
                 let w = self.own_weight(n);
-                let mean = w * m + (1.0 - w) * self.amount_mean;
-                let var = w * v
-                    + (1.0 - w) * self.amount_var
-                    + w * (1.0 - w) * (m - self.amount_mean).powi(2);
-                (mean, var)
+                (m, w * v + (1.0 - w) * self.amount_var)
             }
         }
     }
@@ -147,13 +148,16 @@ mod tests {
     fn shrinkage_moves_from_prior_to_user() {
         let p = Prior::new(&Config::default());
         assert!((p.hours.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        // The mean is always the user's own; the spread moves from the prior's to the user's.
         let (m0, v0) = p.shrink_amount(0.0, Some((8.0, 0.1)));
-        assert_eq!((m0, v0), (p.amount_mean, p.amount_var));
-        let (m, _) = p.shrink_amount(1000.0, Some((8.0, 0.1)));
-        assert!((m - 8.0).abs() < 0.05);
+        assert_eq!((m0, v0), (8.0, p.amount_var));
+        let (m, v) = p.shrink_amount(1000.0, Some((8.0, 0.1)));
+        assert_eq!(m, 8.0);
+        assert!((v - 0.1).abs() < 0.02);
         // k observations: halfway.
-        let (mk, _) = p.shrink_amount(p.k, Some((8.0, 0.1)));
-        assert!((mk - (8.0 + p.amount_mean) / 2.0).abs() < 1e-12);
+        let (_, vk) = p.shrink_amount(p.k, Some((8.0, 0.1)));
+        assert!((vk - (0.1 + p.amount_var) / 2.0).abs() < 1e-12);
+        assert_eq!(p.shrink_amount(0.0, None), (p.amount_mean, p.amount_var));
         assert_eq!(p.shrink_hour(0.0, 3, Some(1.0)), p.hours[3]);
     }
 }

@@ -22,9 +22,10 @@ pub struct AmountOutlierConfig {
     pub enabled: bool,
     /// Weight in the noisy-OR.
     pub weight: f64,
-    /// Amounts at or below this never count as outliers (default currency units).
-    pub min_amount: f64,
-    /// Floor on the per-user standard deviation of ln(1+amount), so a user who always pays
+    /// Amounts below this multiple of the user's typical amount never count as outliers: a
+    /// user who always pays the same amount is not alarmed by a small change, in any currency.
+    pub min_ratio: f64,
+    /// Floor on the per-user standard deviation of ln(amount), so a user who always pays
     /// the same amount is not alarmed by a small change.
     pub min_sd: f64,
     /// Multiplier on the score of a familiar outflow (a merchant payment from a device the
@@ -39,7 +40,7 @@ impl Default for AmountOutlierConfig {
         AmountOutlierConfig {
             enabled: true,
             weight: 0.55,
-            min_amount: 50.0,
+            min_ratio: 3.0,
             min_sd: 0.35,
             familiar_factor: 0.4,
         }
@@ -52,7 +53,7 @@ impl AmountOutlierConfig {
         let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         unit(&k("familiar_factor"), self.familiar_factor)?;
-        nonneg(&k("min_amount"), self.min_amount)?;
+        nonneg(&k("min_ratio"), self.min_ratio)?;
         positive(&k("min_sd"), self.min_sd)
     }
 }
@@ -60,7 +61,7 @@ impl AmountOutlierConfig {
 /// See the module docs.
 pub struct AmountOutlier {
     weight: f64,
-    min_amount: f64,
+    min_ratio: f64,
     min_var: f64,
     p_start: f64,
     p_full: f64,
@@ -72,7 +73,7 @@ impl AmountOutlier {
     pub fn new(c: &AmountOutlierConfig, p_start: f64, p_full: f64) -> Self {
         AmountOutlier {
             weight: c.weight,
-            min_amount: c.min_amount,
+            min_ratio: c.min_ratio,
             min_var: c.min_sd * c.min_sd,
             p_start,
             p_full,
@@ -94,15 +95,20 @@ impl Detector for AmountOutlier {
         let (Some(amount), Some(x)) = (ctx.ev.amount, ctx.facts.log_amount) else {
             return;
         };
-        if !ctx.ev.kind.is_money_out() || amount <= self.min_amount {
+        if !ctx.ev.kind.is_money_out() {
             return;
         }
+        // No money out yet, no habit to be out of (and no population amount to compare with:
+        // it would belong to one currency).
+        let Some(own) = ctx.profile.amount_stats() else {
+            return;
+        };
         let n = ctx.profile.amount_n(ctx.facts);
-        let own = ctx
-            .profile
-            .amount_stats()
-            .map(|(m, v)| (m, v.max(self.min_var)));
-        let (mean, var) = ctx.prior.shrink_amount(n, own);
+        let own = (own.0, own.1.max(self.min_var));
+        let (mean, var) = ctx.prior.shrink_amount(n, Some(own));
+        if amount < self.min_ratio * mean.exp() {
+            return;
+        }
         let sd = var.max(self.min_var).sqrt();
         let z = (x - mean) / sd;
         if z < Z_FAST_PATH {
@@ -117,7 +123,7 @@ impl Detector for AmountOutlier {
         if familiar_outflow(ctx) {
             s *= self.familiar_factor;
         }
-        let typical = mean.exp_m1();
+        let typical = mean.exp();
         out.push(
             Code::AmountOutlier,
             s,

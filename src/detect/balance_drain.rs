@@ -14,7 +14,7 @@ use super::{
     familiar_outflow, money, ramp, typical_amount, Code, Detail, Detector, Input, Signals,
 };
 use crate::event::Status;
-use crate::validate::{invalid, nonneg, unit, Checked};
+use crate::validate::{invalid, unit, Checked};
 use serde::{Deserialize, Serialize};
 
 /// `[detectors.balance_drain]`.
@@ -29,8 +29,6 @@ pub struct BalanceDrainConfig {
     pub start_share: f64,
     /// Share at which it scores 1.
     pub full_share: f64,
-    /// Outflows at or below this amount never score.
-    pub min_amount: f64,
     /// Multiplier on the score of a familiar outflow (a merchant payment from a device the
     /// user already uses, or a transfer or withdrawal to an established payee): people top up
     /// and spend their whole balance at shops, or move it to their own card, all the time;
@@ -45,7 +43,6 @@ impl Default for BalanceDrainConfig {
             weight: 0.6,
             start_share: 0.4,
             full_share: 0.9,
-            min_amount: 100.0,
             familiar_factor: 0.4,
         }
     }
@@ -62,7 +59,7 @@ impl BalanceDrainConfig {
         if self.full_share <= self.start_share {
             return Err(invalid(&k("full_share"), "must be above start_share"));
         }
-        nonneg(&k("min_amount"), self.min_amount)
+        Ok(())
     }
 }
 
@@ -71,7 +68,6 @@ pub struct BalanceDrain {
     weight: f64,
     start: f64,
     full: f64,
-    min_amount: f64,
     familiar_factor: f64,
 }
 
@@ -82,7 +78,6 @@ impl BalanceDrain {
             weight: c.weight,
             start: c.start_share,
             full: c.full_share,
-            min_amount: c.min_amount,
             familiar_factor: c.familiar_factor,
         }
     }
@@ -97,7 +92,9 @@ impl Detector for BalanceDrain {
         let Some(amount) = ctx.ev.amount else {
             return;
         };
-        if !ctx.ev.kind.is_money_out() || amount <= self.min_amount {
+        // No absolute floor: an outflow no larger than the user's typical one scores nothing
+        // (the ramp on `typical_amount` below), whatever the currency.
+        if !ctx.ev.kind.is_money_out() || amount <= 0.0 {
             return;
         }
         let before = match (ctx.ev.balance_after, ctx.ev.status) {

@@ -11,6 +11,7 @@
 //! itself.
 
 use super::{money, ramp, Code, Detail, Detector, Input, Signals};
+use crate::baseline::Novelty;
 use crate::event::EventType;
 use crate::validate::{count, invalid, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
@@ -23,8 +24,9 @@ pub struct CardTestingConfig {
     pub enabled: bool,
     /// Weight in the noisy-OR.
     pub weight: f64,
-    /// A payment at or below this amount is "tiny".
-    pub tiny_amount: f64,
+    /// A payment at or below this share of the user's typical money out is "tiny" (an order of
+    /// magnitude below habit, in any currency).
+    pub tiny_ratio: f64,
     /// Recent tiny payments to new merchants (decayed) at which it starts to score.
     pub start_count: f64,
     /// Count at which it scores 1.
@@ -34,6 +36,13 @@ pub struct CardTestingConfig {
     pub stranger_start_count: f64,
     /// `full_count` for a stranger.
     pub stranger_full_count: f64,
+    /// How far the owner's own habit of paying merchants never paid before discounts the run:
+    /// the score is multiplied by `1 − habit_discount × share`, where `share` is the user's
+    /// (smoothed) share of money out that went to new payees. A card used at a different shop
+    /// every day makes "payments to new merchants" all the time; a run of them is evidence only
+    /// as far as it is unlike the owner. Not applied to a stranger, whose acts say nothing of
+    /// the owner's habits.
+    pub habit_discount: f64,
 }
 
 impl Default for CardTestingConfig {
@@ -41,11 +50,12 @@ impl Default for CardTestingConfig {
         CardTestingConfig {
             enabled: true,
             weight: 0.85,
-            tiny_amount: 5.0,
+            tiny_ratio: 0.3,
             start_count: 2.5,
             full_count: 6.0,
             stranger_start_count: 1.5,
             stranger_full_count: 2.0,
+            habit_discount: 1.0,
         }
     }
 }
@@ -68,18 +78,21 @@ impl CardTestingConfig {
                 "must be above stranger_start_count",
             ));
         }
-        positive(&k("tiny_amount"), self.tiny_amount)
+        unit(&k("tiny_ratio"), self.tiny_ratio)?;
+        unit(&k("habit_discount"), self.habit_discount)?;
+        positive(&k("tiny_ratio"), self.tiny_ratio)
     }
 }
 
 /// See the module docs.
 pub struct CardTesting {
     weight: f64,
-    tiny: f64,
+    tiny_ratio: f64,
     start: f64,
     full: f64,
     stranger_start: f64,
     stranger_full: f64,
+    habit_discount: f64,
 }
 
 impl CardTesting {
@@ -87,16 +100,18 @@ impl CardTesting {
     pub fn new(c: &CardTestingConfig) -> Self {
         CardTesting {
             weight: c.weight,
-            tiny: c.tiny_amount,
+            tiny_ratio: c.tiny_ratio,
             start: c.start_count,
             full: c.full_count,
             stranger_start: c.stranger_start_count,
             stranger_full: c.stranger_full_count,
+            habit_discount: c.habit_discount,
         }
     }
 
-    /// Whether an event is a tiny payment to a merchant the profile does not know: the thing
-    /// this detector counts (the pipeline records it in the profile).
+    /// Whether an event is a tiny payment (at or below `tiny_amount`: `tiny_ratio` of the
+    /// user's typical money out) to a merchant the profile does not know: the thing this
+    /// detector counts (the pipeline records it in the profile).
     pub fn is_tiny_new_merchant(
         tiny_amount: f64,
         kind: EventType,
@@ -117,10 +132,12 @@ impl Detector for CardTesting {
             return;
         }
         let new_cp = matches!(ctx.facts.counterparty, Some((_, false)));
-        let tiny_new = Self::is_tiny_new_merchant(self.tiny, ctx.ev.kind, ctx.ev.amount, new_cp);
+        let tiny = self.tiny_ratio * super::typical_amount(ctx);
+        let tiny_new = Self::is_tiny_new_merchant(tiny, ctx.ev.kind, ctx.ev.amount, new_cp);
         let recent = ctx.profile.recent_tiny_new(ctx.facts);
         let c = recent + tiny_new as u8 as f64;
-        let (start, full) = if ctx.facts.stranger() {
+        let stranger = ctx.facts.stranger();
+        let (start, full) = if stranger {
             (self.stranger_start, self.stranger_full)
         } else {
             (self.start, self.full)
@@ -128,10 +145,17 @@ impl Detector for CardTesting {
         if c < start {
             return;
         }
+        let habit = if stranger {
+            1.0
+        } else {
+            let n = ctx.profile.out_n as f64 * ctx.facts.decay;
+            let share = (ctx.profile.novel_count(Novelty::Merchant) + 1.0) / (n + 2.0);
+            (1.0 - self.habit_discount * share.min(1.0)).max(0.0)
+        };
         let amount = ctx.ev.amount.unwrap_or(0.0);
         out.push(
             Code::CardTesting,
-            ramp(c, start - 1.0, full),
+            ramp(c, start - 1.0, full) * habit,
             self.weight,
             Detail::new(
                 |a, f| {
@@ -194,6 +218,73 @@ mod tests {
             r#""amount":3000,"counterparty":"shop-z""#,
         );
         assert!(score(&s) > 0.6, "{s:?}");
+    }
+
+    #[test]
+    fn the_owners_habit_of_new_shops_discounts_the_run() {
+        // The same run, from the owner's context, scores less for a user whose money out
+        // mostly went to payees never paid before, and not at all with the discount off.
+        let run = |habit: f64| {
+            let mut k = Kit::new();
+            k.history();
+            // Nine in ten of the user's money out went to payees never paid before (fixed
+            // point, 256 per count).
+            let n = (k.profile.out_n as f64 * 0.9 * 256.0).min(u16::MAX as f64);
+            k.profile.novel[Novelty::Merchant as usize] = n as u16;
+            let t = T0 + 31 * DAY;
+            for i in 0..5 {
+                tiny(&mut k, t + i * 20_000, &format!("m{i}"));
+            }
+            let d = CardTesting::new(&CardTestingConfig {
+                habit_discount: habit,
+                ..CardTestingConfig::default()
+            });
+            score(&k.run(
+                &d,
+                t + 110_000,
+                "payment",
+                r#""amount":0.5,"counterparty":"m9""#,
+            ))
+        };
+        let (off, on) = (run(0.0), run(1.0));
+        assert!(off > 0.7, "{off}");
+        assert!(on < 0.5 * off, "habit discounts the run: {on} vs {off}");
+    }
+
+    #[test]
+    fn tiny_is_relative_to_the_users_typical_amount() {
+        // The kit's history pays around 50-ish; 1.0 is tiny, 40 is not.
+        let mut k = Kit::new();
+        k.history();
+        let typical = {
+            let s = k.json(
+                T0 + 31 * DAY,
+                "payment",
+                r#""amount":1.0,"counterparty":"x""#,
+            );
+            let e = parse_event(s.as_bytes()).unwrap();
+            let f = k.profile.facts(&k.params, &e);
+            super::super::typical_of(&k.prior, &k.profile, &f)
+        };
+        let tiny = CardTestingConfig::default().tiny_ratio * typical;
+        assert!(CardTesting::is_tiny_new_merchant(
+            tiny,
+            EventType::Payment,
+            Some(1.0),
+            true
+        ));
+        assert!(!CardTesting::is_tiny_new_merchant(
+            tiny,
+            EventType::Payment,
+            Some(typical),
+            true
+        ));
+        assert!(!CardTesting::is_tiny_new_merchant(
+            tiny,
+            EventType::Payment,
+            Some(1.0),
+            false
+        ));
     }
 
     #[test]

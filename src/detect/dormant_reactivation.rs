@@ -82,8 +82,7 @@ impl Detector for DormantReactivation {
             .amount_stats()
             .map(|(m, _)| m)
             .unwrap_or(ctx.prior.amount_mean)
-            .exp_m1()
-            .max(1.0);
+            .exp();
         let ratio = amount / typical;
         if ratio < self.min_ratio {
             return;

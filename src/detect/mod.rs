@@ -410,11 +410,17 @@ pub fn ramp(x: f64, start: f64, full: f64) -> f64 {
     ((x - start) / (full - start)).clamp(0.0, 1.0)
 }
 
-/// The user's typical money-out amount: exp of the shrunk mean of ln(1 + amount), minus 1.
+/// The user's typical money-out amount: exp of the mean of ln(amount) (the prior's for a user
+/// with no money out yet).
 pub(crate) fn typical_amount(ctx: &Input<'_, '_>) -> f64 {
-    let n = ctx.profile.amount_n(ctx.facts);
-    let (mean, _) = ctx.prior.shrink_amount(n, ctx.profile.amount_stats());
-    mean.exp_m1().max(1.0)
+    typical_of(ctx.prior, ctx.profile, ctx.facts)
+}
+
+/// [`typical_amount`] from its parts (the pipeline counts tiny payments outside a detector).
+pub(crate) fn typical_of(prior: &Prior, profile: &Profile, facts: &Facts) -> f64 {
+    let n = profile.amount_n(facts);
+    let (mean, _) = prior.shrink_amount(n, profile.amount_stats());
+    mean.exp()
 }
 
 /// The user's money-out events per second, shrunk toward the population's rate with the
