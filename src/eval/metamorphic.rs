@@ -8,9 +8,11 @@
 //! world): as generated, and as three variants that differ only in how each event is
 //! written ([`SimEvent::wire`], so the events, their order and their labels are the same):
 //!
-//! 1. **×1000** ([`currency_x1000`]): every amount and balance written ×1000 exactly, in
-//!    another currency code (the world's [`Currency`] with its scale ×1000 and its decimals
-//!    and rounding step adjusted so that the written value is the original one ×1000).
+//! 1. **×1000** ([`currency_x1000`], [`Wire::x1000`]): every amount and balance written
+//!    ×1000 exactly, in another currency code (the world's [`Currency`] with its scale ×1000
+//!    and its decimals and rounding step adjusted so that the written value is the original
+//!    one ×1000; written from the same rounded minor amounts, since the float factor of the
+//!    bigger scale would round a few ties to another step).
 //! 2. **no identity fields**: no `device_id`, `ip` or `geo` on any event (a world that never
 //!    had them is its own variant).
 //! 3. **renamed ids**: every `event_id`, `user_id`, `device_id` and `counterparty` spelled
@@ -260,15 +262,14 @@ impl MetaSummary {
 /// The three variant wires of an event written with `w` in world `spec` of seed `seed`:
 /// ×1000, no identity fields, renamed ids.
 pub fn variant_wires(spec: &WorldSpec, seed: u64, w: Wire) -> [Wire; 3] {
-    let big = WorldSpec {
-        currency: currency_x1000(&spec.currency),
-        ..spec.clone()
-    };
-    let x1000 = Wire {
-        fields: w.fields,
-        rename: w.rename,
-        ..Wire::of(&big)
-    };
+    let mut code = [b'X'; 3];
+    for (d, s) in code
+        .iter_mut()
+        .zip(currency_x1000(&spec.currency).code.bytes())
+    {
+        *d = s;
+    }
+    let x1000 = w.x1000(code);
     let no_id = Wire {
         fields: w.fields & !(Wire::DEVICE | Wire::IP | Wire::GEO),
         ..w

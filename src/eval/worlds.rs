@@ -210,7 +210,7 @@ pub fn for_each_event(
     let mut sim = Simulator::new(params)?;
     while let Some(day) = sim.next_day() {
         for ev in day {
-            f(&ev)?;
+            f(ev)?;
         }
     }
     Ok(())

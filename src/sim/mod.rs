@@ -465,6 +465,9 @@ pub struct Wire {
     /// Ids written through [`ids`]' keyed bijection under this key instead of their own
     /// spelling (`None`: as generated). Only the metamorphic check sets it.
     pub rename: Option<u64>,
+    /// Minor amounts are written ×10^`shift` (0 but in the metamorphic ×1000 variant,
+    /// [`Wire::x1000`]).
+    pub shift: u8,
 }
 
 impl Wire {
@@ -485,6 +488,7 @@ impl Wire {
         step: 1,
         decimals: 2,
         rename: None,
+        shift: 0,
     };
 
     /// The form of a world.
@@ -510,6 +514,7 @@ impl Wire {
             step: c.step.max(1),
             decimals: c.decimals,
             rename: None,
+            shift: 0,
         }
     }
 
@@ -531,7 +536,22 @@ impl Wire {
         ((cents as f64 * self.factor / step).round() * step) as i64
     }
 
+    /// This wire with every written amount and balance exactly ×1000, in currency `code`:
+    /// the same rounded minor amounts, 3 decimals fewer (at least 0) and the rest as trailing
+    /// zeros. Why not [`Wire::of`] a currency of scale ×1000: its factor and step are other
+    /// floating-point numbers, which round a few amounts (ties) to another step.
+    pub fn x1000(self, code: [u8; 3]) -> Wire {
+        let decimals = self.decimals.saturating_sub(3);
+        Wire {
+            currency: code,
+            decimals,
+            shift: self.shift + 3 - (self.decimals - decimals),
+            ..self
+        }
+    }
+
     fn push(&self, out: &mut Vec<u8>, m: i64) {
+        let m = m.saturating_mul(10i64.pow(self.shift as u32));
         let _ = match self.decimals {
             0 => write!(out, "{m}"),
             d => {
@@ -542,6 +562,7 @@ impl Wire {
     }
 
     fn value(&self, m: i64) -> f64 {
+        let m = m.saturating_mul(10i64.pow(self.shift as u32));
         match self.decimals {
             0 => m as f64,
             d => m as f64 / 10f64.powi(d as i32),
