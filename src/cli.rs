@@ -267,6 +267,10 @@ pub struct WorldsArgs {
     /// Also write worlds.json (every world's spec and full report) and worlds.md here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also score each world's metamorphic variants (amounts ×1000, no device/ip/geo,
+    /// renamed ids) and report how its decisions change, event by event.
+    #[arg(long)]
+    pub metamorphic: bool,
 }
 
 impl WorldsArgs {
@@ -290,6 +294,7 @@ impl WorldsArgs {
             },
             out: self.out.clone(),
             threads: 2,
+            metamorphic: self.metamorphic,
         })
     }
 }

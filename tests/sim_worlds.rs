@@ -325,6 +325,7 @@ fn worlds_runs_and_its_worst_row_is_the_worst_of_each_column() {
         },
         out: Some(dir.path().to_owned()),
         threads: 2,
+        metamorphic: false,
     };
     let mut out = Vec::new();
     let r = worlds::run(&Config::default(), None, &opts, &mut out).unwrap();

@@ -14,6 +14,7 @@
 //! and line at fault; nothing here panics on malformed input.
 
 pub mod labels;
+pub mod metamorphic;
 pub mod metrics;
 pub mod plot;
 pub mod report;

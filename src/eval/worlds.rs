@@ -21,12 +21,14 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use super::metamorphic::{self, MetaRow, Metamorphic};
 use super::metrics::{self, Figures};
 use super::report::{Inputs, Report};
 use super::{score_event, EvalError, Scored, Truth};
 use crate::config::Config;
-use crate::pipeline::Engine;
-use crate::sim::{Scenario, SimParams, Simulator, WorldKind, WorldSpec};
+use crate::decision::Action;
+use crate::pipeline::{Engine, State};
+use crate::sim::{Scenario, SimEvent, SimParams, Simulator, WorldKind, WorldSpec};
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +45,9 @@ pub struct WorldsOptions {
     pub out: Option<PathBuf>,
     /// Worker threads (at least 1; each holds one world's state and records).
     pub threads: usize,
+    /// Also score each world's metamorphic variants ([`metamorphic`]) and report how its
+    /// decisions change.
+    pub metamorphic: bool,
 }
 
 /// The six figures of a row. `None`: the world has nothing to measure it on.
@@ -149,6 +154,9 @@ pub struct WorldResult {
     pub row: RowFigures,
     /// Its full evaluation report.
     pub report: Report,
+    /// Its metamorphic variants compared with it (with `--metamorphic`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metamorphic: Option<Metamorphic>,
 }
 
 /// Every world, then the worst and median rows (`worlds.json`).
@@ -166,11 +174,14 @@ pub struct WorldsReport {
     pub worst: RowFigures,
     /// Per column, the median over the worlds.
     pub median: RowFigures,
+    /// The metamorphic columns' worst and median rows (with `--metamorphic`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metamorphic: Option<metamorphic::MetaSummary>,
 }
 
 /// Label index of every scenario and novelty kind: 0 is ordinary, then
 /// [`Scenario::ATTACKS`], then [`Scenario::NOVELTIES`].
-fn scenario_names() -> Vec<String> {
+pub(crate) fn scenario_names() -> Vec<String> {
     std::iter::once(String::new())
         .chain(
             Scenario::ATTACKS
@@ -190,6 +201,72 @@ fn scenario_index(s: Scenario) -> u16 {
         .unwrap_or(0)
 }
 
+/// Generates the simulation of `params` in memory and hands every event to `f`, in event
+/// order.
+pub fn for_each_event(
+    params: &SimParams,
+    mut f: impl FnMut(&SimEvent) -> Result<(), EvalError>,
+) -> Result<(), EvalError> {
+    let mut sim = Simulator::new(params)?;
+    while let Some(day) = sim.next_day() {
+        for ev in day {
+            f(ev)?;
+        }
+    }
+    Ok(())
+}
+
+/// One stream of simulated events scored through an engine: its own fresh state, the records
+/// (kept or not), and a line buffer.
+pub struct WorldScorer {
+    state: State,
+    /// The records of the events scored so far (only the invalid count when not kept).
+    pub scored: Scored,
+    keep: bool,
+    line: Vec<u8>,
+}
+
+impl WorldScorer {
+    /// A scorer with a fresh state of `engine`; `keep`: whether to keep every record.
+    pub fn new(engine: &Engine, keep: bool) -> WorldScorer {
+        WorldScorer {
+            state: engine.new_state(),
+            scored: Scored::default(),
+            keep,
+            line: Vec::with_capacity(512),
+        }
+    }
+
+    /// Scores `ev` as the JSON line a file would hold ([`SimEvent::write_json`], through
+    /// [`score_event`]) with the simulator's label. Returns its score and action, or `None`
+    /// for an event the pipeline rejects.
+    pub fn score(
+        &mut self,
+        engine: &Engine,
+        ev: &SimEvent,
+    ) -> Result<Option<(f64, Action)>, EvalError> {
+        self.line.clear();
+        ev.write_json(&mut self.line);
+        let truth = Truth {
+            user: ev.user,
+            attack: ev.label() == 1,
+            scenario: scenario_index(ev.scenario),
+        };
+        let done = score_event(
+            engine,
+            &mut self.state,
+            &self.line,
+            &mut self.scored,
+            |_| Ok(truth),
+        )?
+        .map(|(_, o)| (o.decision.score, o.decision.action));
+        if !self.keep {
+            self.scored.recs.clear();
+        }
+        Ok(done)
+    }
+}
+
 /// Generates the simulation of `params` in memory and scores every event through `engine`
 /// as the JSON line a file would hold, in event order. Returns the records and the scenario
 /// names their indexes refer to.
@@ -197,23 +274,9 @@ pub fn score_simulation(
     engine: &Engine,
     params: &SimParams,
 ) -> Result<(Scored, Vec<String>), EvalError> {
-    let mut sim = Simulator::new(params)?;
-    let mut state = engine.new_state();
-    let mut scored = Scored::default();
-    let mut line = Vec::with_capacity(512);
-    while let Some(day) = sim.next_day() {
-        for ev in day {
-            line.clear();
-            ev.write_json(&mut line);
-            let truth = Truth {
-                user: ev.user,
-                attack: ev.label() == 1,
-                scenario: scenario_index(ev.scenario),
-            };
-            score_event(engine, &mut state, &line, &mut scored, |_| Ok(truth))?;
-        }
-    }
-    Ok((scored, scenario_names()))
+    let mut scorer = WorldScorer::new(engine, true);
+    for_each_event(params, |ev| scorer.score(engine, ev).map(|_| ()))?;
+    Ok((scorer.scored, scenario_names()))
 }
 
 /// Scores one world.
@@ -229,7 +292,13 @@ pub fn run_world(
         world: spec.clone(),
         ..opts.base.clone()
     };
-    let (scored, names) = score_simulation(engine, &params)?;
+    let (scored, names, meta) = if opts.metamorphic {
+        let (scored, names, meta) = metamorphic::score_world(engine, &params)?;
+        (scored, names, Some(meta))
+    } else {
+        let (scored, names) = score_simulation(engine, &params)?;
+        (scored, names, None)
+    };
     let (figures, _) = metrics::compute(&scored.recs, &names);
     let name = format!("simulated world {seed} ({}), in memory", spec.kind.as_str());
     let report = Report {
@@ -248,6 +317,7 @@ pub fn run_world(
         row: RowFigures::of(&report.figures),
         spec,
         report,
+        metamorphic: meta,
     })
 }
 
@@ -301,7 +371,14 @@ pub fn score_worlds(
         worlds.push(r?);
     }
     let rows: Vec<RowFigures> = worlds.iter().map(|w| w.row).collect();
+    let meta: Option<Vec<MetaRow>> = worlds
+        .iter()
+        .map(|w| w.metamorphic.as_ref().map(Metamorphic::row))
+        .collect();
     Ok(WorldsReport {
+        metamorphic: meta.filter(|m| !m.is_empty()).map(|m| {
+            metamorphic::MetaSummary::of(&m, worlds.iter().filter_map(|w| w.metamorphic.as_ref()))
+        }),
         config: config_name.map(str::to_owned),
         users: opts.base.users,
         days: opts.base.days,
@@ -328,6 +405,15 @@ fn figure_cells(r: &RowFigures) -> [String; 6] {
             .unwrap_or_else(|| "-".into()),
     ]
 }
+
+const META_HEADS: [&str; 6] = [
+    "×1000 same",
+    "no-id ff",
+    "no-id freeze<2nd",
+    "no-id saved",
+    "renamed same",
+    "renamed Δscore",
+];
 
 const HEADS: [&str; 12] = [
     "seed",
@@ -378,11 +464,44 @@ impl WorldsReport {
         rows
     }
 
+    /// The table's head and rows: [`WorldsReport::cells`], then with `--metamorphic` the
+    /// metamorphic columns ([`WorldsReport::meta_cells`]).
+    fn grid(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let mut heads: Vec<String> = HEADS.iter().map(|h| h.to_string()).collect();
+        let mut rows: Vec<Vec<String>> = self.cells().into_iter().map(Vec::from).collect();
+        if let Some(meta) = self.meta_cells() {
+            heads.extend(META_HEADS.iter().map(|h| h.to_string()));
+            for (r, m) in rows.iter_mut().zip(meta) {
+                r.extend(m);
+            }
+        }
+        (heads, rows)
+    }
+
+    /// The metamorphic cells (`None` without `--metamorphic`): a row per world, then WORST
+    /// and MEDIAN, as [`WorldsReport::cells`].
+    pub fn meta_cells(&self) -> Option<Vec<[String; 6]>> {
+        let summary = self.metamorphic.as_ref()?;
+        let mut rows = Vec::new();
+        for w in &self.worlds {
+            let r = w
+                .metamorphic
+                .as_ref()
+                .map(Metamorphic::row)
+                .unwrap_or_default();
+            rows.push(metamorphic::meta_cells(&r));
+        }
+        rows.push(metamorphic::meta_cells(&summary.worst));
+        rows.push(metamorphic::meta_cells(&summary.median));
+        Some(rows)
+    }
+
     /// The text table printed on stdout. `fields` is `d` `i` `g` `b` for `device_id`, `ip`,
-    /// `geo` and `balance_after` present, `-` for each absent.
+    /// `geo` and `balance_after` present, `-` for each absent. With `--metamorphic`, the
+    /// metamorphic columns follow, then the flip matrices summed over the worlds.
     pub fn table(&self) -> String {
-        let rows = self.cells();
-        let mut width = HEADS.map(|h| h.chars().count());
+        let (heads, rows) = self.grid();
+        let mut width: Vec<usize> = heads.iter().map(|h| h.chars().count()).collect();
         for r in &rows {
             for (w, c) in width.iter_mut().zip(r) {
                 *w = (*w).max(c.chars().count());
@@ -401,7 +520,7 @@ impl WorldsReport {
                 s.push_str(if i + 1 < cells.len() { "  " } else { "\n" });
             }
         };
-        line(&mut s, &HEADS.map(String::from));
+        line(&mut s, &heads);
         for r in &rows {
             line(&mut s, r);
         }
@@ -409,6 +528,10 @@ impl WorldsReport {
             "fields: d device_id, i ip, g geo, b balance_after, - absent; false-freeze and \
              any-alert over benign users; recall, freeze<2nd and saved over attacks\n",
         );
+        if let Some(m) = &self.metamorphic {
+            s.push_str(metamorphic::LEGEND);
+            s.push_str(&m.matrices());
+        }
         s
     }
 
@@ -427,11 +550,12 @@ impl WorldsReport {
             self.days,
             self.config.as_deref().unwrap_or("built-in defaults")
         );
-        let _ = writeln!(s, "| {} |", HEADS.join(" | "));
+        let (heads, rows) = self.grid();
+        let _ = writeln!(s, "| {} |", heads.join(" | "));
         let _ = writeln!(
             s,
             "|{}",
-            HEADS
+            heads
                 .iter()
                 .enumerate()
                 .map(|(i, _)| if (1..=4).contains(&i) {
@@ -441,8 +565,11 @@ impl WorldsReport {
                 })
                 .collect::<String>()
         );
-        for r in self.cells() {
+        for r in rows {
             let _ = writeln!(s, "| {} |", r.join(" | "));
+        }
+        if let Some(m) = &self.metamorphic {
+            let _ = write!(s, "\n{}\n```\n{}```\n", metamorphic::LEGEND, m.matrices());
         }
         s.push_str("\n## Worlds\n\n");
         for w in &self.worlds {

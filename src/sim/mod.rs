@@ -92,6 +92,7 @@
 //! Determinism: PCG streams per user seeded from `(seed, user)`, no hash-map iteration in
 //! output paths, no wall clock. The same parameters give the same bytes.
 
+pub mod ids;
 mod kinds;
 pub mod model;
 mod scenario;
@@ -461,6 +462,12 @@ pub struct Wire {
     pub step: u32,
     /// Decimals written.
     pub decimals: u8,
+    /// Ids written through [`ids`]' keyed bijection under this key instead of their own
+    /// spelling (`None`: as generated). Only the metamorphic check sets it.
+    pub rename: Option<u64>,
+    /// Minor amounts are written ×10^`shift` (0 but in the metamorphic ×1000 variant,
+    /// [`Wire::x1000`]).
+    pub shift: u8,
 }
 
 impl Wire {
@@ -480,6 +487,8 @@ impl Wire {
         factor: 1.0,
         step: 1,
         decimals: 2,
+        rename: None,
+        shift: 0,
     };
 
     /// The form of a world.
@@ -504,6 +513,8 @@ impl Wire {
             factor: c.scale * 10f64.powi(c.decimals as i32) / 100.0,
             step: c.step.max(1),
             decimals: c.decimals,
+            rename: None,
+            shift: 0,
         }
     }
 
@@ -525,7 +536,22 @@ impl Wire {
         ((cents as f64 * self.factor / step).round() * step) as i64
     }
 
+    /// This wire with every written amount and balance exactly ×1000, in currency `code`:
+    /// the same rounded minor amounts, 3 decimals fewer (at least 0) and the rest as trailing
+    /// zeros. Why not [`Wire::of`] a currency of scale ×1000: its factor and step are other
+    /// floating-point numbers, which round a few amounts (ties) to another step.
+    pub fn x1000(self, code: [u8; 3]) -> Wire {
+        let decimals = self.decimals.saturating_sub(3);
+        Wire {
+            currency: code,
+            decimals,
+            shift: self.shift + 3 - (self.decimals - decimals),
+            ..self
+        }
+    }
+
     fn push(&self, out: &mut Vec<u8>, m: i64) {
+        let m = m.saturating_mul(10i64.pow(self.shift as u32));
         let _ = match self.decimals {
             0 => write!(out, "{m}"),
             d => {
@@ -536,6 +562,7 @@ impl Wire {
     }
 
     fn value(&self, m: i64) -> f64 {
+        let m = m.saturating_mul(10i64.pow(self.shift as u32));
         match self.decimals {
             0 => m as f64,
             d => m as f64 / 10f64.powi(d as i32),
@@ -549,30 +576,73 @@ impl SimEvent {
         self.scenario.is_attack() as u8
     }
 
-    /// Appends the `user_id`.
+    /// Appends the `user_id` (renamed when the wire says so).
     pub fn write_user_id(&self, out: &mut Vec<u8>) {
-        let _ = write!(out, "u-{:07}", self.user);
+        match self.wire.rename {
+            None => {
+                let _ = write!(out, "u-{:07}", self.user);
+            }
+            Some(k) => ids::write(out, k, ids::IdKind::User, self.user as u64),
+        }
     }
 
-    /// Appends the `event_id`.
+    /// Appends the `event_id` (renamed when the wire says so).
     pub fn write_event_id(&self, out: &mut Vec<u8>) {
-        let _ = write!(out, "e-{:07}-{:06}", self.user, self.seq);
+        match self.wire.rename {
+            None => {
+                let _ = write!(out, "e-{:07}-{:06}", self.user, self.seq);
+            }
+            Some(k) => ids::write(
+                out,
+                k,
+                ids::IdKind::Event,
+                ids::event_number(self.user, self.seq),
+            ),
+        }
+    }
+
+    /// Appends the `device_id` of device number `d` (renamed when the wire says so).
+    fn write_device_id(&self, out: &mut Vec<u8>, d: u64) {
+        match self.wire.rename {
+            None => {
+                let _ = write!(out, "d-{:012x}", ids::device_number(d));
+            }
+            Some(k) => ids::write(out, k, ids::IdKind::Device, ids::device_number(d)),
+        }
+    }
+
+    /// Appends the `counterparty` `p` (renamed when the wire says so).
+    fn write_party(&self, out: &mut Vec<u8>, p: &Party) {
+        match self.wire.rename {
+            None => p.write(out),
+            Some(k) => {
+                let (kind, x) = ids::party_number(p);
+                ids::write(out, k, kind, x)
+            }
+        }
+    }
+
+    fn string(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut v = Vec::with_capacity(24);
+        f(&mut v);
+        // Ids are written in ASCII.
+        String::from_utf8(v).unwrap_or_default()
     }
 
     /// The `user_id`.
     pub fn user_id(&self) -> String {
-        format!("u-{:07}", self.user)
+        SimEvent::string(|v| self.write_user_id(v))
     }
 
     /// The `event_id`.
     pub fn event_id(&self) -> String {
-        format!("e-{:07}-{:06}", self.user, self.seq)
+        SimEvent::string(|v| self.write_event_id(v))
     }
 
     /// The `device_id`, if any.
     pub fn device_id(&self) -> Option<String> {
         self.device
-            .map(|d| format!("d-{:012x}", d & 0xffff_ffff_ffff))
+            .map(|d| SimEvent::string(|v| self.write_device_id(v, d)))
     }
 
     /// The amount and balance as written, in minor units of the world's currency.
@@ -648,14 +718,16 @@ impl SimEvent {
         }
         if let Some(p) = self.counterparty {
             out.extend_from_slice(b",\"counterparty\":\"");
-            p.write(out);
+            self.write_party(out, &p);
             out.push(b'"');
         }
         out.extend_from_slice(b",\"channel\":\"");
         out.extend_from_slice(self.channel.as_str().as_bytes());
         out.push(b'"');
         if let Some(d) = self.device.filter(|_| self.wire.has(Wire::DEVICE)) {
-            let _ = write!(out, ",\"device_id\":\"d-{:012x}\"", d & 0xffff_ffff_ffff);
+            out.extend_from_slice(b",\"device_id\":\"");
+            self.write_device_id(out, d);
+            out.push(b'"');
         }
         if let Some(ip) = self.ip.filter(|_| self.wire.has(Wire::IP)) {
             let _ = write!(out, ",\"ip\":\"{ip}\"");
@@ -692,7 +764,9 @@ impl SimEvent {
                 Status::Success
             },
             failure_reason: self.failure.map(|f| Cow::Borrowed(f.as_str())),
-            counterparty: self.counterparty.map(|p| Cow::Owned(p.to_wire())),
+            counterparty: self
+                .counterparty
+                .map(|p| Cow::Owned(SimEvent::string(|v| self.write_party(v, &p)))),
             channel: Some(Cow::Borrowed(self.channel.as_str())),
             device_id: self
                 .device_id()
