@@ -329,7 +329,7 @@ impl Engine {
 
         let mut learned = false;
         if !duplicate {
-            let tiny = self.tiny_ratio * detect::typical_of(&self.prior, profile, &facts);
+            let tiny = detect::typical_of(profile).map(|t| self.tiny_ratio * t);
             let tiny_new = CardTesting::is_tiny_new_merchant(tiny, ev.kind, ev.amount, new_payee);
             profile.record_activity(&self.params, ev, &facts, tiny_new);
             if decision.action < self.learn_below {

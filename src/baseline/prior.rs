@@ -13,11 +13,9 @@ use crate::validate::{invalid, positive, Checked};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PriorConfig {
-    /// Mean of ln(amount) of money out across users: only the starting point for a user with
-    /// no money out yet (a user's own history replaces it entirely, whatever the currency).
-    pub amount_log_mean: f64,
     /// Spread of ln(amount) within a user's money out, before the user's own is known. A
-    /// spread of logs is the same in every currency.
+    /// spread of logs is the same in every currency. (There is no population amount: where an
+    /// amount is "typical" comes only from the user's own money out; see [`Prior::shrink_amount`].)
     pub amount_log_sd: f64,
     /// Relative activity per local hour 0..23 across users (normalised on load).
     pub hour_weights: Vec<f64>,
@@ -28,7 +26,6 @@ pub struct PriorConfig {
 impl Default for PriorConfig {
     fn default() -> Self {
         PriorConfig {
-            amount_log_mean: 4.0,
             amount_log_sd: 1.3,
             hour_weights: vec![
                 0.4, 0.25, 0.15, 0.1, 0.1, 0.15, 0.4, 0.9, 1.3, 1.4, 1.4, 1.5, 1.7, 1.5, 1.3, 1.3,
@@ -43,12 +40,6 @@ impl PriorConfig {
     /// Checks the rules of `[prior]`; the error names the key.
     pub fn validate(&self) -> Checked {
         positive("prior.amount_log_sd", self.amount_log_sd)?;
-        if !self.amount_log_mean.is_finite() || self.amount_log_mean < 0.0 {
-            return Err(invalid(
-                "prior.amount_log_mean",
-                "must be a finite number ≥ 0",
-            ));
-        }
         positive("prior.out_per_day", self.out_per_day)?;
         if self.hour_weights.len() != 24 {
             return Err(invalid(
@@ -70,9 +61,7 @@ impl PriorConfig {
 /// Population amount and hour priors, with shrinkage helpers.
 #[derive(Debug, Clone)]
 pub struct Prior {
-    /// Mean of ln(1 + amount).
-    pub amount_mean: f64,
-    /// Variance of ln(1 + amount).
+    /// Variance of ln(amount) within a user, before the user's own is known.
     pub amount_var: f64,
     /// Share of activity per local hour; sums to 1.
     pub hours: [f64; 24],
@@ -94,7 +83,6 @@ impl Prior {
             }
         }
         Prior {
-            amount_mean: p.amount_log_mean,
             amount_var: p.amount_log_sd * p.amount_log_sd,
             hours,
             out_rate: p.out_per_day / 86_400.0,
@@ -118,14 +106,13 @@ impl Prior {
     /// that is a coffee would look like an outlier against a prior of 54). Only the spread is
     /// shrunk toward the prior's, which is scale-free, so a user with two payments of the same
     /// amount is not made overconfident.
-    pub fn shrink_amount(&self, n: f64, own: Option<(f64, f64)>) -> (f64, f64) {
-        match own {
-            None => (self.amount_mean, self.amount_var),
-            Some((m, v)) => {
-                let w = self.own_weight(n);
-                (m, w * v + (1.0 - w) * self.amount_var)
-            }
-        }
+    ///
+    /// A user without money out has no typical amount at all (callers stay silent or neutral):
+    /// a population amount would belong to one currency.
+    pub fn shrink_amount(&self, n: f64, own: (f64, f64)) -> (f64, f64) {
+        let (m, v) = own;
+        let w = self.own_weight(n);
+        (m, w * v + (1.0 - w) * self.amount_var)
     }
 
     /// Shrunk probability of local hour `h` for a user with `n` events and own share `own`.
@@ -149,15 +136,14 @@ mod tests {
         let p = Prior::new(&Config::default());
         assert!((p.hours.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         // The mean is always the user's own; the spread moves from the prior's to the user's.
-        let (m0, v0) = p.shrink_amount(0.0, Some((8.0, 0.1)));
+        let (m0, v0) = p.shrink_amount(0.0, (8.0, 0.1));
         assert_eq!((m0, v0), (8.0, p.amount_var));
-        let (m, v) = p.shrink_amount(1000.0, Some((8.0, 0.1)));
+        let (m, v) = p.shrink_amount(1000.0, (8.0, 0.1));
         assert_eq!(m, 8.0);
         assert!((v - 0.1).abs() < 0.02);
         // k observations: halfway.
-        let (_, vk) = p.shrink_amount(p.k, Some((8.0, 0.1)));
+        let (_, vk) = p.shrink_amount(p.k, (8.0, 0.1));
         assert!((vk - (0.1 + p.amount_var) / 2.0).abs() < 1e-12);
-        assert_eq!(p.shrink_amount(0.0, None), (p.amount_mean, p.amount_var));
         assert_eq!(p.shrink_hour(0.0, 3, Some(1.0)), p.hours[3]);
     }
 }

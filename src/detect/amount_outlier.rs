@@ -105,7 +105,7 @@ impl Detector for AmountOutlier {
         };
         let n = ctx.profile.amount_n(ctx.facts);
         let own = (own.0, own.1.max(self.min_var));
-        let (mean, var) = ctx.prior.shrink_amount(n, Some(own));
+        let (mean, var) = ctx.prior.shrink_amount(n, own);
         if amount < self.min_ratio * mean.exp() {
             return;
         }

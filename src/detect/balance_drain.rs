@@ -113,7 +113,9 @@ impl Detector for BalanceDrain {
         if s <= 0.0 {
             return;
         }
-        let mut s = s * ramp(amount / typical_amount(ctx), 1.0, 4.0);
+        // Without money out yet there is no habit to measure the size against: the share of
+        // the balance alone says what is at stake.
+        let mut s = s * typical_amount(ctx).map_or(1.0, |t| ramp(amount / t, 1.0, 4.0));
         if familiar_outflow(ctx) {
             s *= self.familiar_factor;
         }

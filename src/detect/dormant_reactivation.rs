@@ -77,12 +77,10 @@ impl Detector for DormantReactivation {
         if silence < self.dormant_s {
             return;
         }
-        let typical = ctx
-            .profile
-            .amount_stats()
-            .map(|(m, _)| m)
-            .unwrap_or(ctx.prior.amount_mean)
-            .exp();
+        // Without money out before the silence there is no habit to compare with.
+        let Some(typical) = super::typical_amount(ctx) else {
+            return;
+        };
         let ratio = amount / typical;
         if ratio < self.min_ratio {
             return;

@@ -410,17 +410,16 @@ pub fn ramp(x: f64, start: f64, full: f64) -> f64 {
     ((x - start) / (full - start)).clamp(0.0, 1.0)
 }
 
-/// The user's typical money-out amount: exp of the mean of ln(amount) (the prior's for a user
-/// with no money out yet).
-pub(crate) fn typical_amount(ctx: &Input<'_, '_>) -> f64 {
-    typical_of(ctx.prior, ctx.profile, ctx.facts)
+/// The user's typical money-out amount, exp of the mean of ln(amount); `None` before the
+/// user's first money out (there is no population amount to borrow: it would belong to one
+/// currency).
+pub(crate) fn typical_amount(ctx: &Input<'_, '_>) -> Option<f64> {
+    typical_of(ctx.profile)
 }
 
-/// [`typical_amount`] from its parts (the pipeline counts tiny payments outside a detector).
-pub(crate) fn typical_of(prior: &Prior, profile: &Profile, facts: &Facts) -> f64 {
-    let n = profile.amount_n(facts);
-    let (mean, _) = prior.shrink_amount(n, profile.amount_stats());
-    mean.exp()
+/// [`typical_amount`] from the profile (the pipeline counts tiny payments outside a detector).
+pub(crate) fn typical_of(profile: &Profile) -> Option<f64> {
+    profile.amount_stats().map(|(mean, _)| mean.exp())
 }
 
 /// The user's money-out events per second, shrunk toward the population's rate with the
@@ -464,7 +463,7 @@ pub(crate) fn spend_risk(ctx: &Input<'_, '_>) -> f64 {
         Some((_, false)) => 1.0,
         _ => 0.0,
     };
-    let size = ramp((amount / typical_amount(ctx)).ln(), 0.0, 5f64.ln());
+    let size = typical_amount(ctx).map_or(0.0, |t| ramp((amount / t).ln(), 0.0, 5f64.ln()));
     let drain = match ctx.profile.last_balance() {
         Some(b) if b > 0.0 => ramp(amount / b, 0.3, 0.8),
         _ => 0.0,

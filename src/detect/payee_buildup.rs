@@ -132,7 +132,10 @@ impl Detector for PayeeBuildup {
         let attempts = n as f64 + 1.0;
         let total = sent + ctx.ev.amount.unwrap_or(0.0);
         let rate = out_rate(ctx);
-        let month = rate * MONTH_DAYS * 86_400.0 * typical_amount(ctx);
+        let Some(typical) = typical_amount(ctx) else {
+            return;
+        };
+        let month = rate * MONTH_DAYS * 86_400.0 * typical;
         let share = total / month.max(1.0);
         let s =
             ramp(attempts, 1.0, self.full_count) * ramp(share.ln(), self.ln_start, self.ln_full);
