@@ -211,6 +211,10 @@ pub struct DecisionConfig {
     pub learn_reviewed: bool,
     /// How signals combine: `noisy_or` or `two_axis`.
     pub combine: Combine,
+    /// In `noisy_or`, count each stake family (amount: `AMOUNT_OUTLIER`, `BALANCE_DRAIN`;
+    /// payee: `NEW_COUNTERPARTY`, `PAYEE_BUILDUP`, `NEW_RECHARGE_NUMBER`; velocity) once, by
+    /// its strongest signal, instead of as independent evidence.
+    pub stake_families_once: bool,
     /// The action matrix of `two_axis`.
     pub two_axis: TwoAxisConfig,
 }
@@ -228,6 +232,7 @@ impl Default for DecisionConfig {
             freeze_cooldown_hours: 24.0,
             learn_reviewed: false,
             combine: Combine::NoisyOr,
+            stake_families_once: true,
             two_axis: TwoAxisConfig::default(),
         }
     }
@@ -414,7 +419,11 @@ impl Decider {
         if hints.money_out && self.cfg.chain_bonus > 0.0 {
             self.add_chain(&mut d.signals, hints);
         }
-        let keep: f64 = d.signals.iter().map(|s| 1.0 - s.contribution()).product();
+        let keep = if self.cfg.stake_families_once {
+            Self::keep_stake_families_once(&d.signals)
+        } else {
+            d.signals.iter().map(|s| 1.0 - s.contribution()).product()
+        };
         d.score = (1.0 - keep).clamp(0.0, 1.0);
         d.action = self.action(d.score);
         d.severity = self.severity(d.score);
@@ -470,6 +479,27 @@ impl Decider {
                 [somewhere_new, payee, outflow, 0.0],
             ),
         );
+    }
+
+    /// The noisy-OR's "probability nothing is real", counting each stake family (amount, payee,
+    /// velocity) once, by its strongest signal. Why: a large withdrawal of most of the balance
+    /// to a payee first paid this week fires `AMOUNT_OUTLIER`, `BALANCE_DRAIN`,
+    /// `NEW_COUNTERPARTY` and `PAYEE_BUILDUP` on one fact, and multiplying them as independent
+    /// evidence froze owners moving their own money; identity signals (device, place,
+    /// credentials) stay separate terms.
+    fn keep_stake_families_once(signals: &Signals) -> f64 {
+        let mut best = [0.0f64; FAMILIES];
+        let mut keep = 1.0;
+        for s in signals.iter() {
+            match family(s.code) {
+                (Axis::Stake, fam) => {
+                    let b = &mut best[fam.index()];
+                    *b = b.max(s.contribution());
+                }
+                _ => keep *= 1.0 - s.contribution(),
+            }
+        }
+        best.iter().fold(keep, |k, b| k * (1.0 - b))
     }
 
     /// The two axes of `d`'s signals: (identity, stake), each in [0, 1].
@@ -687,6 +717,38 @@ mod tests {
             .signals
             .get(Code::AtoChain)
             .is_none());
+    }
+
+    #[test]
+    fn one_large_outflow_to_a_young_payee_is_one_fact_not_four() {
+        // Most of the balance, far above habit, to a payee first paid this week, from the
+        // owner's own context: every stake detector fires on that one fact.
+        let mut s = Signals::default();
+        s.push(Code::AmountOutlier, 1.0, 0.55, d());
+        s.push(Code::BalanceDrain, 1.0, 0.6, d());
+        s.push(Code::NewCounterparty, 1.0, 0.4, d());
+        s.push(Code::PayeeBuildup, 1.0, 0.5, d());
+        let once = Decider::new(&DecisionConfig::default()).decide(s, ChainHints::default());
+        // Amount family 0.6, payee family 0.5: a two-factor check, not a freeze.
+        assert!(
+            (once.score - (1.0 - 0.4 * 0.5)).abs() < 1e-12,
+            "{}",
+            once.score
+        );
+        assert_eq!(once.action, Action::StepUp);
+        let independent = Decider::new(&DecisionConfig {
+            stake_families_once: false,
+            ..DecisionConfig::default()
+        })
+        .decide(s, ChainHints::default());
+        assert_eq!(independent.action, Action::Freeze);
+        // Identity signals still add up on top of the stake.
+        let mut t = s;
+        t.push(Code::NewDevice, 1.0, 0.45, d());
+        let with_stranger =
+            Decider::new(&DecisionConfig::default()).decide(t, ChainHints::default());
+        assert!((with_stranger.score - (1.0 - 0.55 * 0.4 * 0.5)).abs() < 1e-12);
+        assert_eq!(with_stranger.action, Action::Freeze);
     }
 
     fn two_axis() -> Decider {
