@@ -10,7 +10,6 @@
 //! merchant's position, so two payments minutes apart may be 100 km apart.
 
 use rand::Rng;
-use rand_distr::{Distribution, Gamma};
 
 use super::model::{
     lognormal, poisson, price_cents, round_cents, Amt, Intent, Place, React, SimContext, User,
@@ -141,16 +140,8 @@ impl User {
     /// day the bill paid from the bank, which restores the credit (not an event of the
     /// stream).
     pub(crate) fn card_day(&mut self, w: &World, day: u32, d0: EpochMs, out: &mut Vec<Intent>) {
-        let weekday = (w.day0_civil + day as i64 + 4).rem_euclid(7);
-        let weekend = if weekday == 0 || weekday == 6 {
-            1.15
-        } else {
-            1.0
-        };
-        let mood = Gamma::new(2.0, 0.5)
-            .map(|g| g.sample(&mut self.rng))
-            .unwrap_or(1.0);
-        for _ in 0..poisson(&mut self.rng, self.rate_out * weekend * mood) {
+        let act = self.day_activity(w, day);
+        for _ in 0..poisson(&mut self.rng, self.rate_out * act) {
             let t = self.habitual_time(d0);
             if self.is_quiet(t) {
                 continue;

@@ -623,6 +623,21 @@ impl User {
             .unwrap_or(Scenario::None)
     }
 
+    /// How active the user is on `day`, as a multiple of their usual rate: a little more at
+    /// weekends, and over-dispersed day to day (some days nothing, some days a lot). Draws
+    /// one value from the user's stream.
+    pub(crate) fn day_activity(&mut self, w: &World, day: u32) -> f64 {
+        let weekday = (w.day0_civil + day as i64 + 4).rem_euclid(7); // 0 = Sunday
+        let weekend = if weekday == 0 || weekday == 6 {
+            1.15
+        } else {
+            1.0
+        };
+        let mood = Gamma::new(2.0, 0.5)
+            .map(|g| g.sample(&mut self.rng))
+            .unwrap_or(1.0);
+        weekend * mood
+    }
     pub(crate) fn is_quiet(&self, t: EpochMs) -> bool {
         self.quiet.iter().any(|(a, b)| t >= *a && t < *b) || self.place(t) == Place::InAir
     }
@@ -733,17 +748,7 @@ impl User {
         if w.kind() == WorldKind::Card {
             return self.card_day(w, day, d0, out);
         }
-        // Day-to-day variation is over-dispersed: some days nothing, some days a lot.
-        let weekday = (w.day0_civil + day as i64 + 4).rem_euclid(7); // 0 = Sunday
-        let weekend = if weekday == 0 || weekday == 6 {
-            1.15
-        } else {
-            1.0
-        };
-        let mood = Gamma::new(2.0, 0.5)
-            .map(|g| g.sample(&mut self.rng))
-            .unwrap_or(1.0);
-        let act = weekend * mood;
+        let act = self.day_activity(w, day);
         let n_out = poisson(&mut self.rng, self.rate_out * act);
         let mut prev: Option<(EpochMs, SimContext)> = None;
         for _ in 0..n_out {
