@@ -37,7 +37,8 @@
 //! - [`eval`]: `walletguard eval`: per-scenario recall, freeze recall, money saved, delays,
 //!   PR/ROC, false alarms, from the pipeline or a decisions file, as a table, JSON, Markdown
 //!   and PNG curves; and `walletguard worlds` ([`eval::worlds`]): the same figures over many
-//!   random worlds scored in memory, with the worst and median of each.
+//!   random worlds scored in memory, with the worst and median of each, and its metamorphic
+//!   checks ([`eval::metamorphic`]: amounts ×1000, no identity fields, renamed ids).
 //! - [`kafka`]: the consumer-group service (a consumer thread, one task per partition,
 //!   outputs, changelog restore, at-least-once or exactly-once); its modules depend one way,
 //!   `consumer → partition → {session, batch, records, produce, pending, acks}`.
