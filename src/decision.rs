@@ -1,7 +1,7 @@
 //! Signals → one score, an action, a severity and sorted reasons.
 //!
 //! # Formula
-//! Each signal i has a detector score sᵢ ∈ [0,1] and a configured weight wᵢ ∈ [0,1]. The
+//! Each signal i has a detector score sᵢ ∈ \[0, 1\] and a configured weight wᵢ ∈ \[0, 1\]. The
 //! combined score is a weighted noisy-OR:
 //!
 //! ```text

@@ -14,7 +14,7 @@
 //! # Format version 5 (current)
 //!
 //! [`ENCODED_LEN`] = 256 bytes: version 4 with `5` in the version byte and each of the 14
-//! slots written as its 32-bit fingerprint ([`slot_fp`](super::slot_fp)) instead of the whole
+//! slots written as its 32-bit fingerprint ([`super::slot_fp`]) instead of the whole
 //! 64-bit hash. Every field after the slots keeps its version-4 order, 56 bytes earlier:
 //!
 //! | Offset | Size    | Field                                                            |

@@ -329,7 +329,7 @@ pub struct Profile {
     /// Time of the most recent money-out attempt.
     pub ring_base: Tick,
     /// Previous money-out attempts, newest first: seconds before `ring_base` in the low 15 bits
-    /// (saturating; 0 = none) and [`RING_NEW_PAYEE`] in the top bit.
+    /// (saturating; 0 = none) and `RING_NEW_PAYEE` in the top bit.
     pub ring: [u16; RING_DELTAS],
     /// Decayed mean of ln(1 + amount) of successful money out.
     pub amt_mean: f32,
@@ -343,9 +343,9 @@ pub struct Profile {
     pub all_n: f32,
     /// Last known balance; negative = unknown.
     pub balance: f32,
-    /// Last learned position, in [`GEO_STEP`] units.
+    /// Last learned position, in `GEO_STEP` units.
     pub last_lat: i16,
-    /// Last learned position, in [`GEO_STEP`] units.
+    /// Last learned position, in `GEO_STEP` units.
     pub last_lon: i16,
     /// Decayed count of novel sightings by [`Novelty`], fixed point, day-stepped decay.
     pub novel: [u16; 4],
