@@ -488,38 +488,34 @@ impl Decider {
     /// evidence froze owners moving their own money; identity signals (device, place,
     /// credentials) stay separate terms.
     fn keep_stake_families_once(signals: &Signals) -> f64 {
+        let identity: f64 = signals
+            .iter()
+            .filter(|s| family(s.code).0 == Axis::Identity)
+            .map(|s| 1.0 - s.contribution())
+            .product();
+        identity * Self::keep_families(signals, Axis::Stake)
+    }
+
+    /// The noisy-OR's "probability nothing is real" over the families of `axis`, each
+    /// family counted once by its strongest `weight × score`.
+    fn keep_families(signals: &Signals, axis: Axis) -> f64 {
         let mut best = [0.0f64; FAMILIES];
-        let mut keep = 1.0;
         for s in signals.iter() {
-            match family(s.code) {
-                (Axis::Stake, fam) => {
-                    let b = &mut best[fam.index()];
-                    *b = b.max(s.contribution());
-                }
-                _ => keep *= 1.0 - s.contribution(),
+            let (a, fam) = family(s.code);
+            if a == axis {
+                let b = &mut best[fam.index()];
+                *b = b.max(s.contribution());
             }
         }
-        best.iter().fold(keep, |k, b| k * (1.0 - b))
+        best.iter().map(|b| 1.0 - b).product()
     }
 
     /// The two axes of `d`'s signals: (identity, stake), each in [0, 1].
     pub fn axes(signals: &Signals) -> (f64, f64) {
-        let mut best = [0.0f64; FAMILIES];
-        let mut axis_of = [Axis::Identity; FAMILIES];
-        for s in signals.iter() {
-            let (axis, fam) = family(s.code);
-            let i = fam.index();
-            best[i] = best[i].max(s.contribution());
-            axis_of[i] = axis;
-        }
-        let (mut keep_id, mut keep_stake) = (1.0, 1.0);
-        for (b, a) in best.iter().zip(axis_of) {
-            match a {
-                Axis::Identity => keep_id *= 1.0 - b,
-                Axis::Stake => keep_stake *= 1.0 - b,
-            }
-        }
-        (1.0 - keep_id, 1.0 - keep_stake)
+        (
+            1.0 - Self::keep_families(signals, Axis::Identity),
+            1.0 - Self::keep_families(signals, Axis::Stake),
+        )
     }
 
     /// The action of the two-axis matrix.

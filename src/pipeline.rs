@@ -329,8 +329,13 @@ impl Engine {
 
         let mut learned = false;
         if !duplicate {
-            let tiny = detect::typical_of(profile).map(|t| self.tiny_ratio * t);
-            let tiny_new = CardTesting::is_tiny_new_merchant(tiny, ev.kind, ev.amount, new_payee);
+            let tiny_new = CardTesting::is_tiny_new_merchant(
+                self.tiny_ratio,
+                profile,
+                ev.kind,
+                ev.amount,
+                new_payee,
+            );
             profile.record_activity(&self.params, ev, &facts, tiny_new);
             if decision.action < self.learn_below {
                 profile.learn(&self.params, ev, &facts);

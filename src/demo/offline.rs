@@ -61,9 +61,7 @@ pub fn run(
         let is_live = ev.ts_ms >= live_from;
         if is_live {
             let (first, at) = *live.get_or_insert_with(|| (card.events, Instant::now()));
-            if live_header(out, c, first == card.events, started).is_err() {
-                return Err(io::Error::other("writing the header"));
-            }
+            live_header(out, c, first == card.events, started)?;
             if opts.rate > 0 {
                 // Pace against wall time so the stream reads like live traffic.
                 let n = card.events - first;

@@ -11,7 +11,7 @@
 //! itself.
 
 use super::{money, ramp, Code, Detail, Detector, Input, Signals};
-use crate::baseline::Novelty;
+use crate::baseline::{Novelty, Profile};
 use crate::event::EventType;
 use crate::validate::{count, invalid, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
@@ -109,20 +109,24 @@ impl CardTesting {
         }
     }
 
-    /// Whether an event is a tiny payment (at or below `tiny_amount`: `tiny_ratio` of the
-    /// user's typical money out) to a merchant the profile does not know: the thing this
-    /// detector counts (the pipeline records it in the profile).
-    /// Without a typical amount (no money out yet) nothing is tiny.
+    /// Whether an event is a tiny payment (at or below `tiny_ratio` of the user's typical money
+    /// out) to a merchant the profile does not know: the thing this detector counts (the
+    /// pipeline records it in the profile). Without a typical amount (no money out yet)
+    /// nothing is tiny. The typical amount is only looked up for a payment to a new merchant.
     pub fn is_tiny_new_merchant(
-        tiny_amount: Option<f64>,
+        tiny_ratio: f64,
+        profile: &Profile,
         kind: EventType,
         amount: Option<f64>,
         new_cp: bool,
     ) -> bool {
-        let (Some(tiny), Some(a)) = (tiny_amount, amount) else {
+        if kind != EventType::Payment || !new_cp {
+            return false;
+        }
+        let (Some(a), Some(typical)) = (amount, super::typical_of(profile)) else {
             return false;
         };
-        kind == EventType::Payment && new_cp && a <= tiny
+        a <= tiny_ratio * typical
     }
 }
 
@@ -136,8 +140,13 @@ impl Detector for CardTesting {
             return;
         }
         let new_cp = matches!(ctx.facts.counterparty, Some((_, false)));
-        let tiny = super::typical_amount(ctx).map(|t| self.tiny_ratio * t);
-        let tiny_new = Self::is_tiny_new_merchant(tiny, ctx.ev.kind, ctx.ev.amount, new_cp);
+        let tiny_new = Self::is_tiny_new_merchant(
+            self.tiny_ratio,
+            ctx.profile,
+            ctx.ev.kind,
+            ctx.ev.amount,
+            new_cp,
+        );
         let recent = ctx.profile.recent_tiny_new(ctx.facts);
         let c = recent + tiny_new as u8 as f64;
         let stranger = ctx.facts.stranger();
@@ -257,39 +266,23 @@ mod tests {
 
     #[test]
     fn tiny_is_relative_to_the_users_typical_amount() {
-        // The kit's history pays around 50-ish; 1.0 is tiny, 40 is not.
+        // The kit's history pays around 50-ish; 1.0 is tiny, the typical amount is not.
         let mut k = Kit::new();
         k.history();
-        let typical = {
-            let s = k.json(
-                T0 + 31 * DAY,
-                "payment",
-                r#""amount":1.0,"counterparty":"x""#,
-            );
-            let e = parse_event(s.as_bytes()).unwrap();
-            let f = k.profile.facts(&k.params, &e);
-            let _ = f;
-            super::super::typical_of(&k.profile).unwrap()
+        let typical = super::super::typical_of(&k.profile).unwrap();
+        let ratio = CardTestingConfig::default().tiny_ratio;
+        let tiny = |amount: f64, new_cp: bool| {
+            CardTesting::is_tiny_new_merchant(
+                ratio,
+                &k.profile,
+                EventType::Payment,
+                Some(amount),
+                new_cp,
+            )
         };
-        let tiny = Some(CardTestingConfig::default().tiny_ratio * typical);
-        assert!(CardTesting::is_tiny_new_merchant(
-            tiny,
-            EventType::Payment,
-            Some(1.0),
-            true
-        ));
-        assert!(!CardTesting::is_tiny_new_merchant(
-            tiny,
-            EventType::Payment,
-            Some(typical),
-            true
-        ));
-        assert!(!CardTesting::is_tiny_new_merchant(
-            tiny,
-            EventType::Payment,
-            Some(1.0),
-            false
-        ));
+        assert!(tiny(1.0, true));
+        assert!(!tiny(typical, true));
+        assert!(!tiny(1.0, false));
     }
 
     #[test]
