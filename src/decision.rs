@@ -79,6 +79,19 @@ pub enum Family {
 
 const FAMILIES: usize = 9;
 
+/// The question each family answers, in [`Family`] order.
+const FAMILY_AXIS: [Axis; FAMILIES] = [
+    Axis::Identity,
+    Axis::Identity,
+    Axis::Identity,
+    Axis::Identity,
+    Axis::Identity,
+    Axis::Identity,
+    Axis::Stake,
+    Axis::Stake,
+    Axis::Stake,
+];
+
 impl Family {
     fn index(self) -> usize {
         self as usize
@@ -488,33 +501,42 @@ impl Decider {
     /// evidence froze owners moving their own money; identity signals (device, place,
     /// credentials) stay separate terms.
     fn keep_stake_families_once(signals: &Signals) -> f64 {
-        let identity: f64 = signals
-            .iter()
-            .filter(|s| family(s.code).0 == Axis::Identity)
-            .map(|s| 1.0 - s.contribution())
-            .product();
-        identity * Self::keep_families(signals, Axis::Stake)
+        let (identity, best) = Self::by_family(signals);
+        Self::keep_of(&best, Axis::Stake) * identity
     }
 
-    /// The noisy-OR's "probability nothing is real" over the families of `axis`, each
-    /// family counted once by its strongest `weight × score`.
-    fn keep_families(signals: &Signals, axis: Axis) -> f64 {
+    /// One pass over the signals: the noisy-OR's "probability nothing is real" of the identity
+    /// signals taken one by one, and the strongest `weight × score` of every family.
+    fn by_family(signals: &Signals) -> (f64, [f64; FAMILIES]) {
         let mut best = [0.0f64; FAMILIES];
+        let mut identity = 1.0;
         for s in signals.iter() {
-            let (a, fam) = family(s.code);
-            if a == axis {
-                let b = &mut best[fam.index()];
-                *b = b.max(s.contribution());
+            let (axis, fam) = family(s.code);
+            if axis == Axis::Identity {
+                identity *= 1.0 - s.contribution();
             }
+            let b = &mut best[fam.index()];
+            *b = b.max(s.contribution());
         }
-        best.iter().map(|b| 1.0 - b).product()
+        (identity, best)
+    }
+
+    /// The "probability nothing is real" over the families of `axis`, each counted once by
+    /// its strongest signal.
+    fn keep_of(best: &[f64; FAMILIES], axis: Axis) -> f64 {
+        best.iter()
+            .zip(FAMILY_AXIS)
+            .filter(|(_, a)| *a == axis)
+            .map(|(b, _)| 1.0 - b)
+            .product()
     }
 
     /// The two axes of `d`'s signals: (identity, stake), each in [0, 1].
     pub fn axes(signals: &Signals) -> (f64, f64) {
+        let (_, best) = Self::by_family(signals);
         (
-            1.0 - Self::keep_families(signals, Axis::Identity),
-            1.0 - Self::keep_families(signals, Axis::Stake),
+            1.0 - Self::keep_of(&best, Axis::Identity),
+            1.0 - Self::keep_of(&best, Axis::Stake),
         )
     }
 
@@ -752,6 +774,14 @@ mod tests {
             combine: Combine::TwoAxis,
             ..DecisionConfig::default()
         })
+    }
+
+    #[test]
+    fn every_family_answers_the_question_its_codes_do() {
+        for c in Code::ALL {
+            let (axis, fam) = family(c);
+            assert_eq!(FAMILY_AXIS[fam.index()], axis, "{c}");
+        }
     }
 
     #[test]
