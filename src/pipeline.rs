@@ -329,13 +329,7 @@ impl Engine {
 
         let mut learned = false;
         if !duplicate {
-            let tiny_new = CardTesting::is_tiny_new_merchant(
-                self.tiny_ratio,
-                profile,
-                ev.kind,
-                ev.amount,
-                new_payee,
-            );
+            let tiny_new = CardTesting::is_tiny_new_merchant(self.tiny_ratio, profile, ev, &facts);
             profile.record_activity(&self.params, ev, &facts, tiny_new);
             if decision.action < self.learn_below {
                 profile.learn(&self.params, ev, &facts);

@@ -151,6 +151,24 @@ pub const FLAG_BASE_NEW_PAYEE: u8 = 1 << 7;
 /// [`Profile::flags`] bit: the latest learned event from a client came from a device the
 /// profile already knew, so [`Profile::last_seen`] is when the user's own device last acted.
 pub const FLAG_OWN_DEVICE_LAST: u8 = 1 << 4;
+/// [`Profile::flags`] bits 5–6: the tag ([`currency_tag`], 1–3; 0 = none yet) of the currency
+/// the user's amount baseline is in, set by the first money out learned.
+const FLAG_CURRENCY_SHIFT: u32 = 5;
+const FLAG_CURRENCY_MASK: u8 = 0b11 << FLAG_CURRENCY_SHIFT;
+
+/// A 2-bit tag (1–3) of a currency code. Why so few bits: the profile has two spare flag bits
+/// and no spare bytes. A user's amounts are learned in the currency of their first money out,
+/// whatever it is (a fixed "home" currency left every other currency's users without an amount
+/// baseline); money out in a currency of another tag is scored without the amount habit and not
+/// learned. Two different codes share a tag one time in three, and then a rare second currency
+/// is learned into the habit as before tags existed.
+pub fn currency_tag(code: [u8; 3]) -> u8 {
+    let h = code.iter().fold(0u32, |h, b| {
+        h.wrapping_mul(31)
+            .wrapping_add(u32::from(b.to_ascii_uppercase()))
+    });
+    (h % 3) as u8 + 1
+}
 /// Ring entry bit: that money out went to a payee new at the time. The other 15 bits are the
 /// seconds before `ring_base`, saturating at [`RING_MAX_DELTA`] (about 9 hours, far beyond the
 /// longest window asked about).
@@ -441,6 +459,11 @@ pub struct Facts {
     pub cell: Option<(u64, bool)>,
     /// ln(amount) for money events with a positive amount.
     pub log_amount: Option<f64>,
+    /// The event's amount is in another currency than the user's amount baseline (by
+    /// [`currency_tag`]): amount-against-habit evidence is silent, and the amount is not learned.
+    pub foreign: bool,
+    /// The [`currency_tag`] of the event's currency (the default currency when it names none).
+    pub currency_tag: u8,
     /// Whether the profile had any learned history before this event.
     pub has_history: bool,
     /// Whether the profile had learned a position before this event.
@@ -623,6 +646,7 @@ impl Profile {
             p.fast_decay(t as f64 - self.fast_at as f64)
         };
         let lookup = |kind, h: u64| (h, self.knows(p, kind, h));
+        let tag = currency_tag(ev.currency.unwrap_or(p.currency));
         Facts {
             t,
             ts_ms: ev.ts_ms,
@@ -650,6 +674,11 @@ impl Profile {
             // ln(amount), not ln(1 + amount): only the log itself is scale-free (×1000 shifts
             // every value by ln 1000 and leaves every spread alone).
             log_amount: ev.amount.filter(|a| *a > 0.0).map(f64::ln),
+            foreign: {
+                let own = (self.flags & FLAG_CURRENCY_MASK) >> FLAG_CURRENCY_SHIFT;
+                own != 0 && own != tag
+            },
+            currency_tag: tag,
             has_history: !self.is_empty(),
             has_geo: self.last_geo_at != 0,
         }
@@ -662,9 +691,10 @@ impl Profile {
         self.amt_n as f64 * f.decay
     }
 
-    /// Per-user mean and variance of ln(amount) (unshrunk), if any history.
-    pub fn amount_stats(&self) -> Option<(f64, f64)> {
-        if self.amt_n <= 0.0 {
+    /// Per-user mean and variance of ln(amount) (unshrunk), if any history in the event's
+    /// currency (see [`Facts::foreign`]).
+    pub fn amount_stats(&self, f: &Facts) -> Option<(f64, f64)> {
+        if self.amt_n <= 0.0 || f.foreign {
             return None;
         }
         let n = self.amt_n as f64;
@@ -961,10 +991,12 @@ impl Profile {
 
         // Amount statistics: exponentially weighted mean and variance (West's update with
         // weights decayed to the new event).
-        // Amounts in another currency would distort the log-amount statistics (one baseline,
-        // no exchange rates in the core), so they are scored but not learned.
-        let home_currency = ev.currency.is_none_or(|c| c == p.currency);
-        if let (true, true, Some(x)) = (ev.is_successful_money_out(), home_currency, f.log_amount) {
+        // Amounts in another currency than the baseline's would distort the log-amount
+        // statistics (one baseline, no exchange rates in the core), so they are scored but not
+        // learned. The first money out learned fixes the baseline's currency.
+        if let (true, false, Some(x)) = (ev.is_successful_money_out(), f.foreign, f.log_amount) {
+            self.flags =
+                (self.flags & !FLAG_CURRENCY_MASK) | (f.currency_tag << FLAG_CURRENCY_SHIFT);
             let n = self.amt_n as f64 * d;
             let s = self.amt_s as f64 * d;
             let mean = self.amt_mean as f64;
@@ -1197,7 +1229,9 @@ mod tests {
             "{} vs {mean}",
             prof.amt_mean
         );
-        let (_, var) = prof.amount_stats().unwrap();
+        let s = ev(T0 + 86_400 * 41_000, "payment", 1.0);
+        let e = parse_event(s.as_bytes()).unwrap();
+        let (_, var) = prof.amount_stats(&prof.facts(&p, &e)).unwrap();
         assert!((var - sws / sw).abs() < 1e-3, "{var} vs {}", sws / sw);
     }
 
@@ -1205,19 +1239,36 @@ mod tests {
     fn foreign_currency_is_not_learned_into_amounts() {
         let p = params();
         let mut prof = Profile::default();
+        assert_ne!(currency_tag(*b"USD"), currency_tag(*b"CNY"));
+        assert_eq!(currency_tag(*b"cny"), currency_tag(*b"CNY"));
         let s = r#"{"event_id":"a","user_id":"u","ts":1790000000000,"type":"payment","amount":30,"currency":"USD","counterparty":"m"}"#;
         let e = parse_event(s.as_bytes()).unwrap();
         let f = prof.facts(&p, &e);
-        prof.learn(&p, &e, &f);
-        assert_eq!(prof.amt_n, 0.0);
-        let s = s.replace("USD", "cny");
-        let e = parse_event(s.as_bytes()).unwrap();
-        let f = prof.facts(&p, &e);
+        assert!(!f.foreign, "an empty profile has no currency yet");
         prof.learn(&p, &e, &f);
         assert_eq!(
             prof.amt_n, 1.0,
-            "the default currency, any case, is learned"
+            "the first money out fixes the currency, whichever"
         );
+        let cny = s.replace("USD", "cny");
+        let e = parse_event(cny.as_bytes()).unwrap();
+        let f = prof.facts(&p, &e);
+        assert!(f.foreign);
+        assert!(
+            prof.amount_stats(&f).is_none(),
+            "no habit in another currency"
+        );
+        prof.learn(&p, &e, &f);
+        assert_eq!(prof.amt_n, 1.0, "another currency is not learned");
+        let e = parse_event(s.as_bytes()).unwrap();
+        let f = prof.facts(&p, &e);
+        assert!(!f.foreign && prof.amount_stats(&f).is_some());
+        prof.learn(&p, &e, &f);
+        assert_eq!(prof.amt_n, 2.0);
+        // An event without a currency is in the default one (CNY here): foreign to this user.
+        let none = s.replace(r#","currency":"USD""#, "");
+        let e = parse_event(none.as_bytes()).unwrap();
+        assert!(prof.facts(&p, &e).foreign);
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl Detector for AmountOutlier {
         }
         // No money out yet, no habit to be out of (and no population amount to compare with:
         // it would belong to one currency).
-        let Some(own) = ctx.profile.amount_stats() else {
+        let Some(own) = ctx.profile.amount_stats(ctx.facts) else {
             return;
         };
         let n = ctx.profile.amount_n(ctx.facts);

@@ -11,8 +11,8 @@
 //! itself.
 
 use super::{money, ramp, Code, Detail, Detector, Input, Signals};
-use crate::baseline::{Novelty, Profile};
-use crate::event::EventType;
+use crate::baseline::{Facts, Novelty, Profile};
+use crate::event::{Event, EventType};
 use crate::validate::{count, invalid, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
 
@@ -116,14 +116,13 @@ impl CardTesting {
     pub fn is_tiny_new_merchant(
         tiny_ratio: f64,
         profile: &Profile,
-        kind: EventType,
-        amount: Option<f64>,
-        new_cp: bool,
+        ev: &Event<'_>,
+        facts: &Facts,
     ) -> bool {
-        if kind != EventType::Payment || !new_cp {
+        if ev.kind != EventType::Payment || !matches!(facts.counterparty, Some((_, false))) {
             return false;
         }
-        let (Some(a), Some(typical)) = (amount, super::typical_of(profile)) else {
+        let (Some(a), Some(typical)) = (ev.amount, super::typical_of(profile, facts)) else {
             return false;
         };
         a <= tiny_ratio * typical
@@ -139,14 +138,7 @@ impl Detector for CardTesting {
         if !ctx.ev.kind.is_money_out() {
             return;
         }
-        let new_cp = matches!(ctx.facts.counterparty, Some((_, false)));
-        let tiny_new = Self::is_tiny_new_merchant(
-            self.tiny_ratio,
-            ctx.profile,
-            ctx.ev.kind,
-            ctx.ev.amount,
-            new_cp,
-        );
+        let tiny_new = Self::is_tiny_new_merchant(self.tiny_ratio, ctx.profile, ctx.ev, ctx.facts);
         let recent = ctx.profile.recent_tiny_new(ctx.facts);
         let c = recent + tiny_new as u8 as f64;
         let stranger = ctx.facts.stranger();
@@ -269,16 +261,27 @@ mod tests {
         // The kit's history pays around 50-ish; 1.0 is tiny, the typical amount is not.
         let mut k = Kit::new();
         k.history();
-        let typical = super::super::typical_of(&k.profile).unwrap();
         let ratio = CardTestingConfig::default().tiny_ratio;
-        let tiny = |amount: f64, new_cp: bool| {
-            CardTesting::is_tiny_new_merchant(
-                ratio,
-                &k.profile,
-                EventType::Payment,
-                Some(amount),
-                new_cp,
-            )
+        let typical = {
+            let s = k.json(
+                T0 + 31 * DAY,
+                "payment",
+                r#""amount":1,"counterparty":"shop-a""#,
+            );
+            let e = crate::event::parse_event(s.as_bytes()).unwrap();
+            let f = k.profile.facts(&k.params, &e);
+            super::super::typical_of(&k.profile, &f).unwrap()
+        };
+        let mut tiny = |amount: f64, new_cp: bool| {
+            let shop = if new_cp { "kiosk" } else { "shop-a" };
+            let s = k.json(
+                T0 + 31 * DAY,
+                "payment",
+                &format!(r#""amount":{amount},"counterparty":"{shop}""#),
+            );
+            let e = crate::event::parse_event(s.as_bytes()).unwrap();
+            let f = k.profile.facts(&k.params, &e);
+            CardTesting::is_tiny_new_merchant(ratio, &k.profile, &e, &f)
         };
         assert!(tiny(1.0, true));
         assert!(!tiny(typical, true));

@@ -414,12 +414,12 @@ pub fn ramp(x: f64, start: f64, full: f64) -> f64 {
 /// user's first money out (there is no population amount to borrow: it would belong to one
 /// currency).
 pub(crate) fn typical_amount(ctx: &Input<'_, '_>) -> Option<f64> {
-    typical_of(ctx.profile)
+    typical_of(ctx.profile, ctx.facts)
 }
 
 /// [`typical_amount`] from the profile (the pipeline counts tiny payments outside a detector).
-pub(crate) fn typical_of(profile: &Profile) -> Option<f64> {
-    profile.amount_stats().map(|(mean, _)| mean.exp())
+pub(crate) fn typical_of(profile: &Profile, facts: &Facts) -> Option<f64> {
+    profile.amount_stats(facts).map(|(mean, _)| mean.exp())
 }
 
 /// The user's money-out events per second, shrunk toward the population's rate with the
