@@ -130,8 +130,9 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GeneralConfig {
-    /// Currency assumed when an event has none; money out in another currency is scored but
-    /// not learned into the amount baseline.
+    /// Currency assumed when an event has none. Each user's amount baseline is in the currency
+    /// of their first money out; money out in another currency is scored without the amount
+    /// habit and not learned.
     pub default_currency: String,
     /// Users' local UTC offset, `±HH:MM`; the hour-of-day baseline is kept in this zone.
     pub utc_offset: String,
