@@ -15,7 +15,7 @@
 //! Detection uses event time only; `now` is stamped on outputs (`emitted_at`, `issued_at`), so
 //! replaying the same events gives the same decisions.
 
-use crate::baseline::{keys, Params, Prior, ProfileStore};
+use crate::baseline::{keys, Params, Population, Prior, ProfileStore};
 use crate::config::Config;
 use crate::decision::{Action, ChainHints, Decider, Decision};
 use crate::detect::{self, CardTesting, Detector, Input, Signals};
@@ -83,6 +83,8 @@ impl Outcome {
 pub struct State {
     /// Profiles by user key.
     pub profiles: ProfileStore,
+    /// The partition's learned population (see [`crate::baseline::population`]).
+    pub population: Population,
     /// Profiles removed so far, by reason (the adapters turn these into metrics).
     pub removed: Removed,
 }
@@ -101,6 +103,7 @@ impl State {
     pub fn new(_cfg: &Config) -> State {
         State {
             profiles: ProfileStore::new(),
+            population: Population::default(),
             removed: Removed::default(),
         }
     }
@@ -294,6 +297,7 @@ impl Engine {
                 profile,
                 facts: &facts,
                 prior: &self.prior,
+                population: &state.population,
                 params: &self.params,
             };
             for d in &self.detectors {
@@ -334,6 +338,13 @@ impl Engine {
             if decision.action < self.learn_below {
                 profile.learn(&self.params, ev, &facts);
                 learned = true;
+                state.population.observe(
+                    &self.prior.pop,
+                    ev,
+                    ev.currency.unwrap_or(self.params.currency),
+                    facts.hour,
+                    facts.log_amount,
+                );
             }
         }
         Outcome {

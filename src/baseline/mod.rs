@@ -11,9 +11,11 @@
 
 pub mod codec;
 pub mod keys;
+pub mod population;
 pub mod prior;
 pub mod store;
 
+pub use population::Population;
 pub use prior::{Prior, PriorConfig};
 pub use store::{BuildIdentity, ProfileStore};
 

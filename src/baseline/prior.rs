@@ -1,9 +1,11 @@
 //! The population baseline: what a typical user looks like, for users with little history.
 //!
-//! It comes from config, not from the stream, on purpose: a prior learned online would differ
-//! between a single-file replay and a Kafka instance that sees only its own partitions, and the
-//! same event must get the same decision everywhere.
+//! Two halves: [`Prior`], from `[prior]` (the scale-free spread of a user's amounts, the
+//! starting hour shares, the typical rate of money out), and the learned
+//! [`super::population::Population`] of each partition, which the config values only start:
+//! see that module for what it learns and why it is kept per partition.
 
+use super::population::{Population, PopulationParams};
 use crate::config::Config;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,19 @@ pub struct PriorConfig {
     pub hour_weights: Vec<f64>,
     /// Money-out events per day of a typical user.
     pub out_per_day: f64,
+    /// Learn the population online (per partition, in the changelog): amounts per currency
+    /// and money-out type, and hour shares. Off: `hour_weights` stay the hour prior and users
+    /// without an amount habit get no amount evidence.
+    pub learn: bool,
+    /// Half-life of the learned population, in observations of one (currency, type) cell (and
+    /// of the hour shares): each observation weighs 2^(1/half_life) times the one before.
+    pub half_life_observations: f64,
+    /// Effective observations a learned amount distribution needs before it is used; also
+    /// the weight, in observations, of `hour_weights` against the learned hour shares.
+    pub min_weight: f64,
+    /// Most (currency, money-out type) cells a partition learns; further ones are not learned
+    /// (and get no population evidence).
+    pub max_cells: u32,
 }
 
 impl Default for PriorConfig {
@@ -32,6 +47,10 @@ impl Default for PriorConfig {
                 1.3, 1.4, 1.6, 1.7, 1.7, 1.5, 1.1, 0.7,
             ],
             out_per_day: 2.0,
+            learn: true,
+            half_life_observations: 50_000.0,
+            min_weight: 500.0,
+            max_cells: 64,
         }
     }
 }
@@ -41,6 +60,16 @@ impl PriorConfig {
     pub fn validate(&self) -> Checked {
         positive("prior.amount_log_sd", self.amount_log_sd)?;
         positive("prior.out_per_day", self.out_per_day)?;
+        if !(self.half_life_observations.is_finite() && self.half_life_observations >= 1.0) {
+            return Err(invalid(
+                "prior.half_life_observations",
+                "must be at least 1",
+            ));
+        }
+        positive("prior.min_weight", self.min_weight)?;
+        if self.max_cells == 0 || self.max_cells > 4096 {
+            return Err(invalid("prior.max_cells", "must be 1 to 4096"));
+        }
         if self.hour_weights.len() != 24 {
             return Err(invalid(
                 "prior.hour_weights",
@@ -69,6 +98,8 @@ pub struct Prior {
     pub out_rate: f64,
     /// Shrinkage constant k.
     pub k: f64,
+    /// How the partition's population learns.
+    pub pop: PopulationParams,
 }
 
 impl Prior {
@@ -87,6 +118,12 @@ impl Prior {
             hours,
             out_rate: p.out_per_day / 86_400.0,
             k: cfg.baseline.shrinkage_k,
+            pop: PopulationParams {
+                learn: p.learn,
+                growth: 2f64.powf(1.0 / p.half_life_observations.max(1.0)),
+                min_weight: p.min_weight,
+                max_cells: p.max_cells as usize,
+            },
         }
     }
 
@@ -115,13 +152,15 @@ impl Prior {
         (m, w * v + (1.0 - w) * self.amount_var)
     }
 
-    /// Shrunk probability of local hour `h` for a user with `n` events and own share `own`.
-    pub fn shrink_hour(&self, n: f64, h: usize, own: Option<f64>) -> f64 {
+    /// Shrunk probability of local hour `h` for a user with `n` events and own share `own`,
+    /// toward the partition's learned hour shares.
+    pub fn shrink_hour(&self, pop: &Population, n: f64, h: usize, own: Option<f64>) -> f64 {
+        let base = pop.hour_share(&self.pop, &self.hours, h);
         match own {
-            None => self.hours[h],
+            None => base,
             Some(s) => {
                 let w = self.own_weight(n);
-                w * s + (1.0 - w) * self.hours[h]
+                w * s + (1.0 - w) * base
             }
         }
     }
@@ -144,6 +183,7 @@ mod tests {
         // k observations: halfway.
         let (_, vk) = p.shrink_amount(p.k, (8.0, 0.1));
         assert!((vk - (0.1 + p.amount_var) / 2.0).abs() < 1e-12);
-        assert_eq!(p.shrink_hour(0.0, 3, Some(1.0)), p.hours[3]);
+        let pop = Population::default();
+        assert!((p.shrink_hour(&pop, 0.0, 3, Some(1.0)) - p.hours[3]).abs() < 1e-15);
     }
 }

@@ -33,6 +33,11 @@ pub struct AmountOutlierConfig {
     /// purchase on one's own phone or a large sum to family is ordinary; the amount still
     /// counts with other evidence (an odd hour, a new place, a burst).
     pub familiar_factor: f64,
+    /// Multiplier on the score of an amount judged against the partition's learned population
+    /// (a user without an amount habit in this currency): its tail share among everyone's money
+    /// out of the same type and currency, mapped like a tail probability. Weaker than a user's
+    /// own habit: a population mixes rich and poor. 0 silences it.
+    pub population_factor: f64,
 }
 
 impl Default for AmountOutlierConfig {
@@ -43,6 +48,7 @@ impl Default for AmountOutlierConfig {
             min_ratio: 3.0,
             min_sd: 0.35,
             familiar_factor: 0.4,
+            population_factor: 0.6,
         }
     }
 }
@@ -53,6 +59,7 @@ impl AmountOutlierConfig {
         let k = |f: &str| format!("{table}.{f}");
         unit(&k("weight"), self.weight)?;
         unit(&k("familiar_factor"), self.familiar_factor)?;
+        unit(&k("population_factor"), self.population_factor)?;
         nonneg(&k("min_ratio"), self.min_ratio)?;
         positive(&k("min_sd"), self.min_sd)
     }
@@ -66,6 +73,7 @@ pub struct AmountOutlier {
     p_start: f64,
     p_full: f64,
     familiar_factor: f64,
+    population_factor: f64,
 }
 
 impl AmountOutlier {
@@ -78,7 +86,45 @@ impl AmountOutlier {
             p_start,
             p_full,
             familiar_factor: c.familiar_factor,
+            population_factor: c.population_factor,
         }
+    }
+}
+
+impl AmountOutlier {
+    /// The population half: the tail share of the amount among the partition's money out of
+    /// the same type and currency, once that population is learned.
+    fn against_population(&self, ctx: &Input<'_, '_>, amount: f64, x: f64, out: &mut Signals) {
+        if self.population_factor <= 0.0 {
+            return;
+        }
+        let currency = ctx.ev.currency.unwrap_or(ctx.params.currency);
+        let Some(p) = ctx
+            .population
+            .amount_tail(&ctx.prior.pop, currency, ctx.ev.kind, x)
+        else {
+            return;
+        };
+        let s = surprise(p, self.p_start, self.p_full) * self.population_factor;
+        if s <= 0.0 {
+            return;
+        }
+        out.push(
+            Code::AmountOutlier,
+            s,
+            self.weight,
+            Detail::new(
+                |a, f| {
+                    write!(
+                        f,
+                        "amount {} with no habit yet; only {:.2}% of this partition's money out of this type and currency is as large",
+                        money(a[0]),
+                        a[1] * 100.0
+                    )
+                },
+                [amount, p, 0.0, 0.0],
+            ),
+        );
     }
 }
 
@@ -98,9 +144,10 @@ impl Detector for AmountOutlier {
         if !ctx.ev.kind.is_money_out() {
             return;
         }
-        // No money out yet, no habit to be out of (and no population amount to compare with:
-        // it would belong to one currency).
+        // No money out yet in this currency: no habit to be out of; how rare the amount is
+        // among everyone's is the evidence left.
         let Some(own) = ctx.profile.amount_stats(ctx.facts) else {
+            self.against_population(ctx, amount, x, out);
             return;
         };
         let n = ctx.profile.amount_n(ctx.facts);
@@ -212,5 +259,39 @@ mod tests {
         assert!((own - other * f).abs() < 1e-9, "{own} vs {other}");
         let transfer = score(&k.run(&det(), T0 + 31 * DAY, "transfer", &body("d1")));
         assert_eq!(transfer, other);
+    }
+
+    #[test]
+    fn a_user_without_a_habit_is_judged_against_the_learned_population() {
+        let mut k = Kit::new();
+        // Nothing learned yet: silent.
+        let body = r#""amount":90000,"counterparty":"p""#;
+        assert_eq!(score(&k.run(&det(), T0, "transfer", body)), 0.0);
+        // A population of transfers of 10 to 1,000, in the kit's default currency.
+        let pop = k.prior.pop;
+        for i in 0..2000 {
+            let a = 10.0 * (1.0 + (i % 100) as f64);
+            let s = format!(
+                r#"{{"event_id":"x{i}","user_id":"o{i}","ts":{T0},"type":"transfer","amount":{a},"counterparty":"p"}}"#
+            );
+            let e = crate::event::parse_event(s.as_bytes()).unwrap();
+            k.population.observe(&pop, &e, *b"CNY", 10, Some(a.ln()));
+        }
+        let f = AmountOutlierConfig::default().population_factor;
+        let huge = score(&k.run(&det(), T0, "transfer", body));
+        assert!(
+            (huge - f).abs() < 1e-9,
+            "beyond every amount seen: the full population score, {huge}"
+        );
+        assert!(detail(&k.run(&det(), T0, "transfer", body)).contains("no habit"));
+        let usual = r#""amount":300,"counterparty":"p""#;
+        assert_eq!(score(&k.run(&det(), T0, "transfer", usual)), 0.0);
+        // Another type or currency has no population yet.
+        assert_eq!(score(&k.run(&det(), T0, "withdrawal", body)), 0.0);
+        let usd = r#""amount":90000,"currency":"USD","counterparty":"p""#;
+        assert_eq!(score(&k.run(&det(), T0, "transfer", usd)), 0.0);
+        // A habit, once there, is what counts.
+        k.learn(T0, "transfer", r#""amount":80000,"counterparty":"p""#);
+        assert!(!detail(&k.run(&det(), T0 + 1000, "transfer", body)).contains("no habit"));
     }
 }

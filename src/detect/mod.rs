@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use crate::baseline::{Facts, Params, Prior, Profile};
+use crate::baseline::{Facts, Params, Population, Prior, Profile};
 use crate::event::Event;
 use serde::{Deserialize, Serialize};
 
@@ -377,8 +377,10 @@ pub struct Input<'a, 'e> {
     pub profile: &'a Profile,
     /// Facts computed once per event.
     pub facts: &'a Facts,
-    /// The population prior.
+    /// The population prior (config).
     pub prior: &'a Prior,
+    /// The partition's learned population.
+    pub population: &'a Population,
     /// Baseline constants.
     pub params: &'a Params,
 }
@@ -518,6 +520,7 @@ pub(crate) mod testkit {
     pub struct Kit {
         pub params: Params,
         pub prior: Prior,
+        pub population: Population,
         pub profile: Profile,
         seq: u64,
     }
@@ -528,7 +531,7 @@ pub(crate) mod testkit {
             Kit {
                 params: Params::new(&cfg),
                 prior: Prior::new(&cfg),
-
+                population: Population::default(),
                 profile: Profile::default(),
                 seq: 0,
             }
@@ -583,6 +586,7 @@ pub(crate) mod testkit {
                 profile: &self.profile,
                 facts: &f,
                 prior: &self.prior,
+                population: &self.population,
                 params: &self.params,
             };
             let mut out = Signals::default();

@@ -75,7 +75,10 @@ impl Detector for UnusualHour {
         let n = ctx.profile.all_n as f64 * ctx.facts.decay;
         let hours = [(h + 23) % 24, h, (h + 1) % 24];
         let own = ctx.profile.hour_shares(&hours);
-        let prob = |i: usize| ctx.prior.shrink_hour(n, hours[i], own.map(|s| s[i]));
+        let prob = |i: usize| {
+            ctx.prior
+                .shrink_hour(ctx.population, n, hours[i], own.map(|s| s[i]))
+        };
         let p = (prob(0) + 2.0 * prob(1) + prob(2)) / 4.0;
         let s = surprise(p, self.p_start, self.p_full);
         if s <= 0.0 {
