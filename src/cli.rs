@@ -44,6 +44,11 @@ pub enum Cmd {
         /// Config file (default: built-in defaults).
         #[arg(long, env = "WALLETGUARD_CONFIG")]
         config: Option<PathBuf>,
+        /// Emulate an input topic of this many partitions: each user is routed by Kafka's
+        /// default key hashing (murmur2 of the user id) to a partition with its own learned
+        /// population, so the decisions equal the service's on such a topic.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        partitions: u32,
     },
     /// Generate labelled synthetic traffic: events (JSON lines, `.gz` compresses), a labels
     /// CSV and the world's spec (`<labels>.world.json`), deterministic for a seed.

@@ -216,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             commands,
             dlq,
             config,
+            partitions,
         } => {
             let cfg = load(&config)?;
             init_logging(&cfg);
@@ -227,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let progress = std::io::stderr().is_terminal();
             let (summary, profiles) =
-                replay::replay_file(&Engine::new(cfg), &input, &sinks, progress)?;
+                replay::replay_file(&Engine::new(cfg), &input, &sinks, partitions, progress)?;
             println!("{summary}");
             println!("profiles     {profiles}");
             Ok(())

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::decision::Action;
 use crate::output;
-use crate::pipeline::{CommandKind, Engine, State};
+use crate::pipeline::{CommandKind, Engine, Removed, State};
 use crate::time::EpochMs;
 
 /// Longest line read into memory: the event limit plus a newline and a spare byte.
@@ -176,16 +176,50 @@ impl Out {
     }
 }
 
-/// `walletguard replay`: [`replay`] through a fresh state of `engine`, with the wall clock,
-/// and a progress bar on stderr when `progress`. Returns the summary and the profiles held at
-/// the end.
+/// The partition Kafka's default partitioner (the Java client's, and librdkafka's
+/// `murmur2_random`) gives a record keyed by `key` in a topic of `partitions` partitions.
+pub fn kafka_partition(key: &[u8], partitions: u32) -> u32 {
+    (murmur2(key) & 0x7fff_ffff) % partitions.max(1)
+}
+
+/// Kafka's murmur2 (seed 0x9747b28c), as the Java client hashes keys.
+fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        for (i, b) in tail.iter().enumerate().rev() {
+            h ^= u32::from(*b) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+/// `walletguard replay`: [`replay`] through fresh state of `engine` (one per emulated
+/// partition), with the wall clock, and a progress bar on stderr when `progress`. Returns the
+/// summary and the profiles held at the end.
 pub fn replay_file(
     engine: &Engine,
     input: &Path,
     sinks: &Sinks,
+    partitions: u32,
     progress: bool,
 ) -> Result<(Summary, usize), ReplayError> {
-    let mut state = engine.new_state();
+    let mut states: Vec<State> = (0..partitions.max(1)).map(|_| engine.new_state()).collect();
     let total = std::fs::metadata(input).ok().map(|m| m.len());
     let bar = if progress {
         let b = indicatif::ProgressBar::new(total.unwrap_or(0));
@@ -203,21 +237,26 @@ pub fn replay_file(
     // Compressed input advances faster than the bar's byte total; cap it.
     let summary = replay(
         engine,
-        &mut state,
+        &mut states,
         input,
         sinks,
         &mut crate::time::now_ms,
         &mut |b| bar.set_position(b.min(total.unwrap_or(u64::MAX))),
     )?;
     bar.finish_and_clear();
-    Ok((summary, state.profiles.len()))
+    Ok((summary, states.iter().map(|s| s.profiles.len()).sum()))
 }
 
 /// Replays `input` through `engine`, writing to `sinks`. `clock` gives `now` for each event
 /// (wall time in the CLI, fixed in tests); `progress` is called with bytes read so far.
+///
+/// `states` holds one state per emulated input partition: each event is scored against the
+/// state of the partition [`kafka_partition`] gives its `user_id` (the input's key), so with
+/// N states the decisions equal those of the service on a topic of N partitions fed in file
+/// order. One state is a topic of one partition.
 pub fn replay(
     engine: &Engine,
-    state: &mut State,
+    states: &mut [State],
     input: &Path,
     sinks: &Sinks,
     clock: &mut dyn FnMut() -> EpochMs,
@@ -231,7 +270,11 @@ pub fn replay(
     let mut dlq = Out::open(&sinks.dlq)?;
     let mut sum = Summary::default();
     let mut newest_ts: crate::time::EpochMs = 0;
-    let removed_before = state.removed;
+    let removed_before: Removed = states.iter().fold(Removed::default(), |a, s| Removed {
+        ttl: a.ttl + s.removed.ttl,
+        cap: a.cap + s.removed.cap,
+    });
+    let n_states = states.len() as u32;
     let started = Instant::now();
     let mut line: Vec<u8> = Vec::with_capacity(1024);
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
@@ -283,17 +326,34 @@ pub fn replay(
                 max: crate::event::MAX_EVENT_BYTES,
             })
         } else {
-            engine.process_bytes(state, raw, clock())
-        };
-        match result {
-            Ok((ev, out)) => {
+            crate::event::parse_event(raw).map(|ev| {
+                let i = if n_states > 1 {
+                    kafka_partition(ev.user_id.as_bytes(), n_states) as usize
+                } else {
+                    0
+                };
                 newest_ts = newest_ts.max(ev.ts_ms);
-                // Memory stays bounded as in the service: at the cap at once, idle sweeps
-                // every 1M events (a replay may cover years).
-                if engine.over_cap(state) || sum.events % 1_000_000 == 0 {
-                    let now = clock();
-                    engine.maintain(state, crate::pipeline::sweep_clock(newest_ts, now));
-                }
+                let out = states.get_mut(i).map(|state| {
+                    let out = engine.process(state, &ev, clock());
+                    // Memory stays bounded as in the service: at the cap at once.
+                    if engine.over_cap(state) {
+                        engine.maintain(state, crate::pipeline::sweep_clock(newest_ts, clock()));
+                    }
+                    out
+                });
+                (ev, out)
+            })
+        };
+        // Idle sweeps every 1M events (a replay may cover years).
+        if sum.events % 1_000_000 == 0 {
+            let clock = crate::pipeline::sweep_clock(newest_ts, clock());
+            for state in states.iter_mut() {
+                engine.maintain(state, clock);
+            }
+        }
+        match result {
+            Ok((_, None)) => {} // no state at all: `states` was empty
+            Ok((ev, Some(out))) => {
                 sum.by_action[out.decision.action as usize] += 1;
                 sum.duplicates += out.duplicate as u64;
                 if let Some(o) = decisions.as_mut() {
@@ -333,9 +393,13 @@ pub fn replay(
         }
     }
     progress(read_bytes);
-    sum.removed = crate::pipeline::Removed {
-        ttl: state.removed.ttl - removed_before.ttl,
-        cap: state.removed.cap - removed_before.cap,
+    let removed_after = states.iter().fold(Removed::default(), |a, s| Removed {
+        ttl: a.ttl + s.removed.ttl,
+        cap: a.cap + s.removed.cap,
+    });
+    sum.removed = Removed {
+        ttl: removed_after.ttl - removed_before.ttl,
+        cap: removed_after.cap - removed_before.cap,
     };
     sum.seconds = started.elapsed().as_secs_f64();
     Ok(sum)
@@ -345,6 +409,98 @@ pub fn replay(
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn murmur2_is_kafkas() {
+        // Apache Kafka's UtilsTest.testMurmur2 vectors (signed 32-bit in Java).
+        for (key, want) in [
+            ("21", -973_932_308i32),
+            ("foobar", -790_332_482),
+            ("a-little-bit-long-string", -985_981_536),
+            ("a-little-bit-longer-string", -1_486_304_829),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            ("abc", 479_470_107),
+        ] {
+            assert_eq!(murmur2(key.as_bytes()) as i32, want, "{key}");
+        }
+        assert_eq!(
+            kafka_partition(b"21", 7),
+            ((-973_932_308i32 as u32) & 0x7fff_ffff) % 7
+        );
+    }
+
+    #[test]
+    fn n_partitions_decide_like_n_separate_replays_of_each_partitions_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::sim::SimParams {
+            users: 300,
+            days: 20,
+            seed: 5,
+            ..crate::sim::SimParams::default()
+        };
+        let mut lines: Vec<(String, String)> = Vec::new();
+        for ev in crate::sim::Simulator::new(&opts).unwrap() {
+            let mut buf = Vec::new();
+            ev.write_json(&mut buf);
+            let mut key = Vec::new();
+            ev.write_user_id(&mut key);
+            lines.push((
+                String::from_utf8(key).unwrap(),
+                String::from_utf8(buf).unwrap(),
+            ));
+        }
+        let all = dir.path().join("all.jsonl");
+        std::fs::write(
+            &all,
+            lines
+                .iter()
+                .map(|(_, l)| format!("{l}\n"))
+                .collect::<String>(),
+        )
+        .unwrap();
+        let engine = Engine::new(Config::default());
+        let run = |input: &Path, out: &str, n: u32| {
+            let sinks = Sinks {
+                decisions: Some(dir.path().join(out)),
+                ..Sinks::default()
+            };
+            let mut states: Vec<State> = (0..n).map(|_| engine.new_state()).collect();
+            replay(&engine, &mut states, input, &sinks, &mut || 0, &mut |_| {}).unwrap();
+            std::fs::read_to_string(dir.path().join(out)).unwrap()
+        };
+        let together = run(&all, "d4.jsonl", 4);
+        let mut want: Vec<String> = Vec::new();
+        for p in 0..4 {
+            let part = dir.path().join(format!("p{p}.jsonl"));
+            let text: String = lines
+                .iter()
+                .filter(|(k, _)| kafka_partition(k.as_bytes(), 4) == p)
+                .map(|(_, l)| format!("{l}\n"))
+                .collect();
+            std::fs::write(&part, text).unwrap();
+            want.extend(
+                run(&part, &format!("d{p}.jsonl"), 1)
+                    .lines()
+                    .map(String::from),
+            );
+        }
+        let mut got: Vec<String> = together.lines().map(String::from).collect();
+        assert_eq!(got.len(), lines.len());
+        got.sort();
+        want.sort();
+        assert!(
+            got == want,
+            "decisions of 4 emulated partitions differ from 4 separate replays"
+        );
+        // And the populations matter: one partition decides some event differently.
+        let one = run(&all, "d1.jsonl", 1);
+        let mut one: Vec<String> = one.lines().map(String::from).collect();
+        one.sort();
+        assert_ne!(one, got, "a partition's population is its own");
+    }
 
     #[test]
     fn oversized_lines_are_dead_lettered_and_gzip_outputs_are_complete() {
@@ -361,7 +517,15 @@ mod tests {
         };
         let engine = Engine::new(Config::default());
         let mut state = engine.new_state();
-        let sum = replay(&engine, &mut state, &input, &sinks, &mut || 0, &mut |_| {}).unwrap();
+        let sum = replay(
+            &engine,
+            std::slice::from_mut(&mut state),
+            &input,
+            &sinks,
+            &mut || 0,
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!((sum.events, sum.invalid), (3, 1));
         let dlq = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
         let v: serde_json::Value = serde_json::from_str(dlq.trim()).unwrap();

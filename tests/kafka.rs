@@ -79,7 +79,7 @@ fn decisions_over_kafka_equal_the_pure_engine() {
     create_topics(&mock, &cfg, 4);
 
     let msgs = sim_events(&small_world(200, 20, 5));
-    let want = expected(&Engine::new(cfg.clone()), payloads(&msgs));
+    let want = expected_partitioned(&Engine::new(cfg.clone()), &msgs, 4);
     assert!(want.errors.is_empty(), "simulated events are valid");
     assert!(
         !want.commands.is_empty(),
@@ -146,11 +146,23 @@ fn decisions_over_kafka_equal_the_pure_engine() {
     );
     // Records are keyed by the user's 64-bit key, big-endian (so that a removed profile can be
     // tombstoned without its user id).
+    // Each partition's learned population is one more key, written whenever it changed.
     let mut latest: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut populations: HashMap<i32, Vec<u8>> = HashMap::new();
     for r in &changelog.recs {
         if let (Some(k), Some(v)) = (r.key.clone(), r.payload.clone()) {
-            latest.insert(k, v);
+            if k == walletguard::kafka::stamp::POPULATION_KEY {
+                populations.insert(r.partition, v);
+            } else {
+                latest.insert(k, v);
+            }
         }
+    }
+    for (p, want_pop) in want.populations.iter().enumerate() {
+        assert!(
+            populations.get(&(p as i32)) == Some(want_pop),
+            "partition {p}: the changelog's latest population differs from the engine's"
+        );
     }
     assert_eq!(latest.len(), want.profiles.len(), "one profile per user");
     for (uid, bytes) in &want.profiles {
@@ -448,7 +460,7 @@ fn at_least_once_across_a_sigkill() {
     let cfg_b = config(&brokers, &mut names, "b");
 
     let msgs = sim_events(&small_world(150, 15, 8));
-    let want = expected(&Engine::new(cfg_a.clone()), payloads(&msgs));
+    let want = expected_partitioned(&Engine::new(cfg_a.clone()), &msgs, 4);
     assert!(want.errors.is_empty());
     let total_ids = want.decisions.len();
     let first = msgs.len() / 10;
@@ -724,7 +736,7 @@ fn broker_outage_mid_stream() {
     }
 
     let msgs = sim_events(&small_world(120, 12, 21));
-    let want = expected(&Engine::new(cfg.clone()), payloads(&msgs));
+    let want = expected_partitioned(&Engine::new(cfg.clone()), &msgs, 4);
     let total_ids = want.decisions.len();
 
     let rt = runtime();
@@ -777,7 +789,7 @@ fn exactly_once_commits_transactions() {
     create_topics(&mock, &cfg, 3);
 
     let msgs = sim_events(&small_world(100, 12, 33));
-    let want = expected(&Engine::new(cfg.clone()), payloads(&msgs));
+    let want = expected_partitioned(&Engine::new(cfg.clone()), &msgs, 3);
     let want_alerts: usize = want.alerts.values().map(Vec::len).sum();
     assert!(want_alerts > 0, "the world should contain alerts");
 

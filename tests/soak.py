@@ -253,7 +253,7 @@ def main():
     log(f"work dir {work}; broker {a.broker}; kill seed {kill_seed}")
     wg = a.wg
 
-    # 1. The stream, and the reference: one uninterrupted replay.
+    # 1. The stream, and the reference: one uninterrupted replay of as many partitions.
     events = a.events
     if not events:
         events = os.path.join(work, "events.jsonl")
@@ -262,8 +262,11 @@ def main():
                         "--out", events, "--labels", os.path.join(work, "labels.csv")],
                        check=True, stdout=subprocess.DEVNULL)
     ref_dec, ref_cmd = os.path.join(work, "ref.decisions"), os.path.join(work, "ref.commands")
+    # One state per input partition, routed like the producer's murmur2 keying: each partition
+    # learns its own population, as the service's partitions do.
     subprocess.run([wg, "replay", "--input", events, "--decisions", ref_dec,
-                    "--commands", ref_cmd], check=True, stdout=subprocess.DEVNULL)
+                    "--commands", ref_cmd, "--partitions", str(a.partitions)],
+                   check=True, stdout=subprocess.DEVNULL)
     want = {}
     for d in read_jsonl(ref_dec):
         want.setdefault(d["event_id"], []).append(d)

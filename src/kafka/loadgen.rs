@@ -148,6 +148,12 @@ pub fn producer(
     let count = Arc::new(DeliveryCount::default());
     cfg.set("linger.ms", "5");
     cfg.set("queue.buffering.max.messages", "500000");
+    // Kafka's default key hashing (the Java client's murmur2), not librdkafka's CRC32 default:
+    // `replay --partitions N` routes users the same way, so it decides like the service on a
+    // topic of N partitions (each partition learns its own population).
+    if cfg.get("partitioner").is_none() {
+        cfg.set("partitioner", "murmur2_random");
+    }
     let p = cfg
         .create_with_context(Counting(count.clone()))
         .map_err(KafkaError::Client)?;

@@ -46,6 +46,9 @@ pub(crate) struct Pending {
     max_pending: usize,
     /// The encoded position of the last flush (a reused buffer).
     stamp: Vec<u8>,
+    /// The population version last written (or restored): it is written again only after a
+    /// change.
+    population_written: u64,
 }
 
 /// What [`Pending::wait`] woke up for.
@@ -79,6 +82,7 @@ impl Pending {
             max_pending,
             stamp: Vec::with_capacity(8 * position.len()),
             position,
+            population_written: 0,
         };
         for id in legacy {
             // Rewritten under its 64-bit key at the first flush, after the legacy tombstone.
@@ -170,7 +174,13 @@ impl Pending {
                 None => out.changelog_tombstone(p, *key, &self.stamp),
             }
         }
-        written.inc_by((self.ids.len() + self.legacy.len()) as u64);
+        let mut records = self.ids.len() + self.legacy.len();
+        if state.population.version() != self.population_written {
+            out.changelog_population(p, &self.stamp, |buf| state.population.encode(buf));
+            self.population_written = state.population.version();
+            records += 1;
+        }
+        written.inc_by(records as u64);
         self.dirty.clear();
         self.ids.clear();
         self.legacy.clear();

@@ -345,6 +345,28 @@ impl OutBatch {
         );
     }
 
+    /// Adds the changelog record of the partition's population, stamped like a profile;
+    /// `write` appends the encoded value.
+    pub fn changelog_population(
+        &mut self,
+        partition: i32,
+        stamp: &[u8],
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let key = self.push_bytes(super::stamp::POPULATION_KEY);
+        let s = self.arena.len();
+        write(&mut self.arena);
+        let payload = s..self.arena.len();
+        self.push_changelog(
+            partition,
+            key,
+            payload,
+            stamp,
+            super::stamp::HEADER_POPULATION,
+            false,
+        );
+    }
+
     /// Adds the changelog tombstone of the user with key `user_key`.
     pub fn changelog_tombstone(&mut self, partition: i32, user_key: u64, stamp: &[u8]) {
         let key = self.push_bytes(&user_key.to_be_bytes());

@@ -18,7 +18,8 @@ use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::baseline::{codec, keys, BuildIdentity, Params};
+use crate::baseline::population::PopulationError;
+use crate::baseline::{codec, keys, BuildIdentity, Params, Population};
 use crate::config::Config;
 use crate::pipeline::State;
 
@@ -111,6 +112,7 @@ pub fn restore(
                     key: m.key(),
                     stamp_hashed: find(stamp::HEADER_HASHED),
                     stamp_legacy: find(stamp::HEADER),
+                    stamp_population: find(stamp::HEADER_POPULATION),
                     value: m.payload(),
                 };
                 if let Some(e) = book.apply(&rec, &position, params, state) {
@@ -159,6 +161,9 @@ pub struct ChangelogRecord<'a> {
     pub stamp_hashed: Option<&'a [u8]>,
     /// The value of its first [`stamp::HEADER`] header.
     pub stamp_legacy: Option<&'a [u8]>,
+    /// The value of its first [`stamp::HEADER_POPULATION`] header: the record is the
+    /// partition's population.
+    pub stamp_population: Option<&'a [u8]>,
     /// Its value: an encoded profile, or `None` for a tombstone.
     pub value: Option<&'a [u8]>,
 }
@@ -181,6 +186,12 @@ pub enum SkipReason {
     /// The value does not decode as a profile.
     #[error("changelog record value: {0}")]
     Value(#[from] codec::CodecError),
+    /// A population record whose key is not [`stamp::POPULATION_KEY`], or that has no value.
+    #[error("population changelog record with a wrong key or no value")]
+    BadPopulationRecord,
+    /// A population record whose value does not decode.
+    #[error("population changelog record value: {0}")]
+    Population(#[from] PopulationError),
 }
 
 /// Counts of a restore, by what became of each record.
@@ -197,9 +208,11 @@ pub struct Counts {
     pub tombstones: u64,
     /// Profiles applied.
     pub applied: u64,
-    /// Good records not applied because a higher-ranked version of the user was applied
-    /// before them.
+    /// Good records not applied because a higher-ranked version of the user (or of the
+    /// population) was applied before them.
     pub superseded: u64,
+    /// Population records applied.
+    pub populations: u64,
 }
 
 /// The restore's bookkeeping, without I/O: classifies each record and applies, per user, the
@@ -211,6 +224,8 @@ pub struct Book {
     best: HashMap<u64, (i64, i64), BuildIdentity>,
     /// Per user, the legacy id of the record applied, if it was keyed by id.
     legacy: HashMap<u64, Box<str>, BuildIdentity>,
+    /// The (rank, offset) of the population record applied so far.
+    population: Option<(i64, i64)>,
     /// What became of the records so far.
     pub counts: Counts,
 }
@@ -237,6 +252,17 @@ impl Book {
                 return None;
             }
             Class::Candidate(c) => c,
+            Class::Population(rank, pop) => {
+                let pos = (rank, rec.offset);
+                if self.population.is_some_and(|b| b > pos) {
+                    self.counts.superseded += 1;
+                } else {
+                    self.population = Some(pos);
+                    self.counts.populations += 1;
+                    state.population = *pop;
+                }
+                return None;
+            }
         };
         // An id-keyed record with a value stays in the compacted topic until its key gets a
         // tombstone, whichever version wins: remember it for migration.
@@ -285,6 +311,8 @@ impl Book {
 enum Class<'a> {
     /// A version of its user at or behind the start, well formed.
     Candidate(Candidate<'a>),
+    /// A version of the partition's population at or behind the start, with its rank.
+    Population(i64, Box<Population>),
     /// Ahead of the start: its events will be scored again.
     Ahead,
     /// Not usable.
@@ -306,6 +334,19 @@ fn classify<'a>(rec: &ChangelogRecord<'a>, position: &Position, params: &Params)
     let Some(key) = rec.key else {
         return Class::Bad(SkipReason::NoKey);
     };
+    if let Some(h) = rec.stamp_population {
+        let (true, Some(v)) = (key == stamp::POPULATION_KEY, rec.value) else {
+            return Class::Bad(SkipReason::BadPopulationRecord);
+        };
+        return match position.rank(Some(h)) {
+            Standing::Ahead => Class::Ahead,
+            Standing::Malformed => Class::Bad(SkipReason::BadStamp),
+            Standing::Covered(r) => match Population::decode(v) {
+                Ok(pop) => Class::Population(r, Box::new(pop)),
+                Err(e) => Class::Bad(e.into()),
+            },
+        };
+    }
     // Keyed by the 64-bit user key (this release), or by the user id (older ones).
     let (user, legacy_id, header) = match rec.stamp_hashed {
         Some(h) => match <[u8; 8]>::try_from(key) {
@@ -398,6 +439,7 @@ mod tests {
             key: Some(key),
             stamp_hashed: Some(st),
             stamp_legacy: None,
+            stamp_population: None,
             value: v,
         }
     }
@@ -484,11 +526,68 @@ mod tests {
             key: Some(id),
             stamp_hashed: None,
             stamp_legacy: Some(&s1),
+            stamp_population: None,
             value: Some(&v1),
         });
         assert_eq!(f.last_seen(user), Some(2));
         let r = f.book.finish(&[100], Duration::ZERO);
         assert_eq!(r.legacy, vec![Box::<str>::from("user-1")]);
+    }
+
+    fn pop_rec<'a>(offset: i64, st: &'a [u8], v: &'a [u8]) -> ChangelogRecord<'a> {
+        ChangelogRecord {
+            offset,
+            key: Some(stamp::POPULATION_KEY),
+            stamp_hashed: None,
+            stamp_legacy: None,
+            stamp_population: Some(st),
+            value: Some(v),
+        }
+    }
+
+    #[test]
+    fn the_best_population_at_or_behind_the_start_wins_and_bad_ones_are_skipped() {
+        use crate::baseline::population::PopulationParams;
+        let mut f = Fixture::new();
+        let pp = PopulationParams {
+            learn: true,
+            growth: 1.0,
+            min_weight: 1.0,
+            max_cells: 4,
+        };
+        let pops: Vec<Vec<u8>> = (1..=3)
+            .map(|n| {
+                let mut pop = Population::default();
+                let s = r#"{"event_id":"e","user_id":"u","ts":1790000000000,"type":"transfer","amount":5,"counterparty":"p"}"#;
+                let e = crate::event::parse_event(s.as_bytes()).unwrap();
+                for _ in 0..n {
+                    pop.observe(&pp, &e, *b"CNY", 4, Some(5f64.ln()));
+                }
+                let mut out = Vec::new();
+                pop.encode(&mut out);
+                out
+            })
+            .collect();
+        let (s50, s90, s200) = (stamp(50), stamp(90), stamp(200));
+        let (p1, p2, p3) = (&pops[0][..], &pops[1][..], &pops[2][..]);
+        assert_eq!(f.apply(&pop_rec(0, &s90, p2)), None);
+        assert_eq!(f.apply(&pop_rec(1, &s50, p1)), None, "older: superseded");
+        assert_eq!(f.apply(&pop_rec(2, &s200, p3)), None, "ahead: held back");
+        assert!(matches!(
+            f.apply(&pop_rec(3, &s90, &p3[..10])),
+            Some(SkipReason::Population(_))
+        ));
+        let wrong_key = ChangelogRecord {
+            key: Some(b"other"),
+            ..pop_rec(4, &s90, p3)
+        };
+        assert_eq!(f.apply(&wrong_key), Some(SkipReason::BadPopulationRecord));
+        let want = Population::decode(p2).unwrap();
+        assert_eq!(f.state.population, want, "the version at stamp 90");
+        assert_eq!(f.book.counts.populations, 1);
+        assert_eq!(f.book.counts.superseded, 1);
+        assert_eq!(f.book.counts.ahead, 1);
+        assert_eq!(f.book.counts.bad_records, 2);
     }
 
     /// Random changelog partitions: records of a few users with every key shape, stamp and
@@ -563,6 +662,7 @@ mod tests {
                     key,
                     stamp_hashed: sh,
                     stamp_legacy: sl,
+                    stamp_population: None,
                     value: val.as_deref(),
                 };
                 let before = book.counts;

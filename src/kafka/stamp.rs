@@ -28,6 +28,15 @@ pub const HEADER: &str = "wg.in";
 /// under the key its record has, and the store keeps only the hash, not the id.
 pub const HEADER_HASHED: &str = "wg.inh";
 
+/// The header key of the stamp of a partition's learned population
+/// ([`crate::baseline::Population`]), written under [`POPULATION_KEY`] at every changelog write
+/// that follows a change of it. It is restored like a profile: the best version at or behind the
+/// start position, so a restarted partition has the population its profiles were scored with.
+pub const HEADER_POPULATION: &str = "wg.pop";
+
+/// The key of a partition's population record (not 8 bytes, so never a user's key).
+pub const POPULATION_KEY: &[u8] = b"walletguard.population";
+
 /// Appends the stamp of `next` (per input topic, the next offset scored) to `out`.
 pub fn encode(next: &[i64], out: &mut Vec<u8>) {
     for n in next {

@@ -597,7 +597,7 @@ pub fn replay_file(input: &Path, now_ms: i64) -> Run {
     let mut state = engine.new_state();
     let summary = replay::replay(
         &engine,
-        &mut state,
+        std::slice::from_mut(&mut state),
         input,
         &sinks,
         &mut || now_ms,

@@ -680,6 +680,8 @@ pub struct Expected {
     pub errors: Vec<String>,
     /// Every user's final profile, encoded as a changelog value.
     pub profiles: HashMap<String, Vec<u8>>,
+    /// Every input partition's final learned population, encoded as a changelog value.
+    pub populations: Vec<Vec<u8>>,
 }
 
 /// Removes the processing-time fields of alerts and commands.
@@ -693,10 +695,37 @@ pub fn strip_times(mut v: Value) -> Value {
 
 /// Runs `payloads` through `engine` with a fresh state.
 pub fn expected<'a>(engine: &Engine, payloads: impl IntoIterator<Item = &'a [u8]>) -> Expected {
-    let mut state = engine.new_state();
+    expected_in(engine, 1, payloads.into_iter().map(|p| (0, p)))
+}
+
+/// [`expected`] of `msgs` produced into a topic of `partitions` partitions: each message is
+/// scored with the state (profiles and learned population) of its partition, its explicit one
+/// or the one Kafka's default key hashing gives its key, as the service does.
+pub fn expected_partitioned(engine: &Engine, msgs: &[Msg], partitions: u32) -> Expected {
+    expected_in(
+        engine,
+        partitions,
+        msgs.iter().map(|m| {
+            let p = match (m.partition, &m.key) {
+                (Some(p), _) => p as u32,
+                (None, Some(k)) => walletguard::replay::kafka_partition(k, partitions),
+                (None, None) => panic!("an unkeyed message without a partition lands at random"),
+            };
+            (p, m.payload.as_deref().unwrap_or(b""))
+        }),
+    )
+}
+
+fn expected_in<'a>(
+    engine: &Engine,
+    partitions: u32,
+    payloads: impl IntoIterator<Item = (u32, &'a [u8])>,
+) -> Expected {
+    let mut states: Vec<_> = (0..partitions).map(|_| engine.new_state()).collect();
     let mut out = Expected::default();
-    for raw in payloads {
-        match engine.process_bytes(&mut state, raw, NOW_MS) {
+    for (p, raw) in payloads {
+        let state = &mut states[p as usize];
+        match engine.process_bytes(state, raw, NOW_MS) {
             Ok((ev, o)) => {
                 out.valid += 1;
                 out.profiles.insert(ev.user_id.to_string(), Vec::new());
@@ -725,13 +754,19 @@ pub fn expected<'a>(engine: &Engine, payloads: impl IntoIterator<Item = &'a [u8]
         }
     }
     for (uid, bytes) in out.profiles.iter_mut() {
-        if let Some(prof) = state
-            .profiles
-            .get(walletguard::baseline::keys::user_key(uid))
-        {
+        let key = walletguard::baseline::keys::user_key(uid);
+        if let Some(prof) = states.iter().find_map(|s| s.profiles.get(key)) {
             walletguard::baseline::codec::encode(prof, engine.params(), bytes);
         }
     }
+    out.populations = states
+        .iter()
+        .map(|s| {
+            let mut b = Vec::new();
+            s.population.encode(&mut b);
+            b
+        })
+        .collect();
     out
 }
 
