@@ -230,6 +230,20 @@ pub struct DecisionConfig {
     pub stake_families_once: bool,
     /// The action matrix of `two_axis`.
     pub two_axis: TwoAxisConfig,
+    /// Stake alone, in `noisy_or`: money out to a never-seen payee (not a merchant) whose
+    /// `AMOUNT_OUTLIER` or `BALANCE_DRAIN` score reaches this is at least a `step_up`, from any
+    /// context: a high-value transfer gets a two-factor check, as wallets do, even where no
+    /// device, network or place evidence exists. 0 = off.
+    pub stake_step_up: f64,
+    /// Extreme stake, in `noisy_or`: money out to a never-seen payee (not a merchant) with
+    /// `BALANCE_DRAIN` at or above this (nearly all of the balance, far beyond the user's
+    /// typical amount) and `AMOUNT_OUTLIER` at or above `stake_freeze_amount` freezes when
+    /// nothing about the context is the owner's (no device, network or place the profile
+    /// knows): waiting for a two-factor check is then itself the risk. From a familiar context
+    /// it is a `step_up`. 0 = off.
+    pub stake_freeze: f64,
+    /// The `AMOUNT_OUTLIER` score `stake_freeze` also needs.
+    pub stake_freeze_amount: f64,
 }
 
 impl Default for DecisionConfig {
@@ -247,6 +261,9 @@ impl Default for DecisionConfig {
             combine: Combine::NoisyOr,
             stake_families_once: true,
             two_axis: TwoAxisConfig::default(),
+            stake_step_up: 0.8,
+            stake_freeze: 0.0,
+            stake_freeze_amount: 0.5,
         }
     }
 }
@@ -262,6 +279,9 @@ impl DecisionConfig {
             ("decision.severity_high", self.severity_high),
             ("decision.severity_critical", self.severity_critical),
             ("decision.chain_bonus", self.chain_bonus),
+            ("decision.stake_step_up", self.stake_step_up),
+            ("decision.stake_freeze", self.stake_freeze),
+            ("decision.stake_freeze_amount", self.stake_freeze_amount),
         ] {
             unit(key, v)?;
         }
@@ -438,9 +458,39 @@ impl Decider {
             d.signals.iter().map(|s| 1.0 - s.contribution()).product()
         };
         d.score = (1.0 - keep).clamp(0.0, 1.0);
-        d.action = self.action(d.score);
+        d.action = self
+            .action(d.score)
+            .max(self.stake_floor(&d.signals, hints));
+        if d.action > self.action(d.score) {
+            // Keep "score ≥ threshold ⇔ action" true for readers of the score alone.
+            d.score = match d.action {
+                Action::Freeze => self.cfg.freeze,
+                Action::StepUp => self.cfg.step_up,
+                _ => d.score,
+            };
+        }
         d.severity = self.severity(d.score);
         d.signals.sort_by_contribution();
+    }
+
+    /// The least action stake alone calls for (see `decision.stake_step_up` and
+    /// `decision.stake_freeze`): only money out to a never-seen payee that is not a merchant.
+    pub fn stake_floor(&self, signals: &Signals, h: ChainHints) -> Action {
+        let c = &self.cfg;
+        if !(h.money_out && h.new_payee && !h.is_payment) {
+            return Action::Allow;
+        }
+        let get = |code: Code| signals.get(code).map_or(0.0, |s| s.score);
+        let (amount, drain) = (get(Code::AmountOutlier), get(Code::BalanceDrain));
+        let extreme =
+            c.stake_freeze > 0.0 && drain >= c.stake_freeze && amount >= c.stake_freeze_amount;
+        if extreme && h.familiar_fields == 0 {
+            Action::Freeze
+        } else if extreme || (c.stake_step_up > 0.0 && amount.max(drain) >= c.stake_step_up) {
+            Action::StepUp
+        } else {
+            Action::Allow
+        }
     }
 
     fn add_chain(&self, signals: &mut Signals, h: ChainHints) {
@@ -633,6 +683,66 @@ mod tests {
         assert_eq!(
             dec.decide(Signals::default(), ChainHints::default()).action,
             Action::Allow
+        );
+    }
+
+    #[test]
+    fn stake_alone_steps_up_and_extreme_stake_freezes_only_without_an_owner_context() {
+        let cfg = DecisionConfig {
+            stake_freeze: 0.95,
+            ..DecisionConfig::default()
+        };
+        let dec = Decider::new(&cfg);
+        let sig = |amount: f64, drain: f64, payee: f64| {
+            let mut s = Signals::default();
+            s.push(Code::AmountOutlier, amount, 0.55, d());
+            s.push(Code::BalanceDrain, drain, 0.6, d());
+            s.push(Code::NewCounterparty, payee, 0.4, d());
+            s
+        };
+        let transfer = ChainHints {
+            money_out: true,
+            new_payee: true,
+            ..ChainHints::default()
+        };
+        // Stake alone is a review by the noisy-OR; the floor makes it a step-up.
+        let d1 = dec.decide(sig(0.85, 0.0, 1.0), transfer);
+        assert_eq!(d1.action, Action::StepUp);
+        assert!(d1.score >= cfg.step_up, "the score agrees with the action");
+        // Extreme stake, no owner context: freeze; one familiar field: step-up.
+        assert_eq!(
+            dec.decide(sig(0.6, 1.0, 1.0), transfer).action,
+            Action::Freeze
+        );
+        let owner = ChainHints {
+            familiar_fields: 1,
+            ..transfer
+        };
+        assert_eq!(dec.decide(sig(0.6, 1.0, 1.0), owner).action, Action::StepUp);
+        // A known payee, a merchant, or a modest amount: no floor.
+        let known = ChainHints {
+            new_payee: false,
+            ..transfer
+        };
+        assert!(dec.decide(sig(0.85, 1.0, 0.0), known).action < Action::StepUp);
+        let shop = ChainHints {
+            is_payment: true,
+            ..transfer
+        };
+        assert!(dec.decide(sig(0.85, 1.0, 1.0), shop).action < Action::Freeze);
+        assert_eq!(
+            dec.stake_floor(&sig(0.5, 0.5, 1.0), transfer),
+            Action::Allow
+        );
+        // Off: the noisy-OR alone.
+        let off = Decider::new(&DecisionConfig {
+            stake_step_up: 0.0,
+            stake_freeze: 0.0,
+            ..DecisionConfig::default()
+        });
+        assert_eq!(
+            off.decide(sig(0.85, 0.0, 1.0), transfer).action,
+            Action::Review
         );
     }
 
