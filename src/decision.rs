@@ -244,6 +244,15 @@ pub struct DecisionConfig {
     pub stake_freeze: f64,
     /// The `AMOUNT_OUTLIER` score `stake_freeze` also needs.
     pub stake_freeze_amount: f64,
+    /// In `noisy_or` with `stake_families_once`: each stake family's contribution is scaled by
+    /// this when there is no evidence about the actor (identity signals combined below
+    /// `stake_alone_below`). Why: an unusual amount, a new payee or a quick series from an
+    /// actor nothing marks as a stranger is mostly the owner's own novelty, and alone it
+    /// flooded reviews. 1 = off.
+    pub stake_alone_factor: f64,
+    /// Evidence about the actor (noisy-OR of the identity signals, an odd hour included) below
+    /// which stake counts as alone.
+    pub stake_alone_below: f64,
 }
 
 impl Default for DecisionConfig {
@@ -264,6 +273,8 @@ impl Default for DecisionConfig {
             stake_step_up: 0.8,
             stake_freeze: 0.0,
             stake_freeze_amount: 0.5,
+            stake_alone_factor: 1.0,
+            stake_alone_below: 0.1,
         }
     }
 }
@@ -282,6 +293,8 @@ impl DecisionConfig {
             ("decision.stake_step_up", self.stake_step_up),
             ("decision.stake_freeze", self.stake_freeze),
             ("decision.stake_freeze_amount", self.stake_freeze_amount),
+            ("decision.stake_alone_factor", self.stake_alone_factor),
+            ("decision.stake_alone_below", self.stake_alone_below),
         ] {
             unit(key, v)?;
         }
@@ -453,7 +466,7 @@ impl Decider {
             self.add_chain(&mut d.signals, hints);
         }
         let keep = if self.cfg.stake_families_once {
-            Self::keep_stake_families_once(&d.signals)
+            self.keep_stake_families_once(&d.signals)
         } else {
             d.signals.iter().map(|s| 1.0 - s.contribution()).product()
         };
@@ -550,8 +563,17 @@ impl Decider {
     /// `NEW_COUNTERPARTY` and `PAYEE_BUILDUP` on one fact, and multiplying them as independent
     /// evidence froze owners moving their own money; identity signals (device, place,
     /// credentials) stay separate terms.
-    fn keep_stake_families_once(signals: &Signals) -> f64 {
-        let (identity, best) = Self::by_family(signals);
+    fn keep_stake_families_once(&self, signals: &Signals) -> f64 {
+        let (identity, mut best) = Self::by_family(signals);
+        // Any evidence about the actor counts, an odd hour included: a thief holding the
+        // owner's own phone shows little else.
+        if 1.0 - identity < self.cfg.stake_alone_below {
+            for (b, axis) in best.iter_mut().zip(FAMILY_AXIS) {
+                if axis == Axis::Stake {
+                    *b *= self.cfg.stake_alone_factor;
+                }
+            }
+        }
         Self::keep_of(&best, Axis::Stake) * identity
     }
 
@@ -744,6 +766,38 @@ mod tests {
             off.decide(sig(0.85, 0.0, 1.0), transfer).action,
             Action::Review
         );
+    }
+
+    #[test]
+    fn stake_alone_is_scaled_only_without_evidence_about_the_actor() {
+        let on = Decider::new(&DecisionConfig {
+            stake_alone_factor: 0.5,
+            ..DecisionConfig::default()
+        });
+        let off = Decider::new(&DecisionConfig::default());
+        let stake = |extra: Option<(Code, f64)>| {
+            let mut s = Signals::default();
+            s.push(Code::AmountOutlier, 1.0, 0.55, d());
+            s.push(Code::NewCounterparty, 1.0, 0.4, d());
+            if let Some((c, v)) = extra {
+                s.push(c, v, 0.45, d());
+            }
+            s
+        };
+        let payment = ChainHints {
+            money_out: true,
+            is_payment: true,
+            ..ChainHints::default()
+        };
+        let full = 1.0 - (1.0 - 0.55) * (1.0 - 0.4);
+        let halved = 1.0 - (1.0 - 0.275) * (1.0 - 0.2);
+        assert!((off.decide(stake(None), payment).score - full).abs() < 1e-12);
+        assert!((on.decide(stake(None), payment).score - halved).abs() < 1e-12);
+        // A new device (0.45 ≥ stake_alone_below): stake counts fully again.
+        let with_device = on
+            .decide(stake(Some((Code::NewDevice, 1.0))), payment)
+            .score;
+        assert!((with_device - (1.0 - (1.0 - full) * 0.55)).abs() < 1e-12);
     }
 
     #[test]

@@ -155,6 +155,8 @@ pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
     decider: Decider,
     tiny_ratio: f64,
+    /// Judges position pairs for the population's noise share.
+    travel: crate::detect::ImpossibleTravel,
     cred_window_s: u32,
     freeze_cooldown_s: u32,
     learn_below: Action,
@@ -171,6 +173,7 @@ impl Engine {
             detectors: detect::build(&config.detectors),
             decider: Decider::new(&config.decision),
             tiny_ratio: config.detectors.card_testing.tiny_ratio,
+            travel: crate::detect::ImpossibleTravel::new(&config.detectors.impossible_travel),
             cred_window_s: (config.detectors.credential_change.window_hours * 3600.0) as u32,
             freeze_cooldown_s: (config.decision.freeze_cooldown_hours * 3600.0) as u32,
             ttl_s: (config.baseline.profile_ttl_days * 86_400.0).min(u32::MAX as f64) as u32,
@@ -333,6 +336,9 @@ impl Engine {
 
         let mut learned = false;
         if !duplicate {
+            if let Some(impossible) = self.travel.pair(ev, profile, &facts) {
+                state.population.observe_travel(&self.prior.pop, impossible);
+            }
             let tiny_new = CardTesting::is_tiny_new_merchant(self.tiny_ratio, profile, ev, &facts);
             profile.record_activity(&self.params, ev, &facts, tiny_new);
             if decision.action < self.learn_below {

@@ -23,7 +23,10 @@
 //! - per (currency, money-out type), a histogram of ln(amount) in bins of 0.25 (a ratio of about
 //!   1.28): quantiles and tail shares in any currency, with no amount constant anywhere;
 //! - the share of activity per local hour, blended with `prior.hour_weights` (the starting point)
-//!   until `prior.min_weight` observations have been made.
+//!   until `prior.min_weight` observations have been made;
+//! - how often consecutive positions of one user are farther apart than anyone can travel in
+//!   the time between them: near zero where positions are the user's own, high where they are
+//!   a merchant's or a geolocated IP's. `IMPOSSIBLE_TRAVEL` weighs its evidence by it.
 
 use crate::event::{Event, EventType};
 
@@ -90,6 +93,14 @@ struct Hours {
     bins: [f64; 24],
 }
 
+/// Consecutive positions of a user, and how many of them were impossible to travel between.
+#[derive(Debug, Clone, PartialEq)]
+struct Travel {
+    g: f64,
+    pairs: f64,
+    impossible: f64,
+}
+
 /// Grows a weight and rescales what it weighs when it gets large; exact (powers of two).
 fn grow(g: &mut f64, growth: f64, mut rescale: impl FnMut(f64)) {
     *g *= growth;
@@ -104,6 +115,7 @@ fn grow(g: &mut f64, growth: f64, mut rescale: impl FnMut(f64)) {
 pub struct Population {
     cells: Vec<Cell>,
     hours: Hours,
+    travel: Travel,
     /// Bumped by every change, so the Kafka adapter writes the population only when it changed.
     /// Not part of the encoding.
     version: u64,
@@ -117,6 +129,11 @@ impl Default for Population {
                 g: 1.0,
                 total: 0.0,
                 bins: [0.0; 24],
+            },
+            travel: Travel {
+                g: 1.0,
+                pairs: 0.0,
+                impossible: 0.0,
             },
             version: 0,
         }
@@ -207,6 +224,34 @@ impl Population {
         });
     }
 
+    /// Learns one pair of consecutive positions of a user: whether travelling between them in
+    /// the time between them was impossible. Every such pair counts, whatever the decision
+    /// (flagged events are exactly the impossible ones; leaving them out would hide the noise).
+    pub fn observe_travel(&mut self, p: &PopulationParams, impossible: bool) {
+        if !p.learn {
+            return;
+        }
+        self.version += 1;
+        let t = &mut self.travel;
+        t.pairs += t.g;
+        if impossible {
+            t.impossible += t.g;
+        }
+        let (pairs, imp) = (&mut t.pairs, &mut t.impossible);
+        grow(&mut t.g, p.growth, |f| {
+            *pairs *= f;
+            *imp *= f;
+        });
+    }
+
+    /// The share of the partition's position pairs that were impossible, once `min_weight`
+    /// effective pairs were seen.
+    pub fn impossible_share(&self, p: &PopulationParams) -> Option<f64> {
+        let t = &self.travel;
+        (t.pairs > 0.0 && t.pairs >= p.min_weight * t.g * (1.0 - 1e-9))
+            .then(|| (t.impossible / t.pairs).clamp(0.0, 1.0))
+    }
+
     /// The share of money out of type `kind` in `currency` at or above e^`x` (interpolated
     /// within its bin), once the cell holds `min_weight` effective observations.
     pub fn amount_tail(
@@ -275,6 +320,9 @@ impl Population {
         for b in &self.hours.bins {
             out.extend_from_slice(&b.to_le_bytes());
         }
+        for v in [self.travel.g, self.travel.pairs, self.travel.impossible] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
         for c in &self.cells {
             out.extend_from_slice(&c.currency);
             out.push(c.kind);
@@ -294,7 +342,7 @@ impl Population {
         }
         let n = u32::from_le_bytes(r.take()?) as usize;
         let cell_len = 4 + 16 + 4 * BINS;
-        if r.0.len() != 16 + 24 * 8 + n * cell_len {
+        if r.0.len() != 16 + 24 * 8 + 24 + n * cell_len {
             return Err(PopulationError::Length);
         }
         let mut pop = Population::default();
@@ -303,8 +351,12 @@ impl Population {
         for b in pop.hours.bins.iter_mut() {
             *b = r.f64()?;
         }
+        pop.travel.g = r.f64()?;
+        pop.travel.pairs = r.f64()?;
+        pop.travel.impossible = r.f64()?;
         let mut weights: Vec<f64> = vec![pop.hours.g, pop.hours.total];
         weights.extend(pop.hours.bins);
+        weights.extend([pop.travel.g, pop.travel.pairs, pop.travel.impossible]);
         for _ in 0..n {
             let currency = r.take::<3>()?;
             let [kind] = r.take::<1>()?;
@@ -318,7 +370,10 @@ impl Population {
             weights.extend(c.bins.iter().map(|v| *v as f64));
             pop.cells.push(c);
         }
-        if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || pop.hours.g <= 0.0 {
+        if weights.iter().any(|w| !w.is_finite() || *w < 0.0)
+            || pop.hours.g <= 0.0
+            || pop.travel.g <= 0.0
+        {
             return Err(PopulationError::Weight);
         }
         if pop.cells.iter().any(|c| c.g <= 0.0) {
@@ -459,6 +514,41 @@ mod tests {
     }
 
     #[test]
+    fn the_impossible_share_matches_a_direct_weighted_count() {
+        let half = 40.0;
+        let p = PopulationParams {
+            min_weight: 5.0,
+            ..params(half)
+        };
+        let mut pop = Population::default();
+        let verdicts: Vec<bool> = (0..200)
+            .map(|i| i % 7 == 0 || (i > 150 && i % 2 == 0))
+            .collect();
+        for (i, v) in verdicts.iter().enumerate() {
+            pop.observe_travel(&p, *v);
+            if i < 3 {
+                assert!(pop.impossible_share(&p).is_none(), "too few pairs");
+            }
+        }
+        let (mut imp, mut all) = (0.0, 0.0);
+        for (i, v) in verdicts.iter().enumerate() {
+            let w = 2f64.powf(i as f64 / half);
+            all += w;
+            if *v {
+                imp += w;
+            }
+        }
+        let got = pop.impossible_share(&p).unwrap();
+        assert!((got - imp / all).abs() < 1e-9, "{got} vs {}", imp / all);
+        let mut buf = Vec::new();
+        pop.encode(&mut buf);
+        assert_eq!(
+            Population::decode(&buf).unwrap().impossible_share(&p),
+            Some(got)
+        );
+    }
+
+    #[test]
     fn hours_move_from_the_start_to_the_learned_shares() {
         let p = params(1e9);
         let start = [1.0 / 24.0; 24];
@@ -496,6 +586,7 @@ mod tests {
         let back = Population::decode(&buf).unwrap();
         assert_eq!(back.cells, pop.cells);
         assert_eq!(back.hours, pop.hours);
+        assert_eq!(back.travel, pop.travel);
         assert_eq!(
             Population::decode(&buf[..buf.len() - 1]),
             Err(PopulationError::Length)

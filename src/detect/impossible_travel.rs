@@ -9,6 +9,8 @@
 //! about a third of it.
 
 use super::{duration, Code, Detail, Detector, Input, Signals};
+use crate::baseline::{Facts, Profile};
+use crate::event::Event;
 use crate::validate::{nonneg, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +33,14 @@ pub struct ImpossibleTravelConfig {
     /// position instead of the customer's, IP geolocation flipping between two points of
     /// presence), not that a stranger acts from there.
     pub known_place_factor: f64,
+    /// Share of a partition's consecutive position pairs that are impossible at or below which
+    /// the detector counts fully: positions are the users' own.
+    pub noise_clean_share: f64,
+    /// Share at or above which the detector is silent: positions are noise (a merchant's
+    /// position, a geolocated IP), and "too fast" says nothing of who acts. Between the two the
+    /// score is scaled down linearly in log(share). The share is learned by the partition's
+    /// population (`[prior]`), so the detector calibrates itself to each data source.
+    pub noise_silent_share: f64,
 }
 
 impl Default for ImpossibleTravelConfig {
@@ -45,6 +55,8 @@ impl Default for ImpossibleTravelConfig {
             min_distance_km: 250.0,
             trip_overhead_hours: 1.0,
             known_place_factor: 0.0,
+            noise_clean_share: 0.002,
+            noise_silent_share: 0.05,
         }
     }
 }
@@ -57,6 +69,14 @@ impl ImpossibleTravelConfig {
         positive(&k("max_speed_kmh"), self.max_speed_kmh)?;
         nonneg(&k("trip_overhead_hours"), self.trip_overhead_hours)?;
         unit(&k("known_place_factor"), self.known_place_factor)?;
+        unit(&k("noise_clean_share"), self.noise_clean_share)?;
+        unit(&k("noise_silent_share"), self.noise_silent_share)?;
+        if !(self.noise_clean_share > 0.0 && self.noise_clean_share < self.noise_silent_share) {
+            return Err(crate::validate::invalid(
+                &k("noise_silent_share"),
+                "must satisfy 0 < noise_clean_share < noise_silent_share",
+            ));
+        }
         nonneg(&k("min_distance_km"), self.min_distance_km)
     }
 }
@@ -80,6 +100,8 @@ pub struct ImpossibleTravel {
     min_distance_km: f64,
     overhead_h: f64,
     known_place_factor: f64,
+    noise_clean: f64,
+    noise_silent: f64,
 }
 
 impl ImpossibleTravel {
@@ -91,6 +113,63 @@ impl ImpossibleTravel {
             min_distance_km: c.min_distance_km,
             overhead_h: c.trip_overhead_hours,
             known_place_factor: c.known_place_factor,
+            noise_clean: c.noise_clean_share,
+            noise_silent: c.noise_silent_share,
+        }
+    }
+}
+
+/// An impossible trip from the last learned position.
+struct Trip {
+    km: f64,
+    secs: f64,
+    kmh: f64,
+    /// The raw score, before the familiar-place and noise factors.
+    s: f64,
+}
+
+impl ImpossibleTravel {
+    /// The trip from the profile's last learned position to the event's, if it was impossible.
+    fn trip(&self, ev: &Event<'_>, profile: &Profile, facts: &Facts) -> Option<Trip> {
+        let (Some(g), Some((lat, lon, at))) = (ev.geo, profile.last_geo()) else {
+            return None;
+        };
+        let km = haversine_km(lat, lon, g.lat, g.lon);
+        if km < self.min_distance_km {
+            return None;
+        }
+        // A one-minute floor keeps the speed finite for simultaneous events.
+        // The gap is taken both ways: a late-arriving older event is as far from the last
+        // position in time as a newer one.
+        let secs = (facts.t as f64 - at as f64).abs().max(60.0);
+        let quickest_h = km / self.max_speed_kmh + self.overhead_h;
+        let elapsed_h = secs / 3600.0;
+        (elapsed_h < quickest_h).then(|| Trip {
+            km,
+            secs,
+            kmh: km / elapsed_h,
+            s: 0.5 + (quickest_h / elapsed_h).log10(),
+        })
+    }
+
+    /// Whether the event and the profile's last learned position form a pair of positions
+    /// (`None`: they do not), and whether that trip was impossible: what the partition's
+    /// population learns about how noisy positions are.
+    pub fn pair(&self, ev: &Event<'_>, profile: &Profile, facts: &Facts) -> Option<bool> {
+        if ev.geo.is_none() || profile.last_geo().is_none() {
+            return None;
+        }
+        Some(self.trip(ev, profile, facts).is_some())
+    }
+
+    /// The factor on the score for a population whose share of impossible pairs is `share`.
+    fn reliability(&self, share: f64) -> f64 {
+        if share <= self.noise_clean {
+            1.0
+        } else if share >= self.noise_silent {
+            0.0
+        } else {
+            (self.noise_silent / share).ln() / (self.noise_silent / self.noise_clean).ln()
         }
     }
 }
@@ -101,26 +180,18 @@ impl Detector for ImpossibleTravel {
     }
 
     fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
-        let (Some(g), Some((lat, lon, at))) = (ctx.ev.geo, ctx.profile.last_geo()) else {
+        let Some(Trip { km, secs, kmh, s }) = self.trip(ctx.ev, ctx.profile, ctx.facts) else {
             return;
         };
-        let km = haversine_km(lat, lon, g.lat, g.lon);
-        if km < self.min_distance_km {
-            return;
-        }
-        // A one-minute floor keeps the speed finite for simultaneous events.
-        // The gap is taken both ways: a late-arriving older event is as far from the last
-        // position in time as a newer one.
-        let secs = (ctx.facts.t as f64 - at as f64).abs().max(60.0);
-        let kmh = km / (secs / 3600.0);
-        let quickest_h = km / self.max_speed_kmh + self.overhead_h;
-        let elapsed_h = secs / 3600.0;
-        if elapsed_h >= quickest_h {
-            return;
-        }
-        let mut s = 0.5 + (quickest_h / elapsed_h).log10();
+        let mut s = s.min(1.0);
         if matches!(ctx.facts.cell, Some((_, true))) {
             s *= self.known_place_factor;
+        }
+        if let Some(share) = ctx.population.impossible_share(&ctx.prior.pop) {
+            s *= self.reliability(share);
+        }
+        if s <= 0.0 {
+            return;
         }
         out.push(
             Code::ImpossibleTravel,
@@ -156,6 +227,61 @@ mod tests {
         let km = haversine_km(31.23, 121.47, 51.51, -0.13);
         assert!((km - 9_210.0).abs() < 30.0, "{km}");
         assert_eq!(haversine_km(10.0, 10.0, 10.0, 10.0), 0.0);
+    }
+
+    #[test]
+    fn noisy_positions_in_the_population_weaken_then_silence_it() {
+        let mut k = Kit::new();
+        k.history();
+        let t = T0 + 29 * DAY + 11 * 3_600_000 + 1_800_000;
+        let lagos = r#""geo":{"lat":6.45,"lon":3.39}"#;
+        let pp = k.prior.pop;
+        let c = ImpossibleTravelConfig::default();
+        let mut run_with_share = |share: f64| {
+            k.population = crate::baseline::Population::default();
+            let n = 10_000;
+            for i in 0..n {
+                k.population
+                    .observe_travel(&pp, (i as f64) < share * n as f64);
+            }
+            score(&k.run(&det(), t, "login", lagos))
+        };
+        assert!(
+            run_with_share(0.0) >= 0.99,
+            "clean positions: full strength"
+        );
+        assert!(run_with_share(c.noise_clean_share * 0.9) >= 0.99);
+        let mid = (c.noise_clean_share * c.noise_silent_share).sqrt();
+        let half = run_with_share(mid);
+        // (The impossible pairs come first and have decayed a little: slightly above 0.5.)
+        assert!((half - 0.5).abs() < 0.05, "halfway in log share: {half}");
+        assert_eq!(
+            run_with_share(c.noise_silent_share * 1.1),
+            0.0,
+            "noise: silent"
+        );
+    }
+
+    #[test]
+    fn the_pipeline_pairs_positions_whatever_the_verdict() {
+        let mut k = Kit::new();
+        let d = det();
+        let pair = |k: &mut Kit, t: i64, geo: &str| {
+            let s = k.json(t, "login", geo);
+            let e = crate::event::parse_event(s.as_bytes()).unwrap();
+            let f = k.profile.facts(&k.params, &e);
+            d.pair(&e, &k.profile, &f)
+        };
+        let sh = r#""geo":{"lat":31.23,"lon":121.47}"#;
+        assert_eq!(pair(&mut k, T0, sh), None, "no position learned yet");
+        k.history();
+        let t = T0 + 29 * DAY + 11 * 3_600_000 + 1_800_000;
+        assert_eq!(pair(&mut k, t, sh), Some(false));
+        assert_eq!(
+            pair(&mut k, t, r#""geo":{"lat":6.45,"lon":3.39}"#),
+            Some(true)
+        );
+        assert_eq!(pair(&mut k, t, ""), None, "no position on the event");
     }
 
     #[test]
