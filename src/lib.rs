@@ -17,8 +17,9 @@
 //! - [`event`]: wire bytes → validated [`event::Event`], or a typed [`event::EventError`] that
 //!   becomes a dead letter.
 //! - [`baseline`]: the 248-byte per-user [`baseline::Profile`] (online decayed statistics,
-//!   bounded sets of hashes, short-term windows), the population [`baseline::Prior`], and the
-//!   [`baseline::ProfileStore`] that holds them.
+//!   bounded sets of hashes, short-term windows), the population [`baseline::Prior`] (config)
+//!   and [`baseline::Population`] (learned per partition, in the changelog), and the
+//!   [`baseline::ProfileStore`] that holds the profiles.
 //! - [`detect`]: one file per detector behind the [`detect::Detector`] trait, each with its
 //!   config table and that table's rules; each returns [`detect::Signal`]s.
 //! - [`decision`]: signals → score (weighted noisy-OR plus a takeover-chain bonus), action,
