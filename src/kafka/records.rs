@@ -331,18 +331,8 @@ impl OutBatch {
         stamp: &[u8],
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        let key = self.push_bytes(&user_key.to_be_bytes());
-        let s = self.arena.len();
-        write(&mut self.arena);
-        let payload = s..self.arena.len();
-        self.push_changelog(
-            partition,
-            key,
-            payload,
-            stamp,
-            super::stamp::HEADER_HASHED,
-            false,
-        );
+        let header = super::stamp::HEADER_HASHED;
+        self.changelog_value(partition, &user_key.to_be_bytes(), header, stamp, write);
     }
 
     /// Adds the changelog record of the partition's population, stamped like a profile;
@@ -353,18 +343,27 @@ impl OutBatch {
         stamp: &[u8],
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        let key = self.push_bytes(super::stamp::POPULATION_KEY);
+        let (key, header) = (
+            super::stamp::POPULATION_KEY,
+            super::stamp::HEADER_POPULATION,
+        );
+        self.changelog_value(partition, key, header, stamp, write);
+    }
+
+    /// A changelog record with a value under `key`, its stamp under `header`.
+    fn changelog_value(
+        &mut self,
+        partition: i32,
+        key: &[u8],
+        header: &'static str,
+        stamp: &[u8],
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let key = self.push_bytes(key);
         let s = self.arena.len();
         write(&mut self.arena);
         let payload = s..self.arena.len();
-        self.push_changelog(
-            partition,
-            key,
-            payload,
-            stamp,
-            super::stamp::HEADER_POPULATION,
-            false,
-        );
+        self.push_changelog(partition, key, payload, stamp, header, false);
     }
 
     /// Adds the changelog tombstone of the user with key `user_key`.
