@@ -99,6 +99,8 @@ pub struct Config {
     pub detectors: DetectorsConfig,
     /// Score → action mapping and command rules.
     pub decision: DecisionConfig,
+    /// What step-up results, verdicts and unfreezes do.
+    pub feedback: crate::feedback::FeedbackConfig,
     /// Logging.
     pub log: LogConfig,
     /// Brokers, topics and delivery of `run` (restart to change).
@@ -118,6 +120,7 @@ impl Default for Config {
             prior: Default::default(),
             detectors: Default::default(),
             decision: Default::default(),
+            feedback: Default::default(),
             log: Default::default(),
             kafka: Default::default(),
             http: Default::default(),
@@ -448,6 +451,7 @@ impl Config {
         self.prior.validate()?;
         self.detectors.validate()?;
         self.decision.validate()?;
+        self.feedback.validate()?;
         if !["auto", "json", "text"].contains(&self.log.format.as_str()) {
             return Err(invalid("log.format", "must be auto, json or text"));
         }

@@ -111,7 +111,8 @@ pub fn family(code: Code) -> (Axis, Family) {
         Code::NewDevice | Code::ConcurrentStranger => (Identity, Family::Device),
         Code::NewLocation | Code::ImpossibleTravel => (Identity, Family::Place),
         Code::CredentialChangeThenSpend | Code::AtoChain => (Identity, Family::Credential),
-        Code::FailedAttemptsBurst => (Identity, Family::Attempts),
+        Code::FailedAttemptsBurst | Code::StepUpFailed => (Identity, Family::Attempts),
+        Code::ConfirmedFraud => (Identity, Family::Pattern),
         Code::UnusualHour | Code::DormantReactivation => (Identity, Family::Habit),
         Code::CardTesting => (Identity, Family::Pattern),
         Code::AmountOutlier | Code::BalanceDrain => (Stake, Family::Amount),
@@ -253,6 +254,14 @@ pub struct DecisionConfig {
     /// Evidence about the actor (noisy-OR of the identity signals, an odd hour included) below
     /// which stake counts as alone.
     pub stake_alone_below: f64,
+    /// In `noisy_or`: a freeze from the owner's own context becomes a `step_up`. The context
+    /// is the owner's when at least two of device, network and place are known to the
+    /// profile, no password reset or MFA change happened inside the credential window (a
+    /// device or card bind may have), and nothing says two actors or a guesser
+    /// (`IMPOSSIBLE_TRAVEL`, `CONCURRENT_STRANGER`, `FAILED_ATTEMPTS_BURST`). Why: a new phone
+    /// bound at home and a big transfer from it is what owners do; a two-factor check settles
+    /// it, and a failed one freezes (`[feedback]`).
+    pub owner_context_step_up: bool,
 }
 
 impl Default for DecisionConfig {
@@ -275,6 +284,7 @@ impl Default for DecisionConfig {
             stake_freeze_amount: 0.5,
             stake_alone_factor: 1.0,
             stake_alone_below: 0.1,
+            owner_context_step_up: true,
         }
     }
 }
@@ -474,6 +484,10 @@ impl Decider {
         d.action = self
             .action(d.score)
             .max(self.stake_floor(&d.signals, hints));
+        if d.action == Action::Freeze && self.owner_context(&d.signals, hints) {
+            d.action = Action::StepUp;
+            d.score = d.score.min(self.cfg.freeze - 1e-4);
+        }
         if d.action > self.action(d.score) {
             // Keep "score ≥ threshold ⇔ action" true for readers of the score alone.
             d.score = match d.action {
@@ -484,6 +498,20 @@ impl Decider {
         }
         d.severity = self.severity(d.score);
         d.signals.sort_by_contribution();
+    }
+
+    /// Whether `decision.owner_context_step_up` turns a freeze of these signals into a step-up.
+    fn owner_context(&self, signals: &Signals, h: ChainHints) -> bool {
+        self.cfg.owner_context_step_up
+            && h.familiar_fields >= 2
+            && !h.reset_or_mfa_change
+            && [
+                Code::ImpossibleTravel,
+                Code::ConcurrentStranger,
+                Code::FailedAttemptsBurst,
+            ]
+            .iter()
+            .all(|c| signals.get(*c).is_none())
     }
 
     /// The least action stake alone calls for (see `decision.stake_step_up` and
@@ -705,6 +733,52 @@ mod tests {
         assert_eq!(
             dec.decide(Signals::default(), ChainHints::default()).action,
             Action::Allow
+        );
+    }
+
+    #[test]
+    fn a_freeze_from_the_owners_own_context_is_a_step_up() {
+        let dec = Decider::new(&DecisionConfig::default());
+        let sig = |extra: Option<Code>| {
+            let mut s = Signals::default();
+            s.push(Code::CredentialChangeThenSpend, 0.9, 0.75, d());
+            s.push(Code::AmountOutlier, 0.9, 0.55, d());
+            s.push(Code::NewCounterparty, 0.9, 0.35, d());
+            if let Some(c) = extra {
+                s.push(c, 1.0, 0.5, d());
+            }
+            s
+        };
+        let hints = |familiar: u8, reset: bool| ChainHints {
+            familiar_fields: familiar,
+            money_out: true,
+            change_from_new_device: true,
+            new_payee: true,
+            is_payment: false,
+            reset_or_mfa_change: reset,
+        };
+        // A device bind then a big transfer, from a known network and place: step-up.
+        let home = dec.decide(sig(None), hints(2, false));
+        assert_eq!(home.action, Action::StepUp, "{home:?}");
+        assert!(home.score < DecisionConfig::default().freeze);
+        // The same after a password reset, from a strange context, or with two actors: freeze.
+        assert_eq!(dec.decide(sig(None), hints(2, true)).action, Action::Freeze);
+        assert_eq!(
+            dec.decide(sig(None), hints(1, false)).action,
+            Action::Freeze
+        );
+        assert_eq!(
+            dec.decide(sig(Some(Code::ConcurrentStranger)), hints(3, false))
+                .action,
+            Action::Freeze
+        );
+        let off = Decider::new(&DecisionConfig {
+            owner_context_step_up: false,
+            ..DecisionConfig::default()
+        });
+        assert_eq!(
+            off.decide(sig(None), hints(2, false)).action,
+            Action::Freeze
         );
     }
 

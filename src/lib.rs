@@ -24,6 +24,9 @@
 //!   config table and that table's rules; each returns [`detect::Signal`]s.
 //! - [`decision`]: signals → score (weighted noisy-OR plus a takeover-chain bonus), action,
 //!   severity, sorted reasons.
+//! - [`feedback`]: step-up results, analyst verdicts and unfreezes (contract v2) applied to
+//!   the user's profile and [`feedback::Case`] (evidence of recent alerts, snoozes, failed
+//!   step-ups); [`lists`]: the allow/block entries of `walletguard.lists`.
 //! - [`pipeline`]: PURE `(state, event, now) → outcome`; the only entry the adapters call.
 //! - [`output`]: outcome → the contract's JSON records, with deterministic ids.
 //!
@@ -64,8 +67,10 @@ pub mod demo;
 pub mod detect;
 pub mod eval;
 pub mod event;
+pub mod feedback;
 pub mod http;
 pub mod kafka;
+pub mod lists;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

@@ -43,23 +43,33 @@ struct Reasons<'a>(&'a Decision);
 
 impl Serialize for Reasons<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.signals.len()))?;
-        for sig in self.0.signals.iter() {
-            seq.serialize_element(&Reason(sig))?;
+        let sigs = &self.0.signals;
+        let mut seq = s.serialize_seq(Some(sigs.len() + sigs.snoozed_len()))?;
+        for sig in sigs.iter() {
+            seq.serialize_element(&Reason(sig, false))?;
+        }
+        // Snoozed reasons last, marked: an analyst sees what was muted, and they add nothing
+        // to the score.
+        for sig in sigs.snoozed() {
+            seq.serialize_element(&Reason(sig, true))?;
         }
         seq.end()
     }
 }
 
-struct Reason<'a>(&'a Signal);
+/// A reason, and whether it is snoozed.
+struct Reason<'a>(&'a Signal, bool);
 
 impl Serialize for Reason<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Reason", 3)?;
+        let mut st = s.serialize_struct("Reason", 3 + self.1 as usize)?;
         st.serialize_field("code", self.0.code.as_str())?;
         st.serialize_field("score", &round4(self.0.score))?;
         st.serialize_field("detail", &DetailText(self.0))?;
+        if self.1 {
+            st.serialize_field("snoozed", &true)?;
+        }
         st.end()
     }
 }

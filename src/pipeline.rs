@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::decision::{Action, ChainHints, Decider, Decision};
 use crate::detect::{self, CardTesting, Detector, Input, Signals};
 use crate::event::{parse_event, Event, EventError, EventType};
+use crate::feedback::{Case, Rules};
 use crate::time::EpochMs;
 
 /// A command for downstream systems.
@@ -56,6 +57,8 @@ pub struct Outcome {
     pub duplicate: bool,
     /// Processing time, for `emitted_at` / `issued_at`.
     pub now_ms: EpochMs,
+    /// For a feedback event: what it did.
+    pub feedback: Option<crate::feedback::Effect>,
 }
 
 impl Outcome {
@@ -69,6 +72,7 @@ impl Outcome {
             learned: false,
             duplicate: false,
             now_ms,
+            feedback: None,
         }
     }
 
@@ -87,7 +91,16 @@ pub struct State {
     pub population: Population,
     /// Profiles removed so far, by reason (the adapters turn these into metrics).
     pub removed: Removed,
+    /// Feedback state of the users who have any ([`crate::feedback`]), by user key. Carried
+    /// in the changelog with the user's profile.
+    pub cases: Cases,
+    /// List entries feedback produced (a confirmed fraud's blocks), for the adapter to publish
+    /// and clear.
+    pub blocks: Vec<crate::lists::ListEntry>,
 }
+
+/// Feedback cases by user key.
+pub type Cases = std::collections::HashMap<u64, Case, crate::baseline::BuildIdentity>;
 
 /// Counts of profiles removed by the lifecycle ([`Engine::maintain`] and expiry on use).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,6 +118,8 @@ impl State {
             profiles: ProfileStore::new(),
             population: Population::default(),
             removed: Removed::default(),
+            cases: Cases::default(),
+            blocks: Vec::new(),
         }
     }
 }
@@ -160,6 +175,7 @@ pub struct Engine {
     cred_window_s: u32,
     freeze_cooldown_s: u32,
     learn_below: Action,
+    feedback: Rules,
     ttl_s: u32,
     max_profiles: usize,
 }
@@ -178,6 +194,7 @@ impl Engine {
             freeze_cooldown_s: (config.decision.freeze_cooldown_hours * 3600.0) as u32,
             ttl_s: (config.baseline.profile_ttl_days * 86_400.0).min(u32::MAX as f64) as u32,
             max_profiles: config.baseline.max_profiles_per_partition,
+            feedback: Rules::new(&config.feedback),
             learn_below: if config.decision.learn_reviewed {
                 Action::StepUp
             } else {
@@ -269,6 +286,13 @@ impl Engine {
             gone.extend(evicted);
             gone.sort_unstable();
         }
+        for key in &gone {
+            state.cases.remove(key);
+        }
+        if !state.cases.is_empty() {
+            let t = crate::time::to_tick(clock_ms);
+            state.cases.retain(|_, c| !self.feedback.is_spent(c, t));
+        }
         gone
     }
 
@@ -287,13 +311,25 @@ impl Engine {
             let last = profile.last_activity();
             if last != 0 && crate::time::to_tick(ev.ts_ms).saturating_sub(last) > self.ttl_s {
                 *profile = crate::baseline::Profile::default();
+                state.cases.remove(&user_key);
                 state.removed.ttl += 1;
             }
         }
         let duplicate = profile.check_and_remember(keys::event(user_key, &ev.event_id));
+        if ev.kind.is_feedback() {
+            return self.process_feedback(state, ev, now_ms, user_key, duplicate);
+        }
         let facts = profile.facts(&self.params, ev);
 
         let mut decision = Decision::from_signals(Signals::default());
+        // Snoozes: muted codes still score, but count for nothing (see `crate::feedback`).
+        if !state.cases.is_empty() {
+            if let Some(case) = state.cases.get(&user_key) {
+                decision
+                    .signals
+                    .set_mute(self.feedback.mute_mask(case, &facts));
+            }
+        }
         {
             let ctx = Input {
                 ev,
@@ -335,6 +371,10 @@ impl Engine {
         };
 
         let mut learned = false;
+        if !duplicate && decision.action >= Action::Review && self.feedback.enabled() {
+            let e = self.feedback.evidence(user_key, ev, &facts, &decision);
+            state.cases.entry(user_key).or_default().remember(e);
+        }
         if !duplicate {
             if let Some(impossible) = self.travel.pair(ev, profile, &facts) {
                 state.population.observe_travel(&self.prior.pop, impossible);
@@ -360,6 +400,68 @@ impl Engine {
             learned,
             duplicate,
             now_ms,
+            feedback: None,
+        }
+    }
+
+    /// A feedback event ([`crate::feedback`]): applied once (a duplicate gets the same kind of
+    /// decision but changes nothing), never scored or learned.
+    fn process_feedback(
+        &self,
+        state: &mut State,
+        ev: &Event<'_>,
+        now_ms: EpochMs,
+        user_key: u64,
+        duplicate: bool,
+    ) -> Outcome {
+        let t = crate::time::to_tick(ev.ts_ms);
+        let profile = state.profiles.get_or_create(user_key);
+        let mut scratch_case;
+        let mut scratch_blocks = Vec::new();
+        let (case, blocks) = if duplicate {
+            // Apply to copies: the same decision, no second effect.
+            scratch_case = state.cases.get(&user_key).cloned().unwrap_or_default();
+            (&mut scratch_case, &mut scratch_blocks)
+        } else {
+            (state.cases.entry(user_key).or_default(), &mut state.blocks)
+        };
+        let mut scratch_profile;
+        let profile = if duplicate {
+            scratch_profile = *profile;
+            &mut scratch_profile
+        } else {
+            profile
+        };
+        let applied = self
+            .feedback
+            .apply(&self.params, profile, case, user_key, ev, blocks);
+        let mut decision = applied.decision;
+        let c = &self.config.decision;
+        decision.score = match decision.action {
+            Action::Freeze => 1.0,
+            Action::StepUp => c.step_up,
+            Action::Review => c.review,
+            Action::Allow => 0.0,
+        };
+        decision.severity = self.decider.severity(decision.score);
+        let command = match decision.action {
+            Action::Freeze if profile.freeze_cooled(t, self.freeze_cooldown_s) => {
+                profile.note_freeze(t);
+                Some(CommandKind::FreezeAccount)
+            }
+            _ => None,
+        };
+        if !duplicate && self.feedback.is_spent(case, t) {
+            state.cases.remove(&user_key);
+        }
+        Outcome {
+            user_key,
+            decision,
+            command,
+            learned: false,
+            duplicate,
+            now_ms,
+            feedback: Some(applied.effect),
         }
     }
 }

@@ -499,6 +499,48 @@ impl Facts {
     }
 }
 
+/// The parts of a scored event the learner needs, kept for a while after an alert so that
+/// feedback (a passed step-up, a false-positive verdict) can learn the event later
+/// ([`Profile::learn_recalled`]). Hashes as [`Facts`] carries them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recalled {
+    /// The event's type.
+    pub kind: EventType,
+    /// Device hash.
+    pub device: Option<u64>,
+    /// IP-prefix hash.
+    pub ip: Option<u64>,
+    /// Geo-cell hash.
+    pub cell: Option<u64>,
+    /// Counterparty hash (money out only).
+    pub counterparty: Option<u64>,
+    /// Position, degrees.
+    pub geo: Option<(f32, f32)>,
+    /// ln(amount).
+    pub log_amount: Option<f32>,
+    /// [`currency_tag`] of the amount's currency.
+    pub currency_tag: u8,
+    /// Local hour of day.
+    pub hour: u8,
+}
+
+impl Recalled {
+    /// What `ev`, with facts `f`, leaves for later learning.
+    pub fn of(ev: &Event<'_>, f: &Facts) -> Recalled {
+        Recalled {
+            kind: ev.kind,
+            device: f.device.map(|d| d.0),
+            ip: f.ip.map(|d| d.0),
+            cell: f.cell.map(|d| d.0),
+            counterparty: f.counterparty.map(|d| d.0),
+            geo: ev.geo.map(|g| (g.lat as f32, g.lon as f32)),
+            log_amount: f.log_amount.map(|a| a as f32),
+            currency_tag: f.currency_tag,
+            hour: f.hour as u8,
+        }
+    }
+}
+
 /// Multiplies a fixed-point counter by `factor` < 1, rounding to nearest but always taking at
 /// least one unit off a non-zero value: plain rounding would leave small values stuck forever.
 #[inline]
@@ -981,6 +1023,67 @@ impl Profile {
     /// Learns an event into the long-term baseline. Called only for events scored below
     /// `step_up`, and not for duplicates.
     pub fn learn(&mut self, p: &Params, ev: &Event<'_>, f: &Facts) {
+        self.learn_inner(p, ev, f, false);
+    }
+
+    /// Learns an event that was not learned when it was scored (it was challenged or
+    /// alerted) and that the owner later vouched for: a passed step-up or an analyst's
+    /// false-positive verdict, at tick `t`. Its device, network, place and payee become known
+    /// as if it had been allowed, even inside the probation after a credential change from a
+    /// new device (the vouching is what the probation waits for), and that change no longer
+    /// counts as coming from a stranger's device.
+    pub fn learn_recalled(&mut self, p: &Params, r: &Recalled, t: Tick) {
+        let lookup = |kind: SetKind, h: Option<u64>| h.map(|h| (h, self.knows(p, kind, h)));
+        let log_amount = r.log_amount.map(f64::from);
+        let f = Facts {
+            t,
+            ts_ms: crate::time::tick_to_ms(t),
+            hour: (r.hour as usize).min(23),
+            decay: if self.is_empty() || t <= self.last_seen {
+                1.0
+            } else {
+                p.decay(t as f64 - self.last_seen as f64)
+            },
+            fast_decay: 1.0,
+            device: lookup(SetKind::Device, r.device),
+            counterparty: lookup(SetKind::for_counterparty(r.kind), r.counterparty),
+            ip: lookup(SetKind::IpPrefix, r.ip),
+            cell: lookup(SetKind::GeoCell, r.cell),
+            log_amount,
+            foreign: {
+                let own = (self.flags & FLAG_CURRENCY_MASK) >> FLAG_CURRENCY_SHIFT;
+                own != 0 && own != r.currency_tag
+            },
+            currency_tag: r.currency_tag,
+            has_history: !self.is_empty(),
+            has_geo: self.last_geo_at != 0,
+        };
+        let ev = Event {
+            event_id: std::borrow::Cow::Borrowed(""),
+            user_id: std::borrow::Cow::Borrowed(""),
+            ts_ms: f.ts_ms,
+            kind: r.kind,
+            amount: log_amount.map(f64::exp),
+            currency: None,
+            status: Status::Success,
+            failure_reason: None,
+            counterparty: None,
+            channel: None,
+            device_id: None,
+            ip: None,
+            geo: r.geo.map(|(lat, lon)| crate::event::Geo {
+                lat: lat as f64,
+                lon: lon as f64,
+            }),
+            balance_after: None,
+            ref_event_id: None,
+            feedback: None,
+        };
+        self.learn_inner(p, &ev, &f, true);
+        self.flags &= !0b1111;
+    }
+
+    fn learn_inner(&mut self, p: &Params, ev: &Event<'_>, f: &Facts, vouched: bool) {
         let d = f.decay;
         let days_crossed = if self.is_empty() {
             0
@@ -1042,12 +1145,12 @@ impl Profile {
         // For the same reason, after a reset or MFA change from a new device, nothing new is
         // learned until the credential-change window has passed: the thief's next login must
         // not make their device "known".
-        let on_probation = self.reset_or_mfa_within(f.t, p.probation_s, true);
+        let on_probation = !vouched && self.reset_or_mfa_within(f.t, p.probation_s, true);
         // A sign-in or a bind proves the password, not the person: a device never seen, in a
         // place or network never seen, is how a takeover starts, so such a device and place
         // become "known" only through money moving without alarm, never through a login, a
         // bind or an unbind alone.
-        let stranger = f.stranger() && !ev.kind.is_money();
+        let stranger = !vouched && f.stranger() && !ev.kind.is_money();
         let proven = ev.status == Status::Success
             && !on_probation
             && !stranger

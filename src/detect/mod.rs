@@ -199,6 +199,11 @@ registry! {
     ConcurrentStranger = "CONCURRENT_STRANGER",
         concurrent_stranger: ConcurrentStrangerConfig = ConcurrentStrangerConfig::default(),
         |d| ConcurrentStranger::new(&d.concurrent_stranger);
+    /// Feedback: the owner's step-up challenge failed (`step_up_result`, see
+    /// [`crate::feedback`]).
+    StepUpFailed = "STEP_UP_FAILED";
+    /// Feedback: an analyst confirmed fraud on an event of this user (`case_verdict`).
+    ConfirmedFraud = "CONFIRMED_FRAUD";
 }
 
 /// A detector with only an on/off switch and a weight.
@@ -302,10 +307,19 @@ impl Signal {
 pub const MAX_SIGNALS: usize = Code::ALL.len();
 
 /// A fixed-capacity list of signals: no allocation per event.
+///
+/// Signals of *snoozed* codes (an analyst's false-positive verdict or a passed step-up muted
+/// them for this evidence, see [`crate::feedback`]) are still computed and kept, at the end of
+/// the array, but they are not evidence: [`Signals::iter`] and [`Signals::get`] skip them, so
+/// neither the score nor the chain sees them; [`Signals::snoozed`] lists them for the record.
 #[derive(Debug, Clone, Copy)]
 pub struct Signals {
     items: [Option<Signal>; MAX_SIGNALS],
     len: usize,
+    /// Snoozed signals, stored from the end of `items` backwards.
+    muted: usize,
+    /// Codes to snooze, one bit per [`Code`] (by `Code as u32`).
+    mute: u32,
 }
 
 impl Default for Signals {
@@ -313,11 +327,43 @@ impl Default for Signals {
         Signals {
             items: [None; MAX_SIGNALS],
             len: 0,
+            muted: 0,
+            mute: 0,
         }
     }
 }
 
+/// The bit of `code` in a snooze mask.
+pub fn code_bit(code: Code) -> u32 {
+    1 << (code as u32)
+}
+
+// Masks are u32: one bit per code.
+const _: () = assert!(Code::ALL.len() <= 32);
+
 impl Signals {
+    /// Snoozes the codes of `mask` ([`code_bit`]) for the signals pushed from now on.
+    pub fn set_mute(&mut self, mask: u32) {
+        self.mute = mask;
+    }
+
+    /// The snoozed signals: computed, but not counted.
+    pub fn snoozed(&self) -> impl Iterator<Item = &Signal> {
+        self.items[MAX_SIGNALS - self.muted..].iter().flatten()
+    }
+
+    /// Number of snoozed signals.
+    pub fn snoozed_len(&self) -> usize {
+        self.muted
+    }
+
+    /// The codes of every signal, counted or snoozed, as a mask of [`code_bit`]s.
+    pub fn mask(&self) -> u32 {
+        self.iter()
+            .chain(self.snoozed())
+            .fold(0, |m, s| m | code_bit(s.code))
+    }
+
     /// Adds a signal with a score clamped into [0, 1]; zero scores and overflow are ignored.
     pub fn push(&mut self, code: Code, score: f64, weight: f64, detail: Detail) {
         let score = if score.is_finite() {
@@ -325,16 +371,22 @@ impl Signals {
         } else {
             0.0
         };
-        if score <= 0.0 || self.len == MAX_SIGNALS {
+        if score <= 0.0 || self.len + self.muted == MAX_SIGNALS {
             return;
         }
-        self.items[self.len] = Some(Signal {
+        let sig = Some(Signal {
             code,
             score,
             weight,
             detail,
         });
-        self.len += 1;
+        if self.mute & code_bit(code) != 0 {
+            self.muted += 1;
+            self.items[MAX_SIGNALS - self.muted] = sig;
+        } else {
+            self.items[self.len] = sig;
+            self.len += 1;
+        }
     }
 
     /// Number of signals.

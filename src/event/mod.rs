@@ -63,11 +63,17 @@ pub enum EventType {
     PaymentMethodBind,
     /// A card or bank account removed.
     PaymentMethodUnbind,
+    /// Feedback: the outcome of a `require_step_up` (contract v2).
+    StepUpResult,
+    /// Feedback: an analyst's verdict on an alert (contract v2).
+    CaseVerdict,
+    /// Feedback: an operator lifted a freeze (contract v2).
+    AccountUnfrozen,
 }
 
 impl EventType {
     /// Every type, in declaration order (index = `self as usize`).
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 17] = [
         EventType::Payment,
         EventType::Transfer,
         EventType::Withdrawal,
@@ -82,6 +88,9 @@ impl EventType {
         EventType::DeviceBind,
         EventType::PaymentMethodBind,
         EventType::PaymentMethodUnbind,
+        EventType::StepUpResult,
+        EventType::CaseVerdict,
+        EventType::AccountUnfrozen,
     ];
 
     /// The wire name.
@@ -101,6 +110,9 @@ impl EventType {
             EventType::DeviceBind => "device_bind",
             EventType::PaymentMethodBind => "payment_method_bind",
             EventType::PaymentMethodUnbind => "payment_method_unbind",
+            EventType::StepUpResult => "step_up_result",
+            EventType::CaseVerdict => "case_verdict",
+            EventType::AccountUnfrozen => "account_unfrozen",
         }
     }
 
@@ -121,6 +133,9 @@ impl EventType {
             "device_bind" => EventType::DeviceBind,
             "payment_method_bind" => EventType::PaymentMethodBind,
             "payment_method_unbind" => EventType::PaymentMethodUnbind,
+            "step_up_result" => EventType::StepUpResult,
+            "case_verdict" => EventType::CaseVerdict,
+            "account_unfrozen" => EventType::AccountUnfrozen,
             _ => return None,
         })
     }
@@ -141,6 +156,15 @@ impl EventType {
         matches!(
             self,
             EventType::TopUp | EventType::Refund | EventType::TransferIn
+        )
+    }
+
+    /// Feedback about an earlier decision (step-up result, analyst verdict, unfreeze): not
+    /// scored, applied to the user's state by [`crate::feedback`].
+    pub fn is_feedback(self) -> bool {
+        matches!(
+            self,
+            EventType::StepUpResult | EventType::CaseVerdict | EventType::AccountUnfrozen
         )
     }
 
@@ -175,6 +199,43 @@ pub enum Status {
     Success,
     /// The operation was attempted and refused.
     Failed,
+}
+
+/// What a feedback event says: a step-up `result` or a case `verdict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Feedback {
+    /// `step_up_result`, `result: passed`: the owner proved who they are.
+    Passed,
+    /// `step_up_result`, `result: failed`.
+    Failed,
+    /// `case_verdict`, `verdict: confirmed_fraud`.
+    ConfirmedFraud,
+    /// `case_verdict`, `verdict: false_positive`.
+    FalsePositive,
+    /// `account_unfrozen` (it has no result field).
+    Unfrozen,
+}
+
+impl Feedback {
+    /// A short, fixed label (metrics, logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feedback::Passed => "step_up_passed",
+            Feedback::Failed => "step_up_failed",
+            Feedback::ConfirmedFraud => "confirmed_fraud",
+            Feedback::FalsePositive => "false_positive",
+            Feedback::Unfrozen => "account_unfrozen",
+        }
+    }
+
+    /// Every kind, in declaration order.
+    pub const ALL: [Feedback; 5] = [
+        Feedback::Passed,
+        Feedback::Failed,
+        Feedback::ConfirmedFraud,
+        Feedback::FalsePositive,
+        Feedback::Unfrozen,
+    ];
 }
 
 /// A coordinate pair, validated to lat ∈ [-90, 90], lon ∈ [-180, 180].
@@ -217,6 +278,11 @@ pub struct Event<'a> {
     pub geo: Option<Geo>,
     /// Wallet balance after the event.
     pub balance_after: Option<f64>,
+    /// Feedback events: the event the feedback is about (required for `step_up_result` and
+    /// `case_verdict`, optional for `account_unfrozen`); `None` for every other type.
+    pub ref_event_id: Option<Cow<'a, str>>,
+    /// Feedback events: what they say; `None` for every other type.
+    pub feedback: Option<Feedback>,
 }
 
 impl Event<'_> {
@@ -324,6 +390,10 @@ struct RawEvent<'a> {
     ip: Option<Cow<'a, str>>,
     geo: Option<Geo>,
     balance_after: Option<f64>,
+    ref_event_id: Option<Cow<'a, str>>,
+    result: Option<Cow<'a, str>>,
+    verdict: Option<Cow<'a, str>>,
+    note: Option<Cow<'a, str>>,
 }
 
 /// Borrowed-when-possible string, so escapes still work.
@@ -425,6 +495,10 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                 "ip" => take!("ip", raw.ip, CowStr, |s| s.0),
                 "geo" => take!("geo", raw.geo, Geo, |g| g),
                 "balance_after" => take!("balance_after", raw.balance_after, f64, |v| v),
+                "ref_event_id" => take!("ref_event_id", raw.ref_event_id, CowStr, |s| s.0),
+                "result" => take!("result", raw.result, CowStr, |s| s.0),
+                "verdict" => take!("verdict", raw.verdict, CowStr, |s| s.0),
+                "note" => take!("note", raw.note, CowStr, |s| s.0),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -642,6 +716,9 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, EventError> {
         None => None,
     };
 
+    let (ref_event_id, feedback) =
+        feedback_fields(kind, raw.ref_event_id, raw.result, raw.verdict, raw.note)?;
+
     Ok(Event {
         event_id,
         user_id,
@@ -657,7 +734,68 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, EventError> {
         ip,
         geo: raw.geo,
         balance_after,
+        ref_event_id,
+        feedback,
     })
+}
+
+/// The contract's v2 rules for the feedback fields: `ref_event_id` (an id, required for
+/// `step_up_result` and `case_verdict`), `result` (`passed` or `failed`), `verdict`
+/// (`confirmed_fraud` or `false_positive`), `note` (≤ 256 characters). Other types ignore them.
+fn feedback_fields<'a>(
+    kind: EventType,
+    ref_event_id: Option<Cow<'a, str>>,
+    result: Option<Cow<'a, str>>,
+    verdict: Option<Cow<'a, str>>,
+    note: Option<Cow<'a, str>>,
+) -> Result<(Option<Cow<'a, str>>, Option<Feedback>), EventError> {
+    if !kind.is_feedback() {
+        return Ok((None, None));
+    }
+    let ref_event_id = match ref_event_id {
+        Some(r) => {
+            check_len("ref_event_id", &r, 1, MAX_ID_CHARS)?;
+            Some(r)
+        }
+        None if kind == EventType::AccountUnfrozen => None,
+        None => {
+            return Err(EventError::Missing {
+                field: "ref_event_id",
+            })
+        }
+    };
+    let feedback = match kind {
+        EventType::StepUpResult => match result.as_deref() {
+            Some("passed") => Feedback::Passed,
+            Some("failed") => Feedback::Failed,
+            Some(other) => {
+                return Err(EventError::Invalid {
+                    field: "result",
+                    msg: format!("{:?} is not `passed` or `failed`", truncate(other, 40)),
+                })
+            }
+            None => return Err(EventError::Missing { field: "result" }),
+        },
+        EventType::CaseVerdict => {
+            opt_str("note", note, MAX_REASON_CHARS)?;
+            match verdict.as_deref() {
+                Some("confirmed_fraud") => Feedback::ConfirmedFraud,
+                Some("false_positive") => Feedback::FalsePositive,
+                Some(other) => {
+                    return Err(EventError::Invalid {
+                        field: "verdict",
+                        msg: format!(
+                            "{:?} is not `confirmed_fraud` or `false_positive`",
+                            truncate(other, 40)
+                        ),
+                    })
+                }
+                None => return Err(EventError::Missing { field: "verdict" }),
+            }
+        }
+        _ => Feedback::Unfrozen,
+    };
+    Ok((ref_event_id, Some(feedback)))
 }
 
 fn truncate(s: &str, max_chars: usize) -> &str {

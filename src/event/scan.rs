@@ -262,6 +262,10 @@ pub(super) fn scan(text: &str) -> Option<RawEvent<'_>> {
                 "ip" => r.ip = c.opt_string()?,
                 "geo" => r.geo = c.opt_geo()?,
                 "balance_after" => r.balance_after = c.opt_f64()?,
+                "ref_event_id" => r.ref_event_id = c.opt_string()?,
+                "result" => r.result = c.opt_string()?,
+                "verdict" => r.verdict = c.opt_string()?,
+                "note" => r.note = c.opt_string()?,
                 _ => c.skip_scalar()?,
             }
             c.ws();

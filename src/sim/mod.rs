@@ -775,6 +775,8 @@ impl SimEvent {
             ip: self.ip.filter(|_| w.has(Wire::IP)).map(IpAddr::V4),
             geo: self.geo.filter(|_| w.has(Wire::GEO)),
             balance_after: balance.filter(|_| w.has(Wire::BALANCE)).map(|m| w.value(m)),
+            ref_event_id: None,
+            feedback: None,
         }
     }
 }

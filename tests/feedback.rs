@@ -1,0 +1,252 @@
+//! Feedback stories (contract v2): step-up results, analyst verdicts and unfreezes replayed
+//! in order with the user's events, through the same replay path as every story. Each story
+//! also runs without its feedback line, so that each assertion can fail.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// First day of every story's history: Monday 2026-03-02.
+const START: Date = (2026, 3, 2);
+/// The day things happen: Tuesday 2026-04-07.
+const DAY: Date = (2026, 4, 7);
+
+/// A feedback line of `kind` for `user`, at `ms`, with `fields` added.
+fn feedback(user: &str, id: &str, ms: i64, kind: &str, fields: Value) -> String {
+    let mut o = json!({"event_id": id, "user_id": user, "ts": ms, "type": kind});
+    if let (Some(o), Some(f)) = (o.as_object_mut(), fields.as_object()) {
+        for (k, v) in f {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    o.to_string()
+}
+
+/// Five weeks of ordinary life for `user`, then, at 10:00 on [`DAY`], the owner's new phone
+/// is bound in Shanghai and sends 3,000 CNY (about 40 times the usual payment) to a never-seen payee `p-landlord`.
+/// Returns the story (its actor is the new phone), the lines so far and the transfer's id.
+fn new_phone_story(user: &str, seed: u64) -> (Story, Vec<String>, String) {
+    let mut s = Story::new(user, 20_000.0, Actor::new("d-own", SHANGHAI), seed);
+    s.live_in_shanghai(START, 36);
+    s.lines();
+    s.actor = Actor::new("d-new-phone", SHANGHAI);
+    let t = local_ms(CST, DAY, 10, 0);
+    s.security(t, "device_bind");
+    s.login(t + MIN);
+    let first = s.transfer(t + 3 * MIN, Amount::Cents(300_000), "p-landlord");
+    let lines = s.lines();
+    (s, lines, first)
+}
+
+/// Appends `extra` to `lines` and the events the story plans next.
+fn then(s: &mut Story, mut lines: Vec<String>, extra: &[String]) -> Vec<String> {
+    lines.extend_from_slice(extra);
+    let before = lines.len() - extra.len();
+    let all = s.lines();
+    lines.extend_from_slice(&all[before..]);
+    lines
+}
+
+fn at_least_step_up(action: &str) -> bool {
+    matches!(action, "step_up" | "freeze")
+}
+
+#[test]
+fn a_new_phone_that_passed_its_step_up_is_not_challenged_again_for_the_same_payee() {
+    let (mut s, lines, first) = new_phone_story("u-wang", 3);
+    let t = local_ms(CST, DAY, 10, 0);
+    let passed = feedback(
+        "u-wang",
+        "fb-1",
+        t + 5 * MIN,
+        "step_up_result",
+        json!({"ref_event_id": first, "result": "passed", "device_id": "d-new-phone"}),
+    );
+    let second = s.transfer(t + 2 * HOUR, Amount::BalanceShare(0.5), "p-landlord");
+    let with = then(&mut s, lines.clone(), std::slice::from_ref(&passed));
+    let without: Vec<String> = with.iter().filter(|l| **l != passed).cloned().collect();
+
+    let run = replay_lines(&with);
+    let control = replay_lines(&without);
+    assert!(
+        at_least_step_up(run.action(&first)),
+        "the new phone's first big transfer is challenged:\n{}",
+        run.dump(&[&first])
+    );
+    assert!(
+        at_least_step_up(control.action(&second)),
+        "without the result, the second transfer is challenged again:\n{}",
+        control.dump(&[&second])
+    );
+    assert!(
+        !at_least_step_up(run.action(&second)),
+        "after a passed step-up, the same phone and payee are not challenged again:\n{}",
+        run.dump(&[&second])
+    );
+    assert_eq!(run.action("fb-1"), "allow");
+    assert!(
+        run.commands_of("freeze_account").is_empty(),
+        "{}",
+        run.dump(&[&first])
+    );
+}
+
+#[test]
+fn a_failed_step_up_freezes_the_account() {
+    let (mut s, lines, first) = new_phone_story("u-zhao", 5);
+    let t = local_ms(CST, DAY, 10, 0);
+    let failed = feedback(
+        "u-zhao",
+        "fb-2",
+        t + 5 * MIN,
+        "step_up_result",
+        json!({"ref_event_id": first, "result": "failed"}),
+    );
+    let lines = then(&mut s, lines, std::slice::from_ref(&failed));
+    let run = replay_lines(&lines);
+    assert!(at_least_step_up(run.action(&first)));
+    let d = run.decision("fb-2");
+    assert_eq!(d["action"], "freeze", "{d}");
+    assert_eq!(d["reasons"][0]["code"], "STEP_UP_FAILED");
+    let freezes = run.commands_of("freeze_account");
+    assert!(
+        freezes.iter().any(|c| c["event_id"] == "fb-2"),
+        "{freezes:?}"
+    );
+}
+
+#[test]
+fn a_false_positive_verdict_mutes_the_same_evidence_but_not_a_different_payee() {
+    let (mut s, lines, first) = new_phone_story("u-li", 7);
+    let t = local_ms(CST, DAY, 10, 0);
+    let verdict = feedback(
+        "u-li",
+        "fb-3",
+        t + 30 * MIN,
+        "case_verdict",
+        json!({"ref_event_id": first, "verdict": "false_positive", "note": "tenant paying rent"}),
+    );
+    let same = s.transfer(t + 3 * HOUR, Amount::BalanceShare(0.5), "p-landlord");
+    let other = s.transfer(t + 4 * HOUR, Amount::BalanceShare(0.8), "p-stranger");
+    let with = then(&mut s, lines, std::slice::from_ref(&verdict));
+    let without: Vec<String> = with.iter().filter(|l| **l != verdict).cloned().collect();
+    let run = replay_lines(&with);
+    let control = replay_lines(&without);
+    assert_ne!(control.action(&same), "allow", "{}", control.dump(&[&same]));
+    assert_eq!(run.action(&same), "allow", "{}", run.dump(&[&same]));
+    // The muted detectors still show, marked.
+    let reasons = run.decision(&same)["reasons"].as_array().cloned().unwrap();
+    assert!(
+        reasons.iter().any(|r| r["snoozed"] == true),
+        "snoozed reasons listed: {reasons:?}"
+    );
+    assert!(
+        run.alerts.iter().all(|a| a["event_id"] != same.as_str()),
+        "no alert for the same evidence"
+    );
+    assert_ne!(
+        run.action(&other),
+        "allow",
+        "a different payee is still alerted:\n{}",
+        run.dump(&[&other])
+    );
+}
+
+#[test]
+fn confirmed_fraud_freezes_and_an_unfreeze_clears_the_cool_down() {
+    let (mut s, lines, first) = new_phone_story("u-sun", 9);
+    let t = local_ms(CST, DAY, 10, 0);
+    let fraud = |id: &str, ms: i64| {
+        feedback(
+            "u-sun",
+            id,
+            ms,
+            "case_verdict",
+            json!({"ref_event_id": first, "verdict": "confirmed_fraud"}),
+        )
+    };
+    let unfrozen = feedback(
+        "u-sun",
+        "fb-unfreeze",
+        t + 2 * HOUR,
+        "account_unfrozen",
+        json!({}),
+    );
+    // Two confirmed-fraud verdicts an hour apart, inside the cool-down, with and without an
+    // unfreeze between them.
+    let (a, b) = (fraud("fb-a", t + HOUR), fraud("fb-b", t + 3 * HOUR));
+    let with = then(&mut s, lines, &[a.clone(), unfrozen.clone(), b.clone()]);
+    let without: Vec<String> = with.iter().filter(|l| **l != unfrozen).cloned().collect();
+    let run = replay_lines(&with);
+    let control = replay_lines(&without);
+    for r in [&run, &control] {
+        assert_eq!(r.action("fb-a"), "freeze");
+        assert_eq!(r.decision("fb-a")["reasons"][0]["code"], "CONFIRMED_FRAUD");
+        assert!(r
+            .commands_of("freeze_account")
+            .iter()
+            .any(|c| c["event_id"] == "fb-a"));
+    }
+    let issued = |r: &Run| {
+        r.commands_of("freeze_account")
+            .iter()
+            .any(|c| c["event_id"] == "fb-b")
+    };
+    assert!(!issued(&control), "cool-down: no second freeze_account");
+    assert!(issued(&run), "after the unfreeze, a new freeze is issued");
+}
+
+#[test]
+fn malformed_feedback_is_a_dead_letter_and_unknown_references_are_harmless() {
+    let (mut s, lines, _) = new_phone_story("u-qian", 11);
+    let t = local_ms(CST, DAY, 10, 0);
+    let bad = [
+        feedback(
+            "u-qian",
+            "fb-x1",
+            t + HOUR,
+            "step_up_result",
+            json!({"result": "passed"}),
+        ),
+        feedback(
+            "u-qian",
+            "fb-x2",
+            t + HOUR,
+            "step_up_result",
+            json!({"ref_event_id": "e", "result": "maybe"}),
+        ),
+        feedback(
+            "u-qian",
+            "fb-x3",
+            t + HOUR,
+            "case_verdict",
+            json!({"ref_event_id": "e"}),
+        ),
+        feedback(
+            "u-qian",
+            "fb-x4",
+            t + HOUR,
+            "case_verdict",
+            json!({"ref_event_id": "e", "verdict": "false_positive", "note": "n".repeat(300)}),
+        ),
+    ];
+    let unknown = feedback(
+        "u-qian",
+        "fb-ok",
+        t + HOUR,
+        "case_verdict",
+        json!({"ref_event_id": "never-seen", "verdict": "false_positive"}),
+    );
+    let mut extra = bad.to_vec();
+    extra.push(unknown);
+    let lines = then(&mut s, lines, &extra);
+    let run = replay_lines(&lines);
+    let errors: Vec<&str> = run.dlq.iter().filter_map(|d| d["error"].as_str()).collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(errors[0].contains("ref_event_id"), "{errors:?}");
+    assert!(errors[1].contains("result"), "{errors:?}");
+    assert!(errors[2].contains("verdict"), "{errors:?}");
+    assert!(errors[3].contains("note"), "{errors:?}");
+    assert_eq!(run.action("fb-ok"), "allow");
+}
