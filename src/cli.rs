@@ -41,6 +41,9 @@ pub enum Cmd {
         /// Write dead letters (invalid lines) here.
         #[arg(long)]
         dlq: Option<PathBuf>,
+        /// Write the list entries feedback publishes (a confirmed fraud's blocks) here.
+        #[arg(long)]
+        lists_out: Option<PathBuf>,
         /// Config file (default: built-in defaults).
         #[arg(long, env = "WALLETGUARD_CONFIG")]
         config: Option<PathBuf>,

@@ -214,6 +214,9 @@ pub struct KafkaConfig {
     pub decisions_topic: String,
     /// Compacted changelog of profiles, co-partitioned with the input.
     pub changelog_topic: String,
+    /// Compacted topic of allow and block list entries (contract v2); a confirmed fraud's
+    /// blocks are published here. Created compacted by `create_topics`.
+    pub lists_topic: String,
     /// `min.compaction.lag.ms` of a changelog created by `create_topics`: how long older
     /// versions of a profile survive compaction. A restart after a crash restores profiles as
     /// of the committed offsets, which needs the versions written just before them, so this
@@ -269,6 +272,7 @@ impl Default for KafkaConfig {
             dlq_topic: "wallet.events.dlq".into(),
             decisions_topic: String::new(),
             changelog_topic: "walletguard.profiles".into(),
+            lists_topic: "walletguard.lists".into(),
             changelog_min_compaction_lag_ms: 3_600_000,
             changelog_flush_ms: 1000,
             changelog_max_pending: 100_000,
@@ -468,6 +472,7 @@ impl Config {
             ("kafka.commands_topic", &k.commands_topic),
             ("kafka.dlq_topic", &k.dlq_topic),
             ("kafka.changelog_topic", &k.changelog_topic),
+            ("kafka.lists_topic", &k.lists_topic),
         ] {
             if v.trim().is_empty() {
                 return Err(invalid(key, "must not be empty"));
@@ -485,6 +490,7 @@ impl Config {
             &k.dlq_topic,
             &k.decisions_topic,
             &k.changelog_topic,
+            &k.lists_topic,
         ];
         if let Some(t) = k.input_topics.iter().find(|t| outputs.contains(t)) {
             return Err(invalid(

@@ -215,6 +215,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             alerts,
             commands,
             dlq,
+            lists_out,
             config,
             partitions,
         } => {
@@ -225,6 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 alerts,
                 commands,
                 dlq,
+                lists: lists_out,
             };
             let progress = std::io::stderr().is_terminal();
             let (summary, profiles) =

@@ -33,6 +33,15 @@ pub struct Metrics {
     pub alert_reasons: IntCounterVec,
     /// `walletguard_commands_total{command}`: `freeze_account` and `require_step_up`.
     pub commands: IntCounterVec,
+    /// `walletguard_feedback_total{kind, matched}`: feedback events applied, by what they said
+    /// and whether the event they refer to was still remembered.
+    pub feedback: IntCounterVec,
+    /// `walletguard_snoozed_hits_total{code}`: signals computed but muted by a snooze.
+    pub snoozed_hits: IntCounterVec,
+    /// `walletguard_list_entries_published_total{kind}`: block entries feedback published.
+    pub lists_published: IntCounterVec,
+    /// `walletguard_feedback_cases{partition}`: users with feedback state held.
+    pub cases: IntGaugeVec,
     /// `walletguard_subscription_alerts_total{subscription}`: alert copies routed.
     pub subscription_alerts: IntCounterVec,
     /// `walletguard_processing_latency_seconds{outputs}`: receipt of a message to all its
@@ -205,6 +214,40 @@ impl Metrics {
                     "walletguard_alert_reasons_total",
                     "Reason codes carried by alerts.",
                     &["code"]
+                )
+            ),
+            feedback: reg!(
+                r,
+                cv(
+                    "walletguard_feedback_total",
+                    "Feedback events applied, by kind and whether their event was remembered.",
+                    &["kind", "matched"]
+                )
+            ),
+            snoozed_hits: reg!(
+                r,
+                cv(
+                    "walletguard_snoozed_hits_total",
+                    "Signals computed but muted by a snooze (false-positive verdict, passed step-up, unfreeze).",
+                    &["code"]
+                )
+            ),
+            lists_published: reg!(
+                r,
+                cv(
+                    "walletguard_list_entries_published_total",
+                    "List entries published by feedback, by kind.",
+                    &["kind"]
+                )
+            ),
+            cases: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "walletguard_feedback_cases",
+                        "Users with feedback state (recent alert evidence, snoozes, failed step-ups) held, by partition."
+                    ),
+                    &["partition"]
                 )
             ),
             commands: reg!(
@@ -436,6 +479,11 @@ impl Metrics {
         for r in ["ttl", "cap"] {
             m.profiles_removed.with_label_values(&[r]);
         }
+        for k in crate::event::Feedback::ALL {
+            for matched in ["true", "false"] {
+                m.feedback.with_label_values(&[k.as_str(), matched]);
+            }
+        }
         Ok(m)
     }
 
@@ -475,6 +523,22 @@ impl Metrics {
                     .inc_by(t.reasons[i]);
             }
         }
+        for (i, c) in Code::ALL.iter().enumerate() {
+            if t.snoozed[i] > 0 {
+                self.snoozed_hits
+                    .with_label_values(&[c.as_str()])
+                    .inc_by(t.snoozed[i]);
+            }
+        }
+        for (i, k) in crate::event::Feedback::ALL.iter().enumerate() {
+            for (m, label) in ["false", "true"].iter().enumerate() {
+                if t.feedback[i][m] > 0 {
+                    self.feedback
+                        .with_label_values(&[k.as_str(), label])
+                        .inc_by(t.feedback[i][m]);
+                }
+            }
+        }
         for (i, c) in [CommandKind::FreezeAccount, CommandKind::RequireStepUp]
             .iter()
             .enumerate()
@@ -512,7 +576,9 @@ pub struct Tally {
     decisions: [u64; Action::ALL.len()],
     alerts: [u64; crate::decision::Severity::ALL.len()],
     reasons: [u64; Code::ALL.len()],
+    snoozed: [u64; Code::ALL.len()],
     commands: [u64; 2],
+    feedback: [[u64; 2]; crate::event::Feedback::ALL.len()],
 }
 
 impl Tally {
@@ -526,6 +592,12 @@ impl Tally {
             for s in d.signals.iter() {
                 self.reasons[index_of(&Code::ALL, &s.code)] += 1;
             }
+        }
+        for s in d.signals.snoozed() {
+            self.snoozed[index_of(&Code::ALL, &s.code)] += 1;
+        }
+        if let Some(f) = out.feedback {
+            self.feedback[index_of(&crate::event::Feedback::ALL, &f.kind)][f.matched as usize] += 1;
         }
         match out.command {
             Some(CommandKind::FreezeAccount) => self.commands[0] += 1,

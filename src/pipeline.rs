@@ -286,12 +286,11 @@ impl Engine {
             gone.extend(evicted);
             gone.sort_unstable();
         }
+        // A case goes with its profile. Spent cases are dropped when their user's next event
+        // finds them spent, never by the clock: a sweep must not change a decision, and a
+        // user's next event may be older than the partition's newest.
         for key in &gone {
             state.cases.remove(key);
-        }
-        if !state.cases.is_empty() {
-            let t = crate::time::to_tick(clock_ms);
-            state.cases.retain(|_, c| !self.feedback.is_spent(c, t));
         }
         gone
     }
@@ -325,9 +324,13 @@ impl Engine {
         // Snoozes: muted codes still score, but count for nothing (see `crate::feedback`).
         if !state.cases.is_empty() {
             if let Some(case) = state.cases.get(&user_key) {
-                decision
-                    .signals
-                    .set_mute(self.feedback.mute_mask(case, &facts));
+                if self.feedback.is_spent(case, facts.t) {
+                    state.cases.remove(&user_key);
+                } else {
+                    decision
+                        .signals
+                        .set_mute(self.feedback.mute_mask(case, &facts));
+                }
             }
         }
         {

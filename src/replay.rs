@@ -51,6 +51,9 @@ pub struct Sinks {
     pub commands: Option<PathBuf>,
     /// Dead letters.
     pub dlq: Option<PathBuf>,
+    /// List entries feedback published (a confirmed fraud's blocks), one JSON object per
+    /// line as on the lists topic.
+    pub lists: Option<PathBuf>,
 }
 
 /// Totals of a replay.
@@ -68,6 +71,8 @@ pub struct Summary {
     pub step_ups: u64,
     /// Events whose id was seen before.
     pub duplicates: u64,
+    /// List entries published by feedback.
+    pub list_entries: u64,
     /// Profiles removed by the lifecycle (idle, and evicted at the cap).
     pub removed: crate::pipeline::Removed,
     /// Wall time, seconds.
@@ -95,6 +100,7 @@ impl std::fmt::Display for Summary {
         }
         writeln!(f, "freezes      {}", self.freezes)?;
         writeln!(f, "step-ups     {}", self.step_ups)?;
+        writeln!(f, "list entries {}", self.list_entries)?;
         writeln!(f, "expired      {}", self.removed.ttl)?;
         writeln!(f, "evicted      {}", self.removed.cap)?;
         write!(f, "events/s     {:.0}", self.events_per_s())
@@ -268,6 +274,7 @@ pub fn replay(
     let mut alerts = Out::open(&sinks.alerts)?;
     let mut commands = Out::open(&sinks.commands)?;
     let mut dlq = Out::open(&sinks.dlq)?;
+    let mut lists = Out::open(&sinks.lists)?;
     let mut sum = Summary::default();
     let mut newest_ts: crate::time::EpochMs = 0;
     let removed_before: Removed = states.iter().fold(Removed::default(), |a, s| Removed {
@@ -364,6 +371,15 @@ pub fn replay(
                     if let Some(o) = alerts.as_mut() {
                         output::write_alert(&mut buf, &ev, &out);
                         o.line(&mut buf)?;
+                    }
+                }
+                for state in states.iter_mut() {
+                    for e in state.blocks.drain(..) {
+                        sum.list_entries += 1;
+                        if let Some(o) = lists.as_mut() {
+                            buf.extend_from_slice(&e.to_json());
+                            o.line(&mut buf)?;
+                        }
                     }
                 }
                 if let Some(kind) = out.command {

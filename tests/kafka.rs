@@ -78,9 +78,13 @@ fn decisions_over_kafka_equal_the_pure_engine() {
     let cfg = config(&brokers, &mut names, "a");
     create_topics(&mock, &cfg, 4);
 
-    let msgs = sim_events(&small_world(200, 20, 5));
-    let want = expected_partitioned(&Engine::new(cfg.clone()), &msgs, 4);
+    // With feedback after the alerts: cases ride in the changelog, blocks go to the lists.
+    let engine = Engine::new(cfg.clone());
+    let lists_topic = cfg.kafka.lists_topic.clone();
+    let msgs = with_feedback(&engine, sim_events(&small_world(200, 20, 5)));
+    let want = expected_partitioned(&engine, &msgs, 4);
     assert!(want.errors.is_empty(), "simulated events are valid");
+    assert!(!want.lists.is_empty(), "confirmed frauds published blocks");
     assert!(
         !want.commands.is_empty(),
         "the world should contain commands"
@@ -133,6 +137,22 @@ fn decisions_over_kafka_equal_the_pure_engine() {
         .map(|(k, v)| (k, v.into_iter().map(strip_times).collect()))
         .collect();
     assert_same("commands", &got, &want.commands);
+
+    let mut lists = Reader::new(&brokers, &lists_topic, OUT_PARTS, false);
+    lists.drain();
+    let mut got: Vec<(String, Value)> = lists
+        .recs
+        .iter()
+        .map(|r| (r.key_str().unwrap_or_default(), r.json()))
+        .collect();
+    let mut want_lists = want.lists.clone();
+    let order = |v: &mut Vec<(String, Value)>| v.sort_by_key(|(k, v)| (k.clone(), v.to_string()));
+    order(&mut got);
+    order(&mut want_lists);
+    assert_eq!(
+        got, want_lists,
+        "list entries over Kafka equal the engine's"
+    );
 
     // The changelog: written coalesced (fewer records than events), and each user's latest
     // record is exactly the pure engine's final profile.
@@ -459,8 +479,9 @@ fn at_least_once_across_a_sigkill() {
     create_topics(&mock, &cfg_a, 4);
     let cfg_b = config(&brokers, &mut names, "b");
 
-    let msgs = sim_events(&small_world(150, 15, 8));
-    let want = expected_partitioned(&Engine::new(cfg_a.clone()), &msgs, 4);
+    let engine = Engine::new(cfg_a.clone());
+    let msgs = with_feedback(&engine, sim_events(&small_world(150, 15, 8)));
+    let want = expected_partitioned(&engine, &msgs, 4);
     assert!(want.errors.is_empty());
     let total_ids = want.decisions.len();
     let first = msgs.len() / 10;

@@ -279,7 +279,8 @@ def main():
     P = a.partitions
     subs = ["wallet.alerts.critical", "wallet.alerts.ato"]
     topics = [("wallet.events", P), ("walletguard.profiles", P), ("wallet.decisions", P),
-              ("wallet.alerts", P), ("wallet.commands", P), ("wallet.events.dlq", P)]
+              ("wallet.alerts", P), ("wallet.commands", P), ("wallet.events.dlq", P),
+              ("walletguard.lists", P)]
     topics += [(s, P) for s in subs]
     broker = Broker(a.broker, wg, work, topics)
     addr = broker.start()

@@ -53,6 +53,7 @@ impl Brokers {
                 let k = &cfg.kafka;
                 for t in k.input_topics.iter().chain([
                     &k.changelog_topic,
+                    &k.lists_topic,
                     &k.alerts_topic,
                     &k.commands_topic,
                     &k.dlq_topic,

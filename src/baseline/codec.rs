@@ -110,6 +110,8 @@
 //! (the config changed between releases), [`decode`] moves each set to its new place, keeping
 //! its first `min(old, new)` entries (the most recent) and zero-filling the rest.
 
+use crate::feedback::Case;
+
 use super::{
     payee_bits, slot_fp, Params, Profile, DEDUP_SLOTS, RING_DELTAS, SLOT_CAPACITY, YOUNG_SLOTS,
 };
@@ -213,6 +215,34 @@ pub enum CodecError {
     /// profile: the record's header is corrupt, or the reader's [`Params::sets`] is invalid.
     #[error("set layout {0:?} does not fit the {cap} slots of a profile", cap = SLOT_CAPACITY)]
     BadLayout([u8; SET_KINDS]),
+    /// The feedback case after the profile does not decode.
+    #[error(transparent)]
+    Case(#[from] crate::feedback::CaseError),
+}
+
+/// Appends a user's whole changelog value: the profile ([`encode`]) and, for a user with
+/// feedback state, the [`Case`] right after it (its own magic `b"WC"`; see
+/// [`crate::feedback::case`]). Users without a case write exactly what [`encode`] writes.
+pub fn encode_record(profile: &Profile, case: Option<&Case>, params: &Params, out: &mut Vec<u8>) {
+    encode(profile, params, out);
+    if let Some(c) = case {
+        c.encode(out);
+    }
+}
+
+/// Decodes a value written by [`encode_record`] (or [`encode`], of any release).
+pub fn decode_record(bytes: &[u8], params: &Params) -> Result<(Profile, Option<Case>), CodecError> {
+    match bytes.get(ENCODED_LEN..) {
+        Some(rest)
+            if !rest.is_empty()
+                && bytes.get(2) == Some(&FORMAT_VERSION)
+                && Case::is_case_record(rest) =>
+        {
+            let profile = decode(&bytes[..ENCODED_LEN], params)?;
+            Ok((profile, Some(Case::decode(rest)?)))
+        }
+        _ => Ok((decode(bytes, params)?, None)),
+    }
 }
 
 /// Appends the encoding of `profile` in the current format ([`FORMAT_VERSION`], exactly
@@ -515,6 +545,44 @@ mod tests {
 
     fn params() -> Params {
         Params::new(&Config::default())
+    }
+
+    #[test]
+    fn a_record_carries_its_users_feedback_case_and_reads_without_one() {
+        let p = params();
+        let prof = Profile {
+            last_seen: 42,
+            ..Profile::default()
+        };
+        let case = Case {
+            failures: 1,
+            failures_since: 40,
+            ..Case::default()
+        };
+        let mut with = Vec::new();
+        encode_record(&prof, Some(&case), &p, &mut with);
+        let mut without = Vec::new();
+        encode_record(&prof, None, &p, &mut without);
+        let mut plain = Vec::new();
+        encode(&prof, &p, &mut plain);
+        assert_eq!(
+            without, plain,
+            "no case: the bytes of every earlier release"
+        );
+        assert_eq!(decode_record(&with, &p), Ok((prof, Some(case))));
+        assert_eq!(decode_record(&without, &p), Ok((prof, None)));
+        // A damaged case is an error, never a profile without it; other trailing bytes are
+        // too long, as before.
+        assert!(matches!(
+            decode_record(&with[..with.len() - 1], &p),
+            Err(CodecError::Case(_))
+        ));
+        let mut junk = plain.clone();
+        junk.push(7);
+        assert!(matches!(
+            decode_record(&junk, &p),
+            Err(CodecError::TooLong { .. })
+        ));
     }
 
     /// A layout pinned independently of the default config, for the golden bytes.

@@ -85,6 +85,7 @@ fn demo_topics(cfg: &Config, partitions: i32) -> Vec<(String, i32)> {
         .map(|t| (t.clone(), partitions))
         .collect();
     v.push((k.changelog_topic.clone(), partitions));
+    v.push((k.lists_topic.clone(), 3));
     // The mock keeps only the newest 5 MB of a partition and drops older records unread: the
     // topics the demo reads back get many partitions, so the warm-up's burst of decisions
     // (tens of MB within seconds) stays readable until the reader gets to it.

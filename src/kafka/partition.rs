@@ -85,6 +85,8 @@ pub(crate) async fn run(
     };
     let profiles_gauge = shared.metrics.profiles.with_label_values(&[&p.to_string()]);
     profiles_gauge.set(state.profiles.len() as i64);
+    let cases_gauge = shared.metrics.cases.with_label_values(&[&p.to_string()]);
+    cases_gauge.set(state.cases.len() as i64);
 
     let eos = shared.eos.is_some();
     let (ack_tx, ack_rx) =
@@ -176,6 +178,16 @@ pub(crate) async fn run(
             }
             received.push((m.received, out.len() > before));
         }
+        // Blocks a confirmed fraud produced: published with the batch's outputs.
+        for e in state.blocks.drain(..) {
+            shared
+                .metrics
+                .lists_published
+                .with_label_values(&[e.kind.as_str()])
+                .inc();
+            out.list_entry(&e);
+        }
+        cases_gauge.set(state.cases.len() as i64);
         // The next offset of each input topic in the batch: the input position the changelog
         // is stamped with, and the offsets stored once the changelog after it is acknowledged.
         for m in batch.iter() {
@@ -227,6 +239,7 @@ pub(crate) async fn run(
         .metrics
         .profiles
         .remove_label_values(&[&p.to_string()]);
+    let _ = shared.metrics.cases.remove_label_values(&[&p.to_string()]);
 }
 
 /// Writes what `pending` holds into `out` with the parameters of the engine in force now (a

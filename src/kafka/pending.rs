@@ -168,9 +168,9 @@ impl Pending {
         }
         for key in &self.ids {
             match state.profiles.get(*key) {
-                Some(prof) => {
-                    out.changelog(p, *key, &self.stamp, |buf| codec::encode(prof, params, buf))
-                }
+                Some(prof) => out.changelog(p, *key, &self.stamp, |buf| {
+                    codec::encode_record(prof, state.cases.get(key), params, buf)
+                }),
                 None => out.changelog_tombstone(p, *key, &self.stamp),
             }
         }

@@ -34,6 +34,8 @@ pub struct OutputTopics {
     pub decisions: Option<String>,
     /// The profile changelog.
     pub changelog: String,
+    /// Allow and block list entries.
+    pub lists: String,
 }
 
 impl OutputTopics {
@@ -47,6 +49,7 @@ impl OutputTopics {
             dlq: k.dlq_topic.clone(),
             decisions: (!k.decisions_topic.is_empty()).then(|| k.decisions_topic.clone()),
             changelog: k.changelog_topic.clone(),
+            lists: k.lists_topic.clone(),
         }
     }
 }
@@ -106,6 +109,8 @@ pub enum Dest {
     Changelog(i32),
     /// Subscription `i` of the batch's routes.
     Subscription(usize),
+    /// The lists topic.
+    Lists,
 }
 
 /// Header values of alerts, commands and decisions.
@@ -287,6 +292,20 @@ impl OutBatch {
         }
     }
 
+    /// Adds a list entry for the lists topic, keyed `<scope>:<kind>:<value>`.
+    pub fn list_entry(&mut self, e: &crate::lists::ListEntry) {
+        let key = self.push_bytes(e.key().as_bytes());
+        let payload = self.push_bytes(&e.to_json());
+        self.recs.push(Rec {
+            dest: Dest::Lists,
+            key: Some(key),
+            payload,
+            meta: None,
+            dlq_headers: None,
+            stamp: None,
+        });
+    }
+
     /// Adds the dead letter of an invalid message. Payloads over the event size limit are cut
     /// to the limit (the error gives the full size), so a dead letter always fits a Kafka
     /// message.
@@ -436,6 +455,7 @@ fn topic_of<'a>(dest: Dest, topics: &'a OutputTopics, routes: &'a [Route]) -> &'
         Dest::Dlq => &topics.dlq,
         Dest::Decisions => topics.decisions.as_deref().unwrap_or(&topics.alerts),
         Dest::Changelog(_) => &topics.changelog,
+        Dest::Lists => &topics.lists,
         Dest::Subscription(i) => routes
             .get(i)
             .map(|r| r.topic.as_str())

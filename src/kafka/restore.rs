@@ -279,10 +279,16 @@ impl Book {
             None => {
                 self.counts.tombstones += 1;
                 state.profiles.remove(c.user);
+                state.cases.remove(&c.user);
             }
-            Some(p) => {
+            Some((p, case)) => {
                 self.counts.applied += 1;
                 state.profiles.insert(c.user, p);
+                // The case travels with the profile: a version without one has none.
+                match case {
+                    Some(case) => state.cases.insert(c.user, case),
+                    None => state.cases.remove(&c.user),
+                };
             }
         }
         None
@@ -325,8 +331,8 @@ struct Candidate<'a> {
     /// The user id, when an older release keyed the record by it.
     legacy_id: Option<&'a str>,
     rank: i64,
-    /// The decoded value; `None` for a tombstone.
-    profile: Option<crate::baseline::Profile>,
+    /// The decoded value (profile and feedback case); `None` for a tombstone.
+    profile: Option<(crate::baseline::Profile, Option<crate::feedback::Case>)>,
 }
 
 /// Classifies `rec` (no state: [`Book::apply`] does the counting and applying).
@@ -365,7 +371,7 @@ fn classify<'a>(rec: &ChangelogRecord<'a>, position: &Position, params: &Params)
     };
     // Decoded before it competes: an undecodable newer version must not hide an older good
     // one (the profile would silently stay at whatever was applied before).
-    let profile = match rec.value.map(|v| codec::decode(v, params)) {
+    let profile = match rec.value.map(|v| codec::decode_record(v, params)) {
         None => None,
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => return Class::Bad(e.into()),

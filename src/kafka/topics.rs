@@ -68,6 +68,7 @@ pub async fn ensure(cfg: &Config) -> Result<i32, KafkaError> {
             wanted.push((t, k.partitions, false));
         }
         wanted.push((k.changelog_topic.clone(), input_parts, true));
+        wanted.push((k.lists_topic.clone(), k.partitions, true));
         let missing: Vec<&(String, i32, bool)> = wanted
             .iter()
             .filter(|(t, _, _)| !counts.contains_key(t))
@@ -116,7 +117,10 @@ pub async fn ensure(cfg: &Config) -> Result<i32, KafkaError> {
         }
         Some(_) => {}
     }
-    for t in output_topics(cfg) {
+    for t in output_topics(cfg)
+        .into_iter()
+        .chain([k.lists_topic.clone()])
+    {
         if !counts.contains_key(&t) {
             return Err(KafkaError::Topic {
                 topic: t,

@@ -565,6 +565,8 @@ pub struct Run {
     pub commands: Vec<Value>,
     /// Dead letters.
     pub dlq: Vec<Value>,
+    /// List entries published.
+    pub lists: Vec<Value>,
     /// Valid input events by `event_id` (the last line with that id).
     pub inputs: HashMap<String, Value>,
 }
@@ -592,6 +594,7 @@ pub fn replay_file(input: &Path, now_ms: i64) -> Run {
         alerts: Some(dir.path().join("alerts.jsonl")),
         commands: Some(dir.path().join("commands.jsonl")),
         dlq: Some(dir.path().join("dlq.jsonl")),
+        lists: Some(dir.path().join("lists.jsonl")),
     };
     let engine = engine();
     let mut state = engine.new_state();
@@ -618,6 +621,7 @@ pub fn replay_file(input: &Path, now_ms: i64) -> Run {
         alerts: out(&sinks.alerts),
         commands: out(&sinks.commands),
         dlq: out(&sinks.dlq),
+        lists: out(&sinks.lists),
         inputs,
     }
 }

@@ -88,6 +88,7 @@ def config_topics(cfg: dict) -> dict[str, str]:
     k = cfg["kafka"]
     roles = {t: "input" for t in k["input_topics"]}
     roles[k["changelog_topic"]] = "changelog"
+    roles[k.get("lists_topic", "walletguard.lists")] = "lists"
     for t in [k["alerts_topic"], k["commands_topic"], k["dlq_topic"], k["decisions_topic"]]:
         if t:
             roles[t] = "output"

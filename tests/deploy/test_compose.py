@@ -106,6 +106,10 @@ def test_topics_match_config_and_contract(compose, config):
                 "cleanup.policy": "compact",
                 "min.compaction.lag.ms": str(k["changelog_min_compaction_lag_ms"]),
             }
+        elif roles[n] == "lists":
+            # Compacted: every instance reads it in full, the latest entry per key.
+            assert cfgs == {"cleanup.policy": "compact"}
+            assert p == k["partitions"]
         else:
             assert cfgs == {}, f"{n} should use the broker's defaults"
             assert p == k["partitions"]

@@ -17,7 +17,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use walletguard::config::Config;
 use walletguard::http::Health;
@@ -105,6 +105,7 @@ pub fn config(brokers: &str, names: &mut Names, instance: &str) -> Config {
     k.dlq_topic = names.dlq.clone();
     k.decisions_topic = names.decisions.clone();
     k.changelog_topic = names.changelog.clone();
+    k.lists_topic = format!("{}-lists", names.changelog);
     k.create_topics = false;
     k.max_batch = 200;
     k.commit_interval_ms = 200;
@@ -141,6 +142,7 @@ pub fn create_topics<C: rdkafka::ClientContext>(
     let mut topics: Vec<(String, i32)> = vec![
         (k.input_topics[0].clone(), partitions),
         (k.changelog_topic.clone(), partitions),
+        (k.lists_topic.clone(), OUT_PARTS),
         (k.alerts_topic.clone(), OUT_PARTS),
         (k.commands_topic.clone(), OUT_PARTS),
         (k.dlq_topic.clone(), OUT_PARTS),
@@ -194,6 +196,49 @@ pub fn sim_events(params: &SimParams) -> Vec<Msg> {
             }
         })
         .collect()
+}
+
+/// `msgs` with feedback (contract v2) after each event the pure `engine` alerts on (scored in
+/// one state, in order): a `step_up_result` (passed or failed), a `case_verdict`
+/// (false positive or confirmed fraud) or an `account_unfrozen`, in turn, one second later,
+/// keyed like the event. Exercises the feedback cases in the changelog and the lists topic.
+pub fn with_feedback(engine: &Engine, msgs: Vec<Msg>) -> Vec<Msg> {
+    let mut state = engine.new_state();
+    let mut out = Vec::with_capacity(msgs.len() * 11 / 10);
+    let mut n = 0usize;
+    for m in msgs {
+        let raw = m.payload.clone().unwrap_or_default();
+        let alerted = match engine.process_bytes(&mut state, &raw, NOW_MS) {
+            Ok((ev, o)) if o.alert() && !ev.kind.is_feedback() => {
+                Some((ev.event_id.to_string(), ev.user_id.to_string(), ev.ts_ms))
+            }
+            _ => None,
+        };
+        out.push(m.clone());
+        if let Some((id, user, ts)) = alerted {
+            n += 1;
+            let extra = match n % 5 {
+                0 => json!({"type": "step_up_result", "result": "passed"}),
+                1 => json!({"type": "step_up_result", "result": "failed"}),
+                2 => json!({"type": "case_verdict", "verdict": "false_positive"}),
+                3 => json!({"type": "case_verdict", "verdict": "confirmed_fraud"}),
+                _ => json!({"type": "account_unfrozen"}),
+            };
+            let mut v = json!({"event_id": format!("fb-{id}"), "user_id": user, "ts": ts + 1000, "ref_event_id": id});
+            if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+                o.extend(e.clone());
+            }
+            let line = v.to_string().into_bytes();
+            // Processed here too, so that later selections see its effect.
+            let _ = engine.process_bytes(&mut state, &line, NOW_MS);
+            out.push(Msg {
+                key: m.key.clone(),
+                payload: Some(line),
+                partition: m.partition,
+            });
+        }
+    }
+    out
 }
 
 /// A producer that accepts messages up to 5 MB and counts failed deliveries.
@@ -682,6 +727,8 @@ pub struct Expected {
     pub profiles: HashMap<String, Vec<u8>>,
     /// Every input partition's final learned population, encoded as a changelog value.
     pub populations: Vec<Vec<u8>>,
+    /// List entries feedback published, as (key, value).
+    pub lists: Vec<(String, Value)>,
 }
 
 /// Removes the processing-time fields of alerts and commands.
@@ -752,11 +799,18 @@ fn expected_in<'a>(
             }
             Err(e) => out.errors.push(e.to_string()),
         }
+        for e in state.blocks.drain(..) {
+            let v: Value = serde_json::from_slice(&e.to_json()).expect("list JSON");
+            out.lists.push((e.key(), v));
+        }
     }
     for (uid, bytes) in out.profiles.iter_mut() {
         let key = walletguard::baseline::keys::user_key(uid);
-        if let Some(prof) = states.iter().find_map(|s| s.profiles.get(key)) {
-            walletguard::baseline::codec::encode(prof, engine.params(), bytes);
+        if let Some(s) = states.iter().find(|s| s.profiles.get(key).is_some()) {
+            if let Some(prof) = s.profiles.get(key) {
+                let case = s.cases.get(&key);
+                walletguard::baseline::codec::encode_record(prof, case, engine.params(), bytes);
+            }
         }
     }
     out.populations = states
