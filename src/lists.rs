@@ -23,6 +23,14 @@ pub enum ListKind {
 }
 
 impl ListKind {
+    /// Every kind, in wire order.
+    pub const ALL: [ListKind; 4] = [
+        ListKind::Counterparty,
+        ListKind::Device,
+        ListKind::IpNetwork,
+        ListKind::User,
+    ];
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -484,6 +484,12 @@ impl Metrics {
                 m.feedback.with_label_values(&[k.as_str(), matched]);
             }
         }
+        for k in crate::lists::ListKind::ALL {
+            m.lists_published.with_label_values(&[k.as_str()]);
+        }
+        for c in Code::ALL {
+            m.snoozed_hits.with_label_values(&[c.as_str()]);
+        }
         Ok(m)
     }
 

@@ -31,7 +31,7 @@ use crate::shutdown::Shutdown;
 use crate::sim::SimEvent;
 
 use super::{decision_line, header_line, paint, print_scorecard, summarize, track};
-use super::{DemoOptions, Scorecard, Users};
+use super::{track_feedback_freeze, DemoOptions, Responder, Scorecard, Users};
 
 /// Options of the broker demo.
 #[derive(Debug, Clone)]
@@ -166,6 +166,11 @@ struct Reader {
     decided: u64,
     live_from: i64,
     live: bool,
+    /// Where the simulated users' step-up answers go: a producer and the input topic.
+    answers: Option<(rdkafka::producer::BaseProducer, String)>,
+    responder: Responder,
+    /// Challenged events, by the id of their answer, to score the freeze a failure brings.
+    challenged: HashMap<String, SimEvent>,
 }
 
 /// How long a freeze decision waits for its command before it prints without one.
@@ -261,6 +266,32 @@ impl Reader {
         Ok(())
     }
 
+    /// The challenged user answers: the owner passes, a thief fails (see [`Responder`]).
+    fn answer(&mut self, ev: &SimEvent) {
+        let Some((producer, topic)) = &self.answers else {
+            return;
+        };
+        self.responder.challenge(ev);
+        for (challenged, line) in self.responder.drain() {
+            let user = challenged.user_id();
+            let rec = rdkafka::producer::BaseRecord::to(topic)
+                .key(user.as_bytes())
+                .payload(&line);
+            // A full queue or a stopping broker loses an answer, as a user may not answer.
+            let _ = producer.send(rec);
+            self.challenged
+                .insert(format!("su-{}", challenged.event_id()), challenged);
+        }
+        producer.poll(Duration::ZERO);
+    }
+
+    /// A freeze command on a step-up answer (a failure): counted for its user.
+    fn answer_freeze(&mut self, answer_id: &str) {
+        if let Some(ev) = self.challenged.remove(answer_id) {
+            track_feedback_freeze(&mut self.users, &ev);
+        }
+    }
+
     /// Counts a decision into the scorecard and prints it if it is interesting and live.
     fn finish(
         &mut self,
@@ -280,6 +311,9 @@ impl Reader {
         self.card.events += 1;
         self.card.by_action[d.action as usize] += 1;
         track(&mut self.users, &ev, d.action, cmd);
+        if d.action == Action::StepUp {
+            self.answer(&ev);
+        }
         let c = opts.color;
         let live = ev.ts_ms >= self.live_from;
         if live && !self.live {
@@ -398,6 +432,12 @@ async fn run_async(
         decided: 0,
         live_from: demo.live_from(),
         live: false,
+        answers: client_config(&cfg, Role::Admin)
+            .create::<rdkafka::producer::BaseProducer>()
+            .ok()
+            .map(|p| (p, cfg.kafka.input_topics[0].clone())),
+        responder: Responder::default(),
+        challenged: HashMap::new(),
     };
     let mut sent: Option<u64> = None;
     let mut drain_deadline: Option<Instant> = None;
@@ -437,6 +477,14 @@ async fn run_async(
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(&payload) else {
                 continue;
             };
+            if topic == cfg.kafka.commands_topic
+                && v["command"] == CommandKind::FreezeAccount.as_str()
+            {
+                if let Some(id) = v["event_id"].as_str().filter(|i| i.starts_with("su-")) {
+                    r.answer_freeze(id);
+                    continue;
+                }
+            }
             let Some(key) = v["event_id"].as_str().and_then(parse_event_id) else {
                 continue;
             };
@@ -476,7 +524,11 @@ async fn run_async(
         .await
         .map_err(|e| DemoError::Internal(e.to_string()))??;
 
+    if let Some((p, _)) = &r.answers {
+        let _ = rdkafka::producer::Producer::flush(p, Duration::from_secs(5));
+    }
     let mut card = r.card;
+    card.step_ups_answered = r.responder.answered;
     card.seconds = started.elapsed().as_secs_f64();
     summarize(&mut card, &r.users);
     print_scorecard(&card, demo.color, out)?;
@@ -528,6 +580,9 @@ mod tests {
             decided: 0,
             live_from: i64::MIN,
             live: false,
+            answers: None,
+            responder: Responder::default(),
+            challenged: HashMap::new(),
         }
     }
 

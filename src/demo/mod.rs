@@ -19,7 +19,8 @@
 pub mod broker;
 pub mod offline;
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -85,6 +86,11 @@ pub struct Scorecard {
     pub attacks: Vec<(Scenario, u32, u32, u32, f64, f64)>,
     /// Users without any attack who got a `freeze_account`, and all such users.
     pub false_freezes: (u32, u32),
+    /// Step-up challenges the simulated users answered: (passed by owners, failed by thieves).
+    pub step_ups_answered: (u64, u64),
+    /// Honest users the same traffic froze when nobody answered step-ups (a second engine
+    /// state fed the same events without the results), if measured.
+    pub false_freezes_without_results: Option<u32>,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -155,6 +161,78 @@ pub(crate) fn decision_line(
             String::new()
         }
     )
+}
+
+/// The simulated users' answers to `require_step_up`: the owner of an honest event passes the
+/// challenge a minute later, a thief fails it. The answer is a `step_up_result` event (contract
+/// v2) fed back into the pipeline in event-time order.
+#[derive(Default)]
+pub(crate) struct Responder {
+    pending: BinaryHeap<Reverse<(EpochMs, u64)>>,
+    events: HashMap<u64, SimEvent>,
+    seq: u64,
+    /// (passed, failed) so far.
+    pub answered: (u64, u64),
+}
+
+/// How long a simulated user takes to answer a challenge, ms.
+const ANSWER_MS: EpochMs = 60_000;
+
+impl Responder {
+    /// Schedules the answer to a challenge of `ev`.
+    pub fn challenge(&mut self, ev: &SimEvent) {
+        self.seq += 1;
+        self.pending.push(Reverse((ev.ts_ms + ANSWER_MS, self.seq)));
+        self.events.insert(self.seq, *ev);
+    }
+
+    /// The next answer due at or before `until` (event time): the challenged event and the
+    /// `step_up_result` line.
+    pub fn due(&mut self, until: EpochMs) -> Option<(SimEvent, Vec<u8>)> {
+        let Reverse((at, seq)) = *self.pending.peek()?;
+        if at > until {
+            return None;
+        }
+        self.pending.pop();
+        let ev = self.events.remove(&seq)?;
+        let passed = !ev.scenario.is_attack();
+        if passed {
+            self.answered.0 += 1;
+        } else {
+            self.answered.1 += 1;
+        }
+        let mut v = serde_json::json!({
+            "event_id": format!("su-{}", ev.event_id()),
+            "user_id": ev.user_id(),
+            "ts": at,
+            "type": "step_up_result",
+            "ref_event_id": ev.event_id(),
+            "result": if passed { "passed" } else { "failed" },
+        });
+        if let (true, Some(d)) = (passed, ev.device_id()) {
+            v["device_id"] = d.into();
+        }
+        Some((ev, v.to_string().into_bytes()))
+    }
+
+    /// Every answer still pending.
+    pub fn drain(&mut self) -> Vec<(SimEvent, Vec<u8>)> {
+        let mut v = Vec::new();
+        while let Some(x) = self.due(EpochMs::MAX) {
+            v.push(x);
+        }
+        v
+    }
+}
+
+/// Records a freeze a feedback event (a failed step-up) issued for the user of `ev`.
+pub(crate) fn track_feedback_freeze(users: &mut HashMap<u32, UserTrack>, ev: &SimEvent) {
+    let u = users.entry(ev.user).or_default();
+    if u.attack.is_some() || ev.scenario.is_attack() {
+        u.frozen = true;
+    } else {
+        u.benign_frozen = true;
+    }
 }
 
 /// Per-user tracking of what the demo saw.
@@ -269,6 +347,21 @@ pub(crate) fn print_scorecard(card: &Scorecard, c: bool, out: &mut dyn Write) ->
         card.false_freezes.1,
         100.0 * card.false_freezes.0 as f64 / card.false_freezes.1.max(1) as f64
     )?;
+    let (passed, failed) = card.step_ups_answered;
+    if passed + failed > 0 {
+        writeln!(
+            out,
+            "  step-ups answered: {passed} passed by their owners, {failed} failed by thieves (each failure freezes)"
+        )?;
+    }
+    if let Some(without) = card.false_freezes_without_results {
+        writeln!(
+            out,
+            "  honest users frozen had nobody answered the step-ups: {without}; with the answers learned: {} ({} freezes avoided)",
+            card.false_freezes.0,
+            without.saturating_sub(card.false_freezes.0)
+        )?;
+    }
     writeln!(
         out,
         "  full quality report: walletguard simulate … && walletguard eval … (see README)"

@@ -13,7 +13,7 @@ use crate::shutdown::Shutdown;
 use crate::sim::Simulator;
 
 use super::{decision_line, header_line, paint, print_scorecard, summarize, track};
-use super::{DemoOptions, Scorecard, UserTrack};
+use super::{track_feedback_freeze, DemoOptions, Responder, Scorecard, UserTrack};
 
 /// Runs the demo until the duration, the last window or `stop`, printing to `out`. Returns the
 /// scorecard (also printed).
@@ -30,6 +30,10 @@ pub fn run(
     let live_from = opts.live_from();
     let end_ts = opts.end_ts();
     let mut state = engine.new_state();
+    // The same traffic without the step-up answers: what feedback changes.
+    let mut twin = engine.new_state();
+    let mut twin_frozen: std::collections::HashSet<u32> = std::collections::HashSet::new();
+    let mut responder = Responder::default();
     let mut users: HashMap<u32, UserTrack> = HashMap::new();
     let mut card = Scorecard::default();
     let mut line = Vec::with_capacity(512);
@@ -71,9 +75,22 @@ pub fn run(
                 }
             }
         }
+        let now = crate::time::now_ms();
+        // Answers due before this event go first, in event time.
+        while let Some((challenged, answer)) = responder.due(ev.ts_ms) {
+            if let Ok((_, o)) = engine.process_bytes(&mut state, &answer, now) {
+                if o.command == Some(CommandKind::FreezeAccount) {
+                    track_feedback_freeze(&mut users, &challenged);
+                }
+            }
+        }
         line.clear();
         ev.write_json(&mut line);
-        let now = crate::time::now_ms();
+        if let Ok((_, o)) = engine.process_bytes(&mut twin, &line, now) {
+            if o.command == Some(CommandKind::FreezeAccount) && !ev.scenario.is_attack() {
+                twin_frozen.insert(ev.user);
+            }
+        }
         let Ok((_event, outcome)) = engine.process_bytes(&mut state, &line, now) else {
             // The simulator only writes valid events; count anything else as a bug to see.
             writeln!(
@@ -87,6 +104,9 @@ pub fn run(
         let action = outcome.decision.action;
         card.by_action[action as usize] += 1;
         track(&mut users, &ev, action, outcome.command);
+        if outcome.command == Some(CommandKind::RequireStepUp) {
+            responder.challenge(&ev);
+        }
 
         let show = action >= Action::StepUp || (opts.show_reviews && action == Action::Review);
         if show && is_live {
@@ -111,7 +131,22 @@ pub fn run(
             )?;
         }
     }
+    for (challenged, answer) in responder.drain() {
+        if let Ok((_, o)) = engine.process_bytes(&mut state, &answer, crate::time::now_ms()) {
+            if o.command == Some(CommandKind::FreezeAccount) {
+                track_feedback_freeze(&mut users, &challenged);
+            }
+        }
+    }
     card.seconds = started.elapsed().as_secs_f64();
+    card.step_ups_answered = responder.answered;
+    // Only users attacked in neither run count as honest (the same rule as `summarize`).
+    card.false_freezes_without_results = Some(
+        twin_frozen
+            .iter()
+            .filter(|u| users.get(u).is_none_or(|t| t.attack.is_none()))
+            .count() as u32,
+    );
     summarize(&mut card, &users);
     print_scorecard(&card, c, out)?;
     Ok(card)
@@ -165,6 +200,17 @@ mod tests {
         assert!(victims > 5, "{victims}");
         assert!(text.contains("scorecard:"));
         assert!(text.contains("FREEZE"), "some attack is frozen:\n{text}");
+        // The simulated users answer the challenges, and what that changed is reported.
+        let (passed, failed) = card.step_ups_answered;
+        assert!(passed > 0 && failed > 0, "{passed} passed, {failed} failed");
+        assert!(text.contains("step-ups answered:"), "{text}");
+        let without = card.false_freezes_without_results.expect("measured");
+        assert!(text.contains("had nobody answered the step-ups"), "{text}");
+        assert!(
+            without + 1 >= card.false_freezes.0,
+            "{without} vs {:?}",
+            card.false_freezes
+        );
         // Warm-up first, then the live header, then decision lines: nothing before the header.
         let header = text.find("event time (UTC)").expect("header");
         assert!(text.find("warm-up:").unwrap() < header);
