@@ -44,6 +44,10 @@ pub enum Cmd {
         /// Write the list entries feedback publishes (a confirmed fraud's blocks) here.
         #[arg(long)]
         lists_out: Option<PathBuf>,
+        /// Score against these allow and block lists: one `walletguard.lists` entry (JSON) per
+        /// line, as `--lists-out` writes them.
+        #[arg(long)]
+        lists: Option<PathBuf>,
         /// Config file (default: built-in defaults).
         #[arg(long, env = "WALLETGUARD_CONFIG")]
         config: Option<PathBuf>,

@@ -217,6 +217,9 @@ pub struct KafkaConfig {
     /// Compacted topic of allow and block list entries (contract v2); a confirmed fraud's
     /// blocks are published here. Created compacted by `create_topics`.
     pub lists_topic: String,
+    /// How long startup waits for the whole lists topic to be read before scoring begins
+    /// (the reader goes on after it either way).
+    pub lists_load_timeout_ms: u64,
     /// `min.compaction.lag.ms` of a changelog created by `create_topics`: how long older
     /// versions of a profile survive compaction. A restart after a crash restores profiles as
     /// of the committed offsets, which needs the versions written just before them, so this
@@ -273,6 +276,7 @@ impl Default for KafkaConfig {
             decisions_topic: String::new(),
             changelog_topic: "walletguard.profiles".into(),
             lists_topic: "walletguard.lists".into(),
+            lists_load_timeout_ms: 30_000,
             changelog_min_compaction_lag_ms: 3_600_000,
             changelog_flush_ms: 1000,
             changelog_max_pending: 100_000,

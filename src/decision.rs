@@ -112,7 +112,7 @@ pub fn family(code: Code) -> (Axis, Family) {
         Code::NewLocation | Code::ImpossibleTravel => (Identity, Family::Place),
         Code::CredentialChangeThenSpend | Code::AtoChain => (Identity, Family::Credential),
         Code::FailedAttemptsBurst | Code::StepUpFailed => (Identity, Family::Attempts),
-        Code::ConfirmedFraud => (Identity, Family::Pattern),
+        Code::ConfirmedFraud | Code::Blocklisted => (Identity, Family::Pattern),
         Code::UnusualHour | Code::DormantReactivation => (Identity, Family::Habit),
         Code::CardTesting => (Identity, Family::Pattern),
         Code::AmountOutlier | Code::BalanceDrain => (Stake, Family::Amount),
@@ -509,6 +509,7 @@ impl Decider {
                 Code::ImpossibleTravel,
                 Code::ConcurrentStranger,
                 Code::FailedAttemptsBurst,
+                Code::Blocklisted,
             ]
             .iter()
             .all(|c| signals.get(*c).is_none())

@@ -26,7 +26,8 @@
 //!   severity, sorted reasons.
 //! - [`feedback`]: step-up results, analyst verdicts and unfreezes (contract v2) applied to
 //!   the user's profile and [`feedback::Case`] (evidence of recent alerts, snoozes, failed
-//!   step-ups); [`lists`]: the allow/block entries of `walletguard.lists`.
+//!   step-ups); [`lists`]: the allow/block entries of `walletguard.lists` and the table every
+//!   partition scores against (blocks are `BLOCKLISTED` evidence, allows mute novelty).
 //! - [`pipeline`]: PURE `(state, event, now) → outcome`; the only entry the adapters call.
 //! - [`output`]: outcome → the contract's JSON records, with deterministic ids.
 //!
@@ -45,7 +46,8 @@
 //!   checks ([`eval::metamorphic`]: amounts ×1000, no identity fields, renamed ids).
 //! - [`kafka`]: the consumer-group service (a consumer thread, one task per partition,
 //!   outputs, changelog restore, at-least-once or exactly-once); its modules depend one way,
-//!   `consumer → partition → {session, batch, records, produce, pending, acks}`.
+//!   `consumer → partition → {session, batch, records, produce, pending, acks}`; beside them
+//!   `kafka::lists` reads the whole lists topic into the process's [`lists::ListsCell`].
 //! - [`service`]: `walletguard run` as one call, [`service::run`]: engine, reloader and HTTP
 //!   around [`kafka`], stopped in order by a [`shutdown::Shutdown`]. The binary, the broker
 //!   demo, the Kafka tests and the e2e bench all call it.

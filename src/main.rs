@@ -216,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             commands,
             dlq,
             lists_out,
+            lists,
             config,
             partitions,
         } => {
@@ -229,8 +230,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 lists: lists_out,
             };
             let progress = std::io::stderr().is_terminal();
-            let (summary, profiles) =
-                replay::replay_file(&Engine::new(cfg), &input, &sinks, partitions, progress)?;
+            let table = match &lists {
+                Some(path) => replay::load_lists(path)?,
+                None => Default::default(),
+            };
+            let (summary, profiles) = replay::replay_file(
+                &Engine::new(cfg),
+                &input,
+                &sinks,
+                partitions,
+                std::sync::Arc::new(table),
+                progress,
+            )?;
             println!("{summary}");
             println!("profiles     {profiles}");
             Ok(())

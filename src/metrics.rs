@@ -42,6 +42,13 @@ pub struct Metrics {
     pub lists_published: IntCounterVec,
     /// `walletguard_feedback_cases{partition}`: users with feedback state held.
     pub cases: IntGaugeVec,
+    /// `walletguard_list_entries{kind, list}`: entries of `walletguard.lists` held.
+    pub list_entries: IntGaugeVec,
+    /// `walletguard_list_hits_total{kind, list}`: events that matched a list entry.
+    pub list_hits: IntCounterVec,
+    /// `walletguard_list_records_total{result}`: lists-topic records read, by what they did
+    /// (`upserted`, `removed`, `expired`, `invalid`).
+    pub list_records: IntCounterVec,
     /// `walletguard_subscription_alerts_total{subscription}`: alert copies routed.
     pub subscription_alerts: IntCounterVec,
     /// `walletguard_processing_latency_seconds{outputs}`: receipt of a message to all its
@@ -238,6 +245,32 @@ impl Metrics {
                     "walletguard_list_entries_published_total",
                     "List entries published by feedback, by kind.",
                     &["kind"]
+                )
+            ),
+            list_entries: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "walletguard_list_entries",
+                        "Entries of the lists topic held, by kind and list."
+                    ),
+                    &["kind", "list"]
+                )
+            ),
+            list_hits: reg!(
+                r,
+                cv(
+                    "walletguard_list_hits_total",
+                    "Events that matched a list entry, by kind and list.",
+                    &["kind", "list"]
+                )
+            ),
+            list_records: reg!(
+                r,
+                cv(
+                    "walletguard_list_records_total",
+                    "Lists-topic records read, by result (upserted, removed, expired, invalid).",
+                    &["result"]
                 )
             ),
             cases: reg!(
@@ -490,6 +523,15 @@ impl Metrics {
         for c in Code::ALL {
             m.snoozed_hits.with_label_values(&[c.as_str()]);
         }
+        for k in crate::lists::ListKind::ALL {
+            for l in ["block", "allow"] {
+                m.list_entries.with_label_values(&[k.as_str(), l]);
+                m.list_hits.with_label_values(&[k.as_str(), l]);
+            }
+        }
+        for r in ["upserted", "removed", "expired", "invalid"] {
+            m.list_records.with_label_values(&[r]);
+        }
         Ok(m)
     }
 
@@ -545,6 +587,13 @@ impl Metrics {
                 }
             }
         }
+        for (bit, n) in t.listed.iter().enumerate() {
+            if *n > 0 {
+                let kind = crate::lists::ListKind::ALL[bit % 4].as_str();
+                let list = if bit >= 4 { "allow" } else { "block" };
+                self.list_hits.with_label_values(&[kind, list]).inc_by(*n);
+            }
+        }
         for (i, c) in [CommandKind::FreezeAccount, CommandKind::RequireStepUp]
             .iter()
             .enumerate()
@@ -585,6 +634,8 @@ pub struct Tally {
     snoozed: [u64; Code::ALL.len()],
     commands: [u64; 2],
     feedback: [[u64; 2]; crate::event::Feedback::ALL.len()],
+    /// By [`crate::lists::Hits`] bit.
+    listed: [u64; 8],
 }
 
 impl Tally {
@@ -601,6 +652,11 @@ impl Tally {
         }
         for s in d.signals.snoozed() {
             self.snoozed[index_of(&Code::ALL, &s.code)] += 1;
+        }
+        let mut hits = out.listed;
+        while hits != 0 {
+            self.listed[hits.trailing_zeros() as usize] += 1;
+            hits &= hits - 1;
         }
         if let Some(f) = out.feedback {
             self.feedback[index_of(&crate::event::Feedback::ALL, &f.kind)][f.matched as usize] += 1;

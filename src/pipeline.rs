@@ -59,6 +59,8 @@ pub struct Outcome {
     pub now_ms: EpochMs,
     /// For a feedback event: what it did.
     pub feedback: Option<crate::feedback::Effect>,
+    /// The event's matches on the lists ([`crate::lists::Hits`]), for metrics.
+    pub listed: crate::lists::Hits,
 }
 
 impl Outcome {
@@ -73,6 +75,7 @@ impl Outcome {
             duplicate: false,
             now_ms,
             feedback: None,
+            listed: 0,
         }
     }
 
@@ -95,8 +98,36 @@ pub struct State {
     /// in the changelog with the user's profile.
     pub cases: Cases,
     /// List entries feedback produced (a confirmed fraud's blocks), for the adapter to publish
-    /// and clear.
+    /// and clear. They are already in `lists`.
     pub blocks: Vec<crate::lists::ListEntry>,
+    /// The allow and block lists this state scores against: the adapters share one table
+    /// between partitions (the Kafka service refreshes it per batch from `walletguard.lists`);
+    /// the blocks this state's own feedback produces are added at once (copy on write).
+    pub lists: std::sync::Arc<crate::lists::Lists>,
+}
+
+/// An allow-listed device, network, payee or user is the owner's: its novelty is muted by
+/// counting it as known (the owner-context rules then see it as familiar).
+fn allow(listed: crate::lists::Hits, f: &mut crate::baseline::Facts) {
+    use crate::lists::{hit_bit, ListKind as K, ListName::Allow};
+    let user = listed & hit_bit(K::User, Allow) != 0;
+    let known = |x: &mut Option<(u64, bool)>| {
+        if let Some(v) = x {
+            v.1 = true;
+        }
+    };
+    if user || listed & hit_bit(K::Device, Allow) != 0 {
+        known(&mut f.device);
+    }
+    if user || listed & hit_bit(K::IpNetwork, Allow) != 0 {
+        known(&mut f.ip);
+    }
+    if user || listed & hit_bit(K::Counterparty, Allow) != 0 {
+        known(&mut f.counterparty);
+    }
+    if user {
+        known(&mut f.cell);
+    }
 }
 
 /// Feedback cases by user key.
@@ -120,6 +151,7 @@ impl State {
             removed: Removed::default(),
             cases: Cases::default(),
             blocks: Vec::new(),
+            lists: Default::default(),
         }
     }
 }
@@ -318,7 +350,11 @@ impl Engine {
         if ev.kind.is_feedback() {
             return self.process_feedback(state, ev, now_ms, user_key, duplicate);
         }
-        let facts = profile.facts(&self.params, ev);
+        let mut facts = profile.facts(&self.params, ev);
+        let listed = state.lists.match_event(ev, user_key);
+        if listed & 0xf0 != 0 {
+            allow(listed, &mut facts);
+        }
 
         let mut decision = Decision::from_signals(Signals::default());
         // Snoozes: muted codes still score, but count for nothing (see `crate::feedback`).
@@ -341,6 +377,7 @@ impl Engine {
                 prior: &self.prior,
                 population: &state.population,
                 params: &self.params,
+                listed,
             };
             for d in &self.detectors {
                 d.detect(&ctx, &mut decision.signals);
@@ -404,6 +441,7 @@ impl Engine {
             duplicate,
             now_ms,
             feedback: None,
+            listed,
         }
     }
 
@@ -457,6 +495,15 @@ impl Engine {
         if !duplicate && self.feedback.is_spent(case, t) {
             state.cases.remove(&user_key);
         }
+        if !duplicate && !state.blocks.is_empty() {
+            // The state's own blocks apply to its next event at once, in replay and in the
+            // service alike; other partitions see them when the table comes back round.
+            let lists = std::sync::Arc::make_mut(&mut state.lists);
+            for e in &state.blocks {
+                // Entries built by the feedback rules always parse.
+                let _ = lists.upsert(&e.key(), e, ev.ts_ms);
+            }
+        }
         Outcome {
             user_key,
             decision,
@@ -465,6 +512,7 @@ impl Engine {
             duplicate,
             now_ms,
             feedback: Some(applied.effect),
+            listed: 0,
         }
     }
 }

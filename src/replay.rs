@@ -30,6 +30,38 @@ pub enum ReplayError {
         /// The OS error.
         source: io::Error,
     },
+    /// A line of a `--lists` file is not a list entry.
+    #[error("{path}:{line}: {source}")]
+    List {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        source: crate::lists::ListError,
+    },
+}
+
+/// Reads a lists file (`replay --lists`): one entry per line as on `walletguard.lists` (what
+/// `--lists-out` writes); blank lines and lines starting with `#` are skipped. Entries are held
+/// whatever their expiry: replay judges expiry by event time, never by the wall clock.
+pub fn load_lists(path: &Path) -> Result<crate::lists::Lists, ReplayError> {
+    let text = std::fs::read_to_string(path).map_err(io_err("cannot read", path))?;
+    let mut lists = crate::lists::Lists::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        lists
+            .apply_record(None, Some(line.as_bytes()), EpochMs::MIN)
+            .map_err(|source| ReplayError::List {
+                path: path.display().to_string(),
+                line: i + 1,
+                source,
+            })?;
+    }
+    Ok(lists)
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ReplayError + 'a {
@@ -216,16 +248,22 @@ fn murmur2(data: &[u8]) -> u32 {
 }
 
 /// `walletguard replay`: [`replay`] through fresh state of `engine` (one per emulated
-/// partition), with the wall clock, and a progress bar on stderr when `progress`. Returns the
+/// partition) scoring against `lists`, with the wall clock, and a progress bar on stderr when `progress`. Returns the
 /// summary and the profiles held at the end.
 pub fn replay_file(
     engine: &Engine,
     input: &Path,
     sinks: &Sinks,
     partitions: u32,
+    lists: std::sync::Arc<crate::lists::Lists>,
     progress: bool,
 ) -> Result<(Summary, usize), ReplayError> {
-    let mut states: Vec<State> = (0..partitions.max(1)).map(|_| engine.new_state()).collect();
+    let mut states: Vec<State> = (0..partitions.max(1))
+        .map(|_| State {
+            lists: lists.clone(),
+            ..engine.new_state()
+        })
+        .collect();
     let total = std::fs::metadata(input).ok().map(|m| m.len());
     let bar = if progress {
         let b = indicatif::ProgressBar::new(total.unwrap_or(0));
@@ -373,13 +411,29 @@ pub fn replay(
                         o.line(&mut buf)?;
                     }
                 }
+                let mut published = Vec::new();
                 for state in states.iter_mut() {
-                    for e in state.blocks.drain(..) {
-                        sum.list_entries += 1;
-                        if let Some(o) = lists.as_mut() {
-                            buf.extend_from_slice(&e.to_json());
-                            o.line(&mut buf)?;
+                    published.append(&mut state.blocks);
+                }
+                if !published.is_empty() {
+                    // Like the lists topic read back by every instance: the producing state has
+                    // them already; every other emulated partition gets them now.
+                    if let Some(first) = states.first() {
+                        let mut shared = first.lists.clone();
+                        let table = std::sync::Arc::make_mut(&mut shared);
+                        for e in &published {
+                            let _ = table.upsert(&e.key(), e, EpochMs::MIN);
                         }
+                        for state in states.iter_mut() {
+                            state.lists = shared.clone();
+                        }
+                    }
+                }
+                for e in published {
+                    sum.list_entries += 1;
+                    if let Some(o) = lists.as_mut() {
+                        buf.extend_from_slice(&e.to_json());
+                        o.line(&mut buf)?;
                     }
                 }
                 if let Some(kind) = out.command {

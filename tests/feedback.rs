@@ -250,3 +250,129 @@ fn malformed_feedback_is_a_dead_letter_and_unknown_references_are_harmless() {
     assert!(errors[3].contains("note"), "{errors:?}");
     assert_eq!(run.action("fb-ok"), "allow");
 }
+
+/// Ordinary life for `user`, paying nobody new.
+fn ordinary(user: &str, seed: u64) -> (Story, Vec<String>) {
+    let mut s = Story::new(
+        user,
+        20_000.0,
+        Actor::new(&format!("d-{user}"), SHANGHAI),
+        seed,
+    );
+    s.live_in_shanghai(START, 36);
+    let lines = s.lines();
+    (s, lines)
+}
+
+#[test]
+fn a_confirmed_mule_is_blocked_for_a_user_on_another_partition() {
+    // Two emulated partitions, and two users that land on different ones.
+    let (a, b) = ("u-zhao", "u-wu");
+    assert_ne!(
+        walletguard::replay::kafka_partition(a.as_bytes(), 2),
+        walletguard::replay::kafka_partition(b.as_bytes(), 2),
+        "the story needs the users on different partitions"
+    );
+    let (mut sa, la) = ordinary(a, 21);
+    let (mut sb, lb) = ordinary(b, 22);
+    // A's account is taken over and pays the mule; an analyst confirms it.
+    sa.actor = Actor::new("d-thief", SHANGHAI);
+    let t = local_ms(CST, DAY, 10, 0);
+    sa.login(t);
+    let stolen = sa.transfer(t + 2 * MIN, Amount::Cents(80_000), "p-mule-77");
+    let attack = sa.lines()[la.len()..].to_vec();
+    let verdict = feedback(
+        a,
+        "fb-mule",
+        t + HOUR,
+        "case_verdict",
+        json!({"ref_event_id": stolen, "verdict": "confirmed_fraud"}),
+    );
+    // Later that day B, from B's own phone, sends a modest amount to the same account.
+    let paid = sb.transfer(t + 3 * HOUR, Amount::Cents(20_000), "p-mule-77");
+    let b_then = sb.lines()[lb.len()..].to_vec();
+
+    let mut with = la.clone();
+    with.extend(lb.iter().cloned());
+    with.extend(attack.iter().cloned());
+    with.push(verdict.clone());
+    with.extend(b_then.iter().cloned());
+    let without: Vec<String> = with.iter().filter(|l| **l != verdict).cloned().collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (fw, fo) = (
+        dir.path().join("with.jsonl"),
+        dir.path().join("without.jsonl"),
+    );
+    write_lines(&fw, &with);
+    write_lines(&fo, &without);
+    let run = replay_file_with(&fw, NOW_MS, 2, Default::default());
+    let control = replay_file_with(&fo, NOW_MS, 2, Default::default());
+
+    assert_eq!(run.lists.len(), 1, "the mule is published: {:?}", run.lists);
+    assert_eq!(run.lists[0]["kind"], "counterparty");
+    assert_eq!(run.lists[0]["value"], "p-mule-77");
+    assert_ne!(
+        control.action(&paid),
+        "freeze",
+        "without the verdict B's payment is B's own business:\n{}",
+        control.dump(&[&paid])
+    );
+    assert_eq!(run.action(&paid), "freeze", "{}", run.dump(&[&paid]));
+    assert_eq!(run.decision(&paid)["reasons"][0]["code"], "BLOCKLISTED");
+
+    // The same block from a lists file (what another instance published) does the same, and
+    // an expired or user-scoped entry for someone else does nothing.
+    let list = |line: &str| {
+        let p = dir.path().join("lists.jsonl");
+        std::fs::write(&p, line).expect("write lists");
+        std::sync::Arc::new(walletguard::replay::load_lists(&p).expect("lists file"))
+    };
+    let block = r#"{"kind":"counterparty","value":"p-mule-77","scope":"global","list":"block"}"#;
+    let from_file = replay_file_with(&fo, NOW_MS, 2, list(block));
+    assert_eq!(from_file.action(&paid), "freeze");
+    let expired = r#"{"kind":"counterparty","value":"p-mule-77","scope":"global","list":"block","expires_at":"2026-04-01T00:00:00Z"}"#;
+    assert_ne!(
+        replay_file_with(&fo, NOW_MS, 2, list(expired)).action(&paid),
+        "freeze"
+    );
+    let scoped = r#"{"kind":"counterparty","value":"p-mule-77","scope":"u-zhao","list":"block"}"#;
+    assert_ne!(
+        replay_file_with(&fo, NOW_MS, 2, list(scoped)).action(&paid),
+        "freeze"
+    );
+}
+
+#[test]
+fn an_allowed_device_counts_as_the_owners() {
+    // The new-phone story: its first big transfer is challenged, unless an operator allowed the
+    // phone for this user beforehand.
+    let (_, lines, first) = new_phone_story("u-li", 5);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("events.jsonl");
+    write_lines(&input, &lines);
+    let lists = dir.path().join("lists.jsonl");
+    std::fs::write(
+        &lists,
+        "# allowed after a call to the bank\n{\"kind\":\"device\",\"value\":\"d-new-phone\",\"scope\":\"u-li\",\"list\":\"allow\"}\n",
+    )
+    .expect("write");
+    let table = std::sync::Arc::new(walletguard::replay::load_lists(&lists).expect("lists"));
+    let control = replay_file_with(&input, NOW_MS, 1, Default::default());
+    let run = replay_file_with(&input, NOW_MS, 1, table);
+    assert!(
+        at_least_step_up(control.action(&first)),
+        "{}",
+        control.dump(&[&first])
+    );
+    let codes: Vec<&str> = run.decision(&first)["reasons"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|x| x["code"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(!codes.contains(&"NEW_DEVICE"), "{codes:?}");
+    assert_ne!(run.action(&first), "freeze", "{}", run.dump(&[&first]));
+
+    // A malformed lists file is an error that names the line.
+    std::fs::write(&lists, "{\"kind\":\"device\"}\n").expect("write");
+    let err = walletguard::replay::load_lists(&lists).expect_err("malformed");
+    assert!(err.to_string().contains(":1:"), "{err}");
+}

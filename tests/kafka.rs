@@ -947,3 +947,103 @@ fn an_older_releases_changelog_is_restored_and_migrated() {
     drop(rt);
     drop(mock);
 }
+
+/// 9. A confirmed mule is blocked by every instance (issue 14): two instances of one group,
+///    one partition each. On A's partition, `u-zhao` is taken over and pays `p-mule-77`; an
+///    analyst confirms it, and A publishes the block to the lists topic. On B's partition,
+///    `u-wu` later pays the same account from their own phone and is frozen, `BLOCKLISTED`;
+///    the pure engine without the verdict lets that payment through.
+#[test]
+fn a_confirmed_mule_is_blocked_on_another_instance() {
+    init_logging();
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let mut names = Names::new("mule");
+    let cfg_a = config(&brokers, &mut names, "a");
+    let cfg_b = config(&brokers, &mut names, "b");
+    create_topics(&mock, &cfg_a, 2);
+
+    let day = add_days((2026, 3, 2), 36);
+    let t = local_ms(CST, day, 10, 0);
+    let mut victim = Story::new("u-zhao", 20_000.0, Actor::new("d-zhao", SHANGHAI), 21);
+    victim.live_in_shanghai((2026, 3, 2), 36);
+    victim.actor = Actor::new("d-thief", SHANGHAI);
+    victim.login(t);
+    let stolen = victim.transfer(t + 2 * MIN, Amount::Cents(80_000), "p-mule-77");
+    let mut a_lines = victim.lines();
+    let verdict = serde_json::json!({
+        "event_id": "fb-mule", "user_id": "u-zhao", "ts": t + 60 * MIN, "type": "case_verdict",
+        "ref_event_id": stolen, "verdict": "confirmed_fraud"
+    })
+    .to_string();
+    a_lines.push(verdict);
+    let mut payer = Story::new("u-wu", 20_000.0, Actor::new("d-wu", SHANGHAI), 22);
+    payer.live_in_shanghai((2026, 3, 2), 36);
+    let b_history = payer.lines();
+    let paid = payer.transfer(t + 180 * MIN, Amount::Cents(20_000), "p-mule-77");
+    let b_last = payer.lines()[b_history.len()..].to_vec();
+
+    // Premise: on its own, u-wu's payment is no freeze.
+    let engine = Engine::new(cfg_a.clone());
+    let alone = expected(
+        &engine,
+        b_history.iter().chain(&b_last).map(|l| l.as_bytes()),
+    );
+    assert_ne!(
+        alone.decisions[&paid][0]["action"], "freeze",
+        "test premise: u-wu's payment alone is not frozen"
+    );
+
+    let lists_topic = cfg_a.kafka.lists_topic.clone();
+    let rt = runtime();
+    let a = Service::start(&rt, cfg_a);
+    let b = Service::start(&rt, cfg_b);
+    a.wait_metrics("A to own one partition", |m| m.assigned.get() == 1);
+    b.wait_metrics("B to own one partition", |m| m.assigned.get() == 1);
+    let on = |p: i32, lines: &[String], user: &str| -> Vec<Msg> {
+        lines
+            .iter()
+            .map(|l| Msg {
+                partition: Some(p),
+                ..Msg::keyed(user, l.clone())
+            })
+            .collect()
+    };
+    produce_all(&brokers, &names.input, &on(0, &a_lines, "u-zhao"));
+    produce_all(&brokers, &names.input, &on(1, &b_history, "u-wu"));
+    let mut lists = Reader::new(&brokers, &lists_topic, OUT_PARTS, false);
+    assert!(
+        lists.wait_for(|r| r.iter().any(|x| x.json()["value"] == "p-mule-77")),
+        "the block was not published"
+    );
+    // Both instances hold it (B read it from the topic).
+    b.wait_metrics("B to hold the block", |m| {
+        m.list_entries
+            .with_label_values(&["counterparty", "block"])
+            .get()
+            >= 1
+    });
+    produce_all(&brokers, &names.input, &on(1, &b_last, "u-wu"));
+    let mut decisions = Reader::new(&brokers, &names.decisions, OUT_PARTS, false);
+    assert!(
+        decisions.wait_for(|r| r.iter().any(|d| d.json()["event_id"] == paid.as_str())),
+        "no decision for u-wu's payment"
+    );
+    let d = decisions.by_event()[&paid][0].clone();
+    let hits = b
+        .metrics
+        .list_hits
+        .with_label_values(&["counterparty", "block"])
+        .get()
+        + a.metrics
+            .list_hits
+            .with_label_values(&["counterparty", "block"])
+            .get();
+    a.stop(&rt).expect("A stops");
+    b.stop(&rt).expect("B stops");
+    assert_eq!(d["action"], "freeze", "{d}");
+    assert_eq!(d["reasons"][0]["code"], "BLOCKLISTED", "{d}");
+    assert!(hits >= 1, "list hits counted");
+    drop(rt);
+    drop(mock);
+}

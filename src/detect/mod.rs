@@ -21,6 +21,7 @@ use crate::validate::{invalid, unit, Checked};
 
 mod amount_outlier;
 mod balance_drain;
+mod blocklisted;
 mod card_testing;
 mod concurrent_stranger;
 mod credential_change;
@@ -37,6 +38,7 @@ mod velocity_burst;
 
 pub use amount_outlier::{AmountOutlier, AmountOutlierConfig};
 pub use balance_drain::{BalanceDrain, BalanceDrainConfig};
+pub use blocklisted::{Blocklisted, BlocklistedConfig};
 pub use card_testing::{CardTesting, CardTestingConfig};
 pub use concurrent_stranger::{ConcurrentStranger, ConcurrentStrangerConfig};
 pub use credential_change::{CredentialChange, CredentialChangeConfig};
@@ -204,6 +206,10 @@ registry! {
     StepUpFailed = "STEP_UP_FAILED";
     /// Feedback: an analyst confirmed fraud on an event of this user (`case_verdict`).
     ConfirmedFraud = "CONFIRMED_FRAUD";
+    /// The payee, device, network or user is on a block list (`walletguard.lists`).
+    Blocklisted = "BLOCKLISTED",
+        blocklisted: BlocklistedConfig = BlocklistedConfig::default(),
+        |d| Blocklisted::new(&d.blocklisted);
 }
 
 /// A detector with only an on/off switch and a weight.
@@ -435,6 +441,8 @@ pub struct Input<'a, 'e> {
     pub population: &'a Population,
     /// Baseline constants.
     pub params: &'a Params,
+    /// The event's matches on `walletguard.lists` ([`crate::lists::Hits`]; 0 when none).
+    pub listed: crate::lists::Hits,
 }
 
 /// A detector: pure, stateless between events (all state lives in the profile).
@@ -574,6 +582,8 @@ pub(crate) mod testkit {
         pub prior: Prior,
         pub population: Population,
         pub profile: Profile,
+        /// List matches handed to the detector ([`Input::listed`]).
+        pub listed: crate::lists::Hits,
         seq: u64,
     }
 
@@ -585,6 +595,7 @@ pub(crate) mod testkit {
                 prior: Prior::new(&cfg),
                 population: Population::default(),
                 profile: Profile::default(),
+                listed: 0,
                 seq: 0,
             }
         }
@@ -640,6 +651,7 @@ pub(crate) mod testkit {
                 prior: &self.prior,
                 population: &self.population,
                 params: &self.params,
+                listed: self.listed,
             };
             let mut out = Signals::default();
             d.detect(&ctx, &mut out);

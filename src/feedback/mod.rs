@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::{keys, Facts, Params, Profile, Recalled, SetKind};
 use crate::decision::{family, Action, Decision};
 use crate::detect::{code_bit, Code, Detail, Signals};
-use crate::event::{Event, Feedback};
+use crate::event::{Event, EventType, Feedback};
 use crate::lists::{ListEntry, ListKind};
 use crate::time::{to_tick, Tick};
 use crate::validate::{invalid, positive, Checked};
@@ -189,7 +189,9 @@ impl Rules {
             counterparty_id: ev
                 .counterparty
                 .as_deref()
-                .filter(|_| ev.kind.is_money_out())
+                // Merchants are paid by many honest users: a confirmed fraud's payment is no
+                // reason to block the shop for everyone (an analyst can list it by hand).
+                .filter(|_| ev.kind.is_money_out() && ev.kind != EventType::Payment)
                 .map(Box::from),
             device_id: ev.device_id.as_deref().map(Box::from),
         }
@@ -316,6 +318,7 @@ impl Rules {
                             ListKind::Counterparty,
                             c,
                             "confirmed fraud: paid by a taken-over account",
+                            ev.ts_ms,
                             until,
                         ));
                     }
@@ -324,6 +327,7 @@ impl Rules {
                             ListKind::Device,
                             d,
                             "confirmed fraud: device used in a takeover",
+                            ev.ts_ms,
                             until,
                         ));
                     }

@@ -627,10 +627,26 @@ enum End {
 /// transaction starts a new session from the last commit.
 pub async fn run(opts: RunOptions) -> Result<RunSummary, KafkaError> {
     let mut summary = RunSummary::default();
+    // The lists are read before the first event is scored and followed across sessions.
+    topics::ensure(&opts.config).await?;
+    let lists = Arc::new(crate::lists::ListsCell::new());
+    let reader = super::lists::start(&opts.config, lists.clone(), opts.metrics.clone()).await?;
+    let result = sessions(&opts, lists, &mut summary).await;
+    tokio::task::spawn_blocking(move || reader.stop())
+        .await
+        .map_err(|e| KafkaError::Internal(e.to_string()))?;
+    result.map(|_| summary)
+}
+
+async fn sessions(
+    opts: &RunOptions,
+    lists: Arc<crate::lists::ListsCell>,
+    summary: &mut RunSummary,
+) -> Result<(), KafkaError> {
     loop {
         summary.sessions += 1;
-        match session(&opts).await? {
-            End::Shutdown => return Ok(summary),
+        match session(opts, &lists).await? {
+            End::Shutdown => return Ok(()),
             End::Rewind => {
                 opts.metrics
                     .transactions
@@ -642,7 +658,10 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, KafkaError> {
     }
 }
 
-async fn session(opts: &RunOptions) -> Result<End, KafkaError> {
+async fn session(
+    opts: &RunOptions,
+    lists: &Arc<crate::lists::ListsCell>,
+) -> Result<End, KafkaError> {
     let cfg = opts.config.clone();
     topics::ensure(&cfg).await?;
     let producer: FutureProducer = client_config(&cfg, Role::Producer)
@@ -666,6 +685,7 @@ async fn session(opts: &RunOptions) -> Result<End, KafkaError> {
         opts.health.clone(),
         producer.clone(),
         eos,
+        lists.clone(),
     );
     let shared = Arc::new(shared);
     let session_timeout_ms: u64 = shared

@@ -34,6 +34,7 @@
 pub mod acks;
 pub mod batch;
 pub mod consumer;
+pub mod lists;
 pub mod loadgen;
 pub mod mock;
 pub mod partition;

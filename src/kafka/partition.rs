@@ -144,6 +144,12 @@ pub(crate) async fn run(
         }
         let engine = shared.engine.get();
         routes = Route::compile(&engine.config().subscriptions);
+        // The lists as of this batch (a pointer copy; this partition's own blocks are in the
+        // shared table already, see below).
+        let lists = shared.lists.get();
+        if !Arc::ptr_eq(&state.lists, &lists) {
+            state.lists = lists;
+        }
         let now = crate::time::now_ms();
         out.clear();
         let raws: Vec<&[u8]> = batch.iter().map(|m| m.payload.unwrap_or(b"")).collect();
@@ -178,7 +184,18 @@ pub(crate) async fn run(
             }
             received.push((m.received, out.len() > before));
         }
-        // Blocks a confirmed fraud produced: published with the batch's outputs.
+        // Blocks a confirmed fraud produced: published with the batch's outputs, and put in
+        // the shared table at once so that this and every other partition of the process
+        // scores against them from the next batch (the reader brings them to other instances).
+        if !state.blocks.is_empty() {
+            shared.lists.update(|l| {
+                for e in &state.blocks {
+                    let _ = l.upsert(&e.key(), e, EpochMs::MIN);
+                }
+                super::lists::export_counts(&shared.metrics, l);
+                ((), true)
+            });
+        }
         for e in state.blocks.drain(..) {
             shared
                 .metrics
@@ -188,6 +205,9 @@ pub(crate) async fn run(
             out.list_entry(&e);
         }
         cases_gauge.set(state.cases.len() as i64);
+        shared
+            .lists
+            .observe(crate::pipeline::sweep_clock(newest_ts, now));
         // The next offset of each input topic in the batch: the input position the changelog
         // is stamped with, and the offsets stored once the changelog after it is acknowledged.
         for m in batch.iter() {

@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     pub producer: FutureProducer,
     /// The topics, resolved once.
     pub topics: OutputTopics,
+    /// The allow and block lists every partition scores against (see [`super::lists`]).
+    pub lists: Arc<crate::lists::ListsCell>,
     /// Exactly-once bookkeeping; `None` at-least-once.
     pub eos: Option<Eos>,
     /// Set when the session ends without committing (rewind, fatal error, lost partitions):
@@ -110,6 +112,7 @@ impl Shared {
         health: Arc<Health>,
         producer: FutureProducer,
         eos: bool,
+        lists: Arc<crate::lists::ListsCell>,
     ) -> (Shared, std_mpsc::Receiver<StoredOffset>) {
         let (offsets_tx, offsets_rx) = std_mpsc::channel();
         let shared = Shared {
@@ -118,6 +121,7 @@ impl Shared {
             abandon: AtomicBool::new(false),
             offsets_tx: Mutex::new(offsets_tx),
             fatal: Mutex::new(None),
+            lists,
             engine,
             metrics,
             health,

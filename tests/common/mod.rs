@@ -588,6 +588,16 @@ pub fn write_lines(path: &Path, lines: &[String]) {
 
 /// Replays the file `input` with a fresh state from [`engine`] and the fixed clock `now_ms`.
 pub fn replay_file(input: &Path, now_ms: i64) -> Run {
+    replay_file_with(input, now_ms, 1, Default::default())
+}
+
+/// [`replay_file`] over `partitions` emulated partitions, scoring against `lists`.
+pub fn replay_file_with(
+    input: &Path,
+    now_ms: i64,
+    partitions: usize,
+    lists: std::sync::Arc<walletguard::lists::Lists>,
+) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let sinks = Sinks {
         decisions: Some(dir.path().join("decisions.jsonl")),
@@ -597,10 +607,15 @@ pub fn replay_file(input: &Path, now_ms: i64) -> Run {
         lists: Some(dir.path().join("lists.jsonl")),
     };
     let engine = engine();
-    let mut state = engine.new_state();
+    let mut states: Vec<_> = (0..partitions.max(1))
+        .map(|_| walletguard::pipeline::State {
+            lists: lists.clone(),
+            ..engine.new_state()
+        })
+        .collect();
     let summary = replay::replay(
         &engine,
-        std::slice::from_mut(&mut state),
+        &mut states,
         input,
         &sinks,
         &mut || now_ms,
