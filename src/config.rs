@@ -321,6 +321,13 @@ pub struct HttpConfig {
     pub enabled: bool,
     /// Listen address. Loopback by default; set `0.0.0.0:9898` in a container.
     pub listen: String,
+    /// Name of the environment variable holding the bearer token of `GET /alerts/stream`;
+    /// empty, or the variable unset or empty: the route is off (alerts carry user ids).
+    pub stream_token_env: String,
+    /// Recent alerts kept for reconnects with `Last-Event-ID`.
+    pub stream_buffer: usize,
+    /// Alerts a stream client may fall behind before it is disconnected.
+    pub stream_client_queue: usize,
 }
 
 impl Default for HttpConfig {
@@ -328,6 +335,9 @@ impl Default for HttpConfig {
         HttpConfig {
             enabled: true,
             listen: "127.0.0.1:9898".into(),
+            stream_token_env: String::new(),
+            stream_buffer: 1000,
+            stream_client_queue: 256,
         }
     }
 }
@@ -565,6 +575,12 @@ impl Config {
                     self.http.listen
                 ),
             ));
+        }
+        if !(1..=1_000_000).contains(&self.http.stream_buffer) {
+            return Err(invalid("http.stream_buffer", "must be 1 to 1000000"));
+        }
+        if !(1..=1_000_000).contains(&self.http.stream_client_queue) {
+            return Err(invalid("http.stream_client_queue", "must be 1 to 1000000"));
         }
         let mut names = std::collections::HashSet::new();
         for (i, sub) in self.subscriptions.iter().enumerate() {

@@ -1,17 +1,19 @@
 //! The HTTP edge: `/metrics` (Prometheus text), `/healthz` (the process is alive and its
-//! pipeline has not failed) and `/readyz` (started, the brokers reachable, and no partition
-//! restoring state).
+//! pipeline has not failed), `/readyz` (started, the brokers reachable, and no partition
+//! restoring state), and, when a token is configured, `/alerts/stream` (see
+//! [`crate::alert_stream`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
+use crate::alert_stream::{client_stream, AlertHub, Filter};
 use crate::metrics::Metrics;
 
 /// Liveness and readiness shared between the pipeline and the HTTP server.
@@ -68,15 +70,74 @@ impl Health {
 struct AppState {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    stream: Option<Arc<AlertHub>>,
 }
 
-/// The router, without a socket: tests call it with `oneshot`.
-pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
-    Router::new()
+/// The router, without a socket: tests call it with `oneshot`. `/alerts/stream` exists only
+/// with a `stream` hub.
+pub fn router(metrics: Arc<Metrics>, health: Arc<Health>, stream: Option<Arc<AlertHub>>) -> Router {
+    let mut r = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(AppState { metrics, health })
+        .route("/readyz", get(readyz));
+    if stream.is_some() {
+        r = r.route("/alerts/stream", get(alerts_stream));
+    }
+    r.with_state(AppState {
+        metrics,
+        health,
+        stream,
+    })
+}
+
+/// Query parameters of `/alerts/stream`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct StreamQuery {
+    min_severity: Option<String>,
+    action: Option<String>,
+    code: Option<String>,
+}
+
+async fn alerts_stream(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<StreamQuery>,
+) -> axum::response::Response {
+    let Some(hub) = s.stream else {
+        return (StatusCode::NOT_FOUND, "off\n").into_response();
+    };
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !hub.authorized(auth) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required\n",
+        )
+            .into_response();
+    }
+    let filter = match Filter::parse(
+        q.min_severity.as_deref(),
+        q.action.as_deref(),
+        q.code.as_deref(),
+    ) {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = axum::body::Body::from_stream(client_stream(hub, filter, last));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
@@ -111,11 +172,12 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    stream: Option<Arc<AlertHub>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(metrics, health);
+    let app = router(metrics, health, stream);
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -151,6 +213,7 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
             metrics,
             health.clone(),
+            None,
             async {
                 let _ = rx.await;
             },
@@ -172,5 +235,92 @@ mod tests {
         assert_eq!(get_status(addr, "/readyz").await.0, 503);
         let _ = tx.send(());
         task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_alert_stream_needs_the_token_filters_and_resumes() {
+        use crate::alert_stream::StreamAlert;
+        use crate::decision::{Action, Severity};
+        use crate::detect::{code_bit, Code};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let hub = Arc::new(AlertHub::new("tok".into(), 100, 100, metrics.clone()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr, task) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            metrics.clone(),
+            Health::new(),
+            Some(hub.clone()),
+            async {
+                let _ = rx.await;
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(get_status(addr, "/alerts/stream").await.0, 401);
+        let push = |i: u32, action: Action| {
+            hub.push(Arc::new(StreamAlert {
+                id: format!("al-{i}"),
+                severity: Severity::High,
+                action,
+                codes: code_bit(Code::NewDevice),
+                json: format!("{{\"n\":{i}}}"),
+            }))
+        };
+        push(1, Action::Review);
+        push(2, Action::Freeze);
+        let open = |query: &'static str, last: Option<&'static str>| async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let last = last
+                .map(|l| format!("Last-Event-ID: {l}\r\n"))
+                .unwrap_or_default();
+            s.write_all(
+                format!("GET /alerts/stream{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok\r\n{last}\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+            s
+        };
+        let read_until = |mut s: tokio::net::TcpStream, needle: &'static str| async move {
+            let mut text = String::new();
+            let mut buf = [0u8; 4096];
+            while !text.contains(needle) {
+                let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+                    .await
+                    .expect("stream data in time")
+                    .unwrap();
+                assert!(n > 0, "stream closed early: {text}");
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            text
+        };
+        // Resume after al-1, only freezes: al-2 from the buffer, then live al-4 (al-3 is a
+        // review).
+        let s = open("?action=freeze", Some("al-1")).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        push(3, Action::Review);
+        push(4, Action::Freeze);
+        let text = read_until(s, "id: al-4").await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.contains("text/event-stream"), "{text}");
+        assert!(
+            text.contains("id: al-2\nevent: alert\ndata: {\"n\":2}"),
+            "{text}"
+        );
+        assert!(!text.contains("al-1") && !text.contains("al-3"), "{text}");
+        assert_eq!(
+            get_status(addr, "/alerts/stream?min_severity=bogus")
+                .await
+                .0,
+            401,
+            "the token is checked first"
+        );
+        let mut bad = open("?min_severity=bogus", None).await;
+        let mut head = [0u8; 12];
+        bad.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head[9..12], b"400");
+        let _ = tx.send(());
+        drop(task);
     }
 }

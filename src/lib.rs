@@ -53,7 +53,8 @@
 //!   demo, the Kafka tests and the e2e bench all call it.
 //! - [`shutdown`]: the one stop latch, polled or awaited.
 //! - [`metrics`]: the Prometheus metrics, on their own registry, passed in.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, and `/alerts/stream` ([`alert_stream`]:
+//!   alerts as Server-Sent Events, filtered, resumable, behind a bearer token).
 //! - [`reload`]: hot config reload (SIGHUP or file change): detection settings swap live,
 //!   restart-only keys are named and kept.
 //! - [`demo`]: `walletguard demo`: simulated traffic with hidden attacks scored live, on an
@@ -61,6 +62,7 @@
 //!   ([`demo::offline`]); warm-up, live lines in causal order, a scorecard.
 //! - [`cli`] and [`signals`]: the command line's arguments and Unix signals, for the binary.
 
+pub mod alert_stream;
 pub mod baseline;
 pub mod cli;
 pub mod config;

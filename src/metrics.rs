@@ -42,6 +42,11 @@ pub struct Metrics {
     pub lists_published: IntCounterVec,
     /// `walletguard_feedback_cases{partition}`: users with feedback state held.
     pub cases: IntGaugeVec,
+    /// `walletguard_stream_clients`: clients connected to `GET /alerts/stream`.
+    pub stream_clients: prometheus::IntGauge,
+    /// `walletguard_stream_clients_dropped_total`: stream clients disconnected for falling
+    /// behind.
+    pub stream_clients_dropped: prometheus::IntCounter,
     /// `walletguard_list_entries{kind, list}`: entries of `walletguard.lists` held.
     pub list_entries: IntGaugeVec,
     /// `walletguard_list_hits_total{kind, list}`: events that matched a list entry.
@@ -245,6 +250,20 @@ impl Metrics {
                     "walletguard_list_entries_published_total",
                     "List entries published by feedback, by kind.",
                     &["kind"]
+                )
+            ),
+            stream_clients: reg!(
+                r,
+                prometheus::IntGauge::new(
+                    "walletguard_stream_clients",
+                    "Clients connected to GET /alerts/stream."
+                )
+            ),
+            stream_clients_dropped: reg!(
+                r,
+                prometheus::IntCounter::new(
+                    "walletguard_stream_clients_dropped_total",
+                    "Alert stream clients disconnected for falling behind."
                 )
             ),
             list_entries: reg!(

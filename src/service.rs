@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify};
 
+use crate::alert_stream::AlertHub;
 use crate::config::Config;
 use crate::http::{self, Health};
 use crate::kafka::{self, KafkaError, RunOptions, RunSummary};
@@ -64,6 +65,9 @@ pub struct Options {
     pub http_any_port: bool,
     /// Told the bound HTTP address (`None` when HTTP is off) once it serves, before consuming.
     pub on_http: Option<oneshot::Sender<Option<SocketAddr>>>,
+    /// The bearer token of `/alerts/stream`, instead of the variable `http.stream_token_env`
+    /// names (the demo makes one up).
+    pub stream_token: Option<String>,
 }
 
 impl Options {
@@ -76,6 +80,7 @@ impl Options {
             reload: Arc::new(Notify::new()),
             http_any_port: false,
             on_http: None,
+            stream_token: None,
         })
     }
 }
@@ -98,9 +103,11 @@ pub async fn run(
         reload,
         http_any_port,
         on_http,
+        stream_token,
     } = options;
     metrics.set_config_hash(&config.detection_hash());
     let engine = Arc::new(EngineCell::new(Engine::new(config.clone())));
+    let stream = alert_hub(&config, &metrics, stream_token);
     // Stops the reloader and the HTTP server, after the Kafka service has returned.
     let after = Shutdown::new();
 
@@ -111,9 +118,13 @@ pub async fn run(
             .parse()
             .map_err(|_| ServiceError::Listen(config.http.listen.clone()))?;
         let stop = after.clone();
-        let served = match http::serve(addr, metrics.clone(), health.clone(), async move {
-            stop.wait().await
-        })
+        let served = match http::serve(
+            addr,
+            metrics.clone(),
+            health.clone(),
+            stream.clone(),
+            async move { stop.wait().await },
+        )
         .await
         {
             Err(e) if http_any_port => {
@@ -123,6 +134,7 @@ pub async fn run(
                     ([127, 0, 0, 1], 0).into(),
                     metrics.clone(),
                     health.clone(),
+                    stream.clone(),
                     async move { stop.wait().await },
                 )
                 .await
@@ -148,6 +160,7 @@ pub async fn run(
         metrics,
         health,
         shutdown,
+        stream,
     })
     .await;
 
@@ -157,6 +170,33 @@ pub async fn run(
         let _ = task.await;
     }
     Ok(result?)
+}
+
+/// The alert stream's hub when `http.stream_token_env` names a variable that holds a token.
+fn alert_hub(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    token: Option<String>,
+) -> Option<Arc<AlertHub>> {
+    let h = &config.http;
+    if !h.enabled || (h.stream_token_env.is_empty() && token.is_none()) {
+        return None;
+    }
+    match token
+        .ok_or(())
+        .or_else(|_| std::env::var(&h.stream_token_env).map_err(|_| ()))
+    {
+        Ok(token) if !token.trim().is_empty() => Some(Arc::new(AlertHub::new(
+            token.trim().to_owned(),
+            h.stream_buffer,
+            h.stream_client_queue,
+            metrics.clone(),
+        ))),
+        _ => {
+            tracing::warn!(variable = %h.stream_token_env, "http.stream_token_env names an unset or empty variable; /alerts/stream is off");
+            None
+        }
+    }
 }
 
 /// Reloads the config on request, or when the file changed (looked at every `interval`),

@@ -348,6 +348,18 @@ async fn run_async(
     let health = options.health.clone();
     let (http_tx, http_rx) = tokio::sync::oneshot::channel();
     options.on_http = Some(http_tx);
+    // A token for the live alert stream, made up per run (the demo serves on loopback).
+    let token = format!(
+        "demo-{:016x}",
+        xxhash_rust::xxh3::xxh3_64(
+            &[
+                crate::time::now_ms().to_le_bytes(),
+                (std::process::id() as i64).to_le_bytes()
+            ]
+            .concat()
+        )
+    );
+    options.stream_token = Some(token.clone());
     let stop_service = Shutdown::new();
     let service = tokio::spawn(service::run(
         cfg.clone(),
@@ -359,6 +371,10 @@ async fn run_async(
         writeln!(
             out,
             "  metrics:  curl -s http://{a}/metrics | grep walletguard_"
+        )?;
+        writeln!(
+            out,
+            "  alerts:   curl -sN -H 'Authorization: Bearer {token}' 'http://{a}/alerts/stream?min_severity=high'"
         )?;
     }
     writeln!(

@@ -57,6 +57,8 @@ pub struct RunOptions {
     pub health: Arc<Health>,
     /// Triggered to stop: the session drains, commits and returns.
     pub shutdown: Shutdown,
+    /// Where alerts are published for `GET /alerts/stream`, when it is on.
+    pub stream: Option<Arc<crate::alert_stream::AlertHub>>,
 }
 
 /// What a finished `run` did.
@@ -685,7 +687,10 @@ async fn session(
         opts.health.clone(),
         producer.clone(),
         eos,
-        lists.clone(),
+        super::session::Process {
+            lists: lists.clone(),
+            stream: opts.stream.clone(),
+        },
     );
     let shared = Arc::new(shared);
     let session_timeout_ms: u64 = shared

@@ -166,6 +166,9 @@ pub(crate) async fn run(
                         .event_lag
                         .observe((now - ev.ts_ms).max(0) as f64 / 1000.0);
                     out.outcome(&shared.topics, &routes, &shared.metrics, &ev, &o);
+                    if let (Some(hub), true) = (&shared.stream, o.alert()) {
+                        hub.publish(&ev, &o);
+                    }
                     pending.touch(o.user_key);
                     newest_ts = newest_ts.max(ev.ts_ms);
                 }

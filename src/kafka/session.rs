@@ -75,6 +75,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What outlives a session: the lists table and the alert stream hub.
+pub(crate) struct Process {
+    /// The allow and block lists.
+    pub lists: Arc<crate::lists::ListsCell>,
+    /// The alert stream hub, when `/alerts/stream` is on.
+    pub stream: Option<Arc<crate::alert_stream::AlertHub>>,
+}
+
 /// What the consumer thread and the partition tasks share.
 pub(crate) struct Shared {
     /// The startup config (`[kafka]` is read from it).
@@ -91,6 +99,8 @@ pub(crate) struct Shared {
     pub topics: OutputTopics,
     /// The allow and block lists every partition scores against (see [`super::lists`]).
     pub lists: Arc<crate::lists::ListsCell>,
+    /// Where alerts are published for `GET /alerts/stream`, when it is on.
+    pub stream: Option<Arc<crate::alert_stream::AlertHub>>,
     /// Exactly-once bookkeeping; `None` at-least-once.
     pub eos: Option<Eos>,
     /// Set when the session ends without committing (rewind, fatal error, lost partitions):
@@ -112,8 +122,9 @@ impl Shared {
         health: Arc<Health>,
         producer: FutureProducer,
         eos: bool,
-        lists: Arc<crate::lists::ListsCell>,
+        process: Process,
     ) -> (Shared, std_mpsc::Receiver<StoredOffset>) {
+        let Process { lists, stream } = process;
         let (offsets_tx, offsets_rx) = std_mpsc::channel();
         let shared = Shared {
             topics: OutputTopics::new(&cfg),
@@ -122,6 +133,7 @@ impl Shared {
             offsets_tx: Mutex::new(offsets_tx),
             fatal: Mutex::new(None),
             lists,
+            stream,
             engine,
             metrics,
             health,
