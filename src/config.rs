@@ -217,6 +217,9 @@ pub struct KafkaConfig {
     /// Compacted topic of allow and block list entries (contract v2); a confirmed fraud's
     /// blocks are published here. Created compacted by `create_topics`.
     pub lists_topic: String,
+    /// Where alerts go that a subscription's webhook could not deliver in `max_attempts`, with
+    /// the last error and HTTP status. Needed (checked, created) only with a webhook.
+    pub undelivered_topic: String,
     /// How long startup waits for the whole lists topic to be read before scoring begins
     /// (the reader goes on after it either way).
     pub lists_load_timeout_ms: u64,
@@ -276,6 +279,7 @@ impl Default for KafkaConfig {
             decisions_topic: String::new(),
             changelog_topic: "walletguard.profiles".into(),
             lists_topic: "walletguard.lists".into(),
+            undelivered_topic: "walletguard.alerts.undelivered".into(),
             lists_load_timeout_ms: 30_000,
             changelog_min_compaction_lag_ms: 3_600_000,
             changelog_flush_ms: 1000,
@@ -359,6 +363,47 @@ pub struct Subscription {
     /// Copied only when the alert has at least one of these reason codes; empty = any.
     #[serde(default)]
     pub reason_codes: Vec<String>,
+    /// Also POST each copy to an HTTP endpoint, signed (Standard Webhooks), delivered from
+    /// `topic` by a consumer group of its own (see [`crate::kafka::webhooks`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// `webhook = { ... }` of a subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The endpoint, `http://` or `https://`.
+    pub url: String,
+    /// Name of the environment variable holding the signing secret(s): `whsec_<base64>` (the
+    /// Standard Webhooks form) or raw text; several, separated by spaces, sign with each (key
+    /// rotation).
+    pub secret_env: String,
+    /// Per attempt.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_ms: u64,
+    /// Attempts before the alert goes to `kafka.undelivered_topic`.
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt (capped at 5 minutes), with jitter.
+    #[serde(default = "default_webhook_backoff")]
+    pub backoff_ms: u64,
+    /// Deliveries in flight at once (offsets are still committed in order).
+    #[serde(default = "default_webhook_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_webhook_timeout() -> u64 {
+    5_000
+}
+fn default_webhook_attempts() -> u32 {
+    6
+}
+fn default_webhook_backoff() -> u64 {
+    1_000
+}
+fn default_webhook_in_flight() -> usize {
+    16
 }
 
 fn default_min_severity() -> String {
@@ -374,6 +419,7 @@ fn default_subscriptions() -> Vec<Subscription> {
             min_severity: "critical".into(),
             actions: vec![],
             reason_codes: vec![],
+            webhook: None,
         },
         Subscription {
             name: "ato".into(),
@@ -381,6 +427,7 @@ fn default_subscriptions() -> Vec<Subscription> {
             min_severity: "low".into(),
             actions: vec![],
             reason_codes: vec!["ATO_CHAIN".into()],
+            webhook: None,
         },
     ]
 }
@@ -487,6 +534,7 @@ impl Config {
             ("kafka.dlq_topic", &k.dlq_topic),
             ("kafka.changelog_topic", &k.changelog_topic),
             ("kafka.lists_topic", &k.lists_topic),
+            ("kafka.undelivered_topic", &k.undelivered_topic),
         ] {
             if v.trim().is_empty() {
                 return Err(invalid(key, "must not be empty"));
@@ -505,6 +553,7 @@ impl Config {
             &k.decisions_topic,
             &k.changelog_topic,
             &k.lists_topic,
+            &k.undelivered_topic,
         ];
         if let Some(t) = k.input_topics.iter().find(|t| outputs.contains(t)) {
             return Err(invalid(
@@ -593,6 +642,35 @@ impl Config {
             }
             if k.input_topics.contains(&sub.topic) {
                 return Err(invalid(&key("topic"), "must not be an input topic"));
+            }
+            if let Some(w) = &sub.webhook {
+                if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                    return Err(invalid(
+                        &key("webhook.url"),
+                        "must start with http:// or https://",
+                    ));
+                }
+                if w.secret_env.trim().is_empty() {
+                    return Err(invalid(
+                        &key("webhook.secret_env"),
+                        "must name the environment variable that holds the secret",
+                    ));
+                }
+                if !(1..=600_000).contains(&w.timeout_ms) {
+                    return Err(invalid(&key("webhook.timeout_ms"), "must be 1 to 600000"));
+                }
+                if !(1..=100).contains(&w.max_attempts) {
+                    return Err(invalid(&key("webhook.max_attempts"), "must be 1 to 100"));
+                }
+                if w.backoff_ms > 3_600_000 {
+                    return Err(invalid(
+                        &key("webhook.backoff_ms"),
+                        "must be at most 3600000",
+                    ));
+                }
+                if !(1..=1024).contains(&w.max_in_flight) {
+                    return Err(invalid(&key("webhook.max_in_flight"), "must be 1 to 1024"));
+                }
             }
             if crate::decision::Severity::parse(&sub.min_severity).is_none() {
                 return Err(invalid(

@@ -42,6 +42,13 @@ pub struct Metrics {
     pub lists_published: IntCounterVec,
     /// `walletguard_feedback_cases{partition}`: users with feedback state held.
     pub cases: IntGaugeVec,
+    /// `walletguard_webhook_deliveries_total{subscription, result}`: alerts a webhook settled,
+    /// `delivered` or `undelivered` (written to the undelivered topic).
+    pub webhook_deliveries: IntCounterVec,
+    /// `walletguard_webhook_retries_total{subscription}`: failed attempts retried.
+    pub webhook_retries: IntCounterVec,
+    /// `walletguard_webhook_delivery_seconds{subscription}`: first attempt to a 2xx answer.
+    pub webhook_latency: prometheus::HistogramVec,
     /// `walletguard_stream_clients`: clients connected to `GET /alerts/stream`.
     pub stream_clients: prometheus::IntGauge,
     /// `walletguard_stream_clients_dropped_total`: stream clients disconnected for falling
@@ -250,6 +257,33 @@ impl Metrics {
                     "walletguard_list_entries_published_total",
                     "List entries published by feedback, by kind.",
                     &["kind"]
+                )
+            ),
+            webhook_deliveries: reg!(
+                r,
+                cv(
+                    "walletguard_webhook_deliveries_total",
+                    "Alerts a webhook settled, by subscription and result (delivered, undelivered).",
+                    &["subscription", "result"]
+                )
+            ),
+            webhook_retries: reg!(
+                r,
+                cv(
+                    "walletguard_webhook_retries_total",
+                    "Failed webhook attempts that were retried, by subscription.",
+                    &["subscription"]
+                )
+            ),
+            webhook_latency: reg!(
+                r,
+                prometheus::HistogramVec::new(
+                    HistogramOpts::new(
+                        "walletguard_webhook_delivery_seconds",
+                        "Webhook delivery time, first attempt to a 2xx answer, by subscription."
+                    )
+                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+                    &["subscription"]
                 )
             ),
             stream_clients: reg!(

@@ -68,6 +68,9 @@ pub struct Options {
     /// The bearer token of `/alerts/stream`, instead of the variable `http.stream_token_env`
     /// names (the demo makes one up).
     pub stream_token: Option<String>,
+    /// Values of secret variables (`webhook.secret_env`) that take precedence over the
+    /// environment (the demo makes its webhook secret up).
+    pub secrets: std::collections::HashMap<String, String>,
 }
 
 impl Options {
@@ -81,6 +84,7 @@ impl Options {
             http_any_port: false,
             on_http: None,
             stream_token: None,
+            secrets: Default::default(),
         })
     }
 }
@@ -104,12 +108,25 @@ pub async fn run(
         http_any_port,
         on_http,
         stream_token,
+        secrets,
     } = options;
     metrics.set_config_hash(&config.detection_hash());
     let engine = Arc::new(EngineCell::new(Engine::new(config.clone())));
     let stream = alert_hub(&config, &metrics, stream_token);
     // Stops the reloader and the HTTP server, after the Kafka service has returned.
     let after = Shutdown::new();
+    // Webhook deliveries read Kafka on their own and stop after the scoring service (so they
+    // deliver what it produced while draining; the rest is delivered after a restart).
+    let deliveries = if kafka::webhooks::any(&config.subscriptions) {
+        Some(kafka::webhooks::start(
+            &config,
+            &secrets,
+            metrics.clone(),
+            after.clone(),
+        )?)
+    } else {
+        None
+    };
 
     let server = if config.http.enabled {
         let addr: SocketAddr = config
@@ -141,7 +158,14 @@ pub async fn run(
             }
             other => other,
         };
-        let (bound, task) = served.map_err(|source| ServiceError::Http { addr, source })?;
+        let (bound, task) = match served {
+            Ok(b) => b,
+            Err(source) => {
+                // Stops the webhook deliveries already started.
+                after.trigger();
+                return Err(ServiceError::Http { addr, source });
+            }
+        };
         tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
         Some((bound, task))
     } else {
@@ -165,6 +189,9 @@ pub async fn run(
     .await;
 
     after.trigger();
+    if let Some(d) = deliveries {
+        d.join().await;
+    }
     let _ = reloading.await;
     if let Some((_, task)) = server {
         let _ = task.await;

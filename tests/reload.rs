@@ -105,6 +105,7 @@ fn config_reloads_live_and_keeps_the_running_config_when_invalid() {
         min_severity: "low".into(),
         actions: vec![],
         reason_codes: vec![],
+        webhook: None,
     });
     write_config(&path, &cfg2);
     let new_hash = cfg2.detection_hash();

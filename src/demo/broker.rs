@@ -98,6 +98,9 @@ fn demo_topics(cfg: &Config, partitions: i32) -> Vec<(String, i32)> {
     for s in &cfg.subscriptions {
         v.push((s.topic.clone(), 3));
     }
+    if cfg.subscriptions.iter().any(|s| s.webhook.is_some()) {
+        v.push((k.undelivered_topic.clone(), 3));
+    }
     v.sort();
     v.dedup_by(|a, b| a.0 == b.0);
     v
@@ -118,6 +121,30 @@ pub fn run(
         // The demo reads every decision back to keep its scorecard.
         cfg.kafka.decisions_topic = "wallet.decisions".into();
     }
+    // A webhook receiver on loopback: high-severity alerts are POSTed to it, signed, and it
+    // verifies each signature (the secret is made up per run).
+    let hook_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    hook_listener.set_nonblocking(true)?;
+    let hook_url = format!("http://{}/hook", hook_listener.local_addr()?);
+    let hook_secret = format!(
+        "demo-hook-{:016x}",
+        xxhash_rust::xxh3::xxh3_64(&crate::time::now_ms().to_le_bytes())
+    );
+    cfg.subscriptions.push(crate::config::Subscription {
+        name: "demo-webhook".into(),
+        topic: "wallet.alerts.demo-webhook".into(),
+        min_severity: "high".into(),
+        actions: vec![],
+        reason_codes: vec![],
+        webhook: Some(crate::config::WebhookConfig {
+            url: hook_url.clone(),
+            secret_env: DEMO_SECRET_VAR.into(),
+            timeout_ms: 5_000,
+            max_attempts: 3,
+            backoff_ms: 200,
+            max_in_flight: 16,
+        }),
+    });
     for (t, n) in demo_topics(&cfg, opts.partitions) {
         mock.create_topic(&t, n, 1).map_err(KafkaError::Client)?;
     }
@@ -135,9 +162,78 @@ pub fn run(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let card = rt.block_on(run_async(opts, cfg, interrupt, out));
+    let hooks = Arc::new(HookCounts::default());
+    let receiver = {
+        let _guard = rt.enter();
+        let listener = tokio::net::TcpListener::from_std(hook_listener)?;
+        let signer = crate::kafka::webhooks::Signer::from_secrets(&hook_secret);
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive_hook))
+            .with_state((hooks.clone(), signer));
+        rt.spawn(async move { axum::serve(listener, app).await })
+    };
+    writeln!(
+        out,
+        "  webhooks: high-severity alerts POSTed to {hook_url}, signed (Standard Webhooks), verified on receipt"
+    )?;
+    let secrets = [(DEMO_SECRET_VAR.to_owned(), hook_secret)]
+        .into_iter()
+        .collect();
+    let card = rt
+        .block_on(run_async(opts, cfg, secrets, interrupt, out))
+        .map(|mut card| {
+            card.webhooks = Some((
+                hooks.ok.load(std::sync::atomic::Ordering::Relaxed),
+                hooks.bad.load(std::sync::atomic::Ordering::Relaxed),
+            ));
+            card
+        });
+    if let Ok(card) = &card {
+        if let Some((ok, bad)) = card.webhooks {
+            writeln!(
+                out,
+                "  webhooks: {ok} delivered to the loopback receiver with a valid signature, {bad} without"
+            )?;
+        }
+    }
+    receiver.abort();
     drop(mock);
     card
+}
+
+/// The name the demo's webhook secret goes by (never read from the environment).
+const DEMO_SECRET_VAR: &str = "WALLETGUARD_DEMO_WEBHOOK_SECRET";
+
+/// What the demo's webhook receiver got.
+#[derive(Default)]
+struct HookCounts {
+    ok: std::sync::atomic::AtomicU64,
+    bad: std::sync::atomic::AtomicU64,
+}
+
+/// The demo's receiver: verifies the Standard Webhooks signature, counts, answers 204.
+async fn receive_hook(
+    axum::extract::State((counts, signer)): axum::extract::State<(
+        Arc<HookCounts>,
+        Option<crate::kafka::webhooks::Signer>,
+    )>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ts: i64 = h("webhook-timestamp").parse().unwrap_or(0);
+    let want = signer.map(|s| s.sign(h("webhook-id"), ts, &body));
+    let valid = want.is_some_and(|w| {
+        let got = h("webhook-signature");
+        w.split(' ').any(|sig| got.split(' ').any(|g| g == sig))
+    });
+    let c = if valid { &counts.ok } else { &counts.bad };
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if valid {
+        axum::http::StatusCode::NO_CONTENT
+    } else {
+        axum::http::StatusCode::UNAUTHORIZED
+    }
 }
 
 /// A decision read back, waiting to be printed and counted.
@@ -337,6 +433,7 @@ impl Reader {
 async fn run_async(
     opts: &BrokerDemoOptions,
     cfg: Config,
+    secrets: std::collections::HashMap<String, String>,
     interrupt: &Shutdown,
     out: &mut (dyn Write + Send),
 ) -> Result<Scorecard, DemoError> {
@@ -360,6 +457,7 @@ async fn run_async(
         )
     );
     options.stream_token = Some(token.clone());
+    options.secrets = secrets;
     let stop_service = Shutdown::new();
     let service = tokio::spawn(service::run(
         cfg.clone(),

@@ -91,6 +91,9 @@ pub struct Scorecard {
     /// Honest users the same traffic froze when nobody answered step-ups (a second engine
     /// state fed the same events without the results), if measured.
     pub false_freezes_without_results: Option<u32>,
+    /// Webhooks the demo's loopback receiver got: (signature verified, not verified), when
+    /// it ran one.
+    pub webhooks: Option<(u64, u64)>,
     /// Wall time, seconds.
     pub seconds: f64,
 }

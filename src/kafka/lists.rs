@@ -111,12 +111,28 @@ pub async fn start(
     Ok(reader)
 }
 
+/// The reader's client context: the end of a partition is how the initial load is detected,
+/// not an error worth a log line.
+struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: RdError, reason: &str) {
+        if !matches!(error, RdError::PartitionEOF(_)) {
+            tracing::warn!(error = %error, reason, "lists reader: client error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
+type ListsConsumer = BaseConsumer<ReaderContext>;
+
 /// A group-less consumer assigned to every partition of the lists topic from the beginning.
-fn assign(cfg: &Config) -> Result<(BaseConsumer, usize), KafkaError> {
+fn assign(cfg: &Config) -> Result<(ListsConsumer, usize), KafkaError> {
     let topic = cfg.kafka.lists_topic.as_str();
-    let consumer: BaseConsumer = client_config(cfg, Role::Restore)
+    let consumer: ListsConsumer = client_config(cfg, Role::Restore)
         .set("group.id", format!("{}-lists", cfg.kafka.group_id))
-        .create()
+        .create_with_context(ReaderContext)
         .map_err(KafkaError::Client)?;
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -143,7 +159,7 @@ fn assign(cfg: &Config) -> Result<(BaseConsumer, usize), KafkaError> {
 }
 
 fn follow(
-    consumer: BaseConsumer,
+    consumer: ListsConsumer,
     parts: usize,
     cell: Arc<ListsCell>,
     metrics: Arc<Metrics>,

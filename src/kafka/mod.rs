@@ -47,6 +47,7 @@ pub mod stamp;
 pub mod start_guard;
 pub mod tail;
 pub mod topics;
+pub mod webhooks;
 
 use rdkafka::config::ClientConfig;
 

@@ -44,6 +44,9 @@ fn output_topics(cfg: &Config) -> Vec<String> {
     for s in &cfg.subscriptions {
         v.push(s.topic.clone());
     }
+    if cfg.subscriptions.iter().any(|s| s.webhook.is_some()) {
+        v.push(k.undelivered_topic.clone());
+    }
     v.sort();
     v.dedup();
     v

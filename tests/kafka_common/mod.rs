@@ -106,6 +106,7 @@ pub fn config(brokers: &str, names: &mut Names, instance: &str) -> Config {
     k.decisions_topic = names.decisions.clone();
     k.changelog_topic = names.changelog.clone();
     k.lists_topic = format!("{}-lists", names.changelog);
+    k.undelivered_topic = format!("{}-undelivered", names.alerts);
     k.create_topics = false;
     k.max_batch = 200;
     k.commit_interval_ms = 200;
@@ -152,6 +153,9 @@ pub fn create_topics<C: rdkafka::ClientContext>(
     }
     for s in &cfg.subscriptions {
         topics.push((s.topic.clone(), OUT_PARTS));
+    }
+    if cfg.subscriptions.iter().any(|s| s.webhook.is_some()) {
+        topics.push((k.undelivered_topic.clone(), OUT_PARTS));
     }
     for (t, n) in topics {
         mock.create_topic(&t, n, 1)
