@@ -101,6 +101,8 @@ pub struct Config {
     pub decision: DecisionConfig,
     /// What step-up results, verdicts and unfreezes do.
     pub feedback: crate::feedback::FeedbackConfig,
+    /// Owner notifications (`notify_user`).
+    pub notify: crate::notify::NotifyConfig,
     /// Logging.
     pub log: LogConfig,
     /// Brokers, topics and delivery of `run` (restart to change).
@@ -121,6 +123,7 @@ impl Default for Config {
             detectors: Default::default(),
             decision: Default::default(),
             feedback: Default::default(),
+            notify: Default::default(),
             log: Default::default(),
             kafka: Default::default(),
             http: Default::default(),
@@ -517,6 +520,7 @@ impl Config {
         self.detectors.validate()?;
         self.decision.validate()?;
         self.feedback.validate()?;
+        self.notify.validate()?;
         if !["auto", "json", "text"].contains(&self.log.format.as_str()) {
             return Err(invalid("log.format", "must be auto, json or text"));
         }

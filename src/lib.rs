@@ -28,6 +28,8 @@
 //!   the user's profile and [`feedback::Case`] (evidence of recent alerts, snoozes, failed
 //!   step-ups); [`lists`]: the allow/block entries of `walletguard.lists` and the table every
 //!   partition scores against (blocks are `BLOCKLISTED` evidence, allows mute novelty).
+//! - [`notify`]: `notify_user` notices for logins and money out from a never-seen device or
+//!   place and reviewed money out, rate-limited per user, messages from localized templates.
 //! - [`pipeline`]: PURE `(state, event, now) → outcome`; the only entry the adapters call.
 //! - [`output`]: outcome → the contract's JSON records, with deterministic ids.
 //!
@@ -76,6 +78,7 @@ pub mod http;
 pub mod kafka;
 pub mod lists;
 pub mod metrics;
+pub mod notify;
 pub mod output;
 pub mod pipeline;
 pub mod reload;

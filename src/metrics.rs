@@ -537,7 +537,11 @@ impl Metrics {
         for s in crate::decision::Severity::ALL {
             m.alerts.with_label_values(&[s.as_str()]);
         }
-        for c in [CommandKind::FreezeAccount, CommandKind::RequireStepUp] {
+        for c in [
+            CommandKind::FreezeAccount,
+            CommandKind::RequireStepUp,
+            CommandKind::NotifyUser,
+        ] {
             m.commands.with_label_values(&[c.as_str()]);
         }
         for r in [
@@ -647,9 +651,13 @@ impl Metrics {
                 self.list_hits.with_label_values(&[kind, list]).inc_by(*n);
             }
         }
-        for (i, c) in [CommandKind::FreezeAccount, CommandKind::RequireStepUp]
-            .iter()
-            .enumerate()
+        for (i, c) in [
+            CommandKind::FreezeAccount,
+            CommandKind::RequireStepUp,
+            CommandKind::NotifyUser,
+        ]
+        .iter()
+        .enumerate()
         {
             if t.commands[i] > 0 {
                 self.commands
@@ -685,7 +693,7 @@ pub struct Tally {
     alerts: [u64; crate::decision::Severity::ALL.len()],
     reasons: [u64; Code::ALL.len()],
     snoozed: [u64; Code::ALL.len()],
-    commands: [u64; 2],
+    commands: [u64; 3],
     feedback: [[u64; 2]; crate::event::Feedback::ALL.len()],
     /// By [`crate::lists::Hits`] bit.
     listed: [u64; 8],
@@ -717,6 +725,7 @@ impl Tally {
         match out.command {
             Some(CommandKind::FreezeAccount) => self.commands[0] += 1,
             Some(CommandKind::RequireStepUp) => self.commands[1] += 1,
+            Some(CommandKind::NotifyUser) => self.commands[2] += 1,
             None => {}
         }
     }

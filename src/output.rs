@@ -113,6 +113,9 @@ struct CommandRecord<'a> {
     event_id: &'a str,
     issued_at: String,
     reason: String,
+    /// `notify_user` only: the text for the account owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -176,8 +179,15 @@ pub fn command_reason(d: &Decision) -> String {
     s
 }
 
-/// Appends the command record of `kind`.
-pub fn write_command(buf: &mut Vec<u8>, ev: &Event<'_>, out: &Outcome, kind: CommandKind) {
+/// Appends the command record of `kind`; `message` is `notify_user`'s text (see
+/// [`crate::pipeline::Engine::write_command`], which renders it).
+pub fn write_command(
+    buf: &mut Vec<u8>,
+    ev: &Event<'_>,
+    out: &Outcome,
+    kind: CommandKind,
+    message: Option<&str>,
+) {
     let rec = CommandRecord {
         command_id: command_id(kind, &ev.user_id, &ev.event_id),
         command: kind.as_str(),
@@ -186,6 +196,7 @@ pub fn write_command(buf: &mut Vec<u8>, ev: &Event<'_>, out: &Outcome, kind: Com
         event_id: &ev.event_id,
         issued_at: format_rfc3339(out.now_ms),
         reason: command_reason(&out.decision),
+        message,
     };
     let _ = serde_json::to_writer(buf, &rec);
 }
@@ -300,7 +311,7 @@ mod tests {
         }
 
         b.clear();
-        write_command(&mut b, &ev, &out, CommandKind::FreezeAccount);
+        write_command(&mut b, &ev, &out, CommandKind::FreezeAccount, None);
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["command"], "freeze_account");
         assert_eq!(v["alert_id"], alert_id("u-42", "e-1"));

@@ -30,6 +30,8 @@ pub enum CommandKind {
     FreezeAccount,
     /// Require re-authentication.
     RequireStepUp,
+    /// Tell the owner what happened ([`crate::notify`]); never with another command.
+    NotifyUser,
 }
 
 impl CommandKind {
@@ -38,6 +40,7 @@ impl CommandKind {
         match self {
             CommandKind::FreezeAccount => "freeze_account",
             CommandKind::RequireStepUp => "require_step_up",
+            CommandKind::NotifyUser => "notify_user",
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct Outcome {
     pub feedback: Option<crate::feedback::Effect>,
     /// The event's matches on the lists ([`crate::lists::Hits`]), for metrics.
     pub listed: crate::lists::Hits,
+    /// The notice of a `notify_user` command.
+    pub notify: Option<crate::notify::NotifyKind>,
 }
 
 impl Outcome {
@@ -76,6 +81,7 @@ impl Outcome {
             now_ms,
             feedback: None,
             listed: 0,
+            notify: None,
         }
     }
 
@@ -208,6 +214,7 @@ pub struct Engine {
     freeze_cooldown_s: u32,
     learn_below: Action,
     feedback: Rules,
+    notifier: crate::notify::Notifier,
     ttl_s: u32,
     max_profiles: usize,
 }
@@ -226,7 +233,13 @@ impl Engine {
             freeze_cooldown_s: (config.decision.freeze_cooldown_hours * 3600.0) as u32,
             ttl_s: (config.baseline.profile_ttl_days * 86_400.0).min(u32::MAX as f64) as u32,
             max_profiles: config.baseline.max_profiles_per_partition,
-            feedback: Rules::new(&config.feedback),
+            feedback: Rules::new(&config.feedback).with_notify_interval(
+                (config.notify.min_interval_minutes * 60.0).clamp(0.0, u32::MAX as f64) as u32,
+            ),
+            notifier: crate::notify::Notifier::new(
+                &config.notify,
+                crate::time::parse_offset(&config.general.utc_offset).unwrap_or(0),
+            ),
             learn_below: if config.decision.learn_reviewed {
                 Action::StepUp
             } else {
@@ -245,6 +258,16 @@ impl Engine {
     /// layout).
     pub fn params(&self) -> &Params {
         &self.params
+    }
+
+    /// Appends the command record of `kind` for `ev`'s outcome `o`, with `notify_user`'s
+    /// message rendered from `[notify]`'s templates.
+    pub fn write_command(&self, buf: &mut Vec<u8>, ev: &Event<'_>, o: &Outcome, kind: CommandKind) {
+        let message = match (kind, o.notify) {
+            (CommandKind::NotifyUser, Some(k)) => Some(self.notifier.message(k, ev)),
+            _ => None,
+        };
+        crate::output::write_command(buf, ev, o, kind, message.as_deref());
     }
 
     /// Fresh state for this engine's config.
@@ -395,7 +418,7 @@ impl Engine {
         };
         self.decider.decide_in_place(&mut decision, hints);
 
-        let command = match decision.action {
+        let mut command = match decision.action {
             Action::Freeze => {
                 if profile.freeze_cooled(facts.t, self.freeze_cooldown_s) {
                     // Any issued freeze starts the cool-down, a duplicate's included, so at most
@@ -409,6 +432,23 @@ impl Engine {
             Action::StepUp => Some(CommandKind::RequireStepUp),
             _ => None,
         };
+
+        // The owner hears of a login or money out from somewhere new, or reviewed money out,
+        // when nothing else reaches them and not more than once per rate-limit window.
+        let mut notify = None;
+        if command.is_none() && !duplicate && self.notifier.enabled() {
+            let history = profile.all_n as f64;
+            if let Some(k) = self.notifier.kind(ev, &facts, history, decision.action) {
+                let case = state.cases.entry(user_key).or_default();
+                if case.notified == 0
+                    || facts.t.saturating_sub(case.notified) >= self.notifier.interval_s()
+                {
+                    case.notified = facts.t.max(1);
+                    notify = Some(k);
+                    command = Some(CommandKind::NotifyUser);
+                }
+            }
+        }
 
         let mut learned = false;
         if !duplicate && decision.action >= Action::Review && self.feedback.enabled() {
@@ -442,6 +482,7 @@ impl Engine {
             now_ms,
             feedback: None,
             listed,
+            notify,
         }
     }
 
@@ -513,6 +554,7 @@ impl Engine {
             now_ms,
             feedback: Some(applied.effect),
             listed: 0,
+            notify: None,
         }
     }
 }

@@ -101,6 +101,8 @@ pub struct Summary {
     pub freezes: u64,
     /// `require_step_up` commands.
     pub step_ups: u64,
+    /// `notify_user` commands.
+    pub notifications: u64,
     /// Events whose id was seen before.
     pub duplicates: u64,
     /// List entries published by feedback.
@@ -132,6 +134,7 @@ impl std::fmt::Display for Summary {
         }
         writeln!(f, "freezes      {}", self.freezes)?;
         writeln!(f, "step-ups     {}", self.step_ups)?;
+        writeln!(f, "notify-user  {}", self.notifications)?;
         writeln!(f, "list entries {}", self.list_entries)?;
         writeln!(f, "expired      {}", self.removed.ttl)?;
         writeln!(f, "evicted      {}", self.removed.cap)?;
@@ -440,9 +443,10 @@ pub fn replay(
                     match kind {
                         CommandKind::FreezeAccount => sum.freezes += 1,
                         CommandKind::RequireStepUp => sum.step_ups += 1,
+                        CommandKind::NotifyUser => sum.notifications += 1,
                     }
                     if let Some(o) = commands.as_mut() {
-                        output::write_command(&mut buf, &ev, &out, kind);
+                        engine.write_command(&mut buf, &ev, &out, kind);
                         o.line(&mut buf)?;
                     }
                 }

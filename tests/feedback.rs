@@ -376,3 +376,50 @@ fn an_allowed_device_counts_as_the_owners() {
     let err = walletguard::replay::load_lists(&lists).expect_err("malformed");
     assert!(err.to_string().contains(":1:"), "{err}");
 }
+
+#[test]
+fn the_owner_is_notified_of_a_new_device_once_per_window_and_never_beside_a_freeze() {
+    let (mut s, lines) = ordinary("u-feng", 31);
+    s.actor = Actor::new("d-tablet", SHANGHAI);
+    let t = local_ms(CST, DAY, 9, 0);
+    let first = s.login(t);
+    // Another never-seen device ten minutes later: inside the window, no second notice.
+    s.actor = Actor::new("d-laptop", SHANGHAI);
+    let again = s.login(t + 10 * MIN);
+    // A third one hours later: a new notice.
+    s.actor = Actor::new("d-phone-2", SHANGHAI);
+    let later = s.login(t + 3 * HOUR);
+    let all = s.lines();
+    let _ = lines;
+    let run = replay_lines(&all);
+    let notices: Vec<&Value> = run.commands_of("notify_user");
+    let ids: Vec<&str> = notices
+        .iter()
+        .filter_map(|c| c["event_id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&first.as_str()),
+        "{ids:?}\n{}",
+        run.dump(&[&first])
+    );
+    assert!(!ids.contains(&again.as_str()), "rate-limited: {ids:?}");
+    assert!(ids.contains(&later.as_str()), "after the window: {ids:?}");
+    let n = notices
+        .iter()
+        .find(|c| c["event_id"] == first.as_str())
+        .expect("notice");
+    let msg = n["message"].as_str().unwrap_or("");
+    assert!(msg.contains("new device") && msg.contains("09:00"), "{msg}");
+    assert!(!msg.contains("u-feng"), "no ids in the message: {msg}");
+    // Every event has at most one command, and a frozen event never gets a notice.
+    for c in &run.commands {
+        let id = c["event_id"].as_str().unwrap_or("");
+        assert_eq!(
+            run.commands.iter().filter(|x| x["event_id"] == id).count(),
+            1
+        );
+        if c["command"] == "notify_user" {
+            assert!(["allow", "review"].contains(&run.action(id)), "{c}");
+        }
+    }
+}

@@ -413,7 +413,12 @@ fn cli_replay_writes_every_output_end_to_end() {
     assert_eq!(alerts.len(), non_allow, "one alert per non-allow decision");
     for c in read_jsonl(&p("commands.jsonl")) {
         let kind = c["command"].as_str().unwrap_or("");
-        assert!(["freeze_account", "require_step_up"].contains(&kind), "{c}");
+        assert!(
+            ["freeze_account", "require_step_up", "notify_user"].contains(&kind),
+            "{c}"
+        );
+        // Only notify_user carries a message, and always one.
+        assert_eq!(kind == "notify_user", c["message"].is_string(), "{c}");
     }
     let dlq = read_jsonl(&p("dlq.jsonl"));
     assert_eq!(dlq.len(), mixed.bad.len());

@@ -10,13 +10,14 @@
 //! | Size | Field |
 //! |---:|---|
 //! | 2 | magic `b"WC"` |
-//! | 1 | version `1` |
+//! | 1 | version `1`, or `2` when the record ends with `notified` |
 //! | 1 | `failures` |
 //! | 4 | `failures_since` |
 //! | 1 | number of snoozes `s` (≤ [`SNOOZE_SLOTS`]) |
 //! | s × 25 | per snooze: `codes` u32, presence bits u8 (1 device, 2 payee), `device` u64, `payee` u64, `until` u32 |
 //! | 1 | number of evidence entries `e` (≤ [`EVIDENCE_SLOTS`]), newest first |
 //! | e × (63 + ids) | per entry: `event` u32, `t` u32, action u8, `codes` u32, presence bits u8 (1 device, 2 ip, 4 cell, 8 payee, 16 geo, 32 amount, 64 device known), kind u8, device, ip, cell, payee u64, lat, lon, ln amount f32, currency tag u8, hour u8, then `counterparty_id` and `device_id` as u16 length + UTF-8 (length 0: absent) |
+//! | 4 | version 2 only: `notified` u32 (the last `notify_user`, [`crate::notify`]) |
 
 use crate::baseline::Recalled;
 use crate::decision::Action;
@@ -29,6 +30,8 @@ pub const EVIDENCE_SLOTS: usize = 2;
 pub const SNOOZE_SLOTS: usize = 2;
 const MAGIC: [u8; 2] = *b"WC";
 const VERSION: u8 = 1;
+/// Written when `notified` is set; version 1 records stay byte for byte what they were.
+const VERSION_NOTIFIED: u8 = 2;
 
 /// A case record that does not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +109,8 @@ pub struct Case {
     pub failures: u8,
     /// Start of the failure window.
     pub failures_since: Tick,
+    /// When the user was last sent a `notify_user` (0: never), for the rate limit.
+    pub notified: Tick,
 }
 
 /// The fingerprint a [`Case`] keeps of an event-id hash ([`crate::baseline::keys::event`]).
@@ -169,8 +174,9 @@ impl Case {
 
     /// Whether nothing in it can matter at `t` or later: evidence older than `oldest`, every
     /// snooze over, no failure window open since `window_start`.
-    pub fn is_spent(&self, t: Tick, oldest: Tick, window_start: Tick) -> bool {
-        self.evidence.iter().flatten().all(|e| e.t < oldest)
+    pub fn is_spent(&self, t: Tick, oldest: Tick, window_start: Tick, notify_since: Tick) -> bool {
+        self.notified < notify_since.max(1)
+            && self.evidence.iter().flatten().all(|e| e.t < oldest)
             && self.snoozes.iter().all(|s| s.codes == 0 || s.until < t)
             && (self.failures == 0 || self.failures_since < window_start)
     }
@@ -178,7 +184,11 @@ impl Case {
     /// Appends the encoding (see the module docs).
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
+        out.push(if self.notified != 0 {
+            VERSION_NOTIFIED
+        } else {
+            VERSION
+        });
         out.push(self.failures);
         out.extend_from_slice(&self.failures_since.to_le_bytes());
         let snoozes: Vec<&Snooze> = self.snoozes.iter().filter(|s| s.codes != 0).collect();
@@ -223,6 +233,9 @@ impl Case {
                 out.extend_from_slice(&b[..n]);
             }
         }
+        if self.notified != 0 {
+            out.extend_from_slice(&self.notified.to_le_bytes());
+        }
     }
 
     /// Decodes a record written by [`Case::encode`]; the whole of `bytes` must be the record.
@@ -233,7 +246,7 @@ impl Case {
             return Err(CaseError::BadMagic);
         }
         let v = r.u8()?;
-        if v != VERSION {
+        if v != VERSION && v != VERSION_NOTIFIED {
             return Err(CaseError::UnknownVersion(v));
         }
         let mut c = Case {
@@ -310,6 +323,9 @@ impl Case {
                 counterparty_id,
                 device_id,
             });
+        }
+        if v == VERSION_NOTIFIED {
+            c.notified = r.u32()?;
         }
         if !r.0.is_empty() {
             return Err(CaseError::Trailing(r.0.len()));
@@ -478,7 +494,15 @@ mod tests {
             0,
         );
         assert_eq!(c.snoozes.iter().filter(|s| s.codes != 0).count(), 2);
-        assert!(!c.is_spent(50, 0, 0));
-        assert!(c.is_spent(200, 0, 0));
+        assert!(!c.is_spent(50, 0, 0, 0));
+        assert!(c.is_spent(200, 0, 0, 0));
+        // A notice holds the case until the rate-limit window has passed.
+        c.notified = 190;
+        assert!(!c.is_spent(200, 0, 0, 150));
+        assert!(c.is_spent(300, 0, 0, 250));
+        let mut b = Vec::new();
+        c.encode(&mut b);
+        assert_eq!(b[2], 2, "version 2 with a notice");
+        assert_eq!(Case::decode(&b).unwrap().notified, 190);
     }
 }

@@ -147,6 +147,8 @@ pub struct Rules {
     unfreeze_s: u32,
     window_s: u32,
     block_ms: i64,
+    /// The `notify_user` rate limit, seconds (a case with a recent notice is not spent).
+    notify_s: u32,
 }
 
 fn secs(days: f64) -> u32 {
@@ -164,6 +166,7 @@ impl Rules {
             unfreeze_s: secs(cfg.unfreeze_snooze_days),
             window_s: secs(cfg.failure_window_hours / 24.0),
             block_ms: (cfg.block_days * 86_400_000.0) as i64,
+            notify_s: 0,
         }
     }
 
@@ -204,7 +207,14 @@ impl Rules {
             t,
             t.saturating_sub(self.remember_s),
             t.saturating_sub(self.window_s),
+            t.saturating_sub(self.notify_s),
         )
+    }
+
+    /// The same rules, keeping a case while its last `notify_user` is within `s` seconds.
+    pub fn with_notify_interval(mut self, s: u32) -> Rules {
+        self.notify_s = s;
+        self
     }
 
     /// Applies feedback event `ev` (of user `user_key`) to the user's `profile` and `case`.

@@ -165,7 +165,7 @@ pub(crate) async fn run(
                         .metrics
                         .event_lag
                         .observe((now - ev.ts_ms).max(0) as f64 / 1000.0);
-                    out.outcome(&shared.topics, &routes, &shared.metrics, &ev, &o);
+                    out.outcome(&engine, &shared.topics, &routes, &shared.metrics, &ev, &o);
                     if let (Some(hub), true) = (&shared.stream, o.alert()) {
                         hub.publish(&ev, &o);
                     }

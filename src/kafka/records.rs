@@ -228,6 +228,7 @@ impl OutBatch {
     /// alert and the alert's subscription copies, and its command.
     pub fn outcome(
         &mut self,
+        engine: &crate::pipeline::Engine,
         topics: &OutputTopics,
         routes: &[Route],
         metrics: &Metrics,
@@ -280,7 +281,7 @@ impl OutBatch {
         }
         if let Some(kind) = out.command {
             let s = self.arena.len();
-            output::write_command(&mut self.arena, ev, out, kind);
+            engine.write_command(&mut self.arena, ev, out, kind);
             self.recs.push(Rec {
                 dest: Dest::Commands,
                 key: Some(key),
@@ -735,7 +736,7 @@ mod tests {
         let routes = Route::compile(&cfg.subscriptions);
         let metrics = Metrics::new().expect("metrics");
         let mut out = OutBatch::default();
-        out.outcome(&t, &routes, &metrics, &ev, &o);
+        out.outcome(&engine, &t, &routes, &metrics, &ev, &o);
         let recs: Vec<Record<'_>> = out.records(&t, &routes).collect();
         let dests: Vec<Dest> = recs.iter().map(Record::dest).collect();
         assert_eq!(
@@ -784,12 +785,12 @@ mod tests {
         o.decision.action = Action::Allow;
         o.command = None;
         out.clear();
-        out.outcome(&t, &routes, &metrics, &ev, &o);
+        out.outcome(&engine, &t, &routes, &metrics, &ev, &o);
         let dests: Vec<Dest> = out.records(&t, &routes).map(|r| r.dest()).collect();
         assert_eq!(dests, vec![Dest::Decisions]);
         let t = OutputTopics::new(&Config::default());
         out.clear();
-        out.outcome(&t, &routes, &metrics, &ev, &o);
+        out.outcome(&engine, &t, &routes, &metrics, &ev, &o);
         assert!(out.is_empty());
     }
 

@@ -796,7 +796,7 @@ fn expected_in<'a>(
                 }
                 if let Some(kind) = o.command {
                     buf.clear();
-                    walletguard::output::write_command(&mut buf, &ev, &o, kind);
+                    engine.write_command(&mut buf, &ev, &o, kind);
                     let v: Value = serde_json::from_slice(&buf).expect("command JSON");
                     out.commands.entry(id).or_default().push(strip_times(v));
                 }
