@@ -72,6 +72,11 @@ impl ListKind {
         ListKind::User,
     ];
 
+    /// Position in [`ListKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -155,8 +160,7 @@ pub type Hits = u8;
 
 /// The [`Hits`] bit of a match of `kind` on `list`: blocks in bits 0–3, allows in 4–7.
 pub fn hit_bit(kind: ListKind, list: ListName) -> Hits {
-    let k = ListKind::ALL.iter().position(|x| *x == kind).unwrap_or(0) as u8;
-    1 << (k + if list == ListName::Allow { 4 } else { 0 })
+    1 << (kind.index() as u8 + if list == ListName::Allow { 4 } else { 0 })
 }
 
 /// One held entry, as matching needs it.
@@ -282,13 +286,11 @@ impl Lists {
 
     /// Entries held of `kind` on `list`.
     pub fn count(&self, kind: ListKind, list: ListName) -> u64 {
-        let k = ListKind::ALL.iter().position(|x| *x == kind).unwrap_or(0);
-        self.counts[k][(list == ListName::Allow) as usize]
+        self.counts[kind.index()][(list == ListName::Allow) as usize]
     }
 
     fn count_mut(&mut self, kind: ListKind, list: ListName) -> &mut u64 {
-        let k = ListKind::ALL.iter().position(|x| *x == kind).unwrap_or(0);
-        &mut self.counts[k][(list == ListName::Allow) as usize]
+        &mut self.counts[kind.index()][(list == ListName::Allow) as usize]
     }
 
     /// Applies one record of the lists topic (or line of a lists file): a `None` value is a
@@ -319,20 +321,17 @@ impl Lists {
         entry: &ListEntry,
         now_ms: EpochMs,
     ) -> Result<Change, ListError> {
-        let expires_ms = match &entry.expires_at {
-            Some(t) => Some(parse_rfc3339(t).map_err(|_| ListError::BadExpiry {
-                key: key.to_owned(),
-                value: t.clone(),
-            })?),
-            None => None,
+        let time = |t: &Option<String>| -> Result<Option<EpochMs>, ListError> {
+            t.as_deref()
+                .map(|s| {
+                    parse_rfc3339(s).map_err(|_| ListError::BadExpiry {
+                        key: key.to_owned(),
+                        value: s.to_owned(),
+                    })
+                })
+                .transpose()
         };
-        let created_ms = match &entry.created_at {
-            Some(t) => Some(parse_rfc3339(t).map_err(|_| ListError::BadExpiry {
-                key: key.to_owned(),
-                value: t.clone(),
-            })?),
-            None => None,
-        };
+        let (expires_ms, created_ms) = (time(&entry.expires_at)?, time(&entry.created_at)?);
         let slot = match entry.kind {
             ListKind::IpNetwork => {
                 let (len, net) =

@@ -17,10 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
 use crate::lists::{Change, ListKind, ListName, Lists, ListsCell};
@@ -134,27 +133,8 @@ fn assign(cfg: &Config) -> Result<(ListsConsumer, usize), KafkaError> {
         .set("group.id", format!("{}-lists", cfg.kafka.group_id))
         .create_with_context(ReaderContext)
         .map_err(KafkaError::Client)?;
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(KafkaError::Client)?;
-    let parts = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
-    if parts == 0 {
-        return Err(KafkaError::Topic {
-            topic: topic.into(),
-            msg: "does not exist (kafka.lists_topic)".into(),
-        });
-    }
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..parts as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(KafkaError::Client)?;
-    }
-    consumer.assign(&tpl).map_err(KafkaError::Client)?;
+    let parts =
+        super::assign_all_from_beginning(&consumer, topic, "does not exist (kafka.lists_topic)")?;
     Ok((consumer, parts))
 }
 

@@ -93,6 +93,39 @@ pub enum KafkaError {
     Internal(String),
 }
 
+/// Assigns `consumer` to every partition of `topic` from the beginning (group-less readers:
+/// `consume`, the lists reader). Returns the partition count; a topic without partitions is
+/// an error whose text ends with `missing`.
+pub(crate) fn assign_all_from_beginning<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+    missing: &str,
+) -> Result<usize, KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let md = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+        .map_err(KafkaError::Client)?;
+    let parts = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    if parts == 0 {
+        return Err(KafkaError::Topic {
+            topic: topic.into(),
+            msg: missing.into(),
+        });
+    }
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..parts as i32 {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .map_err(KafkaError::Client)?;
+    }
+    consumer.assign(&tpl).map_err(KafkaError::Client)?;
+    Ok(parts)
+}
+
 /// Which client a configuration is for; each gets the shared passthrough table plus its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -5,9 +5,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
 
@@ -26,27 +25,7 @@ pub fn dump(
         .set("enable.auto.commit", "false")
         .create()
         .map_err(KafkaError::Client)?;
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(KafkaError::Client)?;
-    let parts = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
-    if parts == 0 {
-        return Err(KafkaError::Topic {
-            topic: topic.into(),
-            msg: "does not exist".into(),
-        });
-    }
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..parts as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(KafkaError::Client)?;
-    }
-    consumer.assign(&tpl).map_err(KafkaError::Client)?;
+    super::assign_all_from_beginning(&consumer, topic, "does not exist")?;
     let io = |e: std::io::Error| KafkaError::Internal(format!("writing: {e}"));
     let mut n = 0u64;
     let mut last = Instant::now();
