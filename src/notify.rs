@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::baseline::Facts;
 use crate::decision::Action;
+use crate::detect::haversine_km;
 use crate::event::{Event, EventType, Status};
 use crate::validate::{invalid, Checked};
 
@@ -136,6 +137,12 @@ pub struct NotifyConfig {
     pub language: String,
     /// Learned events a user needs before notices start (everything is new to a new user).
     pub min_history_events: f64,
+    /// A never-seen place is news to the owner only this far (km) from the last learned
+    /// position. Why: geo cells are coarse and few are remembered, so an owner moving about
+    /// their own city crosses into "new" cells all the time (seed-12 world: 95% of new-place
+    /// notices were under 25 km away). A place without a position (a new network only) is
+    /// never a notice by itself: mobile carriers change networks constantly.
+    pub new_place_km: f64,
     /// Texts by language.
     pub templates: BTreeMap<String, Templates>,
 }
@@ -147,6 +154,7 @@ impl Default for NotifyConfig {
             min_interval_minutes: 60.0,
             language: "en".into(),
             min_history_events: 10.0,
+            new_place_km: 100.0,
             templates: [
                 ("en".to_owned(), Templates::english()),
                 ("zh".to_owned(), Templates::chinese()),
@@ -164,6 +172,12 @@ impl NotifyConfig {
     pub fn validate(&self) -> Checked {
         if !(self.min_history_events >= 0.0 && self.min_history_events <= 1e6) {
             return Err(invalid("notify.min_history_events", "must be 0 to 1000000"));
+        }
+        if !(self.new_place_km >= 0.0 && self.new_place_km <= 20_100.0) {
+            return Err(invalid(
+                "notify.new_place_km",
+                "must be 0 to 20100 (half the earth's circumference)",
+            ));
         }
         if !(self.min_interval_minutes >= 0.0 && self.min_interval_minutes <= 525_600.0) {
             return Err(invalid(
@@ -222,6 +236,7 @@ pub struct Notifier {
     enabled: bool,
     interval_s: u32,
     min_history: f64,
+    new_place_km: f64,
     templates: Templates,
     utc_offset_min: i32,
 }
@@ -233,6 +248,7 @@ impl Notifier {
             enabled: cfg.enabled,
             interval_s: (cfg.min_interval_minutes * 60.0) as u32,
             min_history: cfg.min_history_events,
+            new_place_km: cfg.new_place_km,
             templates: cfg
                 .templates
                 .get(&cfg.language)
@@ -252,21 +268,29 @@ impl Notifier {
         self.interval_s
     }
 
-    /// The notice event `ev` of a user with `history` learned events deserves at `action`
-    /// (before the rate limit), if any.
+    /// The notice event `ev` of a user with `history` learned events and last learned
+    /// position `last_geo` (degrees) deserves at `action` (before the rate limit), if any.
     pub fn kind(
         &self,
         ev: &Event<'_>,
         f: &Facts,
         history: f64,
+        last_geo: Option<(f64, f64)>,
         action: Action,
     ) -> Option<NotifyKind> {
         if !self.enabled || !f.has_history || history < self.min_history || action > Action::Review
         {
             return None;
         }
+        // A never-seen cell far from where the user last was; with no learned position yet,
+        // any never-seen cell (there is nothing to measure from).
         let new_place = matches!(f.cell, Some((_, false)))
-            || (f.cell.is_none() && matches!(f.ip, Some((_, false))));
+            && match (ev.geo, last_geo) {
+                (Some(g), Some((lat, lon))) => {
+                    haversine_km(g.lat, g.lon, lat, lon) >= self.new_place_km
+                }
+                _ => true,
+            };
         if ev.kind == EventType::Login && ev.status == Status::Success {
             if f.new_device() {
                 return Some(NotifyKind::NewDeviceLogin);
@@ -334,6 +358,13 @@ mod tests {
             e.contains("notify.templates.zh.review_money_out") && e.contains("{amout}"),
             "{e}"
         );
+        let mut far = c.clone();
+        far.new_place_km = -1.0;
+        assert!(far
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("notify.new_place_km"));
         let mut lang = c;
         lang.language = "fr".into();
         assert!(lang

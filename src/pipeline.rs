@@ -438,7 +438,13 @@ impl Engine {
         let mut notify = None;
         if command.is_none() && !duplicate && self.notifier.enabled() {
             let history = profile.all_n as f64;
-            if let Some(k) = self.notifier.kind(ev, &facts, history, decision.action) {
+            if let Some(k) = self.notifier.kind(
+                ev,
+                &facts,
+                history,
+                profile.last_geo().map(|(lat, lon, _)| (lat, lon)),
+                decision.action,
+            ) {
                 let case = state.cases.entry(user_key).or_default();
                 if case.notified == 0
                     || facts.t.saturating_sub(case.notified) >= self.notifier.interval_s()

@@ -423,3 +423,43 @@ fn the_owner_is_notified_of_a_new_device_once_per_window_and_never_beside_a_free
         }
     }
 }
+
+#[test]
+fn a_new_place_is_news_only_far_from_where_the_owner_was() {
+    // The owner's own phone at the airport, 35 km from home, in a geo cell it never used: no
+    // notice (an owner moving about their city crosses cells all the time). Two days later
+    // the same phone in London: the owner hears of it.
+    let (mut s, _) = ordinary("u-qian", 33);
+    let own = s.actor.device.clone();
+    s.actor = Actor::new(&own, PVG_AIRPORT);
+    let t = local_ms(CST, DAY, 9, 0);
+    let airport = s.login(t);
+    s.actor = Actor::new(&own, LONDON);
+    let london = s.login(t + 2 * 24 * HOUR);
+    let run = replay_lines(&s.lines());
+    let ids: Vec<&str> = run
+        .commands_of("notify_user")
+        .iter()
+        .filter_map(|c| c["event_id"].as_str())
+        .collect();
+    assert!(
+        !ids.contains(&airport.as_str()),
+        "{ids:?}\n{}",
+        run.dump(&[&airport])
+    );
+    assert!(
+        ids.contains(&london.as_str()),
+        "{ids:?}\n{}",
+        run.dump(&[&london])
+    );
+    let msg = run
+        .commands_of("notify_user")
+        .iter()
+        .find(|c| c["event_id"] == london.as_str())
+        .and_then(|c| c["message"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(
+        msg.contains("new location") && msg.contains("51.5"),
+        "{msg}"
+    );
+}

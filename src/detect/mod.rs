@@ -44,7 +44,7 @@ pub use concurrent_stranger::{ConcurrentStranger, ConcurrentStrangerConfig};
 pub use credential_change::{CredentialChange, CredentialChangeConfig};
 pub use dormant_reactivation::{DormantReactivation, DormantReactivationConfig};
 pub use failed_attempts::{FailedAttempts, FailedAttemptsConfig};
-pub use impossible_travel::{ImpossibleTravel, ImpossibleTravelConfig};
+pub use impossible_travel::{haversine_km, ImpossibleTravel, ImpossibleTravelConfig};
 pub use new_counterparty::{NewCounterparty, NewCounterpartyConfig};
 pub use new_device::{NewDevice, NewDeviceConfig};
 pub use new_location::{NewLocation, NewLocationConfig};
