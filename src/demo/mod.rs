@@ -91,6 +91,10 @@ pub struct Scorecard {
     /// Honest users the same traffic froze when nobody answered step-ups (a second engine
     /// state fed the same events without the results), if measured.
     pub false_freezes_without_results: Option<u32>,
+    /// Honest users challenged or frozen again after their first step-up, which they passed:
+    /// with the answers learned, and in the run without answers (where the owner would have
+    /// passed but nobody told walletguard), if measured.
+    pub rechallenged: Option<(RechallengeCount, RechallengeCount)>,
     /// Webhooks the demo's loopback receiver got: (signature verified, not verified), when
     /// it ran one.
     pub webhooks: Option<(u64, u64)>,
@@ -228,6 +232,94 @@ impl Responder {
     }
 }
 
+/// Per honest user: the evidence (device, counterparty) and time of the first step-up that
+/// challenged them, and whether a step-up or a freeze came again for that same evidence within
+/// the trust window, for it at any later time, or for anything. Why: a passed step-up should
+/// teach walletguard the owner's new evidence, so "challenged again for the same phone and
+/// payee" is what the owner suffers when it does not; a challenge for a new payee later is
+/// the product working.
+pub(crate) struct Rechallenges {
+    window_ms: EpochMs,
+    users: HashMap<u32, Rechallenge>,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Rechallenge {
+    evidence: (Option<u64>, Option<crate::sim::Party>),
+    at: EpochMs,
+    /// Again for the same evidence: (within the window, ever), and for anything.
+    again: (bool, bool, bool),
+}
+
+impl Rechallenges {
+    /// Tracks users; `window_ms` is the trust window (`feedback.trust_hours`).
+    pub fn new(window_ms: EpochMs) -> Rechallenges {
+        Rechallenges {
+            window_ms,
+            users: HashMap::new(),
+        }
+    }
+
+    /// Notes the command an honest event got.
+    pub fn see(&mut self, ev: &SimEvent, cmd: Option<CommandKind>) {
+        if !matches!(
+            cmd,
+            Some(CommandKind::RequireStepUp | CommandKind::FreezeAccount)
+        ) {
+            return;
+        }
+        let evidence = (ev.device, ev.counterparty);
+        match self.users.get_mut(&ev.user) {
+            Some(r) => {
+                let same = r.evidence == evidence;
+                r.again.0 |= same && ev.ts_ms - r.at <= self.window_ms;
+                r.again.1 |= same;
+                r.again.2 = true;
+            }
+            None if cmd == Some(CommandKind::RequireStepUp) => {
+                self.users.insert(
+                    ev.user,
+                    Rechallenge {
+                        evidence,
+                        at: ev.ts_ms,
+                        again: (false, false, false),
+                    },
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// Among users never attacked: users challenged, then those challenged again for the same
+    /// evidence within the window, for it ever, and for anything.
+    pub fn count(&self, users: &HashMap<u32, UserTrack>) -> RechallengeCount {
+        let mut c = RechallengeCount::default();
+        for (u, r) in &self.users {
+            if users.get(u).is_none_or(|t| t.attack.is_none()) {
+                c.challenged += 1;
+                c.same_in_window += u32::from(r.again.0);
+                c.same += u32::from(r.again.1);
+                c.any += u32::from(r.again.2);
+            }
+        }
+        c
+    }
+}
+
+/// Honest users challenged again after their first step-up (see [`Rechallenges`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RechallengeCount {
+    /// Users a step-up challenged.
+    pub challenged: u32,
+    /// Of them, challenged or frozen again for the same device and counterparty within the
+    /// trust window.
+    pub same_in_window: u32,
+    /// … for the same device and counterparty at any later time.
+    pub same: u32,
+    /// … for anything.
+    pub any: u32,
+}
+
 /// Records a freeze a feedback event (a failed step-up) issued for the user of `ev`.
 pub(crate) fn track_feedback_freeze(users: &mut HashMap<u32, UserTrack>, ev: &SimEvent) {
     let u = users.entry(ev.user).or_default();
@@ -363,6 +455,22 @@ pub(crate) fn print_scorecard(card: &Scorecard, c: bool, out: &mut dyn Write) ->
             "  honest users frozen had nobody answered the step-ups: {without}; with the answers learned: {} ({} freezes avoided)",
             card.false_freezes.0,
             without.saturating_sub(card.false_freezes.0)
+        )?;
+    }
+    if let Some((w, o)) = card.rechallenged {
+        let pct = |x: u32, n: u32| 100.0 * x as f64 / n.max(1) as f64;
+        writeln!(
+            out,
+            "  honest users challenged or frozen again after passing a step-up ({} users), for the same device and payee within the trust window: {} ({:.2}%), had nobody answered: {} ({:.2}%); same evidence ever: {:.1}% vs {:.1}%; anything: {:.1}% vs {:.1}%",
+            w.challenged,
+            w.same_in_window,
+            pct(w.same_in_window, w.challenged),
+            o.same_in_window,
+            pct(o.same_in_window, o.challenged),
+            pct(w.same, w.challenged),
+            pct(o.same, o.challenged),
+            pct(w.any, w.challenged),
+            pct(o.any, o.challenged)
         )?;
     }
     writeln!(

@@ -11,9 +11,10 @@ use crate::decision::Action;
 use crate::pipeline::{CommandKind, Engine};
 use crate::shutdown::Shutdown;
 use crate::sim::Simulator;
+use crate::time::EpochMs;
 
 use super::{decision_line, header_line, paint, print_scorecard, summarize, track};
-use super::{track_feedback_freeze, DemoOptions, Responder, Scorecard, UserTrack};
+use super::{track_feedback_freeze, DemoOptions, Rechallenges, Responder, Scorecard, UserTrack};
 
 /// Runs the demo until the duration, the last window or `stop`, printing to `out`. Returns the
 /// scorecard (also printed).
@@ -34,6 +35,8 @@ pub fn run(
     let mut twin = engine.new_state();
     let mut twin_frozen: std::collections::HashSet<u32> = std::collections::HashSet::new();
     let mut responder = Responder::default();
+    let window = (engine.config().feedback.trust_hours * 3_600_000.0) as EpochMs;
+    let (mut again, mut twin_again) = (Rechallenges::new(window), Rechallenges::new(window));
     let mut users: HashMap<u32, UserTrack> = HashMap::new();
     let mut card = Scorecard::default();
     let mut line = Vec::with_capacity(512);
@@ -82,6 +85,9 @@ pub fn run(
                 if o.command == Some(CommandKind::FreezeAccount) {
                     track_feedback_freeze(&mut users, &challenged);
                 }
+                if !challenged.scenario.is_attack() {
+                    again.see(&challenged, o.command);
+                }
             }
         }
         line.clear();
@@ -89,6 +95,9 @@ pub fn run(
         if let Ok((_, o)) = engine.process_bytes(&mut twin, &line, now) {
             if o.command == Some(CommandKind::FreezeAccount) && !ev.scenario.is_attack() {
                 twin_frozen.insert(ev.user);
+            }
+            if !ev.scenario.is_attack() {
+                twin_again.see(&ev, o.command);
             }
         }
         let Ok((_event, outcome)) = engine.process_bytes(&mut state, &line, now) else {
@@ -104,6 +113,9 @@ pub fn run(
         let action = outcome.decision.action;
         card.by_action[action as usize] += 1;
         track(&mut users, &ev, action, outcome.command);
+        if !ev.scenario.is_attack() {
+            again.see(&ev, outcome.command);
+        }
         if outcome.command == Some(CommandKind::RequireStepUp) {
             responder.challenge(&ev);
         }
@@ -147,6 +159,7 @@ pub fn run(
             .filter(|u| users.get(u).is_none_or(|t| t.attack.is_none()))
             .count() as u32,
     );
+    card.rechallenged = Some((again.count(&users), twin_again.count(&users)));
     summarize(&mut card, &users);
     print_scorecard(&card, c, out)?;
     Ok(card)
@@ -211,6 +224,15 @@ mod tests {
             "{without} vs {:?}",
             card.false_freezes
         );
+        // Owners who passed are not challenged again for the same evidence while it is trusted,
+        // less often than when nobody answers.
+        let (with, without) = card.rechallenged.expect("measured");
+        assert!(with.challenged > 0, "{with:?} {without:?}");
+        assert!(
+            with.same_in_window <= without.same_in_window,
+            "{with:?} {without:?}"
+        );
+        assert!(text.contains("after passing a step-up"), "{text}");
         // Warm-up first, then the live header, then decision lines: nothing before the header.
         let header = text.find("event time (UTC)").expect("header");
         assert!(text.find("warm-up:").unwrap() < header);
