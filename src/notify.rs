@@ -9,8 +9,8 @@
 //! | notice | when |
 //! |---|---|
 //! | `new_device_login` | a successful login from a device the user never used |
-//! | `new_place_login` | a successful login from a never-seen geo cell or network |
-//! | `new_device_money_out` / `new_place_money_out` | money out from a never-seen device / place |
+//! | `new_place_login` | a successful login from a never-seen geo cell at least `new_place_km` from the last learned position |
+//! | `new_device_money_out` / `new_place_money_out` | money out from a never-seen device / such a place |
 //! | `review_money_out` | money out the decision put at `review` |
 //!
 //! Never for an event that gets another command (a freeze has its own, a step-up reaches the
