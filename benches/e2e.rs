@@ -23,12 +23,20 @@
 //! `WG_E2E_DELIVERY=exactly_once` measures the transactional mode (MockCluster only; tansu has
 //! no transactions). `WG_E2E_PARTITIONS` (default 4) sets the input partitions.
 //!
+//! `WG_E2E_WEBHOOK=1` adds a subscription of every alert (`min_severity = "low"`) with a signed
+//! webhook to a receiver on 127.0.0.1 that answers 200 (`WG_E2E_WEBHOOK_IN_FLIGHT`, default
+//! 16, sets `max_in_flight`; `WG_E2E_WEBHOOK_DELAY_MS` makes the receiver slow). The throughput
+//! phase then also reports the webhooks delivered and their rate, measured from the first
+//! delivery to the last, so scoring throughput with and without the subscription compare.
+//! `WG_E2E_PHASES=throughput` (or `latency`) runs one phase only.
+//!
 //! Run: `cargo bench --bench e2e`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use walletguard::config::{Config, Delivery};
+use walletguard::config::{Config, Delivery, Subscription, WebhookConfig};
 use walletguard::kafka::{client_config, loadgen, Role};
 use walletguard::metrics::{quantile_of, Metrics};
 use walletguard::service;
@@ -50,6 +58,42 @@ fn processed(m: &Metrics) -> u64 {
         }
     }
     n
+}
+
+/// Alert copies routed to the bench subscription, and those its webhook delivered.
+fn webhook_counts(m: &Metrics) -> (u64, u64) {
+    (
+        m.subscription_alerts.with_label_values(&["bench"]).get(),
+        m.webhook_deliveries
+            .with_label_values(&["bench", "delivered"])
+            .get(),
+    )
+}
+
+/// A receiver on 127.0.0.1 that counts the requests it answers 200, after `delay_ms`; returns
+/// its URL.
+fn receiver(rt: &tokio::runtime::Runtime, count: Arc<AtomicU64>, delay_ms: u64) -> String {
+    rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = l.local_addr().expect("receiver address");
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |_body: axum::body::Bytes| {
+                let count = count.clone();
+                async move {
+                    if delay_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    }
+                    count.fetch_add(1, Ordering::Relaxed);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(l, app).await });
+        format!("http://{addr}/hook")
+    })
 }
 
 fn main() {
@@ -74,7 +118,20 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let webhook = env("WG_E2E_WEBHOOK", 0u8) == 1;
+    let received = Arc::new(AtomicU64::new(0));
+    let hook_url = webhook.then(|| {
+        receiver(
+            &rt,
+            received.clone(),
+            env("WG_E2E_WEBHOOK_DELAY_MS", 0u64),
+        )
+    });
+    let phases = std::env::var("WG_E2E_PHASES").unwrap_or_default();
     for (phase, load_first) in [("throughput", true), ("latency", false)] {
+        if !phases.is_empty() && !phases.split(',').any(|p| p == phase) {
+            continue;
+        }
         let tag = format!("{}-{}", phase, std::process::id());
         let mut cfg = Config::default();
         cfg.kafka.brokers = brokers.addr.clone();
@@ -88,6 +145,24 @@ fn main() {
         cfg.kafka.dlq_topic = format!("dlq-{tag}");
         cfg.kafka.partitions = partitions;
         cfg.subscriptions.clear();
+        if let Some(url) = &hook_url {
+            cfg.kafka.undelivered_topic = format!("undelivered-{tag}");
+            cfg.subscriptions.push(Subscription {
+                name: "bench".into(),
+                topic: format!("sub-bench-{tag}"),
+                min_severity: "low".into(),
+                actions: vec![],
+                reason_codes: vec![],
+                webhook: Some(WebhookConfig {
+                    url: url.clone(),
+                    secret_env: "WG_E2E_HOOK_SECRET".into(),
+                    timeout_ms: 5_000,
+                    max_attempts: 6,
+                    backoff_ms: 100,
+                    max_in_flight: env("WG_E2E_WEBHOOK_IN_FLIGHT", 16),
+                }),
+            });
+        }
         cfg.http.enabled = false;
         cfg.kafka.commit_interval_ms = env("WG_E2E_COMMIT_MS", cfg.kafka.commit_interval_ms);
         cfg.kafka.queue_batches = env("WG_E2E_QUEUE", cfg.kafka.queue_batches);
@@ -137,6 +212,9 @@ fn main() {
         let run = |cfg: Config, metrics: Arc<Metrics>, stop: Shutdown| {
             let mut options = service::Options::new().expect("metrics");
             options.metrics = metrics;
+            options
+                .secrets
+                .insert("WG_E2E_HOOK_SECRET".into(), "bench-secret".into());
             rt.spawn(service::run(cfg, None, options, stop))
         };
         if load_first {
@@ -149,9 +227,13 @@ fn main() {
             let t0 = Instant::now();
             let h = run(cfg.clone(), metrics.clone(), stop.clone());
             let mut first: Option<Instant> = None;
+            let mut first_hook: Option<Instant> = None;
             while processed(&metrics) < s.sent {
                 if first.is_none() && processed(&metrics) > 0 {
                     first = Some(Instant::now());
+                }
+                if webhook && first_hook.is_none() && webhook_counts(&metrics).1 > 0 {
+                    first_hook = Some(Instant::now());
                 }
                 std::thread::sleep(Duration::from_millis(20));
                 if t0.elapsed().as_millis() % 5000 < 20 {
@@ -181,6 +263,37 @@ fn main() {
                 n as f64 / (end - from).as_secs_f64(),
                 (from - t0).as_secs_f64()
             );
+            if webhook {
+                // Deliveries run beside scoring; wait for the rest, then rate them from the
+                // first delivery to the last.
+                let mut last = (0, 0);
+                let w0 = Instant::now();
+                loop {
+                    let (routed, delivered) = webhook_counts(&metrics);
+                    if first_hook.is_none() && delivered > 0 {
+                        first_hook = Some(Instant::now());
+                    }
+                    if delivered >= routed && routed > 0 && (routed, delivered) == last {
+                        break;
+                    }
+                    last = (routed, delivered);
+                    if w0.elapsed() > Duration::from_secs(600) {
+                        eprintln!("webhooks: gave up waiting");
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let (routed, delivered) = webhook_counts(&metrics);
+                let hooks_end = Instant::now();
+                let hooks_from = first_hook.unwrap_or(from);
+                println!(
+                    "webhooks: {routed} alerts routed to the subscription, {delivered} delivered ({} requests received) in {:.2} s from the first delivery = {:.0} webhooks/s; all delivered {:.2} s after scoring ended",
+                    received.load(Ordering::Relaxed),
+                    (hooks_end - hooks_from).as_secs_f64(),
+                    delivered as f64 / (hooks_end - hooks_from).as_secs_f64().max(1e-9),
+                    (hooks_end - end).as_secs_f64()
+                );
+            }
             stop.trigger();
             rt.block_on(h).expect("join").expect("run");
         } else {

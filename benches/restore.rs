@@ -50,6 +50,8 @@ fn main() {
     cfg.kafka.changelog_topic = format!("profiles-{tag}");
     cfg.kafka.partitions = partitions;
     cfg.kafka.restore_timeout_s = 600;
+    // Restore reads the changelog only: no subscription topics to create.
+    cfg.subscriptions.clear();
     brokers.create_topics(&rt, &mut cfg);
 
     // Profiles from the real engine.

@@ -45,20 +45,29 @@ impl Brokers {
         }
     }
 
-    /// Creates the input, changelog and output topics of `cfg` with `kafka.partitions`
+    /// Creates the input, changelog, output and subscription topics of `cfg` with
+    /// `kafka.partitions`
     /// (MockCluster has no CreateTopics; an external broker gets them from `topics::ensure`).
     pub fn create_topics(&self, rt: &tokio::runtime::Runtime, cfg: &mut Config) {
         match &self.mock {
             Some(m) => {
                 let k = &cfg.kafka;
-                for t in k.input_topics.iter().chain([
-                    &k.changelog_topic,
-                    &k.lists_topic,
-                    &k.alerts_topic,
-                    &k.commands_topic,
-                    &k.dlq_topic,
-                    &k.decisions_topic,
-                ]) {
+                let hooks = cfg.subscriptions.iter().any(|s| s.webhook.is_some());
+                let subs = cfg.subscriptions.iter().map(|s| &s.topic);
+                for t in k
+                    .input_topics
+                    .iter()
+                    .chain([
+                        &k.changelog_topic,
+                        &k.lists_topic,
+                        &k.alerts_topic,
+                        &k.commands_topic,
+                        &k.dlq_topic,
+                        &k.decisions_topic,
+                    ])
+                    .chain(subs)
+                    .chain(hooks.then_some(&k.undelivered_topic))
+                {
                     if t.is_empty() {
                         continue;
                     }
@@ -67,7 +76,6 @@ impl Brokers {
             }
             None => {
                 cfg.kafka.create_topics = true;
-                cfg.subscriptions.clear();
                 rt.block_on(walletguard::kafka::topics::ensure(cfg))
                     .expect("create topics");
             }

@@ -116,7 +116,14 @@ struct ReaderContext;
 
 impl rdkafka::ClientContext for ReaderContext {
     fn error(&self, error: RdError, reason: &str) {
-        if !matches!(error, RdError::PartitionEOF(_)) {
+        // librdkafka reports it both per partition and, from the error callback, as a global
+        // error code.
+        let eof = matches!(error, RdError::PartitionEOF(_))
+            || matches!(
+                error,
+                RdError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+            );
+        if !eof {
             tracing::warn!(error = %error, reason, "lists reader: client error");
         }
     }
