@@ -120,13 +120,8 @@ fn main() {
         .expect("runtime");
     let webhook = env("WG_E2E_WEBHOOK", 0u8) == 1;
     let received = Arc::new(AtomicU64::new(0));
-    let hook_url = webhook.then(|| {
-        receiver(
-            &rt,
-            received.clone(),
-            env("WG_E2E_WEBHOOK_DELAY_MS", 0u64),
-        )
-    });
+    let hook_url =
+        webhook.then(|| receiver(&rt, received.clone(), env("WG_E2E_WEBHOOK_DELAY_MS", 0u64)));
     let phases = std::env::var("WG_E2E_PHASES").unwrap_or_default();
     for (phase, load_first) in [("throughput", true), ("latency", false)] {
         if !phases.is_empty() && !phases.split(',').any(|p| p == phase) {
@@ -215,7 +210,7 @@ fn main() {
             options
                 .secrets
                 .insert("WG_E2E_HOOK_SECRET".into(), "bench-secret".into());
-            rt.spawn(service::run(cfg, None, options, stop))
+            rt.spawn(service::run(cfg, Vec::new(), options, stop))
         };
         if load_first {
             let s = load(Some(events), 0, None);

@@ -48,9 +48,10 @@ pub enum Cmd {
         /// line, as `--lists-out` writes them.
         #[arg(long)]
         lists: Option<PathBuf>,
-        /// Config file (default: built-in defaults).
+        /// Config files, laid over the built-in defaults in order (repeat `--config` for
+        /// overlays: a later file's keys win).
         #[arg(long, env = "WALLETGUARD_CONFIG")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// Emulate an input topic of this many partitions: each user is routed by Kafka's
         /// default key hashing (murmur2 of the user id) to a partition with its own learned
         /// population, so the decisions equal the service's on such a topic.
@@ -69,9 +70,10 @@ pub enum Cmd {
         /// Labels CSV (event_id,user_id,label,scenario).
         #[arg(long)]
         labels: PathBuf,
-        /// Config for the pipeline (default: built-in defaults). Unused with --decisions.
+        /// Config files, laid over the built-in defaults in order (repeat `--config` for
+        /// overlays: a later file's keys win). Unused with --decisions.
         #[arg(long, env = "WALLETGUARD_CONFIG")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// Read decisions from this file instead of running the pipeline.
         #[arg(long)]
         decisions: Option<PathBuf>,
@@ -116,17 +118,19 @@ pub enum Cmd {
         /// Partitions of the embedded broker's input topic.
         #[arg(long, default_value_t = 6)]
         partitions: i32,
-        /// Config file (default: built-in defaults).
+        /// Config files, laid over the built-in defaults in order (repeat `--config` for
+        /// overlays: a later file's keys win).
         #[arg(long, env = "WALLETGUARD_CONFIG")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
     },
     /// Run the always-on Kafka service: consume wallet events, emit decisions, alerts, commands
     /// and dead letters, keep profiles in the changelog, serve /metrics, /healthz, /readyz.
     /// Stops cleanly on SIGTERM or SIGINT.
     Run {
-        /// Config file (default: built-in defaults).
+        /// Config files, laid over the built-in defaults in order (repeat `--config` for
+        /// overlays: a later file's keys win).
         #[arg(long, env = "WALLETGUARD_CONFIG")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// Reload the config when the file changes, checking every this many seconds (0: only
         /// on SIGHUP). Detection settings apply live; restart-only keys are logged.
         #[arg(long, default_value_t = 5)]
@@ -144,9 +148,10 @@ pub enum Cmd {
         /// Stop after this many seconds without a new record.
         #[arg(long, default_value_t = 5)]
         idle_secs: u64,
-        /// Config whose [kafka.librdkafka] settings (TLS, SASL) the consumer uses.
+        /// Config files (layered in order) whose [kafka.librdkafka] settings (TLS, SASL) the
+        /// consumer uses.
         #[arg(long, env = "WALLETGUARD_CONFIG")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
     },
     /// Stream a file of JSON-lines events (plain or .gz; `-` for stdin) into a topic, each
     /// keyed by its user_id, at a steady rate.
@@ -163,9 +168,10 @@ pub enum Cmd {
         /// Events per second of wall time (0 = as fast as possible).
         #[arg(long, default_value_t = 0)]
         rate: u64,
-        /// Config whose [kafka.librdkafka] settings (TLS, SASL) the producer uses.
+        /// Config files (layered in order) whose [kafka.librdkafka] settings (TLS, SASL) the
+        /// producer uses.
         #[arg(long, env = "WALLETGUARD_CONFIG")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
     },
     /// A Kafka-protocol test broker (librdkafka's in-process mock cluster) in a process of its
     /// own: creates the topics, prints `bootstrap ADDR`, serves until killed.
@@ -185,9 +191,10 @@ pub enum Cmd {
     Worlds(WorldsArgs),
     /// Load and validate a config, reporting the key at fault.
     CheckConfig {
-        /// Config file.
+        /// Config files, laid over the built-in defaults in order (repeat `--config` for
+        /// overlays: a later file's keys win).
         #[arg(long, env = "WALLETGUARD_CONFIG")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
     },
 }
 
@@ -226,9 +233,10 @@ pub struct SimulateArgs {
     /// Kafka mode: stop after this many events.
     #[arg(long)]
     pub max_events: Option<u64>,
-    /// Kafka mode: config whose [kafka.librdkafka] settings (TLS, SASL) the producer uses.
+    /// Kafka mode: config files (layered in order) whose [kafka.librdkafka] settings (TLS,
+    /// SASL) the producer uses.
     #[arg(long, env = "WALLETGUARD_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
     /// Share of users who suffer one attack.
     #[arg(long, default_value_t = SimParams::default().attack_rate)]
     pub attack_rate: f64,
@@ -273,9 +281,10 @@ pub struct WorldsArgs {
     /// `random` (any kind), or `wallet`, `card` or `mobile_money` for worlds of one kind.
     #[arg(long, default_value = "random")]
     pub world: String,
-    /// Config for the pipeline (default: built-in defaults).
+    /// Config files, laid over the built-in defaults in order (repeat `--config` for
+    /// overlays: a later file's keys win).
     #[arg(long, env = "WALLETGUARD_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
     /// Also write worlds.json (every world's spec and full report) and worlds.md here.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -1,11 +1,13 @@
 //! Typed, validated configuration; mirrors `config/walletguard.toml` key for key.
 //!
-//! Loading order: built-in defaults ← TOML file ← `WALLETGUARD_*` environment variables
+//! Loading order: built-in defaults ← TOML files, in the order given (`--config base.toml
+//! --config overlay.toml`: tables merge key by key, a later file's value wins, arrays such as
+//! `subscriptions` are replaced whole) ← `WALLETGUARD_*` environment variables
 //! (`WALLETGUARD_DECISION__FREEZE=0.9` sets `decision.freeze`; `__` separates levels because
 //! keys themselves contain `_`). Every struct is `deny_unknown_fields`, and every error names
-//! the key at fault.
+//! the key at fault and, with several files, the file that set it last.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +62,15 @@ pub enum ConfigError {
         /// What was wrong.
         msg: String,
     },
+    /// An error in one of several layered files: the file that set the key last (or the only
+    /// file that holds the bad text).
+    #[error("{file}: {inner}")]
+    InFile {
+        /// The file, as given on the command line.
+        file: String,
+        /// The error.
+        inner: Box<ConfigError>,
+    },
 }
 
 impl ConfigError {
@@ -67,9 +78,72 @@ impl ConfigError {
     pub fn key(&self) -> Option<&str> {
         match self {
             ConfigError::Type { key, .. } | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::InFile { inner, .. } => inner.key(),
             _ => None,
         }
     }
+
+    /// The file at fault, when the config was layered from files.
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            ConfigError::InFile { file, .. } => Some(file),
+            ConfigError::Io { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// One config file of a layered load: its name for errors and its TOML text.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The name errors give it (the path as given).
+    pub name: String,
+    /// The TOML text.
+    pub text: String,
+}
+
+impl Layer {
+    /// Reads `path`.
+    pub fn read(path: &Path) -> Result<Layer, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Layer {
+            name: path.display().to_string(),
+            text,
+        })
+    }
+}
+
+/// True when the dotted `key` (as errors name it: `a.b`, `subscriptions[0].name`) is present
+/// in `table`.
+fn defines(table: &toml::Table, key: &str) -> bool {
+    let mut here: Option<&toml::Value> = None;
+    for seg in key.split('.') {
+        let (name, idx) = match seg.find('[') {
+            Some(i) => (&seg[..i], &seg[i..]),
+            None => (seg, ""),
+        };
+        let next = match here {
+            None => table.get(name),
+            Some(toml::Value::Table(t)) => t.get(name),
+            Some(_) => None,
+        };
+        let Some(mut v) = next else { return false };
+        for i in idx
+            .split(['[', ']'])
+            .filter(|s| !s.is_empty())
+            .map(str::parse::<usize>)
+        {
+            match (v, i) {
+                (toml::Value::Array(a), Ok(i)) if i < a.len() => v = &a[i],
+                _ => return false,
+            }
+        }
+        here = Some(v);
+    }
+    here.is_some()
 }
 
 impl From<Invalid> for ConfigError {
@@ -439,14 +513,19 @@ impl Config {
     /// Loads `path` (or only defaults when `None`), applies `WALLETGUARD_*` overrides from the
     /// process environment, and validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
-                path: p.display().to_string(),
-                source,
-            })?,
-            None => String::new(),
-        };
-        Config::from_toml_with_env(&text, std::env::vars())
+        let paths: Vec<PathBuf> = path.map(Path::to_path_buf).into_iter().collect();
+        Config::load_layers(&paths)
+    }
+
+    /// Loads `paths` laid over the defaults in order (none: only defaults), applies
+    /// `WALLETGUARD_*` overrides from the process environment, and validates. With several
+    /// files an error names the file that set the bad key last.
+    pub fn load_layers(paths: &[PathBuf]) -> Result<Config, ConfigError> {
+        let layers = paths
+            .iter()
+            .map(|p| Layer::read(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Config::from_layers_with_env(&layers, std::env::vars())
     }
 
     /// Parses TOML text, applies overrides from `env` (name, value pairs), and validates.
@@ -456,14 +535,68 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let file: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError::Syntax { msg: e.to_string() })?;
-        // Start from the defaults and lay the file over them, so a partial table (say
+        Config::from_tables_with_env(vec![file], env)
+    }
+
+    /// Parses each layer's TOML, lays them over the defaults in order, applies overrides from
+    /// `env`, and validates. A syntax error names its file; a bad key names the last file that
+    /// set it, or else the last that set anything in its table (none when only the defaults
+    /// or the environment did). One layer behaves exactly
+    /// like [`Config::from_toml_with_env`], with the file named in errors.
+    pub fn from_layers_with_env(
+        layers: &[Layer],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut tables = Vec::with_capacity(layers.len());
+        for l in layers {
+            let t: toml::Table = toml::from_str(&l.text).map_err(|e| ConfigError::InFile {
+                file: l.name.clone(),
+                inner: Box::new(ConfigError::Syntax { msg: e.to_string() }),
+            })?;
+            tables.push(t);
+        }
+        Config::from_tables_with_env(tables.clone(), env).map_err(|e| {
+            // The last file that sets the key; for a rule between keys (review ≤ step_up) the
+            // named key may come from the defaults, so then the last file that sets anything
+            // in its table.
+            let last_setting = |k: &str| {
+                tables
+                    .iter()
+                    .zip(layers)
+                    .rev()
+                    .find(|(t, _)| defines(t, k))
+                    .map(|(_, l)| l.name.clone())
+            };
+            let culprit = e.key().and_then(|k| {
+                last_setting(k).or_else(|| {
+                    let parent = k.rsplit_once('.').map(|(p, _)| p)?;
+                    last_setting(parent)
+                })
+            });
+            match culprit {
+                Some(file) => ConfigError::InFile {
+                    file,
+                    inner: Box::new(e),
+                },
+                None => e,
+            }
+        })
+    }
+
+    fn from_tables_with_env(
+        files: Vec<toml::Table>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        // Start from the defaults and lay the files over them, so a partial table (say
         // `[detectors.new_device]` with only `enabled = false`) or a lone environment override
         // keeps every other key's default.
         let mut root =
             toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Syntax {
                 msg: format!("defaults do not serialise: {e}"),
             })?;
-        merge(&mut root, file);
+        for file in files {
+            merge(&mut root, file);
+        }
         let mut overrides: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_RESERVED.contains(&k.as_str()))
@@ -874,6 +1007,86 @@ mod tests {
             let e = Config::from_toml(text).unwrap_err();
             assert_eq!(e.key(), Some(key), "{text}: {e}");
         }
+    }
+
+    fn layers(files: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let l: Vec<Layer> = files
+            .iter()
+            .map(|(n, t)| Layer {
+                name: n.to_string(),
+                text: t.to_string(),
+            })
+            .collect();
+        Config::from_layers_with_env(&l, std::iter::empty())
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_the_later_file_wins() {
+        let c = layers(&[
+            ("base.toml", "[decision]\nfreeze = 0.9\nstep_up = 0.7\n"),
+            ("over.toml", "[decision]\nfreeze = 0.95\n"),
+        ])
+        .unwrap();
+        assert_eq!(c.decision.freeze, 0.95);
+        assert_eq!(c.decision.step_up, 0.7, "a key only the base sets stays");
+        assert_eq!(c.decision.review, DecisionConfig::default().review);
+        let c = layers(&[
+            ("over.toml", "[decision]\nfreeze = 0.95\n"),
+            ("base.toml", "[decision]\nfreeze = 0.9\nstep_up = 0.7\n"),
+        ])
+        .unwrap();
+        assert_eq!(c.decision.freeze, 0.9, "order matters");
+        // One layer is the single-file load.
+        assert_eq!(
+            layers(&[("a.toml", "[decision]\nfreeze = 0.9\n")]).unwrap(),
+            Config::from_toml("[decision]\nfreeze = 0.9\n").unwrap()
+        );
+    }
+
+    #[test]
+    fn a_bad_key_in_a_layer_is_named_with_its_file() {
+        let e = layers(&[
+            ("base.toml", "[decision]\nfreeze = 0.9\n"),
+            ("overlay.toml", "[decision]\nfreez = 0.9\n"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.file(), Some("overlay.toml"));
+        assert_eq!(e.key(), Some("decision.freez"));
+        assert!(e.to_string().starts_with("overlay.toml: "), "{e}");
+        // The base sets the bad value, the overlay another key of the table.
+        let e = layers(&[
+            ("base.toml", "[decision]\nfreeze = 2.0\n"),
+            ("overlay.toml", "[decision]\nreview = 0.4\n"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            (e.file(), e.key()),
+            (Some("base.toml"), Some("decision.freeze"))
+        );
+        // The overlay breaks a rule between keys whose named key only the defaults set.
+        let e = layers(&[
+            ("base.toml", "[general]\ndefault_currency = \"USD\"\n"),
+            ("overlay.toml", "[decision]\nreview = 0.95\n"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.file(), Some("overlay.toml"), "{e}");
+        // A later file overriding a bad value repairs it.
+        assert!(layers(&[
+            ("base.toml", "[decision]\nfreeze = 2.0\n"),
+            ("overlay.toml", "[decision]\nfreeze = 0.9\n"),
+        ])
+        .is_ok());
+        let e = layers(&[("a.toml", "ok = 1\n"), ("b.toml", "[decision\n")]).unwrap_err();
+        assert_eq!(e.file(), Some("b.toml"));
+        let e = layers(&[(
+            "a.toml",
+            "[[subscriptions]]\nname = \"x\"\ntopic = \"t\"\nmin_severity = \"zz\"\n",
+        )])
+        .unwrap_err();
+        assert_eq!(
+            (e.file(), e.key()),
+            (Some("a.toml"), Some("subscriptions[0].min_severity"))
+        );
     }
 
     #[test]

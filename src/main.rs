@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 
 use walletguard::cli::{Cli, Cmd};
@@ -173,7 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Worlds(a) => {
             let started = std::time::Instant::now();
             let (cfg, opts) = (load(&a.config)?, a.options()?);
-            let name = a.config.as_ref().map(|c| c.display().to_string());
+            let name = names(&a.config);
             let out = &mut std::io::stdout();
             walletguard::eval::worlds::run(&cfg, name.as_deref(), &opts, out)?;
             eprintln!("worlds took {:.1} s", started.elapsed().as_secs_f64());
@@ -193,7 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(d) => eval::Source::Decisions(d),
                 None => eval::Source::Pipeline {
                     config: Box::new(load(&config)?),
-                    name: config.as_ref().map(|c| c.display().to_string()),
+                    name: names(&config),
                     save_decisions: save_decisions.as_deref(),
                 },
             };
@@ -256,7 +255,7 @@ fn simulate_to_kafka(
     topic: String,
     rate: u64,
     max_events: Option<u64>,
-    config: &Option<PathBuf>,
+    config: &[PathBuf],
     labels: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use walletguard::kafka::{client_config, loadgen, Role};
@@ -305,7 +304,7 @@ fn produce_file(
     brokers: String,
     topic: &str,
     rate: u64,
-    config: &Option<PathBuf>,
+    config: &[PathBuf],
 ) -> anyhow::Result<()> {
     let mut cfg = load(config)?;
     init_logging(&cfg);
@@ -358,7 +357,7 @@ fn mock_broker(topics: Vec<(String, i32)>, brokers: i32) -> anyhow::Result<()> {
 }
 
 /// `walletguard run`: signals in, the library's service, exit code out.
-fn run_service(cfg: Config, path: Option<PathBuf>, watch_interval_s: u64) -> anyhow::Result<()> {
+fn run_service(cfg: Config, paths: Vec<PathBuf>, watch_interval_s: u64) -> anyhow::Result<()> {
     use walletguard::service;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -383,17 +382,30 @@ fn run_service(cfg: Config, path: Option<PathBuf>, watch_interval_s: u64) -> any
         },
         move || reload.notify_one(),
     )?;
-    rt.block_on(service::run(cfg, path, options, shutdown))?;
+    rt.block_on(service::run(cfg, paths, options, shutdown))?;
     Ok(())
 }
 
-/// Loads the config, naming the file in errors.
-fn load(config: &Option<PathBuf>) -> anyhow::Result<Config> {
-    Config::load(config.as_deref()).with_context(|| format!("config {}", show(config)))
+/// Loads the config files laid over the defaults in order; errors name the file and key.
+fn load(config: &[PathBuf]) -> anyhow::Result<Config> {
+    Config::load_layers(config).map_err(|e| match e.file() {
+        Some(_) => anyhow::Error::new(e).context("invalid config"),
+        None => anyhow::Error::new(e).context(format!("invalid config {}", show(config))),
+    })
 }
 
-fn show(p: &Option<PathBuf>) -> String {
-    p.as_ref()
+/// The config files as a list for messages.
+fn show(p: &[PathBuf]) -> String {
+    if p.is_empty() {
+        return "(built-in defaults and environment)".into();
+    }
+    p.iter()
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "(built-in defaults and environment)".into())
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// The config files' names for reports (`None`: the defaults).
+fn names(p: &[PathBuf]) -> Option<String> {
+    (!p.is_empty()).then(|| show(p))
 }

@@ -1,5 +1,5 @@
-//! Hot config reload for `walletguard run`: on SIGHUP or when the config file changes, the
-//! file is loaded and validated again, and the detection settings (thresholds, weights,
+//! Hot config reload for `walletguard run`: on SIGHUP or when a config file changes, the
+//! files are loaded (layered in order) and validated again, and the detection settings (thresholds, weights,
 //! windows, subscriptions) replace the running ones without a restart.
 //!
 //! What cannot change live is kept at its running value and named in a warning (and in
@@ -130,28 +130,28 @@ pub enum ReloadOutcome {
     Refused(String),
 }
 
-/// Reloads the config file into a running engine.
+/// Reloads the config files into a running engine.
 pub struct Reloader {
-    path: Option<PathBuf>,
+    paths: Vec<PathBuf>,
     engine: Arc<EngineCell>,
     metrics: Arc<Metrics>,
     /// The config as started: restart-only keys are compared against it.
     started: Config,
-    last_seen: Option<(std::time::SystemTime, u64)>,
+    last_seen: Vec<Option<(std::time::SystemTime, u64)>>,
 }
 
 impl Reloader {
-    /// A reloader for the engine started from `started` (loaded from `path`, or from defaults
-    /// and the environment when `None`).
+    /// A reloader for the engine started from `started` (loaded from the files `paths` laid
+    /// over the defaults in order, or from defaults and the environment when empty).
     pub fn new(
-        path: Option<PathBuf>,
+        paths: Vec<PathBuf>,
         started: Config,
         engine: Arc<EngineCell>,
         metrics: Arc<Metrics>,
     ) -> Reloader {
-        let last_seen = path.as_deref().and_then(stamp);
+        let last_seen = stamps(&paths);
         Reloader {
-            path,
+            paths,
             engine,
             metrics,
             started,
@@ -159,10 +159,11 @@ impl Reloader {
         }
     }
 
-    /// True when the file's modification time or size moved since the last look.
+    /// True when any file's modification time or size moved since the last look (a file that
+    /// is missing for a moment, while an editor replaces it, is not a change).
     pub fn file_changed(&mut self) -> bool {
-        let now = self.path.as_deref().and_then(stamp);
-        if now.is_some() && now != self.last_seen {
+        let now = stamps(&self.paths);
+        if now.iter().all(Option::is_some) && now != self.last_seen {
             self.last_seen = now;
             return true;
         }
@@ -172,8 +173,8 @@ impl Reloader {
     /// Loads the file and applies it. `check` vets a valid new config before it runs (the
     /// service checks that its subscription topics exist).
     pub fn reload(&mut self, check: impl FnOnce(&Config) -> Result<(), String>) -> ReloadOutcome {
-        self.last_seen = self.path.as_deref().and_then(stamp);
-        let loaded = match Config::load(self.path.as_deref()) {
+        self.last_seen = stamps(&self.paths);
+        let loaded = match Config::load_layers(&self.paths) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, key = e.key().unwrap_or(""), "config reload rejected; keeping the running config");
@@ -226,6 +227,10 @@ impl Reloader {
             restart_pending: p.restart_pending,
         }
     }
+}
+
+fn stamps(paths: &[PathBuf]) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    paths.iter().map(|p| stamp(p)).collect()
 }
 
 fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
@@ -288,5 +293,37 @@ mod tests {
         assert!(!restart_only("subscriptions"));
         assert!(!restart_only("kafkaesque"));
         assert!(restart_only("kafka.librdkafka.security.protocol"));
+    }
+
+    #[test]
+    fn layered_files_reload_together_and_the_overlay_wins() {
+        let dir = std::env::temp_dir().join(format!("wg-reload-layers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (base, over) = (dir.join("base.toml"), dir.join("over.toml"));
+        std::fs::write(&base, "[decision]\nfreeze = 0.9\n").unwrap();
+        std::fs::write(&over, "[decision]\nstep_up = 0.7\n").unwrap();
+        let paths = vec![base.clone(), over.clone()];
+        let started = Config::load_layers(&paths).unwrap();
+        let engine = Arc::new(EngineCell::new(Engine::new(started.clone())));
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let mut r = Reloader::new(paths, started, engine.clone(), metrics);
+        // The overlay now also sets freeze: it wins over the base.
+        std::fs::write(&over, "[decision]\nstep_up = 0.7\nfreeze = 0.97\n").unwrap();
+        match r.reload(|_| Ok(())) {
+            ReloadOutcome::Applied { live, .. } => assert_eq!(live, vec!["decision.freeze"]),
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(engine.get().config().decision.freeze, 0.97);
+        assert_eq!(engine.get().config().decision.step_up, 0.7);
+        // A bad key in the base is rejected, naming the base; the running config stays.
+        std::fs::write(&base, "[decision]\nfreez = 0.9\n").unwrap();
+        match r.reload(|_| Ok(())) {
+            ReloadOutcome::Rejected(e) => {
+                assert_eq!(e.file(), Some(base.display().to_string().as_str()))
+            }
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(engine.get().config().decision.freeze, 0.97);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

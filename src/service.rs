@@ -90,13 +90,14 @@ impl Options {
 }
 
 /// Runs the service until `shutdown` is triggered (Ok) or a fatal error (Err), then stops it in
-/// the order the module doc gives. `config` is the startup config, loaded from `config_path`
-/// (`None`: defaults and the environment); the reloader reads that path again.
+/// the order the module doc gives. `config` is the startup config, loaded from the files
+/// `config_paths` in order (none: defaults and the environment); the reloader reads them
+/// again.
 ///
 /// Must be called inside a multi-thread tokio runtime: the consumer thread blocks on it.
 pub async fn run(
     config: Config,
-    config_path: Option<PathBuf>,
+    config_paths: Vec<PathBuf>,
     options: Options,
     shutdown: Shutdown,
 ) -> Result<RunSummary, ServiceError> {
@@ -175,7 +176,12 @@ pub async fn run(
         let _ = tx.send(server.as_ref().map(|(a, _)| *a));
     }
 
-    let reloader = Reloader::new(config_path, config.clone(), engine.clone(), metrics.clone());
+    let reloader = Reloader::new(
+        config_paths,
+        config.clone(),
+        engine.clone(),
+        metrics.clone(),
+    );
     let reloading = tokio::spawn(reload_loop(reloader, watch_interval, reload, after.clone()));
 
     let result = kafka::run(RunOptions {

@@ -461,7 +461,7 @@ async fn run_async(
     let stop_service = Shutdown::new();
     let service = tokio::spawn(service::run(
         cfg.clone(),
-        None,
+        Vec::new(),
         options,
         stop_service.clone(),
     ));

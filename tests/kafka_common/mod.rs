@@ -570,7 +570,7 @@ impl Service {
         let stop = Shutdown::new();
         let options = service::Options::new().expect("metrics");
         let (metrics, health) = (options.metrics.clone(), options.health.clone());
-        let handle = rt.spawn(service::run(cfg, None, options, stop.clone()));
+        let handle = rt.spawn(service::run(cfg, Vec::new(), options, stop.clone()));
         Service {
             stop,
             metrics,
