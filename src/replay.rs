@@ -250,6 +250,115 @@ fn murmur2(data: &[u8]) -> u32 {
     h
 }
 
+/// The states of one engine over an emulated input topic of N partitions, as
+/// [`replay`] drives them: each event goes to the state of the partition [`kafka_partition`]
+/// gives its `user_id`; memory is kept bounded as in the service (a state at its cap is swept
+/// at once, every state every 1M events); list entries a state's feedback publishes reach the
+/// other states at once, like the lists topic read back by every instance. `replay`, `compare`
+/// and `calibrate` share it, so they decide alike.
+pub struct Partitioned {
+    /// One state per emulated partition.
+    pub states: Vec<State>,
+    newest_ts: EpochMs,
+    events: u64,
+}
+
+impl Partitioned {
+    /// `partitions` fresh states of `engine` (at least one) scoring against `lists`.
+    pub fn new(
+        engine: &Engine,
+        partitions: u32,
+        lists: std::sync::Arc<crate::lists::Lists>,
+    ) -> Partitioned {
+        Partitioned {
+            states: (0..partitions.max(1))
+                .map(|_| State {
+                    lists: lists.clone(),
+                    ..engine.new_state()
+                })
+                .collect(),
+            newest_ts: 0,
+            events: 0,
+        }
+    }
+
+    /// Wraps states already built (tests; `replay` with states of its caller).
+    pub fn from_states(states: Vec<State>) -> Partitioned {
+        Partitioned {
+            states,
+            newest_ts: 0,
+            events: 0,
+        }
+    }
+
+    /// Counts a line that was not a valid event (it still advances the idle sweep count).
+    pub fn skip(&mut self, engine: &Engine, now_ms: EpochMs) {
+        self.tick(engine, now_ms);
+    }
+
+    fn tick(&mut self, engine: &Engine, now_ms: EpochMs) {
+        self.events += 1;
+        // Idle sweeps every 1M events (a replay may cover years).
+        if self.events % 1_000_000 == 0 {
+            let clock = crate::pipeline::sweep_clock(self.newest_ts, now_ms);
+            for state in self.states.iter_mut() {
+                engine.maintain(state, clock);
+            }
+        }
+    }
+
+    /// Scores `ev` in its partition's state at `now_ms`; appends the list entries its
+    /// feedback published (already shared with every state) to `published`. `None` only when
+    /// there are no states.
+    pub fn process(
+        &mut self,
+        engine: &Engine,
+        ev: &crate::event::Event<'_>,
+        now_ms: EpochMs,
+        published: &mut Vec<crate::lists::ListEntry>,
+    ) -> Option<crate::pipeline::Outcome> {
+        let n = self.states.len() as u32;
+        let i = if n > 1 {
+            kafka_partition(ev.user_id.as_bytes(), n) as usize
+        } else {
+            0
+        };
+        self.newest_ts = self.newest_ts.max(ev.ts_ms);
+        let newest = self.newest_ts;
+        let out = self.states.get_mut(i).map(|state| {
+            let out = engine.process(state, ev, now_ms);
+            // Memory stays bounded as in the service: at the cap at once.
+            if engine.over_cap(state) {
+                engine.maintain(state, crate::pipeline::sweep_clock(newest, now_ms));
+            }
+            out
+        });
+        self.tick(engine, now_ms);
+        let from = published.len();
+        for state in self.states.iter_mut() {
+            published.append(&mut state.blocks);
+        }
+        if published.len() > from {
+            if let Some(first) = self.states.first() {
+                let mut shared = first.lists.clone();
+                let table = std::sync::Arc::make_mut(&mut shared);
+                for e in &published[from..] {
+                    let _ = table.upsert(&e.key(), e, EpochMs::MIN);
+                }
+                for state in self.states.iter_mut() {
+                    state.lists = shared.clone();
+                }
+            }
+        }
+        out
+    }
+
+    /// Profiles held across the states.
+    pub fn profiles(&self) -> usize {
+        self.states.iter().map(|s| s.profiles.len()).sum()
+    }
+}
+
 /// `walletguard replay`: [`replay`] through fresh state of `engine` (one per emulated
 /// partition) scoring against `lists`, with the wall clock, and a progress bar on stderr when `progress`. Returns the
 /// summary and the profiles held at the end.
@@ -261,12 +370,7 @@ pub fn replay_file(
     lists: std::sync::Arc<crate::lists::Lists>,
     progress: bool,
 ) -> Result<(Summary, usize), ReplayError> {
-    let mut states: Vec<State> = (0..partitions.max(1))
-        .map(|_| State {
-            lists: lists.clone(),
-            ..engine.new_state()
-        })
-        .collect();
+    let mut router = Partitioned::new(engine, partitions, lists);
     let total = std::fs::metadata(input).ok().map(|m| m.len());
     let bar = if progress {
         let b = indicatif::ProgressBar::new(total.unwrap_or(0));
@@ -284,26 +388,26 @@ pub fn replay_file(
     // Compressed input advances faster than the bar's byte total; cap it.
     let summary = replay(
         engine,
-        &mut states,
+        &mut router,
         input,
         sinks,
         &mut crate::time::now_ms,
         &mut |b| bar.set_position(b.min(total.unwrap_or(u64::MAX))),
     )?;
     bar.finish_and_clear();
-    Ok((summary, states.iter().map(|s| s.profiles.len()).sum()))
+    Ok((summary, router.profiles()))
 }
 
 /// Replays `input` through `engine`, writing to `sinks`. `clock` gives `now` for each event
 /// (wall time in the CLI, fixed in tests); `progress` is called with bytes read so far.
 ///
-/// `states` holds one state per emulated input partition: each event is scored against the
-/// state of the partition [`kafka_partition`] gives its `user_id` (the input's key), so with
-/// N states the decisions equal those of the service on a topic of N partitions fed in file
-/// order. One state is a topic of one partition.
+/// `router` holds one state per emulated input partition ([`Partitioned`]): each event is
+/// scored against the state of the partition [`kafka_partition`] gives its `user_id` (the
+/// input's key), so with N states the decisions equal those of the service on a topic of N
+/// partitions fed in file order. One state is a topic of one partition.
 pub fn replay(
     engine: &Engine,
-    states: &mut [State],
+    router: &mut Partitioned,
     input: &Path,
     sinks: &Sinks,
     clock: &mut dyn FnMut() -> EpochMs,
@@ -317,12 +421,14 @@ pub fn replay(
     let mut dlq = Out::open(&sinks.dlq)?;
     let mut lists = Out::open(&sinks.lists)?;
     let mut sum = Summary::default();
-    let mut newest_ts: crate::time::EpochMs = 0;
-    let removed_before: Removed = states.iter().fold(Removed::default(), |a, s| Removed {
-        ttl: a.ttl + s.removed.ttl,
-        cap: a.cap + s.removed.cap,
-    });
-    let n_states = states.len() as u32;
+    let removed_before: Removed = router
+        .states
+        .iter()
+        .fold(Removed::default(), |a, s| Removed {
+            ttl: a.ttl + s.removed.ttl,
+            cap: a.cap + s.removed.cap,
+        });
+    let mut published = Vec::new();
     let started = Instant::now();
     let mut line: Vec<u8> = Vec::with_capacity(1024);
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
@@ -374,30 +480,14 @@ pub fn replay(
                 max: crate::event::MAX_EVENT_BYTES,
             })
         } else {
-            crate::event::parse_event(raw).map(|ev| {
-                let i = if n_states > 1 {
-                    kafka_partition(ev.user_id.as_bytes(), n_states) as usize
-                } else {
-                    0
-                };
-                newest_ts = newest_ts.max(ev.ts_ms);
-                let out = states.get_mut(i).map(|state| {
-                    let out = engine.process(state, &ev, clock());
-                    // Memory stays bounded as in the service: at the cap at once.
-                    if engine.over_cap(state) {
-                        engine.maintain(state, crate::pipeline::sweep_clock(newest_ts, clock()));
-                    }
-                    out
-                });
-                (ev, out)
-            })
+            crate::event::parse_event(raw)
         };
-        // Idle sweeps every 1M events (a replay may cover years).
-        if sum.events % 1_000_000 == 0 {
-            let clock = crate::pipeline::sweep_clock(newest_ts, clock());
-            for state in states.iter_mut() {
-                engine.maintain(state, clock);
-            }
+        let result = result.map(|ev| {
+            let out = router.process(engine, &ev, clock(), &mut published);
+            (ev, out)
+        });
+        if result.is_err() {
+            router.skip(engine, clock());
         }
         match result {
             Ok((_, None)) => {} // no state at all: `states` was empty
@@ -414,25 +504,7 @@ pub fn replay(
                         o.line(&mut buf)?;
                     }
                 }
-                let mut published = Vec::new();
-                for state in states.iter_mut() {
-                    published.append(&mut state.blocks);
-                }
-                if !published.is_empty() {
-                    // Like the lists topic read back by every instance: the producing state has
-                    // them already; every other emulated partition gets them now.
-                    if let Some(first) = states.first() {
-                        let mut shared = first.lists.clone();
-                        let table = std::sync::Arc::make_mut(&mut shared);
-                        for e in &published {
-                            let _ = table.upsert(&e.key(), e, EpochMs::MIN);
-                        }
-                        for state in states.iter_mut() {
-                            state.lists = shared.clone();
-                        }
-                    }
-                }
-                for e in published {
+                for e in published.drain(..) {
                     sum.list_entries += 1;
                     if let Some(o) = lists.as_mut() {
                         buf.extend_from_slice(&e.to_json());
@@ -467,10 +539,13 @@ pub fn replay(
         }
     }
     progress(read_bytes);
-    let removed_after = states.iter().fold(Removed::default(), |a, s| Removed {
-        ttl: a.ttl + s.removed.ttl,
-        cap: a.cap + s.removed.cap,
-    });
+    let removed_after = router
+        .states
+        .iter()
+        .fold(Removed::default(), |a, s| Removed {
+            ttl: a.ttl + s.removed.ttl,
+            cap: a.cap + s.removed.cap,
+        });
     sum.removed = Removed {
         ttl: removed_after.ttl - removed_before.ttl,
         cap: removed_after.cap - removed_before.cap,
@@ -541,8 +616,8 @@ mod tests {
                 decisions: Some(dir.path().join(out)),
                 ..Sinks::default()
             };
-            let mut states: Vec<State> = (0..n).map(|_| engine.new_state()).collect();
-            replay(&engine, &mut states, input, &sinks, &mut || 0, &mut |_| {}).unwrap();
+            let mut router = Partitioned::from_states((0..n).map(|_| engine.new_state()).collect());
+            replay(&engine, &mut router, input, &sinks, &mut || 0, &mut |_| {}).unwrap();
             std::fs::read_to_string(dir.path().join(out)).unwrap()
         };
         let together = run(&all, "d4.jsonl", 4);
@@ -590,16 +665,8 @@ mod tests {
             ..Sinks::default()
         };
         let engine = Engine::new(Config::default());
-        let mut state = engine.new_state();
-        let sum = replay(
-            &engine,
-            std::slice::from_mut(&mut state),
-            &input,
-            &sinks,
-            &mut || 0,
-            &mut |_| {},
-        )
-        .unwrap();
+        let mut router = Partitioned::from_states(vec![engine.new_state()]);
+        let sum = replay(&engine, &mut router, &input, &sinks, &mut || 0, &mut |_| {}).unwrap();
         assert_eq!((sum.events, sum.invalid), (3, 1));
         let dlq = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
         let v: serde_json::Value = serde_json::from_str(dlq.trim()).unwrap();

@@ -607,15 +607,10 @@ pub fn replay_file_with(
         lists: Some(dir.path().join("lists.jsonl")),
     };
     let engine = engine();
-    let mut states: Vec<_> = (0..partitions.max(1))
-        .map(|_| walletguard::pipeline::State {
-            lists: lists.clone(),
-            ..engine.new_state()
-        })
-        .collect();
+    let mut router = replay::Partitioned::new(&engine, partitions, lists.clone());
     let summary = replay::replay(
         &engine,
-        &mut states,
+        &mut router,
         input,
         &sinks,
         &mut || now_ms,
