@@ -84,6 +84,36 @@ pub enum Cmd {
         #[arg(long, conflicts_with = "decisions")]
         save_decisions: Option<PathBuf>,
     },
+    /// Score the same events under a live and a candidate config, each with its own state,
+    /// and report what changes: the 4×4 flip matrix of actions, flips by reason code, the
+    /// users whose freeze appears or disappears, score distributions, and with labels every
+    /// eval figure of both. Writes report.json, report.md, flips.png and scores.png.
+    Compare {
+        /// Events (JSON lines, plain or .gz).
+        #[arg(long)]
+        events: PathBuf,
+        /// The live config: files laid over the defaults in order (repeatable).
+        #[arg(long)]
+        config: Vec<PathBuf>,
+        /// The candidate: files laid over the defaults in order (repeatable).
+        #[arg(long, conflicts_with = "overlay", required_unless_present = "overlay")]
+        config_b: Vec<PathBuf>,
+        /// The candidate: the live files with these overlays laid over them (repeatable).
+        #[arg(long)]
+        overlay: Vec<PathBuf>,
+        /// Labels CSV (event_id,user_id,label,scenario): adds every eval figure of both.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Allow and block lists both configs score against (as `replay --lists`).
+        #[arg(long)]
+        lists: Option<PathBuf>,
+        /// Emulate an input topic of this many partitions (as `replay --partitions`).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        partitions: u32,
+        /// Directory for report.json, report.md, flips.png and scores.png.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Simulated wallet traffic with hidden attacks, scored live by the real pipeline: alerts
     /// and freezes print as they happen, a scorecard ends the run. Needs nothing installed.
     Demo {

@@ -46,6 +46,9 @@
 //!   and PNG curves; and `walletguard worlds` ([`eval::worlds`]): the same figures over many
 //!   random worlds scored in memory, with the worst and median of each, and its metamorphic
 //!   checks ([`eval::metamorphic`]: amounts ×1000, no identity fields, renamed ids).
+//! - [`compare`]: `walletguard compare`: the same events under a live and a candidate config,
+//!   each with its own state: the flip matrix, flips by reason, freezes that appear or
+//!   disappear, score distributions, and with labels every eval figure of both.
 //! - [`kafka`]: the consumer-group service (a consumer thread, one task per partition,
 //!   outputs, changelog restore, at-least-once or exactly-once); its modules depend one way,
 //!   `consumer → partition → {session, batch, records, produce, pending, acks}`; beside them
@@ -67,6 +70,7 @@
 pub mod alert_stream;
 pub mod baseline;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod decision;
 pub mod demo;

@@ -65,6 +65,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Compare {
+            events,
+            config,
+            config_b,
+            overlay,
+            labels,
+            lists,
+            partitions,
+            out,
+        } => {
+            let live = load(&config)?;
+            let cand_files: Vec<PathBuf> = if overlay.is_empty() {
+                config_b
+            } else {
+                config.iter().chain(&overlay).cloned().collect()
+            };
+            let candidate = load(&cand_files)?;
+            let lists = match &lists {
+                Some(p) => std::sync::Arc::new(walletguard::replay::load_lists(p)?),
+                None => Default::default(),
+            };
+            let report = walletguard::compare::run(
+                &walletguard::pipeline::Engine::new(live),
+                &walletguard::pipeline::Engine::new(candidate),
+                walletguard::compare::CompareInputs {
+                    events: &events,
+                    labels: labels.as_deref(),
+                    names: (show(&config), show(&cand_files)),
+                    partitions,
+                    lists,
+                    progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                },
+            )?;
+            walletguard::compare::write_outputs(&out, &report)?;
+            print!("{}", report.table());
+            println!(
+                "wrote {}/report.json, report.md, flips.png, scores.png",
+                out.display()
+            );
+            Ok(())
+        }
         Cmd::Demo {
             users,
             days,

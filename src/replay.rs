@@ -359,6 +359,24 @@ impl Partitioned {
     }
 }
 
+/// A bar over the bytes of `input` on stderr (hidden unless `show`), for the commands that
+/// stream a file: `replay`, `compare`, `calibrate`.
+pub fn progress_bar(input: &Path, show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let total = std::fs::metadata(input).ok().map(|m| m.len());
+    let b = indicatif::ProgressBar::new(total.unwrap_or(0));
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    b
+}
+
 /// `walletguard replay`: [`replay`] through fresh state of `engine` (one per emulated
 /// partition) scoring against `lists`, with the wall clock, and a progress bar on stderr when `progress`. Returns the
 /// summary and the profiles held at the end.
@@ -372,19 +390,7 @@ pub fn replay_file(
 ) -> Result<(Summary, usize), ReplayError> {
     let mut router = Partitioned::new(engine, partitions, lists);
     let total = std::fs::metadata(input).ok().map(|m| m.len());
-    let bar = if progress {
-        let b = indicatif::ProgressBar::new(total.unwrap_or(0));
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(input, progress);
     // Compressed input advances faster than the bar's byte total; cap it.
     let summary = replay(
         engine,

@@ -106,7 +106,7 @@ pub struct Scored {
 }
 
 /// Calls `f(line_number, bytes)` for each non-blank line, newline stripped.
-fn for_each_line(
+pub(crate) fn for_each_line(
     path: &Path,
     mut f: impl FnMut(u64, &[u8]) -> Result<(), EvalError>,
 ) -> Result<(), EvalError> {
@@ -149,7 +149,7 @@ pub struct Truth {
 }
 
 /// The labels file's row of `ev`, checked against its user.
-fn file_truth(
+pub(crate) fn file_truth(
     ev: &Event<'_>,
     labels: &Labels,
     events: &Path,
@@ -184,7 +184,7 @@ fn file_truth(
 }
 
 /// The record of a scored event.
-fn record(ev: &Event<'_>, truth: Truth, score: f64, action: Action) -> Rec {
+pub(crate) fn record(ev: &Event<'_>, truth: Truth, score: f64, action: Action) -> Rec {
     let money_out = ev.kind.is_money_out();
     Rec {
         user: truth.user,

@@ -607,7 +607,7 @@ pub fn replay_file_with(
         lists: Some(dir.path().join("lists.jsonl")),
     };
     let engine = engine();
-    let mut router = replay::Partitioned::new(&engine, partitions, lists.clone());
+    let mut router = replay::Partitioned::new(&engine, partitions as u32, lists.clone());
     let summary = replay::replay(
         &engine,
         &mut router,
