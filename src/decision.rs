@@ -428,6 +428,42 @@ impl Decision {
     }
 }
 
+/// What a decision is made of before thresholds apply (see [`Decider::evidence`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evidence {
+    /// The combined score in [0, 1].
+    pub score: f64,
+    /// The least action stake alone calls for.
+    pub floor: Action,
+    /// A freeze would be capped at step-up: the event carries the owner's own context.
+    pub owner_context: bool,
+}
+
+impl Evidence {
+    /// The action under the thresholds of `cfg` (noisy-OR combination).
+    pub fn action(&self, cfg: &DecisionConfig) -> Action {
+        let a = by_score(cfg, self.score).max(self.floor);
+        if a == Action::Freeze && self.owner_context {
+            Action::StepUp
+        } else {
+            a
+        }
+    }
+}
+
+/// The action of a score alone under the thresholds of `cfg`.
+fn by_score(cfg: &DecisionConfig, score: f64) -> Action {
+    if score >= cfg.freeze {
+        Action::Freeze
+    } else if score >= cfg.step_up {
+        Action::StepUp
+    } else if score >= cfg.review {
+        Action::Review
+    } else {
+        Action::Allow
+    }
+}
+
 /// Inputs to the decision that are not signals.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChainHints {
@@ -475,17 +511,11 @@ impl Decider {
         if hints.money_out && self.cfg.chain_bonus > 0.0 {
             self.add_chain(&mut d.signals, hints);
         }
-        let keep = if self.cfg.stake_families_once {
-            self.keep_stake_families_once(&d.signals)
-        } else {
-            d.signals.iter().map(|s| 1.0 - s.contribution()).product()
-        };
-        d.score = (1.0 - keep).clamp(0.0, 1.0);
-        d.action = self
-            .action(d.score)
-            .max(self.stake_floor(&d.signals, hints));
-        if d.action == Action::Freeze && self.owner_context(&d.signals, hints) {
-            d.action = Action::StepUp;
+        let e = self.evidence(&d.signals, hints);
+        d.score = e.score;
+        d.action = e.action(&self.cfg);
+        if d.action == Action::StepUp && e.owner_context && self.action(e.score) == Action::Freeze
+        {
             d.score = d.score.min(self.cfg.freeze - 1e-4);
         }
         if d.action > self.action(d.score) {
@@ -498,6 +528,23 @@ impl Decider {
         }
         d.severity = self.severity(d.score);
         d.signals.sort_by_contribution();
+    }
+
+    /// The threshold-free part of a decision on `signals` (the chain signal, if any, already
+    /// among them): the combined score, the least action stake alone calls for, and whether
+    /// the owner's context caps a freeze. [`Evidence::action`] maps it to an action for any
+    /// thresholds, which is how `calibrate` tries thresholds without scoring again.
+    pub fn evidence(&self, signals: &Signals, hints: ChainHints) -> Evidence {
+        let keep = if self.cfg.stake_families_once {
+            self.keep_stake_families_once(signals)
+        } else {
+            signals.iter().map(|s| 1.0 - s.contribution()).product()
+        };
+        Evidence {
+            score: (1.0 - keep).clamp(0.0, 1.0),
+            floor: self.stake_floor(signals, hints),
+            owner_context: self.owner_context(signals, hints),
+        }
     }
 
     /// Whether `decision.owner_context_step_up` turns a freeze of these signals into a step-up.
@@ -683,15 +730,7 @@ impl Decider {
 
     /// Action for a score.
     pub fn action(&self, score: f64) -> Action {
-        if score >= self.cfg.freeze {
-            Action::Freeze
-        } else if score >= self.cfg.step_up {
-            Action::StepUp
-        } else if score >= self.cfg.review {
-            Action::Review
-        } else {
-            Action::Allow
-        }
+        by_score(&self.cfg, score)
     }
 
     /// Severity for a score.

@@ -66,6 +66,8 @@ pub struct Outcome {
     pub listed: crate::lists::Hits,
     /// The notice of a `notify_user` command.
     pub notify: Option<crate::notify::NotifyKind>,
+    /// What the decision knew besides the signals (`calibrate` decides again from both).
+    pub hints: ChainHints,
 }
 
 impl Outcome {
@@ -82,6 +84,7 @@ impl Outcome {
             feedback: None,
             listed: 0,
             notify: None,
+            hints: ChainHints::default(),
         }
     }
 
@@ -489,6 +492,7 @@ impl Engine {
             feedback: None,
             listed,
             notify,
+            hints,
         }
     }
 
@@ -561,6 +565,7 @@ impl Engine {
             feedback: Some(applied.effect),
             listed: 0,
             notify: None,
+            hints: ChainHints::default(),
         }
     }
 }

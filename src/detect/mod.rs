@@ -123,6 +123,38 @@ macro_rules! registry {
             }
         }
 
+        impl Code {
+            /// The `[detectors]` table of the code's detector (`None`: set by the decision
+            /// or by feedback).
+            pub fn table(self) -> Option<&'static str> {
+                match self {
+                    $($(Code::$code => Some(stringify!($table)),)?)*
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+        }
+
+        impl DetectorsConfig {
+            /// The configured weight of `code`'s detector (`None`: no detector table).
+            pub fn weight(&self, code: Code) -> Option<f64> {
+                match code {
+                    $($(Code::$code => Some(self.$table.weight),)?)*
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+
+            /// The configured weight of `code`'s detector, to change it.
+            pub fn weight_mut(&mut self, code: Code) -> Option<&mut f64> {
+                match code {
+                    $($(Code::$code => Some(&mut self.$table.weight),)?)*
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+        }
+
         /// Builds the enabled detectors from config, in registry order.
         pub fn build(detectors: &DetectorsConfig) -> Vec<Box<dyn Detector>> {
             let mut v: Vec<Box<dyn Detector>> = Vec::new();
