@@ -110,6 +110,10 @@ pub enum Cmd {
         /// Emulate an input topic of this many partitions (as `replay --partitions`).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         partitions: u32,
+        /// Compare only events at or after this time (RFC 3339 or epoch ms); earlier events
+        /// only warm both states (an out-of-time check).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<i64>,
         /// Directory for report.json, report.md, flips.png and scores.png.
         #[arg(long)]
         out: PathBuf,
@@ -384,4 +388,12 @@ mod tests {
         assert_eq!((o.count, o.first_seed, o.base.users), (2, 1000, 3000));
         assert_eq!(o.kind, Some(WorldKind::Card));
     }
+}
+
+/// A time on the command line: RFC 3339 or epoch milliseconds.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    crate::time::parse_rfc3339(s).map_err(|e| format!("not RFC 3339 or epoch ms: {e}"))
 }

@@ -304,6 +304,36 @@ pub struct EvalPair {
     pub figures: Vec<FigureDiff>,
 }
 
+/// The figures a deployment budgets, under both configs (index 0 live, 1 candidate), over
+/// the compared events. A user counts as confirmed fraud when the labels mark any of their
+/// events as an attack, or a `case_verdict` with `verdict: confirmed_fraud` names them
+/// anywhere in the file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Budget {
+    /// Events compared.
+    pub events: u64,
+    /// Events alerted (any action but allow).
+    pub alerted: [u64; 2],
+    /// `alerted / events`.
+    pub alert_share: [Option<f64>; 2],
+    /// Users with an event compared.
+    pub users: u64,
+    /// Of them, users without confirmed fraud.
+    pub unconfirmed_users: u64,
+    /// Users without confirmed fraud frozen (an event decided `freeze`).
+    pub frozen_unconfirmed: [u64; 2],
+    /// `frozen_unconfirmed / unconfirmed_users`: the false-freeze share.
+    pub false_freeze_share: [Option<f64>; 2],
+    /// Users with confirmed fraud.
+    pub confirmed_users: u64,
+    /// Of them, frozen.
+    pub frozen_confirmed: [u64; 2],
+}
+
+fn share(n: u64, d: u64) -> Option<f64> {
+    (d > 0).then(|| n as f64 / d as f64)
+}
+
 /// `report.json` of `walletguard compare`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CompareReport {
@@ -317,6 +347,11 @@ pub struct CompareReport {
     pub partitions: u32,
     /// Lines that were not valid events (dead letters under both).
     pub invalid_events: u64,
+    /// Only events at or after this time (epoch ms) were compared; earlier ones only warmed
+    /// both states.
+    pub from_ts: Option<i64>,
+    /// Alert and false-freeze shares of both.
+    pub budget: Budget,
     /// The flips.
     #[serde(flatten)]
     pub flips: Flips,
@@ -396,6 +431,8 @@ pub struct CompareInputs<'a> {
     pub partitions: u32,
     /// Allow and block lists both score against.
     pub lists: std::sync::Arc<crate::lists::Lists>,
+    /// Compare only events at or after this time (epoch ms); earlier ones warm both states.
+    pub from_ts: Option<i64>,
     /// Show a progress bar on stderr.
     pub progress: bool,
 }
@@ -413,6 +450,9 @@ pub fn run(
     let mut scored = [Scored::default(), Scored::default()];
     let mut invalid = 0u64;
     let mut published = Vec::new();
+    // Per user: bit 0 compared, 1 frozen live, 2 frozen candidate, 3 confirmed fraud.
+    let mut users: HashMap<Box<str>, u8> = HashMap::new();
+    let mut alerted = [0u64; 2];
     let bar = crate::replay::progress_bar(i.events, i.progress);
     let mut read = 0u64;
     crate::eval::for_each_line(i.events, |line, raw| {
@@ -438,6 +478,26 @@ pub fn run(
             return Ok(());
         };
         published.clear();
+        let truth = match &labels {
+            Some(l) => Some(crate::eval::file_truth(&ev, l, i.events, line)?),
+            None => None,
+        };
+        let confirmed = truth.is_some_and(|t| t.attack)
+            || ev.feedback == Some(crate::event::Feedback::ConfirmedFraud);
+        let counted = i.from_ts.is_none_or(|from| ev.ts_ms >= from);
+        if !(counted || confirmed) {
+            return Ok(());
+        }
+        let flags = users.entry((*ev.user_id).into()).or_default();
+        *flags |= u8::from(confirmed) << 3;
+        if !counted {
+            return Ok(());
+        }
+        *flags |= 1
+            | u8::from(oa.decision.action == Action::Freeze) << 1
+            | u8::from(ob.decision.action == Action::Freeze) << 2;
+        alerted[0] += u64::from(oa.alert());
+        alerted[1] += u64::from(ob.alert());
         cmp.add(
             &ev.user_id,
             &ev.event_id,
@@ -445,8 +505,7 @@ pub fn run(
             &oa.decision,
             &ob.decision,
         );
-        if let Some(l) = &labels {
-            let truth = crate::eval::file_truth(&ev, l, i.events, line)?;
+        if let Some(truth) = truth {
             for (s, o) in scored.iter_mut().zip([&oa, &ob]) {
                 let d = &o.decision;
                 s.recs
@@ -482,13 +541,35 @@ pub fn run(
             candidate: b,
         }
     });
+    let flips = cmp.finish();
+    let mut b = Budget {
+        events: flips.events,
+        alerted,
+        ..Budget::default()
+    };
+    for f in users.values().filter(|f| **f & 1 != 0) {
+        b.users += 1;
+        let frozen = [u64::from(f & 2 != 0), u64::from(f & 4 != 0)];
+        let (n, frozen_n) = if f & 8 != 0 {
+            (&mut b.confirmed_users, &mut b.frozen_confirmed)
+        } else {
+            (&mut b.unconfirmed_users, &mut b.frozen_unconfirmed)
+        };
+        *n += 1;
+        frozen_n[0] += frozen[0];
+        frozen_n[1] += frozen[1];
+    }
+    b.alert_share = alerted.map(|n| share(n, b.events));
+    b.false_freeze_share = b.frozen_unconfirmed.map(|n| share(n, b.unconfirmed_users));
     Ok(CompareReport {
+        from_ts: i.from_ts,
+        budget: b,
         events: i.events.display().to_string(),
         live: i.names.0,
         candidate: i.names.1,
         partitions: i.partitions.max(1),
         invalid_events: invalid,
-        flips: cmp.finish(),
+        flips,
         eval,
     })
 }
@@ -499,6 +580,11 @@ fn pct(n: u64, d: u64) -> String {
     } else {
         format!("{:.3}%", n as f64 * 100.0 / d as f64)
     }
+}
+
+fn opt_pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.3}%", x * 100.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -572,6 +658,18 @@ impl CompareReport {
             f.freeze_appears,
             f.freeze_disappears
         );
+        let b = &self.budget;
+        let _ = writeln!(
+            s,
+            "alerted events: {} vs {}; users without confirmed fraud frozen: {} of {} ({}) vs {} ({})",
+            opt_pct(b.alert_share[0]),
+            opt_pct(b.alert_share[1]),
+            b.frozen_unconfirmed[0],
+            b.unconfirmed_users,
+            opt_pct(b.false_freeze_share[0]),
+            b.frozen_unconfirmed[1],
+            opt_pct(b.false_freeze_share[1])
+        );
         let flipped: Vec<&ReasonFlips> = f
             .by_reason
             .iter()
@@ -627,7 +725,39 @@ impl CompareReport {
         );
         let _ = writeln!(s, "- live: `{}`", self.live);
         let _ = writeln!(s, "- candidate: `{}`", self.candidate);
-        let _ = writeln!(s, "- emulated partitions: {}\n", self.partitions);
+        let _ = writeln!(s, "- emulated partitions: {}", self.partitions);
+        if let Some(t) = self.from_ts {
+            let _ = writeln!(
+                s,
+                "- compared from {} (earlier events only warm both states)",
+                crate::time::format_rfc3339(t)
+            );
+        }
+        let b = &self.budget;
+        s.push_str("\n## Budgets\n\n| figure | live | candidate |\n|---|---:|---:|\n");
+        let _ = writeln!(
+            s,
+            "| events alerted (of {}) | {} ({}) | {} ({}) |",
+            b.events,
+            b.alerted[0],
+            opt_pct(b.alert_share[0]),
+            b.alerted[1],
+            opt_pct(b.alert_share[1])
+        );
+        let _ = writeln!(
+            s,
+            "| users without confirmed fraud frozen (of {}) | {} ({}) | {} ({}) |",
+            b.unconfirmed_users,
+            b.frozen_unconfirmed[0],
+            opt_pct(b.false_freeze_share[0]),
+            b.frozen_unconfirmed[1],
+            opt_pct(b.false_freeze_share[1])
+        );
+        let _ = writeln!(
+            s,
+            "| users with confirmed fraud frozen (of {}) | {} | {} |\n",
+            b.confirmed_users, b.frozen_confirmed[0], b.frozen_confirmed[1]
+        );
         s.push_str("## Actions, live (rows) against candidate (columns)\n\n");
         s.push_str(&self.matrix_rows(true));
         let _ = writeln!(

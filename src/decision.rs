@@ -514,8 +514,7 @@ impl Decider {
         let e = self.evidence(&d.signals, hints);
         d.score = e.score;
         d.action = e.action(&self.cfg);
-        if d.action == Action::StepUp && e.owner_context && self.action(e.score) == Action::Freeze
-        {
+        if d.action == Action::StepUp && e.owner_context && self.action(e.score) == Action::Freeze {
             d.score = d.score.min(self.cfg.freeze - 1e-4);
         }
         if d.action > self.action(d.score) {

@@ -73,6 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             labels,
             lists,
             partitions,
+            from,
             out,
         } => {
             let live = load(&config)?;
@@ -95,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     names: (show(&config), show(&cand_files)),
                     partitions,
                     lists,
+                    from_ts: from,
                     progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 },
             )?;

@@ -134,6 +134,7 @@ fn compare(a: &Config, b: &Config, input: &Path) -> CompareReport {
             names: ("a".into(), "b".into()),
             partitions: 1,
             lists: Default::default(),
+            from_ts: None,
             progress: false,
         },
     )
