@@ -84,6 +84,43 @@ pub enum Cmd {
         #[arg(long, conflicts_with = "decisions")]
         save_decisions: Option<PathBuf>,
     },
+    /// Tune the config to a history within budgets: learn the priors, fit the detector
+    /// weights (with labels) and set the action thresholds on the first part of the history
+    /// by time, check them on the rest, and write an overlay of only the changed keys, each
+    /// commented with its figures (and `<out>.report.json`, `<out>.report.md`).
+    Calibrate {
+        /// History (JSON lines, plain or .gz), in stream order.
+        #[arg(long)]
+        events: PathBuf,
+        /// Labels CSV (event_id,user_id,label,scenario): also fits the weights and adds the
+        /// eval tables to the out-of-time check.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Most users without confirmed fraud frozen, as a share of such users.
+        #[arg(long, default_value_t = 0.001)]
+        false_freeze: f64,
+        /// Most events alerted (any action but allow), as a share of events.
+        #[arg(long, default_value_t = 0.005)]
+        alert_budget: f64,
+        /// Share of the history's time span to fit on; the rest is the out-of-time check.
+        #[arg(long, default_value_t = 0.7)]
+        fit_share: f64,
+        /// Pull of fitted weights toward the base weights (L2).
+        #[arg(long, default_value_t = 0.1)]
+        weight_reg: f64,
+        /// The base config: files laid over the defaults in order (repeatable).
+        #[arg(long)]
+        config: Vec<PathBuf>,
+        /// Allow and block lists to score against (as `replay --lists`).
+        #[arg(long)]
+        lists: Option<PathBuf>,
+        /// Emulate an input topic of this many partitions (as `replay --partitions`).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        partitions: u32,
+        /// The overlay to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Score the same events under a live and a candidate config, each with its own state,
     /// and report what changes: the 4×4 flip matrix of actions, flips by reason code, the
     /// users whose freeze appears or disappears, score distributions, and with labels every
@@ -354,6 +391,14 @@ impl WorldsArgs {
     }
 }
 
+/// A time on the command line: RFC 3339 or epoch milliseconds.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    crate::time::parse_rfc3339(s).map_err(|e| format!("not RFC 3339 or epoch ms: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,12 +433,4 @@ mod tests {
         assert_eq!((o.count, o.first_seed, o.base.users), (2, 1000, 3000));
         assert_eq!(o.kind, Some(WorldKind::Card));
     }
-}
-
-/// A time on the command line: RFC 3339 or epoch milliseconds.
-pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    crate::time::parse_rfc3339(s).map_err(|e| format!("not RFC 3339 or epoch ms: {e}"))
 }

@@ -316,6 +316,12 @@ pub struct Budget {
     pub alerted: [u64; 2],
     /// `alerted / events`.
     pub alert_share: [Option<f64>; 2],
+    /// Events of users without confirmed fraud.
+    pub unconfirmed_events: u64,
+    /// Of them, alerted: false alerts.
+    pub unconfirmed_alerted: [u64; 2],
+    /// `unconfirmed_alerted / unconfirmed_events`.
+    pub unconfirmed_alert_share: [Option<f64>; 2],
     /// Users with an event compared.
     pub users: u64,
     /// Of them, users without confirmed fraud.
@@ -450,8 +456,9 @@ pub fn run(
     let mut scored = [Scored::default(), Scored::default()];
     let mut invalid = 0u64;
     let mut published = Vec::new();
-    // Per user: bit 0 compared, 1 frozen live, 2 frozen candidate, 3 confirmed fraud.
-    let mut users: HashMap<Box<str>, u8> = HashMap::new();
+    // Per user: flags (bit 0 compared, 1 frozen live, 2 frozen candidate, 3 confirmed
+    // fraud), events compared, and of them alerted under each config.
+    let mut users: HashMap<Box<str>, (u8, u32, [u32; 2])> = HashMap::new();
     let mut alerted = [0u64; 2];
     let bar = crate::replay::progress_bar(i.events, i.progress);
     let mut read = 0u64;
@@ -488,7 +495,7 @@ pub fn run(
         if !(counted || confirmed) {
             return Ok(());
         }
-        let flags = users.entry((*ev.user_id).into()).or_default();
+        let (flags, n, al) = users.entry((*ev.user_id).into()).or_default();
         *flags |= u8::from(confirmed) << 3;
         if !counted {
             return Ok(());
@@ -496,6 +503,9 @@ pub fn run(
         *flags |= 1
             | u8::from(oa.decision.action == Action::Freeze) << 1
             | u8::from(ob.decision.action == Action::Freeze) << 2;
+        *n += 1;
+        al[0] += u32::from(oa.alert());
+        al[1] += u32::from(ob.alert());
         alerted[0] += u64::from(oa.alert());
         alerted[1] += u64::from(ob.alert());
         cmp.add(
@@ -547,8 +557,13 @@ pub fn run(
         alerted,
         ..Budget::default()
     };
-    for f in users.values().filter(|f| **f & 1 != 0) {
+    for (f, events, al) in users.values().filter(|u| u.0 & 1 != 0) {
         b.users += 1;
+        if f & 8 == 0 {
+            b.unconfirmed_events += u64::from(*events);
+            b.unconfirmed_alerted[0] += u64::from(al[0]);
+            b.unconfirmed_alerted[1] += u64::from(al[1]);
+        }
         let frozen = [u64::from(f & 2 != 0), u64::from(f & 4 != 0)];
         let (n, frozen_n) = if f & 8 != 0 {
             (&mut b.confirmed_users, &mut b.frozen_confirmed)
@@ -561,6 +576,9 @@ pub fn run(
     }
     b.alert_share = alerted.map(|n| share(n, b.events));
     b.false_freeze_share = b.frozen_unconfirmed.map(|n| share(n, b.unconfirmed_users));
+    b.unconfirmed_alert_share = b
+        .unconfirmed_alerted
+        .map(|n| share(n, b.unconfirmed_events));
     Ok(CompareReport {
         from_ts: i.from_ts,
         budget: b,
@@ -743,6 +761,15 @@ impl CompareReport {
             opt_pct(b.alert_share[0]),
             b.alerted[1],
             opt_pct(b.alert_share[1])
+        );
+        let _ = writeln!(
+            s,
+            "| events of users without confirmed fraud alerted (of {}) | {} ({}) | {} ({}) |",
+            b.unconfirmed_events,
+            b.unconfirmed_alerted[0],
+            opt_pct(b.unconfirmed_alert_share[0]),
+            b.unconfirmed_alerted[1],
+            opt_pct(b.unconfirmed_alert_share[1])
         );
         let _ = writeln!(
             s,

@@ -508,9 +508,7 @@ impl Decider {
             self.two_axis(d, hints);
             return;
         }
-        if hints.money_out && self.cfg.chain_bonus > 0.0 {
-            self.add_chain(&mut d.signals, hints);
-        }
+        self.chain(&mut d.signals, hints);
         let e = self.evidence(&d.signals, hints);
         d.score = e.score;
         d.action = e.action(&self.cfg);
@@ -527,6 +525,14 @@ impl Decider {
         }
         d.severity = self.severity(d.score);
         d.signals.sort_by_contribution();
+    }
+
+    /// Adds the takeover chain signal (`ATO_CHAIN`) to the detectors' `signals` when its
+    /// stages are there (money out only, and only with `decision.chain_bonus` > 0).
+    pub fn chain(&self, signals: &mut Signals, hints: ChainHints) {
+        if hints.money_out && self.cfg.chain_bonus > 0.0 {
+            self.add_chain(signals, hints);
+        }
     }
 
     /// The threshold-free part of a decision on `signals` (the chain signal, if any, already

@@ -46,6 +46,9 @@
 //!   and PNG curves; and `walletguard worlds` ([`eval::worlds`]): the same figures over many
 //!   random worlds scored in memory, with the worst and median of each, and its metamorphic
 //!   checks ([`eval::metamorphic`]: amounts ×1000, no identity fields, renamed ids).
+//! - [`calibrate`]: `walletguard calibrate`: learns priors, fits detector weights (with
+//!   labels) and sets thresholds within a false-freeze and an alert budget on the first part
+//!   of a history, checks them on the rest, and writes a commented overlay.
 //! - [`compare`]: `walletguard compare`: the same events under a live and a candidate config,
 //!   each with its own state: the flip matrix, flips by reason, freezes that appear or
 //!   disappear, score distributions, and with labels every eval figure of both.
@@ -69,6 +72,7 @@
 
 pub mod alert_stream;
 pub mod baseline;
+pub mod calibrate;
 pub mod cli;
 pub mod compare;
 pub mod config;

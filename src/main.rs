@@ -65,6 +65,66 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Calibrate {
+            events,
+            labels,
+            false_freeze,
+            alert_budget,
+            fit_share,
+            weight_reg,
+            config,
+            lists,
+            partitions,
+            out,
+        } => {
+            for (name, v) in [
+                ("--false-freeze", false_freeze),
+                ("--alert-budget", alert_budget),
+            ] {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&v),
+                    "{name} must be a share from 0 to 1"
+                );
+            }
+            let base = load(&config)?;
+            let lists = match &lists {
+                Some(p) => std::sync::Arc::new(walletguard::replay::load_lists(p)?),
+                None => Default::default(),
+            };
+            let cal = walletguard::calibrate::run(
+                &base,
+                walletguard::calibrate::Inputs {
+                    events: &events,
+                    labels: labels.as_deref(),
+                    base_name: show(&config),
+                    partitions,
+                    lists,
+                    progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                },
+                walletguard::calibrate::Budgets {
+                    false_freeze,
+                    alert: alert_budget,
+                    fit_share,
+                    weight_reg,
+                },
+            )?;
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            walletguard::calibrate::write(&cal, &out, &config, &command)?;
+            for c in &cal.changes {
+                println!("{} = {} (was {})", c.key, c.to, c.from);
+            }
+            for l in cal.held_out_lines() {
+                println!("{l}");
+            }
+            for n in &cal.notes {
+                println!("note: {n}");
+            }
+            println!(
+                "wrote {} (and .report.json, .report.md beside it)",
+                out.display()
+            );
+            Ok(())
+        }
         Cmd::Compare {
             events,
             config,

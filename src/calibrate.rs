@@ -1,0 +1,1139 @@
+//! `walletguard calibrate`: tune the config to a deployment's own history, within its budgets.
+//!
+//! # Steps
+//! 1. **Split by time.** A first pass reads only the events' times: the *fit* part is the
+//!    first `fit_share` (70%) of the history's time span, the *held-out* part the rest.
+//! 2. **Replay under the base config** (through [`crate::replay::Partitioned`], as `replay`
+//!    decides). For every fit-part event with a signal it keeps what the decision was made of
+//!    (the signals without the chain, [`ChainHints`], the user, the label): a few dozen bytes
+//!    per alerting event, nothing for the rest, so 10M events fit in memory. It also learns the
+//!    priors from the fit part: the hour shares, the typical user's money out per day and the
+//!    spread of one user's ln(amount).
+//! 3. **With labels, fit the detector weights** (given at least [`MIN_ATTACK_EVENTS`]) (one per detector, and `decision.chain_bonus`
+//!    for `ATO_CHAIN`): non-negative, at most 1, regularised toward the base weights, by
+//!    projected gradient ascent on the log-likelihood of the event labels under the real
+//!    combination ([`Decider::evidence`], stake families and all). Attack events are all kept;
+//!    other alerting events are sampled down to [`FIT_SAMPLE`] with weights.
+//!    The first [`WARM_UP`] of the fit part only teaches the state (a replay starts from
+//!    empty profiles and an unlearned population); weights and thresholds are measured on
+//!    the rest of it.
+//! 4. **Choose the thresholds** on the fit part, with the fitted weights: the lowest
+//!    `decision.freeze` whose frozen users without confirmed fraud stay within the false-freeze
+//!    budget, the lowest `decision.review` whose alerted events stay within the alert budget,
+//!    and `decision.step_up` kept at its relative place between them. "Within" means the
+//!    one-sided 95% Wilson upper bound of the share is within the budget, so a small history
+//!    cannot talk itself into a low threshold. A decision's action for any thresholds comes
+//!    from its [`Evidence`] without scoring again; since thresholds change what profiles learn
+//!    (reviewed events are not learned), the fit part is replayed under the chosen
+//!    thresholds and they are chosen again, until they settle (at most 4 rounds).
+//! 5. **Check out of time**: the history is replayed again under the base and under the
+//!    candidate, each with its own state ([`crate::compare::run`] from the split time), and
+//!    only held-out figures are reported. In-sample figures are never the result.
+//! 6. **Write the overlay**: only the keys that changed, each commented with its figures.
+//!    Loaded over the base files it is checked to give the candidate config exactly.
+//!
+//! A user has *confirmed fraud* when the labels mark any of their events as an attack, or a
+//! `case_verdict` says `confirmed_fraud`; without either, every frozen user counts against
+//! the false-freeze budget.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::compare::{CompareInputs, CompareReport};
+use crate::config::Config;
+use crate::decision::{Action, ChainHints, Combine, Decider, Evidence};
+use crate::detect::{Code, Detail, Signals};
+use crate::eval::EvalError;
+use crate::pipeline::Engine;
+use crate::replay::Partitioned;
+
+/// Share of the fit part that only warms the state up before weights and thresholds are
+/// measured.
+pub const WARM_UP: f64 = 0.3;
+
+/// Fewest attack events (after the warm-up of the fit part) the weight fit needs; with fewer,
+/// the weights are kept: a dozen takeovers cannot say how much a new payee is worth.
+pub const MIN_ATTACK_EVENTS: usize = 100;
+
+/// Most non-attack events the weight fit looks at (sampled, with weights).
+pub const FIT_SAMPLE: usize = 300_000;
+
+/// Errors of `calibrate`.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    /// Reading the events or labels, or scoring.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// The candidate config is invalid (a bug: every value is chosen within its rules).
+    #[error("the calibrated config is invalid: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The history cannot be calibrated.
+    #[error("cannot calibrate: {0}")]
+    Unfit(String),
+    /// The overlay could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// What to aim for.
+#[derive(Debug, Clone, Copy)]
+pub struct Budgets {
+    /// Most users without confirmed fraud frozen, as a share of such users.
+    pub false_freeze: f64,
+    /// Most events alerted, as a share of events.
+    pub alert: f64,
+    /// Share of the history's time span to fit on (the rest is held out).
+    pub fit_share: f64,
+    /// L2 pull of fitted weights toward the base weights.
+    pub weight_reg: f64,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            false_freeze: 0.001,
+            alert: 0.005,
+            fit_share: 0.7,
+            weight_reg: 0.1,
+        }
+    }
+}
+
+/// The inputs besides the base config.
+pub struct Inputs<'a> {
+    /// History (JSON lines, plain or .gz), in stream order.
+    pub events: &'a Path,
+    /// Labels CSV.
+    pub labels: Option<&'a Path>,
+    /// Name of the base config for reports.
+    pub base_name: String,
+    /// Emulated input partitions.
+    pub partitions: u32,
+    /// Lists to score against.
+    pub lists: std::sync::Arc<crate::lists::Lists>,
+    /// Progress bars on stderr.
+    pub progress: bool,
+}
+
+/// One changed key, its new value and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// Dotted key.
+    pub key: String,
+    /// The base value, as TOML.
+    pub from: String,
+    /// The new value, as TOML.
+    pub to: String,
+    /// The figures that justify it (fit part).
+    pub why: String,
+}
+
+/// The result of a calibration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Calibration {
+    /// Events read (valid).
+    pub events: u64,
+    /// The split: fit part before, held-out part from this time (epoch ms).
+    pub split_ts: i64,
+    /// Events in the fit part.
+    pub fit_events: u64,
+    /// Users active in the fit part, and of them without confirmed fraud.
+    pub fit_users: (u64, u64),
+    /// Weights were fitted (labels were given).
+    pub fitted_weights: bool,
+    /// Notes on budgets that could not be met, and the like.
+    pub notes: Vec<String>,
+    /// The keys changed.
+    pub changes: Vec<Change>,
+    /// The out-of-time check: the held-out part under the base (live) and the candidate.
+    pub held_out: CompareReport,
+    /// The candidate config (not serialised: the overlay holds it).
+    #[serde(skip)]
+    pub candidate: Config,
+}
+
+/// Per-user facts of the fit part.
+#[derive(Debug, Clone, Default)]
+struct UserStat {
+    fit: bool,
+    confirmed: bool,
+    outs: u32,
+    amounts: u32,
+    sum: f64,
+    sumsq: f64,
+    first: i64,
+    last: i64,
+}
+
+/// The measured window's alerting events, flat, and what they are measured against.
+#[derive(Default)]
+struct Stored {
+    /// Events in the window (feedback excluded).
+    events: u64,
+    /// Users with an event in the window.
+    active: Vec<bool>,
+    user: Vec<u32>,
+    attack: Vec<bool>,
+    hints: Vec<ChainHints>,
+    start: Vec<u32>,
+    code: Vec<Code>,
+    score: Vec<f32>,
+    weight: Vec<f32>,
+}
+
+impl Stored {
+    fn len(&self) -> usize {
+        self.user.len()
+    }
+
+    fn push(&mut self, user: u32, attack: bool, hints: ChainHints, signals: &Signals) {
+        self.user.push(user);
+        self.attack.push(attack);
+        self.hints.push(hints);
+        self.start.push(self.code.len() as u32);
+        for s in signals.iter().filter(|s| s.code != Code::AtoChain) {
+            self.code.push(s.code);
+            self.score.push(s.score as f32);
+            self.weight.push(s.weight as f32);
+        }
+    }
+
+    fn signals(&self, i: usize) -> std::ops::Range<usize> {
+        let a = self.start[i] as usize;
+        let b = self
+            .start
+            .get(i + 1)
+            .map_or(self.code.len(), |x| *x as usize);
+        a..b
+    }
+}
+
+fn no_detail(_: &[f64; 4], f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.write_str("")
+}
+
+/// Weight multipliers per code: the candidate's weight over the base's.
+type Scale = [f64; Code::ALL.len()];
+
+/// The evidence of stored event `i` under `decider` with detector weights scaled by `scale`.
+fn evidence(st: &Stored, i: usize, decider: &Decider, scale: &Scale) -> Evidence {
+    let mut sig = Signals::default();
+    for j in st.signals(i) {
+        let c = st.code[j];
+        let w = (f64::from(st.weight[j]) * scale[c as usize]).min(1.0);
+        sig.push(
+            c,
+            f64::from(st.score[j]),
+            w,
+            Detail::new(no_detail, [0.0; 4]),
+        );
+    }
+    let h = st.hints[i];
+    decider.chain(&mut sig, h);
+    decider.evidence(&sig, h)
+}
+
+/// What the parse-only passes gathered: the users, their fit-part habits and who has
+/// confirmed fraud.
+struct Collected {
+    events: u64,
+    fit_events: u64,
+    ids: HashMap<Box<str>, u32>,
+    users: Vec<UserStat>,
+    hours: [f64; 24],
+}
+
+/// Calls `f` for every valid event of `events`, with a progress bar.
+fn each_event(
+    events: &Path,
+    progress: bool,
+    mut f: impl FnMut(u64, &crate::event::Event<'_>) -> Result<(), EvalError>,
+) -> Result<u64, EvalError> {
+    let bar = crate::replay::progress_bar(events, progress);
+    let mut read = 0u64;
+    let mut invalid = 0u64;
+    crate::eval::for_each_line(events, |line, raw| {
+        read += raw.len() as u64 + 1;
+        if line % 8192 == 0 {
+            bar.set_position(read);
+        }
+        match crate::event::parse_event(raw) {
+            Ok(ev) => f(line, &ev),
+            Err(_) => {
+                invalid += 1;
+                Ok(())
+            }
+        }
+    })?;
+    bar.finish_and_clear();
+    Ok(invalid)
+}
+
+fn time_span(events: &Path, progress: bool) -> Result<(i64, i64, u64), EvalError> {
+    let (mut lo, mut hi, mut n) = (i64::MAX, i64::MIN, 0u64);
+    each_event(events, progress, |_, ev| {
+        lo = lo.min(ev.ts_ms);
+        hi = hi.max(ev.ts_ms);
+        n += 1;
+        Ok(())
+    })?;
+    Ok((lo, hi, n))
+}
+
+/// Parse-only pass: users, confirmed fraud (labels or verdicts anywhere in the file) and the
+/// fit part's habits for the priors.
+fn stats(
+    base: &Config,
+    i: &Inputs<'_>,
+    split: i64,
+    labels: Option<&crate::eval::labels::Labels>,
+) -> Result<Collected, EvalError> {
+    let offset = crate::time::parse_offset(&base.general.utc_offset).unwrap_or(0);
+    let mut c = Collected {
+        events: 0,
+        fit_events: 0,
+        ids: HashMap::new(),
+        users: Vec::new(),
+        hours: [0.0; 24],
+    };
+    each_event(i.events, i.progress, |line, ev| {
+        c.events += 1;
+        let next = c.ids.len() as u32;
+        let u = *c.ids.entry((*ev.user_id).into()).or_insert(next);
+        if u as usize == c.users.len() {
+            c.users.push(UserStat::default());
+        }
+        let attack = match labels {
+            Some(l) => crate::eval::file_truth(ev, l, i.events, line)?.attack,
+            None => false,
+        };
+        let us = &mut c.users[u as usize];
+        if attack || ev.feedback == Some(crate::event::Feedback::ConfirmedFraud) {
+            us.confirmed = true;
+        }
+        if ev.ts_ms >= split || ev.kind.is_feedback() {
+            return Ok(());
+        }
+        c.fit_events += 1;
+        us.fit = true;
+        c.hours[crate::time::local_hour(ev.ts_ms, offset)] += 1.0;
+        if ev.kind.is_money_out() {
+            if us.outs == 0 {
+                us.first = ev.ts_ms;
+            }
+            us.outs += 1;
+            us.last = ev.ts_ms;
+            if let Some(a) = ev
+                .amount
+                .filter(|a| *a > 0.0 && ev.is_successful_money_out())
+            {
+                let l = a.ln();
+                us.amounts += 1;
+                us.sum += l;
+                us.sumsq += l * l;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(c)
+}
+
+/// Replays the history's fit part under `cfg` and keeps what every alerting decision was
+/// made of.
+fn replay_fit(
+    cfg: &Config,
+    i: &Inputs<'_>,
+    (from, split): (i64, i64),
+    c: &Collected,
+    labels: Option<&crate::eval::labels::Labels>,
+) -> Result<Stored, EvalError> {
+    let engine = Engine::new(cfg.clone());
+    let mut router = Partitioned::new(&engine, i.partitions, i.lists.clone());
+    let mut stored = Stored {
+        active: vec![false; c.users.len()],
+        ..Stored::default()
+    };
+    let mut published = Vec::new();
+    each_event(i.events, i.progress, |line, ev| {
+        if ev.ts_ms >= split {
+            return Ok(());
+        }
+        let Some(out) = router.process(&engine, ev, 0, &mut published) else {
+            return Ok(());
+        };
+        published.clear();
+        // The warm-up only teaches the state.
+        if ev.ts_ms < from || out.feedback.is_some() {
+            return Ok(());
+        }
+        stored.events += 1;
+        let Some(u) = c.ids.get(&*ev.user_id).copied() else {
+            return Ok(());
+        };
+        stored.active[u as usize] = true;
+        if out.decision.signals.is_empty() {
+            return Ok(());
+        }
+        let attack = match labels {
+            Some(l) => crate::eval::file_truth(ev, l, i.events, line)?.attack,
+            None => false,
+        };
+        stored.push(u, attack, out.hints, &out.decision.signals);
+        Ok(())
+    })?;
+    Ok(stored)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn round_to(v: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (v * f).round() / f
+}
+
+/// The priors the fit part shows, each with the users it rests on (`None`: too few).
+struct Priors {
+    amount_log_sd: Option<(f64, usize)>,
+    out_per_day: Option<(f64, usize)>,
+    hour_weights: Option<Vec<f64>>,
+}
+
+/// Learns [`Priors`] from the fit part's users and hours.
+fn learn_priors(c: &Collected) -> Priors {
+    let sds: Vec<f64> = c
+        .users
+        .iter()
+        .filter(|u| u.amounts >= 5)
+        .map(|u| {
+            let n = f64::from(u.amounts);
+            let mean = u.sum / n;
+            ((u.sumsq / n - mean * mean).max(0.0) * n / (n - 1.0)).sqrt()
+        })
+        .filter(|sd| sd.is_finite() && *sd > 0.0)
+        .collect();
+    let sd = (sds.len() >= 30)
+        .then(|| median(sds.clone()))
+        .flatten()
+        .map(|m| (round_to(m.clamp(0.05, 5.0), 3), sds.len()));
+    // Money out per day over at least a week of a user's history, so a burst is not a habit.
+    let week = 7 * 86_400_000i64;
+    let rates: Vec<f64> = c
+        .users
+        .iter()
+        .filter(|u| u.outs >= 2 && u.last - u.first >= week)
+        .map(|u| f64::from(u.outs) / ((u.last - u.first) as f64 / 86_400_000.0))
+        .collect();
+    let rate = (rates.len() >= 30)
+        .then(|| median(rates.clone()))
+        .flatten()
+        .map(|m| (round_to(m.clamp(0.01, 1000.0), 3), rates.len()));
+    let total: f64 = c.hours.iter().sum();
+    // Relative weights with the mean at 1, never 0 (an hour no one used is rare, not
+    // impossible).
+    let hours = (total >= 24.0 * 100.0).then(|| {
+        c.hours
+            .iter()
+            .map(|h| round_to((h / total * 24.0).max(0.01), 3))
+            .collect()
+    });
+    Priors {
+        amount_log_sd: sd,
+        out_per_day: rate,
+        hour_weights: hours,
+    }
+}
+
+/// Fits the detector weights (and the chain bonus) on the stored fit-part events; returns the
+/// candidate config and one line per weight that moved.
+fn fit_weights(base: &Config, st: &Stored, reg: f64) -> (Config, Vec<(String, f64, f64)>, String) {
+    // Parameters: codes with a table and a base weight above 0 that fired, then the chain.
+    let mut fired = [false; Code::ALL.len()];
+    for c in &st.code {
+        fired[*c as usize] = true;
+    }
+    let params: Vec<Code> = Code::ALL
+        .iter()
+        .copied()
+        .filter(|c| fired[*c as usize] && base.detectors.weight(*c).is_some_and(|w| w > 0.0))
+        .collect();
+    let chain = base.decision.chain_bonus > 0.0;
+    let theta0: Vec<f64> = params
+        .iter()
+        .map(|c| base.detectors.weight(*c).unwrap_or(0.0))
+        .chain(chain.then_some(base.decision.chain_bonus))
+        .collect();
+    // The sample: every attack event, other events thinned to FIT_SAMPLE with weights.
+    let pos: Vec<usize> = (0..st.len()).filter(|i| st.attack[*i]).collect();
+    let neg_n = st.len() - pos.len();
+    let keep = (FIT_SAMPLE as f64 / neg_n.max(1) as f64).min(1.0);
+    let mut sample: Vec<(usize, f64)> = pos.iter().map(|i| (*i, 1.0)).collect();
+    for i in (0..st.len()).filter(|i| !st.attack[*i]) {
+        // A fixed hash of the index: the same sample on every run.
+        let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+        if (h as f64 / (1u64 << 53) as f64) < keep {
+            sample.push((i, 1.0 / keep));
+        }
+    }
+    if pos.len() < MIN_ATTACK_EVENTS || sample.len() == pos.len() {
+        return (
+            base.clone(),
+            Vec::new(),
+            format!(
+                "weights kept: {} attack events with a signal after the warm-up of the fit part (the fit needs {MIN_ATTACK_EVENTS}) and {} others",
+                pos.len(),
+                sample.len() - pos.len()
+            ),
+        );
+    }
+    let pos_w = pos.len() as f64;
+    let build = |theta: &[f64]| -> (Decider, Scale) {
+        let mut d = base.decision.clone();
+        let mut scale = [1.0; Code::ALL.len()];
+        for (k, c) in params.iter().enumerate() {
+            scale[*c as usize] = theta[k] / theta0[k];
+        }
+        if chain {
+            d.chain_bonus = theta[params.len()];
+        }
+        (Decider::new(&d), scale)
+    };
+    // Per-parameter index of the sampled events it can change.
+    let touches: Vec<Vec<usize>> = (0..theta0.len())
+        .map(|k| {
+            (0..sample.len())
+                .filter(|s| {
+                    let i = sample[*s].0;
+                    if k == params.len() {
+                        st.hints[i].money_out
+                    } else {
+                        st.signals(i).any(|j| st.code[j] == params[k])
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let loglik = |theta: &[f64], which: Option<&[usize]>| -> f64 {
+        let (d, scale) = build(theta);
+        let term = |s: usize| {
+            let (i, w) = sample[s];
+            let p = evidence(st, i, &d, &scale).score.clamp(1e-6, 1.0 - 1e-6);
+            w * if st.attack[i] { p.ln() } else { (1.0 - p).ln() }
+        };
+        match which {
+            Some(idx) => idx.iter().map(|s| term(*s)).sum(),
+            None => (0..sample.len()).map(term).sum(),
+        }
+    };
+    let objective = |theta: &[f64], ll: f64| -> f64 {
+        ll / pos_w
+            - reg
+                * theta
+                    .iter()
+                    .zip(&theta0)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f64>()
+    };
+    let mut theta = theta0.clone();
+    let mut ll = loglik(&theta, None);
+    let start_obj = objective(&theta, ll);
+    let mut obj = start_obj;
+    let mut step = 0.05;
+    let h = 1e-3;
+    for _ in 0..80 {
+        // Central differences over the events each parameter can change (the others cancel).
+        let grad: Vec<f64> = (0..theta.len())
+            .map(|k| {
+                let mut up = theta.clone();
+                let mut dn = theta.clone();
+                up[k] = (up[k] + h).min(1.0);
+                dn[k] = (dn[k] - h).max(1e-4);
+                let d = (loglik(&up, Some(&touches[k])) - loglik(&dn, Some(&touches[k])))
+                    / pos_w
+                    / (up[k] - dn[k]);
+                d - 2.0 * reg * (theta[k] - theta0[k])
+            })
+            .collect();
+        let norm = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+        if norm < 1e-6 {
+            break;
+        }
+        loop {
+            let cand: Vec<f64> = theta
+                .iter()
+                .zip(&grad)
+                .map(|(t, g)| (t + step * g / norm).clamp(1e-4, 1.0))
+                .collect();
+            let cll = loglik(&cand, None);
+            let cobj = objective(&cand, cll);
+            if cobj > obj {
+                theta = cand;
+                ll = cll;
+                obj = cobj;
+                step *= 1.3;
+                break;
+            }
+            step *= 0.5;
+            if step < 1e-4 {
+                break;
+            }
+        }
+        if step < 1e-4 {
+            break;
+        }
+    }
+    let mut cfg = base.clone();
+    let mut moved = Vec::new();
+    for (k, c) in params.iter().enumerate() {
+        let w = round_to(theta[k], 3).max(0.001);
+        if let (Some(t), Some(slot)) = (c.table(), cfg.detectors.weight_mut(*c)) {
+            if (w - theta0[k]).abs() >= 0.001 {
+                *slot = w;
+                moved.push((format!("detectors.{t}.weight"), theta0[k], w));
+            }
+        }
+    }
+    if chain {
+        let w = round_to(theta[params.len()], 3).max(0.001);
+        if (w - base.decision.chain_bonus).abs() >= 0.001 {
+            cfg.decision.chain_bonus = w;
+            moved.push(("decision.chain_bonus".into(), base.decision.chain_bonus, w));
+        }
+    }
+    let note = format!(
+        "fitted on {} attack and {} other alerting fit-part events (others sampled ×{:.3}); mean log-likelihood per attack event {:.4} → {:.4}, L2 pull {reg}",
+        pos.len(),
+        sample.len() - pos.len(),
+        keep,
+        start_obj,
+        obj,
+    );
+    let _ = ll;
+    (cfg, moved, note)
+}
+
+/// Thresholds for the budgets with `cand`'s weights, on evidence `st` gathered under
+/// `run_cfg`; returns (review, step_up, freeze) and the fit-part figures for the comments.
+/// `base` places step_up and gives the "before" figures.
+fn thresholds(
+    cand: &Config,
+    run_cfg: &Config,
+    st: &Stored,
+    c: &Collected,
+    base: &Config,
+    b: &Budgets,
+    notes: &mut Vec<String>,
+) -> ((f64, f64, f64), [String; 3]) {
+    let decider = Decider::new(&cand.decision);
+    let mut scale = [1.0; Code::ALL.len()];
+    for code in Code::ALL {
+        if let (Some(w), Some(w0)) = (cand.detectors.weight(code), run_cfg.detectors.weight(code)) {
+            if w0 > 0.0 {
+                scale[code as usize] = w / w0;
+            }
+        }
+    }
+    // Per event: the least freeze threshold that freezes it (∞ never, 0 always) and the least
+    // review threshold that alerts it.
+    let mut user_fz: HashMap<u32, f64> = HashMap::new();
+    let mut alert_at: Vec<f64> = Vec::with_capacity(st.len());
+    for i in 0..st.len() {
+        let e = evidence(st, i, &decider, &scale);
+        let fz = if e.owner_context {
+            f64::INFINITY
+        } else if e.floor == Action::Freeze {
+            0.0
+        } else {
+            e.score
+        };
+        if fz.is_finite() && !c.users[st.user[i] as usize].confirmed {
+            let m = user_fz.entry(st.user[i]).or_insert(0.0);
+            *m = m.max(fz);
+        }
+        alert_at.push(if e.floor > Action::Allow {
+            0.0
+        } else {
+            e.score
+        });
+    }
+    let benign = c
+        .users
+        .iter()
+        .zip(&st.active)
+        .filter(|(u, a)| **a && !u.confirmed)
+        .count() as f64;
+    let mut fz: Vec<f64> = user_fz.into_values().collect();
+    fz.sort_by(f64::total_cmp);
+    alert_at.sort_by(f64::total_cmp);
+    // How many values are ≥ t in a sorted vector.
+    let at_least = |v: &[f64], t: f64| v.len() - v.partition_point(|x| *x < t);
+    let ff = |t: f64| at_least(&fz, t) as f64 / benign.max(1.0);
+    let al = |t: f64| at_least(&alert_at, t) as f64 / (st.events.max(1) as f64);
+    // A threshold must keep the budget with 95% confidence, not just on the sample: with
+    // 3,000 users a 0.1% budget allows no false freeze in the fit part at all; with millions,
+    // the bound is the share itself.
+    let ff_ub = |t: f64| wilson_upper(at_least(&fz, t) as f64, benign);
+    let al_ub = |t: f64| wilson_upper(at_least(&alert_at, t) as f64, st.events as f64);
+    let grid = |lo: f64, hi: f64| {
+        let (a, z) = ((lo * 1000.0).round() as i64, (hi * 1000.0).round() as i64);
+        (a..=z).map(|k| k as f64 / 1000.0)
+    };
+    let d0 = &base.decision;
+    let lo_f = 0.5_f64.min(d0.freeze);
+    // Too few users to certify the budget even with no false freeze at all: the threshold
+    // then keeps the budget on the sample and is never lowered below the base.
+    let certifiable = wilson_upper(0.0, benign) <= b.false_freeze;
+    let freeze = if certifiable {
+        grid(lo_f, 1.0)
+            .find(|t| ff_ub(*t) <= b.false_freeze)
+            .unwrap_or(1.0)
+    } else {
+        notes.push(format!(
+            "{benign} users without confirmed fraud are too few to show a {:.3}% false-freeze share at 95% confidence (that takes {:.0}); decision.freeze is kept at or above the base",
+            b.false_freeze * 100.0,
+            (1.645f64 * 1.645 / b.false_freeze).ceil()
+        ));
+        grid(d0.freeze, 1.0)
+            .find(|t| ff(*t) <= b.false_freeze)
+            .unwrap_or(1.0)
+    };
+    let ff_ok = if certifiable {
+        ff_ub(freeze)
+    } else {
+        ff(freeze)
+    };
+    if ff_ok > b.false_freeze {
+        notes.push(format!(
+            "false-freeze budget {:.3}% not reachable by thresholds: {:.3}% of users without confirmed fraud are frozen by rules that do not depend on them",
+            b.false_freeze * 100.0,
+            ff(freeze) * 100.0
+        ));
+    }
+    // Reviewed events are not learned unless `decision.learn_reviewed`: below the base, a
+    // lower review threshold would keep the owner's new phone or place new event after event,
+    // and alerts would grow long after the fit part ended (seen on random worlds: 0.45% of
+    // events on the fit part, 2.2% on the held-out part). Raising it is always safe.
+    let lo_r = if cand.decision.learn_reviewed {
+        0.05
+    } else {
+        d0.review.min(freeze)
+    };
+    let review = grid(lo_r, freeze)
+        .find(|t| al_ub(*t) <= b.alert)
+        .unwrap_or(freeze);
+    if !cand.decision.learn_reviewed && lo_r > 0.05 && al_ub(lo_r) < b.alert {
+        if let Some(lower) = grid(0.05, lo_r).find(|t| al_ub(*t) <= b.alert) {
+            if lower < lo_r {
+                notes.push(format!(
+                    "the alert budget would allow review = {lower}, but reviewed events are not learned (decision.learn_reviewed = false), so review is not lowered below the base {}; set learn_reviewed = true in the base to let calibrate lower it",
+                    d0.review
+                ));
+            }
+        }
+    }
+    if al_ub(review) > b.alert {
+        notes.push(format!(
+            "alert budget {:.3}% not reachable: {:.3}% of fit-part events are alerted even at review = freeze",
+            b.alert * 100.0,
+            al(review) * 100.0
+        ));
+    }
+    let rel = if d0.freeze > d0.review {
+        (d0.step_up - d0.review) / (d0.freeze - d0.review)
+    } else {
+        0.5
+    };
+    let step_up = round_to(review + (freeze - review) * rel, 3).clamp(review, freeze);
+    let why = [
+        format!(
+            "fit part after its warm-up: {:.3}% of {} events alerted at review = {review} (budget {:.3}%); {:.3}% at the base {} (same weights)",
+            al(review) * 100.0,
+            st.events,
+            b.alert * 100.0,
+            al(d0.review) * 100.0,
+            d0.review
+        ),
+        format!(
+            "kept at its base place between review and freeze ({:.0}% of the way)",
+            rel * 100.0
+        ),
+        format!(
+            "fit part after its warm-up: {} of {} users without confirmed fraud frozen at freeze = {freeze} ({:.3}%, 95% upper bound {:.3}%, budget {:.3}%); {} ({:.3}%) at the base {}",
+            at_least(&fz, freeze),
+            benign,
+            ff(freeze) * 100.0,
+            ff_ub(freeze) * 100.0,
+            b.false_freeze * 100.0,
+            at_least(&fz, d0.freeze),
+            ff(d0.freeze) * 100.0,
+            d0.freeze
+        ),
+    ];
+    ((review, step_up, freeze), why)
+}
+
+/// The one-sided 95% Wilson upper bound of a share `k / n` (1 when `n` is 0).
+fn wilson_upper(k: f64, n: f64) -> f64 {
+    if n <= 0.0 {
+        return 1.0;
+    }
+    let z = 1.645f64;
+    let p = k / n;
+    let z2n = z * z / n;
+    ((p + z2n / 2.0 + z * (p * (1.0 - p) / n + z2n / (4.0 * n)).sqrt()) / (1.0 + z2n)).min(1.0)
+}
+
+fn value_text(t: &toml::Table, key: &str) -> String {
+    let mut v: Option<&toml::Value> = None;
+    for seg in key.split('.') {
+        v = match v {
+            None => t.get(seg),
+            Some(toml::Value::Table(x)) => x.get(seg),
+            _ => None,
+        };
+    }
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// `walletguard calibrate`.
+pub fn run(base: &Config, i: Inputs<'_>, b: Budgets) -> Result<Calibration, CalibrateError> {
+    if base.decision.combine != Combine::NoisyOr {
+        return Err(CalibrateError::Unfit(
+            "calibrate tunes the noisy-OR decision (decision.combine = \"noisy_or\")".into(),
+        ));
+    }
+    if !(0.05..=0.95).contains(&b.fit_share) {
+        return Err(CalibrateError::Unfit(
+            "the fit share must be 0.05 to 0.95".into(),
+        ));
+    }
+    let labels = i.labels.map(crate::eval::labels::read_labels).transpose()?;
+    let (lo, hi, n) = time_span(i.events, i.progress)?;
+    if n == 0 || hi <= lo {
+        return Err(CalibrateError::Unfit(
+            "the history has no valid events spanning any time".into(),
+        ));
+    }
+    let split = lo + ((hi - lo) as f64 * b.fit_share) as i64;
+    // A replay starts from empty profiles and an unlearned population: its first stretch is
+    // quieter (no amount habits, no population tails) or noisier (everything is new) than
+    // the service will ever be. Weights and thresholds are measured after it.
+    let measure_from = lo + ((split - lo) as f64 * WARM_UP) as i64;
+    let c = stats(base, &i, split, labels.as_ref())?;
+    let mut notes = Vec::new();
+    let mut changes = Vec::new();
+    // The priors first: they change the signals everything after is fitted on.
+    let Priors {
+        amount_log_sd: sd,
+        out_per_day: rate,
+        hour_weights: hours,
+    } = learn_priors(&c);
+    let mut start = base.clone();
+    if let Some((v, _)) = sd {
+        start.prior.amount_log_sd = v;
+    }
+    if let Some((v, _)) = rate {
+        start.prior.out_per_day = v;
+    }
+    if let Some(h) = &hours {
+        start.prior.hour_weights = h.clone();
+    }
+    let mut st = replay_fit(&start, &i, (measure_from, split), &c, labels.as_ref())?;
+    // Weights (labels only), then thresholds under them.
+    let (mut cand, moved) = if labels.is_some() {
+        let (cfg, moved, note) = fit_weights(&start, &st, b.weight_reg);
+        notes.push(note);
+        (cfg, moved)
+    } else {
+        (start.clone(), Vec::new())
+    };
+    // Thresholds change what the profiles learn (reviewed events are not learned, frozen
+    // users cool down), so the evidence they are chosen on is gathered again under the
+    // candidate until the thresholds settle (a few rounds of the fit part).
+    let mut run_cfg = start;
+    let mut why: [String; 3] = Default::default();
+    let mut round_notes = Vec::new();
+    let mut rounds = 0;
+    for round in 0..4 {
+        rounds = round + 1;
+        round_notes.clear();
+        let (t, w) = thresholds(&cand, &run_cfg, &st, &c, base, &b, &mut round_notes);
+        let d = &cand.decision;
+        let moved_by = (t.0 - d.review)
+            .abs()
+            .max((t.1 - d.step_up).abs())
+            .max((t.2 - d.freeze).abs());
+        cand.decision.review = t.0;
+        cand.decision.step_up = t.1;
+        cand.decision.freeze = t.2;
+        why = w;
+        if round > 0 && moved_by < 0.002 {
+            break;
+        }
+        if round < 3 {
+            run_cfg = cand.clone();
+            st = replay_fit(&cand, &i, (measure_from, split), &c, labels.as_ref())?;
+        }
+    }
+    notes.extend(round_notes);
+    notes.push(format!(
+        "thresholds chosen in {rounds} rounds, each on evidence gathered by replaying the fit part under the previous choice"
+    ));
+    cand.validate()?;
+    let (tb, tc) = (
+        toml::Table::try_from(base).unwrap_or_default(),
+        toml::Table::try_from(&cand).unwrap_or_default(),
+    );
+    for key in crate::reload::changed_keys(base, &cand) {
+        let why = match key.as_str() {
+            "decision.review" => why[0].clone(),
+            "decision.step_up" => why[1].clone(),
+            "decision.freeze" => why[2].clone(),
+            "prior.amount_log_sd" => format!(
+                "median spread of ln(amount) within a user, over {} fit-part users with 5 or more money-outs",
+                sd.map_or(0, |x| x.1)
+            ),
+            "prior.out_per_day" => format!(
+                "median money-out attempts per day over {} fit-part users with a week or more of money out",
+                rate.map_or(0, |x| x.1)
+            ),
+            "prior.hour_weights" => format!(
+                "share of {} fit-part events per local hour ({}), mean 1",
+                c.fit_events, base.general.utc_offset
+            ),
+            k => moved
+                .iter()
+                .find(|m| m.0 == k)
+                .map(|m| format!("fitted weight (labels, fit part): {} → {}", m.1, m.2))
+                .unwrap_or_default(),
+        };
+        changes.push(Change {
+            from: value_text(&tb, &key),
+            to: value_text(&tc, &key),
+            key,
+            why,
+        });
+    }
+    // The out-of-time check: both configs over the whole history, figures of the held-out
+    // part only.
+    let held_out = crate::compare::run(
+        &Engine::new(base.clone()),
+        &Engine::new(cand.clone()),
+        CompareInputs {
+            events: i.events,
+            labels: i.labels,
+            names: (i.base_name.clone(), "calibrated".into()),
+            partitions: i.partitions,
+            lists: i.lists.clone(),
+            from_ts: Some(split),
+            progress: i.progress,
+        },
+    )?;
+    Ok(Calibration {
+        events: c.events,
+        split_ts: split,
+        fit_events: c.fit_events,
+        fit_users: (
+            c.users.iter().filter(|u| u.fit).count() as u64,
+            c.users.iter().filter(|u| u.fit && !u.confirmed).count() as u64,
+        ),
+        fitted_weights: labels.is_some(),
+        notes,
+        changes,
+        held_out,
+        candidate: cand,
+    })
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.3}%", x * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+impl Calibration {
+    /// The held-out figures, before (base) and after (calibrated), one line each.
+    pub fn held_out_lines(&self) -> Vec<String> {
+        let b = &self.held_out.budget;
+        let mut v = vec![
+            format!(
+                "held-out events alerted: {} → {}",
+                pct(b.alert_share[0]),
+                pct(b.alert_share[1])
+            ),
+            format!(
+                "held-out events of users without confirmed fraud alerted: {} → {}",
+                pct(b.unconfirmed_alert_share[0]),
+                pct(b.unconfirmed_alert_share[1])
+            ),
+            format!(
+                "held-out users without confirmed fraud frozen: {} of {} ({}) → {} ({})",
+                b.frozen_unconfirmed[0],
+                b.unconfirmed_users,
+                pct(b.false_freeze_share[0]),
+                b.frozen_unconfirmed[1],
+                pct(b.false_freeze_share[1])
+            ),
+            format!(
+                "held-out users with confirmed fraud frozen: {} → {} of {}",
+                b.frozen_confirmed[0], b.frozen_confirmed[1], b.confirmed_users
+            ),
+        ];
+        if let Some(e) = &self.held_out.eval {
+            for f in [
+                "overall.pr_auc",
+                "scenarios.all.recall",
+                "scenarios.all.freeze_recall",
+                "scenarios.all.money_saved_share",
+            ] {
+                if let Some(d) = e.figures.iter().find(|d| d.figure == f) {
+                    v.push(format!(
+                        "held-out {f}: {} → {}",
+                        d.live.map_or("-".into(), |x| format!("{x:.4}")),
+                        d.candidate.map_or("-".into(), |x| format!("{x:.4}"))
+                    ));
+                }
+            }
+        }
+        v
+    }
+
+    /// The overlay: a commented TOML holding only the changed keys.
+    pub fn overlay(&self, command: &str) -> String {
+        let mut s = String::from("# walletguard calibrate overlay: lay it over the base config\n");
+        let _ = writeln!(s, "#   {command}");
+        let _ = writeln!(
+            s,
+            "# Fit part: {} events before {} ({} users, {} without confirmed fraud); held out: the rest.",
+            self.fit_events,
+            crate::time::format_rfc3339(self.split_ts),
+            self.fit_users.0,
+            self.fit_users.1
+        );
+        s.push_str("# Out-of-time check, base → calibrated (held-out part only):\n");
+        for l in self.held_out_lines() {
+            let _ = writeln!(s, "#   {l}");
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "# Note: {n}");
+        }
+        if self.changes.is_empty() {
+            s.push_str("# Nothing to change.\n");
+        }
+        // Group keys by table, in the order they come.
+        let mut tables: Vec<(String, Vec<&Change>)> = Vec::new();
+        for c in &self.changes {
+            let (t, _) = c.key.rsplit_once('.').unwrap_or(("", &c.key));
+            match tables.iter_mut().find(|(n, _)| n == t) {
+                Some((_, v)) => v.push(c),
+                None => tables.push((t.to_owned(), vec![c])),
+            }
+        }
+        for (t, cs) in tables {
+            let _ = writeln!(s, "\n[{t}]");
+            for c in cs {
+                let k = c.key.rsplit_once('.').map_or(c.key.as_str(), |x| x.1);
+                let _ = writeln!(s, "# {} (was {})", c.why, c.from);
+                let _ = writeln!(s, "{k} = {}", c.to);
+            }
+        }
+        s
+    }
+
+    /// The report (Markdown): the changes and the held-out comparison.
+    pub fn markdown(&self) -> String {
+        let mut s = String::from("# walletguard calibrate\n\n");
+        for l in self.held_out_lines() {
+            let _ = writeln!(s, "- {l}");
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "- note: {n}");
+        }
+        s.push_str("\n## Changes\n\n| key | from | to | why |\n|---|---|---|---|\n");
+        for c in &self.changes {
+            let _ = writeln!(s, "| `{}` | {} | {} | {} |", c.key, c.from, c.to, c.why);
+        }
+        s.push_str("\n## Held-out comparison\n\n");
+        s.push_str(&self.held_out.markdown());
+        s
+    }
+}
+
+/// Writes the overlay to `out`, and `<out>.report.json` / `.report.md` beside it, then loads
+/// the overlay over `base_files` and checks it gives the candidate config.
+pub fn write(
+    cal: &Calibration,
+    out: &Path,
+    base_files: &[std::path::PathBuf],
+    command: &str,
+) -> Result<(), CalibrateError> {
+    let werr = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| CalibrateError::Write { path, source }
+    };
+    std::fs::write(out, cal.overlay(command)).map_err(werr(out))?;
+    let side = |ext: &str| {
+        let mut p = out.as_os_str().to_owned();
+        p.push(ext);
+        std::path::PathBuf::from(p)
+    };
+    let j = side(".report.json");
+    let mut json = serde_json::to_vec_pretty(cal).map_err(|e| CalibrateError::Write {
+        path: j.display().to_string(),
+        source: e.into(),
+    })?;
+    json.push(b'\n');
+    std::fs::write(&j, json).map_err(werr(&j))?;
+    let m = side(".report.md");
+    std::fs::write(&m, cal.markdown()).map_err(werr(&m))?;
+    let mut files = base_files.to_vec();
+    files.push(out.to_path_buf());
+    let loaded = Config::load_layers(&files)?;
+    if loaded != cal.candidate {
+        let diff = crate::reload::changed_keys(&loaded, &cal.candidate);
+        return Err(CalibrateError::Unfit(format!(
+            "the written overlay does not reproduce the calibrated config (keys {diff:?})"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_upper_bound_is_above_the_share_and_tightens_with_n() {
+        // No event in 3,000: the "rule of three" region, about 0.09%.
+        let u = wilson_upper(0.0, 3000.0);
+        assert!(u > 0.0008 && u < 0.001, "{u}");
+        assert!(wilson_upper(10.0, 1000.0) > 0.01);
+        assert!(wilson_upper(1000.0, 100_000.0) - 0.01 < 0.0006);
+        assert_eq!(wilson_upper(1.0, 0.0), 1.0);
+    }
+
+    #[test]
+    fn median_and_rounding() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+        assert_eq!(round_to(0.12345, 3), 0.123);
+    }
+}
