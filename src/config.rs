@@ -177,6 +177,8 @@ pub struct Config {
     pub feedback: crate::feedback::FeedbackConfig,
     /// Owner notifications (`notify_user`).
     pub notify: crate::notify::NotifyConfig,
+    /// A candidate config scored beside the live one, acting on nothing.
+    pub shadow: crate::shadow::ShadowConfig,
     /// Logging.
     pub log: LogConfig,
     /// Brokers, topics and delivery of `run` (restart to change).
@@ -198,6 +200,7 @@ impl Default for Config {
             decision: Default::default(),
             feedback: Default::default(),
             notify: Default::default(),
+            shadow: Default::default(),
             log: Default::default(),
             kafka: Default::default(),
             http: Default::default(),
@@ -654,6 +657,7 @@ impl Config {
         self.decision.validate()?;
         self.feedback.validate()?;
         self.notify.validate()?;
+        self.shadow.validate()?;
         if !["auto", "json", "text"].contains(&self.log.format.as_str()) {
             return Err(invalid("log.format", "must be auto, json or text"));
         }

@@ -49,6 +49,8 @@
 //! - [`calibrate`]: `walletguard calibrate`: learns priors, fits detector weights (with
 //!   labels) and sets thresholds within a false-freeze and an alert budget on the first part
 //!   of a history, checks them on the rest, and writes a commented overlay.
+//! - [`shadow`]: the `[shadow]` candidate scored beside the live engine by `run` (its own
+//!   in-memory state, never acting) and the flip counts of a batch.
 //! - [`compare`]: `walletguard compare`: the same events under a live and a candidate config,
 //!   each with its own state: the flip matrix, flips by reason, freezes that appear or
 //!   disappear, score distributions, and with labels every eval figure of both.
@@ -92,6 +94,7 @@ pub mod pipeline;
 pub mod reload;
 pub mod replay;
 pub mod service;
+pub mod shadow;
 pub mod shutdown;
 pub mod signals;
 pub mod sim;

@@ -38,6 +38,16 @@ pub struct Metrics {
     pub feedback: IntCounterVec,
     /// `walletguard_snoozed_hits_total{code}`: signals computed but muted by a snooze.
     pub snoozed_hits: IntCounterVec,
+    /// `walletguard_shadow_decisions_total{live, candidate}`: every event scored by both the
+    /// live engine and the shadow candidate, by both actions: the flip matrix.
+    pub shadow_decisions: IntCounterVec,
+    /// `walletguard_shadow_alert_reasons_total{code}`: reason codes of the candidate's alerts
+    /// (beside `walletguard_alert_reasons_total` of the live ones).
+    pub shadow_reasons: IntCounterVec,
+    /// `walletguard_shadow_profiles{partition}`: profiles the candidate holds.
+    pub shadow_profiles: IntGaugeVec,
+    /// `walletguard_shadow_active`: 1 while a candidate is shadow-scored.
+    pub shadow_active: IntGauge,
     /// `walletguard_list_entries_published_total{kind}`: block entries feedback published.
     pub lists_published: IntCounterVec,
     /// `walletguard_feedback_cases{partition}`: users with feedback state held.
@@ -249,6 +259,39 @@ impl Metrics {
                     "walletguard_snoozed_hits_total",
                     "Signals computed but muted by a snooze (false-positive verdict, passed step-up, unfreeze).",
                     &["code"]
+                )
+            ),
+            shadow_decisions: reg!(
+                r,
+                cv(
+                    "walletguard_shadow_decisions_total",
+                    "Events scored by the live config and the shadow candidate, by both actions (the flip matrix).",
+                    &["live", "candidate"]
+                )
+            ),
+            shadow_reasons: reg!(
+                r,
+                cv(
+                    "walletguard_shadow_alert_reasons_total",
+                    "Reason codes carried by the shadow candidate's alerts (never sent).",
+                    &["code"]
+                )
+            ),
+            shadow_profiles: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "walletguard_shadow_profiles",
+                        "Profiles the shadow candidate holds in memory, by partition."
+                    ),
+                    &["partition"]
+                )
+            ),
+            shadow_active: reg!(
+                r,
+                IntGauge::new(
+                    "walletguard_shadow_active",
+                    "1 while a shadow candidate config is scored beside the live one."
                 )
             ),
             lists_published: reg!(
@@ -579,6 +622,13 @@ impl Metrics {
         }
         for c in Code::ALL {
             m.snoozed_hits.with_label_values(&[c.as_str()]);
+            m.shadow_reasons.with_label_values(&[c.as_str()]);
+        }
+        for a in crate::decision::Action::ALL {
+            for b in crate::decision::Action::ALL {
+                m.shadow_decisions
+                    .with_label_values(&[a.as_str(), b.as_str()]);
+            }
         }
         for k in crate::lists::ListKind::ALL {
             for l in ["block", "allow"] {

@@ -95,7 +95,9 @@ impl Outcome {
 }
 
 /// Per-partition (or per-replay) mutable state: everything scoring depends on lives in the
-/// profiles, so the changelog restores all of it.
+/// profiles, so the changelog restores all of it. A clone is how a shadow candidate starts
+/// from the live state (see [`crate::shadow`]).
+#[derive(Clone)]
 pub struct State {
     /// Profiles by user key.
     pub profiles: ProfileStore,
@@ -173,32 +175,55 @@ pub fn sweep_clock(newest_event_ms: EpochMs, now_ms: EpochMs) -> EpochMs {
 }
 
 /// The engine in use, swappable at run time (config reload) while partition tasks read it once
-/// per batch.
-pub struct EngineCell(std::sync::RwLock<std::sync::Arc<Engine>>);
+/// per batch; and the shadow candidate beside it, if one is configured (see
+/// [`crate::shadow`]).
+pub struct EngineCell {
+    live: std::sync::RwLock<std::sync::Arc<Engine>>,
+    shadow: std::sync::RwLock<Option<std::sync::Arc<Engine>>>,
+}
+
+/// Reads a lock, poisoned or not: a writer only ever swaps a whole `Arc`.
+fn read<T: Clone>(l: &std::sync::RwLock<T>) -> T {
+    match l.read() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+fn write<T>(l: &std::sync::RwLock<T>, v: T) {
+    match l.write() {
+        Ok(mut g) => *g = v,
+        Err(p) => *p.into_inner() = v,
+    }
+}
 
 impl EngineCell {
-    /// Holds `engine`.
+    /// Holds `engine`, with no shadow candidate.
     pub fn new(engine: Engine) -> EngineCell {
-        EngineCell(std::sync::RwLock::new(std::sync::Arc::new(engine)))
+        EngineCell {
+            live: std::sync::RwLock::new(std::sync::Arc::new(engine)),
+            shadow: std::sync::RwLock::new(None),
+        }
     }
 
     /// The current engine.
     pub fn get(&self) -> std::sync::Arc<Engine> {
-        // A poisoned lock only means a writer panicked between two plain stores; the Arc
-        // inside is still whole.
-        match self.0.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        read(&self.live)
     }
 
     /// Replaces the engine; batches already started finish with the old one.
     pub fn replace(&self, engine: Engine) {
-        let new = std::sync::Arc::new(engine);
-        match self.0.write() {
-            Ok(mut g) => *g = new,
-            Err(p) => *p.into_inner() = new,
-        }
+        write(&self.live, std::sync::Arc::new(engine));
+    }
+
+    /// The shadow candidate, if any.
+    pub fn shadow(&self) -> Option<std::sync::Arc<Engine>> {
+        read(&self.shadow)
+    }
+
+    /// Sets or clears the shadow candidate; partitions pick it up at their next batch.
+    pub fn replace_shadow(&self, engine: Option<Engine>) {
+        write(&self.shadow, engine.map(std::sync::Arc::new));
     }
 }
 

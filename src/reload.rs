@@ -25,6 +25,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "kafka",
     "http",
     "log",
+    "shadow.decisions_topic",
     "baseline.devices",
     "baseline.counterparties",
     "baseline.merchants",
@@ -93,6 +94,7 @@ pub fn plan(running: &Config, new: Config) -> Plan {
     effective.kafka = running.kafka.clone();
     effective.http = running.http.clone();
     effective.log = running.log.clone();
+    effective.shadow.decisions_topic = running.shadow.decisions_topic.clone();
     let b = &running.baseline;
     let e = &mut effective.baseline;
     e.devices = b.devices;
@@ -149,7 +151,8 @@ impl Reloader {
         engine: Arc<EngineCell>,
         metrics: Arc<Metrics>,
     ) -> Reloader {
-        let last_seen = stamps(&paths);
+        let mut last_seen = stamps(&paths);
+        last_seen.extend(started.shadow.path().map(|p| stamp(&p)));
         Reloader {
             paths,
             engine,
@@ -162,7 +165,7 @@ impl Reloader {
     /// True when any file's modification time or size moved since the last look (a file that
     /// is missing for a moment, while an editor replaces it, is not a change).
     pub fn file_changed(&mut self) -> bool {
-        let now = stamps(&self.paths);
+        let now = self.stamps();
         if now.iter().all(Option::is_some) && now != self.last_seen {
             self.last_seen = now;
             return true;
@@ -173,7 +176,7 @@ impl Reloader {
     /// Loads the file and applies it. `check` vets a valid new config before it runs (the
     /// service checks that its subscription topics exist).
     pub fn reload(&mut self, check: impl FnOnce(&Config) -> Result<(), String>) -> ReloadOutcome {
-        self.last_seen = stamps(&self.paths);
+        self.last_seen = self.stamps();
         let loaded = match Config::load_layers(&self.paths) {
             Ok(c) => c,
             Err(e) => {
@@ -197,7 +200,28 @@ impl Reloader {
         if !p.restart_pending.is_empty() {
             tracing::warn!(keys = %p.restart_pending.join(","), "config keys changed that only take effect on restart");
         }
+        // The shadow candidate is checked before anything changes: a bad candidate rejects
+        // the whole reload.
+        if let Err(e) = crate::shadow::load_candidate(&p.effective) {
+            tracing::error!(error = %e, key = e.key().unwrap_or(""), "config reload rejected: the shadow candidate does not load; keeping the running config");
+            self.metrics
+                .config_reloads
+                .with_label_values(&["rejected"])
+                .inc();
+            return ReloadOutcome::Rejected(e);
+        }
         if p.live.is_empty() {
+            // Only the candidate's own file may have changed.
+            if let Ok(true) = self.reload_shadow(&p.effective) {
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["applied"])
+                    .inc();
+                return ReloadOutcome::Applied {
+                    live: vec!["shadow".into()],
+                    restart_pending: p.restart_pending,
+                };
+            }
             self.metrics
                 .config_reloads
                 .with_label_values(&["unchanged"])
@@ -215,6 +239,10 @@ impl Reloader {
             return ReloadOutcome::Refused(msg);
         }
         let hash = p.effective.detection_hash();
+        // Loaded a moment ago; an error now (the file vanished) keeps the running candidate.
+        if let Err(e) = self.reload_shadow(&p.effective) {
+            tracing::error!(error = %e, "shadow candidate not replaced");
+        }
         self.engine.replace(Engine::new(p.effective));
         self.metrics.set_config_hash(&hash);
         self.metrics
@@ -226,6 +254,32 @@ impl Reloader {
             live: p.live,
             restart_pending: p.restart_pending,
         }
+    }
+}
+
+impl Reloader {
+    /// Stamps of the config files and of the running shadow candidate's file.
+    fn stamps(&self) -> Vec<Option<(std::time::SystemTime, u64)>> {
+        let mut v = stamps(&self.paths);
+        v.extend(self.engine.get().config().shadow.path().map(|p| stamp(&p)));
+        v
+    }
+
+    /// Loads the shadow candidate of `cfg` and swaps it in if it changed; `Err` when the
+    /// candidate cannot load (the running one stays).
+    fn reload_shadow(&self, cfg: &Config) -> Result<bool, ConfigError> {
+        let cand = crate::shadow::load_candidate(cfg)?;
+        let running = self.engine.shadow();
+        if running.as_ref().map(|e| e.config()) == cand.as_ref() {
+            return Ok(false);
+        }
+        self.metrics.shadow_active.set(i64::from(cand.is_some()));
+        match &cand {
+            Some(c) => tracing::info!(hash = %c.detection_hash(), "shadow candidate replaced"),
+            None => tracing::info!("shadow scoring off"),
+        }
+        self.engine.replace_shadow(cand.map(Engine::new));
+        Ok(true)
     }
 }
 

@@ -44,6 +44,9 @@ pub enum ServiceError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The `[shadow] config` candidate cannot be loaded.
+    #[error("shadow.config: {0}")]
+    Shadow(#[source] crate::config::ConfigError),
     /// The metrics registry rejected a metric (a programming error).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -113,6 +116,11 @@ pub async fn run(
     } = options;
     metrics.set_config_hash(&config.detection_hash());
     let engine = Arc::new(EngineCell::new(Engine::new(config.clone())));
+    if let Some(c) = crate::shadow::load_candidate(&config).map_err(ServiceError::Shadow)? {
+        tracing::info!(hash = %c.detection_hash(), "shadow candidate scored beside the live config");
+        engine.replace_shadow(Some(Engine::new(c)));
+        metrics.shadow_active.set(1);
+    }
     let stream = alert_hub(&config, &metrics, stream_token);
     // Stops the reloader and the HTTP server, after the Kafka service has returned.
     let after = Shutdown::new();

@@ -49,7 +49,7 @@ struct Entry {
 }
 
 /// All profiles of one partition (or of a whole replay).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ProfileStore {
     /// Slab positions; the hash of a position is the key stored at it (keys are already
     /// uniform 64-bit hashes, so they are their own hash).

@@ -121,6 +121,21 @@ pub fn run(
         // The demo reads every decision back to keep its scorecard.
         cfg.kafka.decisions_topic = "wallet.decisions".into();
     }
+    // A shadow candidate beside the live config, unless the config names one: it scores
+    // every event and acts on nothing; its flips are walletguard_shadow_decisions_total.
+    let shadow_file = cfg.shadow.config.is_empty().then(|| {
+        std::env::temp_dir().join(format!(
+            "walletguard-demo-shadow-{}.toml",
+            std::process::id()
+        ))
+    });
+    if let Some(f) = &shadow_file {
+        std::fs::write(
+            f,
+            "# walletguard demo: a candidate that freezes at 0.80 instead of 0.88\n[decision]\nfreeze = 0.8\n",
+        )?;
+        cfg.shadow.config = f.display().to_string();
+    }
     // A webhook receiver on loopback: high-severity alerts are POSTed to it, signed, and it
     // verifies each signature (the secret is made up per run).
     let hook_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -156,6 +171,11 @@ pub fn run(
         cfg.kafka.brokers,
         cfg.kafka.brokers,
         cfg.kafka.alerts_topic
+    )?;
+    writeln!(
+        out,
+        "  shadow candidate: {} scored beside the live config, acting on nothing (walletguard_shadow_decisions_total)",
+        if shadow_file.is_some() { "decision.freeze = 0.80" } else { cfg.shadow.config.as_str() }
     )?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -198,6 +218,9 @@ pub fn run(
     }
     receiver.abort();
     drop(mock);
+    if let Some(f) = shadow_file {
+        let _ = std::fs::remove_file(f);
+    }
     card
 }
 
@@ -458,6 +481,7 @@ async fn run_async(
     );
     options.stream_token = Some(token.clone());
     options.secrets = secrets;
+    let metrics = options.metrics.clone();
     let stop_service = Shutdown::new();
     let service = tokio::spawn(service::run(
         cfg.clone(),
@@ -654,7 +678,42 @@ async fn run_async(
             sent
         )?;
     }
+    shadow_summary(&metrics, out)?;
     Ok(card)
+}
+
+/// One line on what the shadow candidate would have done differently.
+fn shadow_summary(
+    m: &crate::metrics::Metrics,
+    out: &mut (dyn Write + Send),
+) -> Result<(), DemoError> {
+    use crate::decision::Action;
+    let mut n = [[0u64; 4]; 4];
+    for (i, a) in Action::ALL.iter().enumerate() {
+        for (j, b) in Action::ALL.iter().enumerate() {
+            n[i][j] = m
+                .shadow_decisions
+                .with_label_values(&[a.as_str(), b.as_str()])
+                .get();
+        }
+    }
+    let total: u64 = n.iter().flatten().sum();
+    if total == 0 {
+        return Ok(());
+    }
+    let flipped: u64 = total - (0..4).map(|i| n[i][i]).sum::<u64>();
+    let freeze = |side: usize| -> u64 {
+        (0..4)
+            .map(|k| if side == 0 { n[3][k] } else { n[k][3] })
+            .sum()
+    };
+    writeln!(
+        out,
+        "  shadow candidate: {flipped} of {total} events decided differently; freeze decisions {} live vs {} candidate (walletguard_shadow_decisions_total)",
+        freeze(0),
+        freeze(1)
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

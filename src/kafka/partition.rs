@@ -108,6 +108,12 @@ pub(crate) async fn run(
     let mut out = OutBatch::default();
     let mut tally = Tally::default();
     let mut routes: Vec<Route> = Vec::new();
+    // The shadow candidate and its own in-memory state (see `crate::shadow`).
+    let mut shadow: Option<(Arc<crate::pipeline::Engine>, State)> = None;
+    let shadow_gauge = shared
+        .metrics
+        .shadow_profiles
+        .with_label_values(&[&p.to_string()]);
 
     loop {
         // While profiles wait for the changelog, wake at the flush deadline even if no
@@ -153,8 +159,37 @@ pub(crate) async fn run(
         let now = crate::time::now_ms();
         out.clear();
         let raws: Vec<&[u8]> = batch.iter().map(|m| m.payload.unwrap_or(b"")).collect();
+        // The shadow candidate starts from the live state as it is before this batch: on
+        // assignment, and whenever a reload turns it on or replaces it.
+        match shared.engine.shadow() {
+            None => {
+                if shadow.take().is_some() {
+                    shadow_gauge.set(0);
+                }
+            }
+            Some(cand) => {
+                if shadow.as_ref().is_none_or(|(e, _)| !Arc::ptr_eq(e, &cand)) {
+                    shadow = Some((cand, state.clone()));
+                }
+            }
+        }
         let mut results = Vec::with_capacity(raws.len());
         engine.process_batch(&mut state, &raws, now, &mut results);
+        if let Some((cand, sstate)) = shadow.as_mut() {
+            if !Arc::ptr_eq(&sstate.lists, &state.lists) {
+                sstate.lists = state.lists.clone();
+            }
+            let topics = &shared.topics;
+            let b =
+                crate::shadow::ShadowBatch::score(cand, sstate, &raws, now, &results, |ev, o| {
+                    out.shadow_decision(topics, ev, o)
+                });
+            shadow_metrics(&shared.metrics, &b);
+            if cand.over_cap(sstate) || last_sweep.elapsed() >= SWEEP_EVERY {
+                let _ = cand.maintain(sstate, crate::pipeline::sweep_clock(newest_ts, now));
+            }
+            shadow_gauge.set(sstate.profiles.len() as i64);
+        }
         let mut received: Vec<(Instant, bool)> = Vec::with_capacity(raws.len());
         for (m, r) in batch.iter().zip(results.drain(..)) {
             let before = out.len();
@@ -337,5 +372,26 @@ async fn ship(
             durable: sent.offsets.map(|offsets| Durable { changelog, offsets }),
         };
         ack_tx.send(inflight).await.is_ok()
+    }
+}
+
+/// Adds a shadow batch's counts to the metrics.
+fn shadow_metrics(m: &crate::metrics::Metrics, b: &crate::shadow::ShadowBatch) {
+    use crate::decision::Action;
+    for (l, row) in Action::ALL.iter().zip(&b.matrix) {
+        for (c, n) in Action::ALL.iter().zip(row) {
+            if *n > 0 {
+                m.shadow_decisions
+                    .with_label_values(&[l.as_str(), c.as_str()])
+                    .inc_by(*n);
+            }
+        }
+    }
+    for (code, n) in crate::detect::Code::ALL.iter().zip(&b.reasons) {
+        if *n > 0 {
+            m.shadow_reasons
+                .with_label_values(&[code.as_str()])
+                .inc_by(*n);
+        }
     }
 }

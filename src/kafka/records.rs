@@ -32,6 +32,8 @@ pub struct OutputTopics {
     pub dlq: String,
     /// Decisions, if written.
     pub decisions: Option<String>,
+    /// The shadow candidate's decisions, if written.
+    pub shadow_decisions: Option<String>,
     /// The profile changelog.
     pub changelog: String,
     /// Allow and block list entries.
@@ -48,6 +50,8 @@ impl OutputTopics {
             commands: k.commands_topic.clone(),
             dlq: k.dlq_topic.clone(),
             decisions: (!k.decisions_topic.is_empty()).then(|| k.decisions_topic.clone()),
+            shadow_decisions: (!cfg.shadow.decisions_topic.is_empty())
+                .then(|| cfg.shadow.decisions_topic.clone()),
             changelog: k.changelog_topic.clone(),
             lists: k.lists_topic.clone(),
         }
@@ -105,6 +109,8 @@ pub enum Dest {
     Dlq,
     /// Decisions topic.
     Decisions,
+    /// The shadow candidate's decisions topic.
+    ShadowDecisions,
     /// Changelog, to the given partition (co-partitioned with the input).
     Changelog(i32),
     /// Subscription `i` of the batch's routes.
@@ -293,6 +299,25 @@ impl OutBatch {
         }
     }
 
+    /// Adds the shadow candidate's decision on one event, when a shadow decisions topic is
+    /// set (nothing else of the candidate is ever written).
+    pub fn shadow_decision(&mut self, topics: &OutputTopics, ev: &Event<'_>, out: &Outcome) {
+        if topics.shadow_decisions.is_none() {
+            return;
+        }
+        let key = self.push_bytes(ev.user_id.as_bytes());
+        let s = self.arena.len();
+        output::write_decision(&mut self.arena, ev, out);
+        self.recs.push(Rec {
+            dest: Dest::ShadowDecisions,
+            key: Some(key),
+            payload: s..self.arena.len(),
+            meta: Some(Arc::new(Meta::of(&out.decision))),
+            dlq_headers: None,
+            stamp: None,
+        });
+    }
+
     /// Adds a list entry for the lists topic, keyed `<scope>:<kind>:<value>`.
     pub fn list_entry(&mut self, e: &crate::lists::ListEntry) {
         let key = self.push_bytes(e.key().as_bytes());
@@ -455,6 +480,7 @@ fn topic_of<'a>(dest: Dest, topics: &'a OutputTopics, routes: &'a [Route]) -> &'
         Dest::Commands => &topics.commands,
         Dest::Dlq => &topics.dlq,
         Dest::Decisions => topics.decisions.as_deref().unwrap_or(&topics.alerts),
+        Dest::ShadowDecisions => topics.shadow_decisions.as_deref().unwrap_or(&topics.alerts),
         Dest::Changelog(_) => &topics.changelog,
         Dest::Lists => &topics.lists,
         Dest::Subscription(i) => routes

@@ -41,6 +41,9 @@ fn output_topics(cfg: &Config) -> Vec<String> {
     if !k.decisions_topic.is_empty() {
         v.push(k.decisions_topic.clone());
     }
+    if !cfg.shadow.decisions_topic.is_empty() {
+        v.push(cfg.shadow.decisions_topic.clone());
+    }
     for s in &cfg.subscriptions {
         v.push(s.topic.clone());
     }
