@@ -28,7 +28,9 @@
 //! 16, sets `max_in_flight`; `WG_E2E_WEBHOOK_DELAY_MS` makes the receiver slow). The throughput
 //! phase then also reports the webhooks delivered and their rate, measured from the first
 //! delivery to the last, so scoring throughput with and without the subscription compare.
-//! `WG_E2E_PHASES=throughput` (or `latency`) runs one phase only.
+//! `WG_E2E_PHASES=throughput` (or `latency`) runs one phase only. `WG_E2E_SHADOW=1` scores a
+//! shadow candidate (`decision.freeze = 0.8`) beside the live config; the throughput phase
+//! prints the profiles held live and by the shadow, and the process's RSS.
 //!
 //! Run: `cargo bench --bench e2e`.
 
@@ -58,6 +60,18 @@ fn processed(m: &Metrics) -> u64 {
         }
     }
     n
+}
+
+/// The process's resident memory, MiB (Linux; 0 elsewhere).
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
 }
 
 /// Alert copies routed to the bench subscription, and those its webhook delivered.
@@ -158,6 +172,11 @@ fn main() {
                 }),
             });
         }
+        if env("WG_E2E_SHADOW", 0u8) == 1 {
+            let f = std::env::temp_dir().join(format!("wg-e2e-shadow-{tag}.toml"));
+            std::fs::write(&f, "[decision]\nfreeze = 0.8\n").expect("candidate file");
+            cfg.shadow.config = f.display().to_string();
+        }
         cfg.http.enabled = false;
         cfg.kafka.commit_interval_ms = env("WG_E2E_COMMIT_MS", cfg.kafka.commit_interval_ms);
         cfg.kafka.queue_batches = env("WG_E2E_QUEUE", cfg.kafka.queue_batches);
@@ -257,6 +276,21 @@ fn main() {
                 (end - from).as_secs_f64(),
                 n as f64 / (end - from).as_secs_f64(),
                 (from - t0).as_secs_f64()
+            );
+            let gauge = |name: &str| -> i64 {
+                metrics
+                    .registry
+                    .gather()
+                    .iter()
+                    .filter(|f| f.name() == name)
+                    .flat_map(|f| f.get_metric().iter().map(|m| m.get_gauge().get_value() as i64))
+                    .sum()
+            };
+            println!(
+                "profiles held: {} live, {} shadow; process RSS {} MiB",
+                gauge("walletguard_profiles"),
+                gauge("walletguard_shadow_profiles"),
+                rss_mib()
             );
             if webhook {
                 // Deliveries run beside scoring; wait for the rest, then rate them from the
