@@ -283,7 +283,11 @@ fn main() {
                     .gather()
                     .iter()
                     .filter(|f| f.name() == name)
-                    .flat_map(|f| f.get_metric().iter().map(|m| m.get_gauge().get_value() as i64))
+                    .flat_map(|f| {
+                        f.get_metric()
+                            .iter()
+                            .map(|m| m.get_gauge().get_value() as i64)
+                    })
                     .sum()
             };
             println!(
