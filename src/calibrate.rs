@@ -178,6 +178,8 @@ struct UserStat {
 struct Stored {
     /// Events in the window (feedback excluded).
     events: u64,
+    /// Attack events in the window, with a signal or not.
+    attacks: u64,
     /// Users with an event in the window.
     active: Vec<bool>,
     user: Vec<u32>,
@@ -379,13 +381,14 @@ fn replay_fit(
             return Ok(());
         };
         stored.active[u as usize] = true;
-        if out.decision.signals.is_empty() {
-            return Ok(());
-        }
         let attack = match labels {
             Some(l) => crate::eval::file_truth(ev, l, i.events, line)?.attack,
             None => false,
         };
+        stored.attacks += u64::from(attack);
+        if out.decision.signals.is_empty() {
+            return Ok(());
+        }
         stored.push(u, attack, out.hints, &out.decision.signals);
         Ok(())
     })?;
@@ -630,6 +633,45 @@ fn fit_weights(base: &Config, st: &Stored, reg: f64) -> (Config, Vec<(String, f6
     (cfg, moved, note)
 }
 
+/// Average precision of the attack events of the window, ranked by the score under `cand`'s
+/// weights (evidence gathered under `run_cfg`); events without a signal rank last, tied.
+fn average_precision(st: &Stored, cand: &Config, run_cfg: &Config) -> f64 {
+    if st.attacks == 0 {
+        return 0.0;
+    }
+    let decider = Decider::new(&cand.decision);
+    let mut scale = [1.0; Code::ALL.len()];
+    for code in Code::ALL {
+        if let (Some(w), Some(w0)) = (cand.detectors.weight(code), run_cfg.detectors.weight(code)) {
+            if w0 > 0.0 {
+                scale[code as usize] = w / w0;
+            }
+        }
+    }
+    let mut scored: Vec<(f64, bool)> = (0..st.len())
+        .map(|i| (evidence(st, i, &decider, &scale).score, st.attack[i]))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tp, mut ap) = (0u64, 0.0);
+    let mut k = 0usize;
+    // Ties share one precision: the one at the end of the tie.
+    while k < scored.len() {
+        let mut j = k;
+        let mut pos = 0u64;
+        while j < scored.len() && scored[j].0 == scored[k].0 {
+            pos += u64::from(scored[j].1);
+            j += 1;
+        }
+        tp += pos;
+        ap += pos as f64 * tp as f64 / j as f64;
+        k = j;
+    }
+    // Attack events without a signal: recalled only at the very end, at the base rate.
+    let rest = st.attacks.saturating_sub(tp);
+    ap += rest as f64 * st.attacks as f64 / st.events.max(1) as f64;
+    ap / st.attacks as f64
+}
+
 /// Thresholds for the budgets with `cand`'s weights, on evidence `st` gathered under
 /// `run_cfg`; returns (review, step_up, freeze) and the fit-part figures for the comments.
 /// `base` places step_up and gives the "before" figures.
@@ -861,7 +903,25 @@ pub fn run(base: &Config, i: Inputs<'_>, b: Budgets) -> Result<Calibration, Cali
     let (mut cand, moved) = if labels.is_some() {
         let (cfg, moved, note) = fit_weights(&start, &st, b.weight_reg);
         notes.push(note);
-        (cfg, moved)
+        // The likelihood rewards muting the many weak signals of honest events; the weights
+        // are kept only if they also rank the fit part's attack events better.
+        let (ap0, ap1) = (
+            average_precision(&st, &start, &start),
+            average_precision(&st, &cfg, &start),
+        );
+        if moved.is_empty() || ap1 > ap0 {
+            if !moved.is_empty() {
+                notes.push(format!(
+                    "fitted weights kept: average precision on the fit part after its warm-up {ap0:.4} → {ap1:.4}"
+                ));
+            }
+            (cfg, moved)
+        } else {
+            notes.push(format!(
+                "fitted weights dropped: they rank the fit part's attack events worse (average precision {ap0:.4} → {ap1:.4})"
+            ));
+            (start.clone(), Vec::new())
+        }
     } else {
         (start.clone(), Vec::new())
     };
