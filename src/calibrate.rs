@@ -248,6 +248,8 @@ fn evidence(st: &Stored, i: usize, decider: &Decider, scale: &Scale) -> Evidence
 struct Collected {
     events: u64,
     fit_events: u64,
+    /// ln(amount) of successful money out per (currency, type), in bins of 1/16 from −20.
+    amounts: HashMap<CellKey, Vec<u32>>,
     ids: HashMap<Box<str>, u32>,
     users: Vec<UserStat>,
     hours: [f64; 24],
@@ -299,9 +301,12 @@ fn stats(
     labels: Option<&crate::eval::labels::Labels>,
 ) -> Result<Collected, EvalError> {
     let offset = crate::time::parse_offset(&base.general.utc_offset).unwrap_or(0);
+    let default_currency: [u8; 3] =
+        <[u8; 3]>::try_from(base.general.default_currency.as_bytes()).unwrap_or(*b"CNY");
     let mut c = Collected {
         events: 0,
         fit_events: 0,
+        amounts: HashMap::new(),
         ids: HashMap::new(),
         users: Vec::new(),
         hours: [0.0; 24],
@@ -338,6 +343,10 @@ fn stats(
                 .filter(|a| *a > 0.0 && ev.is_successful_money_out())
             {
                 let l = a.ln();
+                let cur = ev.currency.unwrap_or(default_currency);
+                c.amounts
+                    .entry((cur, ev.kind))
+                    .or_insert_with(|| vec![0; AMOUNT_BINS])[amount_bin(l)] += 1;
                 us.amounts += 1;
                 us.sum += l;
                 us.sumsq += l * l;
@@ -393,6 +402,59 @@ fn replay_fit(
         Ok(())
     })?;
     Ok(stored)
+}
+
+/// A population cell: currency and money-out type.
+type CellKey = ([u8; 3], crate::event::EventType);
+
+/// Bins of the fit part's ln(amount) histograms: 1/16 wide from −20 to +40.
+const AMOUNT_BINS: usize = 960;
+
+fn amount_bin(l: f64) -> usize {
+    (((l + 20.0) * 16.0).floor().max(0.0) as usize).min(AMOUNT_BINS - 1)
+}
+
+/// The ln(amount) quantiles at [`SEED_SHARES`] of a histogram (bin middles, interpolated
+/// linearly within a bin).
+fn quantiles(h: &[u32]) -> Vec<f64> {
+    let total: u64 = h.iter().map(|x| u64::from(*x)).sum();
+    crate::baseline::prior::SEED_SHARES
+        .iter()
+        .map(|q| {
+            let want = q * total as f64;
+            let mut acc = 0.0;
+            for (i, n) in h.iter().enumerate() {
+                let next = acc + f64::from(*n);
+                if next >= want && *n > 0 {
+                    let within = ((want - acc) / f64::from(*n)).clamp(0.0, 1.0);
+                    return round_to(-20.0 + (i as f64 + within) / 16.0, 4);
+                }
+                acc = next;
+            }
+            round_to(-20.0 + AMOUNT_BINS as f64 / 16.0, 4)
+        })
+        .collect()
+}
+
+/// A population seed per (currency, money-out type) with at least `min` amounts in the fit
+/// part, most observed first, at most `max`.
+fn amount_seeds(c: &Collected, min: f64, max: usize) -> Vec<crate::baseline::prior::AmountSeed> {
+    let mut cells: Vec<(&CellKey, &Vec<u32>, u64)> = c
+        .amounts
+        .iter()
+        .map(|(k, h)| (k, h, h.iter().map(|x| u64::from(*x)).sum::<u64>()))
+        .filter(|(_, _, n)| *n as f64 >= min)
+        .collect();
+    cells.sort_by(|a, b| b.2.cmp(&a.2).then(a.0 .1.as_str().cmp(b.0 .1.as_str())));
+    cells
+        .into_iter()
+        .take(max)
+        .map(|((cur, kind), h, _)| crate::baseline::prior::AmountSeed {
+            currency: String::from_utf8_lossy(cur).into_owned(),
+            kind: kind.as_str().to_owned(),
+            ln_quantiles: quantiles(h),
+        })
+        .collect()
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -898,6 +960,10 @@ pub fn run(base: &Config, i: Inputs<'_>, b: Budgets) -> Result<Calibration, Cali
     if let Some(h) = &hours {
         start.prior.hour_weights = h.clone();
     }
+    let seeds = amount_seeds(&c, base.prior.min_weight, base.prior.max_cells as usize);
+    if !seeds.is_empty() {
+        start.prior.amounts = seeds;
+    }
     let mut st = replay_fit(&start, &i, (measure_from, split), &c, labels.as_ref())?;
     // Weights (labels only), then thresholds under them.
     let (mut cand, moved) = if labels.is_some() {
@@ -974,6 +1040,16 @@ pub fn run(base: &Config, i: Inputs<'_>, b: Budgets) -> Result<Calibration, Cali
             "prior.out_per_day" => format!(
                 "median money-out attempts per day over {} fit-part users with a week or more of money out",
                 rate.map_or(0, |x| x.1)
+            ),
+            "prior.amounts" => format!(
+                "the fit part's amounts per (currency, money-out type) with at least {} money-outs: {}",
+                base.prior.min_weight,
+                cand.prior
+                    .amounts
+                    .iter()
+                    .map(|a| format!("{} {} median {:.2}", a.currency, a.kind, a.ln_quantiles[4].exp()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             "prior.hour_weights" => format!(
                 "share of {} fit-part events per local hour ({}), mean 1",

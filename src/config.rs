@@ -1118,6 +1118,21 @@ mod tests {
         assert_eq!(e.key(), Some("baseline.ipv4_prefix_bits"));
         let e = Config::from_toml("[prior]\nhour_weights = [1.0]\n").unwrap_err();
         assert_eq!(e.key(), Some("prior.hour_weights"));
+        let seed = |kind: &str, q: &str| {
+            format!(
+                "[[prior.amounts]]\ncurrency = \"CNY\"\ntype = \"{kind}\"\nln_quantiles = {q}\n"
+            )
+        };
+        let ok_q = "[1.0, 2.0, 2.5, 3.0, 4.0, 4.5, 5.0, 6.0, 7.0]";
+        assert!(Config::from_toml(&seed("transfer", ok_q)).is_ok());
+        let e = Config::from_toml(&seed("login", ok_q)).unwrap_err();
+        assert_eq!(e.key(), Some("prior.amounts[0].type"));
+        let e = Config::from_toml(&seed(
+            "transfer",
+            "[3.0, 2.0, 2.5, 3.0, 4.0, 4.5, 5.0, 6.0, 7.0]",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key(), Some("prior.amounts[0].ln_quantiles"));
     }
 
     #[test]

@@ -154,11 +154,29 @@ pub struct Removed {
 }
 
 impl State {
-    /// Empty state.
-    pub fn new(_cfg: &Config) -> State {
+    /// Empty state, its population started from `prior.amounts`.
+    pub fn new(cfg: &Config) -> State {
+        let mut population = Population::default();
+        let params = crate::baseline::Prior::new(cfg).pop;
+        for a in &cfg.prior.amounts {
+            let c = a.currency.to_ascii_uppercase();
+            if let (Ok(code), Some(kind)) = (
+                <[u8; 3]>::try_from(c.as_bytes()),
+                crate::event::EventType::parse(&a.kind),
+            ) {
+                population.seed(
+                    &params,
+                    code,
+                    kind,
+                    &crate::baseline::prior::SEED_SHARES,
+                    &a.ln_quantiles,
+                    cfg.prior.min_weight,
+                );
+            }
+        }
         State {
             profiles: ProfileStore::new(),
-            population: Population::default(),
+            population,
             removed: Removed::default(),
             cases: Cases::default(),
             blocks: Vec::new(),

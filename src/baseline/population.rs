@@ -224,6 +224,50 @@ impl Population {
         });
     }
 
+    /// Starts the (currency, `kind`) cell from a distribution given by ln(amount) quantiles
+    /// `q` at `shares` (both non-decreasing), weighing `weight` observations: the mass between
+    /// two quantiles spreads evenly over the ln-amounts between them, the tails sit at the
+    /// extreme quantiles. Replaces any cell of that key; ignored past `max_cells`.
+    pub fn seed(
+        &mut self,
+        p: &PopulationParams,
+        currency: [u8; 3],
+        kind: EventType,
+        shares: &[f64],
+        q: &[f64],
+        weight: f64,
+    ) {
+        let k = kind as u8;
+        self.cells
+            .retain(|c| !(c.kind == k && c.currency == currency));
+        if self.cells.len() >= p.max_cells || q.len() != shares.len() || q.is_empty() {
+            return;
+        }
+        let mut c = Cell::new(currency, k);
+        let put = |c: &mut Cell, x: f64, m: f64| c.bins[bin_of(x)] += (m * weight) as f32;
+        put(&mut c, q[0], shares[0]);
+        put(&mut c, q[q.len() - 1], 1.0 - shares[shares.len() - 1]);
+        for i in 0..q.len() - 1 {
+            let (a, b, m) = (q[i], q[i + 1], shares[i + 1] - shares[i]);
+            if b - a < 1e-9 {
+                put(&mut c, a, m);
+                continue;
+            }
+            // Spread over the bins the segment crosses, by overlap.
+            let (ba, bb) = (bin_of(a), bin_of(b));
+            for bin in ba..=bb {
+                let lo = (LOG_MIN + bin as f64 * BIN_WIDTH).max(a);
+                let hi = (LOG_MIN + (bin + 1) as f64 * BIN_WIDTH).min(b);
+                if hi > lo {
+                    c.bins[bin] += (m * (hi - lo) / (b - a) * weight) as f32;
+                }
+            }
+        }
+        c.total = c.bins.iter().map(|b| *b as f64).sum();
+        self.cells.push(c);
+        self.version += 1;
+    }
+
     /// Learns one pair of consecutive positions of a user: whether travelling between them in
     /// the time between them was impossible. Every such pair counts, whatever the decision
     /// (flagged events are exactly the impossible ones; leaving them out would hide the noise).
@@ -595,5 +639,33 @@ mod tests {
         let mut bad = buf.clone();
         bad[8..16].copy_from_slice(&f64::NAN.to_le_bytes());
         assert_eq!(Population::decode(&bad), Err(PopulationError::Weight));
+    }
+
+    #[test]
+    fn a_seeded_cell_answers_from_the_first_event_and_seeding_again_replaces_it() {
+        let p = params(1000.0);
+        let shares = crate::baseline::prior::SEED_SHARES;
+        // ln(amount) quantiles of a distribution with median e^4 ≈ 54.6.
+        let q = [1.0, 2.0, 2.5, 3.3, 4.0, 4.7, 5.5, 6.0, 7.0];
+        let mut pop = Population::default();
+        assert!(pop
+            .amount_quantile(&p, *b"CNY", EventType::Transfer, 0.5)
+            .is_none());
+        pop.seed(&p, *b"CNY", EventType::Transfer, &shares, &q, p.min_weight);
+        let median = pop
+            .amount_quantile(&p, *b"CNY", EventType::Transfer, 0.5)
+            .expect("usable at once");
+        assert!((median.ln() - 4.0).abs() < 0.26, "{median}");
+        let tail = pop
+            .amount_tail(&p, *b"CNY", EventType::Transfer, 6.0)
+            .unwrap();
+        assert!((tail - 0.05).abs() < 0.02, "{tail}");
+        // Another currency or type stays unseeded.
+        assert!(pop
+            .amount_tail(&p, *b"USD", EventType::Transfer, 6.0)
+            .is_none());
+        // Seeding again replaces the cell rather than adding one.
+        pop.seed(&p, *b"CNY", EventType::Transfer, &shares, &q, p.min_weight);
+        assert_eq!(pop.cells.len(), 1);
     }
 }

@@ -36,7 +36,28 @@ pub struct PriorConfig {
     /// Most (currency, money-out type) cells a partition learns; further ones are not learned
     /// (and get no population evidence).
     pub max_cells: u32,
+    /// Starting amount distributions per (currency, money-out type), which a partition's
+    /// learned population begins with instead of nothing (`walletguard calibrate` writes them
+    /// from history). Each weighs `min_weight` observations, so the population is usable from
+    /// the first event and its own observations take over at the half-life.
+    pub amounts: Vec<AmountSeed>,
 }
+
+/// `[[prior.amounts]]`: one (currency, money-out type) cell's starting distribution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmountSeed {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Money-out type: payment, transfer, withdrawal or mobile_recharge.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// ln(amount) at the shares [`SEED_SHARES`] of money out (non-decreasing).
+    pub ln_quantiles: Vec<f64>,
+}
+
+/// The shares of money out that [`AmountSeed::ln_quantiles`] are taken at.
+pub const SEED_SHARES: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99];
 
 impl Default for PriorConfig {
     fn default() -> Self {
@@ -51,6 +72,7 @@ impl Default for PriorConfig {
             half_life_observations: 50_000.0,
             min_weight: 500.0,
             max_cells: 64,
+            amounts: Vec::new(),
         }
     }
 }
@@ -69,6 +91,35 @@ impl PriorConfig {
         positive("prior.min_weight", self.min_weight)?;
         if self.max_cells == 0 || self.max_cells > 4096 {
             return Err(invalid("prior.max_cells", "must be 1 to 4096"));
+        }
+        for (i, a) in self.amounts.iter().enumerate() {
+            let key = |k: &str| format!("prior.amounts[{i}].{k}");
+            let c = a.currency.as_bytes();
+            if c.len() != 3 || !c.iter().all(u8::is_ascii_alphabetic) {
+                return Err(invalid(&key("currency"), "must be a 3-letter code"));
+            }
+            if !crate::event::EventType::parse(&a.kind).is_some_and(|k| k.is_money_out()) {
+                return Err(invalid(
+                    &key("type"),
+                    "must be payment, transfer, withdrawal or mobile_recharge",
+                ));
+            }
+            let q = &a.ln_quantiles;
+            if q.len() != SEED_SHARES.len()
+                || q.iter().any(|x| !x.is_finite() || x.abs() > 40.0)
+                || q.windows(2).any(|w| w[1] < w[0])
+            {
+                return Err(invalid(
+                    &key("ln_quantiles"),
+                    "needs 9 finite, non-decreasing ln(amount) values (at 1, 5, 10, 25, 50, 75, 90, 95, 99%)",
+                ));
+            }
+        }
+        if self.amounts.len() > self.max_cells as usize {
+            return Err(invalid(
+                "prior.amounts",
+                "more entries than prior.max_cells",
+            ));
         }
         if self.hour_weights.len() != 24 {
             return Err(invalid(
