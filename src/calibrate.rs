@@ -225,6 +225,19 @@ fn no_detail(_: &[f64; 4], f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result 
 /// Weight multipliers per code: the candidate's weight over the base's.
 type Scale = [f64; Code::ALL.len()];
 
+/// The weight multipliers that turn evidence gathered under `run_cfg` into `cand`'s.
+fn scale_of(cand: &Config, run_cfg: &Config) -> Scale {
+    let mut scale = [1.0; Code::ALL.len()];
+    for code in Code::ALL {
+        if let (Some(w), Some(w0)) = (cand.detectors.weight(code), run_cfg.detectors.weight(code)) {
+            if w0 > 0.0 {
+                scale[code as usize] = w / w0;
+            }
+        }
+    }
+    scale
+}
+
 /// The evidence of stored event `i` under `decider` with detector weights scaled by `scale`.
 fn evidence(st: &Stored, i: usize, decider: &Decider, scale: &Scale) -> Evidence {
     let mut sig = Signals::default();
@@ -702,14 +715,7 @@ fn average_precision(st: &Stored, cand: &Config, run_cfg: &Config) -> f64 {
         return 0.0;
     }
     let decider = Decider::new(&cand.decision);
-    let mut scale = [1.0; Code::ALL.len()];
-    for code in Code::ALL {
-        if let (Some(w), Some(w0)) = (cand.detectors.weight(code), run_cfg.detectors.weight(code)) {
-            if w0 > 0.0 {
-                scale[code as usize] = w / w0;
-            }
-        }
-    }
+    let scale = scale_of(cand, run_cfg);
     let mut scored: Vec<(f64, bool)> = (0..st.len())
         .map(|i| (evidence(st, i, &decider, &scale).score, st.attack[i]))
         .collect();
@@ -747,14 +753,7 @@ fn thresholds(
     notes: &mut Vec<String>,
 ) -> ((f64, f64, f64), [String; 3]) {
     let decider = Decider::new(&cand.decision);
-    let mut scale = [1.0; Code::ALL.len()];
-    for code in Code::ALL {
-        if let (Some(w), Some(w0)) = (cand.detectors.weight(code), run_cfg.detectors.weight(code)) {
-            if w0 > 0.0 {
-                scale[code as usize] = w / w0;
-            }
-        }
-    }
+    let scale = scale_of(cand, run_cfg);
     // Per event: the least freeze threshold that freezes it (∞ never, 0 always) and the least
     // review threshold that alerts it.
     let mut user_fz: HashMap<u32, f64> = HashMap::new();
