@@ -470,19 +470,6 @@ fn amount_seeds(c: &Collected, min: f64, max: usize) -> Vec<crate::baseline::pri
         .collect()
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
 fn round_to(v: f64, places: i32) -> f64 {
     let f = 10f64.powi(places);
     (v * f).round() / f
@@ -509,7 +496,7 @@ fn learn_priors(c: &Collected) -> Priors {
         .filter(|sd| sd.is_finite() && *sd > 0.0)
         .collect();
     let sd = (sds.len() >= 30)
-        .then(|| median(sds.clone()))
+        .then(|| crate::eval::metrics::median(&mut sds.clone()))
         .flatten()
         .map(|m| (round_to(m.clamp(0.05, 5.0), 3), sds.len()));
     // Money out per day over at least a week of a user's history, so a burst is not a habit.
@@ -521,7 +508,7 @@ fn learn_priors(c: &Collected) -> Priors {
         .map(|u| f64::from(u.outs) / ((u.last - u.first) as f64 / 86_400_000.0))
         .collect();
     let rate = (rates.len() >= 30)
-        .then(|| median(rates.clone()))
+        .then(|| crate::eval::metrics::median(&mut rates.clone()))
         .flatten()
         .map(|m| (round_to(m.clamp(0.01, 1000.0), 3), rates.len()));
     let total: f64 = c.hours.iter().sum();
@@ -1265,10 +1252,7 @@ mod tests {
     }
 
     #[test]
-    fn median_and_rounding() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(vec![]), None);
+    fn rounding() {
         assert_eq!(round_to(0.12345, 3), 0.123);
     }
 }

@@ -186,6 +186,22 @@ macro_rules! reg {
 }
 
 impl Metrics {
+    /// The shadow flip matrix so far: `[live][candidate]`, indexed like
+    /// [`crate::decision::Action::ALL`].
+    pub fn shadow_matrix(&self) -> [[u64; 4]; 4] {
+        use crate::decision::Action;
+        let mut n = [[0u64; 4]; 4];
+        for (i, a) in Action::ALL.iter().enumerate() {
+            for (j, b) in Action::ALL.iter().enumerate() {
+                n[i][j] = self
+                    .shadow_decisions
+                    .with_label_values(&[a.as_str(), b.as_str()])
+                    .get();
+            }
+        }
+        n
+    }
+
     /// Creates and registers every metric.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let r = Registry::new();

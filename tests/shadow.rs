@@ -13,24 +13,10 @@ use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 use walletguard::compare::{self, CompareInputs};
 use walletguard::decision::Action;
-use walletguard::metrics::Metrics;
 use walletguard::pipeline::Engine;
 use walletguard::sim::SimParams;
 
 const CANDIDATE: &str = "[decision]\nreview = 0.35\nstep_up = 0.6\nfreeze = 0.7\n";
-
-fn shadow_matrix(m: &Metrics) -> [[u64; 4]; 4] {
-    let mut n = [[0u64; 4]; 4];
-    for (i, a) in Action::ALL.iter().enumerate() {
-        for (j, b) in Action::ALL.iter().enumerate() {
-            n[i][j] = m
-                .shadow_decisions
-                .with_label_values(&[a.as_str(), b.as_str()])
-                .get();
-        }
-    }
-    n
-}
 
 fn off_diagonal(m: &[[u64; 4]; 4]) -> u64 {
     (0..4)
@@ -100,10 +86,10 @@ fn the_shadow_matrix_equals_compare_and_no_command_comes_from_the_candidate() {
     let rt = runtime();
     let svc = Service::start(&rt, cfg.clone());
     svc.wait_metrics("every event shadow-scored", |m| {
-        shadow_matrix(m).iter().flatten().sum::<u64>() >= want.valid as u64
+        m.shadow_matrix().iter().flatten().sum::<u64>() >= want.valid as u64
     });
     assert_eq!(svc.metrics.shadow_active.get(), 1);
-    let got = shadow_matrix(&svc.metrics);
+    let got = svc.metrics.shadow_matrix();
     svc.stop(&rt).expect("run returns Ok");
     assert_eq!(got, report.flips.matrix, "shadow metric vs compare");
 

@@ -687,16 +687,7 @@ fn shadow_summary(
     m: &crate::metrics::Metrics,
     out: &mut (dyn Write + Send),
 ) -> Result<(), DemoError> {
-    use crate::decision::Action;
-    let mut n = [[0u64; 4]; 4];
-    for (i, a) in Action::ALL.iter().enumerate() {
-        for (j, b) in Action::ALL.iter().enumerate() {
-            n[i][j] = m
-                .shadow_decisions
-                .with_label_values(&[a.as_str(), b.as_str()])
-                .get();
-        }
-    }
+    let n = m.shadow_matrix();
     let total: u64 = n.iter().flatten().sum();
     if total == 0 {
         return Ok(());
