@@ -105,8 +105,9 @@ pub enum Cmd {
         /// Share of the history's time span to fit on; the rest is the out-of-time check.
         #[arg(long, default_value_t = 0.7)]
         fit_share: f64,
-        /// Pull of fitted weights toward the base weights (L2).
-        #[arg(long, default_value_t = 0.1)]
+        /// Pull of fitted weights toward the base weights: average precision given up per
+        /// unit of ln(weight / base weight)², summed over the weights.
+        #[arg(long, default_value_t = 0.002)]
         weight_reg: f64,
         /// The base config: files laid over the defaults in order (repeatable).
         #[arg(long)]
