@@ -183,10 +183,10 @@ struct Stored {
     events: u64,
     /// Attack events in the window, with a signal or not.
     attacks: u64,
-    /// Attack events in the window per [`guard_half`] of their user (false, true).
-    half_attacks: [u64; 2],
-    /// Events in the window per [`guard_half`] of their user (false, true).
-    half_events: [u64; 2],
+    /// Attack events in the window per user.
+    user_attacks: Vec<u32>,
+    /// Events in the window per user.
+    user_events: Vec<u32>,
     /// Users with an event in the window.
     active: Vec<bool>,
     user: Vec<u32>,
@@ -390,6 +390,8 @@ fn replay_fit(
     let mut router = Partitioned::new(&engine, i.partitions, i.lists.clone());
     let mut stored = Stored {
         active: vec![false; c.users.len()],
+        user_attacks: vec![0; c.users.len()],
+        user_events: vec![0; c.users.len()],
         ..Stored::default()
     };
     let mut published = Vec::new();
@@ -415,9 +417,8 @@ fn replay_fit(
             None => false,
         };
         stored.attacks += u64::from(attack);
-        let h = usize::from(guard_half(u));
-        stored.half_attacks[h] += u64::from(attack);
-        stored.half_events[h] += 1;
+        stored.user_attacks[u as usize] += u32::from(attack);
+        stored.user_events[u as usize] += 1;
         if out.decision.signals.is_empty() {
             return Ok(());
         }
@@ -803,38 +804,95 @@ fn fit_weights(base: &Config, anchor: &Config, st: &Stored, reg: f64) -> Fitted 
     }
 }
 
-/// Average precision of the attack events of the guard half's users (see [`guard_half`]),
-/// ranked by the score under `cand`'s weights (evidence gathered under `run_cfg`); attack
-/// events without a signal are recalled last, at the half's base rate.
-fn guard_ap(st: &Stored, cand: &Config, run_cfg: &Config) -> f64 {
-    let (attacks, events) = (st.half_attacks[1], st.half_events[1]);
-    if attacks == 0 {
-        return 0.0;
-    }
+/// Bootstrap resamples of the guard half's users when judging fitted weights.
+const RESAMPLES: usize = 200;
+
+/// The guard half's alerting events ranked by their score under `cand`'s weights (evidence
+/// gathered under `run_cfg`): (user, attack), best first, and where each tie ends.
+fn guard_ranking(st: &Stored, cand: &Config, run_cfg: &Config) -> (Vec<(u32, bool)>, Vec<bool>) {
     let decider = Decider::new(&cand.decision);
     let scale = scale_of(cand, run_cfg);
-    let mut scored: Vec<(f64, bool)> = (0..st.len())
+    let mut scored: Vec<(f64, u32, bool)> = (0..st.len())
         .filter(|i| guard_half(st.user[*i]))
-        .map(|i| (evidence(st, i, &decider, &scale).score, st.attack[i]))
+        .map(|i| {
+            (
+                evidence(st, i, &decider, &scale).score,
+                st.user[i],
+                st.attack[i],
+            )
+        })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (mut tp, mut ap) = (0u64, 0.0);
-    let mut k = 0usize;
-    // Ties share one precision: the one at the end of the tie.
-    while k < scored.len() {
-        let mut j = k;
-        let mut pos = 0u64;
-        while j < scored.len() && scored[j].0 == scored[k].0 {
-            pos += u64::from(scored[j].1);
-            j += 1;
+    let tie_end = (0..scored.len())
+        .map(|k| scored.get(k + 1).is_none_or(|n| n.0 != scored[k].0))
+        .collect();
+    (
+        scored.into_iter().map(|(_, u, a)| (u, a)).collect(),
+        tie_end,
+    )
+}
+
+/// Average precision of a [`guard_ranking`] with every user's events counted `m[user]`
+/// times; ties share the precision at the end of the tie, and attack events without a
+/// signal are recalled last, at the base rate.
+fn ranked_ap(st: &Stored, (ranked, tie_end): &(Vec<(u32, bool)>, Vec<bool>), m: &[f64]) -> f64 {
+    let (mut attacks, mut events) = (0.0, 0.0);
+    for u in 0..m.len() {
+        if m[u] > 0.0 && guard_half(u as u32) {
+            attacks += m[u] * f64::from(st.user_attacks[u]);
+            events += m[u] * f64::from(st.user_events[u]);
         }
-        tp += pos;
-        ap += pos as f64 * tp as f64 / j as f64;
-        k = j;
     }
-    let rest = attacks.saturating_sub(tp);
-    ap += rest as f64 * attacks as f64 / events.max(1) as f64;
-    ap / attacks as f64
+    if attacks == 0.0 {
+        return 0.0;
+    }
+    let (mut tp, mut seen, mut pos, mut ap) = (0.0, 0.0, 0.0, 0.0);
+    for (k, (u, attack)) in ranked.iter().enumerate() {
+        let w = m[*u as usize];
+        seen += w;
+        if *attack {
+            pos += w;
+        }
+        if tie_end[k] {
+            tp += pos;
+            if pos > 0.0 {
+                ap += pos * tp / seen;
+            }
+            pos = 0.0;
+        }
+    }
+    let rest = (attacks - tp).max(0.0);
+    ap += rest * attacks / events.max(1.0);
+    ap / attacks
+}
+
+/// How much `(st1, cfg1)` ranks the guard half's attack events better than `(st0, cfg0)`:
+/// (average precision before, after, and the one-sided 95% lower bound of the gain over a
+/// paired bootstrap of the guard half's users).
+fn guard_gain(st0: &Stored, cfg0: &Config, st1: &Stored, cfg1: &Config) -> (f64, f64, f64) {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let (r0, r1) = (
+        guard_ranking(st0, cfg0, cfg0),
+        guard_ranking(st1, cfg1, cfg1),
+    );
+    let users = st0.user_events.len().min(st1.user_events.len());
+    let ones = vec![1.0; users];
+    let (a0, a1) = (ranked_ap(st0, &r0, &ones), ranked_ap(st1, &r1, &ones));
+    // Poisson(1) weights per user: the bootstrap without materialising resamples; the same
+    // seed every run, so calibrate is deterministic.
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(0x6361_6c69_6272_6174);
+    let Ok(poisson) = rand_distr::Poisson::new(1.0) else {
+        return (a0, a1, f64::NEG_INFINITY);
+    };
+    let mut gains: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let m: Vec<f64> = (0..users).map(|_| poisson.sample(&mut rng)).collect();
+            ranked_ap(st1, &r1, &m) - ranked_ap(st0, &r0, &m)
+        })
+        .collect();
+    gains.sort_by(f64::total_cmp);
+    (a0, a1, gains[RESAMPLES / 20])
 }
 
 /// Thresholds for the budgets with `cand`'s weights, on evidence `st` gathered under
@@ -1069,7 +1127,6 @@ pub fn run(base: &Config, i: Inputs<'_>, b: Budgets) -> Result<Calibration, Cali
         // what the profiles learn (a reviewed new device is not learned and stays new), so
         // each round's result is judged again on the fit part replayed under it, on the
         // users the search did not see, and the next round searches that evidence.
-        let mut g_cur = guard_ap(&st, &cand, &cand);
         for round in 1..=FIT_ROUNDS {
             let f = fit_weights(&cand, &start, &st, b.weight_reg);
             notes.extend(
@@ -1093,17 +1150,16 @@ pub fn run(base: &Config, i: Inputs<'_>, b: Budgets) -> Result<Calibration, Cali
                     .join(", ")
             ));
             let st2 = replay_fit(&f.cfg, &i, (measure_from, split), &c, labels.as_ref())?;
-            let g1 = guard_ap(&st2, &f.cfg, &f.cfg);
-            if g1 <= g_cur {
+            let (g0, g1, lower) = guard_gain(&st, &cand, &st2, &f.cfg);
+            if lower <= 0.0 {
                 notes.push(format!(
-                    "weights round {round}: dropped: replayed under them, the fit part ranks the other half's attack events no better (average precision {g_cur:.4} → {g1:.4})"
+                    "weights round {round}: dropped: replayed under them, the fit part does not rank the other half's attack events surely better (average precision {g0:.4} → {g1:.4}; 95% lower bound of the gain over {RESAMPLES} resamples of its users {lower:+.4})"
                 ));
                 break;
             }
             notes.push(format!(
-                "weights round {round}: kept: replayed under them, the fit part ranks the other half's attack events better (average precision {g_cur:.4} → {g1:.4})"
+                "weights round {round}: kept: replayed under them, the fit part ranks the other half's attack events better (average precision {g0:.4} → {g1:.4}; 95% lower bound of the gain {lower:+.4})"
             ));
-            g_cur = g1;
             cand = f.cfg;
             st = st2;
             run_cfg = cand.clone();
@@ -1438,6 +1494,51 @@ mod tests {
         }
         let f = fit_weights(&base, &base, &flat, 0.002);
         assert!(!f.changed, "{:?}", f.notes);
+    }
+
+    /// A window of 4,000 users, one event each, every tenth an attack whose new-device
+    /// signal scores `attack_score`, the others `0.5`.
+    fn window(attack_score: f64) -> Stored {
+        let mut st = Stored {
+            user_attacks: vec![0; 4000],
+            user_events: vec![0; 4000],
+            ..Stored::default()
+        };
+        for u in 0..4000u32 {
+            let attack = u % 10 == 0;
+            let score = if attack { attack_score } else { 0.5 };
+            st.push(
+                u,
+                attack,
+                ChainHints::default(),
+                &signals(&[(Code::NewDevice, score, 0.45)]),
+            );
+            st.user_attacks[u as usize] += u32::from(attack);
+            st.user_events[u as usize] += 1;
+        }
+        st
+    }
+
+    #[test]
+    fn the_guard_keeps_only_a_gain_its_bootstrap_is_sure_of() {
+        let cfg = Config::default();
+        let (flat, sharp) = (window(0.5), window(1.0));
+        // The same ranking: no gain, and a lower bound of exactly zero.
+        let (a0, a1, lower) = guard_gain(&flat, &cfg, &flat, &cfg);
+        assert_eq!((a0, lower), (a1, 0.0));
+        assert!(
+            (a0 - 0.1).abs() < 0.02,
+            "all tied: precision at the base rate, {a0}"
+        );
+        // Attacks ranked first on every resample.
+        let (a0, a1, lower) = guard_gain(&flat, &cfg, &sharp, &cfg);
+        assert!(
+            (a1 - 1.0).abs() < 1e-12 && lower > 0.8,
+            "{a0} → {a1}, lower {lower}"
+        );
+        // And the other way round it is surely worse.
+        let (_, _, lower) = guard_gain(&sharp, &cfg, &flat, &cfg);
+        assert!(lower < 0.0);
     }
 
     #[test]
