@@ -837,10 +837,10 @@ fn guard_ranking(st: &Stored, cand: &Config, run_cfg: &Config) -> (Vec<(u32, boo
 /// signal are recalled last, at the base rate.
 fn ranked_ap(st: &Stored, (ranked, tie_end): &(Vec<(u32, bool)>, Vec<bool>), m: &[f64]) -> f64 {
     let (mut attacks, mut events) = (0.0, 0.0);
-    for u in 0..m.len() {
-        if m[u] > 0.0 && guard_half(u as u32) {
-            attacks += m[u] * f64::from(st.user_attacks[u]);
-            events += m[u] * f64::from(st.user_events[u]);
+    for (u, w) in m.iter().enumerate() {
+        if *w > 0.0 && guard_half(u as u32) {
+            attacks += w * f64::from(st.user_attacks[u]);
+            events += w * f64::from(st.user_events[u]);
         }
     }
     if attacks == 0.0 {
