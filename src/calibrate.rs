@@ -676,7 +676,7 @@ fn fit_weights(base: &Config, anchor: &Config, st: &Stored, reg: f64) -> Fitted 
             cfg: base.clone(),
             changed: false,
             notes: vec![format!(
-                "weights kept: {pos_n} attack events with a signal after the warm-up of the fit part (the fit needs {MIN_ATTACK_EVENTS}, half on each side of a split by user)"
+                "left as they are: {pos_n} attack events with a signal after the warm-up of the fit part (the fit needs {MIN_ATTACK_EVENTS}, half on each side of a split by user)"
             )],
         };
     }
@@ -767,12 +767,12 @@ fn fit_weights(base: &Config, anchor: &Config, st: &Stored, reg: f64) -> Fitted 
         weighted_ap(&mut guard_idx, &score, &sample, st),
     );
     let mut notes = vec![format!(
-        "weights searched on {fit_pos} attack and {} other alerting fit-part events of half the users (others sampled ×{keep:.3}), {sweeps} sweeps: average precision {ap_start:.4} → {ap_fit:.4}, L2 pull {reg} on ln(weight / base)",
+        "searched on {fit_pos} attack and {} other alerting fit-part events of half the users (others sampled ×{keep:.3}), {sweeps} sweeps: average precision {ap_start:.4} → {ap_fit:.4}, L2 pull {reg} on ln(weight / base)",
         fit_idx.len() - fit_pos
     )];
     if g1 <= g0 {
         notes.push(format!(
-            "searched weights dropped: they rank the other half's {guard_pos} attack events no better (average precision {g0:.4} → {g1:.4})"
+            "dropped: they rank the other half's {guard_pos} attack events no better (average precision {g0:.4} → {g1:.4})"
         ));
         return Fitted {
             cfg: base.clone(),
@@ -1138,7 +1138,7 @@ pub fn run(base: &Config, i: Inputs<'_>, b: Budgets) -> Result<Calibration, Cali
                 break;
             }
             notes.push(format!(
-                "weights round {round}: searched {}",
+                "weights round {round}: moved {}",
                 weight_moves(&cand, &f.cfg)
                     .iter()
                     .map(|(k, a, b)| format!(
