@@ -13,9 +13,12 @@
 //!    per detector, and `decision.chain_bonus` for `ATO_CHAIN`) to rank attack events first:
 //!    a coordinate search on the average precision of half the users' events under the real
 //!    combination ([`Decider::evidence`], stake families and all), with each weight in
-//!    [0.001, 1] and pulled toward the base weight. The fitted weights are kept only if they
-//!    also rank the other half's events better. Attack events are all kept; other alerting
-//!    events are sampled down to [`FIT_SAMPLE`] with weights.
+//!    [0.001, 1], pulled toward the base weight, and moved at most ×1.5 per round.
+//!    Weights change what profiles learn, so each round's weights are judged again on the fit
+//!    part *replayed* under them, on the other half's users, and kept only if the 95% lower
+//!    bound of the gain in average precision (a paired bootstrap of those users) is above
+//!    zero; up to 3 rounds. Attack events are all kept; other alerting events
+//!    are sampled down to [`FIT_SAMPLE`] with weights.
 //!    The first [`WARM_UP`] of the fit part only teaches the state (a replay starts from
 //!    empty profiles and an unlearned population); weights and thresholds are measured on
 //!    the rest of it.
