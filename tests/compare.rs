@@ -324,5 +324,21 @@ fn the_cli_writes_every_output_and_overlays_layer_in_order() {
     assert!(
         err.contains("bad.toml") && err.contains("decision.freez"),
         "{err}"
-    );
+    ); // A missing labels file is named, and its OS error said once.
+    let o = std::process::Command::new(bin)
+        .env_remove("WALLETGUARD_CONFIG")
+        .args(["compare", "--events"])
+        .arg(&input)
+        .arg("--config-b")
+        .arg(config_path())
+        .arg("--labels")
+        .arg(dir.path().join("missing.csv"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("missing.csv"), "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
 }
