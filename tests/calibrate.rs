@@ -130,3 +130,85 @@ fn calibrate_brings_false_freezes_within_budget_out_of_time_and_its_overlay_repr
         assert!(std::fs::metadata(&p).unwrap().len() > 100, "{side}");
     }
 }
+
+/// Calibrates `events` under the harsh base of the test above, with or without `labels`.
+fn calibrate_harsh(dir: &Path, events: &Path, labels: Option<&Path>) -> calibrate::Calibration {
+    let harsh = dir.join("harsh.toml");
+    std::fs::write(&harsh, "[decision]\nstep_up = 0.46\nfreeze = 0.47\n").unwrap();
+    let base = Config::load_layers(&[common::config_path(), harsh]).unwrap();
+    calibrate::run(
+        &base,
+        Inputs {
+            events,
+            labels,
+            base_name: "harsh".into(),
+            partitions: 1,
+            lists: Default::default(),
+            progress: false,
+        },
+        Budgets {
+            false_freeze: 0.002,
+            fit_share: 0.5,
+            ..Budgets::default()
+        },
+    )
+    .expect("calibrate")
+}
+
+#[test]
+fn confirmed_fraud_verdicts_in_the_history_stand_in_for_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, labels) = simulate(dir.path());
+    // One `confirmed_fraud` verdict per attacked user, on one of their attack events, at
+    // the history's last instant (so the time split does not move).
+    let text = std::fs::read_to_string(&events).unwrap();
+    let last = text
+        .lines()
+        .filter_map(|l| walletguard::event::parse_event(l.as_bytes()).ok())
+        .map(|e| e.ts_ms)
+        .max()
+        .unwrap();
+    let mut attacked = std::collections::BTreeMap::new();
+    for row in std::fs::read_to_string(&labels).unwrap().lines().skip(1) {
+        let f: Vec<&str> = row.split(',').collect();
+        if f.get(2) == Some(&"1") {
+            attacked.entry(f[1].to_owned()).or_insert(f[0].to_owned());
+        }
+    }
+    assert!(
+        attacked.len() >= 5,
+        "the world has attacks: {}",
+        attacked.len()
+    );
+    let mut with_verdicts = text.clone();
+    for (n, (user, event)) in attacked.iter().enumerate() {
+        let v = serde_json::json!({"event_id": format!("verdict-{n}"), "user_id": user,
+            "ts": last, "type": "case_verdict", "ref_event_id": event, "verdict": "confirmed_fraud"});
+        with_verdicts.push_str(&format!("{v}\n"));
+    }
+    let verdicts = dir.path().join("verdicts.jsonl");
+    std::fs::write(&verdicts, with_verdicts).unwrap();
+
+    let by_labels = calibrate_harsh(dir.path(), &events, Some(&labels));
+    let by_verdicts = calibrate_harsh(dir.path(), &verdicts, None);
+    let neither = calibrate_harsh(dir.path(), &events, None);
+    // The same users count as confirmed, so the same thresholds and the same held-out share
+    // of honest users frozen.
+    assert_eq!(by_verdicts.fit_users, by_labels.fit_users);
+    assert!(by_labels.fit_users.1 < by_labels.fit_users.0);
+    let d = |c: &calibrate::Calibration| {
+        let d = &c.candidate.decision;
+        (d.review, d.step_up, d.freeze)
+    };
+    assert_eq!(d(&by_verdicts), d(&by_labels));
+    let (bv, bl) = (&by_verdicts.held_out.budget, &by_labels.held_out.budget);
+    assert_eq!(bv.unconfirmed_users, bl.unconfirmed_users);
+    assert_eq!(bv.frozen_unconfirmed, bl.frozen_unconfirmed);
+    assert!(
+        by_verdicts.held_out.eval.is_none(),
+        "no labels, no eval tables"
+    );
+    // Without either, every frozen user counts against the budget.
+    assert_eq!(neither.fit_users.1, neither.fit_users.0);
+    assert_eq!(neither.held_out.budget.confirmed_users, 0);
+}
