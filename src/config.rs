@@ -326,6 +326,10 @@ pub struct KafkaConfig {
     pub commit_interval_ms: u64,
     /// Give up (and exit non-zero) when restoring one partition's profiles takes longer.
     pub restore_timeout_s: u64,
+    /// A partition assigned to this instance from which nothing was fetched for this long
+    /// while records wait (or that has no task) is reported (`/readyz`,
+    /// `walletguard_unfetched_partitions`) and restarted from its committed offset.
+    pub unfetched_after_s: u64,
     /// On start, create missing topics (inputs, outputs, subscriptions, the compacted
     /// changelog with the input's partition count). Off: missing topics are an error.
     pub create_topics: bool,
@@ -370,6 +374,7 @@ impl Default for KafkaConfig {
             queue_batches: 16,
             commit_interval_ms: 1000,
             restore_timeout_s: 300,
+            unfetched_after_s: 20,
             create_topics: false,
             partitions: 12,
             replication_factor: 1,
@@ -722,6 +727,9 @@ impl Config {
         }
         if k.restore_timeout_s == 0 {
             return Err(invalid("kafka.restore_timeout_s", "must be at least 1"));
+        }
+        if k.unfetched_after_s == 0 {
+            return Err(invalid("kafka.unfetched_after_s", "must be at least 1"));
         }
         if k.partitions < 1 {
             return Err(invalid("kafka.partitions", "must be at least 1"));

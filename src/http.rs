@@ -1,6 +1,6 @@
 //! The HTTP edge: `/metrics` (Prometheus text), `/healthz` (the process is alive and its
-//! pipeline has not failed), `/readyz` (started, the brokers reachable, and no partition
-//! restoring state), and, when a token is configured, `/alerts/stream` (see
+//! pipeline has not failed), `/readyz` (started, the brokers reachable, no partition
+//! restoring state, not suspended after a stall, and every assigned partition consumed), and, when a token is configured, `/alerts/stream` (see
 //! [`crate::alert_stream`]).
 
 use std::net::SocketAddr;
@@ -23,6 +23,8 @@ pub struct Health {
     failed: AtomicBool,
     restoring: AtomicI64,
     brokers_down: AtomicBool,
+    suspended: AtomicBool,
+    unfetched: AtomicI64,
 }
 
 impl Health {
@@ -52,17 +54,31 @@ impl Health {
         self.restoring.fetch_add(delta, Ordering::SeqCst);
     }
 
+    /// Writes are held after a stall of the process until its partitions are fenced and
+    /// taken again: not ready meanwhile.
+    pub fn set_suspended(&self, v: bool) {
+        self.suspended.store(v, Ordering::SeqCst);
+    }
+
+    /// Partitions assigned to this instance that it is not consuming: not ready while any.
+    pub fn set_unfetched(&self, n: i64) {
+        self.unfetched.store(n, Ordering::SeqCst);
+    }
+
     /// Alive: not failed.
     pub fn is_live(&self) -> bool {
         !self.failed.load(Ordering::SeqCst)
     }
 
-    /// Ready: started, alive, brokers reachable, and no partition restoring.
+    /// Ready: started, alive, brokers reachable, no partition restoring, not suspended after
+    /// a stall, and every assigned partition consumed.
     pub fn is_ready(&self) -> bool {
         self.is_live()
             && self.started.load(Ordering::SeqCst)
             && !self.brokers_down.load(Ordering::SeqCst)
             && self.restoring.load(Ordering::SeqCst) <= 0
+            && !self.suspended.load(Ordering::SeqCst)
+            && self.unfetched.load(Ordering::SeqCst) <= 0
     }
 }
 
@@ -227,6 +243,21 @@ mod tests {
         health.restoring(1);
         assert_eq!(get_status(addr, "/readyz").await.0, 503);
         health.restoring(-1);
+        health.set_suspended(true);
+        assert_eq!(
+            get_status(addr, "/readyz").await.0,
+            503,
+            "suspended after a stall"
+        );
+        health.set_suspended(false);
+        health.set_unfetched(2);
+        assert_eq!(
+            get_status(addr, "/readyz").await.0,
+            503,
+            "partitions not consumed"
+        );
+        health.set_unfetched(0);
+        assert_eq!(get_status(addr, "/readyz").await.0, 200);
         let (code, body) = get_status(addr, "/metrics").await;
         assert_eq!(code, 200);
         assert!(body.contains("walletguard_build_info"));

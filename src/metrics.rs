@@ -109,6 +109,21 @@ pub struct Metrics {
     pub changelog_records: IntCounter,
     /// `walletguard_rebalances_total{kind}`: `assign`, `revoke`, `lost`.
     pub rebalances: IntCounterVec,
+    /// `walletguard_fenced_total{what}`: writes (`outputs`, `offsets`) and offset commits
+    /// (`commit`) refused because the partition's assignment had ended or a stall made it
+    /// doubtful.
+    pub fenced: IntCounterVec,
+    /// `walletguard_stalls_total`: stalls of the whole process of half the session timeout or
+    /// more; each fences every partition the instance held.
+    pub stalls: IntCounter,
+    /// `walletguard_unfetched_partitions`: partitions assigned to this instance that it is not
+    /// consuming (no task, or nothing fetched for `kafka.unfetched_after_s` while records
+    /// wait). Not ready while above 0.
+    pub unfetched: IntGauge,
+    /// `walletguard_partition_repairs_total{kind}`: `adopted` (assigned by the client but
+    /// without a task: started from the committed offset), `released` (a task for a partition
+    /// the client no longer has), `refetched` (not fetched for too long: restarted).
+    pub repairs: IntCounterVec,
     /// `walletguard_producer_errors_total{topic}`: failed deliveries (each is retried).
     pub producer_errors: IntCounterVec,
     /// `walletguard_producer_retries_total{reason}`: `queue_full` or `delivery_failed`.
@@ -513,6 +528,36 @@ impl Metrics {
                 cv(
                     "walletguard_rebalances_total",
                     "Consumer-group rebalances seen, by kind.",
+                    &["kind"]
+                )
+            ),
+            fenced: reg!(
+                r,
+                cv(
+                    "walletguard_fenced_total",
+                    "Writes and offset commits refused because the partition's assignment had ended or a stall made it doubtful, by what.",
+                    &["what"]
+                )
+            ),
+            stalls: reg!(
+                r,
+                IntCounter::new(
+                    "walletguard_stalls_total",
+                    "Stalls of the whole process of half the session timeout or more (each fences every partition held)."
+                )
+            ),
+            unfetched: reg!(
+                r,
+                IntGauge::new(
+                    "walletguard_unfetched_partitions",
+                    "Partitions assigned to this instance that it is not consuming."
+                )
+            ),
+            repairs: reg!(
+                r,
+                cv(
+                    "walletguard_partition_repairs_total",
+                    "Partitions whose consumption was repaired, by kind: adopted, released, refetched.",
                     &["kind"]
                 )
             ),

@@ -45,11 +45,25 @@ def log(msg):
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free loopback port below the kernel's ephemeral range. Why not port 0: a port the
+    kernel hands out as ephemeral is free now, but any outgoing connection (the instances'
+    own to the broker) may take it before the process that should listen on it starts, and
+    a restarted instance then fails with 'address in use'."""
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(1000):
+        port = random.SystemRandom().randrange(10000, max(low, 10001))
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    sys.exit("soak: FAILED: no free port")
 
 
 def wait_port(port, limit):
@@ -120,6 +134,9 @@ class Broker:
             self.addr = line[1]
         return self.addr
 
+    def port(self):
+        return int(self.addr.rsplit(":", 1)[1])
+
     def down(self):
         self.proc.send_signal(signal.SIGSTOP if self.kind == "tansu" else signal.SIGUSR1)
 
@@ -158,6 +175,13 @@ class Instance:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def pause(self):
+        """SIGSTOP: a stalled VM or a throttled container; every thread stops."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
     def url(self, path):
         return f"http://127.0.0.1:{self.http}{path}"
 
@@ -193,6 +217,84 @@ class Instance:
             return None
 
 
+def parse_faults(spec):
+    """'kill:2,pause' -> [('kill', 2.0), ('pause', 1.0)]."""
+    out = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, w = part.partition(":")
+        if name not in ("kill", "pause", "leave", "freeze", "cut"):
+            sys.exit(f"soak: unknown fault kind {name!r}")
+        out.append((name, float(w) if w else 1.0))
+    if not out:
+        sys.exit("soak: no fault kinds")
+    return out
+
+
+class NetCut:
+    """Drops one instance's packets to and from the broker's port while both keep running.
+
+    Loopback traffic is matched by the instance's own socket ports (read from /proc), so the
+    other instances and the test's own readers are untouched; new connections the instance
+    opens meanwhile are caught by the owner match on its cgroup-less pid through a fresh
+    listing every 0.2 s."""
+
+    def __init__(self, port, pid):
+        self.port, self.pid = port, pid
+        self.rules = set()
+        self.stop = False
+        import threading
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def ports(self):
+        """Local ports of the pid's TCP sockets connected to the broker port."""
+        inodes = set()
+        try:
+            for fd in os.listdir(f"/proc/{self.pid}/fd"):
+                try:
+                    t = os.readlink(f"/proc/{self.pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if t.startswith("socket:["):
+                    inodes.add(t[8:-1])
+        except OSError:
+            return set()
+        out = set()
+        for tab in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = open(tab).read().splitlines()[1:]
+            except OSError:
+                continue
+            for l in lines:
+                f = l.split()
+                if len(f) > 9 and f[9] in inodes and int(f[2].rsplit(":", 1)[1], 16) == self.port:
+                    out.add(int(f[1].rsplit(":", 1)[1], 16))
+        return out
+
+    def run(self):
+        while not self.stop:
+            for lp in self.ports() - self.rules:
+                for rule in (["--sport", str(lp)], ["--dport", str(lp)]):
+                    subprocess.run(["iptables", "-I", "INPUT", "-i", "lo", "-p", "tcp"] + rule
+                                   + ["-j", "DROP"], check=False)
+                self.rules.add(lp)
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.thread.join()
+        for lp in self.rules:
+            for rule in (["--sport", str(lp)], ["--dport", str(lp)]):
+                subprocess.run(["iptables", "-D", "INPUT", "-i", "lo", "-p", "tcp"] + rule
+                               + ["-j", "DROP"], check=False)
+
+
 def read_jsonl(path):
     out = []
     with open(path) as f:
@@ -221,13 +323,27 @@ def main():
     ap.add_argument("--seed", type=int, default=21)
     ap.add_argument("--attack-rate", type=float, default=0.05)
     ap.add_argument("--events", help="use this events file instead of simulating one")
-    ap.add_argument("--kills", type=int, default=8)
+    ap.add_argument("--kills", type=int, default=8, help="faults in the run (any kind)")
     ap.add_argument("--min-gap", type=float, default=1.0)
     ap.add_argument("--max-gap", type=float, default=5.0)
     ap.add_argument("--after-assign", action="store_true",
                     help="count each gap from the moment the instance has partitions (at most "
                          "60 s after its start), so that kills land in restore and processing "
                          "even on a broker slow to assign")
+    ap.add_argument("--faults", default="kill",
+                    help="fault kinds drawn at random, comma-separated, each optionally "
+                         "weighted as kind:weight: kill (SIGKILL, restarted at once), pause "
+                         "(SIGSTOP longer than the session, then SIGCONT), leave (SIGTERM, "
+                         "back 2-10 s later: scale in, then out), freeze (the broker hangs "
+                         "for 2-8 s), cut (the instance's loopback traffic to the broker is "
+                         "dropped for longer than the session, both keep running; needs "
+                         "root and iptables)")
+    ap.add_argument("--session-ms", type=int, default=6000,
+                    help="session.timeout.ms of the instances (heartbeats every 500 ms)")
+    ap.add_argument("--pause-min", type=float, default=None,
+                    help="shortest pause in seconds [1.5 x session]")
+    ap.add_argument("--pause-max", type=float, default=None,
+                    help="longest pause in seconds [3 x session]")
     ap.add_argument("--shutdown-kill-share", type=float, default=0.15,
                     help="share of kills that hit during a SIGTERM shutdown")
     ap.add_argument("--rate", type=int, default=8000, help="events per second produced")
@@ -284,6 +400,11 @@ def main():
     topics += [(s, P) for s in subs]
     broker = Broker(a.broker, wg, work, topics)
     addr = broker.start()
+    consumer_set = {"session.timeout.ms": str(a.session_ms), "heartbeat.interval.ms": "500"}
+    consumer_set.update(kv.split("=", 1) for kv in a.consumer_set)
+    kinds = parse_faults(a.faults)
+    pause_min = a.pause_min if a.pause_min is not None else 1.5 * a.session_ms / 1000
+    pause_max = a.pause_max if a.pause_max is not None else 3.0 * a.session_ms / 1000
     base_cfg = f"""
 [kafka]
 brokers = "{addr}"
@@ -294,7 +415,7 @@ create_topics = {"true" if a.broker == "tansu" else "false"}
 partitions = {P}
 {chr(10).join(a.kafka_set)}
 [kafka.consumer]
-{chr(10).join(f'"{k}" = "{v}"' for k, v in (kv.split("=", 1) for kv in a.consumer_set))}
+{chr(10).join(f'"{k}" = "{v}"' for k, v in consumer_set.items())}
 [http]
 listen = "127.0.0.1:@HTTP@"
 [log]
@@ -317,27 +438,90 @@ format = "json"
             stderr=open(os.path.join(work, "produce.err"), "w"))
         procs.append(producer)
 
-        # 3. Kills at random moments; an outage in the middle if asked.
+        # 3. Faults at random moments; an outage in the middle if asked.
         outage_at = a.kills // 2 if a.outage > 0 else -1
+        fault_log = open(os.path.join(work, "faults.log"), "w")
+        t0 = time.time()
+        counts = {}
+        away = {}  # instances that left, and when they come back
+
+        def note(msg):
+            fault_log.write(f"{time.time() - t0:9.3f} {msg}\n")
+            fault_log.flush()
+            log(msg)
+
+        def tick(seconds):
+            end = time.time() + seconds
+            while time.time() < end:
+                for i in insts:
+                    i.watch_assignment()
+                    if i in away and time.time() >= away[i]:
+                        del away[i]
+                        i.start()
+                        note(f"{i.name} joins again")
+                time.sleep(0.05)
+
         for k in range(a.kills):
             gap = random.uniform(a.min_gap, a.max_gap)
-            inst = random.choice(insts)
-            if a.after_assign:
+            present = [i for i in insts if i not in away]
+            inst = random.choice(present) if present else random.choice(insts)
+            if a.after_assign and inst not in away:
                 cap = time.time() + 60
                 while not inst.assigned_seen and time.time() < cap:
                     inst.watch_assignment()
                     time.sleep(0.05)
-            end = time.time() + gap
-            while time.time() < end:
-                for i in insts:
-                    i.watch_assignment()
-                time.sleep(0.05)
+            tick(gap)
             if k == outage_at:
                 outage_check(broker, insts, a.outage, failures)
-            shutdown = random.random() < a.shutdown_kill_share
-            inst.kill(during_shutdown=shutdown)
-            log(f"kill {k + 1}/{a.kills}: {inst.name}{' during shutdown' if shutdown else ''}")
-            inst.start()
+            kind = random.choices([k_ for k_, _ in kinds], [w for _, w in kinds])[0]
+            # A leave needs someone to stay; a lone instance is paused or killed instead.
+            if kind == "leave" and (len(present) < 2 or inst in away):
+                kind = "kill"
+            if inst in away:
+                kind = "kill" if kind in ("kill", "pause", "cut") else kind
+                inst = random.choice(present) if present else None
+                if inst is None:
+                    tick(1)
+                    continue
+            counts[kind] = counts.get(kind, 0) + 1
+            tag = f"fault {k + 1}/{a.kills}"
+            if kind == "kill":
+                shutdown = random.random() < a.shutdown_kill_share
+                inst.kill(during_shutdown=shutdown)
+                note(f"{tag}: kill {inst.name}{' during shutdown' if shutdown else ''}")
+                inst.start()
+            elif kind == "pause":
+                secs = random.uniform(pause_min, pause_max)
+                note(f"{tag}: pause {inst.name} for {secs:.1f} s")
+                inst.pause()
+                tick(secs)
+                inst.resume()
+                note(f"{inst.name} resumed")
+            elif kind == "leave":
+                back = random.uniform(2, 10)
+                rc = inst.terminate(60)
+                note(f"{tag}: {inst.name} leaves (SIGTERM, exit {rc}); joins in {back:.1f} s")
+                if rc != 0:
+                    failures.append(f"{inst.name} exited with {rc} after SIGTERM (leave)")
+                away[inst] = time.time() + back
+            elif kind == "freeze":
+                secs = random.uniform(2, 8)
+                note(f"{tag}: broker frozen for {secs:.1f} s")
+                broker.down()
+                tick(secs)
+                broker.up()
+                note("broker back")
+            elif kind == "cut":
+                secs = random.uniform(pause_min, pause_max)
+                note(f"{tag}: network cut between {inst.name} and the broker for {secs:.1f} s")
+                with NetCut(broker.port(), inst.proc.pid):
+                    tick(secs)
+                note(f"{inst.name} reconnected")
+        for i in list(away):
+            del away[i]
+            i.start()
+            note(f"{i.name} joins again")
+        log(f"faults: {counts}")
 
         # 4. The rest of the stream, then its last decisions.
         producer.wait()
@@ -399,7 +583,8 @@ format = "json"
     repeats = sum(len(v) for v in got.values()) - len(got)
     waits = [w for inst in insts for w in inst.assign_waits]
     result = {
-        "broker": a.broker, "kills": a.kills, "instances": a.instances, "kill_seed": kill_seed,
+        "broker": a.broker, "faults": a.kills, "kinds": counts, "instances": a.instances,
+        "kill_seed": kill_seed,
         "events": total, "decision_records": sum(len(v) for v in got.values()),
         "repeated": repeats, "missing": len(missing), "diverging": len(diverging),
         "freezes_uninterrupted": len(want_freeze), "freezes": len(got_freeze),
@@ -429,7 +614,7 @@ format = "json"
     if bad:
         log(f"FAILED (files kept in {work})")
         sys.exit(1)
-    log(f"passed: {total} events, {a.kills} kills, {repeats} decided again, all identical; "
+    log(f"passed: {total} events, {a.kills} faults {counts}, {repeats} decided again, all identical; "
         f"{len(got_freeze)} freezes, the same set as uninterrupted")
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)

@@ -14,7 +14,7 @@ use rdkafka::producer::DeliveryFuture;
 use tokio::sync::mpsc;
 
 use super::produce;
-use super::session::{Shared, StoredOffset};
+use super::session::{Claim, Shared, StoredOffset};
 
 /// What the ack loops need from a session.
 pub(crate) trait Acks: Send + Sync + 'static {
@@ -31,8 +31,8 @@ pub(crate) trait Acks: Send + Sync + 'static {
     /// Observes the end-to-end latency of one message, with or without outputs.
     fn observe_latency(&self, outputs: bool, seconds: f64);
 
-    /// Reports an offset whose messages are all done.
-    fn report(&self, o: StoredOffset);
+    /// Reports an offset whose messages are all done, unless `claim` was fenced meanwhile.
+    fn report(&self, claim: &Claim, o: StoredOffset);
 }
 
 impl Acks for Shared {
@@ -50,8 +50,8 @@ impl Acks for Shared {
         self.metrics.latency(outputs).observe(seconds);
     }
 
-    fn report(&self, o: StoredOffset) {
-        self.report_offset(o);
+    fn report(&self, claim: &Claim, o: StoredOffset) {
+        self.report_offset(claim, o);
     }
 }
 
@@ -78,18 +78,22 @@ pub(crate) struct Durable<D> {
 /// write on to a second in-order loop, which stores the offsets once that is acknowledged
 /// too. Two loops, so that a large changelog write delays only offset storage, never the
 /// acknowledgement (and measured latency) of the alerts and commands behind it.
+///
+/// Both end when `claim` is fenced: the offsets of an assignment that ended are never stored,
+/// even if its deliveries complete later (the next owner decides those events again).
 pub(crate) async fn ack_loop<A: Acks>(
     acks: Arc<A>,
     p: i32,
+    claim: Arc<Claim>,
     mut rx: mpsc::Receiver<InFlight<A::Delivery>>,
 ) {
     let (dtx, drx) = mpsc::unbounded_channel::<Durable<A::Delivery>>();
-    let durable = tokio::spawn(durable_loop(acks.clone(), p, drx));
+    let durable = tokio::spawn(durable_loop(acks.clone(), p, claim.clone(), drx));
     while let Some(inf) = rx.recv().await {
         if !acks.settle(inf.outputs).await {
             break;
         }
-        if acks.abandoned() {
+        if acks.abandoned() || !claim.is_live() {
             break;
         }
         let now = Instant::now();
@@ -112,6 +116,7 @@ pub(crate) async fn ack_loop<A: Acks>(
 async fn durable_loop<A: Acks>(
     acks: Arc<A>,
     p: i32,
+    claim: Arc<Claim>,
     mut rx: mpsc::UnboundedReceiver<Durable<A::Delivery>>,
 ) {
     while let Some(d) = rx.recv().await {
@@ -122,11 +127,15 @@ async fn durable_loop<A: Acks>(
             return;
         }
         for (topic, next) in d.offsets {
-            acks.report(StoredOffset {
-                topic,
-                partition: p,
-                next,
-            });
+            acks.report(
+                &claim,
+                StoredOffset {
+                    epoch: claim.epoch,
+                    topic,
+                    partition: p,
+                    next,
+                },
+            );
         }
     }
 }
@@ -169,7 +178,11 @@ mod tests {
             self.latencies.lock().expect("unpoisoned").push(outputs);
         }
 
-        fn report(&self, o: StoredOffset) {
+        fn report(&self, claim: &Claim, o: StoredOffset) {
+            if !claim.is_live() {
+                return;
+            }
+            assert_eq!(o.epoch, claim.epoch);
             let mut r = self.reported.lock().expect("unpoisoned");
             r.push((o.topic, o.partition, o.next));
         }
@@ -203,7 +216,7 @@ mod tests {
     async fn offsets_wait_for_the_changelog_before_them_and_come_in_order() {
         let fake = Arc::new(Fake::default());
         let (tx, rx) = mpsc::channel(8);
-        let task = tokio::spawn(ack_loop(fake.clone(), 3, rx));
+        let task = tokio::spawn(ack_loop(fake.clone(), 3, Claim::new(1), rx));
         let now = Instant::now();
         let (a_out, a_out_rx) = delivery();
         let (a_cl, a_cl_rx) = delivery();
@@ -264,7 +277,7 @@ mod tests {
     async fn an_abandoned_session_reports_no_more_offsets() {
         let fake = Arc::new(Fake::default());
         let (tx, rx) = mpsc::channel(8);
-        let task = tokio::spawn(ack_loop(fake.clone(), 0, rx));
+        let task = tokio::spawn(ack_loop(fake.clone(), 0, Claim::new(1), rx));
         let (a_out, a_out_rx) = delivery();
         let (a_cl, a_cl_rx) = delivery();
         let a = InFlight {
@@ -301,7 +314,7 @@ mod tests {
     async fn a_delivery_that_never_settles_stops_the_offsets_behind_it() {
         let fake = Arc::new(Fake::default());
         let (tx, rx) = mpsc::channel(8);
-        let task = tokio::spawn(ack_loop(fake.clone(), 1, rx));
+        let task = tokio::spawn(ack_loop(fake.clone(), 1, Claim::new(1), rx));
         let (a_out, a_out_rx) = delivery();
         let (a_cl, a_cl_rx) = delivery();
         let (b_out, b_out_rx) = delivery();
@@ -336,5 +349,34 @@ mod tests {
         drop(tx);
         assert!(task.await.is_ok());
         assert!(fake.reported().is_empty(), "B's offsets never pass A's");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fenced_assignment_reports_no_offsets_even_when_its_writes_complete() {
+        let fake = Arc::new(Fake::default());
+        let (tx, rx) = mpsc::channel(8);
+        let claim = Claim::new(4);
+        let task = tokio::spawn(ack_loop(fake.clone(), 2, claim.clone(), rx));
+        let (a_out, a_out_rx) = delivery();
+        let (a_cl, a_cl_rx) = delivery();
+        let a = InFlight {
+            outputs: vec![a_out_rx],
+            received: vec![(Instant::now(), true)],
+            durable: Some(Durable {
+                changelog: vec![a_cl_rx],
+                offsets: vec![(0, 9)],
+            }),
+        };
+        assert!(tx.send(a).await.is_ok());
+        ack(a_out);
+        settle().await;
+        // The group gave the partition away (a stall, a lost assignment) before the changelog
+        // write was acknowledged; it completes later.
+        claim.fence();
+        ack(a_cl);
+        settle().await;
+        assert!(fake.reported().is_empty(), "a fenced claim stores nothing");
+        drop(tx);
+        assert!(task.await.is_ok());
     }
 }

@@ -18,7 +18,7 @@
 //! committing and a new one resumes from the last committed offsets and changelog.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ use crate::shutdown::Shutdown;
 
 use super::batch::Batch;
 use super::partition;
-use super::session::{lock, Shared, StoredOffset};
+use super::session::{lock, Claim, Shared, StoredOffset, Watchdog};
 use super::start_guard::{StartGuard, Verdict};
 use super::{client_config, topics, KafkaError, Role};
 
@@ -75,6 +75,14 @@ struct PartitionSlot {
     task: tokio::task::JoinHandle<()>,
     /// Per input topic: holds records back until the assigned start offset is reached.
     guards: Vec<StartGuard>,
+    /// This assignment's claim on the partition: fenced when it is given up.
+    claim: Arc<Claim>,
+    /// Per input topic: the offset after the last record dispatched (the start at first).
+    next: Vec<i64>,
+    /// When a record was last dispatched (the spawn at first).
+    progress: Instant,
+    /// When the partition was last checked for being fetched.
+    checked: Instant,
 }
 
 /// The consumer's context: librdkafka logs and statistics, and the rebalance protocol above.
@@ -88,6 +96,21 @@ pub(crate) struct ServiceContext {
     drain_timeout: Duration,
     closing: AtomicBool,
     rewind: AtomicBool,
+    /// The epoch of the next [`Claim`].
+    epochs: AtomicU64,
+    /// Repair bookkeeping of the consumer thread (see [`ServiceContext::reconcile`]).
+    repair: Mutex<Repair>,
+}
+
+/// What [`ServiceContext::reconcile`] remembers between rounds.
+#[derive(Default)]
+struct Repair {
+    /// Partitions the client has assigned but no task consumes, since when.
+    orphans: HashMap<i32, Instant>,
+    /// After a stall: no partition is taken again before this.
+    suspended_until: Option<Instant>,
+    /// When the last round ran.
+    last_round: Option<Instant>,
 }
 
 impl ClientContext for ServiceContext {
@@ -188,7 +211,7 @@ impl ConsumerContext for ServiceContext {
                         .fail(KafkaError::Internal(format!("assigning partitions: {e}")));
                     return;
                 }
-                self.spawn_partitions(starts);
+                self.spawn_partitions(starts, "partitions assigned");
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.revoke(consumer, tpl);
@@ -239,7 +262,7 @@ impl ServiceContext {
         } else {
             self.drain_partitions(&parts);
             self.store_offsets(consumer);
-            self.commit(consumer);
+            self.commit(consumer, CommitMode::Sync);
         }
         self.set_assigned_gauge();
     }
@@ -284,38 +307,269 @@ impl ServiceContext {
         out
     }
 
-    /// Spawns a task per newly assigned partition, starting at the given positions.
-    fn spawn_partitions(&self, starts: Vec<(i32, Vec<i64>)>) {
+    /// Spawns a task per newly assigned (or adopted) partition, starting at the given
+    /// positions; `why` is the log line.
+    fn spawn_partitions(&self, starts: Vec<(i32, Vec<i64>)>, why: &'static str) {
         if starts.is_empty() {
             return;
         }
         let parts: Vec<i32> = starts.iter().map(|(p, _)| *p).collect();
-        self.shared
-            .metrics
-            .rebalances
-            .with_label_values(&["assign"])
-            .inc();
-        tracing::info!(partitions = ?parts, "partitions assigned");
+        if why == "partitions assigned" {
+            self.shared
+                .metrics
+                .rebalances
+                .with_label_values(&["assign"])
+                .inc();
+        }
+        tracing::info!(partitions = ?parts, "{why}");
         let mut slots = lock(&self.slots);
+        let mut repair = lock(&self.repair);
         for (p, start) in starts {
             self.shared.health.restoring(1);
             self.shared.metrics.restoring.inc();
             let (tx, rx) = mpsc::channel(self.shared.cfg.kafka.queue_batches);
-            let task = self
-                .rt
-                .spawn(partition::run(self.shared.clone(), p, start.clone(), rx));
-            slots.insert(
+            let claim = Claim::new(self.epochs.fetch_add(1, Ordering::SeqCst));
+            let task = self.rt.spawn(partition::run(
+                self.shared.clone(),
+                p,
+                claim.clone(),
+                start.clone(),
+                rx,
+            ));
+            repair.orphans.remove(&p);
+            let now = Instant::now();
+            let old = slots.insert(
                 p,
                 PartitionSlot {
                     tx,
                     pending: Batch::default(),
                     task,
                     guards: start.iter().map(|s| StartGuard::new(*s)).collect(),
+                    claim,
+                    next: start,
+                    progress: now,
+                    checked: now,
                 },
             );
+            if let Some(old) = old {
+                // Never two tasks for one partition: the older one is fenced.
+                old.claim.fence();
+                old.task.abort();
+            }
         }
+        drop(repair);
         drop(slots);
         self.set_assigned_gauge();
+    }
+}
+
+/// How often the consumer thread compares the client's assignment with its tasks.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// How long a partition may be assigned by the client without a task before it is adopted.
+/// Rebalance callbacks run on the consumer thread, so outside a stall this is never seen.
+const ORPHAN_GRACE: Duration = Duration::from_secs(1);
+
+impl ServiceContext {
+    /// A stall of the whole process was seen (see [`Watchdog`]): the group may have given
+    /// this instance's partitions to another while it stood still, and nothing it writes
+    /// for them is safe until that is known. Every claim is fenced and every task dropped
+    /// without a commit; `/readyz` fails and no partition is taken again for
+    /// `confirm`, long enough for the client to learn from the coordinator whether the
+    /// membership survived. Then the partitions the client still holds are adopted from
+    /// their committed offsets, or the group's new assignment brings them.
+    fn on_stall(&self, confirm: Duration) {
+        let all: Vec<i32> = lock(&self.slots).keys().copied().collect();
+        self.drop_partitions(&all);
+        self.shared.metrics.stalls.inc();
+        self.shared.health.set_suspended(true);
+        lock(&self.repair).suspended_until = Some(Instant::now() + confirm);
+        self.set_assigned_gauge();
+        // Only now may writes go on: every claim held before the stall is fenced.
+        self.shared.watchdog.handled();
+        tracing::warn!(
+            partitions = ?all,
+            confirm_ms = confirm.as_millis() as u64,
+            "the process stalled for half the session timeout or more; its partitions may belong to another instance now: fenced, to be taken again from the committed offsets"
+        );
+    }
+
+    /// Once a second: the partitions the client has assigned against the tasks. A task for a
+    /// partition the client does not have is dropped (`released`); a partition the client
+    /// has without a task is started from its committed offset (`adopted`); a partition from
+    /// which nothing was fetched for `kafka.unfetched_after_s` while records wait is dropped
+    /// and adopted again (`refetched`). Such partitions make `/readyz` fail meanwhile.
+    fn reconcile(&self, consumer: &BaseConsumer<Self>) {
+        let now = Instant::now();
+        let suspended = {
+            let mut r = lock(&self.repair);
+            if r.last_round
+                .is_some_and(|t| now.duration_since(t) < RECONCILE_EVERY)
+            {
+                return;
+            }
+            r.last_round = Some(now);
+            match r.suspended_until {
+                Some(t) if now < t => true,
+                Some(_) => {
+                    r.suspended_until = None;
+                    self.shared.health.set_suspended(false);
+                    false
+                }
+                None => false,
+            }
+        };
+        if self.closing.load(Ordering::SeqCst) || self.shared.failed() {
+            return;
+        }
+        let Ok(tpl) = consumer.assignment() else {
+            return;
+        };
+        let inputs = &self.shared.topics.inputs;
+        let mut assigned: Vec<i32> = tpl
+            .elements()
+            .iter()
+            .filter(|e| inputs.iter().any(|t| t == e.topic()))
+            .map(|e| e.partition())
+            .collect();
+        assigned.sort_unstable();
+        assigned.dedup();
+        let (stale, idle) = {
+            let mut slots = lock(&self.slots);
+            let stale: Vec<i32> = slots
+                .keys()
+                .copied()
+                .filter(|p| assigned.binary_search(p).is_err())
+                .collect();
+            let after = Duration::from_secs(self.shared.cfg.kafka.unfetched_after_s);
+            let mut idle = Vec::new();
+            for (p, slot) in slots.iter_mut() {
+                if now.duration_since(slot.progress) >= after
+                    && now.duration_since(slot.checked) >= after
+                    && assigned.binary_search(p).is_ok()
+                {
+                    slot.checked = now;
+                    idle.push((*p, slot.next.clone()));
+                }
+            }
+            (stale, idle)
+        };
+        if !stale.is_empty() {
+            tracing::warn!(partitions = ?stale, "tasks for partitions the client no longer has; dropped");
+            self.shared
+                .metrics
+                .repairs
+                .with_label_values(&["released"])
+                .inc_by(stale.len() as u64);
+            self.drop_partitions(&stale);
+            self.set_assigned_gauge();
+        }
+        let stuck = self.unfetched(consumer, idle);
+        if !stuck.is_empty() {
+            tracing::warn!(partitions = ?stuck, after_s = self.shared.cfg.kafka.unfetched_after_s, "assigned partitions not fetched while records wait; restarting them from their committed offsets");
+            self.shared
+                .metrics
+                .repairs
+                .with_label_values(&["refetched"])
+                .inc_by(stuck.len() as u64);
+            self.drop_partitions(&stuck);
+        }
+        let adopt: Vec<i32> = {
+            let slots = lock(&self.slots);
+            let mut r = lock(&self.repair);
+            r.orphans
+                .retain(|p, _| assigned.binary_search(p).is_ok() && !slots.contains_key(p));
+            for p in &assigned {
+                if !slots.contains_key(p) {
+                    r.orphans.entry(*p).or_insert(now);
+                }
+            }
+            let n = r.orphans.len() as i64;
+            self.shared.metrics.unfetched.set(n);
+            self.shared.health.set_unfetched(n);
+            if suspended {
+                Vec::new()
+            } else {
+                let mut v: Vec<i32> = r
+                    .orphans
+                    .iter()
+                    .filter(|(_, since)| now.duration_since(**since) >= ORPHAN_GRACE)
+                    .map(|(p, _)| *p)
+                    .collect();
+                v.sort_unstable();
+                v
+            }
+        };
+        if !adopt.is_empty() {
+            self.adopt(consumer, &adopt);
+        }
+    }
+
+    /// Of the partitions idle since `kafka.unfetched_after_s` (with the offset after the
+    /// last record dispatched, per input topic), those with records waiting beyond both that
+    /// and the client's own position. One record of slack: a transaction's commit marker
+    /// occupies an offset that no record is delivered for.
+    fn unfetched(&self, consumer: &BaseConsumer<Self>, idle: Vec<(i32, Vec<i64>)>) -> Vec<i32> {
+        if idle.is_empty() {
+            return Vec::new();
+        }
+        let position = consumer.position().ok();
+        let mut stuck = Vec::new();
+        for (p, next) in idle {
+            for (t, topic) in self.shared.topics.inputs.iter().enumerate() {
+                let Some(next) = next.get(t).copied() else {
+                    continue;
+                };
+                let pos = position
+                    .as_ref()
+                    .and_then(|tpl| tpl.find_partition(topic, p))
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .unwrap_or(next);
+                match consumer.fetch_watermarks(topic, p, Duration::from_secs(2)) {
+                    Ok((_, high)) if high > next.max(pos) + 1 => {
+                        stuck.push(p);
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(topic = %topic, partition = p, error = %e, "watermark lookup failed")
+                    }
+                }
+            }
+        }
+        stuck
+    }
+
+    /// Starts tasks for partitions the client holds but no task consumes: from the group's
+    /// committed offsets (else the first), with the client's fetch moved there.
+    fn adopt(&self, consumer: &BaseConsumer<Self>, parts: &[i32]) {
+        let mut tpl = TopicPartitionList::new();
+        for t in &self.shared.topics.inputs {
+            for p in parts {
+                tpl.add_partition(t, *p);
+            }
+        }
+        let starts = self.start_positions(consumer, &mut tpl);
+        if self.shared.failed() || starts.is_empty() {
+            return;
+        }
+        for e in tpl.elements() {
+            if let Err(err) =
+                consumer.seek(e.topic(), e.partition(), e.offset(), Duration::from_secs(5))
+            {
+                // The start guard still drops what lies before the start and seeks back
+                // from what lies beyond it.
+                tracing::warn!(topic = e.topic(), partition = e.partition(), error = %err, "seek to the adopted start failed");
+            }
+        }
+        self.shared
+            .metrics
+            .repairs
+            .with_label_values(&["adopted"])
+            .inc_by(starts.len() as u64);
+        self.spawn_partitions(starts, "partitions adopted");
     }
 }
 
@@ -429,6 +683,10 @@ impl ServiceContext {
                 }
             }
         }
+        if let Some(n) = slot.next.get_mut(topic as usize) {
+            *n = (*n).max(m.offset() + 1);
+        }
+        slot.progress = received;
         slot.pending
             .push(topic, m.offset(), m.key(), m.payload(), received);
         if slot.pending.len() >= self.shared.cfg.kafka.max_batch {
@@ -477,16 +735,19 @@ impl ServiceContext {
                         let _ = slot.tx.blocking_send(batch);
                     }
                     drop(slot.tx);
-                    tasks.push((*p, slot.task));
+                    tasks.push((*p, slot.task, slot.claim));
                 }
             }
         }
         let deadline = Instant::now() + self.drain_timeout;
-        for (p, mut task) in tasks {
+        for (p, mut task, claim) in tasks {
             let left = deadline.saturating_duration_since(Instant::now());
             let done = self
                 .rt
                 .block_on(async { tokio::time::timeout(left, &mut task).await });
+            // Drained (or given up on): the partition is no longer this assignment's. Its ack
+            // loops may still be settling; what they report after this is not stored.
+            claim.fence();
             if done.is_err() {
                 // Stop it: a task left running would go on writing the changelog of a
                 // partition that may already have a new owner.
@@ -496,24 +757,38 @@ impl ServiceContext {
         }
     }
 
-    /// Drops the tasks of `parts` without waiting or committing.
+    /// Drops the tasks of `parts` without waiting or committing: their claims are fenced
+    /// first, so nothing more is written for them even by work already under way.
     fn drop_partitions(&self, parts: &[i32]) {
         self.forget_lag(parts);
         let mut slots = lock(&self.slots);
         for p in parts {
             if let Some(slot) = slots.remove(p) {
+                slot.claim.fence();
                 slot.task.abort();
             }
         }
     }
 
-    /// Stores every offset the tasks reported as acknowledged.
+    /// Stores every offset the tasks reported as acknowledged, if the assignment that
+    /// reported it still holds the partition (an earlier assignment's late report is counted
+    /// in `walletguard_fenced_total{what="offsets"}` and dropped).
     fn store_offsets(&self, consumer: &BaseConsumer<Self>) {
         let rx = lock(&self.offsets_rx);
         let mut latest: HashMap<(u16, i32), i64> = HashMap::new();
-        while let Ok(o) = rx.try_recv() {
-            let e = latest.entry((o.topic, o.partition)).or_insert(o.next);
-            *e = (*e).max(o.next);
+        {
+            let slots = lock(&self.slots);
+            while let Ok(o) = rx.try_recv() {
+                let current = slots
+                    .get(&o.partition)
+                    .is_some_and(|s| s.claim.epoch == o.epoch && s.claim.is_live());
+                if !current {
+                    self.shared.fenced("offsets");
+                    continue;
+                }
+                let e = latest.entry((o.topic, o.partition)).or_insert(o.next);
+                *e = (*e).max(o.next);
+            }
         }
         for ((t, p), next) in latest {
             let topic = &self.shared.topics.inputs[t as usize];
@@ -525,14 +800,21 @@ impl ServiceContext {
         }
     }
 
-    /// Commits what is stored (at-least-once) or the open transaction (exactly-once).
-    fn commit(&self, consumer: &BaseConsumer<Self>) {
+    /// Commits what is stored (at-least-once), in `mode`, or the open transaction
+    /// (exactly-once).
+    fn commit(&self, consumer: &BaseConsumer<Self>, mode: CommitMode) {
         if self.shared.eos.is_some() {
             if let Err(e) = self.commit_transaction(consumer) {
                 self.fail_or_rewind(e);
             }
         } else {
-            match consumer.commit_consumer_state(CommitMode::Sync) {
+            if !self.shared.watchdog.clear_at(Instant::now()) {
+                // Just back from a stall: the membership is in doubt until every claim is
+                // fenced and the partitions are taken again.
+                self.shared.fenced("commit");
+                return;
+            }
+            match consumer.commit_consumer_state(mode) {
                 Ok(()) => {}
                 Err(RdError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
                 Err(e) => {
@@ -680,6 +962,12 @@ async fn session(
         .map_err(|e| KafkaError::Internal(e.to_string()))?
         .map_err(|e| KafkaError::FatalTransaction(format!("init: {e}")))?;
     }
+    let session_timeout_ms = consumer_setting(&cfg, "session.timeout.ms", 45_000);
+    let heartbeat_ms = consumer_setting(&cfg, "heartbeat.interval.ms", 3_000);
+    // Half the session: a stall that long may have cost the membership.
+    let watchdog = Arc::new(Watchdog::new(Duration::from_millis(
+        (session_timeout_ms / 2).max(200),
+    )));
     let (shared, offsets_rx) = Shared::new(
         cfg,
         opts.engine.clone(),
@@ -691,16 +979,17 @@ async fn session(
             lists: lists.clone(),
             stream: opts.stream.clone(),
         },
+        watchdog.clone(),
     );
     let shared = Arc::new(shared);
-    let session_timeout_ms: u64 = shared
-        .cfg
-        .kafka
-        .consumer
-        .get("session.timeout.ms")
-        .or_else(|| shared.cfg.kafka.librdkafka.get("session.timeout.ms"))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(45_000);
+    let ticking = watchdog
+        .spawn(|gap| {
+            tracing::warn!(
+                gap_ms = gap.as_millis() as u64,
+                "the process stood still (paused, throttled or starved)"
+            )
+        })
+        .map_err(|e| KafkaError::Internal(format!("watchdog thread: {e}")))?;
     let ctx = ServiceContext {
         shared: shared.clone(),
         rt: tokio::runtime::Handle::current(),
@@ -710,6 +999,8 @@ async fn session(
         drain_timeout: Duration::from_millis(session_timeout_ms / 2),
         closing: AtomicBool::new(false),
         rewind: AtomicBool::new(false),
+        epochs: AtomicU64::new(1),
+        repair: Mutex::new(Repair::default()),
     };
     let consumer: BaseConsumer<ServiceContext> = client_config(&shared.cfg, Role::Consumer)
         .create_with_context(ctx)
@@ -733,16 +1024,27 @@ async fn session(
     let stop = opts.shutdown.clone();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let thread_shared = shared.clone();
+    // After a stall, no partition is taken again until the client has had time to hear
+    // from the coordinator (two heartbeats, and a second), and never later than a session.
+    let confirm = Duration::from_millis(
+        (2 * heartbeat_ms)
+            .max(1_000)
+            .saturating_add(1_000)
+            .min(session_timeout_ms.max(1_000)),
+    );
     std::thread::Builder::new()
         .name("wg-consumer".into())
         .spawn(move || {
-            let r = consumer_loop(&thread_shared, consumer, &stop);
+            let r = consumer_loop(&thread_shared, consumer, &stop, confirm);
             let _ = done_tx.send(r);
         })
         .map_err(|e| KafkaError::Internal(format!("consumer thread: {e}")))?;
     let end = done_rx
         .await
-        .map_err(|_| KafkaError::Internal("consumer thread panicked".into()))?;
+        .map_err(|_| KafkaError::Internal("consumer thread panicked".into()));
+    watchdog.stop();
+    let _ = tokio::task::spawn_blocking(move || ticking.join()).await;
+    let end = end?;
     opts.health.set_started(false);
     if let Some(e) = shared.take_fatal() {
         return Err(e);
@@ -750,10 +1052,22 @@ async fn session(
     end
 }
 
+/// A consumer property as configured (`[kafka.consumer]`, else `[kafka.librdkafka]`), else
+/// librdkafka's default `default`.
+fn consumer_setting(cfg: &Config, key: &str, default: u64) -> u64 {
+    cfg.kafka
+        .consumer
+        .get(key)
+        .or_else(|| cfg.kafka.librdkafka.get(key))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn consumer_loop(
     shared: &Arc<Shared>,
     consumer: BaseConsumer<ServiceContext>,
     stop: &Shutdown,
+    confirm: Duration,
 ) -> Result<End, KafkaError> {
     let ctx = consumer.context().clone();
     let commit_every = Duration::from_millis(shared.cfg.kafka.commit_interval_ms);
@@ -812,12 +1126,23 @@ fn consumer_loop(
             Some(Err(e)) => poll_error(e),
             None => {}
         }
+        if shared.watchdog.suspect() {
+            ctx.on_stall(confirm);
+        }
         ctx.flush_pending();
         ctx.store_offsets(&consumer);
-        if shared.eos.is_some() && last_commit.elapsed() >= commit_every {
-            ctx.commit(&consumer);
+        if last_commit.elapsed() >= commit_every {
+            // At-least-once commits asynchronously (a failure is retried by the next one);
+            // a transaction commit waits for the broker.
+            let mode = if shared.eos.is_some() {
+                CommitMode::Sync
+            } else {
+                CommitMode::Async
+            };
+            ctx.commit(&consumer, mode);
             last_commit = Instant::now();
         }
+        ctx.reconcile(&consumer);
     }
 
     if shared.abandon.load(Ordering::SeqCst) || ctx.rewind.load(Ordering::SeqCst) {
@@ -840,7 +1165,7 @@ fn consumer_loop(
     if let Err(e) = shared.producer.flush(left) {
         tracing::warn!(error = %e, "producer flush incomplete");
     }
-    ctx.commit(&consumer);
+    ctx.commit(&consumer, CommitMode::Sync);
     ctx.closing.store(true, Ordering::SeqCst);
     ctx.set_assigned_gauge();
     drop(consumer);

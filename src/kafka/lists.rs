@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::lists::{Change, ListKind, ListName, Lists, ListsCell};
 use crate::metrics::Metrics;
 
-use super::{client_config, KafkaError, Role};
+use super::{client_config, KafkaError, ReaderContext, Role};
 
 /// How often expired entries are purged (wall time).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -110,27 +110,6 @@ pub async fn start(
     Ok(reader)
 }
 
-/// The reader's client context: the end of a partition is how the initial load is detected,
-/// not an error worth a log line.
-struct ReaderContext;
-
-impl rdkafka::ClientContext for ReaderContext {
-    fn error(&self, error: RdError, reason: &str) {
-        // librdkafka reports it both per partition and, from the error callback, as a global
-        // error code.
-        let eof = matches!(error, RdError::PartitionEOF(_))
-            || matches!(
-                error,
-                RdError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-            );
-        if !eof {
-            tracing::warn!(error = %error, reason, "lists reader: client error");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for ReaderContext {}
-
 type ListsConsumer = BaseConsumer<ReaderContext>;
 
 /// A group-less consumer assigned to every partition of the lists topic from the beginning.
@@ -138,7 +117,7 @@ fn assign(cfg: &Config) -> Result<(ListsConsumer, usize), KafkaError> {
     let topic = cfg.kafka.lists_topic.as_str();
     let consumer: ListsConsumer = client_config(cfg, Role::Restore)
         .set("group.id", format!("{}-lists", cfg.kafka.group_id))
-        .create_with_context(ReaderContext)
+        .create_with_context(ReaderContext { reader: "lists" })
         .map_err(KafkaError::Client)?;
     let parts =
         super::assign_all_from_beginning(&consumer, topic, "does not exist (kafka.lists_topic)")?;

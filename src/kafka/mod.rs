@@ -93,6 +93,36 @@ pub enum KafkaError {
     Internal(String),
 }
 
+/// The client context of the group-less readers (changelog restore, lists): the end of a
+/// partition is how they know they have read everything, which is normal, so it is logged at
+/// debug, never at ERROR (an operator alerts on ERROR). librdkafka's own log lines keep their
+/// levels; every other client error is a warning.
+pub(crate) struct ReaderContext {
+    /// Names the reader in its log lines.
+    pub reader: &'static str,
+}
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        // librdkafka reports the end both per partition and, from the error callback, as a
+        // global error code.
+        if is_partition_eof(&error) {
+            tracing::debug!(reader = self.reader, "{reason}");
+        } else {
+            tracing::warn!(reader = self.reader, error = %error, reason, "client error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
+/// Whether a client error only says a partition's end was reached.
+pub(crate) fn is_partition_eof(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::KafkaError as E;
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(error, E::PartitionEOF(_) | E::Global(C::PartitionEOF))
+}
+
 /// Assigns `consumer` to every partition of `topic` from the beginning (group-less readers:
 /// `consume`, the lists reader). Returns the partition count; a topic without partitions is
 /// an error whose text ends with `missing`.
@@ -167,12 +197,13 @@ pub fn client_config(cfg: &Config, role: Role) -> ClientConfig {
             }
             c.set("enable.partition.eof", "false");
             c.set("auto.offset.reset", "earliest");
-            // Offsets are stored by walletguard once a message's outputs are acknowledged;
-            // librdkafka commits what is stored (at-least-once). Exactly-once commits offsets
-            // inside the transaction instead.
+            // Offsets are stored by walletguard once a message's outputs are acknowledged, and
+            // committed by its consumer thread every commit interval (at-least-once), never by
+            // librdkafka's own timer: after a stall of the process the commit must wait until
+            // the assignment is known to be still this instance's. Exactly-once commits
+            // offsets inside the transaction instead.
             c.set("enable.auto.offset.store", "false");
-            c.set("enable.auto.commit", if eos { "false" } else { "true" });
-            c.set("auto.commit.interval.ms", k.commit_interval_ms.to_string());
+            c.set("enable.auto.commit", "false");
             c.set("statistics.interval.ms", "5000");
             // Cooperative rebalancing moves only the partitions that change owner, so the
             // others keep their in-memory profiles. With several input topics, partition p of
@@ -270,7 +301,11 @@ mod tests {
         assert_eq!(c.get("security.protocol"), Some("ssl"));
         assert_eq!(c.get("ssl.ca.location"), Some("/ca.pem"));
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
-        assert_eq!(c.get("enable.auto.commit"), Some("true"));
+        assert_eq!(
+            c.get("enable.auto.commit"),
+            Some("false"),
+            "the consumer thread commits, not librdkafka's timer"
+        );
         assert_eq!(c.get("isolation.level"), None);
         assert_eq!(
             c.get("group.instance.id"),

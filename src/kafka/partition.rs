@@ -28,7 +28,7 @@ use super::batch::Batch;
 use super::pending::{Pending, Wake};
 use super::produce;
 use super::records::{OutBatch, Route};
-use super::session::Shared;
+use super::session::{Claim, Shared};
 
 /// How often a partition sweeps idle profiles (wall time; the cap is checked every batch).
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -36,14 +36,18 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Runs partition `p` until its channel closes (revoke or shutdown) or the session abandons it.
 ///
 /// `start` is, per input topic, the offset the consumer was assigned to start from: the
-/// profiles are restored as of it.
+/// profiles are restored as of it. Nothing is written once `claim` is fenced.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     p: i32,
+    claim: Arc<Claim>,
     start: Vec<i64>,
     mut rx: mpsc::Receiver<Batch>,
 ) {
     let t0 = Instant::now();
+    // The consumer thread counted this partition as restoring; the count is given back when
+    // the restore ends, and also when the task is dropped during it (a lost partition).
+    let restoring = Restoring(&shared);
     let engine = shared.engine.get();
     let restored = {
         let cfg = shared.cfg.clone();
@@ -54,8 +58,7 @@ pub(crate) async fn run(
         })
         .await
     };
-    shared.health.restoring(-1);
-    shared.metrics.restoring.dec();
+    drop(restoring);
     let (mut state, position, legacy): (State, Vec<i64>, Vec<Box<str>>) = match restored {
         Ok(Ok((r, state))) => {
             shared
@@ -91,7 +94,7 @@ pub(crate) async fn run(
     let eos = shared.eos.is_some();
     let (ack_tx, ack_rx) =
         mpsc::channel::<InFlight<DeliveryFuture>>(shared.cfg.kafka.queue_batches);
-    let acker = (!eos).then(|| tokio::spawn(ack_loop(shared.clone(), p, ack_rx)));
+    let acker = (!eos).then(|| tokio::spawn(ack_loop(shared.clone(), p, claim.clone(), ack_rx)));
     // Exactly-once writes the changelog in every batch's transaction: a transaction must never
     // commit offsets ahead of the profiles it carries.
     let flush_every = if eos {
@@ -135,7 +138,7 @@ pub(crate) async fn run(
                         offsets: Some(offsets),
                         received: Vec::new(),
                     };
-                    if !ship(&shared, &routes, &out, p, sent, &ack_tx).await {
+                    if !ship(&shared, &claim, &routes, &out, p, sent, &ack_tx).await {
                         break;
                     }
                 }
@@ -285,7 +288,7 @@ pub(crate) async fn run(
             offsets,
             received,
         };
-        if !ship(&shared, &routes, &out, p, sent, &ack_tx).await {
+        if !ship(&shared, &claim, &routes, &out, p, sent, &ack_tx).await {
             break;
         }
     }
@@ -298,6 +301,17 @@ pub(crate) async fn run(
         .profiles
         .remove_label_values(&[&p.to_string()]);
     let _ = shared.metrics.cases.remove_label_values(&[&p.to_string()]);
+}
+
+/// A partition counted as restoring (`/readyz`, `walletguard_restoring_partitions`) until
+/// dropped.
+struct Restoring<'a>(&'a Shared);
+
+impl Drop for Restoring<'_> {
+    fn drop(&mut self) {
+        self.0.health.restoring(-1);
+        self.0.metrics.restoring.dec();
+    }
 }
 
 /// Writes what `pending` holds into `out` with the parameters of the engine in force now (a
@@ -330,9 +344,12 @@ struct Shipment {
 }
 
 /// Produces `out` and hands it on: to the open transaction with its offsets (exactly-once), or
-/// to the partition's ack loop. False when the partition must stop.
+/// to the partition's ack loop. False when the partition must stop: the session was
+/// abandoned, or `claim` was fenced (then nothing of `out` is written, and its records are
+/// counted in `walletguard_fenced_total`).
 async fn ship(
     shared: &Shared,
+    claim: &Claim,
     routes: &[Route],
     out: &OutBatch,
     p: i32,
@@ -340,6 +357,22 @@ async fn ship(
     ack_tx: &mpsc::Sender<InFlight<DeliveryFuture>>,
 ) -> bool {
     let mut futures = Vec::with_capacity(out.len());
+    let fenced = |shared: &Shared| {
+        let outputs = sent.outputs.min(out.len());
+        let m = &shared.metrics.fenced;
+        m.with_label_values(&["outputs"]).inc_by(outputs as u64);
+        m.with_label_values(&["changelog"])
+            .inc_by((out.len() - outputs) as u64);
+    };
+    // The fencing rule: after a stall the process waits here for the watchdog's verdict, and
+    // a partition given up writes nothing more. Waited for before the exactly-once guard,
+    // whose writer (the commit) is the consumer thread that gives that verdict.
+    if !shared.writable(claim).await {
+        if !shared.abandon.load(Ordering::SeqCst) {
+            fenced(shared);
+        }
+        return false;
+    }
     // Exactly-once: produce into the open transaction, which the consumer thread commits
     // together with these offsets. Holding the read guard keeps a commit from cutting a
     // batch in two.
@@ -348,6 +381,10 @@ async fn ship(
         None => None,
     };
     if shared.abandon.load(Ordering::SeqCst) {
+        return false;
+    }
+    if !claim.is_live() {
+        fenced(shared);
         return false;
     }
     produce::send_all(

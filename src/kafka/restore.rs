@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::pipeline::State;
 
 use super::stamp::{self, Position, Standing};
-use super::{client_config, KafkaError, Role};
+use super::{client_config, KafkaError, ReaderContext, Role};
 
 /// What a restore read.
 #[derive(Debug, Clone)]
@@ -67,8 +67,8 @@ pub fn restore(
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(cfg.kafka.restore_timeout_s);
     let topic = cfg.kafka.changelog_topic.as_str();
-    let consumer: BaseConsumer = client_config(cfg, Role::Restore)
-        .create()
+    let consumer: BaseConsumer<ReaderContext> = client_config(cfg, Role::Restore)
+        .create_with_context(ReaderContext { reader: "restore" })
         .map_err(KafkaError::Client)?;
     let wm_timeout = Duration::from_secs(10);
     let position = Position(start.to_vec());

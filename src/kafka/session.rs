@@ -7,9 +7,9 @@
 //! reads it, the partition tasks report into it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
 
@@ -24,12 +24,160 @@ use super::KafkaError;
 /// An offset whose message's outputs are all acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StoredOffset {
+    /// The [`Claim::epoch`] of the assignment whose task reported it: the consumer thread
+    /// stores it only while that same assignment holds the partition.
+    pub epoch: u64,
     /// Index of the input topic in `kafka.input_topics`.
     pub topic: u16,
     /// The partition.
     pub partition: i32,
     /// The next offset to consume: every message before it is done.
     pub next: i64,
+}
+
+/// One assignment of one partition to this process, as its task and ack loops see it.
+///
+/// Why: after a stall (a paused VM, CPU throttling, a long I/O wait) a process may go on
+/// running tasks for partitions the group has already given to another instance. Kafka fences
+/// a stale member's offset commits, but nothing fences its changelog and output writes in
+/// at-least-once mode. So every write checks its claim first: the consumer thread fences a
+/// claim *before* it gives the partition up (lost, or a stall long enough to doubt the
+/// membership), and after a graceful revoke once the task has drained. A fenced claim never
+/// becomes live again; a new assignment of the same partition gets a new claim with a new
+/// epoch, so late offsets of the old one are told apart from the new one's.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    /// Unique within the process, increasing with every assignment.
+    pub epoch: u64,
+    live: AtomicBool,
+}
+
+impl Claim {
+    /// A live claim with epoch `epoch`.
+    pub fn new(epoch: u64) -> Arc<Claim> {
+        Arc::new(Claim {
+            epoch,
+            live: AtomicBool::new(true),
+        })
+    }
+
+    /// Whether the partition is still this assignment's to write for.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Ends the claim; true if it was live.
+    pub fn fence(&self) -> bool {
+        self.live.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// What a write may do now, by [`Shared::gate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Write.
+    Open,
+    /// The process just came back from a stall and the watchdog has not yet judged it: wait.
+    Wait,
+    /// The claim was fenced: write nothing more for this assignment.
+    Fenced,
+}
+
+/// Watches for stalls of the whole process: a thread ticks every [`Watchdog::TICK`]; a tick
+/// that comes [`Watchdog::threshold`] late or more means every thread (librdkafka's heartbeat
+/// thread too) stood still that long, long enough that the group may have expelled this
+/// member. Writers also check that the last tick is recent, which closes the window between a
+/// process resuming and the watchdog thread noticing.
+#[derive(Debug)]
+pub(crate) struct Watchdog {
+    origin: Instant,
+    /// Milliseconds since `origin` of the last tick.
+    last_tick_ms: AtomicU64,
+    /// A stall of `threshold` or more was seen and not yet handled by the consumer thread.
+    suspect: AtomicBool,
+    /// The gap that makes a stall (half the session timeout).
+    threshold: Duration,
+    stop: AtomicBool,
+}
+
+impl Watchdog {
+    /// How often the watchdog thread ticks.
+    pub const TICK: Duration = Duration::from_millis(100);
+
+    /// A watchdog that calls a gap of `threshold` a stall.
+    pub fn new(threshold: Duration) -> Watchdog {
+        Watchdog {
+            origin: Instant::now(),
+            last_tick_ms: AtomicU64::new(0),
+            suspect: AtomicBool::new(false),
+            threshold,
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    /// One tick at `now`; returns the gap since the previous one when it makes a stall.
+    pub fn tick(&self, now: Instant) -> Option<Duration> {
+        let now_ms = self.ms(now);
+        let last = self.last_tick_ms.load(Ordering::SeqCst);
+        let gap = Duration::from_millis(now_ms.saturating_sub(last));
+        let stalled = gap >= self.threshold;
+        if stalled {
+            // Suspect first, then the fresh tick: a writer never sees a fresh tick without it.
+            self.suspect.store(true, Ordering::SeqCst);
+        }
+        self.last_tick_ms.store(now_ms, Ordering::SeqCst);
+        stalled.then_some(gap)
+    }
+
+    /// Whether writes may go ahead at `now`: no stall waits to be handled, and the watchdog
+    /// ticked recently (the process is not just now resuming).
+    pub fn clear_at(&self, now: Instant) -> bool {
+        let fresh = self.threshold.min(Duration::from_secs(1));
+        !self.suspect.load(Ordering::SeqCst)
+            && self
+                .ms(now)
+                .saturating_sub(self.last_tick_ms.load(Ordering::SeqCst))
+                < fresh.as_millis() as u64
+    }
+
+    /// Whether a stall waits to be handled.
+    pub fn suspect(&self) -> bool {
+        self.suspect.load(Ordering::SeqCst)
+    }
+
+    /// The consumer thread handled the stall (it fenced every claim).
+    pub fn handled(&self) {
+        self.suspect.store(false, Ordering::SeqCst);
+    }
+
+    /// Runs the ticking thread until [`Watchdog::stop`]; `on_stall` is called with each
+    /// stall's length.
+    pub fn spawn(
+        self: &Arc<Self>,
+        on_stall: impl Fn(Duration) + Send + 'static,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let w = self.clone();
+        w.tick(Instant::now());
+        std::thread::Builder::new()
+            .name("wg-watchdog".into())
+            .spawn(move || {
+                while !w.stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Self::TICK);
+                    if let Some(gap) = w.tick(Instant::now()) {
+                        on_stall(gap);
+                    }
+                }
+            })
+    }
+
+    /// Ends the ticking thread.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Exactly-once bookkeeping: the open transaction's offsets and latencies.
@@ -66,6 +214,21 @@ impl Eos {
     /// the write guard of [`Eos::lock`]).
     pub fn take(&self) -> EosPending {
         std::mem::take(&mut *lock(&self.pending))
+    }
+}
+
+/// The fencing rule: nothing is written for a fenced claim, and nothing while a stall waits
+/// for the consumer thread's judgement (which fences every claim it held).
+pub(crate) fn gate(claim: &Claim, watchdog: &Watchdog, now: Instant) -> Gate {
+    if !claim.is_live() {
+        Gate::Fenced
+    } else if !watchdog.clear_at(now) {
+        Gate::Wait
+    } else if claim.is_live() {
+        Gate::Open
+    } else {
+        // Fenced while the watchdog was read.
+        Gate::Fenced
     }
 }
 
@@ -106,6 +269,8 @@ pub(crate) struct Shared {
     /// Set when the session ends without committing (rewind, fatal error, lost partitions):
     /// tasks stop producing and report no more offsets.
     pub abandon: AtomicBool,
+    /// Stalls of the whole process (see [`Watchdog`]).
+    pub watchdog: Arc<Watchdog>,
     /// Where [`Shared::report_offset`] sends; the consumer thread receives.
     offsets_tx: Mutex<std_mpsc::Sender<StoredOffset>>,
     /// The first fatal error, which `run` returns.
@@ -123,6 +288,7 @@ impl Shared {
         producer: FutureProducer,
         eos: bool,
         process: Process,
+        watchdog: Arc<Watchdog>,
     ) -> (Shared, std_mpsc::Receiver<StoredOffset>) {
         let Process { lists, stream } = process;
         let (offsets_tx, offsets_rx) = std_mpsc::channel();
@@ -130,6 +296,7 @@ impl Shared {
             topics: OutputTopics::new(&cfg),
             eos: eos.then(Eos::default),
             abandon: AtomicBool::new(false),
+            watchdog,
             offsets_tx: Mutex::new(offsets_tx),
             fatal: Mutex::new(None),
             lists,
@@ -143,9 +310,39 @@ impl Shared {
         (shared, offsets_rx)
     }
 
-    /// Reports an acknowledged offset to the consumer thread.
-    pub fn report_offset(&self, o: StoredOffset) {
+    /// Reports an acknowledged offset to the consumer thread, unless `claim` was fenced
+    /// (counted in `walletguard_fenced_total{what="offsets"}`).
+    pub fn report_offset(&self, claim: &Claim, o: StoredOffset) {
+        if !claim.is_live() {
+            self.fenced("offsets");
+            return;
+        }
         let _ = lock(&self.offsets_tx).send(o);
+    }
+
+    /// Counts a write or commit refused because its claim was fenced.
+    pub fn fenced(&self, what: &str) {
+        self.metrics.fenced.with_label_values(&[what]).inc();
+    }
+
+    /// Whether a write for `claim` may go ahead now.
+    pub fn gate(&self, claim: &Claim) -> Gate {
+        gate(claim, &self.watchdog, Instant::now())
+    }
+
+    /// Waits until a write for `claim` may go ahead (true) or the claim is fenced or the
+    /// session abandoned (false).
+    pub async fn writable(&self, claim: &Claim) -> bool {
+        loop {
+            if self.abandon.load(Ordering::SeqCst) {
+                return false;
+            }
+            match self.gate(claim) {
+                Gate::Open => return true,
+                Gate::Fenced => return false,
+                Gate::Wait => tokio::time::sleep(Watchdog::TICK / 2).await,
+            }
+        }
     }
 
     /// Records a fatal error: the session stops and `run` returns it.
@@ -167,5 +364,57 @@ impl Shared {
     /// Takes the first fatal error, if any.
     pub fn take_fatal(&self) -> Option<KafkaError> {
         lock(&self.fatal).take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fenced_claim_never_writes_again() {
+        let w = Watchdog::new(Duration::from_secs(3));
+        let t0 = Instant::now();
+        w.tick(t0);
+        let c = Claim::new(7);
+        assert_eq!(gate(&c, &w, t0), Gate::Open);
+        assert!(c.fence());
+        assert!(!c.fence(), "fencing twice reports it once");
+        assert_eq!(gate(&c, &w, t0), Gate::Fenced);
+        w.tick(t0 + Duration::from_millis(100));
+        assert_eq!(gate(&c, &w, t0 + Duration::from_millis(100)), Gate::Fenced);
+    }
+
+    #[test]
+    fn writes_wait_from_a_stall_until_it_is_handled() {
+        let w = Watchdog::new(Duration::from_secs(3));
+        let t0 = Instant::now();
+        w.tick(t0);
+        let c = Claim::new(1);
+        // Resumed 12 s later: before the watchdog thread has run, the last tick is stale.
+        let resumed = t0 + Duration::from_secs(12);
+        assert_eq!(gate(&c, &w, resumed), Gate::Wait);
+        // The watchdog ticks and sees the stall: still no write until it is handled.
+        assert_eq!(w.tick(resumed), Some(Duration::from_secs(12)));
+        assert!(w.suspect());
+        assert_eq!(gate(&c, &w, resumed), Gate::Wait);
+        // The consumer thread fences every claim it held, then clears the suspicion.
+        c.fence();
+        w.handled();
+        assert_eq!(gate(&c, &w, resumed), Gate::Fenced);
+        assert_eq!(gate(&Claim::new(2), &w, resumed), Gate::Open);
+    }
+
+    #[test]
+    fn a_short_gap_is_not_a_stall() {
+        let w = Watchdog::new(Duration::from_secs(3));
+        let t0 = Instant::now();
+        w.tick(t0);
+        let c = Claim::new(1);
+        let later = t0 + Duration::from_millis(1500);
+        assert_eq!(gate(&c, &w, later), Gate::Wait, "a stale tick holds writes");
+        assert_eq!(w.tick(later), None);
+        assert_eq!(gate(&c, &w, later), Gate::Open);
+        assert!(!w.suspect());
     }
 }
