@@ -661,6 +661,12 @@ impl Metrics {
         for k in ["assign", "revoke", "lost"] {
             m.rebalances.with_label_values(&[k]);
         }
+        for w in ["outputs", "changelog", "offsets", "commit"] {
+            m.fenced.with_label_values(&[w]);
+        }
+        for k in ["adopted", "released", "refetched"] {
+            m.repairs.with_label_values(&[k]);
+        }
         for o in ["committed", "aborted"] {
             m.transactions.with_label_values(&[o]);
         }
