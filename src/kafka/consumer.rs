@@ -978,8 +978,8 @@ async fn session(
         super::session::Process {
             lists: lists.clone(),
             stream: opts.stream.clone(),
+            watchdog: watchdog.clone(),
         },
-        watchdog.clone(),
     );
     let shared = Arc::new(shared);
     let ticking = watchdog

@@ -238,8 +238,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What outlives a session: the lists table and the alert stream hub.
+/// What a session is given besides its config and clients: the lists table and the alert
+/// stream hub (which outlive it), and its stall watchdog.
 pub(crate) struct Process {
+    /// Stalls of the whole process (see [`Watchdog`]).
+    pub watchdog: Arc<Watchdog>,
     /// The allow and block lists.
     pub lists: Arc<crate::lists::ListsCell>,
     /// The alert stream hub, when `/alerts/stream` is on.
@@ -288,9 +291,12 @@ impl Shared {
         producer: FutureProducer,
         eos: bool,
         process: Process,
-        watchdog: Arc<Watchdog>,
     ) -> (Shared, std_mpsc::Receiver<StoredOffset>) {
-        let Process { lists, stream } = process;
+        let Process {
+            lists,
+            stream,
+            watchdog,
+        } = process;
         let (offsets_tx, offsets_rx) = std_mpsc::channel();
         let shared = Shared {
             topics: OutputTopics::new(&cfg),
