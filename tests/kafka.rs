@@ -1047,3 +1047,139 @@ fn a_confirmed_mule_is_blocked_on_another_instance() {
     drop(rt);
     drop(mock);
 }
+
+/// Sends `sig` (`STOP`, `CONT`) to a child process.
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+/// 10. A stalled member: of two instances in one group, A stops (SIGSTOP, as a paused VM or a
+///     throttled container) for twice its session while events stream, so the group gives all
+///     partitions to B; then A resumes with its work in flight. A must notice at once that it
+///     stalled (`/readyz` 503, `walletguard_stalls_total`), write nothing more for partitions
+///     it held, and the whole run must decide every event exactly as the pure engine does, a
+///     repeat identical to the first decision.
+#[test]
+fn a_member_paused_past_its_session_writes_nothing_stale() {
+    init_logging();
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let mut names = Names::new("pause");
+    let mut cfg_a = config(&brokers, &mut names, "a");
+    let port_a = free_port();
+    cfg_a.http.enabled = true;
+    cfg_a.http.listen = format!("127.0.0.1:{port_a}");
+    cfg_a.kafka.max_batch = 50;
+    cfg_a
+        .kafka
+        .consumer
+        .insert("fetch.wait.max.ms".into(), "20".into());
+    create_topics(&mock, &cfg_a, 4);
+    let mut cfg_b = config(&brokers, &mut names, "b");
+    cfg_b.kafka.max_batch = 50;
+
+    let engine = Engine::new(cfg_a.clone());
+    let msgs = with_feedback(&engine, sim_events(&small_world(200, 20, 11)));
+    let want = expected_partitioned(&engine, &msgs, 4);
+    assert!(want.errors.is_empty());
+    let total_ids = want.decisions.len();
+    let first = msgs.len() / 10;
+
+    produce_all(&brokers, &names.input, &msgs[..first]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = ChildService::start(dir.path(), "a", &cfg_a);
+    let mut b = ChildService::start(dir.path(), "b", &cfg_b);
+    let mut decisions = Reader::new(&brokers, &names.decisions, OUT_PARTS, false);
+    assert!(
+        decisions.wait_for(|r| r.len() >= first),
+        "the first events were not decided:\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    // Both hold partitions before the pause.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !a.log().contains("partitions assigned") || !b.log().contains("partitions assigned") {
+        a.assert_running();
+        b.assert_running();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both never held partitions"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Stream the rest; A stops mid-stream for 12 s (session 6 s), then resumes.
+    let streamer = stream(&brokers, &names.input, msgs[first..].to_vec(), 600);
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&a.child, "STOP");
+    std::thread::sleep(Duration::from_secs(12));
+    signal(&a.child, "CONT");
+    // Within moments of resuming, A says it is not ready (its partitions are in doubt).
+    let resumed = std::time::Instant::now();
+    let mut saw_unready = false;
+    while resumed.elapsed() < Duration::from_secs(3) {
+        if let Some(t) = http_get(port_a, "/metrics") {
+            if sample(&t, "walletguard_stalls_total").unwrap_or(0.0) >= 1.0 {
+                saw_unready = http_get(port_a, "/readyz").is_some_and(|b| b.contains("not ready"));
+                if saw_unready {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        saw_unready,
+        "A did not report the stall and readiness lost within 3 s of resuming:\n{}",
+        a.log()
+    );
+
+    let all = decisions.wait_for(|r| distinct_events(r) >= total_ids);
+    streamer.join().expect("streamer");
+    a.assert_running();
+    b.assert_running();
+    assert!(
+        all,
+        "only {} of {total_ids} events decided after the pause:\nA:\n{}\nB:\n{}",
+        distinct_events(&decisions.recs),
+        a.log(),
+        b.log()
+    );
+    decisions.drain();
+    let got = decisions.by_event();
+    assert_repeats_identical("decisions", &got);
+    let once: HashMap<String, Vec<Value>> = got
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.truncate(1);
+            (k, v)
+        })
+        .collect();
+    assert_same("decisions", &once, &want.decisions);
+    // A took partitions again after the stall and ended ready.
+    let deadline = std::time::Instant::now() + WAIT;
+    while http_get(port_a, "/readyz").is_none_or(|b| !b.starts_with("ready")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A never ready again:\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = http_get(port_a, "/metrics").unwrap_or_default();
+    eprintln!(
+        "pause test: {} events; A fenced {} outputs, {} changelog records, {} offsets, {} commits",
+        msgs.len(),
+        sample(&text, "walletguard_fenced_total{what=\"outputs\"}").unwrap_or(0.0),
+        sample(&text, "walletguard_fenced_total{what=\"changelog\"}").unwrap_or(0.0),
+        sample(&text, "walletguard_fenced_total{what=\"offsets\"}").unwrap_or(0.0),
+        sample(&text, "walletguard_fenced_total{what=\"commit\"}").unwrap_or(0.0),
+    );
+    drop(mock);
+}
