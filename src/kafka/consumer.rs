@@ -41,6 +41,7 @@ use crate::shutdown::Shutdown;
 
 use super::batch::Batch;
 use super::partition;
+use super::repair;
 use super::session::{lock, Claim, Shared, StoredOffset, Watchdog};
 use super::start_guard::{StartGuard, Verdict};
 use super::{client_config, topics, KafkaError, Role};
@@ -435,18 +436,16 @@ impl ServiceContext {
         assigned.dedup();
         let (stale, idle) = {
             let mut slots = lock(&self.slots);
-            let stale: Vec<i32> = slots
-                .keys()
-                .copied()
-                .filter(|p| assigned.binary_search(p).is_err())
-                .collect();
+            let stale = repair::stale(&assigned, slots.keys().copied());
             let after = Duration::from_secs(self.shared.cfg.kafka.unfetched_after_s);
             let mut idle = Vec::new();
             for (p, slot) in slots.iter_mut() {
-                if now.duration_since(slot.progress) >= after
-                    && now.duration_since(slot.checked) >= after
-                    && assigned.binary_search(p).is_ok()
-                {
+                let due = repair::due(
+                    now.duration_since(slot.progress),
+                    now.duration_since(slot.checked),
+                    after,
+                );
+                if due && assigned.binary_search(p).is_ok() {
                     slot.checked = now;
                     idle.push((*p, slot.next.clone()));
                 }
@@ -473,31 +472,21 @@ impl ServiceContext {
                 .inc_by(stuck.len() as u64);
             self.drop_partitions(&stuck);
         }
-        let adopt: Vec<i32> = {
+        let adopt = {
             let slots = lock(&self.slots);
             let mut r = lock(&self.repair);
-            r.orphans
-                .retain(|p, _| assigned.binary_search(p).is_ok() && !slots.contains_key(p));
-            for p in &assigned {
-                if !slots.contains_key(p) {
-                    r.orphans.entry(*p).or_insert(now);
-                }
-            }
+            let adopt = repair::orphans(
+                &mut r.orphans,
+                &assigned,
+                |p| slots.contains_key(&p),
+                now,
+                ORPHAN_GRACE,
+                suspended,
+            );
             let n = r.orphans.len() as i64;
             self.shared.metrics.unfetched.set(n);
             self.shared.health.set_unfetched(n);
-            if suspended {
-                Vec::new()
-            } else {
-                let mut v: Vec<i32> = r
-                    .orphans
-                    .iter()
-                    .filter(|(_, since)| now.duration_since(**since) >= ORPHAN_GRACE)
-                    .map(|(p, _)| *p)
-                    .collect();
-                v.sort_unstable();
-                v
-            }
+            adopt
         };
         if !adopt.is_empty() {
             self.adopt(consumer, &adopt);
@@ -505,9 +494,8 @@ impl ServiceContext {
     }
 
     /// Of the partitions idle since `kafka.unfetched_after_s` (with the offset after the
-    /// last record dispatched, per input topic), those with records waiting beyond both that
-    /// and the client's own position. One record of slack: a transaction's commit marker
-    /// occupies an offset that no record is delivered for.
+    /// last record dispatched, per input topic), those in which records wait
+    /// ([`repair::records_wait`]).
     fn unfetched(&self, consumer: &BaseConsumer<Self>, idle: Vec<(i32, Vec<i64>)>) -> Vec<i32> {
         if idle.is_empty() {
             return Vec::new();
@@ -525,10 +513,9 @@ impl ServiceContext {
                     .and_then(|e| match e.offset() {
                         Offset::Offset(o) => Some(o),
                         _ => None,
-                    })
-                    .unwrap_or(next);
+                    });
                 match consumer.fetch_watermarks(topic, p, Duration::from_secs(2)) {
-                    Ok((_, high)) if high > next.max(pos) + 1 => {
+                    Ok((_, high)) if repair::records_wait(high, next, pos) => {
                         stuck.push(p);
                         break;
                     }

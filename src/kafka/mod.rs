@@ -1,8 +1,8 @@
 //! The Kafka edge: `walletguard run` as a consumer-group service around the pure pipeline.
 //!
 //! The service's modules depend on each other in one direction only:
-//! `consumer → partition → {session, batch, records, produce, pending, acks}`; none of the
-//! latter imports `consumer` or `partition`.
+//! `consumer → {partition, repair} → {session, batch, records, produce, pending, acks}`; none
+//! of the latter imports `consumer` or `partition`.
 //!
 //! - [`consumer`]: the session: one consumer thread (poll, dispatch, rebalance, offset store
 //!   or transaction commit) that spawns one tokio task per assigned partition; [`run`].
@@ -19,6 +19,8 @@
 //! - [`acks`]: at-least-once, acknowledges a partition's outputs, then its changelog write,
 //!   then reports the offsets behind it, in order.
 //! - [`restore`]: reads a changelog partition back into a [`crate::State`].
+//! - [`repair`]: the pure rules by which the consumer thread keeps its tasks equal to the
+//!   client's assignment (release, adopt, restart what is not fetched).
 //! - [`start_guard`]: makes a partition start exactly at its assigned offset, even on a broker
 //!   that answers a fetch from inside a batch with the next one.
 //! - [`topics`]: checks (or creates) the topics and their partition counts on start.
@@ -41,6 +43,7 @@ pub mod partition;
 pub mod pending;
 pub mod produce;
 pub mod records;
+pub mod repair;
 pub mod restore;
 pub mod session;
 pub mod stamp;
