@@ -645,7 +645,8 @@ impl ServiceContext {
     }
 
     /// Adds a message to its partition's pending batch; hands the batch over when full.
-    /// Returns an offset to seek the partition to when the broker skipped past its start.
+    /// Returns an offset to seek the partition to when the broker skipped records (see
+    /// [`StartGuard`]).
     fn dispatch(
         &self,
         m: &rdkafka::message::BorrowedMessage<'_>,
@@ -665,8 +666,15 @@ impl ServiceContext {
                     self.shared.metrics.fetch_rewinds.inc();
                     return Some(to);
                 }
+                Verdict::Gap(1) => {
+                    tracing::debug!(
+                        partition = m.partition(),
+                        offset = m.offset(),
+                        "one offset without a record (a transaction marker)"
+                    );
+                }
                 Verdict::Gap(n) => {
-                    tracing::warn!(partition = m.partition(), offset = m.offset(), missing = n, "the broker delivered the partition from beyond its start offset; those offsets hold no record (retention, compaction or transaction markers)");
+                    tracing::warn!(partition = m.partition(), offset = m.offset(), missing = n, "offsets without a record before this one (retention, compaction or transaction markers)");
                 }
             }
         }
@@ -1078,7 +1086,7 @@ fn consumer_loop(
                 partition = m.partition(),
                 asked = to,
                 got = m.offset(),
-                "the broker skipped past the start offset; fetching from earlier"
+                "the broker skipped past the next offset; fetching from earlier"
             );
             if let Err(e) = consumer.seek(
                 m.topic(),
