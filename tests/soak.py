@@ -577,6 +577,14 @@ format = "json"
             diverging.append((e, ds, None))
         elif any(d not in ref for d in ds):
             diverging.append((e, ds, ref))
+    # Kept for a failed run's diagnosis: every decision read back, and each divergence.
+    with open(os.path.join(work, "got.decisions"), "w") as f:
+        for ds in got.values():
+            for d in ds:
+                f.write(json.dumps(d) + "\n")
+    with open(os.path.join(work, "diverging.jsonl"), "w") as f:
+        for e, ds, ref in diverging:
+            f.write(json.dumps({"event_id": e, "got": ds, "want": ref}) + "\n")
     got_freeze = {c["command_id"] for c in commands if c["command"] == "freeze_account"}
     extra = sorted(got_freeze - want_freeze)
     lost = sorted(want_freeze - got_freeze)
