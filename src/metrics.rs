@@ -122,7 +122,8 @@ pub struct Metrics {
     pub unfetched: IntGauge,
     /// `walletguard_partition_repairs_total{kind}`: `adopted` (assigned by the client but
     /// without a task: started from the committed offset), `released` (a task for a partition
-    /// the client no longer has), `refetched` (not fetched for too long: restarted).
+    /// the client no longer has), `refetched` (not fetched for too long: restarted),
+    /// `rejoined` (the group gave this instance nothing while nobody made progress).
     pub repairs: IntCounterVec,
     /// `walletguard_producer_errors_total{topic}`: failed deliveries (each is retried).
     pub producer_errors: IntCounterVec,
@@ -557,7 +558,7 @@ impl Metrics {
                 r,
                 cv(
                     "walletguard_partition_repairs_total",
-                    "Partitions whose consumption was repaired, by kind: adopted, released, refetched.",
+                    "Partitions whose consumption was repaired, by kind: adopted, released, refetched; rejoined: the group was wedged and the instance joined again.",
                     &["kind"]
                 )
             ),
@@ -664,7 +665,7 @@ impl Metrics {
         for w in ["outputs", "changelog", "offsets", "commit"] {
             m.fenced.with_label_values(&[w]);
         }
-        for k in ["adopted", "released", "refetched"] {
+        for k in ["adopted", "released", "refetched", "rejoined"] {
             m.repairs.with_label_values(&[k]);
         }
         for o in ["committed", "aborted"] {

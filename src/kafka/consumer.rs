@@ -97,6 +97,9 @@ pub(crate) struct ServiceContext {
     drain_timeout: Duration,
     closing: AtomicBool,
     rewind: AtomicBool,
+    /// Set when the group is wedged (see [`ServiceContext::check_wedged`]): the session ends
+    /// and a new one joins with a new member id.
+    rejoin: AtomicBool,
     /// The epoch of the next [`Claim`].
     epochs: AtomicU64,
     /// Repair bookkeeping of the consumer thread (see [`ServiceContext::reconcile`]).
@@ -112,7 +115,15 @@ struct Repair {
     suspended_until: Option<Instant>,
     /// When the last round ran.
     last_round: Option<Instant>,
+    /// Since when the client has held no partition at all.
+    empty_since: Option<Instant>,
+    /// The group's positions when that began (or when last seen moving), and when read.
+    positions: Option<(Instant, GroupPositions)>,
 }
+
+/// Per (input topic index, partition): the group's committed offset (the first offset when
+/// none) and the high watermark.
+type GroupPositions = HashMap<(usize, i32), (i64, i64)>;
 
 impl ClientContext for ServiceContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
@@ -366,6 +377,11 @@ impl ServiceContext {
 
 /// How often the consumer thread compares the client's assignment with its tasks.
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// Records that must wait beyond a partition's committed offset before a group that gives
+/// this instance nothing counts as wedged. Why not 1: an aborted transaction at the tail of
+/// an idle partition leaves offsets no consumer will ever commit past, and an idle instance
+/// must not rejoin the group for it over and over.
+const WEDGE_BACKLOG: i64 = 100;
 /// How long a partition may be assigned by the client without a task before it is adopted.
 /// Rebalance callbacks run on the consumer thread, so outside a stall this is never seen.
 const ORPHAN_GRACE: Duration = Duration::from_secs(1);
@@ -434,6 +450,13 @@ impl ServiceContext {
             .collect();
         assigned.sort_unstable();
         assigned.dedup();
+        if assigned.is_empty() && !suspended {
+            self.check_wedged(consumer, now);
+        } else {
+            let mut r = lock(&self.repair);
+            r.empty_since = None;
+            r.positions = None;
+        }
         let (stale, idle) = {
             let mut slots = lock(&self.slots);
             let stale = repair::stale(&assigned, slots.keys().copied());
@@ -491,6 +514,92 @@ impl ServiceContext {
         if !adopt.is_empty() {
             self.adopt(consumer, &adopt);
         }
+    }
+
+    /// The group is wedged when this instance has held no partition for three times
+    /// `kafka.unfetched_after_s` while records wait in an input partition (more than
+    /// [`WEDGE_BACKLOG`] beyond its committed offset) and no committed offset of the group
+    /// moved meanwhile: nobody consumes them. Seen on tansu 0.6, which
+    /// formed a generation whose leader had died, handed the live member an empty assignment
+    /// and then answered its heartbeats as if all were well (the kill soak left 191,045 events
+    /// undecided). An instance with nothing to do that sees no progress anywhere then leaves
+    /// the group and joins again with a new member id, which makes the coordinator rebalance.
+    /// Idle input (nothing waits), or other instances committing, is no wedge.
+    fn check_wedged(&self, consumer: &BaseConsumer<Self>, now: Instant) {
+        let after = Duration::from_secs(3 * self.shared.cfg.kafka.unfetched_after_s);
+        let (since, last) = {
+            let mut r = lock(&self.repair);
+            let since = *r.empty_since.get_or_insert(now);
+            (since, r.positions.as_ref().map(|(at, _)| *at))
+        };
+        // Read the group's positions when the emptiness begins, then once the wait is over.
+        let due = match last {
+            None => true,
+            Some(at) => now.duration_since(since) >= after && now.duration_since(at) >= after,
+        };
+        if !due {
+            return;
+        }
+        let Some(current) = self.group_positions(consumer) else {
+            return;
+        };
+        let mut r = lock(&self.repair);
+        let Some((_, before)) = r.positions.take() else {
+            r.positions = Some((now, current));
+            return;
+        };
+        let waiting = current
+            .values()
+            .any(|(committed, high)| high - committed > WEDGE_BACKLOG);
+        let moved = current
+            .iter()
+            .any(|(k, (c, _))| before.get(k).is_none_or(|(b, _)| b != c));
+        if waiting && !moved {
+            tracing::warn!(
+                after_s = after.as_secs(),
+                "the group gives this instance no partition while records wait and no offset moves; leaving and joining again"
+            );
+            self.shared
+                .metrics
+                .repairs
+                .with_label_values(&["rejoined"])
+                .inc();
+            self.rejoin.store(true, Ordering::SeqCst);
+        } else {
+            r.empty_since = Some(now);
+            r.positions = Some((now, current));
+        }
+    }
+
+    /// The group's committed offset and the high watermark of every input partition; `None`
+    /// if a lookup fails (the check is tried again later).
+    fn group_positions(&self, consumer: &BaseConsumer<Self>) -> Option<GroupPositions> {
+        let timeout = Duration::from_secs(5);
+        let mut tpl = TopicPartitionList::new();
+        let mut parts = Vec::new();
+        for (t, topic) in self.shared.topics.inputs.iter().enumerate() {
+            let md = consumer.fetch_metadata(Some(topic), timeout).ok()?;
+            let n = md
+                .topics()
+                .iter()
+                .find(|m| m.name() == topic)
+                .map(|m| m.partitions().len())?;
+            for p in 0..n as i32 {
+                tpl.add_partition(topic, p);
+                parts.push((t, topic.as_str(), p));
+            }
+        }
+        let committed = consumer.committed_offsets(tpl, timeout).ok()?;
+        let mut out = HashMap::with_capacity(parts.len());
+        for (t, topic, p) in parts {
+            let (low, high) = consumer.fetch_watermarks(topic, p, timeout).ok()?;
+            let c = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(c)) => c,
+                _ => low,
+            };
+            out.insert((t, p), (c, high));
+        }
+        Some(out)
     }
 
     /// Of the partitions idle since `kafka.unfetched_after_s` (with the offset after the
@@ -900,6 +1009,8 @@ fn classify(e: RdError, producer: &FutureProducer) -> TxnError {
 enum End {
     Shutdown,
     Rewind,
+    /// The group was wedged: join again as a new member.
+    Rejoin,
 }
 
 /// Runs the service until `opts.shutdown` is triggered (Ok) or a fatal error (Err). An aborted
@@ -933,6 +1044,7 @@ async fn sessions(
                     .inc();
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+            End::Rejoin => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
 }
@@ -994,6 +1106,7 @@ async fn session(
         drain_timeout: Duration::from_millis(session_timeout_ms / 2),
         closing: AtomicBool::new(false),
         rewind: AtomicBool::new(false),
+        rejoin: AtomicBool::new(false),
         epochs: AtomicU64::new(1),
         repair: Mutex::new(Repair::default()),
     };
@@ -1104,6 +1217,7 @@ fn consumer_loop(
     while !stop.is_triggered()
         && !shared.abandon.load(Ordering::SeqCst)
         && !ctx.rewind.load(Ordering::SeqCst)
+        && !ctx.rejoin.load(Ordering::SeqCst)
     {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(m)) => {
@@ -1148,6 +1262,12 @@ fn consumer_loop(
         drop(consumer);
         let rewind = ctx.rewind.load(Ordering::SeqCst) && !shared.failed();
         return Ok(if rewind { End::Rewind } else { End::Shutdown });
+    }
+    if ctx.rejoin.load(Ordering::SeqCst) && !stop.is_triggered() {
+        // Wedged, holding nothing: close (leaving the group) and join again.
+        ctx.closing.store(true, Ordering::SeqCst);
+        drop(consumer);
+        return Ok(End::Rejoin);
     }
 
     // Orderly shutdown: drain, flush, commit, close.
