@@ -382,6 +382,9 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 /// an idle partition leaves offsets no consumer will ever commit past, and an idle instance
 /// must not rejoin the group for it over and over.
 const WEDGE_BACKLOG: i64 = 100;
+/// Most partitions a repair round asks watermarks for (each lookup blocks the consumer
+/// thread for a round trip).
+const CHECKS_PER_ROUND: usize = 8;
 /// How long a partition may be assigned by the client without a task before it is adopted.
 /// Rebalance callbacks run on the consumer thread, so outside a stall this is never seen.
 const ORPHAN_GRACE: Duration = Duration::from_secs(1);
@@ -450,7 +453,7 @@ impl ServiceContext {
             .collect();
         assigned.sort_unstable();
         assigned.dedup();
-        if assigned.is_empty() && !suspended {
+        if assigned.is_empty() && !suspended && self.shared.metrics.brokers_up.get() > 0 {
             self.check_wedged(consumer, now);
         } else {
             let mut r = lock(&self.repair);
@@ -462,13 +465,20 @@ impl ServiceContext {
             let stale = repair::stale(&assigned, slots.keys().copied());
             let after = Duration::from_secs(self.shared.cfg.kafka.unfetched_after_s);
             let mut idle = Vec::new();
+            // Lookups block this thread: a few partitions a round, none while no broker
+            // answers (an outage is reported as such; the round would only wait it out).
+            let brokers_up = self.shared.metrics.brokers_up.get() > 0;
             for (p, slot) in slots.iter_mut() {
                 let due = repair::due(
                     now.duration_since(slot.progress),
                     now.duration_since(slot.checked),
                     after,
                 );
-                if due && assigned.binary_search(p).is_ok() {
+                if brokers_up
+                    && due
+                    && idle.len() < CHECKS_PER_ROUND
+                    && assigned.binary_search(p).is_ok()
+                {
                     slot.checked = now;
                     idle.push((*p, slot.next.clone()));
                 }
@@ -630,7 +640,9 @@ impl ServiceContext {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::debug!(topic = %topic, partition = p, error = %e, "watermark lookup failed")
+                        // The broker is not answering: the rest waits for a later round.
+                        tracing::debug!(topic = %topic, partition = p, error = %e, "watermark lookup failed");
+                        return stuck;
                     }
                 }
             }
