@@ -272,8 +272,8 @@ impl ServiceContext {
         if lost || self.rewind.load(Ordering::SeqCst) {
             self.drop_partitions(&parts);
         } else {
-            self.drain_partitions(&parts);
-            self.store_offsets(consumer);
+            let drained = self.drain_partitions(&parts);
+            self.store_offsets(consumer, &drained);
             self.commit(consumer, CommitMode::Sync);
         }
         self.set_assigned_gauge();
@@ -839,7 +839,10 @@ impl ServiceContext {
 
     /// Flushes, closes and waits for the tasks of `parts` (each finishes its queued batches and
     /// their acknowledgements), within the drain timeout.
-    fn drain_partitions(&self, parts: &[i32]) {
+    ///
+    /// Returns the (partition, claim epoch) of each task that drained in time: their last
+    /// reported offsets are still to be stored (see [`ServiceContext::store_offsets`]).
+    fn drain_partitions(&self, parts: &[i32]) -> Vec<(i32, u64)> {
         self.forget_lag(parts);
         let mut tasks = Vec::new();
         {
@@ -856,6 +859,7 @@ impl ServiceContext {
             }
         }
         let deadline = Instant::now() + self.drain_timeout;
+        let mut drained = Vec::with_capacity(tasks.len());
         for (p, mut task, claim) in tasks {
             let left = deadline.saturating_duration_since(Instant::now());
             let done = self
@@ -869,8 +873,11 @@ impl ServiceContext {
                 // partition that may already have a new owner.
                 task.abort();
                 tracing::warn!(partition = p, "partition did not drain in time; its uncommitted tail will be reprocessed by the next owner");
+            } else {
+                drained.push((p, claim.epoch));
             }
         }
+        drained
     }
 
     /// Drops the tasks of `parts` without waiting or committing: their claims are fenced
@@ -887,9 +894,11 @@ impl ServiceContext {
     }
 
     /// Stores every offset the tasks reported as acknowledged, if the assignment that
-    /// reported it still holds the partition (an earlier assignment's late report is counted
-    /// in `walletguard_fenced_total{what="offsets"}` and dropped).
-    fn store_offsets(&self, consumer: &BaseConsumer<Self>) {
+    /// reported it still holds the partition, or is one of `drained` (partition, claim epoch):
+    /// a task drained on revoke or shutdown, whose last offsets the final commit carries. An
+    /// earlier assignment's late report is counted in `walletguard_fenced_total{what="offsets"}`
+    /// and dropped.
+    fn store_offsets(&self, consumer: &BaseConsumer<Self>, drained: &[(i32, u64)]) {
         let rx = lock(&self.offsets_rx);
         let mut latest: HashMap<(u16, i32), i64> = HashMap::new();
         {
@@ -897,7 +906,8 @@ impl ServiceContext {
             while let Ok(o) = rx.try_recv() {
                 let current = slots
                     .get(&o.partition)
-                    .is_some_and(|s| s.claim.epoch == o.epoch && s.claim.is_live());
+                    .is_some_and(|s| s.claim.epoch == o.epoch && s.claim.is_live())
+                    || drained.contains(&(o.partition, o.epoch));
                 if !current {
                     self.shared.fenced("offsets");
                     continue;
@@ -1251,7 +1261,7 @@ fn consumer_loop(
             ctx.on_stall(confirm);
         }
         ctx.flush_pending();
-        ctx.store_offsets(&consumer);
+        ctx.store_offsets(&consumer, &[]);
         if last_commit.elapsed() >= commit_every {
             // At-least-once commits asynchronously (a failure is retried by the next one);
             // a transaction commit waits for the broker.
@@ -1286,8 +1296,8 @@ fn consumer_loop(
     let deadline = Instant::now() + Duration::from_secs(shared.cfg.kafka.shutdown_timeout_s);
     tracing::info!("stopping: draining partitions");
     let all: Vec<i32> = lock(&ctx.slots).keys().copied().collect();
-    ctx.drain_partitions(&all);
-    ctx.store_offsets(&consumer);
+    let drained = ctx.drain_partitions(&all);
+    ctx.store_offsets(&consumer, &drained);
     let left = deadline.saturating_duration_since(Instant::now());
     if let Err(e) = shared.producer.flush(left) {
         tracing::warn!(error = %e, "producer flush incomplete");
