@@ -455,6 +455,12 @@ format = "json"
             while time.time() < end:
                 for i in insts:
                     i.watch_assignment()
+                    if i not in away and not i.alive():
+                        # Nothing of ours stopped it: it failed by itself.
+                        rc = i.proc.returncode
+                        failures.append(f"{i.name} exited by itself with {rc} during the run")
+                        note(f"{i.name} exited by itself with {rc}; restarting it")
+                        i.start()
                     if i in away and time.time() >= away[i]:
                         del away[i]
                         i.start()

@@ -72,9 +72,7 @@ pub fn restore(
         .map_err(KafkaError::Client)?;
     let wm_timeout = Duration::from_secs(10);
     let position = Position(start.to_vec());
-    let (low, mut high) = consumer
-        .fetch_watermarks(topic, partition, wm_timeout)
-        .map_err(|e| err(partition, format!("watermarks: {e}")))?;
+    let (low, mut high) = watermarks(&consumer, topic, partition, wm_timeout, deadline, cfg)?;
     let mut book = Book::default();
     if high <= low {
         return Ok(book.finish(start, t0.elapsed()));
@@ -124,9 +122,7 @@ pub fn restore(
             Some(Err(RdError::PartitionEOF(_))) => {
                 // The end as the fetch saw it. Confirm against a fresh watermark: stop when
                 // both agree, or when repeated EOFs at one position say there is nothing more.
-                let (_, h) = consumer
-                    .fetch_watermarks(topic, partition, wm_timeout)
-                    .map_err(|e| err(partition, format!("watermarks: {e}")))?;
+                let (_, h) = watermarks(&consumer, topic, partition, wm_timeout, deadline, cfg)?;
                 high = high.max(h);
                 if next >= high {
                     break;
@@ -148,6 +144,42 @@ pub fn restore(
         }
     }
     Ok(book.finish(start, t0.elapsed()))
+}
+
+/// The changelog partition's watermarks, asked again (every second) while the broker does
+/// not answer, until `deadline`. Why not fail at once: a broker outage or a hung broker
+/// during a restore is transient, and an instance that exits on it restores everything again
+/// after the orchestrator restarts it; within `kafka.restore_timeout_s` it waits instead.
+fn watermarks(
+    consumer: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+    deadline: Instant,
+    cfg: &Config,
+) -> Result<(i64, i64), KafkaError> {
+    let mut tries = 0u32;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, timeout) {
+            Ok(w) => return Ok(w),
+            Err(e) if Instant::now() + Duration::from_secs(1) < deadline => {
+                tries += 1;
+                if tries == 1 || tries % 10 == 0 {
+                    tracing::warn!(partition, tries, error = %e, "changelog watermarks unavailable; retrying");
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => {
+                return Err(err(
+                    partition,
+                    format!(
+                        "watermarks: {e} (still failing after {} s; kafka.restore_timeout_s)",
+                        cfg.kafka.restore_timeout_s
+                    ),
+                ))
+            }
+        }
+    }
 }
 
 /// One changelog record as read, before it is classified.
