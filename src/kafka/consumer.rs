@@ -282,7 +282,8 @@ impl ServiceContext {
     /// Decides where each newly assigned partition starts, per input topic, and writes it into
     /// `tpl` as an explicit offset: the group's committed offset, else the partition's first
     /// offset (where `auto.offset.reset = earliest` would start). Returns the positions by
-    /// partition, for the partition tasks to restore their profiles as of.
+    /// partition, for the partition tasks to restore their profiles as of; none when the
+    /// committed offsets cannot be read (the repair round adopts those partitions later).
     fn start_positions(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -300,7 +301,10 @@ impl ServiceContext {
         if new.is_empty() {
             return out;
         }
-        let committed = committed_offsets(consumer, inputs, &new);
+        let Some(committed) = committed_offsets(consumer, inputs, &new) else {
+            // Left without a task: the repair round adopts them (see `reconcile`).
+            return out;
+        };
         for p in new {
             let mut start = Vec::with_capacity(inputs.len());
             for (t, topic) in inputs.iter().enumerate() {
@@ -686,13 +690,15 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 const LOOKUP_TRIES: u32 = 3;
 
 /// The group's committed offsets of `parts` of every input topic, keyed by (topic index,
-/// partition); a partition the group never committed is absent. A lookup that keeps failing
-/// is fatal: guessing a start would score events against the wrong profiles.
+/// partition); a partition the group never committed is absent. `None` when the lookup keeps
+/// failing (the broker does not answer): the partitions then get no task for now, and the
+/// repair round adopts them from their committed offsets once it answers. Never a guess: a
+/// wrong start would score events against the wrong profiles.
 fn committed_offsets(
     consumer: &BaseConsumer<ServiceContext>,
     inputs: &[String],
     parts: &[i32],
-) -> HashMap<(usize, i32), i64> {
+) -> Option<HashMap<(usize, i32), i64>> {
     let mut tpl = TopicPartitionList::new();
     for t in inputs {
         for p in parts {
@@ -713,7 +719,7 @@ fn committed_offsets(
                         }
                     }
                 }
-                return out;
+                return Some(out);
             }
             Err(e) => {
                 tracing::warn!(attempt, error = %e, "committed offset lookup failed");
@@ -721,11 +727,8 @@ fn committed_offsets(
             }
         }
     }
-    consumer.context().shared.fail(KafkaError::Restore {
-        partition: parts.first().copied().unwrap_or(-1),
-        msg: format!("committed offsets unavailable: {last_err}"),
-    });
-    HashMap::new()
+    tracing::warn!(partitions = ?parts, error = %last_err, "committed offsets unavailable; the partitions are taken once the broker answers");
+    None
 }
 
 /// The first offset of an input partition (0 if it cannot be read: then profiles ahead of
