@@ -18,6 +18,23 @@ use walletguard::config::Delivery;
 use walletguard::pipeline::Engine;
 use walletguard::sim::SimParams;
 
+/// Every repeat equals its first decision, and the first decisions equal the pure engine's:
+/// the run decided as one uninterrupted engine, whatever happened to it.
+fn assert_decided_as_one_engine(
+    got: HashMap<String, Vec<Value>>,
+    want: &HashMap<String, Vec<Value>>,
+) {
+    assert_repeats_identical("decisions", &got);
+    let once: HashMap<String, Vec<Value>> = got
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.truncate(1);
+            (k, v)
+        })
+        .collect();
+    assert_same("decisions", &once, want);
+}
+
 /// Compares what came back over Kafka with what the pure engine produced, event by event.
 fn assert_same(what: &str, got: &HashMap<String, Vec<Value>>, want: &HashMap<String, Vec<Value>>) {
     let mut missing: Vec<&String> = want.keys().filter(|k| !got.contains_key(*k)).collect();
@@ -584,15 +601,7 @@ fn at_least_once_across_a_sigkill() {
     }
     // B restores the profiles as of the committed offsets (changelog stamps), so a repeat is
     // scored exactly as A scored it, and the whole run decides as one uninterrupted engine.
-    assert_repeats_identical("decisions", &got);
-    let once: HashMap<String, Vec<Value>> = got
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.truncate(1);
-            (k, v)
-        })
-        .collect();
-    assert_same("decisions", &once, &want.decisions);
+    assert_decided_as_one_engine(got, &want.decisions);
 
     let mut alerts = Reader::new(&brokers, &names.alerts, OUT_PARTS, false);
     alerts.drain();
@@ -788,15 +797,7 @@ fn broker_outage_mid_stream() {
     );
     decisions.drain();
     let got = decisions.by_event();
-    assert_repeats_identical("decisions", &got);
-    let once: HashMap<String, Vec<Value>> = got
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.truncate(1);
-            (k, v)
-        })
-        .collect();
-    assert_same("decisions", &once, &want.decisions);
+    assert_decided_as_one_engine(got, &want.decisions);
     drop(rt);
     drop(mock);
 }
@@ -1159,15 +1160,7 @@ fn a_member_paused_past_its_session_writes_nothing_stale() {
     );
     decisions.drain();
     let got = decisions.by_event();
-    assert_repeats_identical("decisions", &got);
-    let once: HashMap<String, Vec<Value>> = got
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.truncate(1);
-            (k, v)
-        })
-        .collect();
-    assert_same("decisions", &once, &want.decisions);
+    assert_decided_as_one_engine(got, &want.decisions);
     // A took partitions again after the stall and ended ready.
     let deadline = std::time::Instant::now() + WAIT;
     while http_get(port_a, "/readyz").is_none_or(|b| !b.starts_with("ready")) {

@@ -394,6 +394,15 @@ const CHECKS_PER_ROUND: usize = 8;
 const ORPHAN_GRACE: Duration = Duration::from_secs(1);
 
 impl ServiceContext {
+    /// Counts `n` repairs of `kind` in `walletguard_partition_repairs_total`.
+    fn repaired(&self, kind: &str, n: u64) {
+        self.shared
+            .metrics
+            .repairs
+            .with_label_values(&[kind])
+            .inc_by(n);
+    }
+
     /// A stall of the whole process was seen (see [`Watchdog`]): the group may have given
     /// this instance's partitions to another while it stood still, and nothing it writes
     /// for them is safe until that is known. Every claim is fenced and every task dropped
@@ -491,22 +500,14 @@ impl ServiceContext {
         };
         if !stale.is_empty() {
             tracing::warn!(partitions = ?stale, "tasks for partitions the client no longer has; dropped");
-            self.shared
-                .metrics
-                .repairs
-                .with_label_values(&["released"])
-                .inc_by(stale.len() as u64);
+            self.repaired("released", stale.len() as u64);
             self.drop_partitions(&stale);
             self.set_assigned_gauge();
         }
         let stuck = self.unfetched(consumer, idle);
         if !stuck.is_empty() {
             tracing::warn!(partitions = ?stuck, after_s = self.shared.cfg.kafka.unfetched_after_s, "assigned partitions not fetched while records wait; restarting them from their committed offsets");
-            self.shared
-                .metrics
-                .repairs
-                .with_label_values(&["refetched"])
-                .inc_by(stuck.len() as u64);
+            self.repaired("refetched", stuck.len() as u64);
             self.drop_partitions(&stuck);
         }
         let adopt = {
@@ -573,11 +574,7 @@ impl ServiceContext {
                 after_s = after.as_secs(),
                 "the group gives this instance no partition while records wait and no offset moves; leaving and joining again"
             );
-            self.shared
-                .metrics
-                .repairs
-                .with_label_values(&["rejoined"])
-                .inc();
+            self.repaired("rejoined", 1);
             self.rejoin.store(true, Ordering::SeqCst);
         } else {
             r.empty_since = Some(now);
@@ -676,11 +673,7 @@ impl ServiceContext {
                 tracing::warn!(topic = e.topic(), partition = e.partition(), error = %err, "seek to the adopted start failed");
             }
         }
-        self.shared
-            .metrics
-            .repairs
-            .with_label_values(&["adopted"])
-            .inc_by(starts.len() as u64);
+        self.repaired("adopted", starts.len() as u64);
         self.spawn_partitions(starts, "partitions adopted");
     }
 }
