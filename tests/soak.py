@@ -26,6 +26,8 @@ back empty, which is a lost cluster, not an outage.
 """
 
 import argparse
+import collections
+import gzip
 import json
 import os
 import random
@@ -424,6 +426,7 @@ format = "json"
     insts = [Instance(wg, work, f"soak{i}", base_cfg) for i in range(a.instances)]
     procs = []
     failures = []
+    input_dups = []
     try:
         for inst in insts:
             inst.start()
@@ -552,6 +555,21 @@ format = "json"
             log(f"{sum(1 for e in want if e in got)} of {len(want)} events decided; waiting")
             time.sleep(5)
         commands = consume(wg, addr, "wallet.commands", 4)
+        # The input as the broker holds it: a record stored twice (a producer retry) is
+        # decided twice by any consumer, the second time after the user's later events, and
+        # the comparison would blame walletguard for it. The producer is idempotent, so this
+        # must be 0; a run where it is not is invalid, and says so.
+        def ids(evs):
+            return collections.Counter(e.get("event_id") if isinstance(e, dict) else None
+                                       for e in evs)
+        with (gzip.open(events, "rt") if events.endswith(".gz") else open(events)) as f:
+            sent = ids(json.loads(l) for l in f if l.strip())
+        for eid, n in ids(consume(wg, addr, "wallet.events")).items():
+            if n > sent.get(eid, 0):
+                input_dups.append(eid)
+        if input_dups:
+            failures.append(f"the input topic holds {len(input_dups)} records twice (producer "
+                            f"retries, not walletguard), e.g. {input_dups[:3]}")
 
         # 5. Clean exit on SIGTERM.
         for inst in insts:
@@ -602,6 +620,7 @@ format = "json"
         "kill_seed": kill_seed,
         "events": total, "decision_records": sum(len(v) for v in got.values()),
         "repeated": repeats, "missing": len(missing), "diverging": len(diverging),
+        "input_duplicates": len(input_dups),
         "freezes_uninterrupted": len(want_freeze), "freezes": len(got_freeze),
         "extra_freezes": len(extra), "lost_freezes": len(lost),
         "restart_to_assignment_s": {

@@ -147,6 +147,15 @@ pub fn producer(
 ) -> Result<(ThreadedProducer<Counting>, Arc<DeliveryCount>), KafkaError> {
     let count = Arc::new(DeliveryCount::default());
     cfg.set("linger.ms", "5");
+    // Idempotent, like any producer a wallet's upstream should run. Why it matters: without
+    // it librdkafka retries a request whose answer was lost (a broker outage, a timeout) and
+    // the record lands twice, the second copy after later events of the same user. The
+    // service then rightly decides that late copy against a profile that knows what came
+    // after it, and a soak compared it with an uninterrupted replay that never saw it (the
+    // one diverging repeat of a 100-fault mock run).
+    if cfg.get("enable.idempotence").is_none() {
+        cfg.set("enable.idempotence", "true");
+    }
     cfg.set("queue.buffering.max.messages", "500000");
     // Kafka's default key hashing (the Java client's murmur2), not librdkafka's CRC32 default:
     // `replay --partitions N` routes users the same way, so it decides like the service on a
