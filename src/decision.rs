@@ -30,7 +30,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::rates::SignalRates;
 use crate::detect::{Code, Detail, Signals};
+use crate::event::EventType;
 use crate::validate::{invalid, nonneg, unit, Checked};
 
 /// How signals become a score and an action.
@@ -198,6 +200,123 @@ impl TwoAxisConfig {
     }
 }
 
+/// `[decision.learned]`: each signal's weight corrected by how often its code fires in this
+/// deployment (see [`Decider::weigh`]).
+///
+/// # Formula
+/// A signal of weight w and score s contributes `-ln(1 − w·s)` nats to the noisy-OR (the
+/// score is `1 − e^(−Σ nats)`). Learned weighing multiplies those nats by
+///
+/// ```text
+/// m = clamp( ln(1/r) / ln(1/r₀), 0, max_factor ),   r = (n·r̂ + k·r₀) / (n + k)
+/// ```
+///
+/// where r̂ is the share of this partition's events of the same class on which the code fired
+/// ([`crate::baseline::rates`]), n the effective observations behind it, r₀ the code's
+/// `reference_rates` entry for that class and k = `prior_events`.
+///
+/// Why: −ln r is the information a signal carries, measured on the data it runs on. The
+/// configured weights were set on worlds where each code fired at its reference rate (the
+/// defaults are the rates measured on `simulate --seed 11`, the world the weights were tuned
+/// on), so a weight is taken as right at that rate: a code that fires far more often here (a
+/// new merchant on a card stream: 90% of payments) weighs little, one as rare as there keeps
+/// its weight, and one rarer gains up to `max_factor`. The configured weights are a prior
+/// worth k events that the data overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearnedConfig {
+    /// Weigh signals by their learned rates (off: the configured weights as they are).
+    pub enabled: bool,
+    /// How many events the configured weights are worth against the learned rates.
+    pub prior_events: f64,
+    /// The most a signal's nats are multiplied (1: data only ever lowers a weight).
+    pub max_factor: f64,
+    /// Per reason code, the share of events it fires on where its weight is right, per class
+    /// of event: `[merchant payment, other money out, access and credential events, other]`.
+    /// A code without an entry is not reweighed.
+    pub reference_rates: std::collections::BTreeMap<String, [f64; 4]>,
+}
+
+/// The default reference rates: each code's firing rate per class on `simulate --users 20000
+/// --days 30 --seed 11` (the tuning world), floored at 1e-4.
+const REFERENCE_RATES: [(&str, [f64; 4]); 15] = [
+    ("AMOUNT_OUTLIER", [8.69e-3, 3.92e-2, 1e-4, 1e-4]),
+    ("BALANCE_DRAIN", [2.32e-2, 6.80e-2, 1e-4, 1e-4]),
+    ("CARD_TESTING", [6.80e-4, 1e-4, 1e-4, 1e-4]),
+    ("CONCURRENT_STRANGER", [2.30e-4, 9.20e-4, 3.50e-4, 1e-4]),
+    (
+        "CREDENTIAL_CHANGE_THEN_SPEND",
+        [1.24e-2, 1.31e-2, 1e-4, 1e-4],
+    ),
+    ("DORMANT_REACTIVATION", [1e-4, 1e-4, 1e-4, 1e-4]),
+    ("FAILED_ATTEMPTS_BURST", [3.20e-4, 1e-4, 1e-4, 1.30e-4]),
+    ("IMPOSSIBLE_TRAVEL", [1e-4, 7.10e-4, 1e-4, 1e-4]),
+    ("NEW_COUNTERPARTY", [6.19e-1, 4.24e-1, 1e-4, 1e-4]),
+    ("NEW_DEVICE", [4.12e-3, 6.49e-3, 1.14e-2, 8.90e-4]),
+    ("NEW_LOCATION", [1.74e-2, 2.27e-2, 4.98e-2, 6.96e-3]),
+    ("NEW_RECHARGE_NUMBER", [1e-4, 1.15e-1, 1e-4, 1e-4]),
+    ("PAYEE_BUILDUP", [1e-4, 5.07e-2, 1e-4, 1e-4]),
+    ("UNUSUAL_HOUR", [1.06e-1, 1.16e-1, 1.81e-1, 1.67e-1]),
+    ("VELOCITY_BURST", [7.70e-4, 4.60e-4, 1e-4, 1e-4]),
+];
+
+impl Default for LearnedConfig {
+    fn default() -> Self {
+        LearnedConfig {
+            enabled: true,
+            prior_events: 2000.0,
+            max_factor: 1.0,
+            reference_rates: REFERENCE_RATES
+                .iter()
+                .map(|(c, r)| (c.to_string(), *r))
+                .collect(),
+        }
+    }
+}
+
+impl LearnedConfig {
+    /// Checks the rules of `[decision.learned]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        let t = "decision.learned";
+        nonneg(&format!("{t}.prior_events"), self.prior_events)?;
+        nonneg(&format!("{t}.max_factor"), self.max_factor)?;
+        for (code, rates) in &self.reference_rates {
+            let key = format!("{t}.reference_rates.{code}");
+            if Code::parse(code).is_none() {
+                return Err(invalid(&key, "is not a reason code"));
+            }
+            if rates.iter().any(|r| !(*r > 0.0 && *r < 1.0)) {
+                return Err(invalid(&key, "rates must be above 0 and below 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The reference rates by code (`None`: not reweighed).
+    fn by_code(&self) -> [Option<[f64; 4]>; Code::ALL.len()] {
+        let mut out = [None; Code::ALL.len()];
+        for (code, r) in &self.reference_rates {
+            if let Some(c) = Code::parse(code) {
+                out[c as usize] = Some(*r);
+            }
+        }
+        out
+    }
+
+    /// The multiplier of a signal's nats for a learned firing share `rate` over `n`
+    /// effective observations against the reference `r0` (see the formula above).
+    pub fn factor(&self, rate: f64, n: f64, r0: f64) -> f64 {
+        let k = self.prior_events;
+        let r = if n + k > 0.0 {
+            (n * rate + k * r0) / (n + k)
+        } else {
+            r0
+        };
+        let r = r.clamp(1e-12, 1.0);
+        ((1.0 / r).ln() / (1.0 / r0).ln()).clamp(0.0, self.max_factor)
+    }
+}
+
 /// `[decision]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -231,6 +350,8 @@ pub struct DecisionConfig {
     pub stake_families_once: bool,
     /// The action matrix of `two_axis`.
     pub two_axis: TwoAxisConfig,
+    /// Signal weights corrected by their learned rates.
+    pub learned: LearnedConfig,
     /// Stake alone, in `noisy_or`: money out to a never-seen payee (not a merchant) whose
     /// `AMOUNT_OUTLIER` or `BALANCE_DRAIN` score reaches this is at least a `step_up`, from any
     /// context: a high-value transfer gets a two-factor check, as wallets do, even where no
@@ -279,6 +400,7 @@ impl Default for DecisionConfig {
             combine: Combine::NoisyOr,
             stake_families_once: true,
             two_axis: TwoAxisConfig::default(),
+            learned: LearnedConfig::default(),
             stake_step_up: 0.8,
             stake_freeze: 0.0,
             stake_freeze_amount: 0.5,
@@ -323,6 +445,7 @@ impl DecisionConfig {
             ));
         }
         nonneg("decision.freeze_cooldown_hours", self.freeze_cooldown_hours)?;
+        self.learned.validate()?;
         self.two_axis.validate()
     }
 }
@@ -414,6 +537,11 @@ pub struct Decision {
     pub severity: Severity,
     /// Reasons, largest contribution first.
     pub signals: Signals,
+    /// The action under the configured weights alone ([`LearnedConfig`] off): what decides
+    /// whether the event may be learned into the baseline. Why not `action`: the learned
+    /// rates quiet alerts, and an event they quiet must not teach the profile an attacker's
+    /// device or payee that the configured weights would have kept out.
+    pub configured: Action,
 }
 
 impl Decision {
@@ -424,6 +552,7 @@ impl Decision {
             action: Action::Allow,
             severity: Severity::Low,
             signals,
+            configured: Action::Allow,
         }
     }
 }
@@ -486,32 +615,83 @@ pub struct ChainHints {
 #[derive(Debug, Clone)]
 pub struct Decider {
     cfg: DecisionConfig,
+    /// `decision.learned.reference_rates` by code.
+    refs: [Option<[f64; 4]>; Code::ALL.len()],
 }
 
 impl Decider {
     /// From config.
     pub fn new(cfg: &DecisionConfig) -> Decider {
-        Decider { cfg: cfg.clone() }
+        Decider {
+            cfg: cfg.clone(),
+            refs: cfg.learned.by_code(),
+        }
+    }
+
+    /// Corrects each counted signal's weight by how often its code fires among this
+    /// partition's events of `kind`'s class ([`LearnedConfig`]): the contribution
+    /// `w·s` becomes `1 − (1 − w·s)^m`. Nothing changes when `[decision.learned]` is off.
+    pub fn weigh(&self, signals: &mut Signals, rates: &SignalRates, kind: EventType) {
+        let l = &self.cfg.learned;
+        if !l.enabled {
+            return;
+        }
+        let class = crate::baseline::rates::class_of(kind);
+        for s in signals.iter_mut() {
+            let Some(r0) = self.refs[s.code as usize].map(|r| r[class]) else {
+                continue;
+            };
+            let (rate, n) = rates.tail(kind, s.code, 0.0).unwrap_or((0.0, 0.0));
+            let m = l.factor(rate, n, r0);
+            let c = s.weight * s.score;
+            if c <= 0.0 || c >= 1.0 || (m - 1.0).abs() < 1e-12 {
+                continue;
+            }
+            let weighed = 1.0 - (1.0 - c).powf(m);
+            s.weight = weighed / s.score;
+        }
     }
 
     /// Combines `signals` (see the module docs for the formula).
     pub fn decide(&self, signals: Signals, hints: ChainHints) -> Decision {
         let mut d = Decision::from_signals(signals);
-        self.decide_in_place(&mut d, hints);
+        self.decide_in_place(&mut d, hints, None);
         d
     }
 
     /// Like [`Decider::decide`], on a decision whose `signals` the detectors filled in place.
     /// (The signal list is about a kilobyte; the hot path avoids moving it.)
-    pub fn decide_in_place(&self, d: &mut Decision, hints: ChainHints) {
+    pub fn decide_in_place(
+        &self,
+        d: &mut Decision,
+        hints: ChainHints,
+        learned: Option<(&SignalRates, EventType)>,
+    ) {
         if self.cfg.combine == Combine::TwoAxis {
             self.two_axis(d, hints);
             return;
         }
         self.chain(&mut d.signals, hints);
-        let e = self.evidence(&d.signals, hints);
+        let prior = self.evidence(&d.signals, hints);
+        let mut e = prior;
+        d.action = prior.action(&self.cfg);
+        d.configured = d.action;
+        if let Some((rates, kind)) = learned.filter(|_| self.cfg.learned.enabled) {
+            self.weigh(&mut d.signals, rates, kind);
+            e = self.evidence(&d.signals, hints);
+            // The learned rates decide how loudly an event is reported, not whether a clear
+            // takeover is frozen: a freeze still comes from the configured weights (a thief's
+            // new device in a world where devices change often is still a new device), and
+            // never from the learned weighing alone. Why: the rates only know how common a
+            // signal is here, not whether the events that carry it are honest, and a freeze
+            // wrongly withheld costs the user's balance.
+            d.action = if d.action == Action::Freeze {
+                Action::Freeze
+            } else {
+                e.action(&self.cfg).min(Action::StepUp)
+            };
+        }
         d.score = e.score;
-        d.action = e.action(&self.cfg);
         if d.action == Action::StepUp && e.owner_context && self.action(e.score) == Action::Freeze {
             d.score = d.score.min(self.cfg.freeze - 1e-4);
         }
@@ -522,6 +702,13 @@ impl Decider {
                 Action::StepUp => self.cfg.step_up,
                 _ => d.score,
             };
+        } else if d.action < self.action(d.score) {
+            let next = match d.action {
+                Action::Allow => self.cfg.review,
+                Action::Review => self.cfg.step_up,
+                _ => self.cfg.freeze,
+            };
+            d.score = d.score.min(next - 1e-4);
         }
         d.severity = self.severity(d.score);
         d.signals.sort_by_contribution();
@@ -720,6 +907,7 @@ impl Decider {
     fn two_axis(&self, d: &mut Decision, hints: ChainHints) {
         let (identity, stake) = Self::axes(&d.signals);
         d.action = self.matrix(identity, stake, hints.familiar_fields);
+        d.configured = d.action;
         let raw = 1.0 - (1.0 - identity) * (1.0 - stake);
         let c = &self.cfg;
         let (lo, hi) = match d.action {
@@ -779,6 +967,122 @@ mod tests {
             dec.decide(Signals::default(), ChainHints::default()).action,
             Action::Allow
         );
+    }
+
+    /// Rates where `code` fired on `share` of `n` payments.
+    fn rates_with(code: Code, share: f64, n: usize) -> SignalRates {
+        let mut r = SignalRates::default();
+        let every = (1.0 / share).round().max(1.0) as usize;
+        for i in 0..n {
+            let mut s = Signals::default();
+            if i % every == 0 {
+                s.push(code, 1.0, 0.5, d());
+            }
+            r.observe(1.0, EventType::Payment, &s);
+        }
+        r
+    }
+
+    #[test]
+    fn a_signal_common_in_this_deployment_weighs_less_than_where_it_is_rare() {
+        let dec = Decider::new(&DecisionConfig::default());
+        let sig = || {
+            let mut s = Signals::default();
+            s.push(Code::NewLocation, 1.0, 0.35, d());
+            s
+        };
+        let weight = |rates: &SignalRates| {
+            let mut s = sig();
+            dec.weigh(&mut s, rates, EventType::Payment);
+            s.get(Code::NewLocation).map(|x| x.contribution()).unwrap()
+        };
+        // On 90% of payments (a card stream: every merchant is in a new place) it says
+        // almost nothing; on 1% (a wallet) it keeps its configured weight.
+        let common = weight(&rates_with(Code::NewLocation, 0.9, 20_000));
+        let rare = weight(&rates_with(Code::NewLocation, 0.01, 20_000));
+        assert!(common < 0.05, "common: {common}");
+        assert!((rare - 0.35).abs() < 1e-9, "rare keeps its weight: {rare}");
+        // Before any data the configured weight stands; a few events barely move it.
+        let none = weight(&SignalRates::default());
+        assert!((none - 0.35).abs() < 1e-9, "{none}");
+        let few = weight(&rates_with(Code::NewLocation, 0.9, 50));
+        assert!(few > 0.25, "50 events against a prior of 2,000: {few}");
+        // Off: nothing changes.
+        let mut cfg = DecisionConfig::default();
+        cfg.learned.enabled = false;
+        let mut s = sig();
+        Decider::new(&cfg).weigh(
+            &mut s,
+            &rates_with(Code::NewLocation, 0.9, 20_000),
+            EventType::Payment,
+        );
+        assert_eq!(s.get(Code::NewLocation).unwrap().contribution(), 0.35);
+    }
+
+    #[test]
+    fn learned_rates_quiet_alerts_but_never_withhold_a_freeze() {
+        let dec = Decider::new(&DecisionConfig::default());
+        let hints = ChainHints {
+            familiar_fields: 0,
+            money_out: true,
+            change_from_new_device: true,
+            new_payee: true,
+            is_payment: false,
+            reset_or_mfa_change: true,
+        };
+        let takeover = || {
+            let mut s = Signals::default();
+            s.push(Code::CredentialChangeThenSpend, 1.0, 0.75, d());
+            s.push(Code::NewDevice, 1.0, 0.45, d());
+            s.push(Code::AmountOutlier, 0.9, 0.55, d());
+            s
+        };
+        let common = rates_with(Code::NewDevice, 0.8, 20_000);
+        let mut d1 = Decision::from_signals(takeover());
+        dec.decide_in_place(&mut d1, hints, None);
+        let mut d2 = Decision::from_signals(takeover());
+        dec.decide_in_place(&mut d2, hints, Some((&common, EventType::Transfer)));
+        assert_eq!(d1.action, Action::Freeze);
+        assert_eq!(d2.action, Action::Freeze, "{d2:?}");
+        assert!(d2.score >= DecisionConfig::default().freeze);
+        // A lone new location on a stream where every payment is in a new place: reviewed
+        // under the configured weights, allowed once the rate is known.
+        let lone = || {
+            let mut s = Signals::default();
+            s.push(Code::NewLocation, 1.0, 0.5, d());
+            s
+        };
+        let pay = ChainHints {
+            is_payment: true,
+            ..ChainHints::default()
+        };
+        let mut before = Decision::from_signals(lone());
+        dec.decide_in_place(&mut before, pay, None);
+        let card = rates_with(Code::NewLocation, 0.9, 20_000);
+        let mut after = Decision::from_signals(lone());
+        dec.decide_in_place(&mut after, pay, Some((&card, EventType::Payment)));
+        assert_eq!(before.action, Action::Review);
+        assert_eq!(after.action, Action::Allow, "{after:?}");
+        assert!(after.score < DecisionConfig::default().review);
+    }
+
+    #[test]
+    fn learned_config_names_the_key_at_fault() {
+        let mut c = DecisionConfig::default();
+        c.learned
+            .reference_rates
+            .insert("NOT_A_CODE".into(), [0.1; 4]);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("decision.learned.reference_rates.NOT_A_CODE"),
+            "{e}"
+        );
+        let mut c = DecisionConfig::default();
+        c.learned
+            .reference_rates
+            .insert("NEW_DEVICE".into(), [0.1, 0.0, 0.1, 0.1]);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("reference_rates.NEW_DEVICE"), "{e}");
     }
 
     #[test]

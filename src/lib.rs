@@ -18,12 +18,13 @@
 //!   becomes a dead letter.
 //! - [`baseline`]: the 248-byte per-user [`baseline::Profile`] (online decayed statistics,
 //!   bounded sets of hashes, short-term windows), the population [`baseline::Prior`] (config)
-//!   and [`baseline::Population`] (learned per partition, in the changelog), and the
+//!   and [`baseline::Population`] (learned per partition, in the changelog; with it
+//!   [`baseline::rates`], how often each reason code fires here), and the
 //!   [`baseline::ProfileStore`] that holds the profiles.
 //! - [`detect`]: one file per detector behind the [`detect::Detector`] trait, each with its
 //!   config table and that table's rules; each returns [`detect::Signal`]s.
-//! - [`decision`]: signals → score (weighted noisy-OR plus a takeover-chain bonus), action,
-//!   severity, sorted reasons.
+//! - [`decision`]: signals → score (weighted noisy-OR plus a takeover-chain bonus, weights
+//!   corrected by the learned rates), action, severity, sorted reasons.
 //! - [`feedback`]: step-up results, analyst verdicts and unfreezes (contract v2) applied to
 //!   the user's profile and [`feedback::Case`] (evidence of recent alerts, snoozes, failed
 //!   step-ups); [`lists`]: the allow/block entries of `walletguard.lists` and the table every

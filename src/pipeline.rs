@@ -462,7 +462,11 @@ impl Engine {
             is_payment: ev.kind == EventType::Payment,
             reset_or_mfa_change: profile.reset_or_mfa_within(facts.t, self.cred_window_s, false),
         };
-        self.decider.decide_in_place(&mut decision, hints);
+        self.decider.decide_in_place(
+            &mut decision,
+            hints,
+            Some((state.population.rates(), ev.kind)),
+        );
 
         let mut command = match decision.action {
             Action::Freeze => {
@@ -508,12 +512,15 @@ impl Engine {
             state.cases.entry(user_key).or_default().remember(e);
         }
         if !duplicate {
+            state
+                .population
+                .observe_signals(&self.prior.pop, ev.kind, &decision.signals);
             if let Some(impossible) = self.travel.pair(ev, profile, &facts) {
                 state.population.observe_travel(&self.prior.pop, impossible);
             }
             let tiny_new = CardTesting::is_tiny_new_merchant(self.tiny_ratio, profile, ev, &facts);
             profile.record_activity(&self.params, ev, &facts, tiny_new);
-            if decision.action < self.learn_below {
+            if decision.configured < self.learn_below {
                 profile.learn(&self.params, ev, &facts);
                 learned = true;
                 state.population.observe(

@@ -13,6 +13,7 @@ pub mod codec;
 pub mod keys;
 pub mod population;
 pub mod prior;
+pub mod rates;
 pub mod store;
 
 pub use population::Population;

@@ -28,6 +28,8 @@
 //!   the time between them: near zero where positions are the user's own, high where they are
 //!   a merchant's or a geolocated IP's. `IMPOSSIBLE_TRAVEL` weighs its evidence by it.
 
+use super::rates::SignalRates;
+use crate::detect::Signals;
 use crate::event::{Event, EventType};
 
 /// Bins of ln(amount): width 0.25 from `LOG_MIN`, clamped at both ends (1e-4 to 1.6e13 in any
@@ -39,7 +41,9 @@ const BIN_WIDTH: f64 = 0.25;
 const RESCALE_AT: f64 = 18_446_744_073_709_551_616.0; // 2^64
 const RESCALE_BY: f64 = 1.0 / RESCALE_AT;
 /// Format marker and version of [`Population::encode`].
-const MAGIC: &[u8; 4] = b"WGP1";
+const MAGIC: &[u8; 4] = b"WGP2";
+/// The marker of the format before signal rates: still read (its rates start empty).
+const MAGIC_V1: &[u8; 4] = b"WGP1";
 
 /// Learning parameters, from `[prior]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,6 +120,8 @@ pub struct Population {
     cells: Vec<Cell>,
     hours: Hours,
     travel: Travel,
+    /// How often each reason code fires here (see [`super::rates`]).
+    rates: SignalRates,
     /// Bumped by every change, so the Kafka adapter writes the population only when it changed.
     /// Not part of the encoding.
     version: u64,
@@ -135,6 +141,7 @@ impl Default for Population {
                 pairs: 0.0,
                 impossible: 0.0,
             },
+            rates: SignalRates::default(),
             version: 0,
         }
     }
@@ -268,6 +275,22 @@ impl Population {
         self.version += 1;
     }
 
+    /// Learns which signals one scored event of `kind` carried (every scored event counts,
+    /// whatever its decision: leaving alerted events out would make a signal that alerts look
+    /// rarer the more it alerts).
+    pub fn observe_signals(&mut self, p: &PopulationParams, kind: EventType, signals: &Signals) {
+        if !p.learn {
+            return;
+        }
+        self.version += 1;
+        self.rates.observe(p.growth, kind, signals);
+    }
+
+    /// How often each reason code fires in this partition.
+    pub fn rates(&self) -> &SignalRates {
+        &self.rates
+    }
+
     /// Learns one pair of consecutive positions of a user: whether travelling between them in
     /// the time between them was impossible. Every such pair counts, whatever the decision
     /// (flagged events are exactly the impossible ones; leaving them out would hide the noise).
@@ -376,18 +399,41 @@ impl Population {
                 out.extend_from_slice(&b.to_le_bytes());
             }
         }
+        out.extend_from_slice(&(SignalRates::ENCODED_LEN as u32).to_le_bytes());
+        self.rates.encode(out);
     }
 
     /// Decodes [`Population::encode`]'s bytes.
     pub fn decode(bytes: &[u8]) -> Result<Population, PopulationError> {
         let mut r = Reader(bytes);
-        if r.take::<4>()? != *MAGIC {
+        let magic = r.take::<4>()?;
+        let v1 = magic == *MAGIC_V1;
+        if magic != *MAGIC && !v1 {
             return Err(PopulationError::Marker);
         }
         let n = u32::from_le_bytes(r.take()?) as usize;
         let cell_len = 4 + 16 + 4 * BINS;
-        if r.0.len() != 16 + 24 * 8 + 24 + n * cell_len {
-            return Err(PopulationError::Length);
+        let body = 16 + 24 * 8 + 24 + n * cell_len;
+        // The signal rates follow the cells, behind their length: a release with another set
+        // of reason codes writes another length, and its rates are then started afresh
+        // rather than read against the wrong codes.
+        let mut rates = SignalRates::default();
+        if v1 {
+            if r.0.len() != body {
+                return Err(PopulationError::Length);
+            }
+        } else {
+            let tail = r.0.get(body..).ok_or(PopulationError::Length)?;
+            let (len, rest) = tail
+                .split_first_chunk::<4>()
+                .ok_or(PopulationError::Length)?;
+            if rest.len() != u32::from_le_bytes(*len) as usize {
+                return Err(PopulationError::Length);
+            }
+            if let Some(got) = SignalRates::decode(rest) {
+                rates = got;
+            }
+            r.0 = &r.0[..body];
         }
         let mut pop = Population::default();
         pop.hours.g = r.f64()?;
@@ -423,6 +469,7 @@ impl Population {
         if pop.cells.iter().any(|c| c.g <= 0.0) {
             return Err(PopulationError::Weight);
         }
+        pop.rates = rates;
         Ok(pop)
     }
 }
@@ -639,6 +686,48 @@ mod tests {
         let mut bad = buf.clone();
         bad[8..16].copy_from_slice(&f64::NAN.to_le_bytes());
         assert_eq!(Population::decode(&bad), Err(PopulationError::Weight));
+    }
+
+    #[test]
+    fn signal_rates_travel_with_the_population_and_older_records_still_decode() {
+        let p = params(1000.0);
+        let mut pop = Population::default();
+        feed(&mut pop, &p, &[10.0, 20.0, 30.0]);
+        let mut sig = Signals::default();
+        sig.push(
+            crate::detect::Code::NewLocation,
+            0.7,
+            0.35,
+            crate::detect::Detail::new(|_, f| f.write_str("x"), [0.0; 4]),
+        );
+        let v = pop.version();
+        pop.observe_signals(&p, EventType::Payment, &sig);
+        assert!(pop.version() > v, "a learned rate is a change to write");
+        let mut buf = Vec::new();
+        pop.encode(&mut buf);
+        let back = Population::decode(&buf).unwrap();
+        assert_eq!(back.rates(), pop.rates());
+        let tail = back
+            .rates()
+            .tail(EventType::Payment, crate::detect::Code::NewLocation, 0.5);
+        let (share, n) = tail.unwrap();
+        assert_eq!(share, 1.0);
+        assert!((n - 1.0).abs() < 1e-2, "{n}");
+        // A record of the format before rates (its body, marker WGP1) decodes with none.
+        let body_len = buf.len() - 4 - super::SignalRates::ENCODED_LEN;
+        let mut v1 = buf[..body_len].to_vec();
+        v1[..4].copy_from_slice(MAGIC_V1);
+        let old = Population::decode(&v1).unwrap();
+        assert_eq!(old.cells, pop.cells);
+        assert_eq!(old.rates(), &SignalRates::default());
+        // Rates of another set of codes (another length) are started afresh, not misread.
+        let mut other = buf[..body_len].to_vec();
+        other.extend_from_slice(&8u32.to_le_bytes());
+        other.extend_from_slice(&[0u8; 8]);
+        assert_eq!(
+            Population::decode(&other).unwrap().rates(),
+            &SignalRates::default()
+        );
     }
 
     #[test]

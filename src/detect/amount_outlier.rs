@@ -93,38 +93,92 @@ impl AmountOutlier {
 
 impl AmountOutlier {
     /// The population half: the tail share of the amount among the partition's money out of
-    /// the same type and currency, once that population is learned.
-    fn against_population(&self, ctx: &Input<'_, '_>, amount: f64, x: f64, out: &mut Signals) {
-        if self.population_factor <= 0.0 {
-            return;
+    /// the same type and currency, once that population is learned. For a user with a habit
+    /// it counts only above the user's typical amount (`typical`): a user who always pays
+    /// large sums is not alarmed by paying one again.
+    fn against_population(
+        &self,
+        ctx: &Input<'_, '_>,
+        amount: f64,
+        x: f64,
+        typical: Option<f64>,
+    ) -> Option<(f64, Detail)> {
+        if self.population_factor <= 0.0 || typical.is_some_and(|t| amount <= t) {
+            return None;
         }
         let currency = ctx.ev.currency.unwrap_or(ctx.params.currency);
-        let Some(p) = ctx
+        let p = ctx
             .population
-            .amount_tail(&ctx.prior.pop, currency, ctx.ev.kind, x)
-        else {
-            return;
-        };
-        let s = surprise(p, self.p_start, self.p_full) * self.population_factor;
-        if s <= 0.0 {
-            return;
+            .amount_tail(&ctx.prior.pop, currency, ctx.ev.kind, x)?;
+        let mut s = surprise(p, self.p_start, self.p_full) * self.population_factor;
+        if typical.is_some() && familiar_outflow(ctx) {
+            s *= self.familiar_factor;
         }
-        out.push(
-            Code::AmountOutlier,
+        (s > 0.0).then(|| {
+            (
+                s,
+                Detail::new(
+                    |a, f| {
+                        if a[2] > 0.0 {
+                            write!(f, "amount {} (typical {})", money(a[0]), money(a[2]))?;
+                        } else {
+                            write!(f, "amount {} with no habit yet", money(a[0]))?;
+                        }
+                        write!(
+                            f,
+                            "; only {:.2}% of this partition's money out of this type and currency is as large",
+                            a[1] * 100.0
+                        )
+                    },
+                    [amount, p, typical.unwrap_or(0.0), 0.0],
+                ),
+            )
+        })
+    }
+
+    /// The user's half: the amount against the user's own log-amount distribution.
+    fn against_own(
+        &self,
+        ctx: &Input<'_, '_>,
+        amount: f64,
+        x: f64,
+        own: (f64, f64),
+    ) -> Option<(f64, Detail)> {
+        let n = ctx.profile.amount_n(ctx.facts);
+        let own = (own.0, own.1.max(self.min_var));
+        let (mean, var) = ctx.prior.shrink_amount(n, own);
+        if amount < self.min_ratio * mean.exp() {
+            return None;
+        }
+        let sd = var.max(self.min_var).sqrt();
+        let z = (x - mean) / sd;
+        if z < Z_FAST_PATH {
+            return None;
+        }
+        let dof = (n + 2.0).min(1e6);
+        let p = StudentsT::new(0.0, 1.0, dof).ok()?.sf(z);
+        let mut s = surprise(p, self.p_start, self.p_full);
+        if familiar_outflow(ctx) {
+            s *= self.familiar_factor;
+        }
+        let typical = mean.exp();
+        Some((
             s,
-            self.weight,
             Detail::new(
                 |a, f| {
                     write!(
                         f,
-                        "amount {} with no habit yet; only {:.2}% of this partition's money out of this type and currency is as large",
+                        "amount {} is {:.1}x the typical {} (z={:.1}, tail p={:.1e})",
                         money(a[0]),
-                        a[1] * 100.0
+                        a[0] / a[1].max(0.01),
+                        money(a[1]),
+                        a[2],
+                        a[3]
                     )
                 },
-                [amount, p, 0.0, 0.0],
+                [amount, typical, z, p],
             ),
-        );
+        ))
     }
 }
 
@@ -144,52 +198,22 @@ impl Detector for AmountOutlier {
         if !ctx.ev.kind.is_money_out() {
             return;
         }
-        // No money out yet in this currency: no habit to be out of; how rare the amount is
-        // among everyone's is the evidence left.
-        let Some(own) = ctx.profile.amount_stats(ctx.facts) else {
-            self.against_population(ctx, amount, x, out);
-            return;
+        // Both halves, and the stronger one counts. Without money out in this currency yet
+        // there is no habit to be out of, and how rare the amount is among everyone's is the
+        // evidence left. With a habit, the population still speaks: an amount far above what
+        // anyone here pays is evidence even for a user whose own history was learned from
+        // the same thief's earlier payments (a card drained over days).
+        let own = ctx.profile.amount_stats(ctx.facts);
+        let typical = own.map(|(mean, _)| mean.exp());
+        let mine = own.and_then(|o| self.against_own(ctx, amount, x, o));
+        let theirs = self.against_population(ctx, amount, x, typical);
+        let best = match (mine, theirs) {
+            (Some(a), Some(b)) => Some(if b.0 > a.0 { b } else { a }),
+            (a, b) => a.or(b),
         };
-        let n = ctx.profile.amount_n(ctx.facts);
-        let own = (own.0, own.1.max(self.min_var));
-        let (mean, var) = ctx.prior.shrink_amount(n, own);
-        if amount < self.min_ratio * mean.exp() {
-            return;
+        if let Some((s, detail)) = best {
+            out.push(Code::AmountOutlier, s, self.weight, detail);
         }
-        let sd = var.max(self.min_var).sqrt();
-        let z = (x - mean) / sd;
-        if z < Z_FAST_PATH {
-            return;
-        }
-        let dof = (n + 2.0).min(1e6);
-        let p = match StudentsT::new(0.0, 1.0, dof) {
-            Ok(t) => t.sf(z),
-            Err(_) => return,
-        };
-        let mut s = surprise(p, self.p_start, self.p_full);
-        if familiar_outflow(ctx) {
-            s *= self.familiar_factor;
-        }
-        let typical = mean.exp();
-        out.push(
-            Code::AmountOutlier,
-            s,
-            self.weight,
-            Detail::new(
-                |a, f| {
-                    write!(
-                        f,
-                        "amount {} is {:.1}x the typical {} (z={:.1}, tail p={:.1e})",
-                        money(a[0]),
-                        a[0] / a[1].max(0.01),
-                        money(a[1]),
-                        a[2],
-                        a[3]
-                    )
-                },
-                [amount, typical, z, p],
-            ),
-        );
     }
 }
 

@@ -442,6 +442,11 @@ impl Signals {
         self.items[..self.len].iter().flatten()
     }
 
+    /// The counted signals, to change their weights (see [`crate::decision::LearnedConfig`]).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Signal> {
+        self.items[..self.len].iter_mut().flatten()
+    }
+
     /// The signal with `code`, if present.
     pub fn get(&self, code: Code) -> Option<&Signal> {
         self.iter().find(|s| s.code == code)
