@@ -893,6 +893,7 @@ mod tests {
             action,
             severity: Severity::Low,
             signals,
+            raw_score: score,
             configured: action,
         }
     }

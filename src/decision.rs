@@ -317,6 +317,39 @@ impl LearnedConfig {
     }
 }
 
+/// `[decision.budget]`: the alert budget. Each partition learns the distribution of its
+/// combined scores (decayed, in the changelog); the review threshold rises above
+/// `decision.review` to the score above which at most `review_share` of the events lie,
+/// never above `max_review`. Only `review` follows it: a `step_up` or a `freeze` needs its
+/// own evidence, never a quantile. Scores below the budget's threshold are scaled by
+/// `review / threshold`, so the order of all scores, and every ranking figure, is unchanged,
+/// and `score ≥ decision.review` still means an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetConfig {
+    /// Follow the score distribution (off: `decision.review` as it is).
+    pub enabled: bool,
+    /// The most of a partition's events that may get `review` when the configured threshold
+    /// would give more.
+    pub review_share: f64,
+    /// The highest the review threshold may rise (and never above `decision.step_up`; at or
+    /// below `decision.review` the budget never applies).
+    pub max_review: f64,
+    /// Effective events a partition learns before the budget applies.
+    pub min_events: f64,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        BudgetConfig {
+            enabled: true,
+            review_share: 0.01,
+            max_review: 0.7,
+            min_events: 5000.0,
+        }
+    }
+}
+
 /// `[decision]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -352,6 +385,8 @@ pub struct DecisionConfig {
     pub two_axis: TwoAxisConfig,
     /// Signal weights corrected by their learned rates.
     pub learned: LearnedConfig,
+    /// The alert budget: a review threshold that follows the score distribution.
+    pub budget: BudgetConfig,
     /// Stake alone, in `noisy_or`: money out to a never-seen payee (not a merchant) whose
     /// `AMOUNT_OUTLIER` or `BALANCE_DRAIN` score reaches this is at least a `step_up`, from any
     /// context: a high-value transfer gets a two-factor check, as wallets do, even where no
@@ -401,6 +436,7 @@ impl Default for DecisionConfig {
             stake_families_once: true,
             two_axis: TwoAxisConfig::default(),
             learned: LearnedConfig::default(),
+            budget: BudgetConfig::default(),
             stake_step_up: 0.8,
             stake_freeze: 0.0,
             stake_freeze_amount: 0.5,
@@ -446,6 +482,13 @@ impl DecisionConfig {
         }
         nonneg("decision.freeze_cooldown_hours", self.freeze_cooldown_hours)?;
         self.learned.validate()?;
+        let b = &self.budget;
+        unit("decision.budget.review_share", b.review_share)?;
+        if b.review_share <= 0.0 {
+            return Err(invalid("decision.budget.review_share", "must be above 0"));
+        }
+        unit("decision.budget.max_review", b.max_review)?;
+        nonneg("decision.budget.min_events", b.min_events)?;
         self.two_axis.validate()
     }
 }
@@ -537,6 +580,9 @@ pub struct Decision {
     pub severity: Severity,
     /// Reasons, largest contribution first.
     pub signals: Signals,
+    /// The combined score before the alert budget rescaled it ([`BudgetConfig`]): what the
+    /// partition learns the score distribution from.
+    pub raw_score: f64,
     /// The action under the configured weights alone ([`LearnedConfig`] off): what decides
     /// whether the event may be learned into the baseline. Why not `action`: the learned
     /// rates quiet alerts, and an event they quiet must not teach the profile an attacker's
@@ -552,6 +598,7 @@ impl Decision {
             action: Action::Allow,
             severity: Severity::Low,
             signals,
+            raw_score: 0.0,
             configured: Action::Allow,
         }
     }
@@ -652,6 +699,31 @@ impl Decider {
         }
     }
 
+    /// The review threshold the alert budget sets for a partition with `rates`, when it is
+    /// above `decision.review` (`None`: the configured threshold holds).
+    pub fn budget_threshold(&self, rates: &SignalRates) -> Option<f64> {
+        let b = &self.cfg.budget;
+        if !b.enabled {
+            return None;
+        }
+        // Never above `step_up`, whatever `max_review` says: a lowered step-up threshold
+        // (an overlay) keeps its meaning.
+        let t = rates
+            .review_threshold(b.min_events)?
+            .min(b.max_review)
+            .min(self.cfg.step_up);
+        (t > self.cfg.review).then_some(t)
+    }
+
+    /// The share of events the alert budget allows to be reviewed (0: no budget).
+    pub fn budget_share(&self) -> f64 {
+        if self.cfg.budget.enabled {
+            self.cfg.budget.review_share
+        } else {
+            0.0
+        }
+    }
+
     /// Combines `signals` (see the module docs for the formula).
     pub fn decide(&self, signals: Signals, hints: ChainHints) -> Decision {
         let mut d = Decision::from_signals(signals);
@@ -692,6 +764,17 @@ impl Decider {
             };
         }
         d.score = e.score;
+        d.raw_score = e.score;
+        if let Some(t) = learned.and_then(|(rates, _)| self.budget_threshold(rates)) {
+            if d.score < t {
+                // Below the budget's threshold: no review, and the score scaled below
+                // `review` (monotone, so the ranking of every score is unchanged).
+                d.score *= self.cfg.review / t;
+                if d.action == Action::Review {
+                    d.action = Action::Allow;
+                }
+            }
+        }
         if d.action == Action::StepUp && e.owner_context && self.action(e.score) == Action::Freeze {
             d.score = d.score.min(self.cfg.freeze - 1e-4);
         }
@@ -1064,6 +1147,57 @@ mod tests {
         assert_eq!(before.action, Action::Review);
         assert_eq!(after.action, Action::Allow, "{after:?}");
         assert!(after.score < DecisionConfig::default().review);
+    }
+
+    #[test]
+    fn the_alert_budget_raises_the_review_threshold_but_never_touches_step_up() {
+        let dec = Decider::new(&DecisionConfig::default());
+        let lone = |score: f64| {
+            let mut s = Signals::default();
+            s.push(Code::UnusualHour, score, 1.0, d());
+            s
+        };
+        let decide = |rates: &SignalRates, score: f64| {
+            let mut x = Decision::from_signals(lone(score));
+            dec.decide_in_place(
+                &mut x,
+                ChainHints::default(),
+                Some((rates, EventType::Login)),
+            );
+            x
+        };
+        // A partition where 10% of the events score 0.5 to 0.6 and the rest 0: the budget of
+        // 1% puts the review threshold near 0.59 (the top tenth of that mass).
+        let mut r = SignalRates::default();
+        for i in 0..20_000u64 {
+            let s = if i % 10 == 0 {
+                0.5 + (i % 100) as f64 / 1000.0
+            } else {
+                0.0
+            };
+            r.observe_score(1.0, s, 0.01);
+        }
+        let t = dec.budget_threshold(&r).unwrap();
+        assert!((t - 0.59).abs() < 0.011, "{t}");
+        let quiet = decide(&r, 0.55);
+        assert_eq!(quiet.action, Action::Allow, "{quiet:?}");
+        assert!(quiet.score < DecisionConfig::default().review);
+        assert!((quiet.raw_score - 0.55).abs() < 1e-9);
+        let loud = decide(&r, 0.65);
+        assert_eq!(loud.action, Action::Review);
+        // Scaling keeps the order of scores.
+        assert!(decide(&r, 0.3).score < quiet.score && quiet.score < loud.score);
+        // A step-up is evidence of its own: no quantile takes it away.
+        assert_eq!(decide(&r, 0.8).action, Action::StepUp);
+        // Before min_events, or switched off, the configured threshold holds.
+        let mut few = SignalRates::default();
+        for _ in 0..100 {
+            few.observe_score(1.0, 0.55, 0.01);
+        }
+        assert_eq!(decide(&few, 0.55).action, Action::Review);
+        let mut cfg = DecisionConfig::default();
+        cfg.budget.enabled = false;
+        assert!(Decider::new(&cfg).budget_threshold(&r).is_none());
     }
 
     #[test]

@@ -515,6 +515,12 @@ impl Engine {
             state
                 .population
                 .observe_signals(&self.prior.pop, ev.kind, &decision.signals);
+            let share = self.decider.budget_share();
+            if share > 0.0 {
+                state
+                    .population
+                    .observe_score(&self.prior.pop, decision.raw_score, share);
+            }
             if let Some(impossible) = self.travel.pair(ev, profile, &facts) {
                 state.population.observe_travel(&self.prior.pop, impossible);
             }

@@ -286,6 +286,16 @@ impl Population {
         self.rates.observe(p.growth, kind, signals);
     }
 
+    /// Learns one event's combined score (before the alert budget), keeping the threshold
+    /// above which `share` of the scores lie (see [`SignalRates::review_threshold`]).
+    pub fn observe_score(&mut self, p: &PopulationParams, score: f64, share: f64) {
+        if !p.learn {
+            return;
+        }
+        self.version += 1;
+        self.rates.observe_score(p.growth, score, share);
+    }
+
     /// How often each reason code fires in this partition.
     pub fn rates(&self) -> &SignalRates {
         &self.rates

@@ -44,11 +44,36 @@ fn bin_of(score: f64) -> usize {
 
 /// Per class: the weight of the next observation, the weight of all so far, and per code the
 /// weights of the events whose signal fell in each score bin.
+///
+/// Beside them, the decayed distribution of the combined scores, for the alert budget
+/// ([`SignalRates::review_threshold`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SignalRates {
     g: [f64; CLASSES],
     total: [f64; CLASSES],
     bins: Vec<[f32; BINS]>,
+    scores: Scores,
+}
+
+/// Score bins of the alert budget: 0.005 wide over [0, 1].
+const SCORE_BINS: usize = 200;
+/// The budget's threshold is recomputed after this many scores (and only then), so it costs
+/// nothing per event and a restored partition holds exactly the threshold the running one had.
+const RECOMPUTE_EVERY: u64 = 256;
+
+/// The decayed distribution of combined scores, and the score at or above which a given share
+/// of them lies (recomputed every [`RECOMPUTE_EVERY`] scores).
+#[derive(Debug, Clone, PartialEq)]
+struct Scores {
+    g: f64,
+    total: f64,
+    count: u64,
+    bins: [f32; SCORE_BINS],
+    /// The score above which `share` of the scores lie, as of the last recomputation (1.0:
+    /// none computed yet).
+    upper: f64,
+    /// The share `upper` was computed for.
+    share: f64,
 }
 
 impl Default for SignalRates {
@@ -57,7 +82,55 @@ impl Default for SignalRates {
             g: [1.0; CLASSES],
             total: [0.0; CLASSES],
             bins: vec![[0.0; BINS]; CLASSES * CODES],
+            scores: Scores {
+                g: 1.0,
+                total: 0.0,
+                count: 0,
+                bins: [0.0; SCORE_BINS],
+                upper: 1.0,
+                share: 0.0,
+            },
         }
+    }
+}
+
+impl Scores {
+    fn observe(&mut self, growth: f64, score: f64, share: f64) {
+        let b = ((score.clamp(0.0, 1.0) * SCORE_BINS as f64) as usize).min(SCORE_BINS - 1);
+        self.bins[b] += self.g as f32;
+        self.total += self.g;
+        self.g *= growth;
+        if self.g >= RESCALE_AT {
+            let f = 1.0 / RESCALE_AT;
+            self.g *= f;
+            self.total *= f;
+            self.bins
+                .iter_mut()
+                .for_each(|v| *v = (*v as f64 * f) as f32);
+        }
+        self.count += 1;
+        if self.count % RECOMPUTE_EVERY == 0 || share != self.share {
+            self.share = share;
+            self.upper = self.upper_edge(share);
+        }
+    }
+
+    /// The lower edge of the lowest bin from which at most `share` of the weight lies at or
+    /// above it.
+    fn upper_edge(&self, share: f64) -> f64 {
+        if self.total <= 0.0 {
+            return 1.0;
+        }
+        let allowed = share * self.total;
+        let mut above = 0.0;
+        for b in (0..SCORE_BINS).rev() {
+            let next = above + self.bins[b] as f64;
+            if next > allowed {
+                return (b + 1) as f64 / SCORE_BINS as f64;
+            }
+            above = next;
+        }
+        0.0
     }
 }
 
@@ -84,6 +157,20 @@ impl SignalRates {
         }
     }
 
+    /// Learns one combined score (before any budget), keeping the threshold above which
+    /// `share` of the scores lie.
+    pub fn observe_score(&mut self, growth: f64, score: f64, share: f64) {
+        self.scores.observe(growth, score, share);
+    }
+
+    /// The review threshold the alert budget asks for: the score above which at most `share`
+    /// of this partition's recent scores lie, once `min_events` effective scores were learned
+    /// (`None` before). The caller clamps it between its limits.
+    pub fn review_threshold(&self, min_events: f64) -> Option<f64> {
+        let s = &self.scores;
+        (s.total / s.g >= min_events && s.total > 0.0).then_some(s.upper)
+    }
+
     /// Effective observations of `kind`'s class (the weights relative to the next one).
     pub fn observations(&self, kind: EventType) -> f64 {
         let k = class_of(kind);
@@ -107,7 +194,8 @@ impl SignalRates {
     }
 
     /// Bytes of [`SignalRates::encode`].
-    pub const ENCODED_LEN: usize = CLASSES * 16 + CLASSES * CODES * BINS * 4;
+    pub const ENCODED_LEN: usize =
+        CLASSES * 16 + CLASSES * CODES * BINS * 4 + 8 * 5 + SCORE_BINS * 4;
 
     /// Appends every weight exactly as held.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -119,6 +207,14 @@ impl SignalRates {
             for b in row {
                 out.extend_from_slice(&b.to_le_bytes());
             }
+        }
+        let sc = &self.scores;
+        for v in [sc.g, sc.total, sc.upper, sc.share] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&sc.count.to_le_bytes());
+        for b in &sc.bins {
+            out.extend_from_slice(&b.to_le_bytes());
         }
     }
 
@@ -136,15 +232,36 @@ impl SignalRates {
             r.total[k] = f64_at(k * 16 + 8)?;
         }
         let mut at = CLASSES * 16;
+        let f32_next = |at: &mut usize| -> Option<f32> {
+            let v = f32::from_le_bytes(bytes.get(*at..*at + 4)?.try_into().ok()?);
+            *at += 4;
+            Some(v)
+        };
         for row in &mut r.bins {
             for b in row.iter_mut() {
-                *b = f32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
-                at += 4;
+                *b = f32_next(&mut at)?;
             }
+        }
+        let sc = &mut r.scores;
+        sc.g = f64_at(at)?;
+        sc.total = f64_at(at + 8)?;
+        sc.upper = f64_at(at + 16)?;
+        sc.share = f64_at(at + 24)?;
+        sc.count = u64::from_le_bytes(bytes.get(at + 32..at + 40)?.try_into().ok()?);
+        at += 40;
+        for b in sc.bins.iter_mut() {
+            *b = f32_next(&mut at)?;
         }
         let ok = r.g.iter().all(|g| g.is_finite() && *g > 0.0)
             && r.total.iter().all(|t| t.is_finite() && *t >= 0.0)
-            && r.bins.iter().flatten().all(|b| b.is_finite() && *b >= 0.0);
+            && r.bins.iter().flatten().all(|b| b.is_finite() && *b >= 0.0)
+            && sc.g.is_finite()
+            && sc.g > 0.0
+            && sc.total.is_finite()
+            && sc.total >= 0.0
+            && (0.0..=1.0).contains(&sc.upper)
+            && sc.share.is_finite()
+            && sc.bins.iter().all(|b| b.is_finite() && *b >= 0.0);
         ok.then_some(r)
     }
 }
@@ -192,6 +309,29 @@ mod tests {
             .tail(EventType::Payment, Code::NewCounterparty, 0.95)
             .unwrap();
         assert_eq!(none, 0.0);
+    }
+
+    #[test]
+    fn the_review_threshold_follows_the_scores_as_they_shift() {
+        let mut r = SignalRates::default();
+        let growth = 2f64.powf(1.0 / 20_000.0);
+        assert_eq!(r.review_threshold(1000.0), None, "nothing learned yet");
+        // Scores spread evenly over [0, 0.5): 1% lie above 0.495.
+        for i in 0..50_000u64 {
+            r.observe_score(growth, (i % 1000) as f64 / 2000.0, 0.01);
+        }
+        let t = r.review_threshold(1000.0).unwrap();
+        assert!((t - 0.495).abs() < 0.006, "{t}");
+        // The stream shifts: scores now spread over [0.3, 0.8). The threshold follows, so the
+        // share of scores at or above it stays near 1%.
+        for i in 0..100_000u64 {
+            r.observe_score(growth, 0.3 + (i % 1000) as f64 / 2000.0, 0.01);
+        }
+        let t = r.review_threshold(1000.0).unwrap();
+        assert!((t - 0.795).abs() < 0.011, "{t}");
+        let mut bytes = Vec::new();
+        r.encode(&mut bytes);
+        assert_eq!(SignalRates::decode(&bytes), Some(r));
     }
 
     #[test]
