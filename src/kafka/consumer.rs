@@ -96,6 +96,14 @@ pub(crate) struct ServiceContext {
     /// How long a revoke or shutdown waits for a partition task to drain.
     drain_timeout: Duration,
     closing: AtomicBool,
+    /// Set when an orderly shutdown begins: partitions assigned from then on get no task and
+    /// no committed-offset lookup. Why: during a broker outage each lookup waits its full
+    /// timeout (3 × 10 s), and a SIGTERM that met an assignment callback during the drain
+    /// overran the shutdown timeout (a 100-fault soak: exit 2 after 30 s).
+    stopping: AtomicBool,
+    /// The service's stop signal: a stop triggered counts as stopping at once, before the
+    /// consumer loop notices it.
+    stop: Shutdown,
     rewind: AtomicBool,
     /// Set when the group is wedged (see [`ServiceContext::check_wedged`]): the session ends
     /// and a new one joins with a new member id.
@@ -254,6 +262,11 @@ impl ConsumerContext for ServiceContext {
 }
 
 impl ServiceContext {
+    /// Whether an orderly shutdown has begun (or been asked for).
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst) || self.stop.is_triggered()
+    }
+
     /// Revoked partitions: drain and commit them (or drop them when lost).
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         if self.closing.load(Ordering::SeqCst) {
@@ -298,10 +311,12 @@ impl ServiceContext {
                 .collect()
         };
         let mut out = Vec::with_capacity(new.len());
-        if new.is_empty() {
+        if new.is_empty() || self.is_stopping() {
+            // Shutting down: the partitions go to whoever stays (nothing is started here).
             return out;
         }
-        let Some(committed) = committed_offsets(consumer, inputs, &new) else {
+        let stopping = || self.is_stopping();
+        let Some(committed) = committed_offsets(consumer, inputs, &new, &stopping) else {
             // Left without a task: the repair round adopts them (see `reconcile`).
             return out;
         };
@@ -451,7 +466,7 @@ impl ServiceContext {
                 None => false,
             }
         };
-        if self.closing.load(Ordering::SeqCst) || self.shared.failed() {
+        if self.closing.load(Ordering::SeqCst) || self.is_stopping() || self.shared.failed() {
             return;
         }
         let Ok(tpl) = consumer.assignment() else {
@@ -691,6 +706,7 @@ fn committed_offsets(
     consumer: &BaseConsumer<ServiceContext>,
     inputs: &[String],
     parts: &[i32],
+    give_up: &dyn Fn() -> bool,
 ) -> Option<HashMap<(usize, i32), i64>> {
     let mut tpl = TopicPartitionList::new();
     for t in inputs {
@@ -700,6 +716,9 @@ fn committed_offsets(
     }
     let mut last_err = String::new();
     for attempt in 1..=LOOKUP_TRIES {
+        if give_up() {
+            return None;
+        }
         match consumer.committed_offsets(tpl.clone(), LOOKUP_TIMEOUT) {
             Ok(got) => {
                 let mut out = HashMap::new();
@@ -1123,6 +1142,8 @@ async fn session(
         // Drain within half the session timeout so the member is not expelled meanwhile.
         drain_timeout: Duration::from_millis(session_timeout_ms / 2),
         closing: AtomicBool::new(false),
+        stopping: AtomicBool::new(false),
+        stop: opts.shutdown.clone(),
         rewind: AtomicBool::new(false),
         rejoin: AtomicBool::new(false),
         epochs: AtomicU64::new(1),
@@ -1290,6 +1311,7 @@ fn consumer_loop(
 
     // Orderly shutdown: drain, flush, commit, close.
     let deadline = Instant::now() + Duration::from_secs(shared.cfg.kafka.shutdown_timeout_s);
+    ctx.stopping.store(true, Ordering::SeqCst);
     tracing::info!("stopping: draining partitions");
     let all: Vec<i32> = lock(&ctx.slots).keys().copied().collect();
     let drained = ctx.drain_partitions(&all);
