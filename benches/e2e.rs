@@ -152,6 +152,8 @@ fn main() {
         cfg.kafka.alerts_topic = format!("alerts-{tag}");
         cfg.kafka.commands_topic = format!("commands-{tag}");
         cfg.kafka.dlq_topic = format!("dlq-{tag}");
+        // Each phase has its own topics: the mock cluster refuses to create one twice.
+        cfg.kafka.lists_topic = format!("lists-{tag}");
         cfg.kafka.partitions = partitions;
         cfg.subscriptions.clear();
         if let Some(url) = &hook_url {
