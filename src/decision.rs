@@ -678,11 +678,13 @@ impl Decider {
     /// Corrects each counted signal's weight by how often its code fires among this
     /// partition's events of `kind`'s class ([`LearnedConfig`]): the contribution
     /// `w·s` becomes `1 − (1 − w·s)^m`. Nothing changes when `[decision.learned]` is off.
-    pub fn weigh(&self, signals: &mut Signals, rates: &SignalRates, kind: EventType) {
+    /// Returns whether any weight changed.
+    pub fn weigh(&self, signals: &mut Signals, rates: &SignalRates, kind: EventType) -> bool {
         let l = &self.cfg.learned;
         if !l.enabled {
-            return;
+            return false;
         }
+        let mut changed = false;
         let class = crate::baseline::rates::class_of(kind);
         for s in signals.iter_mut() {
             let Some(r0) = self.refs[s.code as usize].map(|r| r[class]) else {
@@ -696,7 +698,9 @@ impl Decider {
             }
             let weighed = 1.0 - (1.0 - c).powf(m);
             s.weight = weighed / s.score;
+            changed = true;
         }
+        changed
     }
 
     /// The review threshold the alert budget sets for a partition with `rates`, when it is
@@ -749,8 +753,10 @@ impl Decider {
         d.action = prior.action(&self.cfg);
         d.configured = d.action;
         if let Some((rates, kind)) = learned.filter(|_| self.cfg.learned.enabled) {
-            self.weigh(&mut d.signals, rates, kind);
-            e = self.evidence(&d.signals, hints);
+            // Most events carry no signal the rates change: their evidence stands.
+            if self.weigh(&mut d.signals, rates, kind) {
+                e = self.evidence(&d.signals, hints);
+            }
             // The learned rates decide how loudly an event is reported, not whether a clear
             // takeover is frozen: a freeze still comes from the configured weights (a thief's
             // new device in a world where devices change often is still a new device), and

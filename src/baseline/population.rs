@@ -106,7 +106,7 @@ struct Travel {
 }
 
 /// Grows a weight and rescales what it weighs when it gets large; exact (powers of two).
-fn grow(g: &mut f64, growth: f64, mut rescale: impl FnMut(f64)) {
+pub(super) fn grow(g: &mut f64, growth: f64, mut rescale: impl FnMut(f64)) {
     *g *= growth;
     if *g >= RESCALE_AT {
         *g *= RESCALE_BY;

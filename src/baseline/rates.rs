@@ -14,6 +14,7 @@
 //! weighs `growth` times the previous one, and weights are rescaled by exact powers of two,
 //! so replay and a restored partition give the same figures bit for bit.
 
+use super::population::grow;
 use crate::detect::{Code, Signals};
 use crate::event::EventType;
 
@@ -24,7 +25,6 @@ pub const CLASSES: usize = 4;
 pub const BINS: usize = 8;
 const EDGES: [f64; BINS] = [0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0];
 const CODES: usize = Code::ALL.len();
-const RESCALE_AT: f64 = 18_446_744_073_709_551_616.0; // 2^64
 
 /// The class of an event type (see [`CLASSES`]).
 pub fn class_of(kind: EventType) -> usize {
@@ -99,15 +99,11 @@ impl Scores {
         let b = ((score.clamp(0.0, 1.0) * SCORE_BINS as f64) as usize).min(SCORE_BINS - 1);
         self.bins[b] += self.g as f32;
         self.total += self.g;
-        self.g *= growth;
-        if self.g >= RESCALE_AT {
-            let f = 1.0 / RESCALE_AT;
-            self.g *= f;
-            self.total *= f;
-            self.bins
-                .iter_mut()
-                .for_each(|v| *v = (*v as f64 * f) as f32);
-        }
+        let (bins, total) = (&mut self.bins, &mut self.total);
+        grow(&mut self.g, growth, |f| {
+            bins.iter_mut().for_each(|v| *v = (*v as f64 * f) as f32);
+            *total *= f;
+        });
         self.count += 1;
         if self.count % RECOMPUTE_EVERY == 0 || share != self.share {
             self.share = share;
@@ -146,15 +142,16 @@ impl SignalRates {
             }
         }
         self.total[k] += g;
-        self.g[k] *= growth;
-        if self.g[k] >= RESCALE_AT {
-            let f = 1.0 / RESCALE_AT;
-            self.g[k] *= f;
-            self.total[k] *= f;
-            for row in &mut self.bins[k * CODES..(k + 1) * CODES] {
+        let (rows, total) = (
+            &mut self.bins[k * CODES..(k + 1) * CODES],
+            &mut self.total[k],
+        );
+        grow(&mut self.g[k], growth, |f| {
+            for row in rows.iter_mut() {
                 row.iter_mut().for_each(|b| *b = (*b as f64 * f) as f32);
             }
-        }
+            *total *= f;
+        });
     }
 
     /// Learns one combined score (before any budget), keeping the threshold above which
