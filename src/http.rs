@@ -73,12 +73,32 @@ impl Health {
     /// Ready: started, alive, brokers reachable, no partition restoring, not suspended after
     /// a stall, and every assigned partition consumed.
     pub fn is_ready(&self) -> bool {
-        self.is_live()
-            && self.started.load(Ordering::SeqCst)
-            && !self.brokers_down.load(Ordering::SeqCst)
-            && self.restoring.load(Ordering::SeqCst) <= 0
-            && !self.suspended.load(Ordering::SeqCst)
-            && self.unfetched.load(Ordering::SeqCst) <= 0
+        self.not_ready_because().is_empty()
+    }
+
+    /// Why the instance is not ready (empty when it is): what `/readyz` answers, so an
+    /// operator (or a soak) sees the cause without reading logs.
+    pub fn not_ready_because(&self) -> Vec<&'static str> {
+        let mut why = Vec::new();
+        if !self.is_live() {
+            why.push("failed");
+        }
+        if !self.started.load(Ordering::SeqCst) {
+            why.push("not started");
+        }
+        if self.brokers_down.load(Ordering::SeqCst) {
+            why.push("no broker answering");
+        }
+        if self.restoring.load(Ordering::SeqCst) > 0 {
+            why.push("restoring partitions");
+        }
+        if self.suspended.load(Ordering::SeqCst) {
+            why.push("suspended after a stall");
+        }
+        if self.unfetched.load(Ordering::SeqCst) > 0 {
+            why.push("assigned partitions not consumed");
+        }
+        why
     }
 }
 
@@ -175,10 +195,14 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.health.is_ready() {
-        (StatusCode::OK, "ready\n")
+    let why = s.health.not_ready_because();
+    if why.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", why.join(", ")),
+        )
     }
 }
 

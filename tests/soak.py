@@ -85,7 +85,10 @@ def http_get(url, timeout=2):
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code, ""
+        try:
+            return e.code, e.read().decode()
+        except Exception:
+            return e.code, ""
     except Exception:
         return None, ""
 
@@ -681,8 +684,11 @@ def outage_check(broker, insts, seconds, failures):
             time.sleep(0.5)
         if not inst.alive():
             failures.append(f"{inst.name} died during the broker outage")
-        elif http_get(inst.url("/readyz"))[0] != 200:
-            failures.append(f"{inst.name} not ready 60 s after the broker came back")
+        else:
+            status, body = http_get(inst.url("/readyz"))
+            if status != 200:
+                why = body.strip()
+                failures.append(f"{inst.name} not ready 60 s after the broker came back ({why})")
     log("broker back")
 
 

@@ -155,8 +155,9 @@ impl ClientContext for ServiceContext {
             .values()
             .filter(|b| b.nodeid >= 0 && broker_answering(&b.state, b.waitresp_cnt, b.rxidle))
             .count();
-        self.shared.metrics.brokers_up.set(up as i64);
-        self.shared.health.set_brokers_up(up > 0);
+        self.shared
+            .brokers
+            .report(Instant::now(), up, |n| self.shared.publish_brokers_up(n));
         let ours: Vec<i32> = lock(&self.slots).keys().copied().collect();
         for t in &self.shared.topics.inputs {
             if let Some(topic) = stats.topics.get(t) {
@@ -179,8 +180,7 @@ impl ClientContext for ServiceContext {
     fn error(&self, error: RdError, reason: &str) {
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
             // Not ready until statistics see a broker up again.
-            self.shared.metrics.brokers_up.set(0);
-            self.shared.health.set_brokers_up(false);
+            self.shared.publish_brokers_up(0);
         }
         tracing::error!(target: "librdkafka", error = %error, "{reason}");
     }
@@ -1126,13 +1126,25 @@ async fn session(
         },
     );
     let shared = Arc::new(shared);
+    let ticking_shared = shared.clone();
     let ticking = watchdog
-        .spawn(|gap| {
-            tracing::warn!(
-                gap_ms = gap.as_millis() as u64,
-                "the process stood still (paused, throttled or starved)"
-            )
-        })
+        .spawn(
+            |gap| {
+                tracing::warn!(
+                    gap_ms = gap.as_millis() as u64,
+                    "the process stood still (paused, throttled or starved)"
+                )
+            },
+            move |now| {
+                let s = &ticking_shared;
+                if let Some(age) = s.brokers.check(now, |n| s.publish_brokers_up(n)) {
+                    tracing::warn!(
+                        age_ms = age.as_millis() as u64,
+                        "no broker statistics lately (the consumer thread is blocked or the process stood still); counted as no broker up until they resume"
+                    );
+                }
+            },
+        )
         .map_err(|e| KafkaError::Internal(format!("watchdog thread: {e}")))?;
     let ctx = ServiceContext {
         shared: shared.clone(),

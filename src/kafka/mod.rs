@@ -207,7 +207,10 @@ pub fn client_config(cfg: &Config, role: Role) -> ClientConfig {
             // offsets inside the transaction instead.
             c.set("enable.auto.offset.store", "false");
             c.set("enable.auto.commit", "false");
-            c.set("statistics.interval.ms", "5000");
+            c.set(
+                "statistics.interval.ms",
+                session::STATS_INTERVAL.as_millis().to_string(),
+            );
             // Cooperative rebalancing moves only the partitions that change owner, so the
             // others keep their in-memory profiles. With several input topics, partition p of
             // each must land on the same instance (they share changelog partition p), which
