@@ -493,13 +493,21 @@ mod tests {
         let set = |n: usize| gauge.set(n as i64);
         r.report(t0 + Duration::from_secs(1), 3, set);
         assert_eq!(gauge.get(), 3);
-        assert_eq!(r.check(t0 + Duration::from_secs(16), set), None, "15 s is not stale yet");
+        assert_eq!(
+            r.check(t0 + Duration::from_secs(16), set),
+            None,
+            "15 s is not stale yet"
+        );
         assert_eq!(gauge.get(), 3);
         let age = r.check(t0 + Duration::from_secs(17), set);
         assert_eq!(age, Some(Duration::from_millis(16_000)));
         assert_eq!(gauge.get(), 0, "a stale report is no broker up");
         gauge.set(-1);
-        assert_eq!(r.check(t0 + Duration::from_secs(20), set), None, "declared once per spell");
+        assert_eq!(
+            r.check(t0 + Duration::from_secs(20), set),
+            None,
+            "declared once per spell"
+        );
         assert_eq!(gauge.get(), -1);
         r.report(t0 + Duration::from_secs(21), 2, set);
         assert_eq!(gauge.get(), 2, "a fresh report stands again");
