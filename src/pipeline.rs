@@ -17,7 +17,7 @@
 
 use crate::baseline::{keys, Params, Population, Prior, ProfileStore};
 use crate::config::Config;
-use crate::decision::{Action, ChainHints, Decider, Decision};
+use crate::decision::{Action, ChainHints, Decider, Decision, Habit};
 use crate::detect::{self, CardTesting, Detector, Input, Signals};
 use crate::event::{parse_event, Event, EventError, EventType};
 use crate::feedback::{Case, Rules};
@@ -119,6 +119,26 @@ pub struct State {
 
 /// An allow-listed device, network, payee or user is the owner's: its novelty is muted by
 /// counting it as known (the owner-context rules then see it as familiar).
+/// Money out against the user's own history in its currency (see
+/// [`crate::decision::HabitStakeConfig`]); `None` for other events or without a history.
+fn habit(
+    profile: &crate::baseline::Profile,
+    f: &crate::baseline::Facts,
+    ev: &Event,
+) -> Option<Habit> {
+    if !ev.kind.is_money_out() {
+        return None;
+    }
+    let (amount, x) = (ev.amount?, f.log_amount?);
+    let (mean, var) = profile.amount_stats(f)?;
+    Some(Habit {
+        n: profile.amount_n(f),
+        ratio: amount / mean.exp().max(1e-9),
+        dx: x - mean,
+        var,
+    })
+}
+
 fn allow(listed: crate::lists::Hits, f: &mut crate::baseline::Facts) {
     use crate::lists::{hit_bit, ListKind as K, ListName::Allow};
     let user = listed & hit_bit(K::User, Allow) != 0;
@@ -461,6 +481,7 @@ impl Engine {
             new_payee,
             is_payment: ev.kind == EventType::Payment,
             reset_or_mfa_change: profile.reset_or_mfa_within(facts.t, self.cred_window_s, false),
+            habit: habit(profile, &facts, ev),
         };
         self.decider.decide_in_place(
             &mut decision,

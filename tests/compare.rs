@@ -258,7 +258,9 @@ fn a_freeze_threshold_raised_out_of_reach_lists_the_users_whose_freeze_disappear
         .map(|x| x.0.as_str())
         .collect();
     assert!(!frozen.is_empty());
-    let candidate = config("[decision]\nfreeze = 1.0\n");
+    // Out of reach of the score, and of the stranger's high stake (a floor, not a score).
+    let candidate =
+        config("[decision]\nfreeze = 1.0\n[decision.habit_stake]\nstranger_freeze = 1.0\n");
     let r = compare(&live, &candidate, &input);
     assert_eq!(r.flips.matrix[3][3], 0, "nothing reaches a score of 1");
     assert!(r.flips.freeze_disappears >= 1);
@@ -279,7 +281,11 @@ fn the_cli_writes_every_output_and_overlays_layer_in_order() {
     let over = dir.path().join("over.toml");
     std::fs::write(&over, "[decision]\nfreeze = 0.8\n").unwrap();
     let over2 = dir.path().join("over2.toml");
-    std::fs::write(&over2, "[decision]\nfreeze = 1.0\n").unwrap();
+    std::fs::write(
+        &over2,
+        "[decision]\nfreeze = 1.0\n[decision.habit_stake]\nstranger_freeze = 1.0\n",
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let bin = env!("CARGO_BIN_EXE_walletguard");
     let run = |extra: &[&Path]| {

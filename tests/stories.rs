@@ -653,3 +653,36 @@ fn card_testing_by_a_stranger_is_frozen_by_the_second_tiny_payment() {
         run.dump(&ids)
     );
 }
+
+/// `u-chen` pays about 40 CNY, fifty times over seven weeks, at a handful of shops, from her
+/// own phone at home and at ordinary hours; then, from the same phone, the same place and an
+/// ordinary hour, pays 400 at a shop she has used before. Nothing says the actor is not the
+/// owner, but ten times her habit is the stake a two-factor check is for: `step_up`, not
+/// `freeze`. The same 400 from a never-seen device in another country is a `freeze`.
+#[test]
+fn fifty_payments_of_about_40_then_400_steps_up_and_a_stranger_is_frozen() {
+    let shops = [COFFEE.0, CANTEEN.0, FAMILYMART.0, HEMA.0];
+    let history = |s: &mut Story| {
+        let mut rng = Rng::new(41);
+        for i in 0..50i64 {
+            let day = add_days(START, i);
+            let (h, m) = (8 + rng.range(0, 12) as u32, rng.range(0, 59) as u32);
+            let amount = 40.0 * (1.0 + rng.jitter(0.2));
+            s.pay(local_ms(CST, day, h, m), amount, shops[(i % 4) as usize]);
+        }
+    };
+    let big_day = add_days(START, 51);
+    let mut own = Story::new("u-chen", 20_000.0, Actor::new("d-chen", SHANGHAI), 41);
+    history(&mut own);
+    let ev = own.pay(local_ms(CST, big_day, 14, 5), 400.0, HEMA.0);
+    let run = replay_lines(&own.lines());
+    assert_eq!(run.action(&ev), "step_up", "{}", run.dump(&[&ev]));
+
+    let mut stolen = Story::new("u-chen", 20_000.0, Actor::new("d-chen", SHANGHAI), 41);
+    history(&mut stolen);
+    stolen.actor = Actor::new("d-unknown", LAGOS);
+    let login = stolen.login(local_ms(CST, big_day, 3, 0));
+    let ev = stolen.pay(local_ms(CST, big_day, 3, 10), 400.0, "m-electronics-lagos");
+    let run = replay_lines(&stolen.lines());
+    assert_eq!(run.action(&ev), "freeze", "{}", run.dump(&[&login, &ev]));
+}

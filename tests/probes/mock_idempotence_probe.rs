@@ -28,16 +28,30 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// Broker outages per run.
-const OUTAGES: usize = 60;
+/// A knob from the environment, else `default`.
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 fn main() {
-    let mock = MockCluster::new(1).expect("mock cluster");
+    // Defaults as in the 100-fault soak: 3 brokers, 8 partitions, outages of 2-8 s of every
+    // broker while about 1,500 records a second are produced.
+    let nbrokers = knob("PROBE_BROKERS", 3) as i32;
+    let partitions = knob("PROBE_PARTITIONS", 8) as i32;
+    let outages = knob("PROBE_OUTAGES", 20) as usize;
+    let (down_min, down_max) = (
+        knob("PROBE_DOWN_MIN_MS", 2_000),
+        knob("PROBE_DOWN_MAX_MS", 8_000),
+    );
+    let mock = MockCluster::new(nbrokers).expect("mock cluster");
     let brokers = mock.bootstrap_servers();
     let mut copies_by_run = Vec::new();
     for transactional in [false, true] {
         let topic = if transactional { "txn" } else { "idem" };
-        mock.create_topic(topic, 1, 1).expect("topic");
+        mock.create_topic(topic, partitions, 1).expect("topic");
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &brokers)
             .set("enable.idempotence", "true")
@@ -60,16 +74,33 @@ fn main() {
         // connection cut after an append and before its answer makes the producer send the
         // batch again with the same sequence number.
         let mut i = 0usize;
-        for round in 0..OUTAGES {
-            let until = Instant::now() + Duration::from_millis(300 + 137 * (round % 7) as u64);
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for _ in 0..outages {
+            let until = Instant::now() + Duration::from_millis(1_000 + next() % 4_000);
             while Instant::now() < until {
-                send(&producer, topic, i);
+                send(&producer, topic, i, (i as i32) % partitions);
                 i += 1;
-                std::thread::sleep(Duration::from_micros(500));
+                std::thread::sleep(Duration::from_micros(650));
             }
-            mock.broker_down(1).expect("down");
-            std::thread::sleep(Duration::from_millis(200 + 61 * (round % 5) as u64));
-            mock.broker_up(1).expect("up");
+            for b in 1..=nbrokers {
+                mock.broker_down(b).expect("down");
+            }
+            let down = down_min + next() % (down_max - down_min).max(1);
+            let until = Instant::now() + Duration::from_millis(down);
+            while Instant::now() < until {
+                send(&producer, topic, i, (i as i32) % partitions);
+                i += 1;
+                std::thread::sleep(Duration::from_micros(650));
+            }
+            for b in 1..=nbrokers {
+                mock.broker_up(b).expect("up");
+            }
         }
         let sent = i;
         if transactional {
@@ -78,7 +109,7 @@ fn main() {
                 .expect("commit");
         }
         producer.flush(Duration::from_secs(60)).expect("flush");
-        let copies = read_back(&brokers, topic);
+        let copies = read_back(&brokers, topic, partitions);
         let twice: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
         println!(
             "{}: {} records sent, {} stored; stored more than once: {:?}",
@@ -120,10 +151,14 @@ impl ProducerContext for Ctx {
     }
 }
 
-fn send(p: &ThreadedProducer<Ctx>, topic: &str, i: usize) {
+fn send(p: &ThreadedProducer<Ctx>, topic: &str, i: usize, partition: i32) {
     let v = i.to_string();
     while p
-        .send(BaseRecord::<str, str>::to(topic).partition(0).payload(&v))
+        .send(
+            BaseRecord::<str, str>::to(topic)
+                .partition(partition)
+                .payload(&v),
+        )
         .is_err()
     {
         std::thread::sleep(Duration::from_millis(5));
@@ -131,7 +166,7 @@ fn send(p: &ThreadedProducer<Ctx>, topic: &str, i: usize) {
 }
 
 /// How many times each payload is stored in `topic` (committed records only).
-fn read_back(brokers: &str, topic: &str) -> BTreeMap<String, usize> {
+fn read_back(brokers: &str, topic: &str, partitions: i32) -> BTreeMap<String, usize> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("probe-read-{topic}"))
@@ -140,11 +175,13 @@ fn read_back(brokers: &str, topic: &str) -> BTreeMap<String, usize> {
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("tpl");
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
     c.assign(&tpl).expect("assign");
     let mut out = BTreeMap::new();
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + Duration::from_secs(60);
     let mut quiet_since = Instant::now();
     while Instant::now() < end && quiet_since.elapsed() < Duration::from_secs(3) {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
