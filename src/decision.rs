@@ -1502,13 +1502,13 @@ mod tests {
         };
         let mut none = Signals::default();
         none.push(Code::AmountOutlier, 0.3, 0.55, d());
-        assert_eq!(dc.decide(none.clone(), owner).action, Action::StepUp);
+        assert_eq!(dc.decide(none, owner).action, Action::StepUp);
         // Without the amount's own signal (snoozed by a passed step-up): no floor.
         assert_eq!(dc.decide(Signals::default(), owner).action, Action::Allow);
         // Too little history, or not far enough above it: no floor.
         for h in [habit(5.0, 10.0), habit(50.0, 3.0)] {
             let hints = ChainHints { habit: h, ..owner };
-            assert_eq!(dc.decide(none.clone(), hints).action, Action::Allow);
+            assert_eq!(dc.decide(none, hints).action, Action::Allow);
         }
         // A wide habit: ten times the typical amount is only z = 2.3 there.
         let wide = ChainHints {
@@ -1518,10 +1518,10 @@ mod tests {
             }),
             ..owner
         };
-        assert_eq!(dc.decide(none.clone(), wide).action, Action::Allow);
+        assert_eq!(dc.decide(none, wide).action, Action::Allow);
         // The same stake from a stranger: nothing of the context is the owner's, and the
         // identity signals say it is not the owner.
-        let mut s = none.clone();
+        let mut s = none;
         s.push(Code::NewDevice, 1.0, 0.45, d());
         s.push(Code::NewLocation, 1.0, 0.35, d());
         s.push(Code::UnusualHour, 1.0, 0.35, d());
@@ -1529,7 +1529,7 @@ mod tests {
             familiar_fields: 0,
             ..owner
         };
-        let got = dc.decide(s.clone(), stranger);
+        let got = dc.decide(s, stranger);
         assert_eq!(got.action, Action::Freeze);
         assert!(
             got.score >= 0.88,
