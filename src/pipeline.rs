@@ -273,7 +273,7 @@ pub struct Engine {
     prior: Prior,
     detectors: Vec<Box<dyn Detector>>,
     decider: Decider,
-    tiny_ratio: f64,
+    tiny: crate::detect::Tiny,
     /// Judges position pairs for the population's noise share.
     travel: crate::detect::ImpossibleTravel,
     cred_window_s: u32,
@@ -293,7 +293,7 @@ impl Engine {
             prior: Prior::new(&config),
             detectors: detect::build(&config.detectors),
             decider: Decider::new(&config.decision),
-            tiny_ratio: config.detectors.card_testing.tiny_ratio,
+            tiny: crate::detect::Tiny::of(&config.detectors.card_testing),
             travel: crate::detect::ImpossibleTravel::new(&config.detectors.impossible_travel),
             cred_window_s: (config.detectors.credential_change.window_hours * 3600.0) as u32,
             freeze_cooldown_s: (config.decision.freeze_cooldown_hours * 3600.0) as u32,
@@ -545,7 +545,14 @@ impl Engine {
             if let Some(impossible) = self.travel.pair(ev, profile, &facts) {
                 state.population.observe_travel(&self.prior.pop, impossible);
             }
-            let tiny_new = CardTesting::is_tiny_new_merchant(self.tiny_ratio, profile, ev, &facts);
+            let tiny_new = CardTesting::is_tiny_new_merchant(
+                self.tiny,
+                profile,
+                ev,
+                &facts,
+                (&state.population, &self.prior),
+                self.params.currency,
+            );
             profile.record_activity(&self.params, ev, &facts, tiny_new);
             if decision.configured < self.learn_below {
                 profile.learn(&self.params, ev, &facts);

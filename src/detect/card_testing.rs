@@ -11,7 +11,7 @@
 //! itself.
 
 use super::{money, ramp, Code, Detail, Detector, Input, Signals};
-use crate::baseline::{Facts, Novelty, Profile};
+use crate::baseline::{Facts, Novelty, Population, Prior, Profile};
 use crate::event::{Event, EventType};
 use crate::validate::{count, invalid, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,12 @@ pub struct CardTestingConfig {
     /// as far as it is unlike the owner. Not applied to a stranger, whose acts say nothing of
     /// the owner's habits.
     pub habit_discount: f64,
+    /// Once the partition has learned its population of payments in the currency, a payment
+    /// is tiny only if at most this share of everyone's payments is as small: a probe is an
+    /// amount nobody pays, while a user whose typical money out is large transfers makes
+    /// ordinary purchases far below it (PaySim: bursts of ordinary payments by such users were
+    /// the top-ranked honest events). 1 = the user's ratio alone.
+    pub population_share: f64,
 }
 
 impl Default for CardTestingConfig {
@@ -56,6 +62,7 @@ impl Default for CardTestingConfig {
             stranger_start_count: 1.5,
             stranger_full_count: 2.0,
             habit_discount: 1.0,
+            population_share: 0.05,
         }
     }
 }
@@ -80,6 +87,7 @@ impl CardTestingConfig {
         }
         unit(&k("tiny_ratio"), self.tiny_ratio)?;
         unit(&k("habit_discount"), self.habit_discount)?;
+        unit(&k("population_share"), self.population_share)?;
         positive(&k("tiny_ratio"), self.tiny_ratio)
     }
 }
@@ -87,12 +95,32 @@ impl CardTestingConfig {
 /// See the module docs.
 pub struct CardTesting {
     weight: f64,
-    tiny_ratio: f64,
     start: f64,
     full: f64,
     stranger_start: f64,
     stranger_full: f64,
     habit_discount: f64,
+    tiny: Tiny,
+}
+
+/// What makes a payment tiny (see [`CardTestingConfig::tiny_ratio`] and
+/// [`CardTestingConfig::population_share`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tiny {
+    /// At most this share of the user's typical money out.
+    pub ratio: f64,
+    /// At most this share of the partition's payments in the currency is as small.
+    pub population_share: f64,
+}
+
+impl Tiny {
+    /// From `[detectors.card_testing]`.
+    pub fn of(c: &CardTestingConfig) -> Tiny {
+        Tiny {
+            ratio: c.tiny_ratio,
+            population_share: c.population_share,
+        }
+    }
 }
 
 impl CardTesting {
@@ -100,12 +128,12 @@ impl CardTesting {
     pub fn new(c: &CardTestingConfig) -> Self {
         CardTesting {
             weight: c.weight,
-            tiny_ratio: c.tiny_ratio,
             start: c.start_count,
             full: c.full_count,
             stranger_start: c.stranger_start_count,
             stranger_full: c.stranger_full_count,
             habit_discount: c.habit_discount,
+            tiny: Tiny::of(c),
         }
     }
 
@@ -114,10 +142,12 @@ impl CardTesting {
     /// pipeline records it in the profile). Without a typical amount (no money out yet)
     /// nothing is tiny. The typical amount is only looked up for a payment to a new merchant.
     pub fn is_tiny_new_merchant(
-        tiny_ratio: f64,
+        tiny: Tiny,
         profile: &Profile,
         ev: &Event<'_>,
         facts: &Facts,
+        (population, prior): (&Population, &Prior),
+        default_currency: [u8; 3],
     ) -> bool {
         if ev.kind != EventType::Payment || !matches!(facts.counterparty, Some((_, false))) {
             return false;
@@ -125,7 +155,22 @@ impl CardTesting {
         let (Some(a), Some(typical)) = (ev.amount, super::typical_of(profile, facts)) else {
             return false;
         };
-        a <= tiny_ratio * typical
+        if a > tiny.ratio * typical {
+            return false;
+        }
+        if tiny.population_share >= 1.0 {
+            return true;
+        }
+        let Some(x) = facts.log_amount else {
+            return true;
+        };
+        let currency = ev.currency.unwrap_or(default_currency);
+        // The share of the population's payments at or below this amount; unknown (not yet
+        // learned) leaves the user's ratio alone to decide.
+        match population.amount_tail(&prior.pop, currency, ev.kind, x) {
+            Some(above) => 1.0 - above <= tiny.population_share,
+            None => true,
+        }
     }
 }
 
@@ -138,7 +183,14 @@ impl Detector for CardTesting {
         if !ctx.ev.kind.is_money_out() {
             return;
         }
-        let tiny_new = Self::is_tiny_new_merchant(self.tiny_ratio, ctx.profile, ctx.ev, ctx.facts);
+        let tiny_new = Self::is_tiny_new_merchant(
+            self.tiny,
+            ctx.profile,
+            ctx.ev,
+            ctx.facts,
+            (ctx.population, ctx.prior),
+            ctx.params.currency,
+        );
         let recent = ctx.profile.recent_tiny_new(ctx.facts);
         let c = recent + tiny_new as u8 as f64;
         let stranger = ctx.facts.stranger();
@@ -199,6 +251,55 @@ mod tests {
         let e = parse_event(s.as_bytes()).unwrap();
         let f = k.profile.facts(&k.params, &e);
         k.profile.record_activity(&k.params, &e, &f, true);
+    }
+
+    #[test]
+    fn a_payment_far_below_the_users_habit_but_ordinary_for_everyone_is_not_tiny() {
+        let mut k = Kit::new();
+        // The user's money out is large transfers, so a 100 payment is a tenth of it.
+        for day in 0..20 {
+            k.learn(
+                T0 + day * DAY,
+                "transfer",
+                r#""amount":1000.0,"counterparty":"p-rent""#,
+            );
+        }
+        let pay = |k: &mut Kit, amount: f64| {
+            let s = k.json(
+                T0 + 21 * DAY,
+                "payment",
+                &format!(r#""amount":{amount},"counterparty":"m-new""#),
+            );
+            let e = parse_event(s.as_bytes()).unwrap();
+            let f = k.profile.facts(&k.params, &e);
+            let tiny = Tiny::of(&CardTestingConfig::default());
+            CardTesting::is_tiny_new_merchant(
+                tiny,
+                &k.profile,
+                &e,
+                &f,
+                (&k.population, &k.prior),
+                k.params.currency,
+            )
+        };
+        // Before the partition knows its payments, the user's ratio decides.
+        assert!(pay(&mut k, 100.0));
+        // Everyone here pays 50 to 500: 100 is ordinary, 1 is what nobody pays.
+        let cur = k.params.currency;
+        for i in 0..5_000 {
+            let amount = 50.0 + (i % 450) as f64;
+            let s = k.json(
+                T0,
+                "payment",
+                &format!(r#""amount":{amount},"counterparty":"m""#),
+            );
+            let e = parse_event(s.as_bytes()).unwrap();
+            let pop = k.prior.pop.clone();
+            k.population
+                .observe(&pop, &e, cur, 12, Some(f64::ln(amount)));
+        }
+        assert!(!pay(&mut k, 100.0), "ordinary for everyone");
+        assert!(pay(&mut k, 1.0), "far below anyone's payments");
     }
 
     #[test]
@@ -281,7 +382,18 @@ mod tests {
             );
             let e = crate::event::parse_event(s.as_bytes()).unwrap();
             let f = k.profile.facts(&k.params, &e);
-            CardTesting::is_tiny_new_merchant(ratio, &k.profile, &e, &f)
+            let tiny = Tiny {
+                ratio,
+                population_share: 0.05,
+            };
+            CardTesting::is_tiny_new_merchant(
+                tiny,
+                &k.profile,
+                &e,
+                &f,
+                (&k.population, &k.prior),
+                k.params.currency,
+            )
         };
         assert!(tiny(1.0, true));
         assert!(!tiny(typical, true));

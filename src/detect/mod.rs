@@ -39,7 +39,7 @@ mod velocity_burst;
 pub use amount_outlier::{AmountOutlier, AmountOutlierConfig};
 pub use balance_drain::{BalanceDrain, BalanceDrainConfig};
 pub use blocklisted::{Blocklisted, BlocklistedConfig};
-pub use card_testing::{CardTesting, CardTestingConfig};
+pub use card_testing::{CardTesting, CardTestingConfig, Tiny};
 pub use concurrent_stranger::{ConcurrentStranger, ConcurrentStrangerConfig};
 pub use credential_change::{CredentialChange, CredentialChangeConfig};
 pub use dormant_reactivation::{DormantReactivation, DormantReactivationConfig};
