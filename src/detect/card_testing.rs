@@ -294,7 +294,7 @@ mod tests {
                 &format!(r#""amount":{amount},"counterparty":"m""#),
             );
             let e = parse_event(s.as_bytes()).unwrap();
-            let pop = k.prior.pop.clone();
+            let pop = k.prior.pop;
             k.population
                 .observe(&pop, &e, cur, 12, Some(f64::ln(amount)));
         }
