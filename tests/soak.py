@@ -319,6 +319,21 @@ def consume(wg, broker, topic, idle=3):
     return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
 
 
+def reference(wg, events, prefix, partitions):
+    """One uninterrupted `replay` of `events`: (decisions by event id, freeze command ids).
+    One state per input partition, routed like the producer's murmur2 keying: each partition
+    learns its own population, as the service's partitions do."""
+    dec, cmd = prefix + ".decisions", prefix + ".commands"
+    subprocess.run([wg, "replay", "--input", events, "--decisions", dec,
+                    "--commands", cmd, "--partitions", str(partitions)],
+                   check=True, stdout=subprocess.DEVNULL)
+    want = {}
+    for d in read_jsonl(dec):
+        want.setdefault(d["event_id"], []).append(d)
+    freezes = {c["command_id"] for c in read_jsonl(cmd) if c["command"] == "freeze_account"}
+    return want, freezes
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--wg", required=True, help="walletguard binary")
@@ -382,17 +397,8 @@ def main():
                         "--seed", str(a.seed), "--attack-rate", str(a.attack_rate),
                         "--out", events, "--labels", os.path.join(work, "labels.csv")],
                        check=True, stdout=subprocess.DEVNULL)
-    ref_dec, ref_cmd = os.path.join(work, "ref.decisions"), os.path.join(work, "ref.commands")
-    # One state per input partition, routed like the producer's murmur2 keying: each partition
-    # learns its own population, as the service's partitions do.
-    subprocess.run([wg, "replay", "--input", events, "--decisions", ref_dec,
-                    "--commands", ref_cmd, "--partitions", str(a.partitions)],
-                   check=True, stdout=subprocess.DEVNULL)
-    want = {}
-    for d in read_jsonl(ref_dec):
-        want.setdefault(d["event_id"], []).append(d)
-    want_freeze = {c["command_id"] for c in read_jsonl(ref_cmd)
-                   if c["command"] == "freeze_account"}
+    ref = os.path.join(work, "ref")
+    want, want_freeze = reference(wg, events, ref, a.partitions)
     log(f"{sum(len(v) for v in want.values())} decisions and {len(want_freeze)} freezes "
         f"uninterrupted")
 
@@ -582,13 +588,7 @@ format = "json"
             with open(as_held, "w") as f:
                 for e in held:
                     f.write(json.dumps(e) + "\n")
-            dec2, cmd2 = ref_dec + ".as_held", ref_cmd + ".as_held"
-            subprocess.run([wg, "replay", "--input", as_held, "--decisions", dec2,
-                            "--commands", cmd2, "--partitions", str(a.partitions)],
-                           check=True, stdout=subprocess.DEVNULL)
-            want2 = {}
-            for d in read_jsonl(dec2):
-                want2.setdefault(d["event_id"], []).append(d)
+            want2, freeze2 = reference(wg, as_held, ref + ".as_held", a.partitions)
             dup_set = set(input_dups)
             shifted = [e for e in want if e not in dup_set and want2.get(e) != want[e]]
             if shifted:
@@ -599,8 +599,7 @@ format = "json"
                 want.clear()
                 want.update(want2)
                 want_freeze.clear()
-                want_freeze.update(c["command_id"] for c in read_jsonl(cmd2)
-                                   if c["command"] == "freeze_account")
+                want_freeze.update(freeze2)
 
         # 5. Clean exit on SIGTERM.
         for inst in insts:

@@ -242,6 +242,18 @@ mod tests {
         CardTesting::new(&CardTestingConfig::default())
     }
 
+    /// [`CardTesting::is_tiny_new_merchant`] against the kit's profile and population.
+    fn tiny_new(k: &Kit, e: &Event<'_>, f: &Facts, tiny: Tiny) -> bool {
+        CardTesting::is_tiny_new_merchant(
+            tiny,
+            &k.profile,
+            e,
+            f,
+            (&k.population, &k.prior),
+            k.params.currency,
+        )
+    }
+
     fn tiny(k: &mut Kit, t: i64, m: &str) {
         let s = k.json(
             t,
@@ -272,15 +284,7 @@ mod tests {
             );
             let e = parse_event(s.as_bytes()).unwrap();
             let f = k.profile.facts(&k.params, &e);
-            let tiny = Tiny::of(&CardTestingConfig::default());
-            CardTesting::is_tiny_new_merchant(
-                tiny,
-                &k.profile,
-                &e,
-                &f,
-                (&k.population, &k.prior),
-                k.params.currency,
-            )
+            tiny_new(k, &e, &f, Tiny::of(&CardTestingConfig::default()))
         };
         // Before the partition knows its payments, the user's ratio decides.
         assert!(pay(&mut k, 100.0));
@@ -386,14 +390,7 @@ mod tests {
                 ratio,
                 population_share: 0.05,
             };
-            CardTesting::is_tiny_new_merchant(
-                tiny,
-                &k.profile,
-                &e,
-                &f,
-                (&k.population, &k.prior),
-                k.params.currency,
-            )
+            tiny_new(&k, &e, &f, tiny)
         };
         assert!(tiny(1.0, true));
         assert!(!tiny(typical, true));
