@@ -75,7 +75,7 @@ pub enum Family {
     Amount,
     /// The payee's novelty and age.
     Payee,
-    /// How fast money leaves.
+    /// How fast money leaves: a burst of outflows, or a run of them above the habit.
     Velocity,
 }
 
@@ -121,7 +121,7 @@ pub fn family(code: Code) -> (Axis, Family) {
         Code::NewCounterparty | Code::PayeeBuildup | Code::NewRechargeNumber => {
             (Stake, Family::Payee)
         }
-        Code::VelocityBurst => (Stake, Family::Velocity),
+        Code::VelocityBurst | Code::HabitRun => (Stake, Family::Velocity),
     }
 }
 
@@ -839,6 +839,9 @@ impl Decider {
         let prior = self.evidence(&d.signals, hints);
         let mut e = prior;
         d.action = prior.action(&self.cfg);
+        if d.action == Action::Freeze && d.signals.get(Code::HabitRun).is_some() {
+            d.action = self.without_run(&d.signals, hints);
+        }
         d.configured = d.action;
         if let Some((rates, kind)) = learned.filter(|_| self.cfg.learned.enabled) {
             // Most events carry no signal the rates change: their evidence stands.
@@ -897,6 +900,19 @@ impl Decider {
         d.signals.sort_by_contribution();
     }
 
+    /// The action of a freeze with `HABIT_RUN` among its signals: a run of outflows above the
+    /// habit says that someone may be spending for the user, not who, so it asks for a
+    /// two-factor check; a freeze must stand on the other signals alone.
+    fn without_run(&self, signals: &Signals, hints: ChainHints) -> Action {
+        let mut rest = Signals::default();
+        for s in signals.iter().filter(|s| s.code != Code::HabitRun) {
+            rest.push(s.code, s.score, s.weight, s.detail);
+        }
+        self.evidence(&rest, hints)
+            .action(&self.cfg)
+            .max(Action::StepUp)
+    }
+
     /// Adds the takeover chain signal (`ATO_CHAIN`) to the detectors' `signals` when its
     /// stages are there (money out only, and only with `decision.chain_bonus` > 0).
     pub fn chain(&self, signals: &mut Signals, hints: ChainHints) {
@@ -940,6 +956,17 @@ impl Decider {
     /// The least action stake alone calls for (see `decision.stake_step_up` and
     /// `decision.stake_freeze`): only money out to a never-seen payee that is not a merchant.
     pub fn stake_floor(&self, signals: &Signals, h: ChainHints) -> Action {
+        // A run of outflows above the habit at full strength (`detectors.habit_run.full`)
+        // asks for a two-factor check by itself: the owner passes it, a thief does not.
+        let run = signals
+            .get(Code::HabitRun)
+            .filter(|s| h.money_out && s.score >= 1.0)
+            .map_or(Action::Allow, |_| Action::StepUp);
+        run.max(self.amount_floor(signals, h))
+    }
+
+    /// The stake floor of the amount itself: see [`Decider::stake_floor`].
+    fn amount_floor(&self, signals: &Signals, h: ChainHints) -> Action {
         let c = &self.cfg;
         // The amount's own signal must be there and not snoozed: a passed step-up or a
         // false-positive verdict on this evidence mutes `AMOUNT_OUTLIER`, and with it the floor.
@@ -1217,6 +1244,48 @@ mod tests {
             EventType::Payment,
         );
         assert_eq!(s.get(Code::NewLocation).unwrap().contribution(), 0.35);
+    }
+
+    #[test]
+    fn a_full_run_steps_up_and_never_freezes_by_itself() {
+        let dec = Decider::new(&DecisionConfig::default());
+        let out = ChainHints {
+            habit: None,
+            money_out: true,
+            is_payment: true,
+            ..ChainHints::default()
+        };
+        let run = |score: f64| {
+            let mut s = Signals::default();
+            s.push(Code::HabitRun, score, 0.85, d());
+            s
+        };
+        // At full strength a run asks for a two-factor check; below it, only its weight.
+        assert_eq!(dec.decide(run(1.0), out).action, Action::StepUp);
+        assert!(dec.decide(run(0.5), out).action < Action::StepUp);
+        // A burst and a new payee with a full run score past the freeze threshold, but a
+        // freeze must stand without the run: it stays a step-up.
+        let mut s = run(1.0);
+        s.push(Code::VelocityBurst, 1.0, 0.55, d());
+        s.push(Code::NewCounterparty, 1.0, 0.45, d());
+        s.push(Code::AmountOutlier, 0.5, 0.55, d());
+        let burst = dec.decide(s, out);
+        assert_eq!(burst.action, Action::StepUp, "{burst:?}");
+        assert!(burst.score < DecisionConfig::default().freeze);
+        // Evidence that freezes on its own still freezes with a run beside it.
+        let takeover = ChainHints {
+            habit: None,
+            money_out: true,
+            change_from_new_device: true,
+            new_payee: true,
+            reset_or_mfa_change: true,
+            ..ChainHints::default()
+        };
+        let mut s = run(1.0);
+        s.push(Code::CredentialChangeThenSpend, 1.0, 0.75, d());
+        s.push(Code::NewDevice, 1.0, 0.45, d());
+        s.push(Code::AmountOutlier, 0.9, 0.55, d());
+        assert_eq!(dec.decide(s, takeover).action, Action::Freeze);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //!   overrides; mirrors `config/walletguard.toml`.
 //! - [`event`]: wire bytes → validated [`event::Event`], or a typed [`event::EventError`] that
 //!   becomes a dead letter.
-//! - [`baseline`]: the 248-byte per-user [`baseline::Profile`] (online decayed statistics,
+//! - [`baseline`]: the 256-byte per-user [`baseline::Profile`] (online decayed statistics,
 //!   bounded sets of hashes, short-term windows), the population [`baseline::Prior`] (config)
 //!   and [`baseline::Population`] (learned per partition, in the changelog; with it
 //!   [`baseline::rates`], how often each reason code fires here), and the

@@ -276,6 +276,8 @@ pub struct Engine {
     tiny: crate::detect::Tiny,
     /// Judges position pairs for the population's noise share.
     travel: crate::detect::ImpossibleTravel,
+    /// `HABIT_RUN`'s state keeper: its evidence moves with every outflow, scored or not.
+    run: crate::detect::HabitRun,
     cred_window_s: u32,
     freeze_cooldown_s: u32,
     learn_below: Action,
@@ -295,6 +297,7 @@ impl Engine {
             decider: Decider::new(&config.decision),
             tiny: crate::detect::Tiny::of(&config.detectors.card_testing),
             travel: crate::detect::ImpossibleTravel::new(&config.detectors.impossible_travel),
+            run: crate::detect::HabitRun::new(&config.detectors.habit_run),
             cred_window_s: (config.detectors.credential_change.window_hours * 3600.0) as u32,
             freeze_cooldown_s: (config.decision.freeze_cooldown_hours * 3600.0) as u32,
             ttl_s: (config.baseline.profile_ttl_days * 86_400.0).min(u32::MAX as f64) as u32,
@@ -553,8 +556,13 @@ impl Engine {
                 (&state.population, &self.prior),
                 self.params.currency,
             );
+            let learn = decision.configured < self.learn_below;
+            if ev.kind.is_money_out() {
+                let odd = self.run.odd(profile, &facts, &self.prior, ev);
+                self.run.record(profile, &facts, odd, learn);
+            }
             profile.record_activity(&self.params, ev, &facts, tiny_new);
-            if decision.configured < self.learn_below {
+            if learn {
                 profile.learn(&self.params, ev, &facts);
                 learned = true;
                 state.population.observe(

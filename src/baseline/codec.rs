@@ -11,9 +11,20 @@
 //! reordering or adding struct fields cannot silently change them. A format change gets a
 //! new [`FORMAT_VERSION`], and [`decode`] keeps reading every older version.
 //!
-//! # Format version 5 (current)
+//! # Format version 6 (current)
 //!
-//! [`ENCODED_LEN`] = 256 bytes: version 4 with `5` in the version byte and each of the 14
+//! [`ENCODED_LEN`] = 258 bytes: version 5 below with `6` in the version byte, followed by the
+//! two bytes of `HABIT_RUN`'s state. Records of versions 1–5 decode with no run under way and
+//! no learned share (the detector starts from its prior):
+//!
+//! | Offset | Size    | Field                                                            |
+//! |-------:|--------:|------------------------------------------------------------------|
+//! |    256 |  u8     | `run` (run evidence, eighths of a nat)                           |
+//! |    257 |  u8     | `odd_share` (share of outflows out of habit, 255ths; 0 = none)   |
+//!
+//! # Format version 5
+//!
+//! [`V5_LEN`] = 256 bytes: version 4 with `5` in the version byte and each of the 14
 //! slots written as its 32-bit fingerprint ([`super::slot_fp`]) instead of the whole
 //! 64-bit hash. Every field after the slots keeps its version-4 order, 56 bytes earlier:
 //!
@@ -117,7 +128,7 @@ use super::{
 };
 
 /// Current format version written by [`encode`].
-pub const FORMAT_VERSION: u8 = 5;
+pub const FORMAT_VERSION: u8 = 6;
 
 /// The two bytes every record starts with.
 pub const MAGIC: [u8; 2] = *b"WG";
@@ -146,8 +157,11 @@ const CORE_FIELDS: usize = V1_LEN - HEADER_LEN - V1_SLOTS * 8;
 /// Bytes of the payee-age fields versions 3 and later append (`payees_seen` … `young_n`).
 const V3_TAIL: usize = V3_LEN - V1_LEN;
 
-/// Exact size of an encoded profile of the current version (32-bit slots).
-pub const ENCODED_LEN: usize = HEADER_LEN
+/// Exact size of an encoded profile of the current version.
+pub const ENCODED_LEN: usize = V5_LEN + 2; // run, odd_share
+
+/// Exact size of a version-5 record (32-bit slots, no run state).
+pub const V5_LEN: usize = HEADER_LEN
     + SLOT_CAPACITY * 4 // slots
     + CORE_FIELDS
     + V3_TAIL
@@ -232,13 +246,15 @@ pub fn encode_record(profile: &Profile, case: Option<&Case>, params: &Params, ou
 
 /// Decodes a value written by [`encode_record`] (or [`encode`], of any release).
 pub fn decode_record(bytes: &[u8], params: &Params) -> Result<(Profile, Option<Case>), CodecError> {
-    match bytes.get(ENCODED_LEN..) {
-        Some(rest)
-            if !rest.is_empty()
-                && bytes.get(2) == Some(&FORMAT_VERSION)
-                && Case::is_case_record(rest) =>
-        {
-            let profile = decode(&bytes[..ENCODED_LEN], params)?;
+    // Cases follow the profile since version 5; the profile's length comes from its version.
+    let len = match bytes.get(2) {
+        Some(&FORMAT_VERSION) => ENCODED_LEN,
+        Some(5) => V5_LEN,
+        _ => return Ok((decode(bytes, params)?, None)),
+    };
+    match bytes.get(len..) {
+        Some(rest) if !rest.is_empty() && Case::is_case_record(rest) => {
+            let profile = decode(&bytes[..len], params)?;
             Ok((profile, Some(Case::decode(rest)?)))
         }
         _ => Ok((decode(bytes, params)?, None)),
@@ -279,6 +295,8 @@ pub fn encode(profile: &Profile, params: &Params, out: &mut Vec<u8>) {
         young_first,
         young_n,
         recent_ids,
+        run,
+        odd_share,
     } = profile;
 
     out.reserve(ENCODED_LEN);
@@ -330,6 +348,8 @@ pub fn encode(profile: &Profile, params: &Params, out: &mut Vec<u8>) {
     for id in recent_ids {
         out.extend_from_slice(&id.to_le_bytes());
     }
+    out.push(*run);
+    out.push(*odd_share);
     debug_assert_eq!(out.len() - start, ENCODED_LEN);
 }
 
@@ -357,7 +377,8 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
         2 => (V2_LEN, 8),
         3 => (V3_LEN, 8),
         4 => (V4_LEN, 8),
-        5 => (ENCODED_LEN, 4),
+        5 => (V5_LEN, 4),
+        6 => (ENCODED_LEN, 4),
         v => return Err(CodecError::UnknownVersion(v)),
     };
     let got = bytes.len();
@@ -414,6 +435,11 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
                 for id in profile.recent_ids.iter_mut() {
                     *id = r.u32().ok_or(truncated.clone())?;
                 }
+            }
+            if version >= 6 {
+                let [run, share] = r.take().ok_or(truncated.clone())?;
+                profile.run = run;
+                profile.odd_share = share;
             }
         }
     }
@@ -635,6 +661,17 @@ mod tests {
             young_first: [1_789_888_000, 1_789_999_000],
             young_n: 0x35,
             recent_ids: [0xA1A2_A3A4, 0xB1B2_B3B4, 0xC1C2_C3C4, 7],
+            run: 0x2A,
+            odd_share: 0x1B,
+        }
+    }
+
+    /// [`sample`] as a record before version 6 decodes: no run under way, no learned share.
+    fn sample_v5() -> Profile {
+        Profile {
+            run: 0,
+            odd_share: 0,
+            ..sample()
         }
     }
 
@@ -646,7 +683,7 @@ mod tests {
             young_first: [1_789_888_000, 0],
             young_n: 5,
             recent_ids: [0; DEDUP_SLOTS],
-            ..sample()
+            ..sample_v5()
         }
     }
 
@@ -660,7 +697,7 @@ mod tests {
             young_first: [0; YOUNG_SLOTS],
             young_n: 0,
             recent_ids: [0; DEDUP_SLOTS],
-            ..sample()
+            ..sample_v5()
         };
         let (start, len) = p.sets[SetKind::Counterparty as usize];
         for h in &sample_hashes()[start as usize..(start + len) as usize] {
@@ -680,12 +717,13 @@ mod tests {
     }
 
     #[test]
-    fn encoded_len_is_256() {
+    fn encoded_len_is_258() {
         assert_eq!(V1_LEN, 263);
         assert_eq!(V2_LEN, 288);
         assert_eq!(V3_LEN, 296);
         assert_eq!(V4_LEN, 312);
-        assert_eq!(ENCODED_LEN, 256, "update the module doc table");
+        assert_eq!(V5_LEN, 256);
+        assert_eq!(ENCODED_LEN, 258, "update the module doc table");
         assert_eq!(enc(&Profile::default(), &params()).len(), ENCODED_LEN);
         assert_eq!(enc(&sample(), &params()).len(), ENCODED_LEN);
     }
@@ -733,7 +771,7 @@ mod tests {
     #[test]
     fn layout_offsets_match_the_doc_table() {
         let b = enc(&sample(), &pinned_params());
-        assert_eq!(&b[0..3], b"WG\x05");
+        assert_eq!(&b[0..3], b"WG\x06");
         assert_eq!(&b[3..8], &[3, 4, 3, 2, 2]);
         assert_eq!(&b[8..12], &slot_fp(0x0123_4567_89AB_CD00).to_le_bytes());
         assert_eq!(&b[60..64], &slot_fp(0x0123_4567_89AB_CD0D).to_le_bytes());
@@ -760,6 +798,25 @@ mod tests {
         assert_eq!(b[239], 0x35);
         assert_eq!(&b[240..244], &0xA1A2_A3A4u32.to_le_bytes());
         assert_eq!(&b[252..256], &7u32.to_le_bytes());
+        assert_eq!(&b[256..258], &[0x2A, 0x1B]);
+    }
+
+    #[test]
+    fn version_5_records_still_decode() {
+        let p = pinned_params();
+        // Version 5 is version 6 without the run state: the same bytes up to 256.
+        let mut v5 = enc(&sample(), &p);
+        v5.truncate(V5_LEN);
+        v5[2] = 5;
+        assert_eq!(decode(&v5, &p), Ok(sample_v5()));
+        // With a feedback case after it, as a version-5 release wrote it.
+        let case = Case {
+            failures: 2,
+            failures_since: 40,
+            ..Case::default()
+        };
+        case.encode(&mut v5);
+        assert_eq!(decode_record(&v5, &p), Ok((sample_v5(), Some(case))));
     }
 
     /// Version-1 bytes of [`sample`] with the pinned layout. If this test fails, the format
@@ -852,7 +909,7 @@ mod tests {
         assert_eq!(v3.len(), V3_LEN);
         let want = Profile {
             recent_ids: [0; DEDUP_SLOTS],
-            ..sample()
+            ..sample_v5()
         };
         assert_eq!(decode(&v3, &p), Ok(want));
     }
@@ -866,7 +923,7 @@ mod tests {
         v4.extend(unhex(GOLDEN_V3_TAIL));
         v4.extend(unhex("a4a3a2a1b4b3b2b1c4c3c2c107000000"));
         assert_eq!(v4.len(), V4_LEN);
-        assert_eq!(decode(&v4, &p), Ok(sample()));
+        assert_eq!(decode(&v4, &p), Ok(sample_v5()));
         // An empty 64-bit slot stays empty (it does not become fingerprint 1).
         v4[8..16].fill(0);
         let back = decode(&v4, &p).unwrap();
@@ -883,7 +940,7 @@ mod tests {
     );
 
     #[test]
-    fn golden_bytes_v5() {
+    fn golden_bytes_v5_and_v6() {
         let p = pinned_params();
         let b = enc(&sample(), &p);
         // Version 5: the version-4 fields with 32-bit slots.
@@ -893,7 +950,11 @@ mod tests {
         want.extend_from_slice(&v1[120..]);
         want.extend(unhex(GOLDEN_V3_TAIL));
         want.extend(unhex("a4a3a2a1b4b3b2b1c4c3c2c107000000"));
-        assert_eq!(hex(&b), hex(&want), "the v5 encoding changed");
+        assert_eq!(decode(&want, &p), Ok(sample_v5()));
+        // Version 6: version 5 with the run state after it.
+        want[2] = 6;
+        want.extend(unhex("2a1b"));
+        assert_eq!(hex(&b), hex(&want), "the v6 encoding changed");
         assert_eq!(decode(&want, &p), Ok(sample()));
     }
 
@@ -1027,7 +1088,7 @@ mod tests {
         v[2] = 0;
         assert_eq!(decode(&v, &p), Err(CodecError::UnknownVersion(0)));
         // A future version is recognised from its header alone, whatever its length.
-        assert_eq!(decode(b"WG\x06", &p), Err(CodecError::UnknownVersion(6)));
+        assert_eq!(decode(b"WG\x07", &p), Err(CodecError::UnknownVersion(7)));
         // A version-1 record must have the version-1 length.
         let mut v1 = unhex(GOLDEN_V1);
         assert!(decode(&v1, &p).is_ok());
@@ -1076,7 +1137,7 @@ mod tests {
             let mode = rng.next() % 4;
             if mode > 0 {
                 buf.resize(ENCODED_LEN, 0);
-                buf[..3].copy_from_slice(b"WG\x05");
+                buf[..3].copy_from_slice(b"WG\x06");
             }
             if mode == 2 {
                 for l in &mut buf[3..8] {

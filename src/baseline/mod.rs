@@ -326,8 +326,8 @@ impl Params {
     }
 }
 
-/// One user's baseline. Plain data, fixed size (248 bytes), no heap: a million users fit in
-/// 248 MB (256 with the key the store keeps beside each) and a profile serialises by copying
+/// One user's baseline. Plain data, fixed size (256 bytes), no heap: a million users fit in
+/// 256 MB (264 with the key the store keeps beside each) and a profile serialises by copying
 /// fields.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profile {
@@ -402,6 +402,12 @@ pub struct Profile {
     /// carries it, so after a crash a redelivered event is recognised exactly as it was before,
     /// and its memory is bounded by the profiles, whatever ids arrive.
     pub recent_ids: [u32; DEDUP_SLOTS],
+    /// `HABIT_RUN`'s run evidence, eighths of a nat, decaying from `ring_base`
+    /// ([`crate::detect::HabitRun`]).
+    pub run: u8,
+    /// `HABIT_RUN`'s learned share of this user's outflows out of habit, in 255ths (0: none
+    /// learned yet).
+    pub odd_share: u8,
 }
 
 impl Default for Profile {
@@ -435,6 +441,8 @@ impl Default for Profile {
             young_first: [0; YOUNG_SLOTS],
             young_n: 0,
             recent_ids: [0; DEDUP_SLOTS],
+            run: 0,
+            odd_share: 0,
         }
     }
 }
@@ -1270,9 +1278,9 @@ mod tests {
     }
 
     #[test]
-    fn profile_fits_in_248_bytes() {
-        const { assert!(Profile::SIZE <= 248) };
-        assert_eq!(Profile::SIZE, 248, "update the docs if the size changes");
+    fn profile_fits_in_256_bytes() {
+        const { assert!(Profile::SIZE <= 256) };
+        assert_eq!(Profile::SIZE, 256, "update the docs if the size changes");
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod concurrent_stranger;
 mod credential_change;
 mod dormant_reactivation;
 mod failed_attempts;
+mod habit_run;
 mod impossible_travel;
 mod new_counterparty;
 mod new_device;
@@ -44,6 +45,7 @@ pub use concurrent_stranger::{ConcurrentStranger, ConcurrentStrangerConfig};
 pub use credential_change::{CredentialChange, CredentialChangeConfig};
 pub use dormant_reactivation::{DormantReactivation, DormantReactivationConfig};
 pub use failed_attempts::{FailedAttempts, FailedAttemptsConfig};
+pub use habit_run::{HabitRun, HabitRunConfig};
 pub use impossible_travel::{haversine_km, ImpossibleTravel, ImpossibleTravelConfig};
 pub use new_counterparty::{NewCounterparty, NewCounterpartyConfig};
 pub use new_device::{NewDevice, NewDeviceConfig};
@@ -242,6 +244,10 @@ registry! {
     Blocklisted = "BLOCKLISTED",
         blocklisted: BlocklistedConfig = BlocklistedConfig::default(),
         |d| Blocklisted::new(&d.blocklisted);
+    /// A run of money out above the user's own habit.
+    HabitRun = "HABIT_RUN",
+        habit_run: HabitRunConfig = HabitRunConfig::default(),
+        |d| HabitRun::new(&d.habit_run);
 }
 
 /// A detector with only an on/off switch and a weight.
