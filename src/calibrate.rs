@@ -924,6 +924,44 @@ fn guard_gain(st0: &Stored, cfg0: &Config, st1: &Stored, cfg1: &Config) -> (f64,
     (a0, a1, gains[RESAMPLES / 20 - 1])
 }
 
+/// Least ROC-AUC of the fit part's attack events against its other events for calibrate to
+/// move a threshold.
+pub const SEPARABLE_AUC: f64 = 0.75;
+
+/// ROC-AUC of the attack events of the window against its other events, each scored by
+/// `score` (events without a signal score 0); `None` without attack events or others.
+fn separability(score: &[f64], st: &Stored) -> Option<f64> {
+    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    for (s, attack) in score.iter().zip(&st.attack) {
+        if *attack {
+            pos.push(*s);
+        } else {
+            neg.push(*s);
+        }
+    }
+    // Events without a signal were not stored: they score 0.
+    let pos_zero = st.attacks.saturating_sub(pos.len() as u64) as f64;
+    let neg_zero = (st.events.saturating_sub(st.attacks)).saturating_sub(neg.len() as u64) as f64;
+    let (np, nn) = (pos.len() as f64 + pos_zero, neg.len() as f64 + neg_zero);
+    if np == 0.0 || nn == 0.0 {
+        return None;
+    }
+    neg.sort_by(f64::total_cmp);
+    // Each positive beats the negatives below it and ties half of those equal to it.
+    let beat = |p: f64| {
+        let below = neg.partition_point(|n| *n < p) as f64;
+        let equal = (neg.partition_point(|n| *n <= p) as f64) - below;
+        let (zb, ze) = if p > 0.0 {
+            (neg_zero, 0.0)
+        } else {
+            (0.0, neg_zero)
+        };
+        below + zb + 0.5 * (equal + ze)
+    };
+    let wins: f64 = pos.iter().map(|p| beat(*p)).sum::<f64>() + pos_zero * beat(0.0);
+    Some(wins / (np * nn))
+}
+
 /// Thresholds for the budgets with `cand`'s weights, on evidence `st` gathered under
 /// `run_cfg`; returns (review, step_up, freeze) and the fit-part figures for the comments.
 /// `base` places step_up and gives the "before" figures.
@@ -941,9 +979,15 @@ fn thresholds(
     // Per event: the least freeze threshold that freezes it (∞ never, 0 always) and the least
     // review threshold that alerts it.
     let mut user_fz: HashMap<u32, f64> = HashMap::new();
+    let mut ranked: Vec<f64> = Vec::with_capacity(st.len());
     let mut alert_at: Vec<f64> = Vec::with_capacity(st.len());
     for i in 0..st.len() {
         let e = evidence(st, i, &decider, &scale);
+        ranked.push(if e.floor > Action::Allow {
+            1.0
+        } else {
+            e.score
+        });
         let fz = if e.owner_context {
             f64::INFINITY
         } else if e.floor == Action::Freeze {
@@ -984,6 +1028,32 @@ fn thresholds(
         (a..=z).map(|k| k as f64 / 1000.0)
     };
     let d0 = &base.decision;
+    // Budgets bought without telling attacks from honest traffic would be bought with recall
+    // (on a mobile-money history without labels, a fitted review threshold muted every
+    // takeover). With labelled attacks in the fit part, they must stand out; with no confirmed
+    // fraud at all (no labels, no confirmed_fraud verdict), nothing can show that they do.
+    // Verdicts without labels mark users, not events, and are trusted as they are.
+    let separable = separability(&ranked, st);
+    let confirmed = c.users.iter().any(|u| u.confirmed);
+    let weak = match separable {
+        Some(auc) if auc < SEPARABLE_AUC => Some(format!(
+            "the fit part's attack events do not stand out (ROC-AUC {auc:.3} against its other events; needs {SEPARABLE_AUC})"
+        )),
+        None if !confirmed => Some(
+            "the history has no confirmed fraud (no labels, no confirmed_fraud verdict)".to_string(),
+        ),
+        _ => None,
+    };
+    if let Some(why) = weak {
+        notes.push(format!(
+            "thresholds kept at the base: {why}, so calibrate cannot tell attacks from honest traffic and a budget met here would be met by silencing detectors; the runtime alert budget ([decision.budget]) still follows the scores"
+        ));
+        let kept = format!("kept at the base: {why}");
+        return (
+            (d0.review, d0.step_up, d0.freeze),
+            [kept.clone(), kept.clone(), kept],
+        );
+    }
     let lo_f = 0.5_f64.min(d0.freeze);
     // Too few users to certify the budget even with no false freeze at all: the threshold
     // then keeps the budget on the sample and is never lowered below the base.

@@ -212,3 +212,77 @@ fn confirmed_fraud_verdicts_in_the_history_stand_in_for_labels() {
     assert_eq!(neither.fit_users.1, neither.fit_users.0);
     assert_eq!(neither.held_out.budget.confirmed_users, 0);
 }
+
+#[test]
+fn calibrate_without_separable_labels_keeps_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, labels) = simulate(dir.path());
+    // Labels that say nothing: the attacked users are labelled honest and as many honest
+    // users, picked by their place in the file, are labelled attacked.
+    let text = std::fs::read_to_string(&labels).unwrap();
+    let mut rows: Vec<Vec<String>> = text
+        .lines()
+        .skip(1)
+        .map(|r| r.split(',').map(str::to_owned).collect())
+        .collect();
+    let attacked: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter(|f| f[2] == "1")
+        .map(|f| f[1].clone())
+        .collect();
+    let mut honest: Vec<String> = rows
+        .iter()
+        .map(|f| f[1].clone())
+        .filter(|u| !attacked.contains(u))
+        .collect();
+    honest.dedup();
+    honest.sort();
+    honest.dedup();
+    let step = (honest.len() / attacked.len().max(1)).max(1);
+    let fake: std::collections::BTreeSet<String> = honest
+        .iter()
+        .step_by(step)
+        .take(attacked.len())
+        .cloned()
+        .collect();
+    assert!(fake.len() >= 5, "{}", fake.len());
+    for f in &mut rows {
+        f[2] = if fake.contains(&f[1]) { "1" } else { "0" }.into();
+    }
+    let noise = dir.path().join("noise.csv");
+    let mut out = String::from("event_id,user_id,label,scenario,benign_kind,amount\n");
+    for f in &rows {
+        out.push_str(&f.join(","));
+        out.push('\n');
+    }
+    std::fs::write(&noise, out).unwrap();
+
+    let thresholds = |c: &calibrate::Calibration| {
+        let d = &c.candidate.decision;
+        (d.review, d.step_up, d.freeze)
+    };
+    let harsh = (0.45, 0.46, 0.47);
+    for (name, cal) in [
+        ("no labels", calibrate_harsh(dir.path(), &events, None)),
+        (
+            "labels that say nothing",
+            calibrate_harsh(dir.path(), &events, Some(&noise)),
+        ),
+    ] {
+        assert_eq!(thresholds(&cal), harsh, "{name}: {:?}", cal.notes);
+        assert!(
+            cal.notes
+                .iter()
+                .any(|n| n.contains("thresholds kept at the base")),
+            "{name}: {:?}",
+            cal.notes
+        );
+    }
+    // The real labels separate, and calibrate moves the harsh freeze threshold.
+    let real = calibrate_harsh(dir.path(), &events, Some(&labels));
+    assert_ne!(thresholds(&real), harsh, "{:?}", real.notes);
+    assert!(!real
+        .notes
+        .iter()
+        .any(|n| n.contains("thresholds kept at the base")));
+}
