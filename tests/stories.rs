@@ -686,3 +686,60 @@ fn fifty_payments_of_about_40_then_400_steps_up_and_a_stranger_is_frozen() {
     let run = replay_lines(&stolen.lines());
     assert_eq!(run.action(&ev), "freeze", "{}", run.dump(&[&login, &ev]));
 }
+
+/// A card used every day or two for about 40 (anywhere from 20 to 60), always from the owner's
+/// phone in Shanghai. Then, over one evening, seven payments of four to five times that, an
+/// hour apart, at shops never used before, still from the same phone (the thief holds it,
+/// or knows the card). Each alone is within what a variable spender sometimes does; the run
+/// is not: the first is not `HABIT_RUN`, the third is, and by the seventh the run alone asks
+/// for a two-factor check. Nothing says the actor is a stranger, so nothing is frozen.
+#[test]
+fn a_card_used_again_and_again_above_its_habit_is_stepped_up_by_the_run() {
+    let shops = [COFFEE.0, CANTEEN.0, FAMILYMART.0, HEMA.0];
+    let mut s = Story::new("u-lin", 50_000.0, Actor::new("d-lin", SHANGHAI), 7);
+    let mut rng = Rng::new(7);
+    for i in 0..60i64 {
+        let day = add_days(START, i);
+        let (h, m) = (9 + rng.range(0, 10) as u32, rng.range(0, 59) as u32);
+        let amount = (40.0 * (1.0 + rng.jitter(0.5))).max(5.0);
+        s.pay(local_ms(CST, day, h, m), amount, shops[(i % 4) as usize]);
+    }
+    let day = add_days(START, 61);
+    let spree: Vec<String> = [170.0, 185.0, 160.0, 195.0, 175.0, 190.0, 180.0]
+        .iter()
+        .enumerate()
+        .map(|(k, a)| {
+            s.pay(
+                local_ms(CST, day, 16 + k as u32, 10),
+                *a,
+                &format!("m-new-{k}"),
+            )
+        })
+        .collect();
+    let run = replay_lines(&s.lines());
+    let ids: Vec<&str> = spree.iter().map(String::as_str).collect();
+    let codes = |id: &str| {
+        run.decision(id)["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["code"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        !codes(ids[0]).contains(&"HABIT_RUN".into()),
+        "{}",
+        run.dump(&ids)
+    );
+    assert!(
+        codes(ids[2]).contains(&"HABIT_RUN".into()),
+        "{}",
+        run.dump(&ids)
+    );
+    assert_eq!(run.action(ids[6]), "step_up", "{}", run.dump(&ids));
+    assert!(
+        ids.iter().all(|id| run.action(id) != "freeze"),
+        "{}",
+        run.dump(&ids)
+    );
+}
