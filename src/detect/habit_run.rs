@@ -85,7 +85,7 @@ impl Default for HabitRunConfig {
             share_events: 50.0,
             half_life_hours: 72.0,
             episode_seconds: 120.0,
-            start: 5.0,
+            start: 4.5,
             full: 9.0,
         }
     }
