@@ -117,8 +117,6 @@ pub struct State {
     pub lists: std::sync::Arc<crate::lists::Lists>,
 }
 
-/// An allow-listed device, network, payee or user is the owner's: its novelty is muted by
-/// counting it as known (the owner-context rules then see it as familiar).
 /// Money out against the user's own history in its currency (see
 /// [`crate::decision::HabitStakeConfig`]); `None` for other events or without a history.
 fn habit(
@@ -139,6 +137,8 @@ fn habit(
     })
 }
 
+/// An allow-listed device, network, payee or user is the owner's: its novelty is muted by
+/// counting it as known (the owner-context rules then see it as familiar).
 fn allow(listed: crate::lists::Hits, f: &mut crate::baseline::Facts) {
     use crate::lists::{hit_bit, ListKind as K, ListName::Allow};
     let user = listed & hit_bit(K::User, Allow) != 0;

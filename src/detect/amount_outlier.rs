@@ -10,7 +10,7 @@
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::{familiar_outflow, money, surprise, Code, Detail, Detector, Input, Signals};
+use super::{familiar_outflow, money, own_habit, surprise, Code, Detail, Detector, Input, Signals};
 use crate::validate::{nonneg, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
 
@@ -144,13 +144,10 @@ impl AmountOutlier {
         x: f64,
         own: (f64, f64),
     ) -> Option<(f64, Detail)> {
-        let n = ctx.profile.amount_n(ctx.facts);
-        let own = (own.0, own.1.max(self.min_var));
-        let (mean, var) = ctx.prior.shrink_amount(n, own);
+        let (n, mean, sd) = own_habit(ctx.profile, ctx.facts, ctx.prior, own, self.min_var);
         if amount < self.min_ratio * mean.exp() {
             return None;
         }
-        let sd = var.max(self.min_var).sqrt();
         let z = (x - mean) / sd;
         if z < Z_FAST_PATH {
             return None;

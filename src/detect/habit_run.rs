@@ -31,7 +31,7 @@
 //! not it was learned; f is learned only from outflows the baseline learns, so a thief's run
 //! does not teach the profile that runs are normal.
 
-use super::{Code, Detail, Detector, Input, Signals};
+use super::{own_habit, Code, Detail, Detector, Input, Signals};
 use crate::baseline::{Facts, Prior, Profile};
 use crate::event::Event;
 use crate::validate::{invalid, nonneg, positive, unit, Checked};
@@ -185,12 +185,8 @@ impl HabitRun {
         }
         let x = facts.log_amount?;
         let own = profile.amount_stats(facts)?;
-        let n = profile.amount_n(facts);
-        if n < self.min_history {
-            return None;
-        }
-        let (mean, var) = prior.shrink_amount(n, (own.0, own.1.max(self.min_var)));
-        Some((x - mean) / var.max(self.min_var).sqrt() >= self.z_odd)
+        let (n, mean, sd) = own_habit(profile, facts, prior, own, self.min_var);
+        (n >= self.min_history).then(|| (x - mean) / sd >= self.z_odd)
     }
 
     /// The user's learned share of outflows out of habit (f).

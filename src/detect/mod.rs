@@ -527,6 +527,21 @@ pub(crate) fn typical_of(profile: &Profile, facts: &Facts) -> Option<f64> {
     profile.amount_stats(facts).map(|(mean, _)| mean.exp())
 }
 
+/// The user's own ln-amount habit in the event's currency, shrunk toward the prior: (effective
+/// count, mean, standard deviation), the variance floored at `min_var` before and after the
+/// shrinkage. `own` is [`Profile::amount_stats`].
+pub(crate) fn own_habit(
+    profile: &Profile,
+    facts: &Facts,
+    prior: &Prior,
+    own: (f64, f64),
+    min_var: f64,
+) -> (f64, f64, f64) {
+    let n = profile.amount_n(facts);
+    let (mean, var) = prior.shrink_amount(n, (own.0, own.1.max(min_var)));
+    (n, mean, var.max(min_var).sqrt())
+}
+
 /// The user's money-out events per second, shrunk toward the population's rate with the
 /// profile's exposure in days as the evidence (a new user borrows the population's habit).
 pub(crate) fn out_rate(ctx: &Input<'_, '_>) -> f64 {
