@@ -235,6 +235,10 @@ pub struct LearnedConfig {
     /// of event: `[merchant payment, other money out, access and credential events, other]`.
     /// A code without an entry is not reweighed.
     pub reference_rates: std::collections::BTreeMap<String, [f64; 4]>,
+    /// Nats added to the combined evidence per nat of the event's surprise: the sum over
+    /// families of the strongest signal's −ln(share of this class's events whose signal was at
+    /// least as strong), see [`Decider::surprise`]. 0 = off.
+    pub surprise_weight: f64,
 }
 
 /// The default reference rates: each code's firing rate per class on `simulate --users 20000
@@ -266,6 +270,7 @@ impl Default for LearnedConfig {
             enabled: true,
             prior_events: 2000.0,
             max_factor: 1.0,
+            surprise_weight: 0.05,
             reference_rates: REFERENCE_RATES
                 .iter()
                 .map(|(c, r)| (c.to_string(), *r))
@@ -280,6 +285,7 @@ impl LearnedConfig {
         let t = "decision.learned";
         nonneg(&format!("{t}.prior_events"), self.prior_events)?;
         nonneg(&format!("{t}.max_factor"), self.max_factor)?;
+        nonneg(&format!("{t}.surprise_weight"), self.surprise_weight)?;
         for (code, rates) in &self.reference_rates {
             let key = format!("{t}.reference_rates.{code}");
             if Code::parse(code).is_none() {
@@ -343,7 +349,7 @@ impl Default for BudgetConfig {
     fn default() -> Self {
         BudgetConfig {
             enabled: true,
-            review_share: 0.01,
+            review_share: 0.001,
             max_review: 0.7,
             min_events: 5000.0,
         }
@@ -791,6 +797,35 @@ impl Decider {
         changed
     }
 
+    /// How surprising the event's signals are in this partition, in nats: per family, the
+    /// strongest −ln r, where r is the share of this class's events whose signal of that code
+    /// reached the same score bin or above (the learned rates, pulled toward the code's
+    /// reference rate, or toward 1 without one, by `prior_events`), summed over families.
+    ///
+    /// Why: this is Fisher's combination of the signals' p-values under this deployment's
+    /// own traffic. The configured weights say what a signal is worth where it was tuned;
+    /// the surprise says how rare it is here, whatever scale its detector scores on. A
+    /// signal that fires on most honest events (a new merchant on a card stream) adds almost
+    /// nothing; an amount out of habit that only a percent of the events reach adds four
+    /// nats even when its own score is low. Correlated codes count once, like the stake
+    /// families in the noisy-OR.
+    pub fn surprise(&self, signals: &Signals, rates: &SignalRates, kind: EventType) -> f64 {
+        let l = &self.cfg.learned;
+        let class = crate::baseline::rates::class_of(kind);
+        let mut best = [0.0f64; FAMILIES];
+        for s in signals.iter() {
+            let Some((rate, n)) = rates.tail(kind, s.code, s.score) else {
+                continue;
+            };
+            let r0 = self.refs[s.code as usize].map_or(1.0, |r| r[class]);
+            let k = l.prior_events;
+            let r = ((n * rate + k * r0) / (n + k).max(1e-12)).clamp(1e-9, 1.0);
+            let f = family(s.code).1 as usize;
+            best[f] = best[f].max(-r.ln());
+        }
+        best.iter().sum()
+    }
+
     /// The review threshold the alert budget sets for a partition with `rates`, when it is
     /// above `decision.review` (`None`: the configured threshold holds).
     pub fn budget_threshold(&self, rates: &SignalRates) -> Option<f64> {
@@ -847,6 +882,13 @@ impl Decider {
             // Most events carry no signal the rates change: their evidence stands.
             if self.weigh(&mut d.signals, rates, kind) {
                 e = self.evidence(&d.signals, hints);
+            }
+            // Rare evidence here weighs more than its configured weight says (see
+            // `Decider::surprise`); like the weighing, it can ask for a step-up, never a freeze.
+            let w = self.cfg.learned.surprise_weight;
+            if w > 0.0 && !d.signals.is_empty() {
+                let nats = w * self.surprise(&d.signals, rates, kind);
+                e.score = 1.0 - (1.0 - e.score) * (-nats).exp();
             }
             // The learned rates decide how loudly an event is reported, not whether a clear
             // takeover is frozen: a freeze still comes from the configured weights (a thief's
@@ -1244,6 +1286,54 @@ mod tests {
             EventType::Payment,
         );
         assert_eq!(s.get(Code::NewLocation).unwrap().contribution(), 0.35);
+    }
+
+    #[test]
+    fn a_rare_signal_here_is_surprising_and_a_common_one_is_not() {
+        let dec = Decider::new(&DecisionConfig::default());
+        // An amount out of habit with a low score of its own (a card with a wide spread of
+        // amounts), on 1% of payments, and a new merchant on 90%.
+        let mut r = SignalRates::default();
+        for i in 0..20_000 {
+            let mut s = Signals::default();
+            if i % 10 != 0 {
+                s.push(Code::NewCounterparty, 0.05, 0.45, d());
+            }
+            if i % 100 == 0 {
+                s.push(Code::AmountOutlier, 0.04, 0.55, d());
+            }
+            r.observe(1.0, EventType::Payment, &s);
+        }
+        let one = |code: Code, score: f64| {
+            let mut s = Signals::default();
+            s.push(code, score, 0.5, d());
+            dec.surprise(&s, &r, EventType::Payment)
+        };
+        let common = one(Code::NewCounterparty, 0.05);
+        let rare = one(Code::AmountOutlier, 0.04);
+        assert!(common < 0.15, "a new merchant on a card stream: {common}");
+        assert!(rare > 3.5, "1% of payments: about ln 100 nats, {rare}");
+        // A code that never fired here is as rare as the prior allows, not infinitely so.
+        let never = one(Code::UnusualHour, 0.5);
+        assert!(never > rare && never.is_finite(), "{never}");
+        // Correlated codes count once: a balance drain beside the amount adds nothing.
+        let mut s = Signals::default();
+        s.push(Code::AmountOutlier, 0.04, 0.55, d());
+        s.push(Code::BalanceDrain, 0.04, 0.5, d());
+        let family = dec.surprise(&s, &r, EventType::Payment);
+        assert!(family <= one(Code::BalanceDrain, 0.04) + 1e-9, "{family}");
+        // Before any data nothing is surprising.
+        assert_eq!(dec.surprise(&s, &SignalRates::default(), EventType::Payment), 0.0);
+        // And it lifts the combined score of the rare evidence far more than the common.
+        let score = |code: Code, sc: f64| {
+            let mut d0 = Decision::from_signals(Signals::default());
+            d0.signals.push(code, sc, 0.5, d());
+            dec.decide_in_place(&mut d0, ChainHints::default(), Some((&r, EventType::Payment)));
+            d0.score
+        };
+        let lifted = score(Code::AmountOutlier, 0.04);
+        assert!(lifted > 0.15, "0.05 x 4.6 nats on top of 0.02: {lifted}");
+        assert!(score(Code::NewCounterparty, 0.05) < 0.05);
     }
 
     #[test]
