@@ -810,9 +810,14 @@ impl Decider {
     /// nats even when its own score is low. Correlated codes count once, like the stake
     /// families in the noisy-OR.
     pub fn surprise(&self, signals: &Signals, rates: &SignalRates, kind: EventType) -> f64 {
+        -self.rarity(signals, rates, kind).ln()
+    }
+
+    /// e^(−[`Decider::surprise`]): the product over families of the rarest share.
+    fn rarity(&self, signals: &Signals, rates: &SignalRates, kind: EventType) -> f64 {
         let l = &self.cfg.learned;
         let class = crate::baseline::rates::class_of(kind);
-        let mut best = [0.0f64; FAMILIES];
+        let mut rarest = [1.0f64; FAMILIES];
         for s in signals.iter() {
             let Some((rate, n)) = rates.tail(kind, s.code, s.score) else {
                 continue;
@@ -821,9 +826,10 @@ impl Decider {
             let k = l.prior_events;
             let r = ((n * rate + k * r0) / (n + k).max(1e-12)).clamp(1e-9, 1.0);
             let f = family(s.code).1 as usize;
-            best[f] = best[f].max(-r.ln());
+            rarest[f] = rarest[f].min(r);
         }
-        best.iter().sum()
+        // At least 1e-9 each over nine families: no underflow.
+        rarest.iter().product()
     }
 
     /// The review threshold the alert budget sets for a partition with `rates`, when it is
@@ -887,6 +893,7 @@ impl Decider {
             // `Decider::surprise`); like the weighing, it can ask for a step-up, never a freeze.
             let w = self.cfg.learned.surprise_weight;
             if w > 0.0 && !d.signals.is_empty() {
+                // e^(w·ln Π r): one logarithm per event instead of one per signal.
                 let nats = w * self.surprise(&d.signals, rates, kind);
                 e.score = 1.0 - (1.0 - e.score) * (-nats).exp();
             }

@@ -479,6 +479,9 @@ pub struct Facts {
     pub has_history: bool,
     /// Whether the profile had learned a position before this event.
     pub has_geo: bool,
+    /// Great-circle distance from the last learned position to the event's, km (computed
+    /// once here: several detectors and the pipeline read it).
+    pub km_from_last: Option<f64>,
 }
 
 impl Facts {
@@ -734,6 +737,12 @@ impl Profile {
             currency_tag: tag,
             has_history: !self.is_empty(),
             has_geo: self.last_geo_at != 0,
+            km_from_last: match (ev.geo, self.last_geo()) {
+                (Some(g), Some((lat, lon, _))) => {
+                    Some(crate::event::haversine_km(lat, lon, g.lat, g.lon))
+                }
+                _ => None,
+            },
         }
     }
 
@@ -1066,6 +1075,7 @@ impl Profile {
             currency_tag: r.currency_tag,
             has_history: !self.is_empty(),
             has_geo: self.last_geo_at != 0,
+            km_from_last: None,
         };
         let ev = Event {
             event_id: std::borrow::Cow::Borrowed(""),

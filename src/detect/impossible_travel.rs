@@ -81,17 +81,7 @@ impl ImpossibleTravelConfig {
     }
 }
 
-/// Mean Earth radius, km.
-const EARTH_RADIUS_KM: f64 = 6371.0;
-
-/// Great-circle distance between two points, km.
-pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let dp = p2 - p1;
-    let dl = (lon2 - lon1).to_radians();
-    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * EARTH_RADIUS_KM * a.sqrt().min(1.0).asin()
-}
+pub use crate::event::haversine_km;
 
 /// See the module docs.
 pub struct ImpossibleTravel {
@@ -130,11 +120,10 @@ struct Trip {
 
 impl ImpossibleTravel {
     /// The trip from the profile's last learned position to the event's, if it was impossible.
-    fn trip(&self, ev: &Event<'_>, profile: &Profile, facts: &Facts) -> Option<Trip> {
-        let (Some(g), Some((lat, lon, at))) = (ev.geo, profile.last_geo()) else {
+    fn trip(&self, profile: &Profile, facts: &Facts) -> Option<Trip> {
+        let (Some(km), Some((_, _, at))) = (facts.km_from_last, profile.last_geo()) else {
             return None;
         };
-        let km = haversine_km(lat, lon, g.lat, g.lon);
         if km < self.min_distance_km {
             return None;
         }
@@ -159,7 +148,7 @@ impl ImpossibleTravel {
         if ev.geo.is_none() || profile.last_geo().is_none() {
             return None;
         }
-        Some(self.trip(ev, profile, facts).is_some())
+        Some(self.trip(profile, facts).is_some())
     }
 
     /// The factor on the score for a population whose share of impossible pairs is `share`.
@@ -180,7 +169,7 @@ impl Detector for ImpossibleTravel {
     }
 
     fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {
-        let Some(Trip { km, secs, kmh, s }) = self.trip(ctx.ev, ctx.profile, ctx.facts) else {
+        let Some(Trip { km, secs, kmh, s }) = self.trip(ctx.profile, ctx.facts) else {
             return;
         };
         let mut s = s.min(1.0);

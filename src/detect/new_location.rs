@@ -46,12 +46,7 @@ impl Detector for NewLocation {
         let rate = (ctx.profile.novel_count(Novelty::Location) + 0.5) / (n + 1.0);
         let factor = if new_cell { 1.0 } else { IP_ONLY_FACTOR };
         let s = (1.0 - rate).max(0.0) * ctx.prior.own_weight(n) * factor;
-        let km = match (ctx.ev.geo, ctx.profile.last_geo()) {
-            (Some(g), Some((lat, lon, _))) => {
-                super::impossible_travel::haversine_km(lat, lon, g.lat, g.lon)
-            }
-            _ => -1.0,
-        };
+        let km = ctx.facts.km_from_last.unwrap_or(-1.0);
         out.push(
             Code::NewLocation,
             s,

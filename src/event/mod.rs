@@ -247,6 +247,18 @@ pub struct Geo {
     pub lon: f64,
 }
 
+/// Mean Earth radius, km.
+const EARTH_RADIUS_KM: f64 = 6371.0;
+
+/// Great-circle distance between two points, km.
+pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * a.sqrt().min(1.0).asin()
+}
+
 /// A validated wallet event, borrowing its strings from the input buffer where it can.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event<'a> {
