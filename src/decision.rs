@@ -1330,12 +1330,19 @@ mod tests {
         let family = dec.surprise(&s, &r, EventType::Payment);
         assert!(family <= one(Code::BalanceDrain, 0.04) + 1e-9, "{family}");
         // Before any data nothing is surprising.
-        assert_eq!(dec.surprise(&s, &SignalRates::default(), EventType::Payment), 0.0);
+        assert_eq!(
+            dec.surprise(&s, &SignalRates::default(), EventType::Payment),
+            0.0
+        );
         // And it lifts the combined score of the rare evidence far more than the common.
         let score = |code: Code, sc: f64| {
             let mut d0 = Decision::from_signals(Signals::default());
             d0.signals.push(code, sc, 0.5, d());
-            dec.decide_in_place(&mut d0, ChainHints::default(), Some((&r, EventType::Payment)));
+            dec.decide_in_place(
+                &mut d0,
+                ChainHints::default(),
+                Some((&r, EventType::Payment)),
+            );
             d0.score
         };
         let lifted = score(Code::AmountOutlier, 0.04);
