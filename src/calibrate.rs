@@ -931,35 +931,26 @@ pub const SEPARABLE_AUC: f64 = 0.75;
 /// ROC-AUC of the attack events of the window against its other events, each scored by
 /// `score` (events without a signal score 0); `None` without attack events or others.
 fn separability(score: &[f64], st: &Stored) -> Option<f64> {
-    let (mut pos, mut neg) = (Vec::new(), Vec::new());
-    for (s, attack) in score.iter().zip(&st.attack) {
-        if *attack {
-            pos.push(*s);
-        } else {
-            neg.push(*s);
-        }
+    let scored: Vec<(f64, bool)> = score
+        .iter()
+        .copied()
+        .zip(st.attack.iter().copied())
+        .collect();
+    let pos = scored.iter().filter(|(_, a)| *a).count() as u64;
+    let neg = scored.len() as u64 - pos;
+    let lowest = scored.iter().map(|(s, _)| *s).fold(f64::INFINITY, f64::min);
+    let mut groups = crate::eval::metrics::score_groups(scored);
+    // Events without a signal were not stored: they score 0, tied at the bottom.
+    let zeros = (
+        st.attacks.saturating_sub(pos),
+        st.events.saturating_sub(st.attacks).saturating_sub(neg),
+    );
+    match groups.last_mut() {
+        Some(g) if lowest <= 0.0 => *g = (g.0 + zeros.0, g.1 + zeros.1),
+        _ if zeros != (0, 0) => groups.push(zeros),
+        _ => {}
     }
-    // Events without a signal were not stored: they score 0.
-    let pos_zero = st.attacks.saturating_sub(pos.len() as u64) as f64;
-    let neg_zero = (st.events.saturating_sub(st.attacks)).saturating_sub(neg.len() as u64) as f64;
-    let (np, nn) = (pos.len() as f64 + pos_zero, neg.len() as f64 + neg_zero);
-    if np == 0.0 || nn == 0.0 {
-        return None;
-    }
-    neg.sort_by(f64::total_cmp);
-    // Each positive beats the negatives below it and ties half of those equal to it.
-    let beat = |p: f64| {
-        let below = neg.partition_point(|n| *n < p) as f64;
-        let equal = (neg.partition_point(|n| *n <= p) as f64) - below;
-        let (zb, ze) = if p > 0.0 {
-            (neg_zero, 0.0)
-        } else {
-            (0.0, neg_zero)
-        };
-        below + zb + 0.5 * (equal + ze)
-    };
-    let wins: f64 = pos.iter().map(|p| beat(*p)).sum::<f64>() + pos_zero * beat(0.0);
-    Some(wins / (np * nn))
+    crate::eval::metrics::group_aucs(&groups).1
 }
 
 /// Thresholds for the budgets with `cand`'s weights, on evidence `st` gathered under

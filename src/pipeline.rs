@@ -545,7 +545,7 @@ impl Engine {
                     .population
                     .observe_score(&self.prior.pop, decision.raw_score, share);
             }
-            if let Some(impossible) = self.travel.pair(ev, profile, &facts) {
+            if let Some(impossible) = self.travel.pair(profile, &facts) {
                 state.population.observe_travel(&self.prior.pop, impossible);
             }
             let tiny_new = CardTesting::is_tiny_new_merchant(

@@ -516,16 +516,8 @@ fn a_repeated_event_id_is_learned_once() {
         fifty.len(),
         "duplicates still get decisions"
     );
-    let reasons = |r: &Run| {
-        r.decision(&follow)["reasons"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|x| x["code"].as_str().map(str::to_owned))
-            .collect::<Vec<_>>()
-    };
     assert!(
-        reasons(&a).iter().any(|c| c == "AMOUNT_OUTLIER"),
+        a.codes(&follow).contains(&"AMOUNT_OUTLIER"),
         "the follow-up must be unusual for this test to mean anything:\n{}",
         a.dump(&[&big, &follow])
     );
@@ -597,13 +589,7 @@ fn a_new_payee_paid_again_and_again_is_flagged_but_not_frozen() {
         "expected an alert by the third transfer to the new payee\n{}",
         run.dump(&ids)
     );
-    let first = run.decision(ids[flagged.unwrap()]);
-    let codes: Vec<&str> = first["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["code"].as_str())
-        .collect();
+    let codes = run.codes(ids[flagged.unwrap()]);
     assert!(codes.contains(&"PAYEE_BUILDUP"), "{codes:?}");
     assert!(
         run.commands_of("freeze_account").is_empty(),
@@ -718,21 +704,13 @@ fn a_card_used_again_and_again_above_its_habit_is_stepped_up_by_the_run() {
         .collect();
     let run = replay_lines(&s.lines());
     let ids: Vec<&str> = spree.iter().map(String::as_str).collect();
-    let codes = |id: &str| {
-        run.decision(id)["reasons"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["code"].as_str().map(str::to_owned))
-            .collect::<Vec<_>>()
-    };
     assert!(
-        !codes(ids[0]).contains(&"HABIT_RUN".into()),
+        !run.codes(ids[0]).contains(&"HABIT_RUN"),
         "{}",
         run.dump(&ids)
     );
     assert!(
-        codes(ids[2]).contains(&"HABIT_RUN".into()),
+        run.codes(ids[2]).contains(&"HABIT_RUN"),
         "{}",
         run.dump(&ids)
     );

@@ -10,7 +10,6 @@
 
 use super::{duration, Code, Detail, Detector, Input, Signals};
 use crate::baseline::{Facts, Profile};
-use crate::event::Event;
 use crate::validate::{nonneg, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
 
@@ -144,10 +143,8 @@ impl ImpossibleTravel {
     /// Whether the event and the profile's last learned position form a pair of positions
     /// (`None`: they do not), and whether that trip was impossible: what the partition's
     /// population learns about how noisy positions are.
-    pub fn pair(&self, ev: &Event<'_>, profile: &Profile, facts: &Facts) -> Option<bool> {
-        if ev.geo.is_none() || profile.last_geo().is_none() {
-            return None;
-        }
+    pub fn pair(&self, profile: &Profile, facts: &Facts) -> Option<bool> {
+        facts.km_from_last?;
         Some(self.trip(profile, facts).is_some())
     }
 
@@ -259,7 +256,7 @@ mod tests {
             let s = k.json(t, "login", geo);
             let e = crate::event::parse_event(s.as_bytes()).unwrap();
             let f = k.profile.facts(&k.params, &e);
-            d.pair(&e, &k.profile, &f)
+            d.pair(&k.profile, &f)
         };
         let sh = r#""geo":{"lat":31.23,"lon":121.47}"#;
         assert_eq!(pair(&mut k, T0, sh), None, "no position learned yet");

@@ -356,10 +356,15 @@ pub fn compute(recs: &[Rec], names: &[String]) -> (Figures, Curves) {
 /// Scores descending, grouped into thresholds: `(true positives, false positives)` added at
 /// each distinct score.
 fn threshold_groups(recs: &[Rec]) -> Vec<(u64, u64)> {
-    let mut v: Vec<(f32, bool)> = recs.iter().map(|r| (r.score, r.attack)).collect();
+    score_groups(recs.iter().map(|r| (r.score as f64, r.attack)).collect())
+}
+
+/// `(score, positive)` pairs, scores descending, grouped into thresholds: `(positives,
+/// negatives)` at each distinct score.
+pub(crate) fn score_groups(mut v: Vec<(f64, bool)>) -> Vec<(u64, u64)> {
     v.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     let mut groups: Vec<(u64, u64)> = Vec::new();
-    let mut last: Option<f32> = None;
+    let mut last: Option<f64> = None;
     for (s, a) in v {
         if last != Some(s) {
             groups.push((0, 0));
@@ -378,7 +383,11 @@ fn threshold_groups(recs: &[Rec]) -> Vec<(u64, u64)> {
 
 /// `(average precision, ROC AUC)`; `None` when a class is absent.
 fn aucs(recs: &[Rec]) -> (Option<f64>, Option<f64>) {
-    let groups = threshold_groups(recs);
+    group_aucs(&threshold_groups(recs))
+}
+
+/// `(average precision, ROC AUC)` of [`score_groups`]; `None` when a class is absent.
+pub(crate) fn group_aucs(groups: &[(u64, u64)]) -> (Option<f64>, Option<f64>) {
     let p: u64 = groups.iter().map(|g| g.0).sum();
     let n: u64 = groups.iter().map(|g| g.1).sum();
     if p == 0 {
@@ -386,7 +395,7 @@ fn aucs(recs: &[Rec]) -> (Option<f64>, Option<f64>) {
     }
     let (mut tp, mut fp) = (0u64, 0u64);
     let (mut ap, mut auc) = (0.0, 0.0);
-    for (gp, gn) in groups {
+    for &(gp, gn) in groups {
         let (tp0, fp0) = (tp, fp);
         tp += gp;
         fp += gn;

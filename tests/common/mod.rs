@@ -659,6 +659,16 @@ impl Run {
         self.decision(event_id)["action"].as_str().unwrap_or("?")
     }
 
+    /// The reason codes of the decision for `event_id`, in order.
+    pub fn codes(&self, event_id: &str) -> Vec<&str> {
+        self.decision(event_id)["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["code"].as_str())
+            .collect()
+    }
+
     /// Commands of kind `command` (`freeze_account`, `require_step_up`).
     pub fn commands_of(&self, command: &str) -> Vec<&Value> {
         self.commands
