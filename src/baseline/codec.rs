@@ -11,9 +11,26 @@
 //! reordering or adding struct fields cannot silently change them. A format change gets a
 //! new [`FORMAT_VERSION`], and [`decode`] keeps reading every older version.
 //!
-//! # Format version 6 (current)
+//! # Format version 7 (current)
 //!
-//! [`ENCODED_LEN`] = 258 bytes: version 5 below with `6` in the version byte, followed by the
+//! [`ENCODED_LEN`] = 234 bytes: version 6 below with `7` in the version byte and the hour
+//! histogram one byte per hour ([`super::HOUR_UNIT`] per event) instead of two. Every field
+//! after `hours` keeps its version-6 order, 24 bytes earlier:
+//!
+//! | Offset | Size    | Field                                                            |
+//! |-------:|--------:|------------------------------------------------------------------|
+//! |      0 |  8      | magic, version `7`, set lengths (as in version 1)                |
+//! |      8 | 14 × u32| `slots` (fingerprints)                                           |
+//! |     64 | 94      | `last_seen` … `tiny_new`, as at offsets 64–157 of version 6      |
+//! |    158 | 24 × u8 | `hours`                                                          |
+//! |    182 | 52      | `flags` … `odd_share`, as at offsets 206–257 of version 6        |
+//!
+//! Records of versions 1–6 decode with their two-byte histogram scaled to bytes
+//! ([`hours_from_u16`]): the same proportions, to within a sixteenth of an event.
+//!
+//! # Format version 6
+//!
+//! [`V6_LEN`] = 258 bytes: version 5 below with `6` in the version byte, followed by the
 //! two bytes of `HABIT_RUN`'s state. Records of versions 1–5 decode with no run under way and
 //! no learned share (the detector starts from its prior):
 //!
@@ -128,7 +145,7 @@ use super::{
 };
 
 /// Current format version written by [`encode`].
-pub const FORMAT_VERSION: u8 = 6;
+pub const FORMAT_VERSION: u8 = 7;
 
 /// The two bytes every record starts with.
 pub const MAGIC: [u8; 2] = *b"WG";
@@ -158,7 +175,10 @@ const CORE_FIELDS: usize = V1_LEN - HEADER_LEN - V1_SLOTS * 8;
 const V3_TAIL: usize = V3_LEN - V1_LEN;
 
 /// Exact size of an encoded profile of the current version.
-pub const ENCODED_LEN: usize = V5_LEN + 2; // run, odd_share
+pub const ENCODED_LEN: usize = V6_LEN - 24; // one byte per hour instead of two
+
+/// Exact size of a version-6 record (two-byte hours).
+pub const V6_LEN: usize = V5_LEN + 2; // run, odd_share
 
 /// Exact size of a version-5 record (32-bit slots, no run state).
 pub const V5_LEN: usize = HEADER_LEN
@@ -249,6 +269,7 @@ pub fn decode_record(bytes: &[u8], params: &Params) -> Result<(Profile, Option<C
     // Cases follow the profile since version 5; the profile's length comes from its version.
     let len = match bytes.get(2) {
         Some(&FORMAT_VERSION) => ENCODED_LEN,
+        Some(6) => V6_LEN,
         Some(5) => V5_LEN,
         _ => return Ok((decode(bytes, params)?, None)),
     };
@@ -331,9 +352,7 @@ pub fn encode(profile: &Profile, params: &Params, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&failed.to_le_bytes());
     out.extend_from_slice(&tiny_new.to_le_bytes());
-    for h in hours {
-        out.extend_from_slice(&h.to_le_bytes());
-    }
+    out.extend_from_slice(hours);
     out.push(*flags);
     for b in payees_seen {
         out.extend_from_slice(&b.to_le_bytes());
@@ -378,7 +397,8 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
         3 => (V3_LEN, 8),
         4 => (V4_LEN, 8),
         5 => (V5_LEN, 4),
-        6 => (ENCODED_LEN, 4),
+        6 => (V6_LEN, 4),
+        7 => (ENCODED_LEN, 4),
         v => return Err(CodecError::UnknownVersion(v)),
     };
     let got = bytes.len();
@@ -415,7 +435,7 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
             *s = r.u32().ok_or(truncated.clone())?;
         }
     }
-    read_core(&mut r, &mut profile).ok_or(truncated.clone())?;
+    read_core(&mut r, &mut profile, version >= 7).ok_or(truncated.clone())?;
     match version {
         1 => profile.payees_seen[0] = seed,
         2 => {
@@ -469,9 +489,25 @@ fn read_v3_tail(r: &mut Reader<'_>, profile: &mut Profile) -> Option<()> {
     Some(())
 }
 
-/// Reads the fields every version has after its slots, `last_seen` … `flags`; `None` if
-/// the reader runs out of bytes.
-fn read_core(r: &mut Reader<'_>, p: &mut Profile) -> Option<()> {
+/// The hour histogram of a record before version 7 (256 units per event, two bytes per hour)
+/// in bytes of [`super::HOUR_UNIT`] per event: each hour rounded to the nearest unit, and the
+/// whole histogram scaled down if its largest hour would not fit a byte, as the profile
+/// halves it when a bin would overflow.
+pub fn hours_from_u16(old: [u16; 24]) -> [u8; 24] {
+    let per = 256.0 / super::HOUR_UNIT as f64;
+    let max = old.iter().copied().max().unwrap_or(0) as f64 / per;
+    let scale = if max > u8::MAX as f64 {
+        u8::MAX as f64 / max
+    } else {
+        1.0
+    };
+    old.map(|h| (h as f64 / per * scale).round().min(u8::MAX as f64) as u8)
+}
+
+/// Reads the fields every version has after its slots, `last_seen` … `flags` (the hours
+/// one byte each when `hours_u8`, two before version 7); `None` if the reader runs out of
+/// bytes.
+fn read_core(r: &mut Reader<'_>, p: &mut Profile, hours_u8: bool) -> Option<()> {
     p.last_seen = r.u32()?;
     p.first_seen = r.u32()?;
     p.fast_at = r.u32()?;
@@ -501,8 +537,14 @@ fn read_core(r: &mut Reader<'_>, p: &mut Profile) -> Option<()> {
     }
     p.failed = r.u16()?;
     p.tiny_new = r.u16()?;
-    for h in &mut p.hours {
-        *h = r.u16()?;
+    if hours_u8 {
+        p.hours = r.take()?;
+    } else {
+        let mut old = [0u16; 24];
+        for h in &mut old {
+            *h = r.u16()?;
+        }
+        p.hours = hours_from_u16(old);
     }
     let [flags] = r.take()?;
     p.flags = flags;
@@ -628,10 +670,12 @@ mod tests {
     /// byte order shows.
     fn sample() -> Profile {
         let slots = sample_hashes().map(slot_fp);
+        // As records before version 7 hold them, so every version decodes to this sample.
         let mut hours = [0u16; 24];
         for (i, h) in hours.iter_mut().enumerate() {
             *h = (i as u16) * 1000 + 7;
         }
+        let hours = hours_from_u16(hours);
         Profile {
             slots,
             last_seen: 1_790_000_000,
@@ -717,13 +761,14 @@ mod tests {
     }
 
     #[test]
-    fn encoded_len_is_258() {
+    fn encoded_len_is_234() {
         assert_eq!(V1_LEN, 263);
         assert_eq!(V2_LEN, 288);
         assert_eq!(V3_LEN, 296);
         assert_eq!(V4_LEN, 312);
         assert_eq!(V5_LEN, 256);
-        assert_eq!(ENCODED_LEN, 258, "update the module doc table");
+        assert_eq!(V6_LEN, 258);
+        assert_eq!(ENCODED_LEN, 234, "update the module doc table");
         assert_eq!(enc(&Profile::default(), &params()).len(), ENCODED_LEN);
         assert_eq!(enc(&sample(), &params()).len(), ENCODED_LEN);
     }
@@ -771,13 +816,13 @@ mod tests {
     #[test]
     fn layout_offsets_match_the_doc_table() {
         let b = enc(&sample(), &pinned_params());
-        assert_eq!(&b[0..3], b"WG\x06");
+        assert_eq!(&b[0..3], b"WG\x07");
         assert_eq!(&b[3..8], &[3, 4, 3, 2, 2]);
         assert_eq!(&b[8..12], &slot_fp(0x0123_4567_89AB_CD00).to_le_bytes());
         assert_eq!(&b[60..64], &slot_fp(0x0123_4567_89AB_CD0D).to_le_bytes());
-        // Every version-1 field after the slots, 56 bytes earlier than in version 1.
+        // The version-1 fields from `last_seen` to `tiny_new`, 56 bytes earlier.
         let v1 = unhex(GOLDEN_V1);
-        assert_eq!(&b[64..207], &v1[120..263]);
+        assert_eq!(&b[64..158], &v1[120..214]);
         assert_eq!(&b[64..68], &1_790_000_000u32.to_le_bytes());
         assert_eq!(&b[76..80], &1_789_000_001u32.to_le_bytes());
         assert_eq!(&b[100..104], &1_789_999_500u32.to_le_bytes());
@@ -788,24 +833,42 @@ mod tests {
         assert_eq!(&b[144..146], &(-12_147i16).to_le_bytes());
         assert_eq!(&b[146..148], &256u16.to_le_bytes());
         assert_eq!(&b[154..156], &513u16.to_le_bytes());
-        assert_eq!(&b[158..160], &7u16.to_le_bytes());
-        assert_eq!(&b[204..206], &23_007u16.to_le_bytes());
-        assert_eq!(b[206], FLAG_BASE_NEW_PAYEE | 0b101);
-        assert_eq!(&b[207..240], &unhex(GOLDEN_V3_TAIL)[..]);
-        assert_eq!(&b[207..215], &0x0102_0304_0506_0708u64.to_le_bytes());
-        assert_eq!(&b[223..225], &0xBEEFu16.to_le_bytes());
-        assert_eq!(&b[231..235], &1_789_888_000u32.to_le_bytes());
-        assert_eq!(b[239], 0x35);
-        assert_eq!(&b[240..244], &0xA1A2_A3A4u32.to_le_bytes());
-        assert_eq!(&b[252..256], &7u32.to_le_bytes());
-        assert_eq!(&b[256..258], &[0x2A, 0x1B]);
+        assert_eq!(&b[158..182], &sample().hours);
+        assert_eq!(b[181], u8::MAX, "the largest hour fills its byte");
+        assert_eq!(b[182], FLAG_BASE_NEW_PAYEE | 0b101);
+        assert_eq!(&b[183..216], &unhex(GOLDEN_V3_TAIL)[..]);
+        assert_eq!(&b[183..191], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(&b[199..201], &0xBEEFu16.to_le_bytes());
+        assert_eq!(&b[207..211], &1_789_888_000u32.to_le_bytes());
+        assert_eq!(b[215], 0x35);
+        assert_eq!(&b[216..220], &0xA1A2_A3A4u32.to_le_bytes());
+        assert_eq!(&b[228..232], &7u32.to_le_bytes());
+        assert_eq!(&b[232..234], &[0x2A, 0x1B]);
+    }
+
+    #[test]
+    fn old_hours_keep_their_proportions_in_a_byte() {
+        // Small histograms keep their counts: 256 units per event become 16.
+        let mut old = [0u16; 24];
+        old[9] = 3 * 256;
+        old[10] = 256;
+        old[11] = 100; // 0.39 of an event: 6.25 units, rounded
+        let h = hours_from_u16(old);
+        assert_eq!((h[9], h[10], h[11], h[12]), (48, 16, 6, 0));
+        // A large one is scaled so its largest hour fills a byte, the rest in proportion.
+        let mut old = [0u16; 24];
+        old[0] = 60_000;
+        old[1] = 30_000;
+        old[2] = 600;
+        let h = hours_from_u16(old);
+        assert_eq!((h[0], h[1], h[2]), (255, 128, 3));
     }
 
     #[test]
     fn version_5_records_still_decode() {
         let p = pinned_params();
         // Version 5 is version 6 without the run state: the same bytes up to 256.
-        let mut v5 = enc(&sample(), &p);
+        let mut v5 = golden_v6();
         v5.truncate(V5_LEN);
         v5[2] = 5;
         assert_eq!(decode(&v5, &p), Ok(sample_v5()));
@@ -939,23 +1002,45 @@ mod tests {
         "6b8888886a888888",
     );
 
+    /// The hours of [`sample`] in bytes (version 7).
+    const GOLDEN_V7_HOURS: &str = concat!(
+        "000b16212c37434e59646f7a", // hours[0..12] (hours[0], 7 of 256 units, rounds away)
+        "85909ba6b1bcc8d3dee9f4ff", // hours[12..24]
+    );
+
+    /// Version-6 bytes of [`sample`] with the pinned layout, from the golden pieces.
+    fn golden_v6() -> Vec<u8> {
+        let v1 = unhex(GOLDEN_V1);
+        let mut b = unhex("5747060304030202");
+        b.extend(unhex(GOLDEN_V5_SLOTS));
+        b.extend_from_slice(&v1[120..]);
+        b.extend(unhex(GOLDEN_V3_TAIL));
+        b.extend(unhex("a4a3a2a1b4b3b2b1c4c3c2c107000000"));
+        b.extend(unhex("2a1b"));
+        b
+    }
+
     #[test]
-    fn golden_bytes_v5_and_v6() {
+    fn golden_bytes_v5_v6_and_v7() {
         let p = pinned_params();
         let b = enc(&sample(), &p);
         // Version 5: the version-4 fields with 32-bit slots.
-        let v1 = unhex(GOLDEN_V1);
-        let mut want = unhex("5747050304030202");
-        want.extend(unhex(GOLDEN_V5_SLOTS));
-        want.extend_from_slice(&v1[120..]);
-        want.extend(unhex(GOLDEN_V3_TAIL));
-        want.extend(unhex("a4a3a2a1b4b3b2b1c4c3c2c107000000"));
+        let mut want = golden_v6();
+        want.truncate(V5_LEN);
+        want[2] = 5;
         assert_eq!(decode(&want, &p), Ok(sample_v5()));
         // Version 6: version 5 with the run state after it.
-        want[2] = 6;
-        want.extend(unhex("2a1b"));
-        assert_eq!(hex(&b), hex(&want), "the v6 encoding changed");
+        let want = golden_v6();
+        assert_eq!(want.len(), V6_LEN);
         assert_eq!(decode(&want, &p), Ok(sample()));
+        assert_eq!(decode_record(&want, &p), Ok((sample(), None)));
+        // Version 7: version 6 with one byte per hour.
+        let mut v7 = want[..158].to_vec();
+        v7[2] = 7;
+        v7.extend(unhex(GOLDEN_V7_HOURS));
+        v7.extend_from_slice(&want[206..]);
+        assert_eq!(hex(&b), hex(&v7), "the v7 encoding changed");
+        assert_eq!(decode(&v7, &p), Ok(sample()));
     }
 
     fn cfg_with(devices: usize, counterparties: usize) -> Config {
@@ -1088,7 +1173,7 @@ mod tests {
         v[2] = 0;
         assert_eq!(decode(&v, &p), Err(CodecError::UnknownVersion(0)));
         // A future version is recognised from its header alone, whatever its length.
-        assert_eq!(decode(b"WG\x07", &p), Err(CodecError::UnknownVersion(7)));
+        assert_eq!(decode(b"WG\x08", &p), Err(CodecError::UnknownVersion(8)));
         // A version-1 record must have the version-1 length.
         let mut v1 = unhex(GOLDEN_V1);
         assert!(decode(&v1, &p).is_ok());
@@ -1137,7 +1222,7 @@ mod tests {
             let mode = rng.next() % 4;
             if mode > 0 {
                 buf.resize(ENCODED_LEN, 0);
-                buf[..3].copy_from_slice(b"WG\x06");
+                buf[..3].copy_from_slice(&[b'W', b'G', FORMAT_VERSION]);
             }
             if mode == 2 {
                 for l in &mut buf[3..8] {

@@ -178,8 +178,14 @@ pub fn currency_tag(code: [u8; 3]) -> u8 {
 const RING_NEW_PAYEE: u16 = 1 << 15;
 /// Largest delta a ring entry holds.
 pub const RING_MAX_DELTA: u16 = RING_NEW_PAYEE - 1;
-/// Fixed-point units per event in the hour histogram.
-const HOUR_UNIT: f64 = 256.0;
+/// Fixed-point units per event in the hour histogram (a byte per hour: 16 events in one hour
+/// fill it, and the whole histogram then halves, which keeps its proportions).
+pub const HOUR_UNIT: u8 = 16;
+/// Days per decay step of the hour histogram. Why not daily like the novelty counters: a
+/// byte cannot hold a 2% daily decay (16 × 0.977 rounds back to 16), while a week's 15% is
+/// about one step per byte value; the histogram is read as proportions, which a weekly step
+/// barely moves.
+pub const HOUR_EPOCH_DAYS: u32 = 7;
 /// Fixed-point units per event in the novelty and short-term counters.
 const COUNT_UNIT: f64 = 256.0;
 /// Resolution of the stored last position, in degrees (about 1.1 km).
@@ -326,9 +332,9 @@ impl Params {
     }
 }
 
-/// One user's baseline. Plain data, fixed size (256 bytes), no heap: a million users fit in
-/// 256 MB (264 with the key the store keeps beside each) and a profile serialises by copying
-/// fields.
+/// One user's baseline. Plain data, fixed size (232 bytes: 226 of fields, rounded up to the
+/// 8-byte alignment), no heap: a million users fit in 232 MB (240 with the key the store keeps
+/// beside each) and a profile serialises by copying fields.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profile {
     /// Remembered hashes as 32-bit fingerprints ([`slot_fp`]), partitioned by
@@ -374,9 +380,10 @@ pub struct Profile {
     pub failed: u16,
     /// Short-term decayed tiny payments to new merchants, fixed point.
     pub tiny_new: u16,
-    /// Hour-of-day histogram in local time, fixed point, day-stepped decay. Used as
-    /// proportions; the absolute scale is renormalised when a bin would overflow.
-    pub hours: [u16; 24],
+    /// Hour-of-day histogram in local time, [`HOUR_UNIT`] per event, decayed in steps of
+    /// [`HOUR_EPOCH_DAYS`]. Used as proportions; the whole histogram halves when a bin would
+    /// overflow.
+    pub hours: [u8; 24],
     /// Bits 0–3: credential change `i` came from a device new at the time. Bit 4
     /// ([`FLAG_OWN_DEVICE_LAST`]): the latest learned client event came from a known device.
     /// Bit 7 ([`FLAG_BASE_NEW_PAYEE`]): the money out at `ring_base` went to a new payee.
@@ -1143,20 +1150,27 @@ impl Profile {
         // factors, so the histogram and novelty counters decay once per calendar day crossed.
         if days_crossed > 0 {
             let factor = p.day_factor.powi(days_crossed.min(10_000) as i32);
-            for h in self.hours.iter_mut() {
-                *h = decay_fixed(*h, factor);
-            }
             for v in self.novel.iter_mut() {
                 *v = decay_fixed(*v, factor);
             }
+            let weeks = (f.t / 86_400 / HOUR_EPOCH_DAYS)
+                .saturating_sub(self.last_seen / 86_400 / HOUR_EPOCH_DAYS);
+            if weeks > 0 {
+                let factor = p
+                    .day_factor
+                    .powi((weeks.min(2_000) * HOUR_EPOCH_DAYS) as i32);
+                for h in self.hours.iter_mut() {
+                    // Never above its input, so it fits back in a byte.
+                    *h = decay_fixed(*h as u16, factor) as u8;
+                }
+            }
         }
-        let unit = HOUR_UNIT as u16;
-        if self.hours[f.hour] > u16::MAX - unit {
+        if self.hours[f.hour] > u8::MAX - HOUR_UNIT {
             for h in self.hours.iter_mut() {
                 *h /= 2;
             }
         }
-        self.hours[f.hour] += unit;
+        self.hours[f.hour] += HOUR_UNIT;
 
         // Only a successful, ordinary event proves the device, place or payee belongs to the
         // user's life: a failed login or a declined payment is often someone else trying, and
@@ -1288,9 +1302,9 @@ mod tests {
     }
 
     #[test]
-    fn profile_fits_in_256_bytes() {
+    fn profile_fits_in_232_bytes() {
         const { assert!(Profile::SIZE <= 256) };
-        assert_eq!(Profile::SIZE, 256, "update the docs if the size changes");
+        assert_eq!(Profile::SIZE, 232, "update the docs if the size changes");
     }
 
     #[test]
@@ -1459,6 +1473,51 @@ mod tests {
         let (rate, _) = prof.out_rate(&p, &f).unwrap();
         let per_day = rate * 86_400.0;
         assert!((0.8..1.2).contains(&per_day), "{per_day}");
+    }
+
+    #[test]
+    fn the_byte_histogram_decays_by_the_week_and_halves_when_full() {
+        let p = params();
+        let mut prof = Profile::default();
+        let day = 86_400_000;
+        let at = |prof: &mut Profile, t: i64| {
+            let s = ev(t, "payment", 50.0);
+            let e = parse_event(s.as_bytes()).unwrap();
+            let f = prof.facts(&p, &e);
+            prof.learn(&p, &e, &f);
+            f.hour
+        };
+        // Ten events at one hour, then one at another ten weeks later: the old hour has
+        // decayed as the half-life says (0.5^(70/30) ≈ 0.20), within a byte's rounding.
+        let old = (0..10)
+            .map(|i| at(&mut prof, T0 + i * 60_000))
+            .last()
+            .unwrap();
+        assert_eq!(prof.hours[old], 10 * HOUR_UNIT);
+        let new = at(&mut prof, T0 + 70 * day + 5 * 3_600_000);
+        assert_ne!(old, new);
+        let want = 160.0 * 0.5f64.powf(70.0 / p_half_life_days(&p));
+        let got = prof.hours[old] as f64;
+        assert!((got - want).abs() <= 0.1 * want + 2.0, "{got} vs {want}");
+        assert_eq!(prof.hours[new], HOUR_UNIT);
+        // Within one week nothing decays: the proportions move only by what is learned.
+        let before = prof.hours[old];
+        at(&mut prof, T0 + 71 * day + 5 * 3_600_000);
+        assert!(prof.hours[old] == before || prof.hours[new] == 2 * HOUR_UNIT);
+        // Filling one hour past a byte halves the whole histogram instead of wrapping.
+        let mut prof = Profile::default();
+        for i in 0..40 {
+            at(&mut prof, T0 + i * 60_000);
+        }
+        let h = at(&mut prof, T0 + 41 * 60_000);
+        // 42 events: halved at the 16th and the 24th, and the hour holds half a byte or more.
+        assert!(prof.hours[h] >= 128, "{}", prof.hours[h]);
+        assert!((prof.hour_share(h).unwrap() - 1.0).abs() < 1e-12);
+    }
+
+    /// The configured half-life of the long-term statistics, in days.
+    fn p_half_life_days(p: &Params) -> f64 {
+        -std::f64::consts::LN_2 / p.day_factor.ln()
     }
 
     fn learn_json(p: &Params, prof: &mut Profile, s: &str) -> Facts {
