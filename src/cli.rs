@@ -44,6 +44,10 @@ pub enum Cmd {
         /// Write the list entries feedback publishes (a confirmed fraud's blocks) here.
         #[arg(long)]
         lists_out: Option<PathBuf>,
+        /// Write the learned state at the end here, as the changelog records the service would
+        /// write (JSON lines: partition, key and value in hex).
+        #[arg(long)]
+        state_out: Option<PathBuf>,
         /// Score against these allow and block lists: one `walletguard.lists` entry (JSON) per
         /// line, as `--lists-out` writes them.
         #[arg(long)]

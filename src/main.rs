@@ -335,6 +335,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             commands,
             dlq,
             lists_out,
+            state_out,
             lists,
             config,
             partitions,
@@ -347,6 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 commands,
                 dlq,
                 lists: lists_out,
+                state: state_out,
             };
             let progress = std::io::stderr().is_terminal();
             let table = match &lists {

@@ -86,6 +86,9 @@ pub struct Sinks {
     /// List entries feedback published (a confirmed fraud's blocks), one JSON object per
     /// line as on the lists topic.
     pub lists: Option<PathBuf>,
+    /// The learned state at the end, as the changelog records the service would write for it
+    /// ([`write_state`]).
+    pub state: Option<PathBuf>,
 }
 
 /// Totals of a replay.
@@ -401,7 +404,61 @@ pub fn replay_file(
         &mut |b| bar.set_position(b.min(total.unwrap_or(u64::MAX))),
     )?;
     bar.finish_and_clear();
+    if let Some(path) = &sinks.state {
+        write_state(engine, &router, path)?;
+    }
     Ok((summary, router.profiles()))
+}
+
+/// Writes the learned state of every emulated partition as the changelog records the service
+/// would write for it: one JSON line per record, `{"partition", "key", "value"}`, key and
+/// value in hex, each partition's profiles in key order and then its population (key
+/// `walletguard.population`). The values are exactly the bytes of `walletguard.profiles`, so a
+/// replay's file shows whether a change moved what a restore would read (and a history can be
+/// turned into a changelog to start from).
+pub fn write_state(engine: &Engine, router: &Partitioned, path: &Path) -> Result<(), ReplayError> {
+    let mut out = create_output(path)?;
+    let params = engine.params();
+    let mut value = Vec::with_capacity(crate::baseline::codec::ENCODED_LEN + 64);
+    let mut line = String::new();
+    let mut write = |out: &mut Box<dyn Write>, p: usize, key: &[u8], value: &[u8]| {
+        line.clear();
+        line.push_str(&format!("{{\"partition\":{p},\"key\":\""));
+        hex_into(&mut line, key);
+        line.push_str("\",\"value\":\"");
+        hex_into(&mut line, value);
+        line.push_str("\"}\n");
+        out.write_all(line.as_bytes())
+            .map_err(io_err("cannot write", path))
+    };
+    for (p, state) in router.states.iter().enumerate() {
+        let mut keys: Vec<u64> = state.profiles.iter().map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        for key in keys {
+            if let Some(prof) = state.profiles.get(key) {
+                value.clear();
+                crate::baseline::codec::encode_record(
+                    prof,
+                    state.cases.get(&key),
+                    params,
+                    &mut value,
+                );
+                write(&mut out, p, &key.to_be_bytes(), &value)?;
+            }
+        }
+        value.clear();
+        state.population.encode(&mut value);
+        write(&mut out, p, b"walletguard.population", &value)?;
+    }
+    out.flush().map_err(io_err("cannot write", path))
+}
+
+/// Appends `bytes` to `s` in lowercase hex.
+fn hex_into(s: &mut String, bytes: &[u8]) {
+    use std::fmt::Write as _;
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
 }
 
 /// Replays `input` through `engine`, writing to `sinks`. `clock` gives `now` for each event
@@ -655,6 +712,59 @@ mod tests {
         let mut one: Vec<String> = one.lines().map(String::from).collect();
         one.sort();
         assert_ne!(one, got, "a partition's population is its own");
+    }
+
+    #[test]
+    fn the_state_file_holds_what_a_restore_would_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.jsonl");
+        let opts = crate::sim::SimParams {
+            users: 200,
+            days: 10,
+            seed: 7,
+            ..crate::sim::SimParams::default()
+        };
+        let mut text = Vec::new();
+        for ev in crate::sim::Simulator::new(&opts).unwrap() {
+            ev.write_json(&mut text);
+            text.push(b'\n');
+        }
+        std::fs::write(&input, text).unwrap();
+        let engine = Engine::new(Config::default());
+        let sinks = Sinks {
+            state: Some(dir.path().join("state.jsonl")),
+            ..Sinks::default()
+        };
+        let (_, profiles) =
+            replay_file(&engine, &input, &sinks, 3, Default::default(), false).unwrap();
+        let unhex = |s: &str| -> Vec<u8> {
+            (0..s.len() / 2)
+                .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+                .collect()
+        };
+        let text = std::fs::read_to_string(dir.path().join("state.jsonl")).unwrap();
+        let (mut users, mut pops, mut last) = (0, 0, (0u64, Vec::new()));
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let p = v["partition"].as_u64().unwrap();
+            let key = unhex(v["key"].as_str().unwrap());
+            let value = unhex(v["value"].as_str().unwrap());
+            if key == b"walletguard.population" {
+                crate::baseline::Population::decode(&value).unwrap();
+                pops += 1;
+            } else {
+                let k = u64::from_be_bytes(key.as_slice().try_into().unwrap());
+                let (prof, _) =
+                    crate::baseline::codec::decode_record(&value, engine.params()).unwrap();
+                assert!(prof.last_seen > 0, "a held profile has been seen");
+                assert!((p, key.clone()) > last, "partition, then key order");
+                last = (p, key);
+                assert!(k != 0);
+                users += 1;
+            }
+        }
+        assert_eq!(users, profiles, "one record per profile held");
+        assert_eq!(pops, 3, "one population per partition");
     }
 
     #[test]

@@ -605,6 +605,7 @@ pub fn replay_file_with(
         commands: Some(dir.path().join("commands.jsonl")),
         dlq: Some(dir.path().join("dlq.jsonl")),
         lists: Some(dir.path().join("lists.jsonl")),
+        state: None,
     };
     let engine = engine();
     let mut router = replay::Partitioned::new(&engine, partitions as u32, lists.clone());
