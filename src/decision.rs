@@ -47,82 +47,24 @@ pub enum Combine {
     TwoAxis,
 }
 
-/// Which question a reason code answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Axis {
-    /// Evidence that the actor is not the owner.
-    Identity,
-    /// What the event puts at stake.
-    Stake,
-}
+pub use crate::detect::{Axis, Family};
 
-/// Correlated reason codes: within a family only the strongest counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// The device: never seen, or a stranger's acting beside the owner's.
-    Device,
-    /// The place: a new network or cell, or travel faster than possible.
-    Place,
-    /// A credential or binding changed lately.
-    Credential,
-    /// Failed logins or payments.
-    Attempts,
-    /// Habits of time: an odd hour, a long silence.
-    Habit,
-    /// A fraud pattern of its own (card testing).
-    Pattern,
-    /// The amount against habit and against the balance.
-    Amount,
-    /// The payee's novelty and age.
-    Payee,
-    /// How fast money leaves: a burst of outflows, or a run of them above the habit.
-    Velocity,
-}
-
-const FAMILIES: usize = 9;
+const FAMILIES: usize = Family::COUNT;
 
 /// The question each family answers, in [`Family`] order.
-const FAMILY_AXIS: [Axis; FAMILIES] = [
-    Axis::Identity,
-    Axis::Identity,
-    Axis::Identity,
-    Axis::Identity,
-    Axis::Identity,
-    Axis::Identity,
-    Axis::Stake,
-    Axis::Stake,
-    Axis::Stake,
-];
-
-impl Family {
-    fn index(self) -> usize {
-        self as usize
+const FAMILY_AXIS: [Axis; FAMILIES] = {
+    let mut a = [Axis::Identity; FAMILIES];
+    let mut i = 0;
+    while i < FAMILIES {
+        a[i] = Family::ALL[i].axis();
+        i += 1;
     }
-}
+    a
+};
 
 /// The question and family of a reason code.
-///
-/// Why these groups: the device and place families share a cause (a thief's phone in a
-/// thief's city), the amount family's two codes read the same number against two baselines,
-/// and a never-seen payee and a young payee paid again are the same fact twice. Counting each
-/// family once is what keeps one big withdrawal to the owner's own card from scoring as four
-/// independent pieces of evidence.
 pub fn family(code: Code) -> (Axis, Family) {
-    use Axis::*;
-    match code {
-        Code::NewDevice | Code::ConcurrentStranger => (Identity, Family::Device),
-        Code::NewLocation | Code::ImpossibleTravel => (Identity, Family::Place),
-        Code::CredentialChangeThenSpend | Code::AtoChain => (Identity, Family::Credential),
-        Code::FailedAttemptsBurst | Code::StepUpFailed => (Identity, Family::Attempts),
-        Code::ConfirmedFraud | Code::Blocklisted => (Identity, Family::Pattern),
-        Code::UnusualHour | Code::DormantReactivation => (Identity, Family::Habit),
-        Code::CardTesting => (Identity, Family::Pattern),
-        Code::AmountOutlier | Code::BalanceDrain => (Stake, Family::Amount),
-        Code::NewCounterparty | Code::PayeeBuildup | Code::NewRechargeNumber => {
-            (Stake, Family::Payee)
-        }
-        Code::VelocityBurst | Code::HabitRun => (Stake, Family::Velocity),
-    }
+    (code.axis(), code.family())
 }
 
 /// `[decision.two_axis]`: the action matrix of [`Combine::TwoAxis`]. Both axes are in [0, 1]:
@@ -1896,10 +1838,17 @@ mod tests {
 
     #[test]
     fn every_family_answers_the_question_its_codes_do() {
+        for (i, f) in Family::ALL.iter().enumerate() {
+            assert_eq!(f.index(), i, "Family::ALL is in declaration order");
+        }
         for c in Code::ALL {
             let (axis, fam) = family(c);
             assert_eq!(FAMILY_AXIS[fam.index()], axis, "{c}");
         }
+        // The identity families come first, the stake families last.
+        assert_eq!(FAMILY_AXIS.iter().filter(|a| **a == Axis::Stake).count(), 3);
+        assert_eq!(family(Code::HabitRun), (Axis::Stake, Family::Velocity));
+        assert_eq!(family(Code::NewDevice), (Axis::Identity, Family::Device));
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! Wherever a baseline exists the score is a statistical surprise (a tail probability mapped
 //! by [`surprise`]), not a fixed limit.
 //!
-//! To add a detector, three edits: a new file here (copy the smallest,
+//! To add a detector: a new file here named after its config table (copy the smallest,
 //! `new_recharge_number.rs`: the detector, its config struct with `Default` and
-//! `validate(table)`), one row in the `registry!` below (code, wire name, table, default,
-//! constructor), and its table in `config/walletguard.toml` (and a row in the README's detector
-//! table); tests fail until the file and the README have them.
+//! `validate(table)`), one row in the `registry!` below (code, wire name, changelog bit,
+//! family, table, default, constructor; the row declares the file's module and re-exports it),
+//! and its table in `config/walletguard.toml` (and a row in the README's detector table); tests
+//! fail until the file and the README have them.
 
 use std::fmt;
 
@@ -19,53 +20,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::validate::{invalid, unit, Checked};
 
-mod amount_outlier;
-mod balance_drain;
-mod blocklisted;
-mod card_testing;
-mod concurrent_stranger;
-mod credential_change;
-mod dormant_reactivation;
-mod failed_attempts;
-mod habit_run;
-mod impossible_travel;
-mod new_counterparty;
-mod new_device;
-mod new_location;
-mod new_recharge_number;
-mod payee_buildup;
-mod unusual_hour;
-mod velocity_burst;
-
-pub use amount_outlier::{AmountOutlier, AmountOutlierConfig};
-pub use balance_drain::{BalanceDrain, BalanceDrainConfig};
-pub use blocklisted::{Blocklisted, BlocklistedConfig};
-pub use card_testing::{CardTesting, CardTestingConfig, Tiny};
-pub use concurrent_stranger::{ConcurrentStranger, ConcurrentStrangerConfig};
-pub use credential_change::{CredentialChange, CredentialChangeConfig};
-pub use dormant_reactivation::{DormantReactivation, DormantReactivationConfig};
-pub use failed_attempts::{FailedAttempts, FailedAttemptsConfig};
-pub use habit_run::{HabitRun, HabitRunConfig};
-pub use impossible_travel::{haversine_km, ImpossibleTravel, ImpossibleTravelConfig};
-pub use new_counterparty::{NewCounterparty, NewCounterpartyConfig};
-pub use new_device::{NewDevice, NewDeviceConfig};
-pub use new_location::{NewLocation, NewLocationConfig};
-pub use new_recharge_number::{NewRechargeNumber, NewRechargeNumberConfig};
-pub use payee_buildup::{PayeeBuildup, PayeeBuildupConfig};
-pub use unusual_hour::{UnusualHour, UnusualHourConfig};
-pub use velocity_burst::{VelocityBurst, VelocityBurstConfig};
-
 /// The detector registry: one row per reason code, in the order codes sort (a tie in
-/// contribution is broken by it) and detectors run. A detector's row names its config table,
-/// the table's default, and how to build it; a code without one (`ATO_CHAIN`) is set by the
-/// decision. From these rows come [`Code`], [`Code::ALL`], [`Code::as_str`], the
-/// `[detectors]` config ([`DetectorsConfig`], its defaults and rules) and [`build`].
+/// contribution is broken by it) and detectors run. Every row gives the code's wire name, its
+/// bit in the masks the changelog stores ([`Code::bit`]: explicit, so inserting a row never
+/// re-labels stored snoozes; a test pins the shipped ones) and its [`Family`]. A detector's
+/// row also names its config table, which is also its file's module (declared and
+/// re-exported by the row), the table's default, and how to build it; a code without one
+/// (`ATO_CHAIN`) is set by the decision or by feedback. From these rows come [`Code`],
+/// [`Code::ALL`], [`Code::as_str`], [`Code::bit`], [`Code::family`], the `[detectors]` config
+/// ([`DetectorsConfig`], its defaults and rules) and [`build`].
 macro_rules! registry {
     ($(
         $(#[doc = $doc:literal])*
-        $code:ident = $wire:literal
+        $code:ident = $wire:literal, bit $bit:literal, $family:ident
         $(, $table:ident: $ty:ty = $default:expr, |$d:ident| $make:expr)?;
     )*) => {
+        // A detector's file is the module named after its table; everything it makes public
+        // is re-exported here.
+        $($(
+            mod $table;
+            pub use $table::*;
+        )?)*
+
         /// Reason codes carried in decisions and alerts.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Code {
@@ -82,7 +58,39 @@ macro_rules! registry {
                     $(Code::$code => $wire,)*
                 }
             }
+
+            /// The code's bit in the masks the changelog stores (snoozes, a case's evidence):
+            /// fixed by its row, never by its position, so a row added anywhere leaves every
+            /// stored mask meaning what it meant.
+            pub const fn bit(self) -> u32 {
+                match self {
+                    $(Code::$code => 1 << $bit,)*
+                }
+            }
+
+            /// The family of correlated codes it belongs to (within a family only the
+            /// strongest counts; see [`Family`]).
+            pub const fn family(self) -> Family {
+                match self {
+                    $(Code::$code => Family::$family,)*
+                }
+            }
         }
+
+        // Masks are u32, and no two codes share a bit.
+        const _: () = {
+            let bits = [$($bit),*];
+            let mut i = 0;
+            while i < bits.len() {
+                assert!(bits[i] < 32, "a code's bit must be below 32");
+                let mut j = i + 1;
+                while j < bits.len() {
+                    assert!(bits[i] != bits[j], "two codes share a changelog bit");
+                    j += 1;
+                }
+                i += 1;
+            }
+        };
 
         /// `[detectors]`: common surprise mapping plus one table per detector.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,81 +181,163 @@ macro_rules! registry {
 
 registry! {
     /// Log-amount far in the user's tail.
-    AmountOutlier = "AMOUNT_OUTLIER",
+    AmountOutlier = "AMOUNT_OUTLIER", bit 0, Amount,
         amount_outlier: AmountOutlierConfig = AmountOutlierConfig::default(),
         |d| AmountOutlier::new(&d.amount_outlier, d.surprise_p_start, d.surprise_p_full);
     /// Device never seen for this user.
-    NewDevice = "NEW_DEVICE",
+    NewDevice = "NEW_DEVICE", bit 1, Device,
         new_device: NewDeviceConfig = NewDeviceConfig { enabled: true, weight: 0.45 },
         |d| NewDevice::new(&d.new_device);
     /// Money out to a never-seen payee.
-    NewCounterparty = "NEW_COUNTERPARTY",
+    NewCounterparty = "NEW_COUNTERPARTY", bit 2, Payee,
         new_counterparty: NewCounterpartyConfig = NewCounterpartyConfig::default(),
         |d| NewCounterparty::new(&d.new_counterparty);
     /// New geo cell or IP prefix.
-    NewLocation = "NEW_LOCATION",
+    NewLocation = "NEW_LOCATION", bit 3, Place,
         new_location: NewLocationConfig = NewLocationConfig { enabled: true, weight: 0.35 },
         |d| NewLocation::new(&d.new_location);
     /// Faster than a plane from the last position.
-    ImpossibleTravel = "IMPOSSIBLE_TRAVEL",
+    ImpossibleTravel = "IMPOSSIBLE_TRAVEL", bit 4, Place,
         impossible_travel: ImpossibleTravelConfig = ImpossibleTravelConfig::default(),
         |d| ImpossibleTravel::new(&d.impossible_travel);
     /// More money-out events in a short window than the user's rate explains.
-    VelocityBurst = "VELOCITY_BURST",
+    VelocityBurst = "VELOCITY_BURST", bit 5, Velocity,
         velocity_burst: VelocityBurstConfig = VelocityBurstConfig::default(),
         |d| VelocityBurst::new(&d.velocity_burst, d.surprise_p_start, d.surprise_p_full);
     /// An hour at which the user is rarely active.
-    UnusualHour = "UNUSUAL_HOUR",
+    UnusualHour = "UNUSUAL_HOUR", bit 6, Habit,
         unusual_hour: UnusualHourConfig = UnusualHourConfig::default(),
         |d| UnusualHour::new(&d.unusual_hour);
     /// Money out soon after a password, MFA, device or payment-method change.
-    CredentialChangeThenSpend = "CREDENTIAL_CHANGE_THEN_SPEND",
+    CredentialChangeThenSpend = "CREDENTIAL_CHANGE_THEN_SPEND", bit 7, Credential,
         credential_change: CredentialChangeConfig = CredentialChangeConfig::default(),
         |d| CredentialChange::new(&d.credential_change);
     /// Outflow takes a large share of the balance.
-    BalanceDrain = "BALANCE_DRAIN",
+    BalanceDrain = "BALANCE_DRAIN", bit 8, Amount,
         balance_drain: BalanceDrainConfig = BalanceDrainConfig::default(),
         |d| BalanceDrain::new(&d.balance_drain);
     /// Many failed logins or payments in a short time.
-    FailedAttemptsBurst = "FAILED_ATTEMPTS_BURST",
+    FailedAttemptsBurst = "FAILED_ATTEMPTS_BURST", bit 9, Attempts,
         failed_attempts: FailedAttemptsConfig = FailedAttemptsConfig::default(),
         |d| FailedAttempts::new(&d.failed_attempts);
     /// Many tiny payments to new merchants in minutes.
-    CardTesting = "CARD_TESTING",
+    CardTesting = "CARD_TESTING", bit 10, Pattern,
         card_testing: CardTestingConfig = CardTestingConfig::default(),
         |d| CardTesting::new(&d.card_testing);
     /// Large money out after a long silence.
-    DormantReactivation = "DORMANT_REACTIVATION",
+    DormantReactivation = "DORMANT_REACTIVATION", bit 11, Habit,
         dormant_reactivation: DormantReactivationConfig = DormantReactivationConfig::default(),
         |d| DormantReactivation::new(&d.dormant_reactivation);
     /// Mobile recharge to a number never topped up before.
-    NewRechargeNumber = "NEW_RECHARGE_NUMBER",
+    NewRechargeNumber = "NEW_RECHARGE_NUMBER", bit 12, Payee,
         new_recharge_number: NewRechargeNumberConfig = NewRechargeNumberConfig { enabled: true, weight: 0.2 },
         |d| NewRechargeNumber::new(&d.new_recharge_number);
     /// Decision-level bonus: credential change → new device/location → new payee → large or
     /// draining outflow.
-    AtoChain = "ATO_CHAIN";
+    AtoChain = "ATO_CHAIN", bit 13, Credential;
     /// Repeated money out to a payee first paid days ago, adding up to many times the usual.
-    PayeeBuildup = "PAYEE_BUILDUP",
+    PayeeBuildup = "PAYEE_BUILDUP", bit 14, Payee,
         payee_buildup: PayeeBuildupConfig = PayeeBuildupConfig::default(),
         |d| PayeeBuildup::new(&d.payee_buildup);
     /// A never-seen device in a never-seen place acts shortly after the user's own device.
-    ConcurrentStranger = "CONCURRENT_STRANGER",
+    ConcurrentStranger = "CONCURRENT_STRANGER", bit 15, Device,
         concurrent_stranger: ConcurrentStrangerConfig = ConcurrentStrangerConfig::default(),
         |d| ConcurrentStranger::new(&d.concurrent_stranger);
     /// Feedback: the owner's step-up challenge failed (`step_up_result`, see
     /// [`crate::feedback`]).
-    StepUpFailed = "STEP_UP_FAILED";
+    StepUpFailed = "STEP_UP_FAILED", bit 16, Attempts;
     /// Feedback: an analyst confirmed fraud on an event of this user (`case_verdict`).
-    ConfirmedFraud = "CONFIRMED_FRAUD";
+    ConfirmedFraud = "CONFIRMED_FRAUD", bit 17, Pattern;
     /// The payee, device, network or user is on a block list (`walletguard.lists`).
-    Blocklisted = "BLOCKLISTED",
+    Blocklisted = "BLOCKLISTED", bit 18, Pattern,
         blocklisted: BlocklistedConfig = BlocklistedConfig::default(),
         |d| Blocklisted::new(&d.blocklisted);
     /// A run of money out above the user's own habit.
-    HabitRun = "HABIT_RUN",
+    HabitRun = "HABIT_RUN", bit 19, Velocity,
         habit_run: HabitRunConfig = HabitRunConfig::default(),
         |d| HabitRun::new(&d.habit_run);
+}
+
+/// The two questions a decision asks of its evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    /// Evidence that the actor is not the owner.
+    Identity,
+    /// What the event puts at stake.
+    Stake,
+}
+
+/// Correlated reason codes: within a family only the strongest counts.
+///
+/// Why these groups: the device and place families share a cause (a thief's phone in a
+/// thief's city), the amount family's two codes read the same number against two baselines,
+/// and a never-seen payee and a young payee paid again are the same fact twice. Counting each
+/// family once is what keeps one big withdrawal to the owner's own card from scoring as four
+/// independent pieces of evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// The device: never seen, or a stranger's acting beside the owner's.
+    Device,
+    /// The place: a new network or cell, or travel faster than possible.
+    Place,
+    /// A credential or binding changed lately.
+    Credential,
+    /// Failed logins or payments.
+    Attempts,
+    /// Habits of time: an odd hour, a long silence.
+    Habit,
+    /// A fraud pattern of its own (card testing).
+    Pattern,
+    /// The amount against habit and against the balance.
+    Amount,
+    /// The payee's novelty and age.
+    Payee,
+    /// How fast money leaves: a burst of outflows, or a run of them above the habit.
+    Velocity,
+}
+
+impl Family {
+    /// How many families there are.
+    pub const COUNT: usize = 9;
+
+    /// Every family, in declaration order ([`Family::index`]).
+    pub const ALL: [Family; Family::COUNT] = [
+        Family::Device,
+        Family::Place,
+        Family::Credential,
+        Family::Attempts,
+        Family::Habit,
+        Family::Pattern,
+        Family::Amount,
+        Family::Payee,
+        Family::Velocity,
+    ];
+
+    /// The family's position in [`Family`] order, for per-family arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The question the family answers: the first six, who acts; the last three, what is at
+    /// stake.
+    pub const fn axis(self) -> Axis {
+        match self {
+            Family::Device
+            | Family::Place
+            | Family::Credential
+            | Family::Attempts
+            | Family::Habit
+            | Family::Pattern => Axis::Identity,
+            Family::Amount | Family::Payee | Family::Velocity => Axis::Stake,
+        }
+    }
+}
+
+impl Code {
+    /// The question the code's family answers.
+    pub const fn axis(self) -> Axis {
+        self.family().axis()
+    }
 }
 
 /// A detector with only an on/off switch and a weight.
@@ -377,13 +467,10 @@ impl Default for Signals {
     }
 }
 
-/// The bit of `code` in a snooze mask.
+/// The bit of `code` in a snooze mask ([`Code::bit`]).
 pub fn code_bit(code: Code) -> u32 {
-    1 << (code as u32)
+    code.bit()
 }
-
-// Masks are u32: one bit per code.
-const _: () = assert!(Code::ALL.len() <= 32);
 
 impl Signals {
     /// Snoozes the codes of `mask` ([`code_bit`]) for the signals pushed from now on.
@@ -746,6 +833,43 @@ mod tests {
         assert!((surprise(1e-3 * 0.316_227_766, 0.01, 1e-5) - 0.5).abs() < 1e-6);
         assert_eq!(ramp(0.3, 0.4, 0.9), 0.0);
         assert_eq!(ramp(0.65, 0.4, 0.9), 0.5);
+    }
+
+    #[test]
+    fn shipped_codes_keep_their_changelog_bits() {
+        // Snoozes and a case's evidence are stored in the changelog as masks of these bits.
+        // A shipped code's bit never changes; a new code takes a bit no code has had.
+        let shipped = [
+            ("AMOUNT_OUTLIER", 0),
+            ("NEW_DEVICE", 1),
+            ("NEW_COUNTERPARTY", 2),
+            ("NEW_LOCATION", 3),
+            ("IMPOSSIBLE_TRAVEL", 4),
+            ("VELOCITY_BURST", 5),
+            ("UNUSUAL_HOUR", 6),
+            ("CREDENTIAL_CHANGE_THEN_SPEND", 7),
+            ("BALANCE_DRAIN", 8),
+            ("FAILED_ATTEMPTS_BURST", 9),
+            ("CARD_TESTING", 10),
+            ("DORMANT_REACTIVATION", 11),
+            ("NEW_RECHARGE_NUMBER", 12),
+            ("ATO_CHAIN", 13),
+            ("PAYEE_BUILDUP", 14),
+            ("CONCURRENT_STRANGER", 15),
+            ("STEP_UP_FAILED", 16),
+            ("CONFIRMED_FRAUD", 17),
+            ("BLOCKLISTED", 18),
+            ("HABIT_RUN", 19),
+        ];
+        for (wire, bit) in shipped {
+            let code = Code::parse(wire).unwrap_or_else(|| panic!("{wire} was shipped"));
+            assert_eq!(code.bit(), 1 << bit, "{wire} must keep bit {bit}");
+        }
+        assert_eq!(
+            Code::ALL.len(),
+            shipped.len(),
+            "a new code: add it to this list with its bit"
+        );
     }
 
     #[test]
