@@ -1363,9 +1363,9 @@ pub fn run(base: &Config, i: Inputs<'_>, b: Budgets) -> Result<Calibration, Cali
     })
 }
 
+/// A share as a percentage with three digits.
 fn pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.3}%", x * 100.0))
-        .unwrap_or_else(|| "-".into())
+    crate::eval::report::pct(v, 3)
 }
 
 impl Calibration {

@@ -592,17 +592,14 @@ pub fn run(
     })
 }
 
+/// `n` of `d` as a percentage with three digits.
 fn pct(n: u64, d: u64) -> String {
-    if d == 0 {
-        "-".into()
-    } else {
-        format!("{:.3}%", n as f64 * 100.0 / d as f64)
-    }
+    opt_pct((d > 0).then(|| n as f64 / d as f64))
 }
 
+/// A share as a percentage with three digits.
 fn opt_pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.3}%", x * 100.0))
-        .unwrap_or_else(|| "-".into())
+    crate::eval::report::pct(v, 3)
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -846,20 +843,7 @@ impl CompareReport {
 
 /// Writes `report.json`, `report.md`, `flips.png` and `scores.png` into `dir`.
 pub fn write_outputs(dir: &Path, r: &CompareReport) -> Result<(), EvalError> {
-    let werr = |p: &Path| {
-        let path = p.display().to_string();
-        move |source| EvalError::Write { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(werr(dir))?;
-    let p = dir.join("report.json");
-    let mut json = serde_json::to_vec_pretty(r).map_err(|e| EvalError::Write {
-        path: p.display().to_string(),
-        source: e.into(),
-    })?;
-    json.push(b'\n');
-    std::fs::write(&p, json).map_err(werr(&p))?;
-    let p = dir.join("report.md");
-    std::fs::write(&p, r.markdown()).map_err(werr(&p))?;
+    crate::eval::write_report(dir, "report", r, &r.markdown())?;
     crate::eval::plot::matrix(
         &dir.join("flips.png"),
         "Actions: live (rows) against candidate (columns)",

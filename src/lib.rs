@@ -8,6 +8,7 @@
 //! the pure core: no Kafka, no tokio, no metrics, and time comes in as an argument.
 //!
 //! - [`time`]: RFC 3339 parsing/formatting and the compact tick clock profiles use.
+//! - [`bytes`]: the byte cursor every changelog codec reads with.
 //! - [`validate`]: the value rules (`positive`, `unit`, ...) and the [`validate::Invalid`]
 //!   error every config section uses to check itself.
 //! - [`config`]: the one typed, validated config, assembled from the sections the modules own
@@ -75,6 +76,7 @@
 
 pub mod alert_stream;
 pub mod baseline;
+pub mod bytes;
 pub mod calibrate;
 pub mod cli;
 pub mod compare;

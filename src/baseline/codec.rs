@@ -411,9 +411,9 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
     // The length was checked, so the reader cannot run dry; should it ever, that is a
     // truncation, never a panic.
     let truncated = CodecError::Truncated { expected: len, got };
-    let mut r = Reader(bytes);
-    r.take::<{ MAGIC.len() + 1 }>().ok_or(truncated.clone())?;
-    let lens: [u8; SET_KINDS] = r.take().ok_or(truncated.clone())?;
+    let mut r = Reader::new(bytes, truncated);
+    r.take::<{ MAGIC.len() + 1 }>()?;
+    let lens: [u8; SET_KINDS] = r.take()?;
     if lens.iter().map(|&l| l as usize).sum::<usize>() > SLOT_CAPACITY {
         return Err(CodecError::BadLayout(lens));
     }
@@ -422,7 +422,7 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
     if slot_bytes == 8 {
         let cp = lens[0] as usize..(lens[0] + lens[1]) as usize;
         for (i, s) in profile.slots.iter_mut().enumerate() {
-            let h = u64::from_le_bytes(r.take().ok_or(truncated.clone())?);
+            let h = u64::from_le_bytes(r.take()?);
             // Version 1 had no paid-payee filter: it is seeded with the payees known exactly,
             // from their whole hashes, as the filter is fed at run time.
             if h != 0 && cp.contains(&i) {
@@ -432,38 +432,38 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
         }
     } else {
         for s in profile.slots.iter_mut() {
-            *s = r.u32().ok_or(truncated.clone())?;
+            *s = r.u32()?;
         }
     }
-    read_core(&mut r, &mut profile, version >= 7).ok_or(truncated.clone())?;
+    read_core(&mut r, &mut profile, version >= 7)?;
     match version {
         1 => profile.payees_seen[0] = seed,
         2 => {
             for b in &mut profile.payees_seen {
-                *b = u64::from_le_bytes(r.take().ok_or(truncated.clone())?);
+                *b = u64::from_le_bytes(r.take()?);
             }
             // The one watch slot of version 2 becomes slot 0.
-            profile.young_fp[0] = r.u16().ok_or(truncated.clone())?;
-            profile.young_sum[0] = r.u16().ok_or(truncated.clone())?;
-            profile.young_first[0] = r.u32().ok_or(truncated.clone())?;
-            let [n] = r.take().ok_or(truncated)?;
+            profile.young_fp[0] = r.u16()?;
+            profile.young_sum[0] = r.u16()?;
+            profile.young_first[0] = r.u32()?;
+            let [n] = r.take()?;
             profile.young_n = n.min(15);
         }
         _ => {
-            read_v3_tail(&mut r, &mut profile).ok_or(truncated.clone())?;
+            read_v3_tail(&mut r, &mut profile)?;
             if version >= 4 {
                 for id in profile.recent_ids.iter_mut() {
-                    *id = r.u32().ok_or(truncated.clone())?;
+                    *id = r.u32()?;
                 }
             }
             if version >= 6 {
-                let [run, share] = r.take().ok_or(truncated.clone())?;
+                let [run, share] = r.take()?;
                 profile.run = run;
                 profile.odd_share = share;
             }
         }
     }
-    debug_assert!(r.0.is_empty());
+    debug_assert!(r.rest().is_empty());
     if lens != params.sets.map(|(_, len)| len) {
         profile.slots = remap(&profile.slots, lens, &params.sets)?;
     }
@@ -471,7 +471,7 @@ pub fn decode(bytes: &[u8], params: &Params) -> Result<Profile, CodecError> {
 }
 
 /// Reads the payee-age fields of a version-3 (or later) record.
-fn read_v3_tail(r: &mut Reader<'_>, profile: &mut Profile) -> Option<()> {
+fn read_v3_tail(r: &mut Reader<'_>, profile: &mut Profile) -> Result<(), CodecError> {
     for b in &mut profile.payees_seen {
         *b = u64::from_le_bytes(r.take()?);
     }
@@ -486,7 +486,7 @@ fn read_v3_tail(r: &mut Reader<'_>, profile: &mut Profile) -> Option<()> {
     }
     let [n] = r.take()?;
     profile.young_n = n;
-    Some(())
+    Ok(())
 }
 
 /// The hour histogram of a record before version 7 (256 units per event, two bytes per hour)
@@ -505,9 +505,9 @@ pub fn hours_from_u16(old: [u16; 24]) -> [u8; 24] {
 }
 
 /// Reads the fields every version has after its slots, `last_seen` … `flags` (the hours
-/// one byte each when `hours_u8`, two before version 7); `None` if the reader runs out of
-/// bytes.
-fn read_core(r: &mut Reader<'_>, p: &mut Profile, hours_u8: bool) -> Option<()> {
+/// one byte each when `hours_u8`, two before version 7); a truncation if the reader runs out
+/// of bytes.
+fn read_core(r: &mut Reader<'_>, p: &mut Profile, hours_u8: bool) -> Result<(), CodecError> {
     p.last_seen = r.u32()?;
     p.first_seen = r.u32()?;
     p.fast_at = r.u32()?;
@@ -548,7 +548,7 @@ fn read_core(r: &mut Reader<'_>, p: &mut Profile, hours_u8: bool) -> Option<()> 
     }
     let [flags] = r.take()?;
     p.flags = flags;
-    Some(())
+    Ok(())
 }
 
 /// Moves each set from the record's contiguous layout (`old_lens`) to the reader's `sets`,
@@ -576,33 +576,7 @@ fn remap(
     Ok(new)
 }
 
-/// Cursor over a record's bytes.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    /// The next `N` bytes, or `None` if fewer remain.
-    #[inline]
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(*head)
-    }
-
-    #[inline]
-    fn u16(&mut self) -> Option<u16> {
-        self.take().map(u16::from_le_bytes)
-    }
-
-    #[inline]
-    fn u32(&mut self) -> Option<u32> {
-        self.take().map(u32::from_le_bytes)
-    }
-
-    #[inline]
-    fn f32(&mut self) -> Option<f32> {
-        self.take().map(|b| f32::from_bits(u32::from_le_bytes(b)))
-    }
-}
+type Reader<'a> = crate::bytes::Reader<'a, CodecError>;
 
 #[cfg(test)]
 mod tests {

@@ -415,7 +415,7 @@ impl Population {
 
     /// Decodes [`Population::encode`]'s bytes.
     pub fn decode(bytes: &[u8]) -> Result<Population, PopulationError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes, PopulationError::Length);
         let magic = r.take::<4>()?;
         let v1 = magic == *MAGIC_V1;
         if magic != *MAGIC && !v1 {
@@ -429,11 +429,11 @@ impl Population {
         // rather than read against the wrong codes.
         let mut rates = SignalRates::default();
         if v1 {
-            if r.0.len() != body {
+            if r.rest().len() != body {
                 return Err(PopulationError::Length);
             }
         } else {
-            let tail = r.0.get(body..).ok_or(PopulationError::Length)?;
+            let tail = r.rest().get(body..).ok_or(PopulationError::Length)?;
             let (len, rest) = tail
                 .split_first_chunk::<4>()
                 .ok_or(PopulationError::Length)?;
@@ -443,7 +443,7 @@ impl Population {
             if let Some(got) = SignalRates::decode(rest) {
                 rates = got;
             }
-            r.0 = &r.0[..body];
+            r.limit(body);
         }
         let mut pop = Population::default();
         pop.hours.g = r.f64()?;
@@ -464,7 +464,7 @@ impl Population {
             c.g = r.f64()?;
             c.total = r.f64()?;
             for b in c.bins.iter_mut() {
-                *b = f32::from_le_bytes(r.take()?);
+                *b = r.f32()?;
             }
             weights.extend([c.g, c.total]);
             weights.extend(c.bins.iter().map(|v| *v as f64));
@@ -484,22 +484,7 @@ impl Population {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], PopulationError> {
-        let (head, rest) = self
-            .0
-            .split_first_chunk::<N>()
-            .ok_or(PopulationError::Length)?;
-        self.0 = rest;
-        Ok(*head)
-    }
-
-    fn f64(&mut self) -> Result<f64, PopulationError> {
-        Ok(f64::from_le_bytes(self.take()?))
-    }
-}
+type Reader<'a> = crate::bytes::Reader<'a, PopulationError>;
 
 #[cfg(test)]
 mod tests {

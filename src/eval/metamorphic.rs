@@ -178,14 +178,9 @@ pub struct MetaSummary {
     pub renamed_flips: [[u64; 4]; 4],
 }
 
+/// The median of `v`; `None` when empty.
 fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
+    super::metrics::median(&mut v)
 }
 
 type Pair = (Option<f64>, Option<f64>);
@@ -320,10 +315,7 @@ balances ×1000; no-id: without device_id, ip and geo, before→after (ff: benig
 rate); renamed: every id spelled through a keyed bijection (same action share, events whose \
 score differs); WORST pairs: the world where the figure got worst\n";
 
-fn pct(v: Option<f64>, decimals: usize) -> String {
-    v.map(|x| format!("{:.decimals$}%", x * 100.0))
-        .unwrap_or_else(|| "-".into())
-}
+use super::report::pct;
 
 fn pair(p: Pair, decimals: usize) -> String {
     match p {

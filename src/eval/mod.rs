@@ -394,22 +394,34 @@ pub fn evaluate(inputs: Inputs, scored: &Scored, labels: &Labels) -> (Report, Cu
     )
 }
 
-/// Writes `report.json`, `report.md`, `pr.png` and `roc.png` into `dir` (created if needed).
-pub fn write_outputs(dir: &Path, report: &Report, curves: &Curves) -> Result<(), EvalError> {
+/// Writes `report` as `<stem>.json` (pretty, with a final newline) and `markdown` as
+/// `<stem>.md` into `dir`, creating it: the files of every report command (`eval`, `worlds`,
+/// `compare`).
+pub fn write_report<T: serde::Serialize>(
+    dir: &Path,
+    stem: &str,
+    report: &T,
+    markdown: &str,
+) -> Result<(), EvalError> {
     let werr = |p: &Path| {
         let path = p.display().to_string();
         move |source| EvalError::Write { path, source }
     };
     std::fs::create_dir_all(dir).map_err(werr(dir))?;
-    let p = dir.join("report.json");
+    let p = dir.join(format!("{stem}.json"));
     let mut json = serde_json::to_vec_pretty(report).map_err(|e| EvalError::Write {
         path: p.display().to_string(),
         source: e.into(),
     })?;
     json.push(b'\n');
     std::fs::write(&p, json).map_err(werr(&p))?;
-    let p = dir.join("report.md");
-    std::fs::write(&p, report.markdown()).map_err(werr(&p))?;
+    let p = dir.join(format!("{stem}.md"));
+    std::fs::write(&p, markdown).map_err(werr(&p))
+}
+
+/// Writes `report.json`, `report.md`, `pr.png` and `roc.png` into `dir` (created if needed).
+pub fn write_outputs(dir: &Path, report: &Report, curves: &Curves) -> Result<(), EvalError> {
+    write_report(dir, "report", report, &report.markdown())?;
     let o = &report.figures.overall;
     let title = format!("Precision-recall (average precision {})", fmt_opt(o.pr_auc));
     plot::draw(

@@ -31,13 +31,10 @@ pub struct Report {
     pub figures: Figures,
 }
 
-fn pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.1}%", x * 100.0))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn pct2(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.2}%", x * 100.0))
+/// A share as a percentage with `decimals` digits, or `-` when there is none: the one
+/// formatting of shares in every report (eval, worlds, metamorphic, compare, calibrate).
+pub fn pct(v: Option<f64>, decimals: usize) -> String {
+    v.map(|x| format!("{:.decimals$}%", x * 100.0))
         .unwrap_or_else(|| "-".into())
 }
 
@@ -63,9 +60,9 @@ impl Report {
                 "{:<20} {:>5} {:>8} {:>11} {:>8} {:>10} {:>10}",
                 r.scenario,
                 r.instances,
-                pct(r.recall),
-                pct(r.freeze_recall),
-                pct(r.money_saved_share),
+                pct(r.recall, 1),
+                pct(r.freeze_recall, 1),
+                pct(r.money_saved_share, 1),
                 num(r.median_delay_events, 1),
                 num(r.median_delay_seconds, 0),
             );
@@ -82,8 +79,8 @@ impl Report {
                 "{:<20} {:>5} {:>12} {:>13}",
                 r.kind,
                 r.instances,
-                pct(r.false_alert_rate),
-                pct(r.false_freeze_rate)
+                pct(r.false_alert_rate, 1),
+                pct(r.false_freeze_rate, 1)
             );
         }
         let _ = writeln!(s);
@@ -107,16 +104,16 @@ impl Report {
             s,
             "alerts {} (precision {}), freezes {} ({} on attack events)",
             o.alerts,
-            pct(o.alert_precision),
+            pct(o.alert_precision, 1),
             o.freezes,
             o.freezes_on_attacks
         );
         let _ = write!(
             s,
             "benign users: false-alert {} ({}), false-freeze {} ({})",
-            pct2(o.false_alert_rate_benign_users),
+            pct(o.false_alert_rate_benign_users, 2),
             o.benign_users_alerted,
-            pct2(o.false_freeze_rate_benign_users),
+            pct(o.false_freeze_rate_benign_users, 2),
             o.benign_users_frozen
         );
         s
@@ -153,9 +150,9 @@ impl Report {
                 "| {} | {} | {} | {} | {} | {} | {} |",
                 r.scenario,
                 r.instances,
-                pct(r.recall),
-                pct(r.freeze_recall),
-                pct(r.money_saved_share),
+                pct(r.recall, 1),
+                pct(r.freeze_recall, 1),
+                pct(r.money_saved_share, 1),
                 num(r.median_delay_events, 1),
                 num(r.median_delay_seconds, 0)
             );
@@ -167,8 +164,8 @@ impl Report {
                 "| {} | {} | {} | {} |",
                 r.kind,
                 r.instances,
-                pct(r.false_alert_rate),
-                pct(r.false_freeze_rate)
+                pct(r.false_alert_rate, 1),
+                pct(r.false_freeze_rate, 1)
             );
         }
         s.push_str("\n## Overall\n\n| figure | value |\n|---|---:|\n");
@@ -183,7 +180,7 @@ impl Report {
             ("event PR-AUC (average precision)", num(o.pr_auc, 4)),
             ("event ROC-AUC", num(o.roc_auc, 4)),
             ("alerts", o.alerts.to_string()),
-            ("alert precision", pct(o.alert_precision)),
+            ("alert precision", pct(o.alert_precision, 1)),
             (
                 "freezes (on attack events)",
                 format!("{} ({})", o.freezes, o.freezes_on_attacks),
@@ -192,7 +189,7 @@ impl Report {
                 "benign users alerted",
                 format!(
                     "{} ({})",
-                    pct2(o.false_alert_rate_benign_users),
+                    pct(o.false_alert_rate_benign_users, 2),
                     o.benign_users_alerted
                 ),
             ),
@@ -200,7 +197,7 @@ impl Report {
                 "benign users frozen",
                 format!(
                     "{} ({})",
-                    pct2(o.false_freeze_rate_benign_users),
+                    pct(o.false_freeze_rate_benign_users, 2),
                     o.benign_users_frozen
                 ),
             ),

@@ -388,10 +388,7 @@ pub fn score_worlds(
     })
 }
 
-fn pct(v: Option<f64>, decimals: usize) -> String {
-    v.map(|x| format!("{:.decimals$}%", x * 100.0))
-        .unwrap_or_else(|| "-".into())
-}
+use super::report::pct;
 
 fn figure_cells(r: &RowFigures) -> [String; 6] {
     [
@@ -596,16 +593,7 @@ pub fn run(
     out.write_all(report.table().as_bytes())
         .map_err(werr(std::path::Path::new("stdout")))?;
     if let Some(dir) = &opts.out {
-        std::fs::create_dir_all(dir).map_err(werr(dir))?;
-        let p = dir.join("worlds.json");
-        let mut json = serde_json::to_vec_pretty(&report).map_err(|e| EvalError::Write {
-            path: p.display().to_string(),
-            source: e.into(),
-        })?;
-        json.push(b'\n');
-        std::fs::write(&p, json).map_err(werr(&p))?;
-        let p = dir.join("worlds.md");
-        std::fs::write(&p, report.markdown()).map_err(werr(&p))?;
+        super::write_report(dir, "worlds", &report, &report.markdown())?;
         let _ = writeln!(out, "report -> {}/worlds.json, worlds.md", dir.display());
     }
     Ok(report)

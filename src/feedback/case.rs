@@ -241,8 +241,8 @@ impl Case {
     /// Decodes a record written by [`Case::encode`]; the whole of `bytes` must be the record.
     /// Never panics.
     pub fn decode(bytes: &[u8]) -> Result<Case, CaseError> {
-        let mut r = Reader(bytes);
-        if r.take(2)? != MAGIC {
+        let mut r = Reader::new(bytes, CaseError::Truncated);
+        if r.slice(2)? != MAGIC {
             return Err(CaseError::BadMagic);
         }
         let v = r.u8()?;
@@ -308,7 +308,7 @@ impl Case {
             let mut ids = [None, None];
             for id in ids.iter_mut() {
                 let n = r.u16()? as usize;
-                let b = r.take(n)?;
+                let b = r.slice(n)?;
                 let s = std::str::from_utf8(b).map_err(|_| CaseError::Bad("id text"))?;
                 *id = (n > 0).then(|| Box::<str>::from(s));
             }
@@ -327,8 +327,8 @@ impl Case {
         if v == VERSION_NOTIFIED {
             c.notified = r.u32()?;
         }
-        if !r.0.is_empty() {
-            return Err(CaseError::Trailing(r.0.len()));
+        if !r.rest().is_empty() {
+            return Err(CaseError::Trailing(r.rest().len()));
         }
         Ok(c)
     }
@@ -353,38 +353,7 @@ impl Case {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CaseError> {
-        if self.0.len() < n {
-            return Err(CaseError::Truncated);
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], CaseError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, CaseError> {
-        Ok(self.array::<1>()?[0])
-    }
-    fn u16(&mut self) -> Result<u16, CaseError> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-    fn u32(&mut self) -> Result<u32, CaseError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64, CaseError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-    fn f32(&mut self) -> Result<f32, CaseError> {
-        Ok(f32::from_bits(self.u32()?))
-    }
-}
+type Reader<'a> = crate::bytes::Reader<'a, CaseError>;
 
 #[cfg(test)]
 mod tests {
