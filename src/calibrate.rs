@@ -114,7 +114,7 @@ impl Default for Budgets {
 }
 
 /// The inputs besides the base config.
-pub struct Inputs<'a> {
+pub struct CalibrateInputs<'a> {
     /// History (JSON lines, plain or .gz), in stream order.
     pub events: &'a Path,
     /// Labels CSV.
@@ -131,7 +131,7 @@ pub struct Inputs<'a> {
 
 /// One changed key, its new value and why.
 #[derive(Debug, Clone, Serialize)]
-pub struct Change {
+pub struct KeyChange {
     /// Dotted key.
     pub key: String,
     /// The base value, as TOML.
@@ -158,7 +158,7 @@ pub struct Calibration {
     /// Notes on budgets that could not be met, and the like.
     pub notes: Vec<String>,
     /// The keys changed.
-    pub changes: Vec<Change>,
+    pub changes: Vec<KeyChange>,
     /// The out-of-time check: the held-out part under the base (live) and the candidate.
     pub held_out: CompareReport,
     /// The candidate config (not serialised: the overlay holds it).
@@ -319,7 +319,7 @@ fn time_span(events: &Path, progress: bool) -> Result<(i64, i64, u64), EvalError
 /// fit part's habits for the priors.
 fn stats(
     base: &Config,
-    i: &Inputs<'_>,
+    i: &CalibrateInputs<'_>,
     split: i64,
     labels: Option<&crate::eval::labels::Labels>,
 ) -> Result<Collected, EvalError> {
@@ -384,7 +384,7 @@ fn stats(
 /// made of.
 fn replay_fit(
     cfg: &Config,
-    i: &Inputs<'_>,
+    i: &CalibrateInputs<'_>,
     (from, split): (i64, i64),
     c: &Collected,
     labels: Option<&crate::eval::labels::Labels>,
@@ -510,7 +510,7 @@ fn learn_priors(c: &Collected) -> Priors {
         .filter(|sd| sd.is_finite() && *sd > 0.0)
         .collect();
     let sd = (sds.len() >= 30)
-        .then(|| crate::eval::metrics::median(&mut sds.clone()))
+        .then(|| crate::eval::figures::median(&mut sds.clone()))
         .flatten()
         .map(|m| (round_to(m.clamp(0.05, 5.0), 3), sds.len()));
     // Money out per day over at least a week of a user's history, so a burst is not a habit.
@@ -522,7 +522,7 @@ fn learn_priors(c: &Collected) -> Priors {
         .map(|u| f64::from(u.outs) / ((u.last - u.first) as f64 / 86_400_000.0))
         .collect();
     let rate = (rates.len() >= 30)
-        .then(|| crate::eval::metrics::median(&mut rates.clone()))
+        .then(|| crate::eval::figures::median(&mut rates.clone()))
         .flatten()
         .map(|m| (round_to(m.clamp(0.01, 1000.0), 3), rates.len()));
     let total: f64 = c.hours.iter().sum();
@@ -939,7 +939,7 @@ fn separability(score: &[f64], st: &Stored) -> Option<f64> {
     let pos = scored.iter().filter(|(_, a)| *a).count() as u64;
     let neg = scored.len() as u64 - pos;
     let lowest = scored.iter().map(|(s, _)| *s).fold(f64::INFINITY, f64::min);
-    let mut groups = crate::eval::metrics::score_groups(scored);
+    let mut groups = crate::eval::figures::score_groups(scored);
     // Events without a signal were not stored: they score 0, tied at the bottom.
     let zeros = (
         st.attacks.saturating_sub(pos),
@@ -950,7 +950,7 @@ fn separability(score: &[f64], st: &Stored) -> Option<f64> {
         _ if zeros != (0, 0) => groups.push(zeros),
         _ => {}
     }
-    crate::eval::metrics::group_aucs(&groups).1
+    crate::eval::figures::group_aucs(&groups).1
 }
 
 /// Thresholds for the budgets with `cand`'s weights, on evidence `st` gathered under
@@ -1162,7 +1162,11 @@ fn value_text(t: &toml::Table, key: &str) -> String {
 }
 
 /// `walletguard calibrate`.
-pub fn run(base: &Config, i: Inputs<'_>, b: Budgets) -> Result<Calibration, CalibrateError> {
+pub fn run(
+    base: &Config,
+    i: CalibrateInputs<'_>,
+    b: Budgets,
+) -> Result<Calibration, CalibrateError> {
     if base.decision.combine != Combine::NoisyOr {
         return Err(CalibrateError::Unfit(
             "calibrate tunes the noisy-OR decision (decision.combine = \"noisy_or\")".into(),
@@ -1325,7 +1329,7 @@ pub fn run(base: &Config, i: Inputs<'_>, b: Budgets) -> Result<Calibration, Cali
                 .map(|m| format!("fitted weight (labels, fit part): {} → {}", m.1, m.2))
                 .unwrap_or_default(),
         };
-        changes.push(Change {
+        changes.push(KeyChange {
             from: value_text(&tb, &key),
             to: value_text(&tc, &key),
             key,
@@ -1438,7 +1442,7 @@ impl Calibration {
             s.push_str("# Nothing to change.\n");
         }
         // Group keys by table, in the order they come.
-        let mut tables: Vec<(String, Vec<&Change>)> = Vec::new();
+        let mut tables: Vec<(String, Vec<&KeyChange>)> = Vec::new();
         for c in &self.changes {
             let (t, _) = c.key.rsplit_once('.').unwrap_or(("", &c.key));
             match tables.iter_mut().find(|(n, _)| n == t) {

@@ -11,7 +11,7 @@
 //!   event that froze them;
 //! - the score distributions of both.
 //!
-//! With labels, every eval figure ([`crate::eval::metrics`]) for both and the difference.
+//! With labels, every eval figure ([`crate::eval::figures`]) for both and the difference.
 //! [`run`] drives a file; [`write_outputs`] writes `report.json`, `report.md`, `flips.png`
 //! and `scores.png`. The shadow engine of `walletguard run` counts the same matrix
 //! ([`Comparison::add`] is what both call per event).
@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::decision::{Action, Decision};
 use crate::detect::Code;
 use crate::eval::labels::Labels;
-use crate::eval::report::{Inputs, Report};
+use crate::eval::report::{Report, Sources};
 use crate::eval::{EvalError, Scored};
 use crate::pipeline::Engine;
 use crate::replay::Partitioned;
@@ -529,7 +529,7 @@ pub fn run(
         let report = |s: &mut Scored, name: &str| {
             s.invalid = invalid;
             crate::eval::evaluate(
-                Inputs {
+                Sources {
                     events: i.events.display().to_string(),
                     labels: i
                         .labels

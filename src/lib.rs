@@ -59,7 +59,7 @@
 //! - [`kafka`]: the consumer-group service (a consumer thread, one task per partition,
 //!   outputs, changelog restore, at-least-once or exactly-once); its modules depend one way,
 //!   `consumer → partition → {session, batch, records, produce, pending, acks}`; beside them
-//!   `kafka::lists` reads the whole lists topic into the process's [`lists::ListsCell`].
+//!   `kafka::lists_topic` reads the whole lists topic into the process's [`lists::ListsCell`].
 //! - [`service`]: `walletguard run` as one call, [`service::run`]: engine, reloader and HTTP
 //!   around [`kafka`], stopped in order by a [`shutdown::Shutdown`]. The binary, the broker
 //!   demo, the Kafka tests and the e2e bench all call it.

@@ -196,7 +196,7 @@ enum Slot {
 
 /// What a record did to the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
+pub enum ListChange {
     /// An entry was added or replaced.
     Upserted,
     /// A tombstone removed an entry (or found none).
@@ -302,11 +302,11 @@ impl Lists {
         key: Option<&str>,
         value: Option<&[u8]>,
         now_ms: EpochMs,
-    ) -> Result<Change, ListError> {
+    ) -> Result<ListChange, ListError> {
         let Some(value) = value else {
             let key = key.ok_or(ListError::NoKey)?;
             self.remove(key);
-            return Ok(Change::Removed);
+            return Ok(ListChange::Removed);
         };
         let entry: ListEntry =
             serde_json::from_slice(value).map_err(|e| ListError::Malformed(e.to_string()))?;
@@ -320,7 +320,7 @@ impl Lists {
         key: &str,
         entry: &ListEntry,
         now_ms: EpochMs,
-    ) -> Result<Change, ListError> {
+    ) -> Result<ListChange, ListError> {
         let time = |t: &Option<String>| -> Result<Option<EpochMs>, ListError> {
             t.as_deref()
                 .map(|s| {
@@ -345,7 +345,7 @@ impl Lists {
         };
         self.remove(key);
         if expires_ms.is_some_and(|e| e < now_ms) {
-            return Ok(Change::Expired);
+            return Ok(ListChange::Expired);
         }
         let item = Item {
             list: entry.list,
@@ -365,7 +365,7 @@ impl Lists {
         }
         self.keys.insert(item.key, slot);
         *self.count_mut(entry.kind, entry.list) += 1;
-        Ok(Change::Upserted)
+        Ok(ListChange::Upserted)
     }
 
     /// Deletes the entry under record key `key`; false when there was none.
@@ -699,7 +699,7 @@ mod tests {
         assert_eq!(
             l.apply_record(Some("global:device:d-7"), None, NOW)
                 .unwrap(),
-            Change::Removed
+            ListChange::Removed
         );
         assert_eq!(
             l.find(ListKind::Device, "d-7", u1, NOW),
@@ -723,7 +723,7 @@ mod tests {
         );
         assert_eq!(
             l.apply_record(None, Some(&old), NOW).unwrap(),
-            Change::Expired
+            ListChange::Expired
         );
         assert_eq!(l.find_counterparty("p-1", u1, 0), None);
         assert_eq!(l.purge_expired(after), 1);

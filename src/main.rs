@@ -110,7 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let cal = walletguard::calibrate::run(
                 &base,
-                walletguard::calibrate::Inputs {
+                walletguard::calibrate::CalibrateInputs {
                     events: &events,
                     labels: labels.as_deref(),
                     base_name: show(&config),

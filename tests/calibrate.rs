@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use walletguard::calibrate::{self, Budgets, Inputs};
+use walletguard::calibrate::{self, Budgets, CalibrateInputs};
 use walletguard::compare::{self, CompareInputs};
 use walletguard::config::Config;
 use walletguard::pipeline::Engine;
@@ -44,7 +44,7 @@ fn calibrate_brings_false_freezes_within_budget_out_of_time_and_its_overlay_repr
     let budget = 0.002;
     let cal = calibrate::run(
         &base,
-        Inputs {
+        CalibrateInputs {
             events: &events,
             labels: Some(&labels),
             base_name: "harsh".into(),
@@ -138,7 +138,7 @@ fn calibrate_harsh(dir: &Path, events: &Path, labels: Option<&Path>) -> calibrat
     let base = Config::load_layers(&[common::config_path(), harsh]).unwrap();
     calibrate::run(
         &base,
-        Inputs {
+        CalibrateInputs {
             events,
             labels,
             base_name: "harsh".into(),

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 use walletguard::decision::Action;
-use walletguard::eval::metamorphic::{self, Comparison};
+use walletguard::eval::metamorphic::{self, VariantComparison};
 use walletguard::eval::worlds::{self, for_each_event, WorldScorer, WorldsOptions};
 use walletguard::event::parse_event;
 use walletguard::sim::{SimEvent, SimParams, Wire, WorldKind, WorldSpec};
@@ -124,7 +124,7 @@ fn a_world_compared_with_itself_has_a_diagonal_flip_matrix() {
         WorldScorer::new(&engine, false),
         WorldScorer::new(&engine, false),
     );
-    let mut c = Comparison::default();
+    let mut c = VariantComparison::default();
     for_each_event(&p, |ev| {
         c.add(a.score(&engine, ev)?, b.score(&engine, ev)?);
         Ok(())

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use walletguard::eval::{self, labels::read_labels, report::Inputs, EvalError};
+use walletguard::eval::{self, labels::read_labels, report::Sources, EvalError};
 use walletguard::event::{parse_event, Status};
 use walletguard::sim::{self, Scenario, SimParams, Simulator};
 use walletguard::{Config, Engine};
@@ -29,8 +29,8 @@ fn simulate(dir: &Path, name: &str, p: &SimParams) -> (PathBuf, PathBuf) {
     (ev, lab)
 }
 
-fn inputs(ev: &Path, lab: &Path) -> Inputs {
-    Inputs {
+fn inputs(ev: &Path, lab: &Path) -> Sources {
+    Sources {
         events: ev.display().to_string(),
         labels: lab.display().to_string(),
         decisions: None,

@@ -279,7 +279,7 @@ fn the_in_memory_path_scores_a_world_as_eval_scores_its_files() {
     };
     let (from_files, _) = eval::run(&ev, &lab, source).unwrap();
     let (scored, names) = worlds::score_simulation(&engine, &p).unwrap();
-    let (in_memory, _) = eval::metrics::compute(&scored.recs, &names);
+    let (in_memory, _) = eval::figures::compute(&scored.recs, &names);
     // Users and scenarios are numbered differently (order of appearance in the labels file,
     // or the simulator's numbers), so sums of money add up in another order: equal to the
     // last bits.

@@ -18,7 +18,7 @@
 //! 3. **renamed ids**: every `event_id`, `user_id`, `device_id` and `counterparty` spelled
 //!    through a keyed bijection ([`crate::sim::ids`]), keyed by the world's seed.
 //!
-//! Each variant is compared with the world as generated ([`Comparison`]): the share of events
+//! Each variant is compared with the world as generated ([`VariantComparison`]): the share of events
 //! with the same action, the 4×4 flip matrix (rows: action as generated, columns: action in
 //! the variant, in [`Action::ALL`] order), events whose score differs, events valid in one
 //! and not the other. For the no-identity variant the figures that matter are also computed
@@ -27,7 +27,7 @@
 
 use serde::Serialize;
 
-use super::metrics;
+use super::figures;
 use super::worlds::{for_each_event, RowFigures, WorldScorer};
 use super::{EvalError, Scored};
 use crate::decision::Action;
@@ -66,7 +66,7 @@ fn action_index(a: Action) -> usize {
 
 /// A variant compared event by event with the world as generated.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Comparison {
+pub struct VariantComparison {
     /// Events valid both as generated and in the variant (compared).
     pub events: u64,
     /// Compared events with the same action.
@@ -81,7 +81,7 @@ pub struct Comparison {
     pub validity_differs: u64,
 }
 
-impl Comparison {
+impl VariantComparison {
     /// Adds one event: its `(score, action)` as generated and in the variant.
     pub fn add(&mut self, base: Option<(f64, Action)>, variant: Option<(f64, Action)>) {
         match (base, variant) {
@@ -107,7 +107,7 @@ impl Comparison {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NoIdentity {
     /// Event by event against the world as generated.
-    pub compared: Comparison,
+    pub compared: VariantComparison,
     /// The world's figures as generated.
     pub before: RowFigures,
     /// The figures without `device_id`, `ip` and `geo`.
@@ -120,11 +120,11 @@ pub struct Metamorphic {
     /// The currency of the ×1000 variant.
     pub x1000_currency: Currency,
     /// Amounts and balances ×1000.
-    pub x1000: Comparison,
+    pub x1000: VariantComparison,
     /// Without `device_id`, `ip` and `geo`.
     pub no_identity: NoIdentity,
     /// Every id renamed.
-    pub renamed: Comparison,
+    pub renamed: VariantComparison,
 }
 
 /// The metamorphic columns of a row: ×1000 same share; no-identity false freeze, freeze
@@ -180,7 +180,7 @@ pub struct MetaSummary {
 
 /// The median of `v`; `None` when empty.
 fn median(mut v: Vec<f64>) -> Option<f64> {
-    super::metrics::median(&mut v)
+    super::figures::median(&mut v)
 }
 
 type Pair = (Option<f64>, Option<f64>);
@@ -303,7 +303,7 @@ pub fn score_world(
         Ok(())
     })?;
     let names = super::worlds::scenario_names();
-    let figures = |s: &Scored| RowFigures::of(&metrics::compute(&s.recs, &names).0);
+    let figures = |s: &Scored| RowFigures::of(&figures::compute(&s.recs, &names).0);
     m.no_identity.before = figures(&base.scored);
     m.no_identity.after = figures(&no_id.scored);
     Ok((base.scored, names, m))

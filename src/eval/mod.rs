@@ -5,7 +5,7 @@
 //! through [`Engine::process_bytes`] exactly as the file adapter does ([`score_event`], the
 //! step it shares with the in-memory path of [`worlds`]), or
 //! [`score_from_decisions`], which joins a decisions file (CONTRACT.md fields `event_id`,
-//! `score`, `action`) to the events; then [`metrics::compute`] (definitions in its docs); then
+//! `score`, `action`) to the events; then [`figures::compute`] (definitions in its docs); then
 //! [`write_outputs`]: `report.json`, `report.md`, `pr.png`, `roc.png`.
 //!
 //! The events file is always read, because the figures need each event's time, type, status
@@ -13,9 +13,9 @@
 //! event lines are skipped and counted, as replay would dead-letter them. Errors name the file
 //! and line at fault; nothing here panics on malformed input.
 
+pub mod figures;
 pub mod labels;
 pub mod metamorphic;
-pub mod metrics;
 pub mod plot;
 pub mod report;
 pub mod worlds;
@@ -32,9 +32,9 @@ use crate::event::{parse_event, Event, Status};
 use crate::output;
 use crate::pipeline::{Engine, Outcome, State};
 use crate::replay::{create_output, open_input, ReplayError};
+use figures::{Curves, Rec};
 use labels::Labels;
-use metrics::{Curves, Rec};
-use report::{Inputs, Report};
+use report::{Report, Sources};
 
 /// Errors of the evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -372,7 +372,7 @@ pub fn run(
             (scored, name, None)
         }
     };
-    let inputs = Inputs {
+    let inputs = Sources {
         events: events.display().to_string(),
         labels: labels.display().to_string(),
         config,
@@ -382,8 +382,8 @@ pub fn run(
 }
 
 /// Computes the report and curves of scored events.
-pub fn evaluate(inputs: Inputs, scored: &Scored, labels: &Labels) -> (Report, Curves) {
-    let (figures, curves) = metrics::compute(&scored.recs, &labels.scenarios);
+pub fn evaluate(inputs: Sources, scored: &Scored, labels: &Labels) -> (Report, Curves) {
+    let (figures, curves) = figures::compute(&scored.recs, &labels.scenarios);
     (
         Report {
             inputs,

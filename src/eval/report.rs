@@ -4,11 +4,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::metrics::Figures;
+use super::figures::Figures;
 
 /// Where the figures came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Inputs {
+pub struct Sources {
     /// Events file.
     pub events: String,
     /// Labels file.
@@ -22,8 +22,8 @@ pub struct Inputs {
 /// The evaluation report (`report.json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// Inputs.
-    pub inputs: Inputs,
+    /// Sources.
+    pub inputs: Sources,
     /// Lines of the events file that were not valid events (skipped).
     pub invalid_events: u64,
     /// The figures.
@@ -206,7 +206,7 @@ impl Report {
             let _ = writeln!(s, "| {k} | {v} |");
         }
         s.push_str("\n## Curves\n\n![PR curve](pr.png)\n\n![ROC curve](roc.png)\n\n");
-        s.push_str("Definitions: see the `walletguard::eval::metrics` module docs.\n");
+        s.push_str("Definitions: see the `walletguard::eval::figures` module docs.\n");
         s
     }
 }

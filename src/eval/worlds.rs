@@ -5,7 +5,7 @@
 //! mix of honest behaviours and attack styles. Its events are generated in memory and fed, as
 //! the JSON lines a file would hold, in event order through [`Engine::process_bytes`]
 //! ([`super::score_event`], the step `eval` uses on files); the labels come straight from the
-//! simulator. The figures are [`super::metrics::compute`]'s.
+//! simulator. The figures are [`super::figures::compute`]'s.
 //!
 //! One row per world (seed, kind, currency and scale, fields, events, then six figures), then
 //! the WORST row (per column, the worst value over the worlds: the highest false-alarm rate,
@@ -21,9 +21,9 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use super::figures::{self, Figures};
 use super::metamorphic::{self, MetaRow, Metamorphic};
-use super::metrics::{self, Figures};
-use super::report::{Inputs, Report};
+use super::report::{Report, Sources};
 use super::{score_event, EvalError, Scored, Truth};
 use crate::config::Config;
 use crate::decision::Action;
@@ -299,10 +299,10 @@ pub fn run_world(
         let (scored, names) = score_simulation(engine, &params)?;
         (scored, names, None)
     };
-    let (figures, _) = metrics::compute(&scored.recs, &names);
+    let (figures, _) = figures::compute(&scored.recs, &names);
     let name = format!("simulated world {seed} ({}), in memory", spec.kind.as_str());
     let report = Report {
-        inputs: Inputs {
+        inputs: Sources {
             events: name.clone(),
             labels: name,
             decisions: None,
@@ -541,7 +541,7 @@ impl WorldsReport {
              `device_id`, `ip`, `geo`, `balance_after` present. WORST is per column the worst \
              value over the worlds, MEDIAN the median. Rates are over benign users (false \
              freeze, any alert) and attack instances (recall, freeze before the 2nd money-out, \
-             money saved); definitions in `walletguard::eval::metrics`.\n",
+             money saved); definitions in `walletguard::eval::figures`.\n",
             self.worlds.len(),
             self.users,
             self.days,

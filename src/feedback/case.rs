@@ -55,7 +55,7 @@ pub enum CaseError {
 
 /// An alerted event, remembered so that feedback about it can act on its evidence.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Evidence {
+pub struct Alerted {
     /// 32-bit fingerprint of the event id ([`event_fp`]).
     pub event: u32,
     /// Event time.
@@ -102,7 +102,7 @@ impl Snooze {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Case {
     /// Latest alerted events, newest first.
-    pub evidence: [Option<Evidence>; EVIDENCE_SLOTS],
+    pub evidence: [Option<Alerted>; EVIDENCE_SLOTS],
     /// Active snoozes.
     pub snoozes: [Snooze; SNOOZE_SLOTS],
     /// Failed step-ups since `failures_since`.
@@ -120,7 +120,7 @@ pub fn event_fp(h: u64) -> u32 {
 
 impl Case {
     /// Remembers an alerted event, newest first; the oldest falls off.
-    pub fn remember(&mut self, e: Evidence) {
+    pub fn remember(&mut self, e: Alerted) {
         if let Some(i) = self
             .evidence
             .iter()
@@ -135,7 +135,7 @@ impl Case {
     }
 
     /// The remembered event with fingerprint `fp`, no older than `oldest`.
-    pub fn find(&self, fp: u32, oldest: Tick) -> Option<&Evidence> {
+    pub fn find(&self, fp: u32, oldest: Tick) -> Option<&Alerted> {
         self.evidence
             .iter()
             .flatten()
@@ -143,7 +143,7 @@ impl Case {
     }
 
     /// The newest remembered freeze no older than `oldest`.
-    pub fn latest_freeze(&self, oldest: Tick) -> Option<&Evidence> {
+    pub fn latest_freeze(&self, oldest: Tick) -> Option<&Alerted> {
         self.evidence
             .iter()
             .flatten()
@@ -200,7 +200,7 @@ impl Case {
             out.extend_from_slice(&s.payee.unwrap_or(0).to_le_bytes());
             out.extend_from_slice(&s.until.to_le_bytes());
         }
-        let evidence: Vec<&Evidence> = self.evidence.iter().flatten().collect();
+        let evidence: Vec<&Alerted> = self.evidence.iter().flatten().collect();
         out.push(evidence.len() as u8);
         for e in evidence {
             let r = &e.recalled;
@@ -313,7 +313,7 @@ impl Case {
                 *id = (n > 0).then(|| Box::<str>::from(s));
             }
             let [counterparty_id, device_id] = ids;
-            *slot = Some(Evidence {
+            *slot = Some(Alerted {
                 event,
                 t,
                 action,
@@ -359,8 +359,8 @@ type Reader<'a> = crate::bytes::Reader<'a, CaseError>;
 mod tests {
     use super::*;
 
-    fn evidence(event: u32, t: Tick, action: Action) -> Evidence {
-        Evidence {
+    fn evidence(event: u32, t: Tick, action: Action) -> Alerted {
+        Alerted {
             event,
             t,
             action,

@@ -23,7 +23,7 @@
 
 pub mod case;
 
-pub use case::{event_fp, Case, CaseError, Evidence, Snooze};
+pub use case::{event_fp, Alerted, Case, CaseError, Snooze};
 
 use serde::{Deserialize, Serialize};
 
@@ -181,8 +181,8 @@ impl Rules {
     }
 
     /// The evidence to remember of an alerted event.
-    pub fn evidence(&self, user_key: u64, ev: &Event<'_>, f: &Facts, d: &Decision) -> Evidence {
-        Evidence {
+    pub fn evidence(&self, user_key: u64, ev: &Event<'_>, f: &Facts, d: &Decision) -> Alerted {
+        Alerted {
             event: event_fp(keys::event(user_key, &ev.event_id)),
             t: f.t,
             action: d.action,
@@ -240,7 +240,7 @@ impl Rules {
             .and_then(|fp| case.find(fp, oldest))
             .cloned();
         let mut decision = Decision::from_signals(Signals::default());
-        let scope = |e: &Evidence, codes: u32, until: Tick| Snooze {
+        let scope = |e: &Alerted, codes: u32, until: Tick| Snooze {
             codes: with_families(codes),
             device: e.recalled.device,
             payee: e.recalled.counterparty,

@@ -1057,7 +1057,8 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, KafkaError> {
     // The lists are read before the first event is scored and followed across sessions.
     topics::ensure(&opts.config).await?;
     let lists = Arc::new(crate::lists::ListsCell::new());
-    let reader = super::lists::start(&opts.config, lists.clone(), opts.metrics.clone()).await?;
+    let reader =
+        super::lists_topic::start(&opts.config, lists.clone(), opts.metrics.clone()).await?;
     let result = sessions(&opts, lists, &mut summary).await;
     tokio::task::spawn_blocking(move || reader.stop())
         .await

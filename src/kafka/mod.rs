@@ -36,7 +36,7 @@
 pub mod acks;
 pub mod batch;
 pub mod consumer;
-pub mod lists;
+pub mod lists_topic;
 pub mod loadgen;
 pub mod mock;
 pub mod partition;

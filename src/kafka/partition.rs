@@ -233,7 +233,7 @@ pub(crate) async fn run(
                 for e in &state.blocks {
                     let _ = l.upsert(&e.key(), e, EpochMs::MIN);
                 }
-                super::lists::export_counts(&shared.metrics, l);
+                super::lists_topic::export_counts(&shared.metrics, l);
                 ((), true)
             });
         }

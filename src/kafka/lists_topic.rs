@@ -22,7 +22,7 @@ use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 
 use crate::config::Config;
-use crate::lists::{Change, ListKind, ListName, Lists, ListsCell};
+use crate::lists::{ListChange, ListKind, ListName, Lists, ListsCell};
 use crate::metrics::Metrics;
 
 use super::{client_config, KafkaError, ReaderContext, Role};
@@ -170,9 +170,9 @@ fn follow(
                         Ok(c) => {
                             changed = true;
                             count(match c {
-                                Change::Upserted => "upserted",
-                                Change::Removed => "removed",
-                                Change::Expired => "expired",
+                                ListChange::Upserted => "upserted",
+                                ListChange::Removed => "removed",
+                                ListChange::Expired => "expired",
                             });
                         }
                         Err(e) => {
