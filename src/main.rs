@@ -392,7 +392,7 @@ fn simulate_to_kafka(
         Some(p) => {
             sim::write_spec(&opts.sim.world, p)?;
             let out = walletguard::replay::create_output(p)?;
-            Some(walletguard::eval::labels::LabelWriter::new(out)?)
+            Some(walletguard::sim::labels::LabelWriter::new(out)?)
         }
         None => None,
     };

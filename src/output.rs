@@ -180,7 +180,7 @@ pub fn command_reason(d: &Decision) -> String {
 }
 
 /// Appends the command record of `kind`; `message` is `notify_user`'s text (see
-/// [`crate::pipeline::Engine::write_command`], which renders it).
+/// [`crate::pipeline::Engine::command_message`], which renders it).
 pub fn write_command(
     buf: &mut Vec<u8>,
     ev: &Event<'_>,

@@ -329,14 +329,19 @@ impl Engine {
         &self.params
     }
 
-    /// Appends the command record of `kind` for `ev`'s outcome `o`, with `notify_user`'s
-    /// message rendered from `[notify]`'s templates.
-    pub fn write_command(&self, buf: &mut Vec<u8>, ev: &Event<'_>, o: &Outcome, kind: CommandKind) {
-        let message = match (kind, o.notify) {
+    /// The message of a `notify_user` command for `ev`'s outcome `o`, rendered from
+    /// `[notify]`'s templates (`None` for other commands). [`crate::output::write_command`]
+    /// writes it into the command record.
+    pub fn command_message(
+        &self,
+        ev: &Event<'_>,
+        o: &Outcome,
+        kind: CommandKind,
+    ) -> Option<String> {
+        match (kind, o.notify) {
             (CommandKind::NotifyUser, Some(k)) => Some(self.notifier.message(k, ev)),
             _ => None,
-        };
-        crate::output::write_command(buf, ev, o, kind, message.as_deref());
+        }
     }
 
     /// Fresh state for this engine's config.

@@ -581,7 +581,13 @@ pub fn replay(
                         CommandKind::NotifyUser => sum.notifications += 1,
                     }
                     if let Some(o) = commands.as_mut() {
-                        engine.write_command(&mut buf, &ev, &out, kind);
+                        crate::output::write_command(
+                            &mut buf,
+                            &ev,
+                            &out,
+                            kind,
+                            engine.command_message(&ev, &out, kind).as_deref(),
+                        );
                         o.line(&mut buf)?;
                     }
                 }

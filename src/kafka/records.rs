@@ -287,7 +287,13 @@ impl OutBatch {
         }
         if let Some(kind) = out.command {
             let s = self.arena.len();
-            engine.write_command(&mut self.arena, ev, out, kind);
+            crate::output::write_command(
+                &mut self.arena,
+                ev,
+                out,
+                kind,
+                engine.command_message(ev, out, kind).as_deref(),
+            );
             self.recs.push(Rec {
                 dest: Dest::Commands,
                 key: Some(key),

@@ -94,6 +94,7 @@
 
 pub mod ids;
 mod kinds;
+pub mod labels;
 pub mod model;
 mod scenario;
 mod scripts;
@@ -105,13 +106,13 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use crate::eval::labels::LabelWriter;
 use crate::event::{Event, EventType, Geo, Status};
 use crate::replay::{create_output, ReplayError};
 use crate::time::{days_from_civil, write_rfc3339, EpochMs};
+use labels::LabelWriter;
 
 pub use model::Simulator;
-pub use scenario::MIN_HISTORY_DAYS;
+pub use model::MIN_HISTORY_DAYS;
 pub use spec::{AttackStyle, Currency, Fields, Habits, NoveltyRate, WorldKind, WorldSpec};
 pub use world::Party;
 

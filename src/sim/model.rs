@@ -18,6 +18,9 @@ use rand_pcg::Pcg64Mcg;
 use super::world::{self, City, Party, CARRIER_NETS, HOME_CITIES, NATIONAL};
 use super::{Channel, Failure, Scenario, SimError, SimEvent, SimParams, TsForm, Wire};
 use super::{WorldKind, WorldSpec};
+
+/// Attacks start only after this many days of the victim's history.
+pub const MIN_HISTORY_DAYS: u32 = 14;
 use crate::event::{EventType, Geo};
 use crate::time::{civil_from_days, EpochMs};
 
@@ -41,7 +44,7 @@ pub(crate) struct World {
     /// Days since 1970-01-01 of the local calendar date of day 0.
     pub day0_civil: i64,
     pub days: u32,
-    /// Attacks start on this day of the window or later: [`super::scenario::MIN_HISTORY_DAYS`]
+    /// Attacks start on this day of the window or later: [`MIN_HISTORY_DAYS`]
     /// in the first window (victims need a history), 0 in the windows that continue it.
     pub history_days: u32,
     /// The world's parameters.
@@ -1124,7 +1127,7 @@ impl Simulator {
             day0_ms: p.day0_ms(),
             day0_civil: crate::time::days_from_civil(y, m, d),
             days: p.days,
-            history_days: super::scenario::MIN_HISTORY_DAYS,
+            history_days: MIN_HISTORY_DAYS,
             wire: Wire::of(&p.world),
             spec: p.world.clone(),
         };

@@ -18,9 +18,6 @@ use super::{Channel, Failure, Scenario, SimParams, WorldKind};
 use crate::event::{EventType, Geo};
 use crate::time::EpochMs;
 
-/// Attacks start only after this many days of the victim's history.
-pub const MIN_HISTORY_DAYS: u32 = 14;
-
 /// Mule accounts are few and shared by many victims.
 const MULES: u64 = 5_000;
 

@@ -796,7 +796,13 @@ fn expected_in<'a>(
                 }
                 if let Some(kind) = o.command {
                     buf.clear();
-                    engine.write_command(&mut buf, &ev, &o, kind);
+                    walletguard::output::write_command(
+                        &mut buf,
+                        &ev,
+                        &o,
+                        kind,
+                        engine.command_message(&ev, &o, kind).as_deref(),
+                    );
                     let v: Value = serde_json::from_slice(&buf).expect("command JSON");
                     out.commands.entry(id).or_default().push(strip_times(v));
                 }
