@@ -47,7 +47,8 @@
 //!   PR/ROC, false alarms, from the pipeline or a decisions file, as a table, JSON, Markdown
 //!   and PNG curves; and `walletguard worlds` ([`eval::worlds`]): the same figures over many
 //!   random worlds scored in memory, with the worst and median of each, and its metamorphic
-//!   checks ([`eval::metamorphic`]: amounts ×1000, no identity fields, renamed ids).
+//!   checks ([`eval::metamorphic`]: amounts ×1000, no identity fields, renamed ids); both score
+//!   a simulated world in memory through [`eval::scoring`].
 //! - [`calibrate`]: `walletguard calibrate`: learns priors, fits detector weights (with
 //!   labels) and sets thresholds within a false-freeze and an alert budget on the first part
 //!   of a history, checks them on the rest, and writes a commented overlay.

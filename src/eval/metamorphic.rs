@@ -4,7 +4,7 @@
 //! Detection should not depend on the currency scale, should degrade gracefully when optional
 //! fields are missing, and should not depend on how ids are spelled. Each world is therefore
 //! scored four times, event by event, on four fresh pipeline states fed from ONE generated
-//! stream ([`super::worlds::for_each_event`], [`WorldScorer`], the scoring path of every
+//! stream ([`super::scoring::for_each_event`], [`WorldScorer`], the scoring path of every
 //! world): as generated, and as three variants that differ only in how each event is
 //! written ([`SimEvent::wire`], so the events, their order and their labels are the same):
 //!
@@ -28,7 +28,7 @@
 use serde::Serialize;
 
 use super::figures;
-use super::worlds::{for_each_event, RowFigures, WorldScorer};
+use super::scoring::{for_each_event, scenario_names, RowFigures, WorldScorer};
 use super::{EvalError, Scored};
 use crate::decision::Action;
 use crate::pipeline::Engine;
@@ -278,7 +278,7 @@ pub fn variant_wires(spec: &WorldSpec, seed: u64, w: Wire) -> [Wire; 3] {
 
 /// Scores the world of `params` as generated and its three variants, each on a fresh state
 /// of `engine`, from one generated stream. Returns the records as generated (as
-/// [`super::worlds::score_simulation`] does), the scenario names, and the comparisons.
+/// [`super::scoring::score_simulation`] does), the scenario names, and the comparisons.
 pub fn score_world(
     engine: &Engine,
     params: &SimParams,
@@ -302,7 +302,7 @@ pub fn score_world(
         m.renamed.add(b, renamed.score(engine, &variant(wires[2]))?);
         Ok(())
     })?;
-    let names = super::worlds::scenario_names();
+    let names = scenario_names();
     let figures = |s: &Scored| RowFigures::of(&figures::compute(&s.recs, &names).0);
     m.no_identity.before = figures(&base.scored);
     m.no_identity.after = figures(&no_id.scored);

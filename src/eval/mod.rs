@@ -18,6 +18,7 @@ pub mod labels;
 pub mod metamorphic;
 pub mod plot;
 pub mod report;
+pub mod scoring;
 pub mod worlds;
 
 use std::borrow::Cow;
