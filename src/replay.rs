@@ -437,7 +437,7 @@ pub fn write_state(engine: &Engine, router: &Partitioned, path: &Path) -> Result
         for key in keys {
             if let Some(prof) = state.profiles.get(key) {
                 value.clear();
-                crate::baseline::codec::encode_record(
+                crate::feedback::record::encode_record(
                     prof,
                     state.cases.get(&key),
                     params,
@@ -761,7 +761,7 @@ mod tests {
             } else {
                 let k = u64::from_be_bytes(key.as_slice().try_into().unwrap());
                 let (prof, _) =
-                    crate::baseline::codec::decode_record(&value, engine.params()).unwrap();
+                    crate::feedback::record::decode_record(&value, engine.params()).unwrap();
                 assert!(prof.last_seen > 0, "a held profile has been seen");
                 assert!((p, key.clone()) > last, "partition, then key order");
                 last = (p, key);

@@ -138,8 +138,6 @@
 //! (the config changed between releases), [`decode`] moves each set to its new place, keeping
 //! its first `min(old, new)` entries (the most recent) and zero-filling the rest.
 
-use crate::feedback::Case;
-
 use super::{
     payee_bits, slot_fp, Params, Profile, DEDUP_SLOTS, RING_DELTAS, SLOT_CAPACITY, YOUNG_SLOTS,
 };
@@ -249,36 +247,17 @@ pub enum CodecError {
     /// profile: the record's header is corrupt, or the reader's [`Params::sets`] is invalid.
     #[error("set layout {0:?} does not fit the {cap} slots of a profile", cap = SLOT_CAPACITY)]
     BadLayout([u8; SET_KINDS]),
-    /// The feedback case after the profile does not decode.
-    #[error(transparent)]
-    Case(#[from] crate::feedback::CaseError),
 }
 
-/// Appends a user's whole changelog value: the profile ([`encode`]) and, for a user with
-/// feedback state, the [`Case`] right after it (its own magic `b"WC"`; see
-/// [`crate::feedback::case`]). Users without a case write exactly what [`encode`] writes.
-pub fn encode_record(profile: &Profile, case: Option<&Case>, params: &Params, out: &mut Vec<u8>) {
-    encode(profile, params, out);
-    if let Some(c) = case {
-        c.encode(out);
-    }
-}
-
-/// Decodes a value written by [`encode_record`] (or [`encode`], of any release).
-pub fn decode_record(bytes: &[u8], params: &Params) -> Result<(Profile, Option<Case>), CodecError> {
-    // Cases follow the profile since version 5; the profile's length comes from its version.
-    let len = match bytes.get(2) {
-        Some(&FORMAT_VERSION) => ENCODED_LEN,
-        Some(6) => V6_LEN,
-        Some(5) => V5_LEN,
-        _ => return Ok((decode(bytes, params)?, None)),
-    };
-    match bytes.get(len..) {
-        Some(rest) if !rest.is_empty() && Case::is_case_record(rest) => {
-            let profile = decode(&bytes[..len], params)?;
-            Ok((profile, Some(Case::decode(rest)?)))
-        }
-        _ => Ok((decode(bytes, params)?, None)),
+/// The length of the profile at the start of a changelog value, for the versions after which
+/// a feedback case may follow (5 and later); `None` for older records and for bytes that are
+/// not a profile of a known version. [`crate::feedback::record`] splits a value with it.
+pub fn profile_len(bytes: &[u8]) -> Option<usize> {
+    match bytes.get(2) {
+        Some(&FORMAT_VERSION) => Some(ENCODED_LEN),
+        Some(6) => Some(V6_LEN),
+        Some(5) => Some(V5_LEN),
+        _ => None,
     }
 }
 
@@ -579,7 +558,7 @@ fn remap(
 type Reader<'a> = crate::bytes::Reader<'a, CodecError>;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::baseline::{SetKind, FLAG_BASE_NEW_PAYEE, RING_MAX_DELTA};
     use crate::config::Config;
@@ -587,44 +566,6 @@ mod tests {
 
     fn params() -> Params {
         Params::new(&Config::default())
-    }
-
-    #[test]
-    fn a_record_carries_its_users_feedback_case_and_reads_without_one() {
-        let p = params();
-        let prof = Profile {
-            last_seen: 42,
-            ..Profile::default()
-        };
-        let case = Case {
-            failures: 1,
-            failures_since: 40,
-            ..Case::default()
-        };
-        let mut with = Vec::new();
-        encode_record(&prof, Some(&case), &p, &mut with);
-        let mut without = Vec::new();
-        encode_record(&prof, None, &p, &mut without);
-        let mut plain = Vec::new();
-        encode(&prof, &p, &mut plain);
-        assert_eq!(
-            without, plain,
-            "no case: the bytes of every earlier release"
-        );
-        assert_eq!(decode_record(&with, &p), Ok((prof, Some(case))));
-        assert_eq!(decode_record(&without, &p), Ok((prof, None)));
-        // A damaged case is an error, never a profile without it; other trailing bytes are
-        // too long, as before.
-        assert!(matches!(
-            decode_record(&with[..with.len() - 1], &p),
-            Err(CodecError::Case(_))
-        ));
-        let mut junk = plain.clone();
-        junk.push(7);
-        assert!(matches!(
-            decode_record(&junk, &p),
-            Err(CodecError::TooLong { .. })
-        ));
     }
 
     /// A layout pinned independently of the default config, for the golden bytes.
@@ -842,18 +783,28 @@ mod tests {
     fn version_5_records_still_decode() {
         let p = pinned_params();
         // Version 5 is version 6 without the run state: the same bytes up to 256.
+        let (v5, want) = v5_sample();
+        assert_eq!(decode(&v5, &p), Ok(want));
+        assert_eq!(profile_len(&v5), Some(V5_LEN), "a case may follow");
+        assert_eq!(
+            profile_len(&unhex(GOLDEN_V1)),
+            None,
+            "no case follows version 1"
+        );
+    }
+
+    /// A version-5 record of [`sample`] and the profile it decodes to, for the record tests
+    /// of [`crate::feedback::record`].
+    pub(crate) fn v5_sample() -> (Vec<u8>, Profile) {
         let mut v5 = golden_v6();
         v5.truncate(V5_LEN);
         v5[2] = 5;
-        assert_eq!(decode(&v5, &p), Ok(sample_v5()));
-        // With a feedback case after it, as a version-5 release wrote it.
-        let case = Case {
-            failures: 2,
-            failures_since: 40,
-            ..Case::default()
-        };
-        case.encode(&mut v5);
-        assert_eq!(decode_record(&v5, &p), Ok((sample_v5(), Some(case))));
+        (v5, sample_v5())
+    }
+
+    /// The pinned layout's params.
+    pub(crate) fn pinned() -> Params {
+        pinned_params()
     }
 
     /// Version-1 bytes of [`sample`] with the pinned layout. If this test fails, the format
@@ -1007,7 +958,7 @@ mod tests {
         let want = golden_v6();
         assert_eq!(want.len(), V6_LEN);
         assert_eq!(decode(&want, &p), Ok(sample()));
-        assert_eq!(decode_record(&want, &p), Ok((sample(), None)));
+        assert_eq!(profile_len(&want), Some(V6_LEN));
         // Version 7: version 6 with one byte per hour.
         let mut v7 = want[..158].to_vec();
         v7[2] = 7;

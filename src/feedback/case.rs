@@ -1,7 +1,7 @@
 //! [`Case`]: what one user's feedback needs to remember: the evidence of their latest alerted
 //! events, active snoozes, and failed step-ups. Held beside the profile, only for users with an
 //! alert or feedback, and carried in the changelog after the profile's bytes
-//! ([`crate::baseline::codec::decode_record`]).
+//! ([`crate::feedback::record::decode_record`]).
 //!
 //! # Encoding (version 1)
 //!

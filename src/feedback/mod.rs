@@ -22,6 +22,7 @@
 //! counted reasons ([`crate::detect::Signals::snoozed`]).
 
 pub mod case;
+pub mod record;
 
 pub use case::{event_fp, Alerted, Case, CaseError, Snooze};
 

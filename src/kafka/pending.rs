@@ -17,7 +17,7 @@ use prometheus::IntCounter;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::baseline::{codec, keys, BuildIdentity, Params};
+use crate::baseline::{keys, BuildIdentity, Params};
 use crate::pipeline::State;
 
 use super::records::OutBatch;
@@ -169,7 +169,7 @@ impl Pending {
         for key in &self.ids {
             match state.profiles.get(*key) {
                 Some(prof) => out.changelog(p, *key, &self.stamp, |buf| {
-                    codec::encode_record(prof, state.cases.get(key), params, buf)
+                    crate::feedback::record::encode_record(prof, state.cases.get(key), params, buf)
                 }),
                 None => out.changelog_tombstone(p, *key, &self.stamp),
             }
@@ -194,6 +194,7 @@ mod tests {
     use rdkafka::message::Headers;
 
     use super::*;
+    use crate::baseline::codec;
     use crate::baseline::Profile;
     use crate::config::Config;
     use crate::kafka::records::{Dest, OutputTopics, Record};

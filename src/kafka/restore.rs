@@ -19,7 +19,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::baseline::population::PopulationError;
-use crate::baseline::{codec, keys, BuildIdentity, Params, Population};
+use crate::baseline::{keys, BuildIdentity, Params, Population};
 use crate::config::Config;
 use crate::pipeline::State;
 
@@ -217,7 +217,7 @@ pub enum SkipReason {
     BadStamp,
     /// The value does not decode as a profile.
     #[error("changelog record value: {0}")]
-    Value(#[from] codec::CodecError),
+    Value(#[from] crate::feedback::record::RecordError),
     /// A population record whose key is not [`stamp::POPULATION_KEY`], or that has no value.
     #[error("population changelog record with a wrong key or no value")]
     BadPopulationRecord,
@@ -403,7 +403,10 @@ fn classify<'a>(rec: &ChangelogRecord<'a>, position: &Position, params: &Params)
     };
     // Decoded before it competes: an undecodable newer version must not hide an older good
     // one (the profile would silently stay at whatever was applied before).
-    let profile = match rec.value.map(|v| codec::decode_record(v, params)) {
+    let profile = match rec
+        .value
+        .map(|v| crate::feedback::record::decode_record(v, params))
+    {
         None => None,
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => return Class::Bad(e.into()),
@@ -419,6 +422,7 @@ fn classify<'a>(rec: &ChangelogRecord<'a>, position: &Position, params: &Params)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::baseline::codec;
     use crate::baseline::Profile;
     use crate::fuzz::XorShift;
 

@@ -819,7 +819,7 @@ fn expected_in<'a>(
         if let Some(s) = states.iter().find(|s| s.profiles.get(key).is_some()) {
             if let Some(prof) = s.profiles.get(key) {
                 let case = s.cases.get(&key);
-                walletguard::baseline::codec::encode_record(prof, case, engine.params(), bytes);
+                walletguard::feedback::record::encode_record(prof, case, engine.params(), bytes);
             }
         }
     }
