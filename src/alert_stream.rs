@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 use crate::decision::{Action, Severity};
-use crate::detect::code_bit;
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::pipeline::Outcome;
@@ -36,7 +35,7 @@ pub struct StreamAlert {
     pub severity: Severity,
     /// Its action.
     pub action: Action,
-    /// Counted reason codes ([`code_bit`]).
+    /// Counted reason codes ([`crate::detect::Code::bit`]).
     pub codes: u32,
     /// The alert record, JSON.
     pub json: String,
@@ -49,7 +48,7 @@ pub struct Filter {
     pub min_severity: Option<Severity>,
     /// Actions; empty: any.
     pub actions: Vec<Action>,
-    /// Any of these codes ([`code_bit`]); 0: any.
+    /// Any of these codes ([`crate::detect::Code::bit`]); 0: any.
     pub codes: u32,
 }
 
@@ -104,7 +103,9 @@ impl Filter {
         }
         let mut codes = 0;
         for c in items(code) {
-            codes |= code_bit(crate::detect::Code::parse(&c).ok_or_else(|| bad("code", &c))?);
+            codes |= crate::detect::Code::parse(&c)
+                .ok_or_else(|| bad("code", &c))?
+                .bit();
         }
         Ok(Filter {
             min_severity,
@@ -165,11 +166,7 @@ impl AlertHub {
             id: crate::output::alert_id(&ev.user_id, &ev.event_id),
             severity: o.decision.severity,
             action: o.decision.action,
-            codes: o
-                .decision
-                .signals
-                .iter()
-                .fold(0, |m, s| m | code_bit(s.code)),
+            codes: o.decision.signals.iter().fold(0, |m, s| m | s.code.bit()),
             json: String::from_utf8_lossy(&json).into_owned(),
         });
         self.push(alert);
@@ -284,7 +281,7 @@ mod tests {
             id: format!("al-{i}"),
             severity,
             action,
-            codes: code_bit(code),
+            codes: code.bit(),
             json: format!("{{\"alert_id\":\"al-{i}\"}}"),
         })
     }

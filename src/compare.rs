@@ -122,9 +122,7 @@ fn bin(score: f64) -> usize {
 }
 
 fn counted_mask(d: &Decision) -> u32 {
-    d.signals
-        .iter()
-        .fold(0, |m, s| m | crate::detect::code_bit(s.code))
+    d.signals.iter().fold(0, |m, s| m | s.code.bit())
 }
 
 impl Comparison {
@@ -143,7 +141,7 @@ impl Comparison {
         self.scores[1][bin(candidate.score)] += 1;
         let (ma, mb) = (counted_mask(live), counted_mask(candidate));
         for (i, c) in Code::ALL.iter().enumerate() {
-            let bit = crate::detect::code_bit(*c);
+            let bit = c.bit();
             self.fired[0][i] += u64::from(ma & bit != 0);
             self.fired[1][i] += u64::from(mb & bit != 0);
             if (ma | mb) & bit != 0 {

@@ -296,7 +296,7 @@ mod tests {
     async fn the_alert_stream_needs_the_token_filters_and_resumes() {
         use crate::alert_stream::StreamAlert;
         use crate::decision::{Action, Severity};
-        use crate::detect::{code_bit, Code};
+        use crate::detect::Code;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let metrics = Arc::new(Metrics::new().unwrap());
         let hub = Arc::new(AlertHub::new("tok".into(), 100, 100, metrics.clone()));
@@ -318,7 +318,7 @@ mod tests {
                 id: format!("al-{i}"),
                 severity: Severity::High,
                 action,
-                codes: code_bit(Code::NewDevice),
+                codes: Code::NewDevice.bit(),
                 json: format!("{{\"n\":{i}}}"),
             }))
         };

@@ -432,23 +432,16 @@ pub fn write_state(engine: &Engine, router: &Partitioned, path: &Path) -> Result
             .map_err(io_err("cannot write", path))
     };
     for (p, state) in router.states.iter().enumerate() {
-        let mut keys: Vec<u64> = state.profiles.iter().map(|(k, _)| k).collect();
-        keys.sort_unstable();
-        for key in keys {
-            if let Some(prof) = state.profiles.get(key) {
-                value.clear();
-                crate::feedback::record::encode_record(
-                    prof,
-                    state.cases.get(&key),
-                    params,
-                    &mut value,
-                );
-                write(&mut out, p, &key.to_be_bytes(), &value)?;
-            }
+        let mut held: Vec<(u64, &crate::baseline::Profile)> = state.profiles.iter().collect();
+        held.sort_unstable_by_key(|(key, _)| *key);
+        for (key, prof) in held {
+            value.clear();
+            crate::feedback::record::encode_record(prof, state.cases.get(&key), params, &mut value);
+            write(&mut out, p, &key.to_be_bytes(), &value)?;
         }
         value.clear();
         state.population.encode(&mut value);
-        write(&mut out, p, b"walletguard.population", &value)?;
+        write(&mut out, p, crate::kafka::stamp::POPULATION_KEY, &value)?;
     }
     out.flush().map_err(io_err("cannot write", path))
 }

@@ -569,7 +569,7 @@ pub(crate) mod tests {
     }
 
     /// A layout pinned independently of the default config, for the golden bytes.
-    fn pinned_params() -> Params {
+    pub(crate) fn pinned_params() -> Params {
         Params {
             sets: [(0, 3), (3, 4), (7, 3), (10, 2), (12, 2)],
             ..params()
@@ -800,11 +800,6 @@ pub(crate) mod tests {
         v5.truncate(V5_LEN);
         v5[2] = 5;
         (v5, sample_v5())
-    }
-
-    /// The pinned layout's params.
-    pub(crate) fn pinned() -> Params {
-        pinned_params()
     }
 
     /// Version-1 bytes of [`sample`] with the pinned layout. If this test fails, the format

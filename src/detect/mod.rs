@@ -467,13 +467,8 @@ impl Default for Signals {
     }
 }
 
-/// The bit of `code` in a snooze mask ([`Code::bit`]).
-pub fn code_bit(code: Code) -> u32 {
-    code.bit()
-}
-
 impl Signals {
-    /// Snoozes the codes of `mask` ([`code_bit`]) for the signals pushed from now on.
+    /// Snoozes the codes of `mask` ([`Code::bit`]) for the signals pushed from now on.
     pub fn set_mute(&mut self, mask: u32) {
         self.mute = mask;
     }
@@ -488,11 +483,11 @@ impl Signals {
         self.muted
     }
 
-    /// The codes of every signal, counted or snoozed, as a mask of [`code_bit`]s.
+    /// The codes of every signal, counted or snoozed, as a mask of [`Code::bit`]s.
     pub fn mask(&self) -> u32 {
         self.iter()
             .chain(self.snoozed())
-            .fold(0, |m, s| m | code_bit(s.code))
+            .fold(0, |m, s| m | s.code.bit())
     }
 
     /// Adds a signal with a score clamped into [0, 1]; zero scores and overflow are ignored.
@@ -511,7 +506,7 @@ impl Signals {
             weight,
             detail,
         });
-        if self.mute & code_bit(code) != 0 {
+        if self.mute & code.bit() != 0 {
             self.muted += 1;
             self.items[MAX_SIGNALS - self.muted] = sig;
         } else {

@@ -62,7 +62,7 @@ pub struct Alerted {
     pub t: Tick,
     /// The action it got.
     pub action: Action,
-    /// The codes that fired, counted or snoozed ([`crate::detect::code_bit`]).
+    /// The codes that fired, counted or snoozed ([`crate::detect::Code::bit`]).
     pub codes: u32,
     /// Whether its device was already the user's.
     pub device_known: bool,
@@ -77,7 +77,7 @@ pub struct Alerted {
 /// Codes muted for one piece of evidence until a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Snooze {
-    /// The muted codes ([`crate::detect::code_bit`]); 0 marks a free slot.
+    /// The muted codes ([`crate::detect::Code::bit`]); 0 marks a free slot.
     pub codes: u32,
     /// Only events from this device (hash), if set.
     pub device: Option<u64>,

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::baseline::{keys, Facts, Params, Profile, Recalled, SetKind};
 use crate::decision::{family, Action, Decision};
-use crate::detect::{code_bit, Code, Detail, Signals};
+use crate::detect::{Code, Detail, Signals};
 use crate::event::{Event, EventType, Feedback};
 use crate::lists::{ListEntry, ListKind};
 use crate::time::{to_tick, Tick};
@@ -129,13 +129,13 @@ pub struct Applied {
 pub fn with_families(codes: u32) -> u32 {
     let fams = Code::ALL
         .iter()
-        .filter(|c| codes & code_bit(**c) != 0)
+        .filter(|c| codes & c.bit() != 0)
         .map(|c| family(*c))
         .collect::<Vec<_>>();
     Code::ALL
         .iter()
         .filter(|c| fams.contains(&family(**c)))
-        .fold(codes, |m, c| m | code_bit(*c))
+        .fold(codes, |m, c| m | c.bit())
 }
 
 /// [`FeedbackConfig`] in ticks, ready for the pipeline.

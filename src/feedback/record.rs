@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn a_version_5_record_with_a_case_still_decodes() {
-        let p = codec::tests::pinned();
+        let p = codec::tests::pinned_params();
         let (mut v5, want) = codec::tests::v5_sample();
         let case = Case {
             failures: 2,
