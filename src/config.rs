@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::{BaselineConfig, PriorConfig};
 use crate::decision::DecisionConfig;
 use crate::detect::DetectorsConfig;
+use crate::pipeline::{EngineConfig, GeneralConfig};
 use crate::validate::Invalid;
 
 /// Prefix of environment overrides.
@@ -89,6 +90,20 @@ impl ConfigError {
             ConfigError::InFile { file, .. } => Some(file),
             ConfigError::Io { path, .. } => Some(path),
             _ => None,
+        }
+    }
+}
+
+impl From<Config> for EngineConfig {
+    fn from(c: Config) -> EngineConfig {
+        EngineConfig {
+            general: c.general,
+            baseline: c.baseline,
+            prior: c.prior,
+            detectors: c.detectors,
+            decision: c.decision,
+            feedback: c.feedback,
+            notify: c.notify,
         }
     }
 }
@@ -205,27 +220,6 @@ impl Default for Config {
             kafka: Default::default(),
             http: Default::default(),
             subscriptions: default_subscriptions(),
-        }
-    }
-}
-
-/// `[general]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GeneralConfig {
-    /// Currency assumed when an event has none. Each user's amount baseline is in the currency
-    /// of their first money out; money out in another currency is scored without the amount
-    /// habit and not learned.
-    pub default_currency: String,
-    /// Users' local UTC offset, `±HH:MM`; the hour-of-day baseline is kept in this zone.
-    pub utc_offset: String,
-}
-
-impl Default for GeneralConfig {
-    fn default() -> Self {
-        GeneralConfig {
-            default_currency: "CNY".into(),
-            utc_offset: "+08:00".into(),
         }
     }
 }
@@ -624,6 +618,30 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The shadow candidate: this config with `[shadow] config` laid over it (and the
+    /// `WALLETGUARD_*` environment, as for the live one); `None` when shadow scoring is off.
+    pub fn shadow_candidate(&self) -> Result<Option<Config>, ConfigError> {
+        let Some(path) = self.shadow.path() else {
+            return Ok(None);
+        };
+        let text = toml::to_string(self).map_err(|e| ConfigError::Syntax {
+            msg: format!("the live config does not serialise: {e}"),
+        })?;
+        let layers = [
+            Layer {
+                name: "(live config)".into(),
+                text,
+            },
+            Layer::read(&path)?,
+        ];
+        Config::from_layers_with_env(&layers, std::env::vars()).map(Some)
+    }
+
+    /// The engine's sections (a copy; see [`EngineConfig`]).
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig::from(self.clone())
+    }
+
     /// A short digest of everything but `[kafka]` and `[http]`: what a reload can change.
     /// Exported as `walletguard_config_info{hash}`.
     pub fn detection_hash(&self) -> String {
@@ -641,27 +659,8 @@ impl Config {
 
     /// Checks every rule that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let g = &self.general;
-        let c = g.default_currency.as_bytes();
-        if c.len() != 3 || !c.iter().all(u8::is_ascii_alphabetic) {
-            return Err(invalid(
-                "general.default_currency",
-                "must be a 3-letter code",
-            ));
-        }
-        if crate::time::parse_offset(&g.utc_offset).is_none() {
-            return Err(invalid(
-                "general.utc_offset",
-                "must look like +08:00 or -05:30",
-            ));
-        }
         // Each section checks its own table, in file order.
-        self.baseline.validate()?;
-        self.prior.validate()?;
-        self.detectors.validate()?;
-        self.decision.validate()?;
-        self.feedback.validate()?;
-        self.notify.validate()?;
+        self.engine().validate()?;
         self.shadow.validate()?;
         if !["auto", "json", "text"].contains(&self.log.format.as_str()) {
             return Err(invalid("log.format", "must be auto, json or text"));

@@ -91,6 +91,7 @@ pub mod feedback;
 pub mod http;
 pub mod kafka;
 pub mod lists;
+pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod output;

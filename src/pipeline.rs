@@ -15,13 +15,134 @@
 //! Detection uses event time only; `now` is stamped on outputs (`emitted_at`, `issued_at`), so
 //! replaying the same events gives the same decisions.
 
-use crate::baseline::{keys, Params, Population, Prior, ProfileStore};
-use crate::config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::{
+    keys, BaselineConfig, Context, Params, Population, Prior, PriorConfig, ProfileStore,
+};
+use crate::decision::DecisionConfig;
 use crate::decision::{Action, ChainHints, Decider, Decision, Habit};
+use crate::detect::DetectorsConfig;
 use crate::detect::{self, CardTesting, Detector, Input, Signals};
 use crate::event::{parse_event, Event, EventError, EventType};
+use crate::feedback::FeedbackConfig;
 use crate::feedback::{Case, Rules};
+use crate::notify::NotifyConfig;
 use crate::time::EpochMs;
+use crate::validate::{invalid, Checked};
+
+/// The sections of the config the engine is built from, each owned by its module. The
+/// service's sections (`[kafka]`, `[http]`, subscriptions, shadow, log) are not among them:
+/// nothing in the engine reads them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineConfig {
+    /// `[general]`: currency and time zone.
+    pub general: GeneralConfig,
+    /// `[baseline]`: per-user baseline sizes and decay.
+    pub baseline: BaselineConfig,
+    /// `[prior]`: the population prior for users with little history.
+    pub prior: PriorConfig,
+    /// `[detectors.*]`: one table per detector.
+    pub detectors: DetectorsConfig,
+    /// `[decision]`: score → action and command rules.
+    pub decision: DecisionConfig,
+    /// `[feedback]`: what step-up results, verdicts and unfreezes do.
+    pub feedback: FeedbackConfig,
+    /// `[notify]`: owner notifications.
+    pub notify: NotifyConfig,
+}
+
+impl EngineConfig {
+    /// The baseline's constants. Why here: besides `[baseline]` they take the zone and
+    /// currency of `[general]` and two detectors' windows, and only the engine sees all three.
+    pub fn params(&self) -> Params {
+        Params::new(
+            &self.baseline,
+            Context {
+                utc_offset_min: self.general.utc_offset_min(),
+                currency: self.general.currency(),
+                probation_s: (self.detectors.credential_change.window_hours * 3600.0) as u32,
+                young_payee_s: (self.detectors.payee_buildup.window_days * 86_400.0) as u32,
+                young_payee_min_history_s: (self.detectors.payee_buildup.min_history_days
+                    * 86_400.0) as u32,
+            },
+        )
+    }
+
+    /// The population prior.
+    pub fn prior(&self) -> Prior {
+        Prior::new(&self.prior, self.baseline.shrinkage_k)
+    }
+
+    /// Checks every section's rules, in file order.
+    pub fn validate(&self) -> Checked {
+        self.general.validate()?;
+        self.baseline.validate()?;
+        self.prior.validate()?;
+        self.detectors.validate()?;
+        self.decision.validate()?;
+        self.feedback.validate()?;
+        self.notify.validate()
+    }
+}
+
+/// `[general]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneralConfig {
+    /// Currency assumed when an event has none. Each user's amount baseline is in the currency
+    /// of their first money out; money out in another currency is scored without the amount
+    /// habit and not learned.
+    pub default_currency: String,
+    /// Users' local UTC offset, `±HH:MM`; the hour-of-day baseline is kept in this zone.
+    pub utc_offset: String,
+}
+
+impl Default for GeneralConfig {
+    fn default() -> Self {
+        GeneralConfig {
+            default_currency: "CNY".into(),
+            utc_offset: "+08:00".into(),
+        }
+    }
+}
+
+impl GeneralConfig {
+    /// Checks the currency code and the offset.
+    pub fn validate(&self) -> Checked {
+        let c = self.default_currency.as_bytes();
+        if c.len() != 3 || !c.iter().all(u8::is_ascii_alphabetic) {
+            return Err(invalid(
+                "general.default_currency",
+                "must be a 3-letter code",
+            ));
+        }
+        if crate::time::parse_offset(&self.utc_offset).is_none() {
+            return Err(invalid(
+                "general.utc_offset",
+                "must look like +08:00 or -05:30",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The offset in minutes (0 if it does not parse, which `validate` rules out).
+    pub fn utc_offset_min(&self) -> i32 {
+        crate::time::parse_offset(&self.utc_offset).unwrap_or(0)
+    }
+
+    /// The default currency as three upper-case bytes.
+    pub fn currency(&self) -> [u8; 3] {
+        let c = self.default_currency.to_ascii_uppercase();
+        let b = c.as_bytes();
+        // validate() guarantees three ASCII letters.
+        [
+            b.first().copied().unwrap_or(b'X'),
+            b.get(1).copied().unwrap_or(b'X'),
+            b.get(2).copied().unwrap_or(b'X'),
+        ]
+    }
+}
 
 /// A command for downstream systems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -175,10 +296,10 @@ pub struct Removed {
 
 impl State {
     /// Empty state, its population started from `prior.amounts`.
-    pub fn new(cfg: &Config) -> State {
+    pub fn new(prior: &PriorConfig) -> State {
         let mut population = Population::default();
-        let params = crate::baseline::Prior::new(cfg).pop;
-        for a in &cfg.prior.amounts {
+        let params = crate::baseline::PopulationParams::new(prior);
+        for a in &prior.amounts {
             let c = a.currency.to_ascii_uppercase();
             if let (Ok(code), Some(kind)) = (
                 <[u8; 3]>::try_from(c.as_bytes()),
@@ -190,7 +311,7 @@ impl State {
                     kind,
                     &crate::baseline::prior::SEED_SHARES,
                     &a.ln_quantiles,
-                    cfg.prior.min_weight,
+                    prior.min_weight,
                 );
             }
         }
@@ -212,63 +333,10 @@ pub fn sweep_clock(newest_event_ms: EpochMs, now_ms: EpochMs) -> EpochMs {
     newest_event_ms.min(now_ms.saturating_add(86_400_000))
 }
 
-/// The engine in use, swappable at run time (config reload) while partition tasks read it once
-/// per batch; and the shadow candidate beside it, if one is configured (see
-/// [`crate::shadow`]).
-pub struct EngineCell {
-    live: std::sync::RwLock<std::sync::Arc<Engine>>,
-    shadow: std::sync::RwLock<Option<std::sync::Arc<Engine>>>,
-}
-
-/// Reads a lock, poisoned or not: a writer only ever swaps a whole `Arc`.
-fn read<T: Clone>(l: &std::sync::RwLock<T>) -> T {
-    match l.read() {
-        Ok(g) => g.clone(),
-        Err(p) => p.into_inner().clone(),
-    }
-}
-
-fn write<T>(l: &std::sync::RwLock<T>, v: T) {
-    match l.write() {
-        Ok(mut g) => *g = v,
-        Err(p) => *p.into_inner() = v,
-    }
-}
-
-impl EngineCell {
-    /// Holds `engine`, with no shadow candidate.
-    pub fn new(engine: Engine) -> EngineCell {
-        EngineCell {
-            live: std::sync::RwLock::new(std::sync::Arc::new(engine)),
-            shadow: std::sync::RwLock::new(None),
-        }
-    }
-
-    /// The current engine.
-    pub fn get(&self) -> std::sync::Arc<Engine> {
-        read(&self.live)
-    }
-
-    /// Replaces the engine; batches already started finish with the old one.
-    pub fn replace(&self, engine: Engine) {
-        write(&self.live, std::sync::Arc::new(engine));
-    }
-
-    /// The shadow candidate, if any.
-    pub fn shadow(&self) -> Option<std::sync::Arc<Engine>> {
-        read(&self.shadow)
-    }
-
-    /// Sets or clears the shadow candidate; partitions pick it up at their next batch.
-    pub fn replace_shadow(&self, engine: Option<Engine>) {
-        write(&self.shadow, engine.map(std::sync::Arc::new));
-    }
-}
-
 /// The immutable scoring engine built from one config. Cheap to share across partitions;
 /// a config reload builds a new one.
 pub struct Engine {
-    config: Config,
+    config: EngineConfig,
     params: Params,
     prior: Prior,
     detectors: Vec<Box<dyn Detector>>,
@@ -288,11 +356,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds the engine from a validated config.
-    pub fn new(config: Config) -> Engine {
+    /// Builds the engine from a validated config: its own sections, or the whole loaded
+    /// config (which hands over only those).
+    pub fn new(config: impl Into<EngineConfig>) -> Engine {
+        let config: EngineConfig = config.into();
         Engine {
-            params: Params::new(&config),
-            prior: Prior::new(&config),
+            params: config.params(),
+            prior: config.prior(),
             detectors: detect::build(&config.detectors),
             decider: Decider::new(&config.decision),
             tiny: crate::detect::Tiny::of(&config.detectors.card_testing),
@@ -305,10 +375,7 @@ impl Engine {
             feedback: Rules::new(&config.feedback).with_notify_interval(
                 (config.notify.min_interval_minutes * 60.0).clamp(0.0, u32::MAX as f64) as u32,
             ),
-            notifier: crate::notify::Notifier::new(
-                &config.notify,
-                crate::time::parse_offset(&config.general.utc_offset).unwrap_or(0),
-            ),
+            notifier: crate::notify::Notifier::new(&config.notify, config.general.utc_offset_min()),
             learn_below: if config.decision.learn_reviewed {
                 Action::StepUp
             } else {
@@ -318,8 +385,8 @@ impl Engine {
         }
     }
 
-    /// The config this engine was built from.
-    pub fn config(&self) -> &Config {
+    /// The sections this engine was built from.
+    pub fn config(&self) -> &EngineConfig {
         &self.config
     }
 
@@ -346,7 +413,7 @@ impl Engine {
 
     /// Fresh state for this engine's config.
     pub fn new_state(&self) -> State {
-        State::new(&self.config)
+        State::new(&self.config.prior)
     }
 
     /// Parses raw bytes and processes the event. On error, nothing in `state` changes.
@@ -693,7 +760,7 @@ mod tests {
 
     #[test]
     fn batch_processing_equals_one_by_one() {
-        let engine = Engine::new(Config::default());
+        let engine = Engine::new(EngineConfig::default());
         let lines = lines();
         let raws: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
         let mut a = engine.new_state();
@@ -749,7 +816,7 @@ mod lifecycle_tests {
 
     #[test]
     fn sweeping_idle_profiles_never_changes_a_decision() {
-        let mut cfg = Config::default();
+        let mut cfg = EngineConfig::default();
         cfg.baseline.profile_ttl_days = 10.0;
         let engine = Engine::new(cfg);
         // u1 is idle for 30 days between its two bursts; u2 is active throughout.
@@ -784,7 +851,7 @@ mod lifecycle_tests {
 
     #[test]
     fn a_flood_of_ids_stays_under_the_cap() {
-        let mut cfg = Config::default();
+        let mut cfg = EngineConfig::default();
         cfg.baseline.max_profiles_per_partition = 1_000;
         let engine = Engine::new(cfg);
         let mut state = engine.new_state();

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
+use crate::live::{Live, LiveCell};
 use crate::metrics::Metrics;
-use crate::pipeline::{Engine, EngineCell};
 
 /// Keys (dotted prefixes) that only a restart can change.
 pub const RESTART_ONLY: &[&str] = &[
@@ -135,7 +135,7 @@ pub enum ReloadOutcome {
 /// Reloads the config files into a running engine.
 pub struct Reloader {
     paths: Vec<PathBuf>,
-    engine: Arc<EngineCell>,
+    engine: Arc<LiveCell>,
     metrics: Arc<Metrics>,
     /// The config as started: restart-only keys are compared against it.
     started: Config,
@@ -148,7 +148,7 @@ impl Reloader {
     pub fn new(
         paths: Vec<PathBuf>,
         started: Config,
-        engine: Arc<EngineCell>,
+        engine: Arc<LiveCell>,
         metrics: Arc<Metrics>,
     ) -> Reloader {
         let mut last_seen = stamps(&paths);
@@ -189,7 +189,7 @@ impl Reloader {
             }
         };
         let running = self.engine.get();
-        let mut p = plan(running.config(), loaded.clone());
+        let mut p = plan(&running.config, loaded.clone());
         p.restart_pending = changed_keys(&self.started, &loaded)
             .into_iter()
             .filter(|k| restart_only(k))
@@ -202,7 +202,7 @@ impl Reloader {
         }
         // The shadow candidate is checked before anything changes: a bad candidate rejects
         // the whole reload.
-        if let Err(e) = crate::shadow::load_candidate(&p.effective) {
+        if let Err(e) = p.effective.shadow_candidate() {
             tracing::error!(error = %e, key = e.key().unwrap_or(""), "config reload rejected: the shadow candidate does not load; keeping the running config");
             self.metrics
                 .config_reloads
@@ -243,7 +243,7 @@ impl Reloader {
         if let Err(e) = self.reload_shadow(&p.effective) {
             tracing::error!(error = %e, "shadow candidate not replaced");
         }
-        self.engine.replace(Engine::new(p.effective));
+        self.engine.replace(Live::new(p.effective));
         self.metrics.set_config_hash(&hash);
         self.metrics
             .config_reloads
@@ -261,16 +261,16 @@ impl Reloader {
     /// Stamps of the config files and of the running shadow candidate's file.
     fn stamps(&self) -> Vec<Option<(std::time::SystemTime, u64)>> {
         let mut v = stamps(&self.paths);
-        v.extend(self.engine.get().config().shadow.path().map(|p| stamp(&p)));
+        v.extend(self.engine.get().config.shadow.path().map(|p| stamp(&p)));
         v
     }
 
     /// Loads the shadow candidate of `cfg` and swaps it in if it changed; `Err` when the
     /// candidate cannot load (the running one stays).
     fn reload_shadow(&self, cfg: &Config) -> Result<bool, ConfigError> {
-        let cand = crate::shadow::load_candidate(cfg)?;
+        let cand = cfg.shadow_candidate()?;
         let running = self.engine.shadow();
-        if running.as_ref().map(|e| e.config()) == cand.as_ref() {
+        if running.as_ref().map(|l| &l.config) == cand.as_ref() {
             return Ok(false);
         }
         self.metrics.shadow_active.set(i64::from(cand.is_some()));
@@ -278,7 +278,7 @@ impl Reloader {
             Some(c) => tracing::info!(hash = %c.detection_hash(), "shadow candidate replaced"),
             None => tracing::info!("shadow scoring off"),
         }
-        self.engine.replace_shadow(cand.map(Engine::new));
+        self.engine.replace_shadow(cand.map(Live::new));
         Ok(true)
     }
 }
@@ -358,7 +358,7 @@ mod tests {
         std::fs::write(&over, "[decision]\nstep_up = 0.7\n").unwrap();
         let paths = vec![base.clone(), over.clone()];
         let started = Config::load_layers(&paths).unwrap();
-        let engine = Arc::new(EngineCell::new(Engine::new(started.clone())));
+        let engine = Arc::new(LiveCell::new(Live::new(started.clone())));
         let metrics = Arc::new(Metrics::new().unwrap());
         let mut r = Reloader::new(paths, started, engine.clone(), metrics);
         // The overlay now also sets freeze: it wins over the base.
@@ -367,8 +367,8 @@ mod tests {
             ReloadOutcome::Applied { live, .. } => assert_eq!(live, vec!["decision.freeze"]),
             o => panic!("{o:?}"),
         }
-        assert_eq!(engine.get().config().decision.freeze, 0.97);
-        assert_eq!(engine.get().config().decision.step_up, 0.7);
+        assert_eq!(engine.get().config.decision.freeze, 0.97);
+        assert_eq!(engine.get().config.decision.step_up, 0.7);
         // A bad key in the base is rejected, naming the base; the running config stays.
         std::fs::write(&base, "[decision]\nfreez = 0.9\n").unwrap();
         match r.reload(|_| Ok(())) {
@@ -377,7 +377,7 @@ mod tests {
             }
             o => panic!("{o:?}"),
         }
-        assert_eq!(engine.get().config().decision.freeze, 0.97);
+        assert_eq!(engine.get().config.decision.freeze, 0.97);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -22,8 +22,8 @@ use crate::alert_stream::AlertHub;
 use crate::config::Config;
 use crate::http::{self, Health};
 use crate::kafka::{self, KafkaError, RunOptions, RunSummary};
+use crate::live::{Live, LiveCell};
 use crate::metrics::Metrics;
-use crate::pipeline::{Engine, EngineCell};
 use crate::reload::Reloader;
 use crate::shutdown::Shutdown;
 
@@ -115,10 +115,10 @@ pub async fn run(
         secrets,
     } = options;
     metrics.set_config_hash(&config.detection_hash());
-    let engine = Arc::new(EngineCell::new(Engine::new(config.clone())));
-    if let Some(c) = crate::shadow::load_candidate(&config).map_err(ServiceError::Shadow)? {
+    let engine = Arc::new(LiveCell::new(Live::new(config.clone())));
+    if let Some(c) = config.shadow_candidate().map_err(ServiceError::Shadow)? {
         tracing::info!(hash = %c.detection_hash(), "shadow candidate scored beside the live config");
-        engine.replace_shadow(Some(Engine::new(c)));
+        engine.replace_shadow(Some(Live::new(c)));
         metrics.shadow_active.set(1);
     }
     let stream = alert_hub(&config, &metrics, stream_token);

@@ -25,7 +25,6 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ConfigError, Layer};
 use crate::decision::Action;
 use crate::detect::Code;
 use crate::event::{Event, EventError};
@@ -67,30 +66,6 @@ impl ShadowConfig {
     pub fn path(&self) -> Option<PathBuf> {
         (!self.config.trim().is_empty()).then(|| PathBuf::from(self.config.trim()))
     }
-}
-
-/// The candidate config of `live`: the live config with `[shadow] config` laid over it (and
-/// the `WALLETGUARD_*` environment, as for the live one); `None` when shadow scoring is off.
-pub fn load_candidate(live: &Config) -> Result<Option<Config>, ConfigError> {
-    let Some(path) = live.shadow.path() else {
-        return Ok(None);
-    };
-    let text = toml::to_string(live).map_err(|e| ConfigError::Syntax {
-        msg: format!("the live config does not serialise: {e}"),
-    })?;
-    let layers = [
-        Layer {
-            name: "(live config)".into(),
-            text,
-        },
-        Layer::read(&path)?,
-    ];
-    Config::from_layers_with_env(&layers, std::env::vars()).map(Some)
-}
-
-/// The file the candidate comes from, for watching.
-pub fn watched(live: &Config) -> Option<PathBuf> {
-    live.shadow.path()
 }
 
 /// What a batch scored under the candidate adds up to.
@@ -146,6 +121,7 @@ impl ShadowBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn lines() -> Vec<String> {
         let p = crate::sim::SimParams {
@@ -223,13 +199,13 @@ mod tests {
         )
         .unwrap();
         let l = Config::load_layers(&[live]).unwrap();
-        let c = load_candidate(&l).unwrap().expect("on");
+        let c = l.shadow_candidate().unwrap().expect("on");
         assert_eq!((c.decision.review, c.decision.freeze), (0.4, 0.95));
         assert_eq!(l.decision.freeze, Config::default().decision.freeze);
-        assert!(load_candidate(&Config::default()).unwrap().is_none());
+        assert!(Config::default().shadow_candidate().unwrap().is_none());
         // A bad key in the candidate is named with its file.
         std::fs::write(&cand, "[decision]\nfreez = 0.95\n").unwrap();
-        let e = load_candidate(&l).unwrap_err();
+        let e = l.shadow_candidate().unwrap_err();
         assert_eq!(e.file(), Some(cand.display().to_string().as_str()));
         assert!(ShadowConfig {
             decisions_topic: "bad topic".into(),

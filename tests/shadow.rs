@@ -60,9 +60,7 @@ fn the_shadow_matrix_equals_compare_and_no_command_comes_from_the_candidate() {
         text.push('\n');
     }
     std::fs::write(&events, text).unwrap();
-    let candidate = walletguard::shadow::load_candidate(&cfg)
-        .unwrap()
-        .expect("shadow on");
+    let candidate = cfg.shadow_candidate().unwrap().expect("shadow on");
     let report = compare::run(
         &engine,
         &Engine::new(candidate),

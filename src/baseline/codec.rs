@@ -561,11 +561,11 @@ type Reader<'a> = crate::bytes::Reader<'a, CodecError>;
 pub(crate) mod tests {
     use super::*;
     use crate::baseline::{SetKind, FLAG_BASE_NEW_PAYEE, RING_MAX_DELTA};
-    use crate::config::Config;
     use crate::fuzz::XorShift;
+    use crate::pipeline::EngineConfig;
 
     fn params() -> Params {
-        Params::new(&Config::default())
+        EngineConfig::default().params()
     }
 
     /// A layout pinned independently of the default config, for the golden bytes.
@@ -963,8 +963,8 @@ pub(crate) mod tests {
         assert_eq!(decode(&v7, &p), Ok(sample()));
     }
 
-    fn cfg_with(devices: usize, counterparties: usize) -> Config {
-        let mut cfg = Config::default();
+    fn cfg_with(devices: usize, counterparties: usize) -> EngineConfig {
+        let mut cfg = EngineConfig::default();
         cfg.baseline.devices = devices;
         cfg.baseline.counterparties = counterparties;
         cfg
@@ -1008,7 +1008,7 @@ pub(crate) mod tests {
     #[test]
     fn decode_remaps_a_changed_layout() {
         let old = params(); // devices 3, counterparties 4, merchants 3, ip 2, geo 2
-        let new = Params::new(&cfg_with(2, 5));
+        let new = cfg_with(2, 5).params();
         assert_eq!(
             new.sets.map(|s| s.1),
             [2, 5, 3, 2, 2],
@@ -1050,7 +1050,7 @@ pub(crate) mod tests {
         let old = params();
         let mut cfg = cfg_with(1, 1);
         cfg.baseline.merchants = 1;
-        let new = Params::new(&cfg);
+        let new = cfg.params();
         let prof = filled(&old);
         let got = decode(&enc(&prof, &old), &new).unwrap();
         assert_remapped(&got, &new, &prof, &old);

@@ -16,11 +16,10 @@ pub mod prior;
 pub mod rates;
 pub mod store;
 
-pub use population::Population;
+pub use population::{Population, PopulationParams};
 pub use prior::{Prior, PriorConfig};
 pub use store::{BuildIdentity, ProfileStore};
 
-use crate::config::Config;
 use crate::event::{Event, EventType, Status};
 use crate::time::{EpochMs, Tick};
 use serde::{Deserialize, Serialize};
@@ -275,10 +274,26 @@ pub struct Params {
     pub young_payee_min_history_s: u32,
 }
 
+/// What the baseline's constants take from outside `[baseline]`: `[general]`'s zone and
+/// currency and two detectors' windows, handed in by the engine so the baseline reads no
+/// other section.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Context {
+    /// Local UTC offset in minutes.
+    pub utc_offset_min: i32,
+    /// The currency amounts are assumed to be in when an event names none.
+    pub currency: [u8; 3],
+    /// The credential-change window, seconds (see [`Params::probation_s`]).
+    pub probation_s: u32,
+    /// How long a first-time payee stays young, seconds.
+    pub young_payee_s: u32,
+    /// History a user needs before a new payee counts as young, seconds.
+    pub young_payee_min_history_s: u32,
+}
+
 impl Params {
-    /// Derives the constants from a validated config.
-    pub fn new(cfg: &Config) -> Params {
-        let b = &cfg.baseline;
+    /// Derives the constants from a validated `[baseline]` and what it takes from outside it.
+    pub fn new(b: &BaselineConfig, ctx: Context) -> Params {
         let half_s = b.half_life_days * 86_400.0;
         let sizes = [
             b.devices,
@@ -297,25 +312,15 @@ impl Params {
             lambda: std::f64::consts::LN_2 / half_s,
             day_factor: (-std::f64::consts::LN_2 / b.half_life_days).exp(),
             fast_lambda: std::f64::consts::LN_2 / (b.fast_half_life_minutes * 60.0),
-            utc_offset_min: crate::time::parse_offset(&cfg.general.utc_offset).unwrap_or(0),
+            utc_offset_min: ctx.utc_offset_min,
             sets,
             geo_cell_degrees: b.geo_cell_degrees,
             ipv4_prefix_bits: b.ipv4_prefix_bits,
             k: b.shrinkage_k,
-            probation_s: (cfg.detectors.credential_change.window_hours * 3600.0) as u32,
-            young_payee_s: (cfg.detectors.payee_buildup.window_days * 86_400.0) as u32,
-            young_payee_min_history_s: (cfg.detectors.payee_buildup.min_history_days * 86_400.0)
-                as u32,
-            currency: {
-                let c = cfg.general.default_currency.to_ascii_uppercase();
-                let b = c.as_bytes();
-                // validate() guarantees three ASCII letters.
-                [
-                    b.first().copied().unwrap_or(b'X'),
-                    b.get(1).copied().unwrap_or(b'X'),
-                    b.get(2).copied().unwrap_or(b'X'),
-                ]
-            },
+            probation_s: ctx.probation_s,
+            young_payee_s: ctx.young_payee_s,
+            young_payee_min_history_s: ctx.young_payee_min_history_s,
+            currency: ctx.currency,
         }
     }
 
@@ -1262,7 +1267,7 @@ mod tests {
     use crate::event::parse_event;
 
     fn params() -> Params {
-        Params::new(&Config::default())
+        crate::pipeline::EngineConfig::default().params()
     }
 
     fn ev(ts_ms: i64, kind: &str, amount: f64) -> String {

@@ -28,7 +28,7 @@
 //!   the time between them: near zero where positions are the user's own, high where they are
 //!   a merchant's or a geolocated IP's. `IMPOSSIBLE_TRAVEL` weighs its evidence by it.
 
-use super::rates::SignalRates;
+use super::rates::{grow, SignalRates};
 use crate::detect::Signals;
 use crate::event::{Event, EventType};
 
@@ -37,9 +37,6 @@ use crate::event::{Event, EventType};
 const BINS: usize = 160;
 const LOG_MIN: f64 = -10.0;
 const BIN_WIDTH: f64 = 0.25;
-/// Weights are rescaled by this exact power of two when the growing weight passes it.
-const RESCALE_AT: f64 = 18_446_744_073_709_551_616.0; // 2^64
-const RESCALE_BY: f64 = 1.0 / RESCALE_AT;
 /// Format marker and version of [`Population::encode`].
 const MAGIC: &[u8; 4] = b"WGP2";
 /// The marker of the format before signal rates: still read (its rates start empty).
@@ -103,15 +100,6 @@ struct Travel {
     g: f64,
     pairs: f64,
     impossible: f64,
-}
-
-/// Grows a weight and rescales what it weighs when it gets large; exact (powers of two).
-pub(super) fn grow(g: &mut f64, growth: f64, mut rescale: impl FnMut(f64)) {
-    *g *= growth;
-    if *g >= RESCALE_AT {
-        *g *= RESCALE_BY;
-        rescale(RESCALE_BY);
-    }
 }
 
 /// The population of one partition (see the module docs).
@@ -662,7 +650,7 @@ mod tests {
         let mut pop = Population::default();
         let amounts: Vec<f64> = (0..300).map(|i| 1.0 + (i % 13) as f64).collect();
         feed(&mut pop, &p, &amounts);
-        assert!(pop.cells[0].g < RESCALE_AT && pop.cells[0].total.is_finite());
+        assert!(pop.cells[0].g < super::super::rates::RESCALE_AT && pop.cells[0].total.is_finite());
         let t = pop
             .amount_tail(&p, *b"CNY", EventType::Transfer, 0.0)
             .unwrap();

@@ -6,7 +6,6 @@
 //! see that module for what it learns and why it is kept per partition.
 
 use super::population::{Population, PopulationParams};
-use crate::config::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::validate::{invalid, positive, Checked};
@@ -153,10 +152,22 @@ pub struct Prior {
     pub pop: PopulationParams,
 }
 
+impl PopulationParams {
+    /// How the partition's population learns, from a validated `[prior]`.
+    pub fn new(p: &PriorConfig) -> PopulationParams {
+        PopulationParams {
+            learn: p.learn,
+            growth: 2f64.powf(1.0 / p.half_life_observations.max(1.0)),
+            min_weight: p.min_weight,
+            max_cells: p.max_cells as usize,
+        }
+    }
+}
+
 impl Prior {
-    /// Builds the prior from a validated config.
-    pub fn new(cfg: &Config) -> Prior {
-        let p = &cfg.prior;
+    /// Builds the prior from a validated `[prior]` and the shrinkage constant `k` of
+    /// `[baseline]`.
+    pub fn new(p: &PriorConfig, k: f64) -> Prior {
         let total: f64 = p.hour_weights.iter().sum();
         let mut hours = [1.0 / 24.0; 24];
         if total > 0.0 && p.hour_weights.len() == 24 {
@@ -168,13 +179,8 @@ impl Prior {
             amount_var: p.amount_log_sd * p.amount_log_sd,
             hours,
             out_rate: p.out_per_day / 86_400.0,
-            k: cfg.baseline.shrinkage_k,
-            pop: PopulationParams {
-                learn: p.learn,
-                growth: 2f64.powf(1.0 / p.half_life_observations.max(1.0)),
-                min_weight: p.min_weight,
-                max_cells: p.max_cells as usize,
-            },
+            k,
+            pop: PopulationParams::new(p),
         }
     }
 
@@ -223,7 +229,7 @@ mod tests {
 
     #[test]
     fn shrinkage_moves_from_prior_to_user() {
-        let p = Prior::new(&Config::default());
+        let p = crate::pipeline::EngineConfig::default().prior();
         assert!((p.hours.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         // The mean is always the user's own; the spread moves from the prior's to the user's.
         let (m0, v0) = p.shrink_amount(0.0, (8.0, 0.1));

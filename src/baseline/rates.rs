@@ -14,9 +14,21 @@
 //! weighs `growth` times the previous one, and weights are rescaled by exact powers of two,
 //! so replay and a restored partition give the same figures bit for bit.
 
-use super::population::grow;
 use crate::detect::{Code, Signals};
 use crate::event::EventType;
+
+/// Weights are rescaled by this exact power of two when the growing weight passes it.
+pub(super) const RESCALE_AT: f64 = 18_446_744_073_709_551_616.0; // 2^64
+const RESCALE_BY: f64 = 1.0 / RESCALE_AT;
+
+/// Grows a weight and rescales what it weighs when it gets large; exact (powers of two).
+pub(super) fn grow(g: &mut f64, growth: f64, mut rescale: impl FnMut(f64)) {
+    *g *= growth;
+    if *g >= RESCALE_AT {
+        *g *= RESCALE_BY;
+        rescale(RESCALE_BY);
+    }
+}
 
 /// Classes of events whose signal rates are learned apart: a merchant payment, other money
 /// out (transfer, withdrawal, recharge), access and credential events, everything else.

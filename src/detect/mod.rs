@@ -729,10 +729,10 @@ pub(crate) mod testkit {
 
     impl Kit {
         pub fn new() -> Kit {
-            let cfg = crate::config::Config::default();
+            let cfg = crate::pipeline::EngineConfig::default();
             Kit {
-                params: Params::new(&cfg),
-                prior: Prior::new(&cfg),
+                params: cfg.params(),
+                prior: cfg.prior(),
                 population: Population::default(),
                 profile: Profile::default(),
                 listed: 0,

@@ -44,11 +44,11 @@ pub fn decode_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::pipeline::EngineConfig;
 
     #[test]
     fn a_record_carries_its_users_feedback_case_and_reads_without_one() {
-        let p = Params::new(&Config::default());
+        let p = EngineConfig::default().params();
         let prof = Profile {
             last_seen: 42,
             ..Profile::default()

@@ -35,8 +35,8 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, Delivery};
 use crate::http::Health;
+use crate::live::LiveCell;
 use crate::metrics::Metrics;
-use crate::pipeline::EngineCell;
 use crate::shutdown::Shutdown;
 
 use super::batch::Batch;
@@ -51,7 +51,7 @@ pub struct RunOptions {
     /// The startup config (`[kafka]` is read once; detection settings come from `engine`).
     pub config: Config,
     /// The engine, replaceable at run time by a config reload.
-    pub engine: Arc<EngineCell>,
+    pub engine: Arc<LiveCell>,
     /// Where metrics go.
     pub metrics: Arc<Metrics>,
     /// Liveness and readiness for `/healthz` and `/readyz`.

@@ -48,7 +48,8 @@ pub(crate) async fn run(
     // The consumer thread counted this partition as restoring; the count is given back when
     // the restore ends, and also when the task is dropped during it (a lost partition).
     let restoring = Restoring(&shared);
-    let engine = shared.engine.get();
+    let live = shared.engine.get();
+    let engine = &live.engine;
     let restored = {
         let cfg = shared.cfg.clone();
         let params = engine.params().clone();
@@ -110,9 +111,10 @@ pub(crate) async fn run(
     let mut removed_seen = state.removed;
     let mut out = OutBatch::default();
     let mut tally = Tally::default();
-    let mut routes: Vec<Route> = Vec::new();
+    // The config in force for the last batch: its engine scores, its routes copy alerts.
+    let mut live = shared.engine.get();
     // The shadow candidate and its own in-memory state (see `crate::shadow`).
-    let mut shadow: Option<(Arc<crate::pipeline::Engine>, State)> = None;
+    let mut shadow: Option<(Arc<crate::live::Live>, State)> = None;
     let shadow_gauge = shared
         .metrics
         .shadow_profiles
@@ -138,7 +140,7 @@ pub(crate) async fn run(
                         offsets: Some(offsets),
                         received: Vec::new(),
                     };
-                    if !ship(&shared, &claim, &routes, &out, p, sent, &ack_tx).await {
+                    if !ship(&shared, &claim, &live.routes, &out, p, sent, &ack_tx).await {
                         break;
                     }
                 }
@@ -151,8 +153,8 @@ pub(crate) async fn run(
         if shared.abandon.load(Ordering::SeqCst) {
             break;
         }
-        let engine = shared.engine.get();
-        routes = Route::compile(&engine.config().subscriptions);
+        live = shared.engine.get();
+        let engine = &live.engine;
         // The lists as of this batch (a pointer copy; this partition's own blocks are in the
         // shared table already, see below).
         let lists = shared.lists.get();
@@ -183,6 +185,7 @@ pub(crate) async fn run(
                 sstate.lists = state.lists.clone();
             }
             let topics = &shared.topics;
+            let cand = &cand.engine;
             let b =
                 crate::shadow::ShadowBatch::score(cand, sstate, &raws, now, &results, |ev, o| {
                     out.shadow_decision(topics, ev, o)
@@ -203,7 +206,14 @@ pub(crate) async fn run(
                         .metrics
                         .event_lag
                         .observe((now - ev.ts_ms).max(0) as f64 / 1000.0);
-                    out.outcome(&engine, &shared.topics, &routes, &shared.metrics, &ev, &o);
+                    out.outcome(
+                        engine,
+                        &shared.topics,
+                        &live.routes,
+                        &shared.metrics,
+                        &ev,
+                        &o,
+                    );
                     if let (Some(hub), true) = (&shared.stream, o.alert()) {
                         hub.publish(&ev, &o);
                     }
@@ -288,7 +298,7 @@ pub(crate) async fn run(
             offsets,
             received,
         };
-        if !ship(&shared, &claim, &routes, &out, p, sent, &ack_tx).await {
+        if !ship(&shared, &claim, &live.routes, &out, p, sent, &ack_tx).await {
             break;
         }
     }
@@ -323,9 +333,9 @@ fn flush(
     p: i32,
     out: &mut OutBatch,
 ) -> Vec<(u16, i64)> {
-    let engine = shared.engine.get();
+    let live = shared.engine.get();
     pending.flush(
-        engine.params(),
+        live.engine.params(),
         &shared.metrics.changelog_records,
         state,
         p,

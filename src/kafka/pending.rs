@@ -212,8 +212,8 @@ mod tests {
     impl Fixture {
         /// Profiles 1, 2 and 3, each naming itself in `last_seen`.
         fn new() -> Fixture {
-            let cfg = Config::default();
-            let mut state = State::new(&cfg);
+            let cfg = crate::pipeline::EngineConfig::default();
+            let mut state = State::new(&cfg.prior);
             for key in [1u64, 2, 3] {
                 let prof = Profile {
                     last_seen: key as u32,
@@ -222,11 +222,11 @@ mod tests {
                 state.profiles.insert(key, prof);
             }
             Fixture {
-                params: Params::new(&cfg),
+                params: cfg.params(),
                 state,
                 written: IntCounter::new("written", "changelog records written")
                     .expect("a valid counter"),
-                topics: OutputTopics::new(&cfg),
+                topics: OutputTopics::new(&Config::default()),
                 out: OutBatch::default(),
             }
         }

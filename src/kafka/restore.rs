@@ -436,10 +436,10 @@ mod tests {
 
     impl Fixture {
         fn new() -> Fixture {
-            let cfg = Config::default();
+            let cfg = crate::pipeline::EngineConfig::default();
             Fixture {
-                params: Params::new(&cfg),
-                state: State::new(&cfg),
+                params: cfg.params(),
+                state: State::new(&cfg.prior),
                 pos: Position(vec![100]),
                 book: Book::default(),
             }
@@ -642,15 +642,15 @@ mod tests {
     #[test]
     fn random_changelogs_restore_the_model_and_never_panic() {
         let rounds = 300 * crate::fuzz::scale();
-        let cfg = Config::default();
-        let params = Params::new(&cfg);
+        let cfg = crate::pipeline::EngineConfig::default();
+        let params = cfg.params();
         let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
         let huge = vec![0xA5u8; 70_000];
         let mut total = 0u64;
         for round in 0..rounds {
             let start = rng.below(1_000) as i64;
             let pos = Position(vec![start]);
-            let mut state = State::new(&cfg);
+            let mut state = State::new(&cfg.prior);
             let mut book = Book::default();
             // Per user: the (rank, offset) and value of the version the model expects to win.
             let mut model: HashMap<u64, ((i64, i64), Option<Profile>)> = HashMap::new();

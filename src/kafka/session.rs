@@ -15,8 +15,8 @@ use rdkafka::producer::FutureProducer;
 
 use crate::config::Config;
 use crate::http::Health;
+use crate::live::LiveCell;
 use crate::metrics::Metrics;
-use crate::pipeline::EngineCell;
 
 use super::records::OutputTopics;
 use super::KafkaError;
@@ -319,7 +319,7 @@ pub(crate) struct Shared {
     /// The startup config (`[kafka]` is read from it).
     pub cfg: Config,
     /// The engine, replaceable by a config reload.
-    pub engine: Arc<EngineCell>,
+    pub engine: Arc<LiveCell>,
     /// Where metrics go.
     pub metrics: Arc<Metrics>,
     /// Liveness and readiness.
@@ -352,7 +352,7 @@ impl Shared {
     /// of the offsets [`Shared::report_offset`] sends.
     pub fn new(
         cfg: Config,
-        engine: Arc<EngineCell>,
+        engine: Arc<LiveCell>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         producer: FutureProducer,

@@ -3,11 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use walletguard::baseline::Params;
-use walletguard::config::Config;
 use walletguard::kafka::restore::{Book, ChangelogRecord};
 use walletguard::kafka::stamp::Position;
-use walletguard::pipeline::State;
+use walletguard::pipeline::{EngineConfig, State};
 
 /// Takes a length byte and that many bytes (`None`-able by length 255).
 fn field<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {
@@ -29,9 +27,9 @@ fn field<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = Config::default();
-    let params = Params::new(&cfg);
-    let mut state = State::new(&cfg);
+    let cfg = EngineConfig::default();
+    let params = cfg.params();
+    let mut state = State::new(&cfg.prior);
     let mut book = Book::default();
     let mut data = data;
     let start = field(&mut data)

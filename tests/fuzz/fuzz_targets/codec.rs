@@ -3,11 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use walletguard::baseline::{codec, Params};
-use walletguard::config::Config;
+use walletguard::baseline::codec;
+use walletguard::pipeline::EngineConfig;
 
 fuzz_target!(|data: &[u8]| {
-    let params = Params::new(&Config::default());
+    let params = EngineConfig::default().params();
     if let Ok(p) = codec::decode(data, &params) {
         let mut out = Vec::new();
         codec::encode(&p, &params, &mut out);
