@@ -38,12 +38,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use walletguard::config::{Config, Delivery, Subscription, WebhookConfig};
-use walletguard::kafka::{client_config, loadgen, Role};
-use walletguard::metrics::{quantile_of, Metrics};
 use walletguard::service;
-use walletguard::shutdown::Shutdown;
-use walletguard::sim::SimParams;
+use walletguard::service::config::{Config, Delivery, Subscription, WebhookConfig};
+use walletguard::service::kafka::{client_config, Role};
+use walletguard::service::metrics::{quantile_of, Metrics};
+use walletguard::service::shutdown::Shutdown;
+use walletguard::tools::loadgen;
+use walletguard::tools::sim::SimParams;
 
 mod common;
 use common::{assert_all_kept, env, Brokers};

@@ -10,9 +10,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use walletguard::baseline::Profile;
-use walletguard::event::parse_event;
-use walletguard::{output, Config, Engine, State};
+use walletguard::engine::baseline::Profile;
+use walletguard::engine::event::parse_event;
+use walletguard::engine::output;
+use walletguard::{Config, Engine, State};
 
 const BATCH: usize = 100_000;
 

@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
 
-use walletguard::baseline::codec;
-use walletguard::config::Config;
-use walletguard::kafka::{client_config, loadgen, restore, stamp, Role};
-use walletguard::pipeline::Engine;
-use walletguard::sim::{SimParams, Simulator};
+use walletguard::engine::baseline::codec;
+use walletguard::engine::pipeline::Engine;
+use walletguard::service::config::Config;
+use walletguard::service::kafka::{client_config, restore, stamp, Role};
+use walletguard::tools::loadgen;
+use walletguard::tools::sim::{SimParams, Simulator};
 
 mod common;
 use common::{assert_all_kept, env, Brokers};

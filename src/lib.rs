@@ -75,39 +75,12 @@
 //!   ([`demo::offline`]); warm-up, live lines in causal order, a scorecard.
 //! - [`cli`] and [`signals`]: the command line's arguments and Unix signals, for the binary.
 
-pub mod alert_stream;
-pub mod baseline;
-pub mod bytes;
-pub mod calibrate;
-pub mod cli;
-pub mod compare;
-pub mod config;
-pub mod decision;
-pub mod demo;
-pub mod detect;
-pub mod eval;
-pub mod event;
-pub mod feedback;
-pub mod http;
-pub mod kafka;
-pub mod lists;
-pub mod live;
-pub mod metrics;
-pub mod notify;
-pub mod output;
-pub mod pipeline;
-pub mod reload;
-pub mod replay;
+pub mod engine;
 pub mod service;
-pub mod shadow;
-pub mod shutdown;
-pub mod signals;
-pub mod sim;
-pub mod time;
-pub mod validate;
+pub mod tools;
 
-pub use config::Config;
-pub use pipeline::{Engine, Outcome, State};
+pub use engine::pipeline::{Engine, Outcome, State};
+pub use service::config::Config;
 
 /// Helpers of the in-tree fuzz tests.
 #[cfg(test)]

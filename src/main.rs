@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use walletguard::cli::{Cli, Cmd};
-use walletguard::config::Config;
-use walletguard::pipeline::Engine;
-use walletguard::replay::{self, Sinks};
-use walletguard::shutdown::Shutdown;
-use walletguard::signals;
-use walletguard::sim::{self, SimParams};
+use walletguard::engine::pipeline::Engine;
+use walletguard::service::config::Config;
+use walletguard::service::shutdown::Shutdown;
+use walletguard::service::signals;
+use walletguard::tools::cli::{Cli, Cmd};
+use walletguard::tools::replay::{self, Sinks};
+use walletguard::tools::sim::{self, SimParams};
 
 fn init_logging(cfg: &Config) {
     init_logging_at(cfg, &cfg.log.level)
@@ -78,7 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "config {} is valid ({} detectors enabled)",
                 show(&config),
-                walletguard::detect::build(&cfg.detectors).len()
+                walletguard::engine::detect::build(&cfg.detectors).len()
             );
             Ok(())
         }
@@ -105,12 +105,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let base = load(&config)?;
             let lists = match &lists {
-                Some(p) => std::sync::Arc::new(walletguard::replay::load_lists(p)?),
+                Some(p) => std::sync::Arc::new(walletguard::tools::replay::load_lists(p)?),
                 None => Default::default(),
             };
-            let cal = walletguard::calibrate::run(
+            let cal = walletguard::tools::calibrate::run(
                 &base,
-                walletguard::calibrate::CalibrateInputs {
+                walletguard::tools::calibrate::CalibrateInputs {
                     events: &events,
                     labels: labels.as_deref(),
                     base_name: show(&config),
@@ -118,7 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     lists,
                     progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 },
-                walletguard::calibrate::Budgets {
+                walletguard::tools::calibrate::Budgets {
                     false_freeze,
                     alert: alert_budget,
                     fit_share,
@@ -126,7 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )?;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            walletguard::calibrate::write(&cal, &out, &config, &command)?;
+            walletguard::tools::calibrate::write(&cal, &out, &config, &command)?;
             for c in &cal.changes {
                 println!("{} = {} (was {})", c.key, c.to, c.from);
             }
@@ -161,13 +161,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let candidate = load(&cand_files)?;
             let lists = match &lists {
-                Some(p) => std::sync::Arc::new(walletguard::replay::load_lists(p)?),
+                Some(p) => std::sync::Arc::new(walletguard::tools::replay::load_lists(p)?),
                 None => Default::default(),
             };
-            let report = walletguard::compare::run(
-                &walletguard::pipeline::Engine::new(live),
-                &walletguard::pipeline::Engine::new(candidate),
-                walletguard::compare::CompareInputs {
+            let report = walletguard::tools::compare::run(
+                &walletguard::engine::pipeline::Engine::new(live),
+                &walletguard::engine::pipeline::Engine::new(candidate),
+                walletguard::tools::compare::CompareInputs {
                     events: &events,
                     labels: labels.as_deref(),
                     names: (show(&config), show(&cand_files)),
@@ -177,7 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 },
             )?;
-            walletguard::compare::write_outputs(&out, &report)?;
+            walletguard::tools::compare::write_outputs(&out, &report)?;
             print!("{}", report.table());
             println!(
                 "wrote {}/report.json, report.md, flips.png, scores.png",
@@ -198,7 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             partitions,
             config,
         } => {
-            use walletguard::demo::{self, DemoOptions};
+            use walletguard::tools::demo::{self, DemoOptions};
             let cfg = load(&config)?;
             // The service's INFO lines would land inside the demo's table.
             init_logging_at(&cfg, if verbose { &cfg.log.level } else { "warn" });
@@ -248,7 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.kafka.brokers = brokers;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let n = walletguard::kafka::tail::dump(
+            let n = walletguard::tools::tail::dump(
                 &cfg,
                 &topic,
                 std::time::Duration::from_secs(idle_secs),
@@ -294,7 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (cfg, opts) = (load(&a.config)?, a.options()?);
             let name = names(&a.config);
             let out = &mut std::io::stdout();
-            walletguard::eval::worlds::run(&cfg, name.as_deref(), &opts, out)?;
+            walletguard::tools::eval::worlds::run(&cfg, name.as_deref(), &opts, out)?;
             eprintln!("worlds took {:.1} s", started.elapsed().as_secs_f64());
             Ok(())
         }
@@ -306,7 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             save_decisions,
         } => {
-            use walletguard::eval;
+            use walletguard::tools::eval;
             let started = std::time::Instant::now();
             let source = match &decisions {
                 Some(d) => eval::Source::Decisions(d),
@@ -380,7 +380,8 @@ fn simulate_to_kafka(
     config: &[PathBuf],
     labels: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    use walletguard::kafka::{client_config, loadgen, Role};
+    use walletguard::service::kafka::{client_config, Role};
+    use walletguard::tools::loadgen;
     let mut cfg = load(config)?;
     init_logging(&cfg);
     cfg.kafka.brokers = brokers;
@@ -391,8 +392,8 @@ fn simulate_to_kafka(
     let mut label_out = match &labels {
         Some(p) => {
             sim::write_spec(&opts.sim.world, p)?;
-            let out = walletguard::replay::create_output(p)?;
-            Some(walletguard::sim::labels::LabelWriter::new(out)?)
+            let out = walletguard::tools::replay::create_output(p)?;
+            Some(walletguard::tools::sim::labels::LabelWriter::new(out)?)
         }
         None => None,
     };
@@ -432,7 +433,7 @@ fn produce_file(
     init_logging(&cfg);
     cfg.kafka.brokers = brokers;
     let stop = stop_on_signal()?;
-    let summary = walletguard::kafka::loadgen::produce_file(&cfg, input, topic, rate, &stop)?;
+    let summary = walletguard::tools::loadgen::produce_file(&cfg, input, topic, rate, &stop)?;
     println!("{summary} to {topic}");
     Ok(summary.ensure_delivered(topic)?)
 }
@@ -449,7 +450,7 @@ fn stop_on_signal() -> anyhow::Result<Shutdown> {
 
 /// `mock-broker`: serves a mock cluster until killed or SIGTERM/SIGINT.
 fn mock_broker(topics: Vec<(String, i32)>, brokers: i32) -> anyhow::Result<()> {
-    use walletguard::kafka::mock;
+    use walletguard::tools::mock;
     init_logging(&Config::default());
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = stop_on_signal()?;

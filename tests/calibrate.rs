@@ -7,10 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use walletguard::calibrate::{self, Budgets, CalibrateInputs};
-use walletguard::compare::{self, CompareInputs};
-use walletguard::config::Config;
-use walletguard::pipeline::Engine;
+use walletguard::engine::pipeline::Engine;
+use walletguard::service::config::Config;
+use walletguard::tools::calibrate::{self, Budgets, CalibrateInputs};
+use walletguard::tools::compare::{self, CompareInputs};
 
 fn simulate(dir: &Path) -> (PathBuf, PathBuf) {
     let (events, labels) = (dir.join("events.jsonl"), dir.join("labels.csv"));
@@ -164,7 +164,7 @@ fn confirmed_fraud_verdicts_in_the_history_stand_in_for_labels() {
     let text = std::fs::read_to_string(&events).unwrap();
     let last = text
         .lines()
-        .filter_map(|l| walletguard::event::parse_event(l.as_bytes()).ok())
+        .filter_map(|l| walletguard::engine::event::parse_event(l.as_bytes()).ok())
         .map(|e| e.ts_ms)
         .max()
         .unwrap();

@@ -9,10 +9,10 @@ use std::path::Path;
 
 use common::*;
 use serde_json::Value;
-use walletguard::compare::{self, CompareInputs, CompareReport};
-use walletguard::config::{Config, Layer};
-use walletguard::pipeline::Engine;
-use walletguard::replay::{self, Partitioned, Sinks};
+use walletguard::engine::pipeline::Engine;
+use walletguard::service::config::{Config, Layer};
+use walletguard::tools::compare::{self, CompareInputs, CompareReport};
+use walletguard::tools::replay::{self, Partitioned, Sinks};
 
 const START: Date = (2026, 3, 2);
 const DAY: Date = (2026, 4, 7);
@@ -62,7 +62,7 @@ fn stream() -> Vec<String> {
             let v: Value = serde_json::from_str(&l).expect("story line");
             let ts = match &v["ts"] {
                 Value::Number(n) => n.as_i64().unwrap_or(0),
-                Value::String(s) => walletguard::time::parse_rfc3339(s).unwrap_or(0),
+                Value::String(s) => walletguard::engine::time::parse_rfc3339(s).unwrap_or(0),
                 _ => 0,
             };
             (ts, l)

@@ -269,8 +269,8 @@ fn a_confirmed_mule_is_blocked_for_a_user_on_another_partition() {
     // Two emulated partitions, and two users that land on different ones.
     let (a, b) = ("u-zhao", "u-wu");
     assert_ne!(
-        walletguard::replay::kafka_partition(a.as_bytes(), 2),
-        walletguard::replay::kafka_partition(b.as_bytes(), 2),
+        walletguard::tools::replay::kafka_partition(a.as_bytes(), 2),
+        walletguard::tools::replay::kafka_partition(b.as_bytes(), 2),
         "the story needs the users on different partitions"
     );
     let (mut sa, la) = ordinary(a, 21);
@@ -325,7 +325,7 @@ fn a_confirmed_mule_is_blocked_for_a_user_on_another_partition() {
     let list = |line: &str| {
         let p = dir.path().join("lists.jsonl");
         std::fs::write(&p, line).expect("write lists");
-        std::sync::Arc::new(walletguard::replay::load_lists(&p).expect("lists file"))
+        std::sync::Arc::new(walletguard::tools::replay::load_lists(&p).expect("lists file"))
     };
     let block = r#"{"kind":"counterparty","value":"p-mule-77","scope":"global","list":"block"}"#;
     let from_file = replay_file_with(&fo, NOW_MS, 2, list(block));
@@ -356,7 +356,7 @@ fn an_allowed_device_counts_as_the_owners() {
         "# allowed after a call to the bank\n{\"kind\":\"device\",\"value\":\"d-new-phone\",\"scope\":\"u-li\",\"list\":\"allow\"}\n",
     )
     .expect("write");
-    let table = std::sync::Arc::new(walletguard::replay::load_lists(&lists).expect("lists"));
+    let table = std::sync::Arc::new(walletguard::tools::replay::load_lists(&lists).expect("lists"));
     let control = replay_file_with(&input, NOW_MS, 1, Default::default());
     let run = replay_file_with(&input, NOW_MS, 1, table);
     assert!(
@@ -373,7 +373,7 @@ fn an_allowed_device_counts_as_the_owners() {
 
     // A malformed lists file is an error that names the line.
     std::fs::write(&lists, "{\"kind\":\"device\"}\n").expect("write");
-    let err = walletguard::replay::load_lists(&lists).expect_err("malformed");
+    let err = walletguard::tools::replay::load_lists(&lists).expect_err("malformed");
     assert!(err.to_string().contains(":1:"), "{err}");
 }
 

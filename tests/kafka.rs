@@ -14,9 +14,9 @@ use serde_json::Value;
 
 use common::{add_days, local_ms, Actor, Amount, Story, CST, LAGOS, MIN, SHANGHAI};
 use kafka_common::*;
-use walletguard::config::Delivery;
-use walletguard::pipeline::Engine;
-use walletguard::sim::SimParams;
+use walletguard::engine::pipeline::Engine;
+use walletguard::service::config::Delivery;
+use walletguard::tools::sim::SimParams;
 
 /// Every repeat equals its first decision, and the first decisions equal the pure engine's:
 /// the run decided as one uninterrupted engine, whatever happened to it.
@@ -188,7 +188,7 @@ fn decisions_over_kafka_equal_the_pure_engine() {
     let mut populations: HashMap<i32, Vec<u8>> = HashMap::new();
     for r in &changelog.recs {
         if let (Some(k), Some(v)) = (r.key.clone(), r.payload.clone()) {
-            if k == walletguard::kafka::stamp::POPULATION_KEY {
+            if k == walletguard::service::kafka::stamp::POPULATION_KEY {
                 populations.insert(r.partition, v);
             } else {
                 latest.insert(k, v);
@@ -203,7 +203,7 @@ fn decisions_over_kafka_equal_the_pure_engine() {
     }
     assert_eq!(latest.len(), want.profiles.len(), "one profile per user");
     for (uid, bytes) in &want.profiles {
-        let key = walletguard::baseline::keys::user_key(uid)
+        let key = walletguard::engine::baseline::keys::user_key(uid)
             .to_be_bytes()
             .to_vec();
         assert!(
@@ -319,7 +319,7 @@ fn dead_letters_keep_the_partition_flowing() {
         let (want_payload, want_err) = match std::str::from_utf8(cut) {
             Ok(s) => (s.to_owned(), err),
             Err(_) => (
-                walletguard::output::base64(cut),
+                walletguard::engine::output::base64(cut),
                 format!("{err} (payload is base64)"),
             ),
         };
@@ -372,7 +372,7 @@ fn dead_letters_keep_the_partition_flowing() {
 /// so it still fits the producer's limit and the partition keeps flowing.
 #[test]
 fn hostile_keys_and_headers_are_harmless() {
-    use walletguard::kafka::records::MAX_DLQ_KEY_BYTES;
+    use walletguard::service::kafka::records::MAX_DLQ_KEY_BYTES;
     init_logging();
     let mock = MockCluster::new(1).expect("mock cluster");
     let brokers = mock.bootstrap_servers();
@@ -707,7 +707,7 @@ fn rebalance_moves_state_through_the_changelog() {
         head.len()
     );
     let mut changelog = Reader::new(&brokers, &names.changelog, 2, false);
-    let lin_key = walletguard::baseline::keys::user_key("u-lin").to_be_bytes();
+    let lin_key = walletguard::engine::baseline::keys::user_key("u-lin").to_be_bytes();
     assert!(
         changelog.wait_for(|r| r.iter().any(|c| c.key.as_deref() == Some(&lin_key[..]))),
         "no changelog record of u-lin"
@@ -885,7 +885,7 @@ fn an_older_releases_changelog_is_restored_and_migrated() {
     // input offset 0 (the input holds none of the history, so nothing is committed).
     let profile = before.profiles["u-lin"].clone();
     let mut stamp = Vec::new();
-    walletguard::kafka::stamp::encode(&[0], &mut stamp);
+    walletguard::service::kafka::stamp::encode(&[0], &mut stamp);
     let (p, count) = producer(&brokers);
     p.send(
         BaseRecord::<[u8], [u8]>::to(&names.changelog)
@@ -893,7 +893,7 @@ fn an_older_releases_changelog_is_restored_and_migrated() {
             .key(&b"u-lin"[..])
             .payload(&profile[..])
             .headers(OwnedHeaders::new().insert(Header {
-                key: walletguard::kafka::stamp::HEADER,
+                key: walletguard::service::kafka::stamp::HEADER,
                 value: Some(&stamp[..]),
             })),
     )
@@ -920,7 +920,7 @@ fn an_older_releases_changelog_is_restored_and_migrated() {
         decisions.recs.len(),
         rest.len()
     );
-    let lin_key = walletguard::baseline::keys::user_key("u-lin").to_be_bytes();
+    let lin_key = walletguard::engine::baseline::keys::user_key("u-lin").to_be_bytes();
     let mut changelog = Reader::new(&brokers, &names.changelog, 1, false);
     let migrated = changelog.wait_for(|r| {
         r.iter()
@@ -957,7 +957,7 @@ fn an_older_releases_changelog_is_restored_and_migrated() {
             .process_bytes(&mut state, l.as_bytes(), NOW_MS)
             .expect("story event");
         let mut buf = Vec::new();
-        walletguard::output::write_decision(&mut buf, &ev, &o);
+        walletguard::engine::output::write_decision(&mut buf, &ev, &o);
         want.insert(
             ev.event_id.to_string(),
             serde_json::from_slice(&buf).expect("decision JSON"),

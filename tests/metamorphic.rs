@@ -3,11 +3,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
-use walletguard::decision::Action;
-use walletguard::eval::metamorphic::{self, VariantComparison};
-use walletguard::eval::worlds::{self, for_each_event, WorldScorer, WorldsOptions};
-use walletguard::event::parse_event;
-use walletguard::sim::{SimEvent, SimParams, Wire, WorldKind, WorldSpec};
+use walletguard::engine::decision::Action;
+use walletguard::engine::event::parse_event;
+use walletguard::tools::eval::metamorphic::{self, VariantComparison};
+use walletguard::tools::eval::worlds::{self, for_each_event, WorldScorer, WorldsOptions};
+use walletguard::tools::sim::{SimEvent, SimParams, Wire, WorldKind, WorldSpec};
 use walletguard::{Config, Engine};
 
 fn small(seed: u64, world: WorldSpec) -> SimParams {

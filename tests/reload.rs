@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use rdkafka::mocking::MockCluster;
 
 use kafka_common::*;
-use walletguard::config::Subscription;
-use walletguard::sim::SimParams;
+use walletguard::service::config::Subscription;
+use walletguard::tools::sim::SimParams;
 
 /// Waits until `/metrics` satisfies `cond`; panics with the child's log otherwise.
 fn wait_metrics(svc: &mut ChildService, port: u16, what: &str, cond: impl Fn(&str) -> bool) {

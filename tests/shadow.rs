@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use kafka_common::*;
 use rdkafka::mocking::MockCluster;
 use serde_json::Value;
-use walletguard::compare::{self, CompareInputs};
-use walletguard::decision::Action;
-use walletguard::pipeline::Engine;
-use walletguard::sim::SimParams;
+use walletguard::engine::decision::Action;
+use walletguard::engine::pipeline::Engine;
+use walletguard::tools::compare::{self, CompareInputs};
+use walletguard::tools::sim::SimParams;
 
 const CANDIDATE: &str = "[decision]\nreview = 0.35\nstep_up = 0.6\nfreeze = 0.7\n";
 

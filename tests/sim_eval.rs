@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use walletguard::eval::{self, labels::read_labels, report::Sources, EvalError};
-use walletguard::event::{parse_event, Status};
-use walletguard::sim::{self, Scenario, SimParams, Simulator};
+use walletguard::engine::event::{parse_event, Status};
+use walletguard::tools::eval::{self, labels::read_labels, report::Sources, EvalError};
+use walletguard::tools::sim::{self, Scenario, SimParams, Simulator};
 use walletguard::{Config, Engine};
 
 fn params(seed: u64) -> SimParams {

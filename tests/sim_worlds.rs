@@ -4,10 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
 use serde_json::Value;
-use walletguard::eval::{self, worlds, worlds::WorldsOptions};
-use walletguard::event::parse_event;
-use walletguard::sim::{self, Currency, Fields, NoveltyRate, Scenario, SimParams, Simulator};
-use walletguard::sim::{WorldKind, WorldSpec};
+use walletguard::engine::event::parse_event;
+use walletguard::tools::eval::{self, worlds, worlds::WorldsOptions};
+use walletguard::tools::sim::{
+    self, Currency, Fields, NoveltyRate, Scenario, SimParams, Simulator,
+};
+use walletguard::tools::sim::{WorldKind, WorldSpec};
 use walletguard::{Config, Engine};
 
 /// Digests of `simulate --users 300 --days 21 --seed 5 --attack-rate 0.2 --novelty-rate 0.2`

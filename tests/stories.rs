@@ -311,7 +311,11 @@ fn check_dead_letter(rec: &Value, bad: &BadLine) {
     let payload = rec["payload"].as_str().unwrap_or("");
     match std::str::from_utf8(raw) {
         Ok(text) => assert_eq!(payload, text, "payload is the original line"),
-        Err(_) => assert_eq!(payload, walletguard::output::base64(raw), "base64 payload"),
+        Err(_) => assert_eq!(
+            payload,
+            walletguard::engine::output::base64(raw),
+            "base64 payload"
+        ),
     }
 }
 

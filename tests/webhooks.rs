@@ -19,8 +19,8 @@ use rdkafka::mocking::MockCluster;
 use sha2::Sha256;
 
 use kafka_common::*;
-use walletguard::config::{Config, Subscription, WebhookConfig};
-use walletguard::sim::SimParams;
+use walletguard::service::config::{Config, Subscription, WebhookConfig};
+use walletguard::tools::sim::SimParams;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -216,7 +216,7 @@ fn webhooks_are_signed_retried_and_dead_lettered() {
         );
         let ts: i64 = g.ts.parse().expect("timestamp");
         assert!(
-            (ts - walletguard::time::now_ms() / 1000).abs() < 600,
+            (ts - walletguard::engine::time::now_ms() / 1000).abs() < 600,
             "send time: {ts}"
         );
     }

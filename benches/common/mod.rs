@@ -9,8 +9,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
-use walletguard::config::Config;
-use walletguard::kafka::{client_config, Role};
+use walletguard::service::config::Config;
+use walletguard::service::kafka::{client_config, Role};
 
 /// `k` parsed from the environment, else `d`.
 pub fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
@@ -76,7 +76,7 @@ impl Brokers {
             }
             None => {
                 cfg.kafka.create_topics = true;
-                rt.block_on(walletguard::kafka::topics::ensure(cfg))
+                rt.block_on(walletguard::service::kafka::topics::ensure(cfg))
                     .expect("create topics");
             }
         }

@@ -14,9 +14,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
-use walletguard::config::Config;
-use walletguard::pipeline::Engine;
-use walletguard::replay::{self, Sinks, Summary};
+use walletguard::engine::pipeline::Engine;
+use walletguard::service::config::Config;
+use walletguard::tools::replay::{self, Sinks, Summary};
 
 // ----- time -----
 
@@ -596,7 +596,7 @@ pub fn replay_file_with(
     input: &Path,
     now_ms: i64,
     partitions: usize,
-    lists: std::sync::Arc<walletguard::lists::Lists>,
+    lists: std::sync::Arc<walletguard::engine::lists::Lists>,
 ) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let sinks = Sinks {

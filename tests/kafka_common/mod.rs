@@ -19,15 +19,15 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
-use walletguard::config::Config;
-use walletguard::http::Health;
-use walletguard::kafka::loadgen::{self, Counting, DeliveryCount};
-use walletguard::kafka::RunSummary;
-use walletguard::metrics::Metrics;
-use walletguard::pipeline::Engine;
+use walletguard::engine::pipeline::Engine;
+use walletguard::service::config::Config;
+use walletguard::service::http::Health;
+use walletguard::service::kafka::RunSummary;
+use walletguard::service::metrics::Metrics;
+use walletguard::service::shutdown::Shutdown;
 use walletguard::service::{self, ServiceError};
-use walletguard::shutdown::Shutdown;
-use walletguard::sim::{SimParams, Simulator};
+use walletguard::tools::loadgen::{self, Counting, DeliveryCount};
+use walletguard::tools::sim::{SimParams, Simulator};
 
 /// The fixed processing clock of the pure engine (decisions do not depend on it).
 pub const NOW_MS: i64 = 1_780_272_000_000;
@@ -759,7 +759,7 @@ pub fn expected_partitioned(engine: &Engine, msgs: &[Msg], partitions: u32) -> E
         msgs.iter().map(|m| {
             let p = match (m.partition, &m.key) {
                 (Some(p), _) => p as u32,
-                (None, Some(k)) => walletguard::replay::kafka_partition(k, partitions),
+                (None, Some(k)) => walletguard::tools::replay::kafka_partition(k, partitions),
                 (None, None) => panic!("an unkeyed message without a partition lands at random"),
             };
             (p, m.payload.as_deref().unwrap_or(b""))
@@ -782,12 +782,12 @@ fn expected_in<'a>(
                 out.profiles.insert(ev.user_id.to_string(), Vec::new());
                 let id = ev.event_id.to_string();
                 let mut buf = Vec::new();
-                walletguard::output::write_decision(&mut buf, &ev, &o);
+                walletguard::engine::output::write_decision(&mut buf, &ev, &o);
                 let v: Value = serde_json::from_slice(&buf).expect("decision JSON");
                 out.decisions.entry(id.clone()).or_default().push(v);
                 if o.alert() {
                     buf.clear();
-                    walletguard::output::write_alert(&mut buf, &ev, &o);
+                    walletguard::engine::output::write_alert(&mut buf, &ev, &o);
                     let v: Value = serde_json::from_slice(&buf).expect("alert JSON");
                     out.alerts
                         .entry(id.clone())
@@ -796,7 +796,7 @@ fn expected_in<'a>(
                 }
                 if let Some(kind) = o.command {
                     buf.clear();
-                    walletguard::output::write_command(
+                    walletguard::engine::output::write_command(
                         &mut buf,
                         &ev,
                         &o,
@@ -815,11 +815,16 @@ fn expected_in<'a>(
         }
     }
     for (uid, bytes) in out.profiles.iter_mut() {
-        let key = walletguard::baseline::keys::user_key(uid);
+        let key = walletguard::engine::baseline::keys::user_key(uid);
         if let Some(s) = states.iter().find(|s| s.profiles.get(key).is_some()) {
             if let Some(prof) = s.profiles.get(key) {
                 let case = s.cases.get(&key);
-                walletguard::feedback::record::encode_record(prof, case, engine.params(), bytes);
+                walletguard::engine::feedback::record::encode_record(
+                    prof,
+                    case,
+                    engine.params(),
+                    bytes,
+                );
             }
         }
     }

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use walletguard::kafka::restore::{Book, ChangelogRecord};
-use walletguard::kafka::stamp::Position;
-use walletguard::pipeline::{EngineConfig, State};
+use walletguard::service::kafka::restore::{Book, ChangelogRecord};
+use walletguard::service::kafka::stamp::Position;
+use walletguard::engine::pipeline::{EngineConfig, State};
 
 /// Takes a length byte and that many bytes (`None`-able by length 255).
 fn field<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {

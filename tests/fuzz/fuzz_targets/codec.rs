@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use walletguard::baseline::codec;
-use walletguard::pipeline::EngineConfig;
+use walletguard::engine::baseline::codec;
+use walletguard::engine::pipeline::EngineConfig;
 
 fuzz_target!(|data: &[u8]| {
     let params = EngineConfig::default().params();

@@ -6,8 +6,8 @@
 use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
-use walletguard::config::Config;
-use walletguard::pipeline::{Engine, State};
+use walletguard::service::config::Config;
+use walletguard::engine::pipeline::{Engine, State};
 
 thread_local! {
     static ENGINE: (Engine, RefCell<State>) = {
