@@ -39,7 +39,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use walletguard::service;
-use walletguard::service::config::{Config, Delivery, Subscription, WebhookConfig};
+use walletguard::service::channels::{Subscription, WebhookConfig};
+use walletguard::service::config::Config;
+use walletguard::service::kafka::Delivery;
 use walletguard::service::kafka::{client_config, Role};
 use walletguard::service::metrics::{quantile_of, Metrics};
 use walletguard::service::shutdown::Shutdown;

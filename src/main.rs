@@ -17,28 +17,7 @@ use walletguard::tools::replay::{self, Sinks};
 use walletguard::tools::sim::{self, SimParams};
 
 fn init_logging(cfg: &Config) {
-    init_logging_at(cfg, &cfg.log.level)
-}
-
-/// Logging at `level` (`RUST_LOG` wins), JSON unless `log.format` says otherwise.
-fn init_logging_at(cfg: &Config, level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match cfg.log.format.as_str() {
-        "json" => true,
-        "text" => false,
-        _ => !std::io::stderr().is_terminal(),
-    };
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        b.json().init();
-    } else {
-        b.init();
-    }
+    cfg.log.install(&cfg.log.level)
 }
 
 fn main() -> std::process::ExitCode {
@@ -201,7 +180,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             use walletguard::tools::demo::{self, DemoOptions};
             let cfg = load(&config)?;
             // The service's INFO lines would land inside the demo's table.
-            init_logging_at(&cfg, if verbose { &cfg.log.level } else { "warn" });
+            cfg.log
+                .install(if verbose { &cfg.log.level } else { "warn" });
             let opts = DemoOptions {
                 sim: SimParams {
                     users,

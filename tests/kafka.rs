@@ -15,7 +15,7 @@ use serde_json::Value;
 use common::{add_days, local_ms, Actor, Amount, Story, CST, LAGOS, MIN, SHANGHAI};
 use kafka_common::*;
 use walletguard::engine::pipeline::Engine;
-use walletguard::service::config::Delivery;
+use walletguard::service::kafka::Delivery;
 use walletguard::tools::sim::SimParams;
 
 /// Every repeat equals its first decision, and the first decisions equal the pure engine's:

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rdkafka::mocking::MockCluster;
 
 use kafka_common::*;
-use walletguard::service::config::Subscription;
+use walletguard::service::channels::Subscription;
 use walletguard::tools::sim::SimParams;
 
 /// Waits until `/metrics` satisfies `cond`; panics with the child's log otherwise.

@@ -19,7 +19,8 @@ use rdkafka::mocking::MockCluster;
 use sha2::Sha256;
 
 use kafka_common::*;
-use walletguard::service::config::{Config, Subscription, WebhookConfig};
+use walletguard::service::channels::{Subscription, WebhookConfig};
+use walletguard::service::config::Config;
 use walletguard::tools::sim::SimParams;
 
 /// One request the receiver got.

@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
+use crate::engine::validate::{invalid, Checked};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -224,6 +227,54 @@ pub async fn serve(
             .await
     });
     Ok((local, task))
+}
+
+/// `[http]`: the metrics and health endpoint of `run` and `demo`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Serve `/metrics`, `/healthz` and `/readyz`.
+    pub enabled: bool,
+    /// Listen address. Loopback by default; set `0.0.0.0:9898` in a container.
+    pub listen: String,
+    /// Name of the environment variable holding the bearer token of `GET /alerts/stream`;
+    /// empty, or the variable unset or empty: the route is off (alerts carry user ids).
+    pub stream_token_env: String,
+    /// Recent alerts kept for reconnects with `Last-Event-ID`.
+    pub stream_buffer: usize,
+    /// Alerts a stream client may fall behind before it is disconnected.
+    pub stream_client_queue: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: "127.0.0.1:9898".into(),
+            stream_token_env: String::new(),
+            stream_buffer: 1000,
+            stream_client_queue: 256,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks the rules of `[http]`; the error names the key.
+    pub fn validate(&self) -> Checked {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.listen",
+                format!("`{}` is not an address like 127.0.0.1:9898", self.listen),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.stream_buffer) {
+            return Err(invalid("http.stream_buffer", "must be 1 to 1000000"));
+        }
+        if !(1..=1_000_000).contains(&self.stream_client_queue) {
+            return Err(invalid("http.stream_client_queue", "must be 1 to 1000000"));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod http;
 pub mod kafka;
 pub mod live;
+pub mod logging;
 pub mod metrics;
 pub mod reload;
 pub mod shadow;

@@ -30,7 +30,9 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sha2::Sha256;
 
-use crate::service::config::{Config, Subscription, WebhookConfig};
+use crate::service::config::Config;
+
+use crate::service::channels::{Subscription, WebhookConfig};
 use crate::service::metrics::Metrics;
 use crate::service::shutdown::Shutdown;
 
@@ -146,7 +148,7 @@ pub fn start(
             .set("auto.commit.interval.ms", k.commit_interval_ms.to_string())
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false");
-        if k.delivery == crate::service::config::Delivery::ExactlyOnce {
+        if k.delivery == crate::service::kafka::Delivery::ExactlyOnce {
             c.set("isolation.level", "read_committed");
         }
         let consumer: StreamConsumer = c.create().map_err(KafkaError::Client)?;

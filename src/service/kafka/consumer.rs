@@ -33,8 +33,10 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use crate::service::config::{Config, Delivery};
+use crate::service::config::Config;
+
 use crate::service::http::Health;
+use crate::service::kafka::Delivery;
 use crate::service::live::LiveCell;
 use crate::service::metrics::Metrics;
 use crate::service::shutdown::Shutdown;

@@ -29,7 +29,7 @@
 //! - [`mock`]: `walletguard mock-broker`: a `MockCluster` in a process of its own, for tests.
 //! - [`tail`]: `walletguard consume`: a topic's values as JSON lines, for checks and scripts.
 //!
-//! Delivery modes are one enum, [`crate::service::config::Delivery`]: at-least-once stores a message's
+//! Delivery modes are one enum, [`crate::service::kafka::Delivery`]: at-least-once stores a message's
 //! offset only after every output of its batch is acknowledged; exactly-once commits outputs,
 //! changelog and offsets in one transaction per commit interval.
 
@@ -44,13 +44,15 @@ pub mod records;
 pub mod repair;
 pub mod restore;
 pub mod session;
+pub mod settings;
 pub mod stamp;
 pub mod start_guard;
 pub mod topics;
 
 use rdkafka::config::ClientConfig;
 
-use crate::service::config::{Config, Delivery};
+use crate::service::config::Config;
+pub use settings::{Delivery, KafkaConfig};
 
 pub use consumer::{run, RunOptions, RunSummary};
 

@@ -16,7 +16,8 @@ use crate::engine::detect::Code;
 use crate::engine::event::{Event, EventError, MAX_EVENT_BYTES};
 use crate::engine::output;
 use crate::engine::pipeline::Outcome;
-use crate::service::config::{Config, Subscription};
+use crate::service::channels::Subscription;
+use crate::service::config::Config;
 use crate::service::metrics::Metrics;
 
 /// The output topics of a session, resolved once.

@@ -146,13 +146,13 @@ pub fn run(
         xxhash_rust::xxh3::xxh3_64(&crate::engine::time::now_ms().to_le_bytes())
     );
     cfg.subscriptions
-        .push(crate::service::config::Subscription {
+        .push(crate::service::channels::Subscription {
             name: "demo-webhook".into(),
             topic: "wallet.alerts.demo-webhook".into(),
             min_severity: "high".into(),
             actions: vec![],
             reason_codes: vec![],
-            webhook: Some(crate::service::config::WebhookConfig {
+            webhook: Some(crate::service::channels::WebhookConfig {
                 url: hook_url.clone(),
                 secret_env: DEMO_SECRET_VAR.into(),
                 timeout_ms: 5_000,
