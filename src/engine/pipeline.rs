@@ -23,7 +23,7 @@ use crate::engine::baseline::{
 use crate::engine::decision::DecisionConfig;
 use crate::engine::decision::{Action, ChainHints, Decider, Decision, Habit};
 use crate::engine::detect::DetectorsConfig;
-use crate::engine::detect::{self, CardTesting, Detector, Input, Signals};
+use crate::engine::detect::{self, Detector, Input, Keep, Signals};
 use crate::engine::event::{parse_event, Event, EventError, EventType};
 use crate::engine::feedback::FeedbackConfig;
 use crate::engine::feedback::{Case, Rules};
@@ -341,11 +341,9 @@ pub struct Engine {
     prior: Prior,
     detectors: Vec<Box<dyn Detector>>,
     decider: Decider,
-    tiny: crate::engine::detect::Tiny,
-    /// Judges position pairs for the population's noise share.
-    travel: crate::engine::detect::ImpossibleTravel,
-    /// `HABIT_RUN`'s state keeper: its evidence moves with every outflow, scored or not.
-    run: crate::engine::detect::HabitRun,
+    /// Every detector that keeps evidence of its own, enabled or not (see
+    /// [`Detector::keep`]).
+    keepers: Vec<Box<dyn Detector>>,
     cred_window_s: u32,
     freeze_cooldown_s: u32,
     learn_below: Action,
@@ -365,11 +363,7 @@ impl Engine {
             prior: config.prior(),
             detectors: detect::build(&config.detectors),
             decider: Decider::new(&config.decision),
-            tiny: crate::engine::detect::Tiny::of(&config.detectors.card_testing),
-            travel: crate::engine::detect::ImpossibleTravel::new(
-                &config.detectors.impossible_travel,
-            ),
-            run: crate::engine::detect::HabitRun::new(&config.detectors.habit_run),
+            keepers: detect::keepers(&config.detectors),
             cred_window_s: (config.detectors.credential_change.window_hours * 3600.0) as u32,
             freeze_cooldown_s: (config.decision.freeze_cooldown_hours * 3600.0) as u32,
             ttl_s: (config.baseline.profile_ttl_days * 86_400.0).min(u32::MAX as f64) as u32,
@@ -623,22 +617,21 @@ impl Engine {
                     .population
                     .observe_score(&self.prior.pop, decision.raw_score, share);
             }
-            if let Some(impossible) = self.travel.pair(profile, &facts) {
-                state.population.observe_travel(&self.prior.pop, impossible);
-            }
-            let tiny_new = CardTesting::is_tiny_new_merchant(
-                self.tiny,
-                profile,
-                ev,
-                &facts,
-                (&state.population, &self.prior),
-                self.params.currency,
-            );
             let learn = decision.configured < self.learn_below;
-            if ev.kind.is_money_out() {
-                let odd = self.run.odd(profile, &facts, &self.prior, ev);
-                self.run.record(profile, &facts, odd, learn);
+            let mut keep = Keep {
+                ev,
+                profile,
+                facts: &facts,
+                prior: &self.prior,
+                population: &mut state.population,
+                params: &self.params,
+                learn,
+                tiny_new_merchant: false,
+            };
+            for d in &self.keepers {
+                d.keep(&mut keep);
             }
+            let tiny_new = keep.tiny_new_merchant;
             profile.record_activity(&self.params, ev, &facts, tiny_new);
             if learn {
                 profile.learn(&self.params, ev, &facts);

@@ -10,7 +10,7 @@
 //! network whose first acts are micro-payments at shops the user never paid is the probe
 //! itself.
 
-use super::{money, ramp, Code, Detail, Detector, Input, Signals};
+use super::{money, ramp, Code, Detail, Detector, Input, Keep, Signals};
 use crate::engine::baseline::{Facts, Novelty, Population, Prior, Profile};
 use crate::engine::event::{Event, EventType};
 use crate::engine::validate::{count, invalid, positive, unit, Checked};
@@ -177,6 +177,22 @@ impl CardTesting {
 impl Detector for CardTesting {
     fn code(&self) -> Code {
         Code::CardTesting
+    }
+
+    fn keeps_state(&self) -> bool {
+        true
+    }
+
+    /// Marks a tiny payment to a new merchant, which the profile counts.
+    fn keep(&self, k: &mut Keep<'_, '_>) {
+        k.tiny_new_merchant = Self::is_tiny_new_merchant(
+            self.tiny,
+            k.profile,
+            k.ev,
+            k.facts,
+            (k.population, k.prior),
+            k.params.currency,
+        );
     }
 
     fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {

@@ -31,7 +31,7 @@
 //! not it was learned; f is learned only from outflows the baseline learns, so a thief's run
 //! does not teach the profile that runs are normal.
 
-use super::{own_habit, Code, Detail, Detector, Input, Signals};
+use super::{own_habit, Code, Detail, Detector, Input, Keep, Signals};
 use crate::engine::baseline::{Facts, Prior, Profile};
 use crate::engine::event::Event;
 use crate::engine::validate::{invalid, nonneg, positive, unit, Checked};
@@ -246,6 +246,18 @@ impl HabitRun {
 impl Detector for HabitRun {
     fn code(&self) -> Code {
         Code::HabitRun
+    }
+
+    fn keeps_state(&self) -> bool {
+        true
+    }
+
+    /// Moves the run evidence with every money-out attempt, scored or not.
+    fn keep(&self, k: &mut Keep<'_, '_>) {
+        if k.ev.kind.is_money_out() {
+            let odd = self.odd(k.profile, k.facts, k.prior, k.ev);
+            self.record(k.profile, k.facts, odd, k.learn);
+        }
     }
 
     fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {

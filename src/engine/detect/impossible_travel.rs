@@ -8,7 +8,7 @@
 //! equals the quickest trip and grows with log10 of how much shorter it was, reaching 1 at
 //! about a third of it.
 
-use super::{duration, Code, Detail, Detector, Input, Signals};
+use super::{duration, Code, Detail, Detector, Input, Keep, Signals};
 use crate::engine::baseline::{Facts, Profile};
 use crate::engine::validate::{nonneg, positive, unit, Checked};
 use serde::{Deserialize, Serialize};
@@ -163,6 +163,17 @@ impl ImpossibleTravel {
 impl Detector for ImpossibleTravel {
     fn code(&self) -> Code {
         Code::ImpossibleTravel
+    }
+
+    fn keeps_state(&self) -> bool {
+        true
+    }
+
+    /// Teaches the population how noisy this partition's positions are.
+    fn keep(&self, k: &mut Keep<'_, '_>) {
+        if let Some(impossible) = self.pair(k.profile, k.facts) {
+            k.population.observe_travel(&k.prior.pop, impossible);
+        }
     }
 
     fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals) {

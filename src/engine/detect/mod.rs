@@ -165,6 +165,20 @@ macro_rules! registry {
             }
         }
 
+        /// Every detector that keeps state ([`Detector::keeps_state`]), enabled or not, in
+        /// registry order.
+        pub fn keepers(detectors: &DetectorsConfig) -> Vec<Box<dyn Detector>> {
+            let mut v: Vec<Box<dyn Detector>> = Vec::new();
+            $($(
+                let make = |$d: &DetectorsConfig| -> Box<dyn Detector> { Box::new($make) };
+                let d = make(detectors);
+                if d.keeps_state() {
+                    v.push(d);
+                }
+            )?)*
+            v
+        }
+
         /// Builds the enabled detectors from config, in registry order.
         pub fn build(detectors: &DetectorsConfig) -> Vec<Box<dyn Detector>> {
             let mut v: Vec<Box<dyn Detector>> = Vec::new();
@@ -570,12 +584,44 @@ pub struct Input<'a, 'e> {
     pub listed: crate::engine::lists::Hits,
 }
 
+/// What a detector that keeps state may update once an event is decided (see
+/// [`Detector::keep`]).
+pub struct Keep<'a, 'e> {
+    /// The event just decided.
+    pub ev: &'a Event<'e>,
+    /// The user's profile, still as it was before the event.
+    pub profile: &'a mut Profile,
+    /// Facts computed once per event.
+    pub facts: &'a Facts,
+    /// The population prior (config).
+    pub prior: &'a Prior,
+    /// The partition's learned population.
+    pub population: &'a mut Population,
+    /// Baseline constants.
+    pub params: &'a Params,
+    /// The baseline learns this event (its action is below the learning bar).
+    pub learn: bool,
+    /// Set by a keeper: the event is a tiny payment to a merchant the profile does not know,
+    /// which the profile's activity record counts.
+    pub tiny_new_merchant: bool,
+}
+
 /// A detector: pure, stateless between events (all state lives in the profile).
 pub trait Detector: Send + Sync {
     /// The code this detector emits.
     fn code(&self) -> Code;
     /// Scores one event, pushing zero or more signals.
     fn detect(&self, ctx: &Input<'_, '_>, out: &mut Signals);
+    /// True for a detector that keeps evidence of its own in the profile or the population
+    /// ([`Detector::keep`]). Such a detector's `keep` runs on every event that is not a
+    /// repeat, even when the detector is disabled, so turning it on finds its evidence
+    /// current.
+    fn keeps_state(&self) -> bool {
+        false
+    }
+    /// Updates this detector's own evidence once the event is decided, before the profile
+    /// records it. Keepers run in registry order; none may read what another writes.
+    fn keep(&self, _k: &mut Keep<'_, '_>) {}
 }
 
 /// Maps a tail probability to a score: 0 at `p_start` or above, 1 at `p_full` or below,
