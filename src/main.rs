@@ -3,7 +3,6 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -13,7 +12,7 @@ use walletguard::service::config::Config;
 use walletguard::service::shutdown::Shutdown;
 use walletguard::service::signals;
 use walletguard::tools::cli::{Cli, Cmd};
-use walletguard::tools::replay::{self, Sinks};
+use walletguard::tools::replay;
 use walletguard::tools::sim::{self, SimParams};
 
 fn init_logging(cfg: &Config) {
@@ -61,139 +60,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Calibrate {
-            events,
-            labels,
-            false_freeze,
-            alert_budget,
-            fit_share,
-            weight_reg,
-            config,
-            lists,
-            partitions,
-            out,
-        } => {
-            for (name, v) in [
-                ("--false-freeze", false_freeze),
-                ("--alert-budget", alert_budget),
-            ] {
-                anyhow::ensure!(
-                    (0.0..=1.0).contains(&v),
-                    "{name} must be a share from 0 to 1"
-                );
-            }
-            let base = load(&config)?;
-            let lists = match &lists {
-                Some(p) => std::sync::Arc::new(walletguard::tools::replay::load_lists(p)?),
-                None => Default::default(),
-            };
-            let cal = walletguard::tools::calibrate::run(
+        Cmd::Calibrate(a) => {
+            let base = load(&a.config)?;
+            Ok(walletguard::tools::calibrate::command(
+                &a,
                 &base,
-                walletguard::tools::calibrate::CalibrateInputs {
-                    events: &events,
-                    labels: labels.as_deref(),
-                    base_name: show(&config),
-                    partitions,
-                    lists,
-                    progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                },
-                walletguard::tools::calibrate::Budgets {
-                    false_freeze,
-                    alert: alert_budget,
-                    fit_share,
-                    weight_reg,
-                },
-            )?;
-            let command = std::env::args().collect::<Vec<_>>().join(" ");
-            walletguard::tools::calibrate::write(&cal, &out, &config, &command)?;
-            for c in &cal.changes {
-                println!("{} = {} (was {})", c.key, c.to, c.from);
-            }
-            for l in cal.held_out_lines() {
-                println!("{l}");
-            }
-            for n in &cal.notes {
-                println!("note: {n}");
-            }
-            println!(
-                "wrote {} (and .report.json, .report.md beside it)",
-                out.display()
-            );
-            Ok(())
+                show(&a.config),
+            )?)
         }
-        Cmd::Compare {
-            events,
-            config,
-            config_b,
-            overlay,
-            labels,
-            lists,
-            partitions,
-            from,
-            out,
-        } => {
-            let live = load(&config)?;
-            let cand_files: Vec<PathBuf> = if overlay.is_empty() {
-                config_b
+        Cmd::Compare(a) => {
+            let cand_files: Vec<PathBuf> = if a.overlay.is_empty() {
+                a.config_b.clone()
             } else {
-                config.iter().chain(&overlay).cloned().collect()
+                a.config.iter().chain(&a.overlay).cloned().collect()
             };
-            let candidate = load(&cand_files)?;
-            let lists = match &lists {
-                Some(p) => std::sync::Arc::new(walletguard::tools::replay::load_lists(p)?),
-                None => Default::default(),
-            };
-            let report = walletguard::tools::compare::run(
-                &walletguard::engine::pipeline::Engine::new(live),
-                &walletguard::engine::pipeline::Engine::new(candidate),
-                walletguard::tools::compare::CompareInputs {
-                    events: &events,
-                    labels: labels.as_deref(),
-                    names: (show(&config), show(&cand_files)),
-                    partitions,
-                    lists,
-                    from_ts: from,
-                    progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                },
-            )?;
-            walletguard::tools::compare::write_outputs(&out, &report)?;
-            print!("{}", report.table());
-            println!(
-                "wrote {}/report.json, report.md, flips.png, scores.png",
-                out.display()
-            );
-            Ok(())
+            let (live, candidate) = (load(&a.config)?, load(&cand_files)?);
+            let names = (show(&a.config), show(&cand_files));
+            Ok(walletguard::tools::compare::command(
+                &a, live, candidate, names,
+            )?)
         }
-        Cmd::Demo {
-            users,
-            days,
-            seed,
-            attack_rate,
-            rate,
-            duration,
-            reviews,
-            verbose,
-            offline,
-            partitions,
-            config,
-        } => {
+        Cmd::Demo(a) => {
             use walletguard::tools::demo::{self, DemoOptions};
-            let cfg = load(&config)?;
+            let cfg = load(&a.config)?;
             // The service's INFO lines would land inside the demo's table.
             cfg.log
-                .install(if verbose { &cfg.log.level } else { "warn" });
+                .install(if a.verbose { &cfg.log.level } else { "warn" });
             let opts = DemoOptions {
                 sim: SimParams {
-                    users,
-                    days,
-                    seed,
-                    attack_rate,
+                    users: a.users,
+                    days: a.days,
+                    seed: a.seed,
+                    attack_rate: a.attack_rate,
                     ..SimParams::default()
                 },
-                rate,
-                duration: (duration > 0).then(|| Duration::from_secs(duration)),
+                rate: a.rate,
+                duration: (a.duration > 0).then(|| Duration::from_secs(a.duration)),
                 windows: None,
-                show_reviews: reviews,
+                show_reviews: a.reviews,
                 color: std::io::stdout().is_terminal(),
             };
             // First Ctrl-C: stop the traffic, drain, print the scorecard. Second: leave now.
@@ -205,12 +109,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })?;
             let mut out = std::io::stdout();
-            if offline {
+            if a.offline {
                 demo::offline::run(&Engine::new(cfg), &opts, &interrupt, &mut out)?;
             } else {
                 let opts = demo::broker::BrokerDemoOptions {
                     demo: opts,
-                    partitions,
+                    partitions: a.partitions,
                     config: cfg,
                 };
                 demo::broker::run(&opts, &interrupt, &mut out)?;
@@ -244,20 +148,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rate,
             config,
         } => produce_file(&input, brokers, &topic, rate, &config),
-        Cmd::MockBroker { topics, brokers } => mock_broker(topics, brokers),
+        Cmd::MockBroker { topics, brokers } => {
+            init_logging(&Config::default());
+            Ok(walletguard::tools::mock::command(topics, brokers)?)
+        }
         Cmd::Run {
             config,
             watch_interval_s,
         } => {
             let cfg = load(&config)?;
             init_logging(&cfg);
-            run_service(cfg, config, watch_interval_s)
+            let watch = (watch_interval_s > 0).then(|| Duration::from_secs(watch_interval_s));
+            walletguard::service::run_process(cfg, config, watch)?;
+            Ok(())
         }
         Cmd::Simulate(a) => {
             let params = a.params()?;
             if let (Some(brokers), Some(topic)) = (a.brokers, a.topic) {
-                let (rate, max) = (a.rate, a.max_events);
-                return simulate_to_kafka(params, brokers, topic, rate, max, &a.config, a.labels);
+                let mut cfg = load(&a.config)?;
+                init_logging(&cfg);
+                cfg.kafka.brokers = brokers;
+                let mut opts = walletguard::tools::loadgen::LoadOptions::new(params, topic, a.rate);
+                opts.max_events = a.max_events;
+                let stop = signals::stop_latch()?;
+                let labels = a.labels.as_deref();
+                return Ok(walletguard::tools::loadgen::simulate(
+                    &cfg, &opts, labels, &stop,
+                )?);
             }
             let (Some(out), Some(labels)) = (a.out, a.labels) else {
                 anyhow::bail!("--out and --labels are required without --brokers");
@@ -278,127 +195,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("worlds took {:.1} s", started.elapsed().as_secs_f64());
             Ok(())
         }
-        Cmd::Eval {
-            events,
-            labels,
-            config,
-            decisions,
-            out,
-            save_decisions,
-        } => {
-            use walletguard::tools::eval;
+        Cmd::Eval(a) => {
             let started = std::time::Instant::now();
-            let source = match &decisions {
-                Some(d) => eval::Source::Decisions(d),
-                None => eval::Source::Pipeline {
-                    config: Box::new(load(&config)?),
-                    name: names(&config),
-                    save_decisions: save_decisions.as_deref(),
-                },
+            let cfg = match a.decisions {
+                Some(_) => None,
+                None => Some(load(&a.config)?),
             };
-            let (report, curves) = eval::run(&events, &labels, source)?;
-            println!("{}", report.table());
-            if let Some(dir) = &out {
-                eval::write_outputs(dir, &report, &curves)?;
-                println!(
-                    "report -> {}/report.json, report.md, pr.png, roc.png",
-                    dir.display()
-                );
-            }
+            walletguard::tools::eval::command(&a, cfg, names(&a.config))?;
             eprintln!("eval took {:.1} s", started.elapsed().as_secs_f64());
             Ok(())
         }
-        Cmd::Replay {
-            input,
-            decisions,
-            alerts,
-            commands,
-            dlq,
-            lists_out,
-            state_out,
-            lists,
-            config,
-            partitions,
-        } => {
-            let cfg = load(&config)?;
+        Cmd::Replay(a) => {
+            let cfg = load(&a.config)?;
             init_logging(&cfg);
-            let sinks = Sinks {
-                decisions,
-                alerts,
-                commands,
-                dlq,
-                lists: lists_out,
-                state: state_out,
-            };
-            let progress = std::io::stderr().is_terminal();
-            let table = match &lists {
-                Some(path) => replay::load_lists(path)?,
-                None => Default::default(),
-            };
-            let (summary, profiles) = replay::replay_file(
-                &Engine::new(cfg),
-                &input,
-                &sinks,
-                partitions,
-                std::sync::Arc::new(table),
-                progress,
-            )?;
-            println!("{summary}");
-            println!("profiles     {profiles}");
-            Ok(())
+            Ok(replay::command(&a, cfg)?)
         }
     }
-}
-
-/// `simulate --brokers B --topic T --rate R`: streams the simulation into Kafka.
-fn simulate_to_kafka(
-    params: SimParams,
-    brokers: String,
-    topic: String,
-    rate: u64,
-    max_events: Option<u64>,
-    config: &[PathBuf],
-    labels: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    use walletguard::service::kafka::{client_config, Role};
-    use walletguard::tools::loadgen;
-    let mut cfg = load(config)?;
-    init_logging(&cfg);
-    cfg.kafka.brokers = brokers;
-    let (producer, count) = loadgen::producer(client_config(&cfg, Role::Admin))?;
-    let stop = stop_on_signal()?;
-    let mut opts = loadgen::LoadOptions::new(params, topic.clone(), rate);
-    opts.max_events = max_events;
-    let mut label_out = match &labels {
-        Some(p) => {
-            sim::write_spec(&opts.sim.world, p)?;
-            let out = walletguard::tools::replay::create_output(p)?;
-            Some(walletguard::tools::sim::labels::LabelWriter::new(out)?)
-        }
-        None => None,
-    };
-    let mut write_err = None;
-    let summary = loadgen::stream(&producer, &count, &opts, &stop, |ev| {
-        if let Some(w) = label_out.as_mut() {
-            let r = w.write_raw(
-                ev.event_id().as_bytes(),
-                ev.user_id().as_bytes(),
-                ev.label(),
-                ev.scenario.as_str().as_bytes(),
-            );
-            if let Err(e) = r {
-                write_err.get_or_insert(e);
-            }
-        }
-    })?;
-    if let Some(e) = write_err {
-        return Err(e.into());
-    }
-    if let Some(w) = label_out {
-        w.finish()?;
-    }
-    println!("{summary} to {topic}");
-    Ok(summary.ensure_delivered(&topic)?)
 }
 
 /// `produce --input F --brokers B --topic T --rate R`: streams a file of events into Kafka.
@@ -412,81 +224,10 @@ fn produce_file(
     let mut cfg = load(config)?;
     init_logging(&cfg);
     cfg.kafka.brokers = brokers;
-    let stop = stop_on_signal()?;
+    let stop = signals::stop_latch()?;
     let summary = walletguard::tools::loadgen::produce_file(&cfg, input, topic, rate, &stop)?;
     println!("{summary} to {topic}");
     Ok(summary.ensure_delivered(topic)?)
-}
-
-/// A latch triggered by SIGINT or SIGTERM.
-fn stop_on_signal() -> anyhow::Result<Shutdown> {
-    let stop = Shutdown::new();
-    let flag = stop.clone();
-    signals::on_stop(move || {
-        flag.trigger();
-    })?;
-    Ok(stop)
-}
-
-/// `mock-broker`: serves a mock cluster until killed or SIGTERM/SIGINT.
-fn mock_broker(topics: Vec<(String, i32)>, brokers: i32) -> anyhow::Result<()> {
-    use walletguard::tools::mock;
-    init_logging(&Config::default());
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let stop = stop_on_signal()?;
-    let down = Arc::new(AtomicBool::new(false));
-    {
-        // Outages on demand: SIGUSR1 down, SIGUSR2 up.
-        use tokio::signal::unix::SignalKind;
-        let (d, u) = (down.clone(), down.clone());
-        signals::on_signals(
-            "wg-mock-signals",
-            vec![
-                (
-                    SignalKind::user_defined1(),
-                    Arc::new(move || d.store(true, Ordering::SeqCst)),
-                ),
-                (
-                    SignalKind::user_defined2(),
-                    Arc::new(move || u.store(false, Ordering::SeqCst)),
-                ),
-            ],
-        )?;
-    }
-    let opts = mock::MockOptions { brokers, topics };
-    let mut out = std::io::stdout();
-    mock::serve(&opts, &stop, &down, &mut out)?;
-    Ok(())
-}
-
-/// `walletguard run`: signals in, the library's service, exit code out.
-fn run_service(cfg: Config, paths: Vec<PathBuf>, watch_interval_s: u64) -> anyhow::Result<()> {
-    use walletguard::service;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("wg-worker")
-        .build()?;
-    let shutdown = Shutdown::new();
-    let mut options = service::Options::new()?;
-    options.watch_interval = (watch_interval_s > 0).then(|| Duration::from_secs(watch_interval_s));
-    let (flag, reload) = (shutdown.clone(), options.reload.clone());
-    let grace = cfg.kafka.shutdown_timeout_s;
-    signals::on_stop_and_hup(
-        move || {
-            if flag.trigger() {
-                tracing::info!("signal received; stopping");
-                // The service enforces the timeout itself; this is the backstop if it hangs.
-                std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_secs(grace + 10));
-                    tracing::error!("shutdown did not finish in time; exiting");
-                    std::process::exit(1);
-                });
-            }
-        },
-        move || reload.notify_one(),
-    )?;
-    rt.block_on(service::run(cfg, paths, options, shutdown))?;
-    Ok(())
 }
 
 /// Loads the config files laid over the defaults in order; errors name the file and key.

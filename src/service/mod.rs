@@ -63,6 +63,45 @@ pub enum ServiceError {
     /// The metrics registry rejected a metric (a programming error).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The process could not set up its runtime or its signal handlers.
+    #[error("process setup: {0}")]
+    Process(#[source] std::io::Error),
+}
+
+/// `walletguard run` as a process: a multi-threaded runtime, SIGTERM/SIGINT to stop (with a
+/// backstop exit if the drain overruns `kafka.shutdown_timeout_s` by 10 s), SIGHUP to
+/// reload, and [`run`] until it returns.
+pub fn run_process(
+    cfg: Config,
+    paths: Vec<PathBuf>,
+    watch_interval: Option<Duration>,
+) -> Result<RunSummary, ServiceError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wg-worker")
+        .build()
+        .map_err(ServiceError::Process)?;
+    let shutdown = Shutdown::new();
+    let mut options = Options::new()?;
+    options.watch_interval = watch_interval;
+    let (flag, reload) = (shutdown.clone(), options.reload.clone());
+    let grace = cfg.kafka.shutdown_timeout_s;
+    signals::on_stop_and_hup(
+        move || {
+            if flag.trigger() {
+                tracing::info!("signal received; stopping");
+                // The service enforces the timeout itself; this is the backstop if it hangs.
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(grace + 10));
+                    tracing::error!("shutdown did not finish in time; exiting");
+                    std::process::exit(1);
+                });
+            }
+        },
+        move || reload.notify_one(),
+    )
+    .map_err(ServiceError::Process)?;
+    rt.block_on(run(cfg, paths, options, shutdown))
 }
 
 /// What differs between the callers of [`run`].

@@ -52,6 +52,16 @@ pub fn on_stop_and_hup(
     )
 }
 
+/// A latch triggered by SIGINT or SIGTERM.
+pub fn stop_latch() -> std::io::Result<crate::service::shutdown::Shutdown> {
+    let stop = crate::service::shutdown::Shutdown::new();
+    let flag = stop.clone();
+    on_stop(move || {
+        flag.trigger();
+    })?;
+    Ok(stop)
+}
+
 /// Runs `stop` on SIGINT and SIGTERM.
 pub fn on_stop(stop: impl Fn() + Send + Sync + 'static) -> std::io::Result<()> {
     on_stop_and_hup(stop, || {})

@@ -1528,6 +1528,65 @@ pub fn write(
     Ok(())
 }
 
+/// `walletguard calibrate`: checks the budgets, calibrates `base` (named `base_name` in the
+/// overlay's comments) on the history, writes the overlay and its reports, and prints the
+/// changes and the held-out figures.
+pub fn command(
+    a: &crate::tools::cli::CalibrateArgs,
+    base: &Config,
+    base_name: String,
+) -> Result<(), CalibrateError> {
+    for (name, v) in [
+        ("--false-freeze", a.false_freeze),
+        ("--alert-budget", a.alert_budget),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(CalibrateError::Unfit(format!(
+                "{name} must be a share from 0 to 1"
+            )));
+        }
+    }
+    let lists = match &a.lists {
+        Some(p) => {
+            std::sync::Arc::new(crate::tools::replay::load_lists(p).map_err(EvalError::from)?)
+        }
+        None => Default::default(),
+    };
+    let cal = run(
+        base,
+        CalibrateInputs {
+            events: &a.events,
+            labels: a.labels.as_deref(),
+            base_name,
+            partitions: a.partitions,
+            lists,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        },
+        Budgets {
+            false_freeze: a.false_freeze,
+            alert: a.alert_budget,
+            fit_share: a.fit_share,
+            weight_reg: a.weight_reg,
+        },
+    )?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    write(&cal, &a.out, &a.config, &command)?;
+    for c in &cal.changes {
+        println!("{} = {} (was {})", c.key, c.to, c.from);
+    }
+    for l in cal.held_out_lines() {
+        println!("{l}");
+    }
+    for n in &cal.notes {
+        println!("note: {n}");
+    }
+    println!(
+        "wrote {} (and .report.json, .report.md beside it)",
+        a.out.display()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

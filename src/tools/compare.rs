@@ -862,6 +862,40 @@ pub fn write_outputs(dir: &Path, r: &CompareReport) -> Result<(), EvalError> {
     Ok(())
 }
 
+/// `walletguard compare`: scores the events under `live` and `candidate` (named `names`),
+/// writes the report and its charts to `--out` and prints the table.
+pub fn command(
+    a: &crate::tools::cli::CompareArgs,
+    live: crate::service::config::Config,
+    candidate: crate::service::config::Config,
+    names: (String, String),
+) -> Result<(), EvalError> {
+    let lists = match &a.lists {
+        Some(p) => std::sync::Arc::new(crate::tools::replay::load_lists(p)?),
+        None => Default::default(),
+    };
+    let report = run(
+        &Engine::new(live),
+        &Engine::new(candidate),
+        CompareInputs {
+            events: &a.events,
+            labels: a.labels.as_deref(),
+            names,
+            partitions: a.partitions,
+            lists,
+            from_ts: a.from,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        },
+    )?;
+    write_outputs(&a.out, &report)?;
+    print!("{}", report.table());
+    println!(
+        "wrote {}/report.json, report.md, flips.png, scores.png",
+        a.out.display()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -328,6 +328,66 @@ pub fn stream(
     finish(producer, count, sent, started)
 }
 
+/// Errors of `walletguard simulate --brokers`.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// Producing to Kafka failed, or not every event was delivered.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// The world's spec could not be written beside the labels.
+    #[error(transparent)]
+    Spec(#[from] crate::tools::sim::SimError),
+    /// The labels file could not be created.
+    #[error(transparent)]
+    Create(#[from] crate::tools::replay::ReplayError),
+    /// Writing the labels failed.
+    #[error("labels: {0}")]
+    Labels(#[from] std::io::Error),
+}
+
+/// `walletguard simulate --brokers B --topic T`: streams the simulation into `opts.topic` at
+/// `opts.rate` until done or `stop`, writing the labels (and the world's spec beside them)
+/// when `labels` is given; prints the summary, and fails unless every event was delivered.
+pub fn simulate(
+    cfg: &crate::service::config::Config,
+    opts: &LoadOptions,
+    labels: Option<&std::path::Path>,
+    stop: &Shutdown,
+) -> Result<(), SimulateError> {
+    use crate::service::kafka::{client_config, Role};
+    let (producer, count) = producer(client_config(cfg, Role::Admin))?;
+    let mut label_out = match labels {
+        Some(p) => {
+            crate::tools::sim::write_spec(&opts.sim.world, p)?;
+            let out = crate::tools::replay::create_output(p)?;
+            Some(crate::tools::sim::labels::LabelWriter::new(out)?)
+        }
+        None => None,
+    };
+    let mut write_err = None;
+    let summary = stream(&producer, &count, opts, stop, |ev| {
+        if let Some(w) = label_out.as_mut() {
+            let r = w.write_raw(
+                ev.event_id().as_bytes(),
+                ev.user_id().as_bytes(),
+                ev.label(),
+                ev.scenario.as_str().as_bytes(),
+            );
+            if let Err(e) = r {
+                write_err.get_or_insert(e);
+            }
+        }
+    })?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    if let Some(w) = label_out {
+        w.finish()?;
+    }
+    println!("{summary} to {}", opts.topic);
+    Ok(summary.ensure_delivered(&opts.topic)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

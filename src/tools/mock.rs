@@ -108,6 +108,43 @@ pub fn serve(
     Ok(())
 }
 
+/// Errors of `walletguard mock-broker`.
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    /// The signal handlers could not be installed.
+    #[error("signals: {0}")]
+    Signals(#[from] std::io::Error),
+    /// The mock cluster failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+}
+
+/// `walletguard mock-broker`: serves a mock cluster until SIGTERM/SIGINT (or a kill), with
+/// outages on demand: SIGUSR1 takes it down, SIGUSR2 up again.
+pub fn command(topics: Vec<(String, i32)>, brokers: i32) -> Result<(), MockError> {
+    use crate::service::signals;
+    use tokio::signal::unix::SignalKind;
+    let stop = signals::stop_latch()?;
+    let down = Arc::new(AtomicBool::new(false));
+    let (d, u) = (down.clone(), down.clone());
+    signals::on_signals(
+        "wg-mock-signals",
+        vec![
+            (
+                SignalKind::user_defined1(),
+                Arc::new(move || d.store(true, Ordering::SeqCst)),
+            ),
+            (
+                SignalKind::user_defined2(),
+                Arc::new(move || u.store(false, Ordering::SeqCst)),
+            ),
+        ],
+    )?;
+    let opts = MockOptions { brokers, topics };
+    serve(&opts, &stop, &down, &mut std::io::stdout())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -627,6 +627,37 @@ pub fn replay(
     Ok(sum)
 }
 
+/// `walletguard replay`: scores `--input` under `cfg` into the files the arguments name and
+/// prints the summary.
+pub fn command(
+    a: &crate::tools::cli::ReplayArgs,
+    cfg: crate::service::config::Config,
+) -> Result<(), ReplayError> {
+    let sinks = Sinks {
+        decisions: a.decisions.clone(),
+        alerts: a.alerts.clone(),
+        commands: a.commands.clone(),
+        dlq: a.dlq.clone(),
+        lists: a.lists_out.clone(),
+        state: a.state_out.clone(),
+    };
+    let table = match &a.lists {
+        Some(path) => load_lists(path)?,
+        None => Default::default(),
+    };
+    let (summary, profiles) = replay_file(
+        &Engine::new(cfg),
+        &a.input,
+        &sinks,
+        a.partitions,
+        std::sync::Arc::new(table),
+        io::IsTerminal::is_terminal(&io::stderr()),
+    )?;
+    println!("{summary}");
+    println!("profiles     {profiles}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

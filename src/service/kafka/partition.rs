@@ -210,14 +210,7 @@ pub(crate) async fn run(
                         .metrics
                         .event_lag
                         .observe((now - ev.ts_ms).max(0) as f64 / 1000.0);
-                    out.outcome(
-                        engine,
-                        &shared.topics,
-                        &live.routes,
-                        &shared.metrics,
-                        &ev,
-                        &o,
-                    );
+                    out.outcome(engine, &shared.topics, &live.routes, &ev, &o);
                     if let (Some(hub), true) = (&shared.stream, o.alert()) {
                         hub.publish(&ev, &o);
                     }
@@ -267,6 +260,15 @@ pub(crate) async fn run(
         // is stamped with, and the offsets stored once the changelog after it is acknowledged.
         for m in batch.iter() {
             pending.consumed(m.topic, m.offset);
+        }
+        for (r, n) in live.routes.iter().zip(out.routed(live.routes.len())) {
+            if n > 0 {
+                shared
+                    .metrics
+                    .subscription_alerts
+                    .with_label_values(&[r.name.as_str()])
+                    .inc_by(n);
+            }
         }
         // Lifecycle: over the cap at once (a flood must not grow memory), idle sweeps once a
         // minute. Removed profiles are tombstoned at the next changelog write.

@@ -18,7 +18,6 @@ use crate::engine::output;
 use crate::engine::pipeline::Outcome;
 use crate::service::channels::Subscription;
 use crate::service::config::Config;
-use crate::service::metrics::Metrics;
 
 /// The output topics of a session, resolved once.
 #[derive(Debug, Clone)]
@@ -225,6 +224,20 @@ impl OutBatch {
         self.recs.clear();
     }
 
+    /// How many alert copies each of `routes` got in this batch (by route index), for the
+    /// edge to count.
+    pub fn routed(&self, routes: usize) -> Vec<u64> {
+        let mut n = vec![0u64; routes];
+        for r in &self.recs {
+            if let Dest::Subscription(i) = r.dest {
+                if let Some(c) = n.get_mut(i) {
+                    *c += 1;
+                }
+            }
+        }
+        n
+    }
+
     fn push_bytes(&mut self, b: &[u8]) -> Range<usize> {
         let s = self.arena.len();
         self.arena.extend_from_slice(b);
@@ -238,7 +251,6 @@ impl OutBatch {
         engine: &crate::engine::pipeline::Engine,
         topics: &OutputTopics,
         routes: &[Route],
-        metrics: &Metrics,
         ev: &Event<'_>,
         out: &Outcome,
     ) {
@@ -271,10 +283,6 @@ impl OutBatch {
             });
             for (i, r) in routes.iter().enumerate() {
                 if r.matches(&out.decision) {
-                    metrics
-                        .subscription_alerts
-                        .with_label_values(&[r.name.as_str()])
-                        .inc();
                     self.recs.push(Rec {
                         dest: Dest::Subscription(i),
                         key: Some(key.clone()),
@@ -767,9 +775,8 @@ mod tests {
         o.command = Some(CommandKind::FreezeAccount);
         let t = OutputTopics::new(&cfg);
         let routes = Route::compile(&cfg.subscriptions);
-        let metrics = Metrics::new().expect("metrics");
         let mut out = OutBatch::default();
-        out.outcome(&engine, &t, &routes, &metrics, &ev, &o);
+        out.outcome(&engine, &t, &routes, &ev, &o);
         let recs: Vec<Record<'_>> = out.records(&t, &routes).collect();
         let dests: Vec<Dest> = recs.iter().map(Record::dest).collect();
         assert_eq!(
@@ -807,23 +814,18 @@ mod tests {
         assert_eq!(recs[1].payload(), recs[3].payload());
         assert_ne!(recs[0].payload(), recs[1].payload());
         assert_ne!(recs[4].payload(), recs[1].payload());
-        for name in ["critical", "ato"] {
-            assert_eq!(
-                metrics.subscription_alerts.with_label_values(&[name]).get(),
-                1
-            );
-        }
+        assert_eq!(out.routed(routes.len()), vec![1, 1], "one copy per route");
 
         // An allowed event: its decision only, and nothing without a decisions topic.
         o.decision.action = Action::Allow;
         o.command = None;
         out.clear();
-        out.outcome(&engine, &t, &routes, &metrics, &ev, &o);
+        out.outcome(&engine, &t, &routes, &ev, &o);
         let dests: Vec<Dest> = out.records(&t, &routes).map(|r| r.dest()).collect();
         assert_eq!(dests, vec![Dest::Decisions]);
         let t = OutputTopics::new(&Config::default());
         out.clear();
-        out.outcome(&engine, &t, &routes, &metrics, &ev, &o);
+        out.outcome(&engine, &t, &routes, &ev, &o);
         assert!(out.is_empty());
     }
 

@@ -452,3 +452,30 @@ pub fn write_outputs(dir: &Path, report: &Report, curves: &Curves) -> Result<(),
 fn fmt_opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
 }
+
+/// `walletguard eval`: scores (or reads) the decisions, prints the table and, with `--out`,
+/// writes the report and its curves. `config` (named `name`) is unused with `--decisions`.
+pub fn command(
+    a: &crate::tools::cli::EvalArgs,
+    config: Option<crate::service::config::Config>,
+    name: Option<String>,
+) -> Result<(), EvalError> {
+    let source = match &a.decisions {
+        Some(d) => Source::Decisions(d),
+        None => Source::Pipeline {
+            config: Box::new(config.unwrap_or_default()),
+            name,
+            save_decisions: a.save_decisions.as_deref(),
+        },
+    };
+    let (report, curves) = run(&a.events, &a.labels, source)?;
+    println!("{}", report.table());
+    if let Some(dir) = &a.out {
+        write_outputs(dir, &report, &curves)?;
+        println!(
+            "report -> {}/report.json, report.md, pr.png, roc.png",
+            dir.display()
+        );
+    }
+    Ok(())
+}
