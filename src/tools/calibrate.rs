@@ -1531,11 +1531,7 @@ pub fn write(
 /// `walletguard calibrate`: checks the budgets, calibrates `base` (named `base_name` in the
 /// overlay's comments) on the history, writes the overlay and its reports, and prints the
 /// changes and the held-out figures.
-pub fn command(
-    a: &crate::tools::cli::CalibrateArgs,
-    base: &Config,
-    base_name: String,
-) -> Result<(), CalibrateError> {
+pub fn command(a: &CalibrateArgs, base: &Config, base_name: String) -> Result<(), CalibrateError> {
     for (name, v) in [
         ("--false-freeze", a.false_freeze),
         ("--alert-budget", a.alert_budget),
@@ -1585,6 +1581,43 @@ pub fn command(
         a.out.display()
     );
     Ok(())
+}
+
+/// Arguments of `walletguard calibrate`.
+#[derive(clap::Args)]
+pub struct CalibrateArgs {
+    /// History (JSON lines, plain or .gz), in stream order.
+    #[arg(long)]
+    pub events: std::path::PathBuf,
+    /// Labels CSV (event_id,user_id,label,scenario): also fits the weights and adds the
+    /// eval tables to the out-of-time check.
+    #[arg(long)]
+    pub labels: Option<std::path::PathBuf>,
+    /// Most users without confirmed fraud frozen, as a share of such users.
+    #[arg(long, default_value_t = 0.001)]
+    pub false_freeze: f64,
+    /// Most events alerted (any action but allow), as a share of events.
+    #[arg(long, default_value_t = 0.005)]
+    pub alert_budget: f64,
+    /// Share of the history's time span to fit on; the rest is the out-of-time check.
+    #[arg(long, default_value_t = 0.7)]
+    pub fit_share: f64,
+    /// Pull of fitted weights toward the base weights: average precision given up per
+    /// unit of ln(weight / base weight)², summed over the weights.
+    #[arg(long, default_value_t = 0.002)]
+    pub weight_reg: f64,
+    /// The base config: files laid over the defaults in order (repeatable).
+    #[arg(long)]
+    pub config: Vec<std::path::PathBuf>,
+    /// Allow and block lists to score against (as `replay --lists`).
+    #[arg(long)]
+    pub lists: Option<std::path::PathBuf>,
+    /// Emulate an input topic of this many partitions (as `replay --partitions`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub partitions: u32,
+    /// The overlay to write.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
 }
 
 #[cfg(test)]

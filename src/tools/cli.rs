@@ -25,26 +25,26 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Score a file of JSON-lines events (plain or .gz; `-` for stdin) through the pipeline.
-    Replay(ReplayArgs),
+    Replay(crate::tools::replay::ReplayArgs),
     /// Generate labelled synthetic traffic: events (JSON lines, `.gz` compresses), a labels
     /// CSV and the world's spec (`<labels>.world.json`), deterministic for a seed.
     Simulate(SimulateArgs),
     /// Measure detection quality against labels: replays the events through the pipeline (or
     /// reads `--decisions`), prints a table, and writes report.json, report.md and PR/ROC PNGs.
-    Eval(EvalArgs),
+    Eval(crate::tools::eval::EvalArgs),
     /// Tune the config to a history within budgets: learn the priors, fit the detector
     /// weights (with labels) and set the action thresholds on the first part of the history
     /// by time, check them on the rest, and write an overlay of only the changed keys, each
     /// commented with its figures (and `<out>.report.json`, `<out>.report.md`).
-    Calibrate(CalibrateArgs),
+    Calibrate(crate::tools::calibrate::CalibrateArgs),
     /// Score the same events under a live and a candidate config, each with its own state,
     /// and report what changes: the 4×4 flip matrix of actions, flips by reason code, the
     /// users whose freeze appears or disappears, score distributions, and with labels every
     /// eval figure of both. Writes report.json, report.md, flips.png and scores.png.
-    Compare(CompareArgs),
+    Compare(crate::tools::compare::CompareArgs),
     /// Simulated wallet traffic with hidden attacks, scored live by the real pipeline: alerts
     /// and freezes print as they happen, a scorecard ends the run. Needs nothing installed.
-    Demo(DemoArgs),
+    Demo(crate::tools::demo::DemoArgs),
     /// Run the always-on Kafka service: consume wallet events, emit decisions, alerts, commands
     /// and dead letters, keep profiles in the changelog, serve /metrics, /healthz, /readyz.
     /// Stops cleanly on SIGTERM or SIGINT.
@@ -242,188 +242,6 @@ impl WorldsArgs {
     }
 }
 
-/// A time on the command line: RFC 3339 or epoch milliseconds.
-pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    crate::engine::time::parse_rfc3339(s).map_err(|e| format!("not RFC 3339 or epoch ms: {e}"))
-}
-
-/// Arguments of `walletguard replay`.
-#[derive(Args)]
-pub struct ReplayArgs {
-    /// Input events.
-    #[arg(long)]
-    pub input: PathBuf,
-    /// Write one decision per valid event here.
-    #[arg(long)]
-    pub decisions: Option<PathBuf>,
-    /// Write alerts here.
-    #[arg(long)]
-    pub alerts: Option<PathBuf>,
-    /// Write commands here.
-    #[arg(long)]
-    pub commands: Option<PathBuf>,
-    /// Write dead letters (invalid lines) here.
-    #[arg(long)]
-    pub dlq: Option<PathBuf>,
-    /// Write the list entries feedback publishes (a confirmed fraud's blocks) here.
-    #[arg(long)]
-    pub lists_out: Option<PathBuf>,
-    /// Write the learned state at the end here, as the changelog records the service would
-    /// write (JSON lines: partition, key and value in hex).
-    #[arg(long)]
-    pub state_out: Option<PathBuf>,
-    /// Score against these allow and block lists: one `walletguard.lists` entry (JSON) per
-    /// line, as `--lists-out` writes them.
-    #[arg(long)]
-    pub lists: Option<PathBuf>,
-    /// Config files, laid over the built-in defaults in order (repeat `--config` for
-    /// overlays: a later file's keys win).
-    #[arg(long, env = "WALLETGUARD_CONFIG")]
-    pub config: Vec<PathBuf>,
-    /// Emulate an input topic of this many partitions: each user is routed by Kafka's
-    /// default key hashing (murmur2 of the user id) to a partition with its own learned
-    /// population, so the decisions equal the service's on such a topic.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub partitions: u32,
-}
-
-/// Arguments of `walletguard eval`.
-#[derive(Args)]
-pub struct EvalArgs {
-    /// Events (JSON lines, plain or .gz).
-    #[arg(long)]
-    pub events: PathBuf,
-    /// Labels CSV (event_id,user_id,label,scenario).
-    #[arg(long)]
-    pub labels: PathBuf,
-    /// Config files, laid over the built-in defaults in order (repeat `--config` for
-    /// overlays: a later file's keys win). Unused with --decisions.
-    #[arg(long, env = "WALLETGUARD_CONFIG")]
-    pub config: Vec<PathBuf>,
-    /// Read decisions from this file instead of running the pipeline.
-    #[arg(long)]
-    pub decisions: Option<PathBuf>,
-    /// Directory for report.json, report.md, pr.png and roc.png.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Also write the pipeline's decisions here (JSON lines, `.gz` compresses).
-    #[arg(long, conflicts_with = "decisions")]
-    pub save_decisions: Option<PathBuf>,
-}
-
-/// Arguments of `walletguard calibrate`.
-#[derive(Args)]
-pub struct CalibrateArgs {
-    /// History (JSON lines, plain or .gz), in stream order.
-    #[arg(long)]
-    pub events: PathBuf,
-    /// Labels CSV (event_id,user_id,label,scenario): also fits the weights and adds the
-    /// eval tables to the out-of-time check.
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
-    /// Most users without confirmed fraud frozen, as a share of such users.
-    #[arg(long, default_value_t = 0.001)]
-    pub false_freeze: f64,
-    /// Most events alerted (any action but allow), as a share of events.
-    #[arg(long, default_value_t = 0.005)]
-    pub alert_budget: f64,
-    /// Share of the history's time span to fit on; the rest is the out-of-time check.
-    #[arg(long, default_value_t = 0.7)]
-    pub fit_share: f64,
-    /// Pull of fitted weights toward the base weights: average precision given up per
-    /// unit of ln(weight / base weight)², summed over the weights.
-    #[arg(long, default_value_t = 0.002)]
-    pub weight_reg: f64,
-    /// The base config: files laid over the defaults in order (repeatable).
-    #[arg(long)]
-    pub config: Vec<PathBuf>,
-    /// Allow and block lists to score against (as `replay --lists`).
-    #[arg(long)]
-    pub lists: Option<PathBuf>,
-    /// Emulate an input topic of this many partitions (as `replay --partitions`).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub partitions: u32,
-    /// The overlay to write.
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
-/// Arguments of `walletguard compare`.
-#[derive(Args)]
-pub struct CompareArgs {
-    /// Events (JSON lines, plain or .gz).
-    #[arg(long)]
-    pub events: PathBuf,
-    /// The live config: files laid over the defaults in order (repeatable).
-    #[arg(long)]
-    pub config: Vec<PathBuf>,
-    /// The candidate: files laid over the defaults in order (repeatable).
-    #[arg(long, conflicts_with = "overlay", required_unless_present = "overlay")]
-    pub config_b: Vec<PathBuf>,
-    /// The candidate: the live files with these overlays laid over them (repeatable).
-    #[arg(long)]
-    pub overlay: Vec<PathBuf>,
-    /// Labels CSV (event_id,user_id,label,scenario): adds every eval figure of both.
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
-    /// Allow and block lists both configs score against (as `replay --lists`).
-    #[arg(long)]
-    pub lists: Option<PathBuf>,
-    /// Emulate an input topic of this many partitions (as `replay --partitions`).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub partitions: u32,
-    /// Compare only events at or after this time (RFC 3339 or epoch ms); earlier events
-    /// only warm both states (an out-of-time check).
-    #[arg(long, value_parser = parse_time)]
-    pub from: Option<i64>,
-    /// Directory for report.json, report.md, flips.png and scores.png.
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
-/// Arguments of `walletguard demo`.
-#[derive(Args)]
-pub struct DemoArgs {
-    /// Simulated users.
-    #[arg(long, default_value_t = 3000)]
-    pub users: u32,
-    /// Simulated days of one window (the first 14 warm the baselines at full speed).
-    #[arg(long, default_value_t = 30)]
-    pub days: u32,
-    /// Seed.
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
-    /// Share of users who suffer an attack.
-    #[arg(long, default_value_t = 0.03)]
-    pub attack_rate: f64,
-    /// Simulated events per second of wall time once live (0 = as fast as possible).
-    #[arg(long, default_value_t = 25_000)]
-    pub rate: u64,
-    /// Stop after this many seconds of wall time (0: at Ctrl-C). When the simulated days
-    /// run out, the same users go on into new ones.
-    #[arg(long, default_value_t = 30)]
-    pub duration: u64,
-    /// Also print `review` decisions.
-    #[arg(long)]
-    pub reviews: bool,
-    /// Print the service's own log lines (warnings and errors only otherwise).
-    #[arg(long)]
-    pub verbose: bool,
-    /// Score in process, without the embedded Kafka broker.
-    #[arg(long)]
-    pub offline: bool,
-    /// Partitions of the embedded broker's input topic.
-    #[arg(long, default_value_t = 6)]
-    pub partitions: i32,
-    /// Config files, laid over the built-in defaults in order (repeat `--config` for
-    /// overlays: a later file's keys win).
-    #[arg(long, env = "WALLETGUARD_CONFIG")]
-    pub config: Vec<PathBuf>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,11 +251,14 @@ mod tests {
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
         let c = Cli::try_parse_from(["walletguard", "demo", "--duration", "0"]).unwrap();
-        assert!(matches!(c.cmd, Cmd::Demo(DemoArgs { duration: 0, .. })));
+        assert!(matches!(
+            c.cmd,
+            Cmd::Demo(crate::tools::demo::DemoArgs { duration: 0, .. })
+        ));
         let c = Cli::try_parse_from(["walletguard", "demo"]).unwrap();
         assert!(matches!(
             c.cmd,
-            Cmd::Demo(DemoArgs {
+            Cmd::Demo(crate::tools::demo::DemoArgs {
                 duration: 30,
                 verbose: false,
                 ..

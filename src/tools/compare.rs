@@ -865,7 +865,7 @@ pub fn write_outputs(dir: &Path, r: &CompareReport) -> Result<(), EvalError> {
 /// `walletguard compare`: scores the events under `live` and `candidate` (named `names`),
 /// writes the report and its charts to `--out` and prints the table.
 pub fn command(
-    a: &crate::tools::cli::CompareArgs,
+    a: &CompareArgs,
     live: crate::service::config::Config,
     candidate: crate::service::config::Config,
     names: (String, String),
@@ -894,6 +894,47 @@ pub fn command(
         a.out.display()
     );
     Ok(())
+}
+
+/// Arguments of `walletguard compare`.
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// Events (JSON lines, plain or .gz).
+    #[arg(long)]
+    pub events: std::path::PathBuf,
+    /// The live config: files laid over the defaults in order (repeatable).
+    #[arg(long)]
+    pub config: Vec<std::path::PathBuf>,
+    /// The candidate: files laid over the defaults in order (repeatable).
+    #[arg(long, conflicts_with = "overlay", required_unless_present = "overlay")]
+    pub config_b: Vec<std::path::PathBuf>,
+    /// The candidate: the live files with these overlays laid over them (repeatable).
+    #[arg(long)]
+    pub overlay: Vec<std::path::PathBuf>,
+    /// Labels CSV (event_id,user_id,label,scenario): adds every eval figure of both.
+    #[arg(long)]
+    pub labels: Option<std::path::PathBuf>,
+    /// Allow and block lists both configs score against (as `replay --lists`).
+    #[arg(long)]
+    pub lists: Option<std::path::PathBuf>,
+    /// Emulate an input topic of this many partitions (as `replay --partitions`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub partitions: u32,
+    /// Compare only events at or after this time (RFC 3339 or epoch ms); earlier events
+    /// only warm both states (an out-of-time check).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<i64>,
+    /// Directory for report.json, report.md, flips.png and scores.png.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+/// A time on the command line: RFC 3339 or epoch milliseconds.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    crate::engine::time::parse_rfc3339(s).map_err(|e| format!("not RFC 3339 or epoch ms: {e}"))
 }
 
 #[cfg(test)]

@@ -629,10 +629,7 @@ pub fn replay(
 
 /// `walletguard replay`: scores `--input` under `cfg` into the files the arguments name and
 /// prints the summary.
-pub fn command(
-    a: &crate::tools::cli::ReplayArgs,
-    cfg: crate::service::config::Config,
-) -> Result<(), ReplayError> {
+pub fn command(a: &ReplayArgs, cfg: crate::service::config::Config) -> Result<(), ReplayError> {
     let sinks = Sinks {
         decisions: a.decisions.clone(),
         alerts: a.alerts.clone(),
@@ -656,6 +653,46 @@ pub fn command(
     println!("{summary}");
     println!("profiles     {profiles}");
     Ok(())
+}
+
+/// Arguments of `walletguard replay`.
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// Input events.
+    #[arg(long)]
+    pub input: std::path::PathBuf,
+    /// Write one decision per valid event here.
+    #[arg(long)]
+    pub decisions: Option<std::path::PathBuf>,
+    /// Write alerts here.
+    #[arg(long)]
+    pub alerts: Option<std::path::PathBuf>,
+    /// Write commands here.
+    #[arg(long)]
+    pub commands: Option<std::path::PathBuf>,
+    /// Write dead letters (invalid lines) here.
+    #[arg(long)]
+    pub dlq: Option<std::path::PathBuf>,
+    /// Write the list entries feedback publishes (a confirmed fraud's blocks) here.
+    #[arg(long)]
+    pub lists_out: Option<std::path::PathBuf>,
+    /// Write the learned state at the end here, as the changelog records the service would
+    /// write (JSON lines: partition, key and value in hex).
+    #[arg(long)]
+    pub state_out: Option<std::path::PathBuf>,
+    /// Score against these allow and block lists: one `walletguard.lists` entry (JSON) per
+    /// line, as `--lists-out` writes them.
+    #[arg(long)]
+    pub lists: Option<std::path::PathBuf>,
+    /// Config files, laid over the built-in defaults in order (repeat `--config` for
+    /// overlays: a later file's keys win).
+    #[arg(long, env = "WALLETGUARD_CONFIG")]
+    pub config: Vec<std::path::PathBuf>,
+    /// Emulate an input topic of this many partitions: each user is routed by Kafka's
+    /// default key hashing (murmur2 of the user id) to a partition with its own learned
+    /// population, so the decisions equal the service's on such a topic.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub partitions: u32,
 }
 
 #[cfg(test)]

@@ -486,3 +486,43 @@ fn truncate(s: &str, n: usize) -> &str {
         None => s,
     }
 }
+
+/// Arguments of `walletguard demo`.
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Simulated users.
+    #[arg(long, default_value_t = 3000)]
+    pub users: u32,
+    /// Simulated days of one window (the first 14 warm the baselines at full speed).
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Share of users who suffer an attack.
+    #[arg(long, default_value_t = 0.03)]
+    pub attack_rate: f64,
+    /// Simulated events per second of wall time once live (0 = as fast as possible).
+    #[arg(long, default_value_t = 25_000)]
+    pub rate: u64,
+    /// Stop after this many seconds of wall time (0: at Ctrl-C). When the simulated days
+    /// run out, the same users go on into new ones.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Also print `review` decisions.
+    #[arg(long)]
+    pub reviews: bool,
+    /// Print the service's own log lines (warnings and errors only otherwise).
+    #[arg(long)]
+    pub verbose: bool,
+    /// Score in process, without the embedded Kafka broker.
+    #[arg(long)]
+    pub offline: bool,
+    /// Partitions of the embedded broker's input topic.
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    /// Config files, laid over the built-in defaults in order (repeat `--config` for
+    /// overlays: a later file's keys win).
+    #[arg(long, env = "WALLETGUARD_CONFIG")]
+    pub config: Vec<std::path::PathBuf>,
+}

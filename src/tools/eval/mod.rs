@@ -456,7 +456,7 @@ fn fmt_opt(v: Option<f64>) -> String {
 /// `walletguard eval`: scores (or reads) the decisions, prints the table and, with `--out`,
 /// writes the report and its curves. `config` (named `name`) is unused with `--decisions`.
 pub fn command(
-    a: &crate::tools::cli::EvalArgs,
+    a: &EvalArgs,
     config: Option<crate::service::config::Config>,
     name: Option<String>,
 ) -> Result<(), EvalError> {
@@ -478,4 +478,28 @@ pub fn command(
         );
     }
     Ok(())
+}
+
+/// Arguments of `walletguard eval`.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Events (JSON lines, plain or .gz).
+    #[arg(long)]
+    pub events: std::path::PathBuf,
+    /// Labels CSV (event_id,user_id,label,scenario).
+    #[arg(long)]
+    pub labels: std::path::PathBuf,
+    /// Config files, laid over the built-in defaults in order (repeat `--config` for
+    /// overlays: a later file's keys win). Unused with --decisions.
+    #[arg(long, env = "WALLETGUARD_CONFIG")]
+    pub config: Vec<std::path::PathBuf>,
+    /// Read decisions from this file instead of running the pipeline.
+    #[arg(long)]
+    pub decisions: Option<std::path::PathBuf>,
+    /// Directory for report.json, report.md, pr.png and roc.png.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Also write the pipeline's decisions here (JSON lines, `.gz` compresses).
+    #[arg(long, conflicts_with = "decisions")]
+    pub save_decisions: Option<std::path::PathBuf>,
 }
