@@ -12,4 +12,5 @@ pub mod notify;
 pub mod output;
 pub mod pipeline;
 pub mod time;
+pub mod unit;
 pub mod validate;

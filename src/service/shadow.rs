@@ -28,8 +28,9 @@ use serde::{Deserialize, Serialize};
 use crate::engine::decision::Action;
 use crate::engine::detect::Code;
 use crate::engine::event::{Event, EventError};
-use crate::engine::pipeline::{Engine, Outcome, State};
+use crate::engine::pipeline::{Engine, Outcome};
 use crate::engine::time::EpochMs;
+use crate::engine::unit::Unit;
 use crate::engine::validate::{invalid, Checked};
 
 /// `[shadow]`: the candidate config scored beside the live one.
@@ -79,20 +80,20 @@ pub struct ShadowBatch {
 
 impl ShadowBatch {
     /// Scores `raws` (the batch the live engine just scored into `live`) under `engine` on
-    /// `state`, counts both actions of every valid event, and calls `decision` with each of
+    /// `unit`, counts both actions of every valid event, and calls `decision` with each of
     /// the candidate's outcomes. List entries the candidate's feedback would publish are
     /// dropped: it acts on nothing.
     pub fn score<'a>(
         engine: &Engine,
-        state: &mut State,
+        unit: &mut Unit,
         raws: &[&'a [u8]],
         now_ms: EpochMs,
         live: &[Result<(Event<'a>, Outcome), EventError>],
         mut decision: impl FnMut(&Event<'a>, &Outcome),
     ) -> ShadowBatch {
         let mut out = Vec::with_capacity(raws.len());
-        engine.process_batch(state, raws, now_ms, &mut out);
-        state.blocks.clear();
+        unit.process_batch(engine, raws, now_ms, &mut out);
+        unit.take_blocks();
         let mut b = ShadowBatch::default();
         for (l, c) in live.iter().zip(&out) {
             if let (Ok((_, lo)), Ok((ev, co))) = (l, c) {
@@ -147,7 +148,7 @@ mod tests {
         );
         let lines = lines();
         let raws: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-        let (mut ls, mut cs) = (live.new_state(), cand.new_state());
+        let (mut ls, mut cs) = (live.new_state(), Unit::new(cand.new_state()));
         let mut total = ShadowBatch::default();
         let mut decided = 0u64;
         for chunk in raws.chunks(500) {

@@ -13,6 +13,7 @@ use crate::engine::decision::Action;
 use crate::engine::output;
 use crate::engine::pipeline::{CommandKind, Engine, Removed, State};
 use crate::engine::time::EpochMs;
+use crate::engine::unit::Unit;
 
 /// Longest line read into memory: the event limit plus a newline and a spare byte.
 const MAX_LINE: usize = crate::engine::event::MAX_EVENT_BYTES + 2;
@@ -260,8 +261,8 @@ fn murmur2(data: &[u8]) -> u32 {
 /// other states at once, like the lists topic read back by every instance. `replay`, `compare`
 /// and `calibrate` share it, so they decide alike.
 pub struct Partitioned {
-    /// One state per emulated partition.
-    pub states: Vec<State>,
+    /// One unit of work per emulated partition.
+    pub units: Vec<Unit>,
     newest_ts: EpochMs,
     events: u64,
 }
@@ -273,22 +274,20 @@ impl Partitioned {
         partitions: u32,
         lists: std::sync::Arc<crate::engine::lists::Lists>,
     ) -> Partitioned {
-        Partitioned {
-            states: (0..partitions.max(1))
+        Partitioned::from_states(
+            (0..partitions.max(1))
                 .map(|_| State {
                     lists: lists.clone(),
                     ..engine.new_state()
                 })
                 .collect(),
-            newest_ts: 0,
-            events: 0,
-        }
+        )
     }
 
     /// Wraps states already built (tests; `replay` with states of its caller).
     pub fn from_states(states: Vec<State>) -> Partitioned {
         Partitioned {
-            states,
+            units: states.into_iter().map(Unit::new).collect(),
             newest_ts: 0,
             events: 0,
         }
@@ -301,11 +300,12 @@ impl Partitioned {
 
     fn tick(&mut self, engine: &Engine, now_ms: EpochMs) {
         self.events += 1;
-        // Idle sweeps every 1M events (a replay may cover years).
+        // Idle sweeps every 1M events (a replay may cover years), all at the clock of the
+        // newest event in the whole stream.
         if self.events % 1_000_000 == 0 {
             let clock = crate::engine::pipeline::sweep_clock(self.newest_ts, now_ms);
-            for state in self.states.iter_mut() {
-                engine.maintain(state, clock);
+            for u in self.units.iter_mut() {
+                u.upkeep_at(engine, clock, true);
             }
         }
     }
@@ -320,45 +320,51 @@ impl Partitioned {
         now_ms: EpochMs,
         published: &mut Vec<crate::engine::lists::ListEntry>,
     ) -> Option<crate::engine::pipeline::Outcome> {
-        let n = self.states.len() as u32;
+        let n = self.units.len() as u32;
         let i = if n > 1 {
             kafka_partition(ev.user_id.as_bytes(), n) as usize
         } else {
             0
         };
         self.newest_ts = self.newest_ts.max(ev.ts_ms);
-        let newest = self.newest_ts;
-        let out = self.states.get_mut(i).map(|state| {
-            let out = engine.process(state, ev, now_ms);
+        let clock = crate::engine::pipeline::sweep_clock(self.newest_ts, now_ms);
+        let out = self.units.get_mut(i).map(|u| {
+            let out = u.process(engine, ev, now_ms);
             // Memory stays bounded as in the service: at the cap at once.
-            if engine.over_cap(state) {
-                engine.maintain(state, crate::engine::pipeline::sweep_clock(newest, now_ms));
-            }
+            u.upkeep_at(engine, clock, false);
             out
         });
         self.tick(engine, now_ms);
         let from = published.len();
-        for state in self.states.iter_mut() {
-            published.append(&mut state.blocks);
+        for u in self.units.iter_mut() {
+            published.append(&mut u.take_blocks());
         }
         if published.len() > from {
-            if let Some(first) = self.states.first() {
-                let mut shared = first.lists.clone();
+            if let Some(first) = self.units.first() {
+                let mut shared = first.state.lists.clone();
                 let table = std::sync::Arc::make_mut(&mut shared);
                 for e in &published[from..] {
                     let _ = table.upsert(&e.key(), e, EpochMs::MIN);
                 }
-                for state in self.states.iter_mut() {
-                    state.lists = shared.clone();
+                for u in self.units.iter_mut() {
+                    u.state.lists = shared.clone();
                 }
             }
         }
         out
     }
 
+    /// Removals so far across the states.
+    pub fn removed(&self) -> Removed {
+        self.units.iter().fold(Removed::default(), |a, u| Removed {
+            ttl: a.ttl + u.state.removed.ttl,
+            cap: a.cap + u.state.removed.cap,
+        })
+    }
+
     /// Profiles held across the states.
     pub fn profiles(&self) -> usize {
-        self.states.iter().map(|s| s.profiles.len()).sum()
+        self.units.iter().map(|u| u.state.profiles.len()).sum()
     }
 }
 
@@ -431,7 +437,7 @@ pub fn write_state(engine: &Engine, router: &Partitioned, path: &Path) -> Result
         out.write_all(line.as_bytes())
             .map_err(io_err("cannot write", path))
     };
-    for (p, state) in router.states.iter().enumerate() {
+    for (p, state) in router.units.iter().map(|u| &u.state).enumerate() {
         let mut held: Vec<(u64, &crate::engine::baseline::Profile)> =
             state.profiles.iter().collect();
         held.sort_unstable_by_key(|(key, _)| *key);
@@ -488,13 +494,7 @@ pub fn replay(
     let mut dlq = Out::open(&sinks.dlq)?;
     let mut lists = Out::open(&sinks.lists)?;
     let mut sum = Summary::default();
-    let removed_before: Removed = router
-        .states
-        .iter()
-        .fold(Removed::default(), |a, s| Removed {
-            ttl: a.ttl + s.removed.ttl,
-            cap: a.cap + s.removed.cap,
-        });
+    let removed_before: Removed = router.removed();
     let mut published = Vec::new();
     let started = Instant::now();
     let mut line: Vec<u8> = Vec::with_capacity(1024);
@@ -612,13 +612,7 @@ pub fn replay(
         }
     }
     progress(read_bytes);
-    let removed_after = router
-        .states
-        .iter()
-        .fold(Removed::default(), |a, s| Removed {
-            ttl: a.ttl + s.removed.ttl,
-            cap: a.cap + s.removed.cap,
-        });
+    let removed_after = router.removed();
     sum.removed = Removed {
         ttl: removed_after.ttl - removed_before.ttl,
         cap: removed_after.cap - removed_before.cap,

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::pipeline::State;
 use crate::engine::time::EpochMs;
+use crate::engine::unit::Unit;
 use crate::service::metrics::Tally;
 
 use super::acks::{ack_loop, Durable, InFlight};
@@ -60,7 +61,7 @@ pub(crate) async fn run(
         .await
     };
     drop(restoring);
-    let (mut state, position, legacy): (State, Vec<i64>, Vec<Box<str>>) = match restored {
+    let (state, position, legacy): (State, Vec<i64>, Vec<Box<str>>) = match restored {
         Ok(Ok((r, state))) => {
             shared
                 .metrics
@@ -87,10 +88,13 @@ pub(crate) async fn run(
             return;
         }
     };
+    // The partition's unit of work: its state and upkeep (sweep clock, removal counts,
+    // published blocks).
+    let mut unit = Unit::new(state);
     let profiles_gauge = shared.metrics.profiles.with_label_values(&[&p.to_string()]);
-    profiles_gauge.set(state.profiles.len() as i64);
+    profiles_gauge.set(unit.state.profiles.len() as i64);
     let cases_gauge = shared.metrics.cases.with_label_values(&[&p.to_string()]);
-    cases_gauge.set(state.cases.len() as i64);
+    cases_gauge.set(unit.state.cases.len() as i64);
 
     let eos = shared.eos.is_some();
     let (ack_tx, ack_rx) =
@@ -105,16 +109,14 @@ pub(crate) async fn run(
     };
     let max_pending = shared.cfg.kafka.changelog_max_pending;
     let mut pending = Pending::new(position, legacy, flush_every, max_pending);
-    // The newest event time scored, the clock of idle-profile sweeps, and when one last ran.
-    let mut newest_ts: EpochMs = 0;
+    // When the last idle-profile sweep ran (the unit keeps the event-time clock).
     let mut last_sweep = Instant::now();
-    let mut removed_seen = state.removed;
     let mut out = OutBatch::default();
     let mut tally = Tally::default();
     // The config in force for the last batch: its engine scores, its routes copy alerts.
     let mut live = shared.engine.get();
     // The shadow candidate and its own in-memory state (see `crate::service::shadow`).
-    let mut shadow: Option<(Arc<crate::service::live::Live>, State)> = None;
+    let mut shadow: Option<(Arc<crate::service::live::Live>, Unit)> = None;
     let shadow_gauge = shared
         .metrics
         .shadow_profiles
@@ -134,7 +136,7 @@ pub(crate) async fn run(
                 }
                 if !pending.is_empty() {
                     out.clear();
-                    let offsets = flush(&shared, &mut pending, &state, p, &mut out);
+                    let offsets = flush(&shared, &mut pending, &unit.state, p, &mut out);
                     let sent = Shipment {
                         outputs: 0,
                         offsets: Some(offsets),
@@ -158,8 +160,8 @@ pub(crate) async fn run(
         // The lists as of this batch (a pointer copy; this partition's own blocks are in the
         // shared table already, see below).
         let lists = shared.lists.get();
-        if !Arc::ptr_eq(&state.lists, &lists) {
-            state.lists = lists;
+        if !Arc::ptr_eq(&unit.state.lists, &lists) {
+            unit.state.lists = lists;
         }
         let now = crate::engine::time::now_ms();
         out.clear();
@@ -174,31 +176,31 @@ pub(crate) async fn run(
             }
             Some(cand) => {
                 if shadow.as_ref().is_none_or(|(e, _)| !Arc::ptr_eq(e, &cand)) {
-                    shadow = Some((cand, state.clone()));
+                    shadow = Some((cand, Unit::new(unit.state.clone())));
                 }
             }
         }
         let mut results = Vec::with_capacity(raws.len());
-        engine.process_batch(&mut state, &raws, now, &mut results);
-        if let Some((cand, sstate)) = shadow.as_mut() {
-            if !Arc::ptr_eq(&sstate.lists, &state.lists) {
-                sstate.lists = state.lists.clone();
+        // Due once a minute of wall time: idle sweeps of this partition and its candidate.
+        let sweep_due = last_sweep.elapsed() >= SWEEP_EVERY;
+        unit.process_batch(engine, &raws, now, &mut results);
+        if let Some((cand, sunit)) = shadow.as_mut() {
+            if !Arc::ptr_eq(&sunit.state.lists, &unit.state.lists) {
+                sunit.state.lists = unit.state.lists.clone();
             }
             let topics = &shared.topics;
             let cand = &cand.engine;
             let b = crate::service::shadow::ShadowBatch::score(
                 cand,
-                sstate,
+                sunit,
                 &raws,
                 now,
                 &results,
                 |ev, o| out.shadow_decision(topics, ev, o),
             );
             shadow_metrics(&shared.metrics, &b);
-            if cand.over_cap(sstate) || last_sweep.elapsed() >= SWEEP_EVERY {
-                let _ = cand.maintain(sstate, crate::engine::pipeline::sweep_clock(newest_ts, now));
-            }
-            shadow_gauge.set(sstate.profiles.len() as i64);
+            sunit.upkeep(cand, now, sweep_due);
+            shadow_gauge.set(sunit.state.profiles.len() as i64);
         }
         let mut received: Vec<(Instant, bool)> = Vec::with_capacity(raws.len());
         for (m, r) in batch.iter().zip(results.drain(..)) {
@@ -215,7 +217,6 @@ pub(crate) async fn run(
                         hub.publish(&ev, &o);
                     }
                     pending.touch(o.user_key);
-                    newest_ts = newest_ts.max(ev.ts_ms);
                 }
                 Err(e) => {
                     let topic = &shared.topics.inputs[m.topic as usize];
@@ -235,16 +236,17 @@ pub(crate) async fn run(
         // Blocks a confirmed fraud produced: published with the batch's outputs, and put in
         // the shared table at once so that this and every other partition of the process
         // scores against them from the next batch (the reader brings them to other instances).
-        if !state.blocks.is_empty() {
+        let blocks = unit.take_blocks();
+        if !blocks.is_empty() {
             shared.lists.update(|l| {
-                for e in &state.blocks {
+                for e in &blocks {
                     let _ = l.upsert(&e.key(), e, EpochMs::MIN);
                 }
                 super::lists_topic::export_counts(&shared.metrics, l);
                 ((), true)
             });
         }
-        for e in state.blocks.drain(..) {
+        for e in blocks {
             shared
                 .metrics
                 .lists_published
@@ -252,10 +254,8 @@ pub(crate) async fn run(
                 .inc();
             out.list_entry(&e);
         }
-        cases_gauge.set(state.cases.len() as i64);
-        shared
-            .lists
-            .observe(crate::engine::pipeline::sweep_clock(newest_ts, now));
+        cases_gauge.set(unit.state.cases.len() as i64);
+        shared.lists.observe(unit.clock(now));
         // The next offset of each input topic in the batch: the input position the changelog
         // is stamped with, and the offsets stored once the changelog after it is acknowledged.
         for m in batch.iter() {
@@ -272,33 +272,31 @@ pub(crate) async fn run(
         }
         // Lifecycle: over the cap at once (a flood must not grow memory), idle sweeps once a
         // minute. Removed profiles are tombstoned at the next changelog write.
-        if engine.over_cap(&state) || last_sweep.elapsed() >= SWEEP_EVERY {
-            last_sweep = Instant::now();
-            let clock = crate::engine::pipeline::sweep_clock(newest_ts, now);
-            for key in engine.maintain(&mut state, clock) {
+        if let Some(gone) = unit.upkeep(engine, now, sweep_due) {
+            if sweep_due {
+                last_sweep = Instant::now();
+            }
+            for key in gone {
                 pending.touch(key);
             }
         }
-        if state.removed != removed_seen {
-            shared
-                .metrics
-                .profiles_removed
-                .with_label_values(&["ttl"])
-                .inc_by(state.removed.ttl - removed_seen.ttl);
-            shared
-                .metrics
-                .profiles_removed
-                .with_label_values(&["cap"])
-                .inc_by(state.removed.cap - removed_seen.cap);
-            removed_seen = state.removed;
+        let removed = unit.removed_since();
+        for (label, n) in [("ttl", removed.ttl), ("cap", removed.cap)] {
+            if n > 0 {
+                shared
+                    .metrics
+                    .profiles_removed
+                    .with_label_values(&[label])
+                    .inc_by(n);
+            }
         }
         shared.metrics.flush(&mut tally);
         shared.metrics.batch_events.observe(batch.len() as f64);
-        profiles_gauge.set(state.profiles.len() as i64);
+        profiles_gauge.set(unit.state.profiles.len() as i64);
 
         let due = pending.due();
         let outputs = out.len();
-        let offsets = due.then(|| flush(&shared, &mut pending, &state, p, &mut out));
+        let offsets = due.then(|| flush(&shared, &mut pending, &unit.state, p, &mut out));
         let sent = Shipment {
             outputs,
             offsets,

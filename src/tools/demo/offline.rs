@@ -3,6 +3,7 @@
 //! Every event goes through the same path as production input: the simulator writes its JSON
 //! line, [`Engine::process_bytes`] parses and scores it.
 
+use crate::engine::unit::Unit;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -30,9 +31,9 @@ pub fn run(
     }
     let live_from = opts.live_from();
     let end_ts = opts.end_ts();
-    let mut state = engine.new_state();
+    let mut unit = Unit::new(engine.new_state());
     // The same traffic without the step-up answers: what feedback changes.
-    let mut twin = engine.new_state();
+    let mut twin = Unit::new(engine.new_state());
     let mut twin_frozen: std::collections::HashSet<u32> = std::collections::HashSet::new();
     let mut responder = Responder::default();
     let window = (engine.config().feedback.trust_hours * 3_600_000.0) as EpochMs;
@@ -81,7 +82,7 @@ pub fn run(
         let now = crate::engine::time::now_ms();
         // Answers due before this event go first, in event time.
         while let Some((challenged, answer)) = responder.due(ev.ts_ms) {
-            if let Ok((_, o)) = engine.process_bytes(&mut state, &answer, now) {
+            if let Ok((_, o)) = unit.process_bytes(engine, &answer, now) {
                 if o.command == Some(CommandKind::FreezeAccount) {
                     track_feedback_freeze(&mut users, &challenged);
                 }
@@ -92,7 +93,7 @@ pub fn run(
         }
         line.clear();
         ev.write_json(&mut line);
-        if let Ok((_, o)) = engine.process_bytes(&mut twin, &line, now) {
+        if let Ok((_, o)) = twin.process_bytes(engine, &line, now) {
             if o.command == Some(CommandKind::FreezeAccount) && !ev.scenario.is_attack() {
                 twin_frozen.insert(ev.user);
             }
@@ -100,7 +101,11 @@ pub fn run(
                 twin_again.see(&ev, o.command);
             }
         }
-        let Ok((_event, outcome)) = engine.process_bytes(&mut state, &line, now) else {
+        let scored = unit.process_bytes(engine, &line, now);
+        // Memory stays bounded as in the service (a long `--duration 0` run).
+        unit.upkeep(engine, now, false);
+        twin.upkeep(engine, now, false);
+        let Ok((_event, outcome)) = scored else {
             // The simulator only writes valid events; count anything else as a bug to see.
             writeln!(
                 out,
@@ -144,8 +149,7 @@ pub fn run(
         }
     }
     for (challenged, answer) in responder.drain() {
-        if let Ok((_, o)) = engine.process_bytes(&mut state, &answer, crate::engine::time::now_ms())
-        {
+        if let Ok((_, o)) = unit.process_bytes(engine, &answer, crate::engine::time::now_ms()) {
             if o.command == Some(CommandKind::FreezeAccount) {
                 track_feedback_freeze(&mut users, &challenged);
             }

@@ -31,7 +31,8 @@ use serde::Deserialize;
 use crate::engine::decision::Action;
 use crate::engine::event::{parse_event, Event, Status};
 use crate::engine::output;
-use crate::engine::pipeline::{Engine, Outcome, State};
+use crate::engine::pipeline::{Engine, Outcome};
+use crate::engine::unit::Unit;
 use crate::tools::replay::{create_output, open_input, ReplayError};
 use figures::{Curves, Rec};
 use labels::Labels;
@@ -204,19 +205,21 @@ pub(crate) fn record(ev: &Event<'_>, truth: Truth, score: f64, action: Action) -
 }
 
 /// Scores one raw event through `engine` as the file adapter does ([`Engine::process_bytes`],
-/// events in stream order on one `state`) and appends its record, with the truth `label`
+/// events in stream order on one partition's [`Unit`], memory bounded as there) and appends its record, with the truth `label`
 /// gives, to `scored`. An invalid event is counted and yields `None`; a valid one yields the
 /// event and its outcome, for callers that write decisions.
 pub fn score_event<'a>(
     engine: &Engine,
-    state: &mut State,
+    unit: &mut Unit,
     raw: &'a [u8],
     scored: &mut Scored,
     label: impl FnOnce(&Event<'_>) -> Result<Truth, EvalError>,
 ) -> Result<Option<(Event<'a>, Outcome)>, EvalError> {
     // `now` only stamps alert and command times, which eval does not use: a constant keeps
     // the run free of the wall clock.
-    match engine.process_bytes(state, raw, 0) {
+    let r = unit.process_bytes(engine, raw, 0);
+    unit.upkeep(engine, 0, false);
+    match r {
         Ok((ev, o)) => {
             let truth = label(&ev)?;
             let d = &o.decision;
@@ -238,13 +241,13 @@ pub fn score_with_engine(
     labels: &Labels,
     decisions_out: Option<&Path>,
 ) -> Result<Scored, EvalError> {
-    let mut state = engine.new_state();
+    let mut unit = Unit::new(engine.new_state());
     let mut out = decisions_out.map(create_output).transpose()?;
     let mut buf = Vec::with_capacity(1024);
     let mut scored = Scored::default();
     for_each_line(events, |line, raw| {
         let label = |ev: &Event<'_>| file_truth(ev, labels, events, line);
-        let done = score_event(engine, &mut state, raw, &mut scored, label)?;
+        let done = score_event(engine, &mut unit, raw, &mut scored, label)?;
         if let (Some((ev, o)), Some(w), Some(path)) = (done, out.as_mut(), decisions_out) {
             buf.clear();
             output::write_decision(&mut buf, &ev, &o);

@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::figures::Figures;
 use super::{score_event, EvalError, Scored, Truth};
 use crate::engine::decision::Action;
-use crate::engine::pipeline::{Engine, State};
+use crate::engine::pipeline::Engine;
+use crate::engine::unit::Unit;
 use crate::tools::sim::{Scenario, SimEvent, SimParams, Simulator};
 
 /// The six figures of a row. `None`: the world has nothing to measure it on.
@@ -144,7 +145,7 @@ pub fn for_each_event(
 /// One stream of simulated events scored through an engine: its own fresh state, the records
 /// (kept or not), and a line buffer.
 pub struct WorldScorer {
-    state: State,
+    unit: Unit,
     /// The records of the events scored so far (only the invalid count when not kept).
     pub scored: Scored,
     keep: bool,
@@ -155,7 +156,7 @@ impl WorldScorer {
     /// A scorer with a fresh state of `engine`; `keep`: whether to keep every record.
     pub fn new(engine: &Engine, keep: bool) -> WorldScorer {
         WorldScorer {
-            state: engine.new_state(),
+            unit: Unit::new(engine.new_state()),
             scored: Scored::default(),
             keep,
             line: Vec::with_capacity(512),
@@ -177,13 +178,9 @@ impl WorldScorer {
             attack: ev.label() == 1,
             scenario: scenario_index(ev.scenario),
         };
-        let done = score_event(
-            engine,
-            &mut self.state,
-            &self.line,
-            &mut self.scored,
-            |_| Ok(truth),
-        )?
+        let done = score_event(engine, &mut self.unit, &self.line, &mut self.scored, |_| {
+            Ok(truth)
+        })?
         .map(|(_, o)| (o.decision.score, o.decision.action));
         if !self.keep {
             self.scored.recs.clear();
