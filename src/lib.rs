@@ -4,76 +4,48 @@
 //!
 //! # Layout
 //!
-//! The modules read in the order an event travels through them. Everything above the line is
-//! the pure core: no Kafka, no tokio, no metrics, and time comes in as an argument.
+//! Three rooms, with arrows one way: [`tools`] → [`service`] → [`engine`], and [`tools`] →
+//! [`engine`] (checked by `tests/architecture.rs`, with no import cycle anywhere).
 //!
-//! - [`time`]: RFC 3339 parsing/formatting and the compact tick clock profiles use.
-//! - [`bytes`]: the byte cursor every changelog codec reads with.
-//! - [`validate`]: the value rules (`positive`, `unit`, ...) and the [`validate::Invalid`]
-//!   error every config section uses to check itself.
-//! - [`config`]: the one typed, validated config, assembled from the sections the modules own
-//!   (`[baseline]` and `[prior]` in [`baseline`], `[detectors.*]` beside each detector,
-//!   `[decision]` in [`decision`]) plus the service's own; loading, defaults, environment
-//!   overrides; mirrors `config/walletguard.toml`.
-//! - [`event`]: wire bytes → validated [`event::Event`], or a typed [`event::EventError`] that
-//!   becomes a dead letter.
-//! - [`baseline`]: the 256-byte per-user [`baseline::Profile`] (online decayed statistics,
-//!   bounded sets of hashes, short-term windows), the population [`baseline::Prior`] (config)
-//!   and [`baseline::Population`] (learned per partition, in the changelog; with it
-//!   [`baseline::rates`], how often each reason code fires here), and the
-//!   [`baseline::ProfileStore`] that holds the profiles.
-//! - [`detect`]: one file per detector behind the [`detect::Detector`] trait, each with its
-//!   config table and that table's rules; each returns [`detect::Signal`]s.
-//! - [`decision`]: signals → score (weighted noisy-OR plus a takeover-chain bonus, weights
-//!   corrected by the learned rates), action, severity, sorted reasons.
-//! - [`feedback`]: step-up results, analyst verdicts and unfreezes (contract v2) applied to
-//!   the user's profile and [`feedback::Case`] (evidence of recent alerts, snoozes, failed
-//!   step-ups); [`lists`]: the allow/block entries of `walletguard.lists` and the table every
-//!   partition scores against (blocks are `BLOCKLISTED` evidence, allows mute novelty).
-//! - [`notify`]: `notify_user` notices for logins and money out from a never-seen device or
-//!   place and reviewed money out, rate-limited per user, messages from localized templates.
-//! - [`pipeline`]: PURE `(state, event, now) → outcome`; the only entry the adapters call.
-//! - [`output`]: outcome → the contract's JSON records, with deterministic ids.
+//! **[`engine`]: the pure core**, in the order an event travels. No Kafka, no tokio, no HTTP,
+//! no metrics; time comes in as an argument.
+//! - [`engine::event`]: wire bytes → validated [`engine::event::Event`], or a typed
+//!   [`engine::event::EventError`] that becomes a dead letter.
+//! - [`engine::baseline`]: the per-user [`engine::baseline::Profile`] (online decayed
+//!   statistics, bounded sets of hashes, short-term windows), the population prior and the
+//!   population learned per partition, and the [`engine::baseline::ProfileStore`].
+//! - [`engine::detect`]: one file per detector behind [`engine::detect::Detector`], each with
+//!   its config table; the `registry!` rows give every code its wire name, changelog bit,
+//!   family and table.
+//! - [`engine::decision`]: signals → score, action, severity, sorted reasons.
+//! - [`engine::feedback`]: step-up results, analyst verdicts and unfreezes applied to a user's
+//!   profile and feedback case; [`engine::lists`]: the allow/block lists scored against;
+//!   [`engine::notify`]: `notify_user` notices.
+//! - [`engine::pipeline`]: PURE `(state, event, now) → outcome`, built from
+//!   [`engine::pipeline::EngineConfig`] (the engine's own config sections, nothing else).
+//! - [`engine::unit`]: the per-partition unit of work every driver uses: a state and its upkeep
+//!   (sweeps, removal counts, published blocks).
+//! - [`engine::output`]: outcome → the contract's JSON records, with deterministic ids.
+//! - [`engine::time`], [`engine::bytes`] (the byte cursor of the changelog codecs),
+//!   [`engine::validate`] (the value rules every config section checks itself with).
 //!
-//! ---
+//! **[`service`]: `walletguard run` around the engine.** [`service::run`] wires metrics,
+//! health, the engine, the config reloader and HTTP around [`service::kafka`] (consumer
+//! thread, one task per partition, outputs, changelog restore, at-least-once or
+//! exactly-once) and stops them in order. [`service::config`] loads the config files, lays
+//! them over the defaults, applies `WALLETGUARD_*` and asks each section to check itself;
+//! [`service::live`] holds the config in force, swapped whole by [`service::reload`];
+//! [`service::channels`] carries alerts to subscribers (webhooks, the live stream);
+//! [`service::http`], [`service::metrics`], [`service::shadow`], [`service::logging`],
+//! [`service::shutdown`], [`service::signals`].
 //!
-//! - [`replay`]: the file adapter: JSON lines (or `.gz`) in, decision/alert/command/DLQ files
-//!   out, through the same pipeline.
-//! - [`sim`]: `walletguard simulate`: deterministic, labelled synthetic traffic with attacks
-//!   and benign novelties, as an in-memory iterator or files, in the original world or one
-//!   drawn at random ([`sim::WorldSpec`]: wallet, card or mobile money, currency scale,
-//!   optional fields, habits, honest behaviours, attack styles).
-//! - [`eval`]: `walletguard eval`: per-scenario recall, freeze recall, money saved, delays,
-//!   PR/ROC, false alarms, from the pipeline or a decisions file, as a table, JSON, Markdown
-//!   and PNG curves; and `walletguard worlds` ([`eval::worlds`]): the same figures over many
-//!   random worlds scored in memory, with the worst and median of each, and its metamorphic
-//!   checks ([`eval::metamorphic`]: amounts ×1000, no identity fields, renamed ids); both score
-//!   a simulated world in memory through [`eval::scoring`].
-//! - [`calibrate`]: `walletguard calibrate`: learns priors, fits detector weights (with
-//!   labels) and sets thresholds within a false-freeze and an alert budget on the first part
-//!   of a history, checks them on the rest, and writes a commented overlay.
-//! - [`shadow`]: the `[shadow]` candidate scored beside the live engine by `run` (its own
-//!   in-memory state, never acting) and the flip counts of a batch.
-//! - [`compare`]: `walletguard compare`: the same events under a live and a candidate config,
-//!   each with its own state: the flip matrix, flips by reason, freezes that appear or
-//!   disappear, score distributions, and with labels every eval figure of both.
-//! - [`kafka`]: the consumer-group service (a consumer thread, one task per partition,
-//!   outputs, changelog restore, at-least-once or exactly-once); its modules depend one way,
-//!   `consumer → partition → {session, batch, records, produce, pending, acks}`; beside them
-//!   `kafka::lists_topic` reads the whole lists topic into the process's [`lists::ListsCell`].
-//! - [`service`]: `walletguard run` as one call, [`service::run`]: engine, reloader and HTTP
-//!   around [`kafka`], stopped in order by a [`shutdown::Shutdown`]. The binary, the broker
-//!   demo, the Kafka tests and the e2e bench all call it.
-//! - [`shutdown`]: the one stop latch, polled or awaited.
-//! - [`metrics`]: the Prometheus metrics, on their own registry, passed in.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, and `/alerts/stream` ([`alert_stream`]:
-//!   alerts as Server-Sent Events, filtered, resumable, behind a bearer token).
-//! - [`reload`]: hot config reload (SIGHUP or file change): detection settings swap live,
-//!   restart-only keys are named and kept.
-//! - [`demo`]: `walletguard demo`: simulated traffic with hidden attacks scored live, on an
-//!   embedded broker through [`service::run`] ([`demo::broker`]) or in process
-//!   ([`demo::offline`]); warm-up, live lines in causal order, a scorecard.
-//! - [`cli`] and [`signals`]: the command line's arguments and Unix signals, for the binary.
+//! **[`tools`]: the other subcommands**, each with its arguments and a `command()`:
+//! [`tools::replay`] (files through the engine, N emulated partitions), [`tools::sim`]
+//! (labelled synthetic worlds), [`tools::eval`] (detection figures, worlds, metamorphic
+//! checks), [`tools::calibrate`], [`tools::compare`], [`tools::demo`], [`tools::loadgen`],
+//! [`tools::mock`] (a mock broker), [`tools::tail`]; [`tools::cli`] composes the command line.
+//!
+//! Where a new detector, subscription channel or subcommand goes: README, *Layout*.
 
 pub mod engine;
 pub mod service;

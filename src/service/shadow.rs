@@ -5,7 +5,7 @@
 //! - `[shadow] config` names the candidate: an overlay or a full file, laid over the live
 //!   config files in order (so an overlay changes only its keys, and a full file replaces
 //!   whatever it sets). Empty: off.
-//! - Each partition keeps a second [`State`] for the candidate. Its learning depends on its
+//! - Each partition keeps a second [`crate::engine::unit::Unit`] for the candidate. Its learning depends on its
 //!   own decisions (a freeze is not learned, a review may not be), so it cannot share the
 //!   live profiles. It lives **in memory only**: on assignment (and whenever the candidate is
 //!   turned on or replaced) it starts as a copy of the live state, which the partition has

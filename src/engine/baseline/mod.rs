@@ -243,7 +243,7 @@ pub enum Novelty {
     Location = 3,
 }
 
-/// Constants derived once from [`Config`] for the hot path.
+/// Constants derived once from `[baseline]` (and a [`Context`]) for the hot path.
 #[derive(Debug, Clone)]
 pub struct Params {
     /// ln 2 / long half-life, per second.

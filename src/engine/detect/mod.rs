@@ -9,8 +9,8 @@
 //! `new_recharge_number.rs`: the detector, its config struct with `Default` and
 //! `validate(table)`), one row in the `registry!` below (code, wire name, changelog bit,
 //! family, table, default, constructor; the row declares the file's module and re-exports it),
-//! and its table in `config/walletguard.toml` (and a row in the README's detector table); tests
-//! fail until the file and the README have them.
+//! and its table in `config/walletguard.toml`; then the two generators the tests name (the
+//! k8s ConfigMap, the README's registry table). `tests/new_detector.sh` does exactly that.
 
 use std::fmt;
 
@@ -145,7 +145,25 @@ macro_rules! registry {
             }
         }
 
+        impl Code {
+            /// The row's doc comment: what the code flags, in a line.
+            pub fn summary(self) -> &'static str {
+                match self {
+                    $(Code::$code => concat!($($doc),*).trim_ascii(),)*
+                }
+            }
+        }
+
         impl DetectorsConfig {
+            /// Whether `code`'s detector is on (`None`: no detector table).
+            pub fn enabled(&self, code: Code) -> Option<bool> {
+                match code {
+                    $($(Code::$code => Some(self.$table.enabled),)?)*
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+
             /// The configured weight of `code`'s detector (`None`: no detector table).
             pub fn weight(&self, code: Code) -> Option<f64> {
                 match code {
@@ -624,6 +642,33 @@ pub trait Detector: Send + Sync {
     fn keep(&self, _k: &mut Keep<'_, '_>) {}
 }
 
+/// The README's registry table (between its `registry` markers), generated from the rows and
+/// `d`'s defaults: code, family, changelog bit, config table, weight, on or off, summary.
+pub fn registry_table(d: &DetectorsConfig) -> String {
+    let mut t = String::from(
+        "| code | family | changelog bit | config table | default weight | on by default | flags |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for c in Code::ALL {
+        let family = format!("{:?}", c.family()).to_ascii_lowercase();
+        let bit = c.bit().trailing_zeros();
+        let (table, weight, on) = match (c.table(), d.weight(c), d.enabled(c)) {
+            (Some(t), Some(w), Some(on)) => (
+                format!("`[detectors.{t}]`"),
+                format!("{w}"),
+                if on { "yes" } else { "no" }.to_string(),
+            ),
+            _ => ("(decision or feedback)".into(), "—".into(), "—".into()),
+        };
+        t.push_str(&format!(
+            "| `{}` | {family} | {bit} | {table} | {weight} | {on} | {} |\n",
+            c.as_str(),
+            c.summary()
+        ));
+    }
+    t
+}
+
 /// Maps a tail probability to a score: 0 at `p_start` or above, 1 at `p_full` or below,
 /// linear in -log p between them (each factor of ten in rarity adds the same amount).
 #[inline]
@@ -879,7 +924,8 @@ mod tests {
     #[test]
     fn shipped_codes_keep_their_changelog_bits() {
         // Snoozes and a case's evidence are stored in the changelog as masks of these bits.
-        // A shipped code's bit never changes; a new code takes a bit no code has had.
+        // A shipped code's bit never changes; a new code takes a bit no code has had (two
+        // codes sharing a bit fail to compile) and joins this list once it has shipped.
         let shipped = [
             ("AMOUNT_OUTLIER", 0),
             ("NEW_DEVICE", 1),
@@ -906,23 +952,36 @@ mod tests {
             let code = Code::parse(wire).unwrap_or_else(|| panic!("{wire} was shipped"));
             assert_eq!(code.bit(), 1 << bit, "{wire} must keep bit {bit}");
         }
-        assert_eq!(
-            Code::ALL.len(),
-            shipped.len(),
-            "a new code: add it to this list with its bit"
-        );
     }
 
+    /// The README's registry table is generated from the rows; a new or changed row fails
+    /// here until it is regenerated with the command the message names.
     #[test]
-    fn every_code_has_a_row_in_the_readme_detector_table() {
-        let readme = include_str!("../../../README.md");
-        for c in Code::ALL {
-            let row = format!("| `{}` |", c.as_str());
-            assert!(
-                readme.contains(&row),
-                "README.md has no detector-table row {row}"
-            );
+    fn readme_registry_table_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).expect("README.md");
+        let (start, end) = ("<!-- registry:start -->\n", "<!-- registry:end -->");
+        let a = readme
+            .find(start)
+            .expect("README.md has the registry:start marker")
+            + start.len();
+        let b = readme[a..]
+            .find(end)
+            .expect("README.md has the registry:end marker")
+            + a;
+        let want = registry_table(&DetectorsConfig::default());
+        if readme[a..b] == want {
+            return;
         }
+        if std::env::var_os("WG_UPDATE_README").is_some() {
+            let updated = format!("{}{want}{}", &readme[..a], &readme[b..]);
+            std::fs::write(&path, updated).expect("README.md written");
+            return;
+        }
+        panic!(
+            "README.md's detector registry table is out of date; regenerate it with \
+             `WG_UPDATE_README=1 cargo test --release --lib readme_registry`"
+        );
     }
 
     #[test]

@@ -24,10 +24,9 @@
 //! - [`start_guard`]: makes a partition start exactly at its assigned offset, even on a broker
 //!   that answers a fetch from inside a batch with the next one.
 //! - [`topics`]: checks (or creates) the topics and their partition counts on start.
-//! - [`loadgen`]: streams simulated traffic, or a file of events, into a topic at a given rate
-//!   (`simulate --rate`, `produce`, `demo`).
-//! - [`mock`]: `walletguard mock-broker`: a `MockCluster` in a process of its own, for tests.
-//! - [`tail`]: `walletguard consume`: a topic's values as JSON lines, for checks and scripts.
+//! - [`settings`]: `[kafka]`, its defaults and its rules.
+//!
+//! The Kafka command-line tools (`loadgen`, `mock`, `tail`) live in [`crate::tools`].
 //!
 //! Delivery modes are one enum, [`crate::service::kafka::Delivery`]: at-least-once stores a message's
 //! offset only after every output of its batch is acknowledged; exactly-once commits outputs,

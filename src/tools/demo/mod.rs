@@ -306,7 +306,7 @@ impl Rechallenges {
     }
 }
 
-/// Honest users challenged again after their first step-up (see [`Rechallenges`]).
+/// Honest users challenged again after their first step-up (counted per run by the demo).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RechallengeCount {
     /// Users a step-up challenged.
