@@ -214,7 +214,7 @@ fn main() {
         };
         let stop_load = Shutdown::new();
         let load = |n: Option<u64>, rate: u64, dur: Option<Duration>| {
-            let mut pc = client_config(&cfg, Role::Admin);
+            let mut pc = client_config(&cfg.kafka, Role::Admin);
             // Compressed like a real upstream producer; it also lets MockCluster, which keeps
             // only the newest 5 MiB of each partition, hold more events.
             pc.set("compression.type", "lz4");

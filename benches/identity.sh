@@ -6,7 +6,8 @@
 #
 #   bash benches/identity.sh [path/to/walletguard] > before.txt
 #
-# Inputs: seed 12 (20,000 users, 30 days), a random world (seed 3007), both over 4 emulated
+# Inputs: seed 12 (20,000 users, 30 days), a random world (seed 3007), a part of seed 12 with
+# broken lines and analysts' verdicts mixed in (benches/identity_mixed.py), each over 4 emulated
 # partitions too, and the development halves in ../shared/data when they are there.
 set -euo pipefail
 M=${1:-target/release/walletguard}
@@ -29,6 +30,10 @@ run() { # name input partitions
 }
 run s12 "$W/s12.jsonl.gz" 1
 run s12-p4 "$W/s12.jsonl.gz" 4
+# Dead letters, analysts' verdicts and the list entries a confirmed fraud publishes.
+[ -f "$W/mixed.jsonl" ] || python3 "$(dirname "$0")/identity_mixed.py" "$W/s12.jsonl.gz" "$W/s12.csv" "$W/mixed.jsonl"
+run mixed "$W/mixed.jsonl" 1
+run mixed-p4 "$W/mixed.jsonl" 4
 run w3007 "$W/w3007.jsonl.gz" 1
 run w3007-p4 "$W/w3007.jsonl.gz" 4
 for s in paysim paysim_nobal sparkov; do

@@ -88,7 +88,7 @@ fn main() {
 
     // Into the changelog, as the service writes it.
     let t1 = Instant::now();
-    let mut pc = client_config(&cfg, Role::Producer);
+    let mut pc = client_config(&cfg.kafka, Role::Producer);
     pc.set("compression.type", "lz4");
     pc.set("linger.ms", "20");
     let (producer, count) = loadgen::producer(pc).expect("producer");

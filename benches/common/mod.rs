@@ -88,7 +88,9 @@ impl Brokers {
 /// high watermarks add up to less than `delivered` (tansu 0.6 answers latest-offset queries
 /// below the real end).
 pub fn assert_all_kept(cfg: &Config, topic: &str, delivered: u64) {
-    let probe: BaseConsumer = client_config(cfg, Role::Admin).create().expect("client");
+    let probe: BaseConsumer = client_config(&cfg.kafka, Role::Admin)
+        .create()
+        .expect("client");
     let mut kept = 0i64;
     for p in 0..cfg.kafka.partitions {
         let (lo, hi) = probe

@@ -138,7 +138,7 @@ pub fn produce_file(
             msg: format!("input {}: {e}", input.display()),
         })?;
     let (producer, count) = producer(crate::service::kafka::client_config(
-        cfg,
+        &cfg.kafka,
         crate::service::kafka::Role::Admin,
     ))?;
     stream_lines(&producer, &count, &mut reader, topic, rate, stop)
@@ -355,7 +355,7 @@ pub fn simulate(
     stop: &Shutdown,
 ) -> Result<(), SimulateError> {
     use crate::service::kafka::{client_config, Role};
-    let (producer, count) = producer(client_config(cfg, Role::Admin))?;
+    let (producer, count) = producer(client_config(&cfg.kafka, Role::Admin))?;
     let mut label_out = match labels {
         Some(p) => {
             crate::tools::sim::write_spec(&opts.sim.world, p)?;

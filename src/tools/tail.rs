@@ -20,7 +20,7 @@ pub fn dump(
     idle: Duration,
     out: &mut dyn Write,
 ) -> Result<u64, KafkaError> {
-    let consumer: BaseConsumer = client_config(cfg, Role::Admin)
+    let consumer: BaseConsumer = client_config(&cfg.kafka, Role::Admin)
         .set("group.id", format!("{}-consume", cfg.kafka.group_id))
         .set("enable.auto.commit", "false")
         .create()

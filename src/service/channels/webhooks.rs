@@ -141,7 +141,7 @@ pub fn start(
             ))
         })?;
         let k = &cfg.kafka;
-        let mut c = client_config(cfg, Role::Admin);
+        let mut c = client_config(&cfg.kafka, Role::Admin);
         c.set("group.id", format!("{}.webhook.{}", k.group_id, sub.name))
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
@@ -155,7 +155,7 @@ pub fn start(
         consumer
             .subscribe(&[sub.topic.as_str()])
             .map_err(KafkaError::Client)?;
-        let producer: FutureProducer = client_config(cfg, Role::Admin)
+        let producer: FutureProducer = client_config(&cfg.kafka, Role::Admin)
             .set("enable.idempotence", "true")
             .create()
             .map_err(KafkaError::Client)?;

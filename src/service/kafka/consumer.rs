@@ -1095,7 +1095,7 @@ async fn session(
 ) -> Result<End, KafkaError> {
     let cfg = opts.config.clone();
     topics::ensure(&cfg).await?;
-    let producer: FutureProducer = client_config(&cfg, Role::Producer)
+    let producer: FutureProducer = client_config(&cfg.kafka, Role::Producer)
         .create()
         .map_err(KafkaError::Client)?;
     let eos = cfg.kafka.delivery == Delivery::ExactlyOnce;
@@ -1164,7 +1164,7 @@ async fn session(
         epochs: AtomicU64::new(1),
         repair: Mutex::new(Repair::default()),
     };
-    let consumer: BaseConsumer<ServiceContext> = client_config(&shared.cfg, Role::Consumer)
+    let consumer: BaseConsumer<ServiceContext> = client_config(&shared.cfg.kafka, Role::Consumer)
         .create_with_context(ctx)
         .map_err(KafkaError::Client)?;
     let inputs: Vec<&str> = shared

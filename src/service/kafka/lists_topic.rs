@@ -115,7 +115,7 @@ type ListsConsumer = BaseConsumer<ReaderContext>;
 /// A group-less consumer assigned to every partition of the lists topic from the beginning.
 fn assign(cfg: &Config) -> Result<(ListsConsumer, usize), KafkaError> {
     let topic = cfg.kafka.lists_topic.as_str();
-    let consumer: ListsConsumer = client_config(cfg, Role::Restore)
+    let consumer: ListsConsumer = client_config(&cfg.kafka, Role::Restore)
         .set("group.id", format!("{}-lists", cfg.kafka.group_id))
         .create_with_context(ReaderContext { reader: "lists" })
         .map_err(KafkaError::Client)?;

@@ -50,7 +50,6 @@ pub mod topics;
 
 use rdkafka::config::ClientConfig;
 
-use crate::service::config::Config;
 pub use settings::{Delivery, KafkaConfig};
 
 pub use consumer::{run, RunOptions, RunSummary};
@@ -180,11 +179,10 @@ fn passthrough_key(k: &str) -> String {
 }
 
 /// Builds the librdkafka configuration of one client from `[kafka]`.
-pub fn client_config(cfg: &Config, role: Role) -> ClientConfig {
-    let k = &cfg.kafka;
+pub fn client_config(k: &KafkaConfig, role: Role) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers);
-    c.set("client.id", format!("walletguard-{}", instance_id(cfg)));
+    c.set("client.id", format!("walletguard-{}", instance_id(k)));
     for (key, v) in &k.librdkafka {
         c.set(passthrough_key(key), v);
     }
@@ -231,7 +229,7 @@ pub fn client_config(cfg: &Config, role: Role) -> ClientConfig {
             c.set("enable.idempotence", "true");
             c.set("acks", "all");
             if eos {
-                c.set("transactional.id", transactional_id(cfg));
+                c.set("transactional.id", transactional_id(k));
             }
             for (key, v) in &k.producer {
                 c.set(passthrough_key(key), v);
@@ -260,9 +258,9 @@ pub fn client_config(cfg: &Config, role: Role) -> ClientConfig {
 }
 
 /// The instance id: `kafka.instance_id`, else the host name, else `walletguard`.
-pub fn instance_id(cfg: &Config) -> String {
-    if !cfg.kafka.instance_id.is_empty() {
-        return cfg.kafka.instance_id.clone();
+pub fn instance_id(k: &KafkaConfig) -> String {
+    if !k.instance_id.is_empty() {
+        return k.instance_id.clone();
     }
     std::env::var("HOSTNAME")
         .ok()
@@ -278,17 +276,18 @@ pub fn instance_id(cfg: &Config) -> String {
 
 /// The transactional id: `kafka.transactional_id`, else stable per group and instance, so a
 /// restarted instance fences its predecessor instead of colliding with another instance.
-pub fn transactional_id(cfg: &Config) -> String {
-    if cfg.kafka.transactional_id.is_empty() {
-        format!("walletguard-{}-{}", cfg.kafka.group_id, instance_id(cfg))
+pub fn transactional_id(k: &KafkaConfig) -> String {
+    if k.transactional_id.is_empty() {
+        format!("walletguard-{}-{}", k.group_id, instance_id(k))
     } else {
-        cfg.kafka.transactional_id.clone()
+        k.transactional_id.clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::config::Config;
 
     #[test]
     fn passthrough_keys_and_roles() {
@@ -300,7 +299,7 @@ mod tests {
             .librdkafka
             .insert("ssl.ca.location".into(), "/ca.pem".into());
         cfg.kafka.instance_id = "i1".into();
-        let c = client_config(&cfg, Role::Consumer);
+        let c = client_config(&cfg.kafka, Role::Consumer);
         assert_eq!(c.get("security.protocol"), Some("ssl"));
         assert_eq!(c.get("ssl.ca.location"), Some("/ca.pem"));
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
@@ -317,17 +316,17 @@ mod tests {
         );
         cfg.kafka.static_membership = true;
         assert_eq!(
-            client_config(&cfg, Role::Consumer).get("group.instance.id"),
+            client_config(&cfg.kafka, Role::Consumer).get("group.instance.id"),
             Some("i1")
         );
-        let p = client_config(&cfg, Role::Producer);
+        let p = client_config(&cfg.kafka, Role::Producer);
         assert_eq!(p.get("transactional.id"), None);
         assert_eq!(p.get("linger.ms"), Some("1"));
         cfg.kafka.delivery = Delivery::ExactlyOnce;
-        let c = client_config(&cfg, Role::Consumer);
+        let c = client_config(&cfg.kafka, Role::Consumer);
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
-        let p = client_config(&cfg, Role::Producer);
+        let p = client_config(&cfg.kafka, Role::Producer);
         assert_eq!(
             p.get("transactional.id"),
             Some("walletguard-walletguard-i1")

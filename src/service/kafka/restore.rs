@@ -67,7 +67,7 @@ pub fn restore(
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(cfg.kafka.restore_timeout_s);
     let topic = cfg.kafka.changelog_topic.as_str();
-    let consumer: BaseConsumer<ReaderContext> = client_config(cfg, Role::Restore)
+    let consumer: BaseConsumer<ReaderContext> = client_config(&cfg.kafka, Role::Restore)
         .create_with_context(ReaderContext { reader: "restore" })
         .map_err(KafkaError::Client)?;
     let wm_timeout = Duration::from_secs(10);

@@ -16,7 +16,7 @@ use super::{client_config, KafkaError, Role};
 
 /// Partition counts of the topics that exist, by name.
 fn partition_counts(cfg: &Config) -> Result<BTreeMap<String, i32>, KafkaError> {
-    let probe: BaseConsumer = client_config(cfg, Role::Admin)
+    let probe: BaseConsumer = client_config(&cfg.kafka, Role::Admin)
         .create()
         .map_err(KafkaError::Client)?;
     let md = probe
@@ -139,7 +139,7 @@ pub async fn ensure(cfg: &Config) -> Result<i32, KafkaError> {
 }
 
 async fn create(cfg: &Config, missing: &[&(String, i32, bool)]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(cfg, Role::Admin)
+    let admin: AdminClient<DefaultClientContext> = client_config(&cfg.kafka, Role::Admin)
         .create()
         .map_err(KafkaError::Client)?;
     let lag = cfg.kafka.changelog_min_compaction_lag_ms.to_string();

@@ -529,7 +529,7 @@ async fn run_async(
         lopts.continuous = demo.windows != Some(1);
         lopts.full_speed_until = Some(demo.live_from());
         let end_ts = demo.end_ts();
-        let mut pcfg = client_config(&cfg, Role::Admin);
+        let mut pcfg = client_config(&cfg.kafka, Role::Admin);
         // Compressed as a real upstream producer would: the mock's 5 MB hold more events.
         pcfg.set("compression.type", "lz4");
         Some(tokio::task::spawn_blocking(move || {
@@ -547,7 +547,7 @@ async fn run_async(
     };
 
     // Reader of decisions and commands.
-    let reader: BaseConsumer = client_config(&cfg, Role::Admin)
+    let reader: BaseConsumer = client_config(&cfg.kafka, Role::Admin)
         .set("group.id", "walletguard-demo-reader")
         .set("enable.auto.commit", "false")
         .create()
@@ -571,7 +571,7 @@ async fn run_async(
         decided: 0,
         live_from: demo.live_from(),
         live: false,
-        answers: client_config(&cfg, Role::Admin)
+        answers: client_config(&cfg.kafka, Role::Admin)
             .create::<rdkafka::producer::BaseProducer>()
             .ok()
             .map(|p| (p, cfg.kafka.input_topics[0].clone())),
