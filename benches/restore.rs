@@ -140,7 +140,8 @@ fn main() {
             std::thread::spawn(move || {
                 let mut s = engine.new_state();
                 // Stamped at input offset 0 and started there: every record is a candidate.
-                let r = restore::restore(&cfg, engine.params(), p, &[0], &mut s).expect("restore");
+                let r = restore::restore(&cfg.kafka, engine.params(), p, &[0], &mut s)
+                    .expect("restore");
                 (r.records, s.profiles.len())
             })
         })

@@ -133,7 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let n = walletguard::tools::tail::dump(
-                &cfg,
+                &cfg.kafka,
                 &topic,
                 std::time::Duration::from_secs(idle_secs),
                 &mut out,

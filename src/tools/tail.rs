@@ -8,20 +8,20 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 
-use crate::service::config::Config;
+use crate::service::kafka::KafkaConfig;
 
 use crate::service::kafka::{client_config, KafkaError, Role};
 
 /// Writes every value of `topic` (one per line) to `out`, stopping after `idle` without a new
 /// record. Returns the number of records.
 pub fn dump(
-    cfg: &Config,
+    cfg: &KafkaConfig,
     topic: &str,
     idle: Duration,
     out: &mut dyn Write,
 ) -> Result<u64, KafkaError> {
-    let consumer: BaseConsumer = client_config(&cfg.kafka, Role::Admin)
-        .set("group.id", format!("{}-consume", cfg.kafka.group_id))
+    let consumer: BaseConsumer = client_config(cfg, Role::Admin)
+        .set("group.id", format!("{}-consume", cfg.group_id))
         .set("enable.auto.commit", "false")
         .create()
         .map_err(KafkaError::Client)?;

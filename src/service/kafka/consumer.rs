@@ -1060,7 +1060,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, KafkaError> {
     topics::ensure(&opts.config).await?;
     let lists = Arc::new(crate::engine::lists::ListsCell::new());
     let reader =
-        super::lists_topic::start(&opts.config, lists.clone(), opts.metrics.clone()).await?;
+        super::lists_topic::start(&opts.config.kafka, lists.clone(), opts.metrics.clone()).await?;
     let result = sessions(&opts, lists, &mut summary).await;
     tokio::task::spawn_blocking(move || reader.stop())
         .await
@@ -1109,8 +1109,8 @@ async fn session(
         .map_err(|e| KafkaError::Internal(e.to_string()))?
         .map_err(|e| KafkaError::FatalTransaction(format!("init: {e}")))?;
     }
-    let session_timeout_ms = consumer_setting(&cfg, "session.timeout.ms", 45_000);
-    let heartbeat_ms = consumer_setting(&cfg, "heartbeat.interval.ms", 3_000);
+    let session_timeout_ms = consumer_setting(&cfg.kafka, "session.timeout.ms", 45_000);
+    let heartbeat_ms = consumer_setting(&cfg.kafka, "heartbeat.interval.ms", 3_000);
     // Half the session: a stall that long may have cost the membership.
     let watchdog = Arc::new(Watchdog::new(Duration::from_millis(
         (session_timeout_ms / 2).max(200),
@@ -1216,11 +1216,10 @@ async fn session(
 
 /// A consumer property as configured (`[kafka.consumer]`, else `[kafka.librdkafka]`), else
 /// librdkafka's default `default`.
-fn consumer_setting(cfg: &Config, key: &str, default: u64) -> u64 {
-    cfg.kafka
-        .consumer
+fn consumer_setting(k: &super::KafkaConfig, key: &str, default: u64) -> u64 {
+    k.consumer
         .get(key)
-        .or_else(|| cfg.kafka.librdkafka.get(key))
+        .or_else(|| k.librdkafka.get(key))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }

@@ -21,8 +21,8 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 
+use super::KafkaConfig;
 use crate::engine::lists::{ListChange, ListKind, ListName, Lists, ListsCell};
-use crate::service::config::Config;
 use crate::service::metrics::Metrics;
 
 use super::{client_config, KafkaError, ReaderContext, Role};
@@ -71,12 +71,12 @@ pub fn list_name(l: ListName) -> &'static str {
 /// Starts reading `kafka.lists_topic` into `cell`; returns once every partition reached its
 /// end (or the load timeout passed). Fails when the topic cannot be read at all.
 pub async fn start(
-    cfg: &Config,
+    cfg: &KafkaConfig,
     cell: Arc<ListsCell>,
     metrics: Arc<Metrics>,
 ) -> Result<Reader, KafkaError> {
     let cfg = cfg.clone();
-    let timeout = Duration::from_millis(cfg.kafka.lists_load_timeout_ms);
+    let timeout = Duration::from_millis(cfg.lists_load_timeout_ms);
     let stop = Arc::new(AtomicBool::new(false));
     let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
     let thread_stop = stop.clone();
@@ -113,10 +113,10 @@ pub async fn start(
 type ListsConsumer = BaseConsumer<ReaderContext>;
 
 /// A group-less consumer assigned to every partition of the lists topic from the beginning.
-fn assign(cfg: &Config) -> Result<(ListsConsumer, usize), KafkaError> {
-    let topic = cfg.kafka.lists_topic.as_str();
-    let consumer: ListsConsumer = client_config(&cfg.kafka, Role::Restore)
-        .set("group.id", format!("{}-lists", cfg.kafka.group_id))
+fn assign(cfg: &KafkaConfig) -> Result<(ListsConsumer, usize), KafkaError> {
+    let topic = cfg.lists_topic.as_str();
+    let consumer: ListsConsumer = client_config(cfg, Role::Restore)
+        .set("group.id", format!("{}-lists", cfg.group_id))
         .create_with_context(ReaderContext { reader: "lists" })
         .map_err(KafkaError::Client)?;
     let parts =

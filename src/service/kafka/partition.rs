@@ -52,7 +52,7 @@ pub(crate) async fn run(
     let live = shared.engine.get();
     let engine = &live.engine;
     let restored = {
-        let cfg = shared.cfg.clone();
+        let cfg = shared.cfg.kafka.clone();
         let params = engine.params().clone();
         let mut state = engine.new_state();
         tokio::task::spawn_blocking(move || {

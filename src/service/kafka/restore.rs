@@ -18,10 +18,10 @@ use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::KafkaConfig;
 use crate::engine::baseline::population::PopulationError;
 use crate::engine::baseline::{keys, BuildIdentity, Params, Population};
 use crate::engine::pipeline::State;
-use crate::service::config::Config;
 
 use super::stamp::{self, Position, Standing};
 use super::{client_config, KafkaError, ReaderContext, Role};
@@ -58,16 +58,16 @@ fn err(partition: i32, msg: impl Into<String>) -> KafkaError {
 /// workers), keeping per user the newest version at or behind `start` (per input topic, the
 /// offset the consumer starts from). A null value removes the profile.
 pub fn restore(
-    cfg: &Config,
+    cfg: &KafkaConfig,
     params: &Params,
     partition: i32,
     start: &[i64],
     state: &mut State,
 ) -> Result<Restored, KafkaError> {
     let t0 = Instant::now();
-    let deadline = t0 + Duration::from_secs(cfg.kafka.restore_timeout_s);
-    let topic = cfg.kafka.changelog_topic.as_str();
-    let consumer: BaseConsumer<ReaderContext> = client_config(&cfg.kafka, Role::Restore)
+    let deadline = t0 + Duration::from_secs(cfg.restore_timeout_s);
+    let topic = cfg.changelog_topic.as_str();
+    let consumer: BaseConsumer<ReaderContext> = client_config(cfg, Role::Restore)
         .create_with_context(ReaderContext { reader: "restore" })
         .map_err(KafkaError::Client)?;
     let wm_timeout = Duration::from_secs(10);
@@ -91,7 +91,7 @@ pub fn restore(
                 partition,
                 format!(
                     "not finished after {} s (at offset {next} of {high}); raise kafka.restore_timeout_s",
-                    cfg.kafka.restore_timeout_s
+                    cfg.restore_timeout_s
                 ),
             ));
         }
@@ -156,7 +156,7 @@ fn watermarks(
     partition: i32,
     timeout: Duration,
     deadline: Instant,
-    cfg: &Config,
+    cfg: &KafkaConfig,
 ) -> Result<(i64, i64), KafkaError> {
     let mut tries = 0u32;
     loop {
@@ -174,7 +174,7 @@ fn watermarks(
                     partition,
                     format!(
                         "watermarks: {e} (still failing after {} s; kafka.restore_timeout_s)",
-                        cfg.kafka.restore_timeout_s
+                        cfg.restore_timeout_s
                     ),
                 ))
             }
