@@ -44,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
             key: field(&mut data),
             stamp_hashed: field(&mut data),
             stamp_legacy: field(&mut data),
+            stamp_population: field(&mut data),
             value: field(&mut data),
         };
         let _ = book.apply(&rec, &position, &params, &mut state);
@@ -52,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
     let c = book.counts;
     assert_eq!(
         c.records,
-        c.ahead + c.bad_records + c.tombstones + c.applied + c.superseded
+        c.ahead + c.bad_records + c.tombstones + c.applied + c.superseded + c.populations
     );
     assert_eq!(c.records, offset as u64);
 });
