@@ -180,7 +180,8 @@ pub async fn run(
     // deliver what it produced while draining; the rest is delivered after a restart).
     let deliveries = if webhooks::any(&config.subscriptions) {
         Some(webhooks::start(
-            &config,
+            &config.kafka,
+            &config.subscriptions,
             &secrets,
             metrics.clone(),
             after.clone(),

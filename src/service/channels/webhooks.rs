@@ -30,7 +30,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sha2::Sha256;
 
-use crate::service::config::Config;
+use crate::service::kafka::KafkaConfig;
 
 use crate::service::channels::{Subscription, WebhookConfig};
 use crate::service::metrics::Metrics;
@@ -116,17 +116,18 @@ impl Deliveries {
     }
 }
 
-/// Starts the delivery tasks of `cfg`'s webhook subscriptions. Secret variables are looked up
-/// in `secrets` first, then in the environment. Fails when one is unset or empty, or a client
-/// cannot be created.
+/// Starts the delivery tasks of the webhook subscriptions among `subs`, reading their topics
+/// with the clients of `[kafka]` (`k`). Secret variables are looked up in `secrets` first,
+/// then in the environment. Fails when one is unset or empty, or a client cannot be created.
 pub fn start(
-    cfg: &Config,
+    k: &KafkaConfig,
+    subs: &[Subscription],
     secrets: &std::collections::HashMap<String, String>,
     metrics: Arc<Metrics>,
     stop: Shutdown,
 ) -> Result<Deliveries, KafkaError> {
     let mut tasks = Vec::new();
-    for sub in cfg.subscriptions.iter().filter(|s| s.webhook.is_some()) {
+    for sub in subs.iter().filter(|s| s.webhook.is_some()) {
         let Some(hook) = sub.webhook.clone() else {
             continue;
         };
@@ -140,8 +141,7 @@ pub fn start(
                 sub.name, hook.secret_env
             ))
         })?;
-        let k = &cfg.kafka;
-        let mut c = client_config(&cfg.kafka, Role::Admin);
+        let mut c = client_config(k, Role::Admin);
         c.set("group.id", format!("{}.webhook.{}", k.group_id, sub.name))
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
@@ -155,7 +155,7 @@ pub fn start(
         consumer
             .subscribe(&[sub.topic.as_str()])
             .map_err(KafkaError::Client)?;
-        let producer: FutureProducer = client_config(&cfg.kafka, Role::Admin)
+        let producer: FutureProducer = client_config(k, Role::Admin)
             .set("enable.idempotence", "true")
             .create()
             .map_err(KafkaError::Client)?;

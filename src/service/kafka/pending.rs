@@ -231,7 +231,7 @@ mod tests {
                 state,
                 written: IntCounter::new("written", "changelog records written")
                     .expect("a valid counter"),
-                topics: OutputTopics::new(&Config::default()),
+                topics: OutputTopics::new(&Config::default().kafka, &Config::default().shadow),
                 out: OutBatch::default(),
             }
         }

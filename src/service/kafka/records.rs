@@ -17,7 +17,8 @@ use crate::engine::event::{Event, EventError, MAX_EVENT_BYTES};
 use crate::engine::output;
 use crate::engine::pipeline::Outcome;
 use crate::service::channels::Subscription;
-use crate::service::config::Config;
+use crate::service::kafka::KafkaConfig;
+use crate::service::shadow::ShadowConfig;
 
 /// The output topics of a session, resolved once.
 #[derive(Debug, Clone)]
@@ -41,17 +42,16 @@ pub struct OutputTopics {
 }
 
 impl OutputTopics {
-    /// From `[kafka]`.
-    pub fn new(cfg: &Config) -> OutputTopics {
-        let k = &cfg.kafka;
+    /// From `[kafka]` and `[shadow]`'s decisions topic.
+    pub fn new(k: &KafkaConfig, shadow: &ShadowConfig) -> OutputTopics {
         OutputTopics {
             inputs: k.input_topics.clone(),
             alerts: k.alerts_topic.clone(),
             commands: k.commands_topic.clone(),
             dlq: k.dlq_topic.clone(),
             decisions: (!k.decisions_topic.is_empty()).then(|| k.decisions_topic.clone()),
-            shadow_decisions: (!cfg.shadow.decisions_topic.is_empty())
-                .then(|| cfg.shadow.decisions_topic.clone()),
+            shadow_decisions: (!shadow.decisions_topic.is_empty())
+                .then(|| shadow.decisions_topic.clone()),
             changelog: k.changelog_topic.clone(),
             lists: k.lists_topic.clone(),
         }
@@ -642,7 +642,7 @@ mod tests {
     fn topics_resolve_by_destination_with_the_alerts_topic_as_fallback() {
         let mut cfg = Config::default();
         let routes = Route::compile(&cfg.subscriptions);
-        let t = OutputTopics::new(&cfg);
+        let t = OutputTopics::new(&cfg.kafka, &cfg.shadow);
         assert_eq!(t.decisions, None, "no decisions topic by default");
         assert_eq!(topic_of(Dest::Alerts, &t, &routes), t.alerts);
         assert_eq!(topic_of(Dest::Commands, &t, &routes), t.commands);
@@ -655,14 +655,14 @@ mod tests {
         );
         assert_eq!(topic_of(Dest::Subscription(9), &t, &routes), t.alerts);
         cfg.kafka.decisions_topic = "wallet.decisions".into();
-        let t = OutputTopics::new(&cfg);
+        let t = OutputTopics::new(&cfg.kafka, &cfg.shadow);
         assert_eq!(topic_of(Dest::Decisions, &t, &routes), "wallet.decisions");
     }
 
     #[test]
     fn changelog_records_are_keyed_partitioned_and_stamped() {
         let cfg = Config::default();
-        let t = OutputTopics::new(&cfg);
+        let t = OutputTopics::new(&cfg.kafka, &cfg.shadow);
         let stamp = 42i64.to_be_bytes();
         let mut out = OutBatch::default();
         out.legacy_tombstone(3, b"user-1", &stamp);
@@ -708,7 +708,7 @@ mod tests {
     #[test]
     fn dead_letters_cut_long_keys_and_name_their_source() {
         let cfg = Config::default();
-        let t = OutputTopics::new(&cfg);
+        let t = OutputTopics::new(&cfg.kafka, &cfg.shadow);
         let err = EventError::Json { msg: "eof".into() };
         let big_key = vec![b'k'; MAX_DLQ_KEY_BYTES + 10];
         let big_payload = vec![b'{'; MAX_EVENT_BYTES + 5];
@@ -773,7 +773,7 @@ mod tests {
         o.decision.signals.push(Code::AtoChain, 1.0, 1.0, detail());
         o.decision.signals.push(Code::NewDevice, 0.5, 1.0, detail());
         o.command = Some(CommandKind::FreezeAccount);
-        let t = OutputTopics::new(&cfg);
+        let t = OutputTopics::new(&cfg.kafka, &cfg.shadow);
         let routes = Route::compile(&cfg.subscriptions);
         let mut out = OutBatch::default();
         out.outcome(&engine, &t, &routes, &ev, &o);
@@ -823,7 +823,7 @@ mod tests {
         out.outcome(&engine, &t, &routes, &ev, &o);
         let dests: Vec<Dest> = out.records(&t, &routes).map(|r| r.dest()).collect();
         assert_eq!(dests, vec![Dest::Decisions]);
-        let t = OutputTopics::new(&Config::default());
+        let t = OutputTopics::new(&Config::default().kafka, &Config::default().shadow);
         out.clear();
         out.outcome(&engine, &t, &routes, &ev, &o);
         assert!(out.is_empty());

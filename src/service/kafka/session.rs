@@ -366,7 +366,7 @@ impl Shared {
         } = process;
         let (offsets_tx, offsets_rx) = std_mpsc::channel();
         let shared = Shared {
-            topics: OutputTopics::new(&cfg),
+            topics: OutputTopics::new(&cfg.kafka, &cfg.shadow),
             eos: eos.then(Eos::default),
             abandon: AtomicBool::new(false),
             watchdog,
