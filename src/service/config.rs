@@ -352,7 +352,16 @@ impl Config {
 
     /// The engine's sections (a copy; see [`EngineConfig`]).
     pub fn engine(&self) -> EngineConfig {
-        EngineConfig::from(self.clone())
+        // Only the engine's sections: the service's (subscriptions, kafka maps) are not copied.
+        EngineConfig {
+            general: self.general.clone(),
+            baseline: self.baseline.clone(),
+            prior: self.prior.clone(),
+            detectors: self.detectors.clone(),
+            decision: self.decision.clone(),
+            feedback: self.feedback.clone(),
+            notify: self.notify.clone(),
+        }
     }
 
     /// A short digest of everything but `[kafka]` and `[http]`: what a reload can change.
